@@ -1,0 +1,277 @@
+//! COPY (and ADD of local files): sources from the context or another stage's tree
+//! into a mounted image tree, with Docker's rules for globs, directories and
+//! destinations.
+//!
+//! Source paths are confined to their root (the context dir or a stage's merged
+//! tree): a pattern may not climb out with `..`, and symlinks are resolved inside the
+//! root. Destination paths are resolved inside the image tree the same way, so a
+//! symlink in the image (`/bin -> usr/bin`) is followed as the container would, and
+//! nothing is ever written to the host outside it.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchownat, Gid, Uid};
+
+use crate::dockerfile::glob as pattern;
+use crate::rootfs::is_private_xattr;
+use crate::rootfs::resolve::{resolve_in, Last};
+
+/// Ownership and mode overrides from `--chown` and `--chmod`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CopyOwnership {
+    pub owner: Option<(u32, u32)>,
+    pub mode: Option<u32>,
+}
+
+/// One matched source: its host path and the name it was matched by.
+#[derive(Debug)]
+struct Source {
+    host: PathBuf,
+    is_dir: bool,
+}
+
+/// Expands source patterns (already variable-expanded) against `root`.
+fn match_sources(root: &Path, patterns: &[String], what: &str) -> Result<Vec<Source>> {
+    let mut out = Vec::new();
+    for pat in patterns {
+        let clean = clean_relative(pat).with_context(|| format!("{what} source {pat:?}"))?;
+        let hosts: Vec<PathBuf> = if pattern::has_meta(&clean) {
+            let found = pattern::glob(root, &clean).with_context(|| format!("{what} source pattern {pat:?}"))?;
+            if found.is_empty() {
+                bail!("{what} source {pat:?}: no files match the pattern in the build context");
+            }
+            found.into_iter().map(|rel| root.join(rel)).collect()
+        } else {
+            let host = resolve_in(root, Path::new(&clean), Last::Follow)?;
+            if fs::symlink_metadata(&host).is_err() {
+                bail!("{what} source {pat:?}: not found in the build context");
+            }
+            vec![host]
+        };
+        for host in hosts {
+            let meta = fs::metadata(&host).with_context(|| format!("{what} source {}", host.display()))?;
+            out.push(Source { is_dir: meta.is_dir(), host });
+        }
+    }
+    Ok(out)
+}
+
+/// Cleans a source path lexically; a path that climbs above its root is an error,
+/// never silently clamped, so a user sees that `../x` is outside the context.
+fn clean_relative(p: &str) -> Result<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                if parts.pop().is_none() {
+                    bail!("path is outside the build context");
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(if parts.is_empty() { ".".into() } else { parts.join("/") })
+}
+
+/// Copies `patterns` from `src_root` to `dest` (absolute, in the image) below `tree`.
+pub fn copy(tree: &Path, src_root: &Path, patterns: &[String], dest: &str, own: CopyOwnership, what: &str) -> Result<()> {
+    let sources = match_sources(src_root, patterns, what)?;
+    let dest_is_dir_hint = dest.ends_with('/') || sources.len() > 1 || patterns.iter().any(|p| pattern::has_meta(p));
+    let dest_host = resolve_in(tree, Path::new(dest), Last::Follow)?;
+    let dest_exists_as_dir = fs::metadata(&dest_host).map(|m| m.is_dir()).unwrap_or(false);
+    let mut copier = Copier { own, links: HashMap::new() };
+    for src in &sources {
+        if src.is_dir {
+            copier.ensure_dir(tree, &dest_host)?;
+            copier.copy_dir_contents(tree, &src.host, &dest_host)?;
+        } else if dest_is_dir_hint || dest_exists_as_dir {
+            copier.ensure_dir(tree, &dest_host)?;
+            let name = src.host.file_name().context("source has no file name")?;
+            copier.copy_entry(&src.host, &dest_host.join(name))?;
+        } else {
+            let parent = dest_host.parent().unwrap_or(tree).to_path_buf();
+            copier.ensure_dir(tree, &parent)?;
+            copier.copy_entry(&src.host, &dest_host)?;
+        }
+    }
+    Ok(())
+}
+
+struct Copier {
+    own: CopyOwnership,
+    /// (dev, inode) of copied files -> where they went, to keep hard links linked.
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+impl Copier {
+    /// Creates `dir` and missing parents (root-owned 0755, as Docker does).
+    fn ensure_dir(&self, tree: &Path, dir: &Path) -> Result<()> {
+        if fs::metadata(dir).map(|m| m.is_dir()).unwrap_or(false) {
+            return Ok(());
+        }
+        let rel = dir.strip_prefix(tree).unwrap_or(dir);
+        let mut cur = tree.to_path_buf();
+        for c in rel.components() {
+            cur.push(c);
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => bail!("cannot create directory {}: a file is in the way", display_in(tree, &cur)),
+                Err(_) => {
+                    fs::create_dir(&cur).with_context(|| format!("creating {}", display_in(tree, &cur)))?;
+                    fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))?;
+                    if let Some((uid, gid)) = self.own.owner {
+                        chown(&cur, uid, gid)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_dir_contents(&mut self, tree: &Path, src: &Path, dest: &Path) -> Result<()> {
+        let walker = walkdir::WalkDir::new(src).min_depth(1).follow_links(false).sort_by_file_name();
+        let mut dirs = Vec::new();
+        for entry in walker {
+            let entry = entry.with_context(|| format!("reading {}", src.display()))?;
+            let rel = entry.path().strip_prefix(src).expect("below the walk root");
+            // Parents were resolved when created; only the last component is new.
+            let parent = resolve_in(
+                tree,
+                &Path::new("/").join(dest.strip_prefix(tree).unwrap_or(dest)).join(rel.parent().unwrap_or(Path::new(""))),
+                Last::Follow,
+            )?;
+            let target = parent.join(entry.file_name());
+            self.copy_entry(entry.path(), &target)?;
+            if entry.file_type().is_dir() {
+                dirs.push((entry.path().to_path_buf(), target));
+            }
+        }
+        // Directory times last: filling them changed them.
+        for (src, target) in dirs.into_iter().rev() {
+            let m = fs::symlink_metadata(&src)?;
+            set_times(&target, m.mtime(), m.mtime_nsec())?;
+        }
+        Ok(())
+    }
+
+    /// Copies one file, symlink, directory (itself, not its contents) or special file.
+    fn copy_entry(&mut self, src: &Path, target: &Path) -> Result<()> {
+        let meta = fs::symlink_metadata(src).with_context(|| format!("reading {}", src.display()))?;
+        let ft = meta.file_type();
+        if let Ok(existing) = fs::symlink_metadata(target) {
+            if !(existing.is_dir() && ft.is_dir()) {
+                if existing.is_dir() {
+                    fs::remove_dir_all(target)?;
+                } else {
+                    fs::remove_file(target)?;
+                }
+            }
+        }
+        if ft.is_dir() {
+            if fs::symlink_metadata(target).is_err() {
+                fs::create_dir(target).with_context(|| format!("creating {}", target.display()))?;
+            }
+        } else if ft.is_symlink() {
+            let link = fs::read_link(src)?;
+            std::os::unix::fs::symlink(&link, target).with_context(|| format!("creating {}", target.display()))?;
+        } else if ft.is_file() {
+            if meta.nlink() > 1 {
+                let key = (meta.dev(), meta.ino());
+                if let Some(first) = self.links.get(&key) {
+                    fs::hard_link(first, target).with_context(|| format!("linking {}", target.display()))?;
+                    return Ok(());
+                }
+                self.links.insert(key, target.to_path_buf());
+            }
+            let mut from = File::open(src).with_context(|| format!("reading {}", src.display()))?;
+            let mut to = File::create(target).with_context(|| format!("creating {}", target.display()))?;
+            io::copy(&mut from, &mut to).with_context(|| format!("copying {} to {}", src.display(), target.display()))?;
+        } else {
+            // Devices, fifos and sockets from a build context are not image content.
+            return Ok(());
+        }
+        let (uid, gid) = self.own.owner.unwrap_or((0, 0));
+        chown(target, uid, gid)?;
+        if !ft.is_symlink() {
+            let mode = self.own.mode.unwrap_or(meta.mode() & 0o7777);
+            fs::set_permissions(target, fs::Permissions::from_mode(mode))?;
+            copy_xattrs(src, target);
+        }
+        set_times(target, meta.mtime(), meta.mtime_nsec())?;
+        Ok(())
+    }
+}
+
+fn copy_xattrs(src: &Path, target: &Path) {
+    if let Ok(names) = xattr::list(src) {
+        for name in names {
+            let n = name.to_string_lossy();
+            if is_private_xattr(&n) || n.starts_with("security.selinux") {
+                continue;
+            }
+            if let Ok(Some(v)) = xattr::get(src, &name) {
+                let _ = xattr::set(target, &name, &v);
+            }
+        }
+    }
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    fchownat(nix::fcntl::AT_FDCWD, path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .with_context(|| format!("chown {uid}:{gid} {} (is the id inside the mapped subuid range?)", path.display()))
+}
+
+fn set_times(path: &Path, secs: i64, nsecs: i64) -> Result<()> {
+    let t = TimeSpec::new(secs, nsecs);
+    utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink)
+        .with_context(|| format!("setting times of {}", path.display()))
+}
+
+fn display_in(tree: &Path, p: &Path) -> String {
+    format!("/{}", p.strip_prefix(tree).unwrap_or(p).display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_may_not_leave_the_context() {
+        assert!(clean_relative("../etc/passwd").is_err());
+        assert!(clean_relative("a/../../b").is_err());
+        assert_eq!(clean_relative("./a/./b/../c").unwrap(), "a/c");
+        assert_eq!(clean_relative("/abs/x").unwrap(), "abs/x");
+        assert_eq!(clean_relative(".").unwrap(), ".");
+    }
+
+    #[test]
+    fn copies_files_dirs_and_globs_into_a_tree() {
+        let ctx = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        fs::create_dir_all(ctx.path().join("dir/sub")).unwrap();
+        fs::write(ctx.path().join("dir/sub/f"), b"f").unwrap();
+        fs::write(ctx.path().join("a.txt"), b"a").unwrap();
+        fs::write(ctx.path().join("b.txt"), b"b").unwrap();
+        fs::create_dir_all(tree.path().join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", tree.path().join("bin")).unwrap();
+        let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let own = CopyOwnership { owner: Some(me), mode: None };
+        copy(tree.path(), ctx.path(), &["dir".into()], "/app", own, "COPY").unwrap();
+        assert_eq!(fs::read(tree.path().join("app/sub/f")).unwrap(), b"f");
+        copy(tree.path(), ctx.path(), &["*.txt".into()], "/bin", own, "COPY").unwrap();
+        assert_eq!(fs::read(tree.path().join("usr/bin/a.txt")).unwrap(), b"a");
+        assert!(fs::symlink_metadata(tree.path().join("bin")).unwrap().file_type().is_symlink());
+        copy(tree.path(), ctx.path(), &["a.txt".into()], "/renamed", own, "COPY").unwrap();
+        assert_eq!(fs::read(tree.path().join("renamed")).unwrap(), b"a");
+        let err = copy(tree.path(), ctx.path(), &["missing".into()], "/x", own, "COPY").unwrap_err();
+        assert!(format!("{err:#}").contains("missing"));
+    }
+}

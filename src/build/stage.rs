@@ -1,0 +1,594 @@
+//! One build stage: its instructions applied in order to an image state.
+//!
+//! Metadata instructions change the config and add an `empty_layer` history entry.
+//! RUN runs in the sandbox over the current layer dirs; COPY/ADD and WORKDIR write
+//! through an overlay mounted by the builder itself. Each filesystem step's upper dir
+//! becomes the next layer (no layer when it changed nothing, as BuildKit does).
+//! Words are expanded here, with the stage's ENV and ARG values at that point.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, Utc};
+
+use super::copy::{self, CopyOwnership};
+use super::workspace::{source_date_epoch, ImageState, Workspace};
+use super::{base, is_proxy_arg};
+use crate::dockerfile::{expand_word, CommandForm, CopySource, Dockerfile, HealthTest, Instruction, Located};
+use crate::oci::{self, ContainerConfig, History};
+use crate::plan::{BuildPlan, Stage};
+use crate::report::Reporter;
+use crate::sandbox::{self, overlay, RunSpec, Stdin};
+
+/// The shell for shell-form commands when SHELL never set one.
+const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// Builds one stage of a plan.
+pub struct StageBuilder<'a> {
+    ws: &'a Workspace,
+    plan: &'a BuildPlan,
+    stage: &'a Stage,
+    escape: char,
+    file: &'a str,
+    context: &'a Path,
+    build_args: &'a BTreeMap<String, String>,
+    built: &'a HashMap<usize, ImageState>,
+    report: &'a Reporter,
+    label: String,
+    image: ImageState,
+    /// ARGs declared in this stage so far; `None` = declared without a value.
+    args: BTreeMap<String, Option<String>>,
+    /// True once this stage set CMD itself (ENTRYPOINT then keeps it).
+    cmd_set_here: bool,
+}
+
+impl<'a> StageBuilder<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        ws: &'a Workspace,
+        plan: &'a BuildPlan,
+        stage: &'a Stage,
+        df: &Dockerfile,
+        file: &'a str,
+        context: &'a Path,
+        build_args: &'a BTreeMap<String, String>,
+        built: &'a HashMap<usize, ImageState>,
+        report: &'a Reporter,
+        label: String,
+    ) -> StageBuilder<'a> {
+        StageBuilder {
+            ws,
+            plan,
+            stage,
+            escape: df.escape(),
+            file,
+            context,
+            build_args,
+            built,
+            report,
+            label,
+            image: ImageState::scratch(),
+            args: BTreeMap::new(),
+            cmd_set_here: false,
+        }
+    }
+
+    /// Build args this stage declared (so the build can warn about unused ones).
+    pub fn used_args(&self) -> Vec<String> {
+        self.args.keys().cloned().collect()
+    }
+
+    fn at(&self, step: &Located) -> String {
+        format!("{}:{}", self.file, step.line)
+    }
+
+    /// Runs the stage and returns the image it produced.
+    pub fn run(&mut self) -> Result<ImageState> {
+        let total = self.stage.steps.len() + 1;
+        let from = &self.stage.from;
+        self.report.line(&format!("{}STEP 1/{total}: {}", self.label, from.original));
+        self.image = match self.stage.base_stage {
+            Some(i) => self.built.get(&i).cloned().ok_or_else(|| anyhow!("stage {i} was not built"))?,
+            None => base::resolve(self.ws, &self.stage.base).with_context(|| format!("{}: {}", self.at(from), from.original))?,
+        };
+        for (i, step) in self.stage.steps.iter().enumerate() {
+            self.report.line(&format!("{}STEP {}/{total}: {}", self.label, i + 2, step.original));
+            self.step(step, i + 2, total).with_context(|| format!("{}: {}", self.at(step), step.original))?;
+        }
+        Ok(self.image.clone())
+    }
+
+    fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
+        move |name: &str| {
+            if let Some(v) = env_get(self.config_ro().env.as_deref().unwrap_or(&[]), name) {
+                return Some(v);
+            }
+            match self.args.get(name) {
+                Some(v) => v.clone(),
+                None if is_proxy_arg(name) => self.build_args.get(name).cloned(),
+                None => None,
+            }
+        }
+    }
+
+    fn expand(&self, word: &str) -> Result<String> {
+        let lookup = self.lookup();
+        expand_word(word, &lookup, self.escape).map_err(|e| anyhow!("{e}"))
+    }
+
+    fn config_ro(&self) -> ContainerConfig {
+        self.image.config.config.clone().unwrap_or_default()
+    }
+
+    fn config(&mut self) -> &mut ContainerConfig {
+        self.image.config.config.get_or_insert_with(ContainerConfig::default)
+    }
+
+    fn step(&mut self, step: &Located, n: usize, total: usize) -> Result<()> {
+        match &step.instr {
+            Instruction::From { .. } => unreachable!("the plan splits stages at FROM"),
+            Instruction::Arg(pairs) => {
+                for (name, default) in pairs {
+                    let value = match self.build_args.get(name) {
+                        Some(v) => Some(v.clone()),
+                        None => match default {
+                            Some(d) => Some(self.expand(d)?),
+                            None => self.plan.meta_args.get(name).cloned().flatten(),
+                        },
+                    };
+                    self.args.insert(name.clone(), value);
+                }
+                self.history(step, true);
+            }
+            Instruction::Env(pairs) => {
+                // Every value is expanded with the environment from before this
+                // instruction: `ENV a=1 b=$a` sees the old a.
+                let values = pairs.iter().map(|(k, v)| Ok((self.expand(k)?, self.expand(v)?))).collect::<Result<Vec<_>>>()?;
+                let cfg = self.config();
+                let env = cfg.env.get_or_insert_with(Vec::new);
+                for (k, v) in values {
+                    env_set(env, &k, &v);
+                }
+                self.history(step, true);
+            }
+            Instruction::Label(pairs) => {
+                let values = pairs.iter().map(|(k, v)| Ok((self.expand(k)?, self.expand(v)?))).collect::<Result<Vec<_>>>()?;
+                let labels = self.config().labels.get_or_insert_with(BTreeMap::new);
+                labels.extend(values);
+                self.history(step, true);
+            }
+            Instruction::Maintainer(who) => {
+                self.image.config.author = Some(who.clone());
+                self.history(step, true);
+            }
+            Instruction::Expose(ports) => {
+                let mut expanded = Vec::new();
+                for p in ports {
+                    for word in self.expand(p)?.split_whitespace() {
+                        expanded.push(normalize_port(word)?);
+                    }
+                }
+                for p in expanded {
+                    self.config().expose_port(&p);
+                }
+                self.history(step, true);
+            }
+            Instruction::Volume(paths) => {
+                let expanded = paths.iter().map(|p| self.expand(p)).collect::<Result<Vec<_>>>()?;
+                for p in expanded.iter().filter(|p| !p.is_empty()) {
+                    self.config().add_volume(p);
+                }
+                self.history(step, true);
+            }
+            Instruction::User(user) => {
+                let u = self.expand(user)?;
+                self.config().user = Some(u);
+                self.history(step, true);
+            }
+            Instruction::StopSignal(sig) => {
+                let s = self.expand(sig)?;
+                self.config().stop_signal = Some(s);
+                self.history(step, true);
+            }
+            Instruction::Shell(shell) => {
+                self.config().shell = Some(shell.clone());
+                self.history(step, true);
+            }
+            Instruction::Cmd(form) => {
+                let argv = self.command_argv(form);
+                self.config().cmd = Some(argv);
+                self.cmd_set_here = true;
+                self.history(step, true);
+            }
+            Instruction::Entrypoint(form) => {
+                let argv = self.command_argv(form);
+                let keep_cmd = self.cmd_set_here;
+                let cfg = self.config();
+                cfg.entrypoint = Some(argv);
+                // An ENTRYPOINT resets a CMD inherited from the base image.
+                if !keep_cmd {
+                    cfg.cmd = None;
+                }
+                self.history(step, true);
+            }
+            Instruction::Healthcheck(h) => {
+                let test = match &h.test {
+                    HealthTest::None => vec!["NONE".to_string()],
+                    HealthTest::Cmd(CommandForm::Exec(v)) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+                    HealthTest::Cmd(CommandForm::Shell(s)) => vec!["CMD-SHELL".to_string(), s.clone()],
+                };
+                let nanos = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64).filter(|n| *n != 0);
+                let hc = oci::Healthcheck {
+                    test: Some(test),
+                    interval: nanos(h.interval),
+                    timeout: nanos(h.timeout),
+                    start_period: nanos(h.start_period),
+                    start_interval: nanos(h.start_interval),
+                    retries: h.retries.map(i64::from).filter(|r| *r != 0),
+                    extra: Default::default(),
+                };
+                self.config().healthcheck = Some(hc);
+                self.history(step, true);
+            }
+            Instruction::Onbuild { expression, .. } => {
+                self.config().on_build.get_or_insert_with(Vec::new).push(expression.clone());
+                self.history(step, true);
+            }
+            Instruction::Workdir(dir) => {
+                let dir = self.expand(dir)?;
+                let current = self.config_ro().working_dir.unwrap_or_default();
+                let path = clean_abs(&join_workdir(&current, &dir));
+                self.config().working_dir = Some(path.clone());
+                let layer = self.fs_step(|tree| {
+                    let host = crate::rootfs::resolve::resolve_in(tree, Path::new(&path), crate::rootfs::resolve::Last::Follow)?;
+                    if !host.is_dir() {
+                        std::fs::create_dir_all(&host).with_context(|| format!("creating working directory {path}"))?;
+                    }
+                    Ok(())
+                })?;
+                self.history(step, !layer);
+            }
+            Instruction::Run(run) => {
+                if !run.mounts.is_empty() || run.network.as_deref().is_some_and(|n| n != "default" && n != "host") {
+                    bail!("RUN --mount and --network={} are not supported yet", run.network.clone().unwrap_or_default());
+                }
+                let argv = self.run_argv(&run.command, &run.heredocs);
+                let layer = self.run_step(argv, n, total)?;
+                self.history(step, !layer);
+            }
+            Instruction::Copy(c) => {
+                if !c.heredocs.is_empty() || c.sources.iter().any(|s| matches!(s, CopySource::Heredoc(_))) {
+                    bail!("COPY from a heredoc is not supported yet");
+                }
+                let sources = self.source_patterns(&c.sources)?;
+                let from = c.from.as_deref().map(|f| self.expand(f)).transpose()?;
+                let layer = self.copy_step(&sources, &c.dest, from.as_deref(), c.chown.as_deref(), c.chmod.as_deref(), "COPY")?;
+                self.history(step, !layer);
+            }
+            Instruction::Add(a) => {
+                if !a.heredocs.is_empty() || a.sources.iter().any(|s| matches!(s, CopySource::Heredoc(_))) {
+                    bail!("ADD from a heredoc is not supported yet");
+                }
+                let sources = self.source_patterns(&a.sources)?;
+                if let Some(url) = sources.iter().find(|s| s.contains("://")) {
+                    bail!("ADD {url}: remote sources are not supported yet");
+                }
+                let layer = self.copy_step(&sources, &a.dest, None, a.chown.as_deref(), a.chmod.as_deref(), "ADD")?;
+                self.history(step, !layer);
+            }
+        }
+        Ok(())
+    }
+
+    fn source_patterns(&self, sources: &[CopySource]) -> Result<Vec<String>> {
+        sources
+            .iter()
+            .filter_map(|s| match s {
+                CopySource::Path(p) => Some(self.expand(p)),
+                CopySource::Heredoc(_) => None,
+            })
+            .collect()
+    }
+
+    /// Shell form runs through the stage's SHELL; exec form runs as written.
+    fn command_argv(&self, form: &CommandForm) -> Vec<String> {
+        match form {
+            CommandForm::Exec(v) => v.clone(),
+            CommandForm::Shell(cmd) => {
+                let mut argv = self.shell();
+                argv.push(cmd.clone());
+                argv
+            }
+        }
+    }
+
+    fn run_argv(&self, form: &CommandForm, heredocs: &[crate::dockerfile::Heredoc]) -> Vec<String> {
+        match (form, heredocs.is_empty()) {
+            (CommandForm::Shell(cmd), false) => {
+                // The shell reads heredoc bodies itself when given the whole text.
+                let mut script = cmd.clone();
+                for h in heredocs {
+                    script.push('\n');
+                    script.push_str(&h.content);
+                    if !h.content.ends_with('\n') {
+                        script.push('\n');
+                    }
+                    script.push_str(&h.name);
+                }
+                let mut argv = self.shell();
+                argv.push(script);
+                argv
+            }
+            _ => self.command_argv(form),
+        }
+    }
+
+    fn shell(&self) -> Vec<String> {
+        self.config_ro().shell.filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// The environment a RUN sees: the image's Env plus this stage's ARG values
+    /// (an ENV of the same name wins), never written into the image.
+    fn run_env(&self) -> Vec<String> {
+        let mut env = self.config_ro().env.unwrap_or_default();
+        for (k, v) in &self.args {
+            if let Some(v) = v {
+                if env_get(&env, k).is_none() {
+                    env.push(format!("{k}={v}"));
+                }
+            }
+        }
+        for (k, v) in self.build_args {
+            if is_proxy_arg(k) && env_get(&env, k).is_none() {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        env
+    }
+
+    fn run_step(&mut self, argv: Vec<String>, n: usize, total: usize) -> Result<bool> {
+        let scratch = self.ws.layers.scratch()?;
+        let rootfs = self.ws.overlay_for(&self.image, scratch.path(), true)?;
+        let cfg = self.config_ro();
+        let spec = RunSpec {
+            rootfs: rootfs.clone(),
+            argv: argv.clone(),
+            env: self.run_env(),
+            cwd: cfg.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+            user: cfg.user.clone().unwrap_or_default(),
+            hostname: "strata-build".into(),
+            stdin: Stdin::Null,
+        };
+        let prefix = if self.report.is_quiet() { None } else { Some(format!("{}[{n}/{total}] ", self.label)) };
+        let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;
+        match outcome {
+            sandbox::Outcome::Exited(0) => {}
+            sandbox::Outcome::Exited(code) => bail!("RUN {}: process exited with exit status {code}", describe(&argv)),
+            sandbox::Outcome::Signaled(sig) => bail!("RUN {}: process was killed by signal {sig}", describe(&argv)),
+            sandbox::Outcome::SetupFailed(msg) => bail!("RUN {}: sandbox setup failed: {msg}", describe(&argv)),
+        }
+        self.commit(&rootfs.upper)
+    }
+
+    /// Runs `write` against the mounted tree of a new step and commits the result.
+    fn fs_step(&mut self, write: impl FnOnce(&Path) -> Result<()>) -> Result<bool> {
+        let scratch = self.ws.layers.scratch()?;
+        let spec = self.ws.overlay_for(&self.image, scratch.path(), false)?;
+        {
+            let mount = overlay::mount_overlay(&spec)?;
+            write(mount.merged())?;
+        }
+        self.commit(&spec.upper)
+    }
+
+    fn commit(&mut self, upper: &Path) -> Result<bool> {
+        match self.ws.commit_upper(upper)? {
+            Some(layer) => {
+                self.image.layers.push(layer);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn copy_step(
+        &mut self,
+        sources: &[String],
+        dest: &str,
+        from: Option<&str>,
+        chown: Option<&str>,
+        chmod: Option<&str>,
+        what: &str,
+    ) -> Result<bool> {
+        let dest = self.expand(dest)?;
+        let workdir = self.config_ro().working_dir.unwrap_or_default();
+        let mut abs = join_workdir(&workdir, &dest);
+        if dest.ends_with('/') && !abs.ends_with('/') {
+            abs.push('/');
+        }
+        let mode = match chmod.map(|c| self.expand(c)).transpose()? {
+            Some(m) => Some(u32::from_str_radix(&m, 8).map_err(|_| anyhow!("--chmod={m}: not an octal mode"))?),
+            None => None,
+        };
+        let chown = chown.map(|c| self.expand(c)).transpose()?;
+        // The source tree of --from: an earlier stage, else an image.
+        let from_image = match from {
+            None => None,
+            Some(f) => Some(match self.plan.find_stage(f, self.stage.index) {
+                Some(i) => self.built.get(&i).cloned().ok_or_else(|| anyhow!("stage {f} was not built"))?,
+                None => base::resolve(self.ws, f)?,
+            }),
+        };
+        let from_scratch = match &from_image {
+            Some(_) => Some(self.ws.layers.scratch()?),
+            None => None,
+        };
+        let from_mount = match (&from_image, &from_scratch) {
+            (Some(img), Some(s)) => Some(overlay::mount_overlay(&self.ws.overlay_for(img, s.path(), false)?)?),
+            _ => None,
+        };
+        let context = self.context.to_path_buf();
+        let src_root = from_mount.as_ref().map(|m| m.merged().to_path_buf()).unwrap_or(context);
+        let what = what.to_string();
+        self.fs_step(|tree| {
+            let owner = match &chown {
+                Some(spec) => Some(resolve_owner(tree, spec)?),
+                None => None,
+            };
+            copy::copy(tree, &src_root, sources, &abs, CopyOwnership { owner, mode }, &what)
+        })
+    }
+
+    fn history(&mut self, step: &Located, empty_layer: bool) {
+        let created = now();
+        let entry = History {
+            created: Some(created.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            created_by: Some(step.original.clone()),
+            comment: Some("strata.dockerfile.v0".into()),
+            empty_layer,
+            ..Default::default()
+        };
+        self.image.config.history.push(entry);
+        self.image.config.set_created(created);
+    }
+}
+
+/// The build's clock: SOURCE_DATE_EPOCH when set, for reproducible configs.
+fn now() -> DateTime<Utc> {
+    match source_date_epoch() {
+        Some(s) => DateTime::from_timestamp(s as i64, 0).unwrap_or_else(Utc::now),
+        None => Utc::now(),
+    }
+}
+
+fn describe(argv: &[String]) -> String {
+    argv.iter().map(|a| if a.contains(' ') { format!("{a:?}") } else { a.clone() }).collect::<Vec<_>>().join(" ")
+}
+
+fn env_get(env: &[String], key: &str) -> Option<String> {
+    env.iter().find_map(|e| e.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
+}
+
+fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
+    let entry = format!("{key}={value}");
+    match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
+        Some(e) => *e = entry,
+        None => env.push(entry),
+    }
+}
+
+fn join_workdir(current: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        let base = if current.is_empty() { "/" } else { current };
+        format!("{}/{}", base.trim_end_matches('/'), path)
+    }
+}
+
+/// Lexically cleans an absolute path (`/a/./b/../c` -> `/a/c`).
+fn clean_abs(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// `EXPOSE 80` means 80/tcp; protocols are lower-cased as Docker stores them.
+fn normalize_port(word: &str) -> Result<String> {
+    let (port, proto) = word.split_once('/').unwrap_or((word, "tcp"));
+    let proto = proto.to_ascii_lowercase();
+    let valid_port = |p: &str| p.parse::<u16>().is_ok();
+    let ok = match port.split_once('-') {
+        Some((a, b)) => valid_port(a) && valid_port(b),
+        None => valid_port(port),
+    };
+    if !ok || !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        bail!("invalid port {word:?}: expected PORT[/tcp|udp|sctp]");
+    }
+    Ok(format!("{port}/{proto}"))
+}
+
+/// `--chown=user[:group]` resolved in the destination image's passwd and group files.
+fn resolve_owner(tree: &Path, spec: &str) -> Result<(u32, u32)> {
+    let read = |f: &str| {
+        std::fs::read_to_string(
+            crate::rootfs::resolve::resolve_in(tree, Path::new(f), crate::rootfs::resolve::Last::Follow).unwrap_or_default(),
+        )
+        .unwrap_or_default()
+    };
+    let (passwd, group) = (read("/etc/passwd"), read("/etc/group"));
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let uid_entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() >= 4 && f[0] == user);
+    let (uid, primary_gid) = match (user.parse::<u32>(), uid_entry) {
+        (Ok(n), _) => (n, None),
+        (Err(_), Some(f)) => (f[2].parse()?, f[3].parse().ok()),
+        (Err(_), None) => bail!("--chown={spec}: unable to find user {user} in the image's /etc/passwd"),
+    };
+    let gid = match grp {
+        None => primary_gid.unwrap_or(uid),
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| anyhow!("--chown={spec}: unable to find group {g} in the image's /etc/group"))?,
+        },
+    };
+    Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workdir_paths_chain_and_clean() {
+        assert_eq!(clean_abs(&join_workdir("/a", "b")), "/a/b");
+        assert_eq!(clean_abs(&join_workdir("/a", "/c")), "/c");
+        assert_eq!(clean_abs(&join_workdir("", "x/../y")), "/y");
+    }
+
+    #[test]
+    fn ports_get_a_protocol() {
+        assert_eq!(normalize_port("80").unwrap(), "80/tcp");
+        assert_eq!(normalize_port("53/UDP").unwrap(), "53/udp");
+        assert_eq!(normalize_port("8000-8010/tcp").unwrap(), "8000-8010/tcp");
+        assert!(normalize_port("http").is_err());
+    }
+
+    #[test]
+    fn env_set_replaces_in_place() {
+        let mut env = vec!["A=1".to_string(), "B=2".to_string()];
+        env_set(&mut env, "A", "3");
+        env_set(&mut env, "C", "x=y");
+        assert_eq!(env, vec!["A=3", "B=2", "C=x=y"]);
+        assert_eq!(env_get(&env, "C").as_deref(), Some("x=y"));
+    }
+
+    #[test]
+    fn chown_resolves_names_from_the_image() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(d.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n").unwrap();
+        std::fs::write(d.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        assert_eq!(resolve_owner(d.path(), "app").unwrap(), (1000, 1001));
+        assert_eq!(resolve_owner(d.path(), "app:staff").unwrap(), (1000, 50));
+        assert_eq!(resolve_owner(d.path(), "42").unwrap(), (42, 42));
+        assert_eq!(resolve_owner(d.path(), "42:7").unwrap(), (42, 7));
+        assert!(resolve_owner(d.path(), "ghost").is_err());
+    }
+}

@@ -1,0 +1,187 @@
+//! The opened local store: OCI layout, layer dirs and the privilege they were made
+//! under, plus the operations that need all three (loading an image's layer stack,
+//! committing an upper dir as a layer, saving an image).
+
+use std::fs;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::oci::{self, DiffId, Digest, ImageConfig, Store};
+use crate::rootfs::diff::{write_diff, DiffOptions};
+use crate::rootfs::layers::LayerDirs;
+use crate::sandbox::userns::Privilege;
+use crate::sandbox::{Driver, OverlaySpec};
+
+/// Media types of layers strata can unpack.
+const GZIP_LAYER_TYPES: [&str; 2] = ["application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.docker.image.rootfs.diff.tar.gzip"];
+const TAR_LAYER_TYPES: [&str; 2] = ["application/vnd.oci.image.layer.v1.tar", "application/vnd.docker.image.rootfs.diff.tar"];
+
+/// Xattrs that mark an opaque dir in an upper dir, whichever driver wrote it.
+const OPAQUE_XATTRS: [&str; 3] = ["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"];
+
+/// One layer of an image: its blob and the content's diff id.
+#[derive(Clone, Debug)]
+pub struct LayerRef {
+    pub diff_id: DiffId,
+    pub blob: oci::Descriptor,
+}
+
+/// An image being built or run: its layers bottom-first and its config.
+#[derive(Clone, Debug)]
+pub struct ImageState {
+    pub layers: Vec<LayerRef>,
+    pub config: ImageConfig,
+}
+
+impl ImageState {
+    /// What `FROM scratch` starts from.
+    pub fn scratch() -> ImageState {
+        ImageState { layers: Vec::new(), config: ImageConfig::for_host() }
+    }
+}
+
+/// The store below one root directory (see ARCHITECTURE.md for its layout).
+pub struct Workspace {
+    pub root: PathBuf,
+    pub store: Store,
+    pub layers: LayerDirs,
+    pub privilege: Privilege,
+}
+
+/// Where the store lives: `--root`, else $STRATA_ROOT (clap fills it), else
+/// $XDG_DATA_HOME/strata, else ~/.local/share/strata.
+pub fn default_root() -> Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x).join("strata"));
+    }
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).context("neither --root, STRATA_ROOT, XDG_DATA_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".local/share/strata"))
+}
+
+impl Workspace {
+    /// Opens the image store alone: enough for commands that never touch layer dirs.
+    pub fn open_store(root: &Path) -> Result<Store> {
+        Store::open(root.join("oci")).with_context(|| format!("opening image store {}", root.join("oci").display()))
+    }
+
+    /// Opens everything; the caller must already be inside strata's namespace.
+    pub fn open(root: &Path, privilege: Privilege) -> Result<Workspace> {
+        fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        let store = Self::open_store(root)?;
+        let (mapping, opaque) = match &privilege {
+            Privilege::RealRoot => ("host ids (real root)".to_string(), "trusted.overlay.opaque"),
+            Privilege::Namespaced(m) => (m.to_string(), "user.overlay.opaque"),
+        };
+        let layers = LayerDirs::open(root, &mapping, opaque)?;
+        Ok(Workspace { root: root.to_path_buf(), store, layers, privilege })
+    }
+
+    /// Loads the image a manifest descriptor names.
+    pub fn load_image(&self, manifest: &oci::Descriptor) -> Result<ImageState> {
+        let digest = oci::descriptor_digest(manifest)?;
+        let m = self.store.read_manifest(&digest)?;
+        let config_digest = oci::descriptor_digest(m.config())?;
+        let config = self.store.read_config(&config_digest)?;
+        if config.rootfs.diff_ids.len() != m.layers().len() {
+            bail!("image {digest}: manifest has {} layers but config lists {} diff ids", m.layers().len(), config.rootfs.diff_ids.len());
+        }
+        let layers = m
+            .layers()
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .map(|(blob, diff_id)| LayerRef { diff_id: diff_id.clone(), blob: blob.clone() })
+            .collect();
+        Ok(ImageState { layers, config })
+    }
+
+    /// Makes sure every layer has a layer dir (unpacking blobs not yet unpacked) and
+    /// returns the dirs top-most first, as overlay wants them.
+    pub fn layer_dirs(&self, image: &ImageState) -> Result<Vec<PathBuf>> {
+        let mut dirs = Vec::with_capacity(image.layers.len());
+        for layer in &image.layers {
+            let hex = layer.diff_id.digest().hex().to_string();
+            if !self.layers.has(&hex) {
+                let blob = oci::descriptor_digest(&layer.blob)?;
+                let media = layer.blob.media_type().to_string();
+                let gzip = if GZIP_LAYER_TYPES.contains(&media.as_str()) {
+                    true
+                } else if TAR_LAYER_TYPES.contains(&media.as_str()) {
+                    false
+                } else {
+                    bail!("layer {blob}: unsupported media type {media}");
+                };
+                let file = self.store.open_blob(&blob)?;
+                let reader = std::io::BufReader::with_capacity(1 << 20, file);
+                let unpacked = if gzip {
+                    self.layers.unpack_layer(flate2::read::MultiGzDecoder::new(reader), &hex)
+                } else {
+                    self.layers.unpack_layer(reader, &hex)
+                };
+                unpacked.with_context(|| format!("unpacking layer {blob}"))?;
+            }
+            dirs.push(self.layers.dir(&hex));
+        }
+        dirs.reverse();
+        Ok(dirs)
+    }
+
+    /// The overlay for a new step over `image`, in a fresh scratch dir.
+    pub fn overlay_for(&self, image: &ImageState, scratch: &Path, with_init: bool) -> Result<OverlaySpec> {
+        let mut lower = Vec::new();
+        if with_init {
+            lower.push(self.layers.init_dir());
+        }
+        lower.extend(self.layer_dirs(image)?);
+        let (upper, work, merged) = (scratch.join("upper"), scratch.join("work"), scratch.join("merged"));
+        for d in [&upper, &work, &merged] {
+            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        if lower.is_empty() {
+            // Overlay needs at least one lower dir; an empty one stands for scratch.
+            let empty = scratch.join("empty");
+            fs::create_dir_all(&empty).with_context(|| format!("creating {}", empty.display()))?;
+            lower.push(empty);
+        }
+        Ok(OverlaySpec { lower, upper, work, merged, driver: Driver::KernelOverlay, userxattr: self.privilege.is_namespaced() })
+    }
+
+    /// Turns a finished step's upper dir into a layer: streams its diff into a blob
+    /// (digest and diff id in the same pass), then renames the dir into place. An
+    /// upper dir with no changes gives no layer, as BuildKit does.
+    pub fn commit_upper(&self, upper: &Path) -> Result<Option<LayerRef>> {
+        let empty = fs::read_dir(upper).with_context(|| format!("reading {}", upper.display()))?.next().is_none();
+        if empty {
+            return Ok(None);
+        }
+        let opts = DiffOptions { opaque_xattrs: OPAQUE_XATTRS.iter().map(|s| s.to_string()).collect(), clamp_mtime: source_date_epoch() };
+        let blob = self.store.write_layer(|w| {
+            let mut out = BufWriter::with_capacity(1 << 20, w);
+            write_diff(upper, &mut out, &opts).map_err(std::io::Error::other)?;
+            std::io::Write::flush(&mut out)
+        })?;
+        let hex = blob.diff_id.digest().hex().to_string();
+        self.layers.adopt(upper, &hex)?;
+        Ok(Some(LayerRef { diff_id: blob.diff_id.clone(), blob: blob.descriptor() }))
+    }
+
+    /// Writes the image's config and manifest blobs; returns the manifest descriptor.
+    pub fn save_image(&self, image: &ImageState) -> Result<oci::Descriptor> {
+        let mut config = image.config.clone();
+        config.rootfs.diff_ids = image.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let layers: Vec<oci::Descriptor> = image.layers.iter().map(|l| l.blob.clone()).collect();
+        Ok(self.store.put_image(&config, &layers)?)
+    }
+
+    /// The image id (config digest) of a stored manifest.
+    pub fn image_id(&self, manifest: &oci::Descriptor) -> Result<Digest> {
+        let m = self.store.read_manifest(&oci::descriptor_digest(manifest)?)?;
+        Ok(oci::descriptor_digest(m.config())?)
+    }
+}
+
+/// SOURCE_DATE_EPOCH, when set, pins timestamps for reproducible images.
+pub fn source_date_epoch() -> Option<u64> {
+    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok())
+}

@@ -1,0 +1,74 @@
+//! `strata build`: docker/podman-compatible flags mapped onto a build request.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use crate::build::{self, workspace::Workspace, BuildRequest};
+use crate::report::Reporter;
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Name of the Dockerfile (default: CONTEXT/Containerfile, else CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Name and optionally a tag (NAME[:TAG]); may be repeated.
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+    /// Set a build-time variable (KEY=VALUE, or KEY to take it from the environment).
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// Also write the image to oci:DIR[:TAG] or oci-archive:FILE[:TAG].
+    #[arg(short = 'o', long = "output", value_name = "DEST")]
+    pub output: Option<String>,
+    /// Build up to this stage.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Print only the image id.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Output style; strata always prints plain lines when not on a terminal.
+    #[arg(long, value_name = "TYPE", default_value = "auto", value_parser = ["auto", "plain", "tty", "quiet"])]
+    pub progress: String,
+    /// Build context directory.
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+}
+
+fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for a in raw {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            Some(_) => bail!("--build-arg {a:?}: missing name"),
+            // Docker takes a bare name's value from the environment, and drops it
+            // when the environment does not have it.
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    out.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(ws: &Workspace, args: BuildArgs) -> Result<ExitCode> {
+    let quiet = args.quiet || args.progress == "quiet";
+    let req = BuildRequest {
+        context: args.context,
+        file: args.file,
+        tags: args.tags,
+        build_args: parse_build_args(&args.build_args)?,
+        output: args.output,
+        target: args.target,
+    };
+    let outcome = build::build(ws, &req, &Reporter::new(quiet))?;
+    println!("{}", outcome.image_id.hex());
+    Ok(ExitCode::SUCCESS)
+}

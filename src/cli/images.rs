@@ -1,0 +1,175 @@
+//! Read-only and index-only image commands: images, inspect, rmi, tag.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use clap::Args;
+
+use crate::oci::{self, ImageName, Store};
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Print only image ids.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Show full image ids.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Image name or id.
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Image names or ids.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    pub source: String,
+    pub target: Vec<String>,
+}
+
+pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
+    let list = store.list()?;
+    if args.quiet {
+        let mut seen = Vec::new();
+        for img in &list {
+            let id = if args.no_trunc { img.id.hex().to_string() } else { img.id.short().to_string() };
+            if !seen.contains(&id) {
+                println!("{id}");
+                seen.push(id);
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![["REPOSITORY".to_string(), "TAG".into(), "IMAGE ID".into(), "CREATED".into(), "SIZE".into()]];
+    for img in &list {
+        let (repo, tag) = match img.name.as_deref().map(ImageName::parse) {
+            Some(Ok(n)) => (n.repository(), n.tag().unwrap_or("<none>").to_string()),
+            _ => ("<none>".to_string(), "<none>".to_string()),
+        };
+        let id = if args.no_trunc { img.id.to_string() } else { img.id.short().to_string() };
+        let created = img.created.map(|c| ago(Utc::now().signed_duration_since(c))).unwrap_or_else(|| "unknown".into());
+        rows.push([repo, tag, id, created, human_size(img.size)]);
+    }
+    let widths: Vec<usize> = (0..5).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    for r in rows {
+        let line: Vec<String> =
+            r.iter().enumerate().map(|(i, c)| if i < 4 { format!("{c:<w$}", w = widths[i]) } else { c.clone() }).collect();
+        println!("{}", line.join("  "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// "3 minutes ago", as docker and podman print it.
+fn ago(d: chrono::TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
+    let (n, unit) = match s {
+        0..=59 => (s, "second"),
+        60..=3599 => (s / 60, "minute"),
+        3600..=86399 => (s / 3600, "hour"),
+        86400..=604799 => (s / 86400, "day"),
+        604800..=2_591_999 => (s / 604800, "week"),
+        2_592_000..=31_535_999 => (s / 2_592_000, "month"),
+        _ => (s / 31_536_000, "year"),
+    };
+    if n == 1 && unit == "second" {
+        return "1 second ago".into();
+    }
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+/// Decimal units with three significant digits, as podman prints sizes.
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        let digits = if v < 10.0 {
+            2
+        } else if v < 100.0 {
+            1
+        } else {
+            0
+        };
+        format!("{v:.digits$} {}", units[i])
+    }
+}
+
+pub fn inspect(store: &Store, args: InspectArgs) -> Result<ExitCode> {
+    let manifest = store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
+    let m = store.read_manifest(&oci::descriptor_digest(&manifest)?)?;
+    let config = store.read_config(&oci::descriptor_digest(m.config())?)?;
+    println!("{}", serde_json::to_string_pretty(&config)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rmi(store: &Store, args: RmiArgs) -> Result<ExitCode> {
+    let mut failed = false;
+    for reference in &args.images {
+        let removed = match ImageName::parse(reference) {
+            Ok(name) if store.untag(&name)? => true,
+            _ => match store.resolve(reference)? {
+                Some(desc) => {
+                    let digest = desc.digest().clone();
+                    store.update_index(|index| {
+                        let kept: Vec<_> = index.manifests().iter().filter(|d| d.digest() != &digest).cloned().collect();
+                        index.set_manifests(kept);
+                        Ok(())
+                    })?;
+                    true
+                }
+                None => false,
+            },
+        };
+        if removed {
+            println!("Untagged: {reference}");
+        } else {
+            eprintln!("strata: error: image {reference:?} not found in the local store");
+            failed = true;
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+pub fn tag(store: &Store, args: TagArgs) -> Result<ExitCode> {
+    if args.target.is_empty() {
+        bail!("tag needs a source image and at least one new name");
+    }
+    let manifest = store.resolve(&args.source)?.with_context(|| format!("image {:?} not found in the local store", args.source))?;
+    for t in &args.target {
+        let name = ImageName::parse(t).with_context(|| format!("invalid tag {t:?}"))?;
+        let mut plain = manifest.clone();
+        plain.set_annotations(None);
+        store.tag(&name, &plain)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_ages_read_like_podman() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(4_270_000), "4.27 MB");
+        assert_eq!(human_size(123_456_789), "123 MB");
+        assert_eq!(ago(chrono::TimeDelta::seconds(125)), "2 minutes ago");
+        assert_eq!(ago(chrono::TimeDelta::seconds(3600)), "1 hour ago");
+    }
+}

@@ -1,0 +1,88 @@
+//! Command-line interface: clap types and one function per command.
+//!
+//! Commands that touch layer directories (build, run, unshare) first enter
+//! strata's user namespace; read-only commands (images, inspect, rmi, tag) work on
+//! the image store directly and need no namespace.
+
+mod build;
+mod images;
+mod run;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::build::workspace::{default_root, Workspace};
+use crate::sandbox::userns;
+
+/// A daemonless, rootless container image builder.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, long_about = None)]
+pub struct Cli {
+    /// Storage root (default: $XDG_DATA_HOME/strata or ~/.local/share/strata).
+    #[arg(long, global = true, env = "STRATA_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a Dockerfile or Containerfile.
+    #[command(alias = "bud")]
+    Build(build::BuildArgs),
+    /// Run a command in a new container from an image.
+    Run(run::RunArgs),
+    /// List images in the local store.
+    Images(images::ImagesArgs),
+    /// Show an image's configuration as JSON.
+    Inspect(images::InspectArgs),
+    /// Remove images from the local store.
+    Rmi(images::RmiArgs),
+    /// Add a name to an image.
+    Tag(images::TagArgs),
+    /// Run a command inside strata's user namespace (like `buildah unshare`).
+    Unshare(run::UnshareArgs),
+}
+
+/// Parses `args` and runs the command.
+pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return Ok(ExitCode::from(if e.use_stderr() { 2 } else { 0 }));
+        }
+    };
+    let root = match &cli.root {
+        Some(r) => std::path::absolute(r)?,
+        None => default_root()?,
+    };
+    match cli.command {
+        Command::Build(a) => {
+            let ws = enter_workspace(&root)?;
+            build::run(&ws, a)
+        }
+        Command::Run(a) => {
+            let ws = enter_workspace(&root)?;
+            run::run(&ws, a)
+        }
+        Command::Unshare(a) => {
+            let privilege = userns::enter()?;
+            std::fs::create_dir_all(&root)?;
+            run::unshare(a, privilege)
+        }
+        Command::Images(a) => images::images(&Workspace::open_store(&root)?, a),
+        Command::Inspect(a) => images::inspect(&Workspace::open_store(&root)?, a),
+        Command::Rmi(a) => images::rmi(&Workspace::open_store(&root)?, a),
+        Command::Tag(a) => images::tag(&Workspace::open_store(&root)?, a),
+    }
+}
+
+fn enter_workspace(root: &std::path::Path) -> Result<Workspace> {
+    let privilege = userns::enter()?;
+    Workspace::open(root, privilege)
+}

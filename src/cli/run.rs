@@ -1,0 +1,124 @@
+//! `strata run` (an ephemeral container from an image) and `strata unshare`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::build::workspace::Workspace;
+use crate::sandbox::userns::Privilege;
+use crate::sandbox::{self, RunSpec, Stdin};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Remove the container when it exits (containers are always ephemeral for now).
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep standard input open (it always is).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// Run as this user (name or uid, with an optional :group).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Override the image's ENTRYPOINT.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container host name.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Image name or id.
+    pub image: String,
+    /// Command and arguments (default: the image's CMD).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnshareArgs {
+    /// Command to run (default: $SHELL).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
+    let manifest = ws.store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
+    let image = ws.load_image(&manifest)?;
+    let cfg = image.config.config.clone().unwrap_or_default();
+    let entrypoint = match &args.entrypoint {
+        Some(e) if e.is_empty() => Vec::new(),
+        Some(e) => vec![e.clone()],
+        None => cfg.entrypoint.clone().unwrap_or_default(),
+    };
+    let cmd = if args.command.is_empty() {
+        if args.entrypoint.is_some() {
+            Vec::new()
+        } else {
+            cfg.cmd.clone().unwrap_or_default()
+        }
+    } else {
+        args.command.clone()
+    };
+    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if argv.is_empty() {
+        bail!("no command specified: the image has no CMD or ENTRYPOINT and none was given");
+    }
+    let mut env = cfg.env.clone().unwrap_or_default();
+    for e in &args.env {
+        let entry = match e.split_once('=') {
+            Some(_) => e.clone(),
+            None => match std::env::var(e) {
+                Ok(v) => format!("{e}={v}"),
+                Err(_) => continue,
+            },
+        };
+        let key = entry.split('=').next().unwrap_or_default().to_string();
+        env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    }
+    let scratch = ws.layers.scratch()?;
+    let rootfs = ws.overlay_for(&image, scratch.path(), true)?;
+    let spec = RunSpec {
+        rootfs,
+        argv,
+        env,
+        cwd: args.workdir.or(cfg.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+        user: args.user.or(cfg.user.clone()).unwrap_or_default(),
+        hostname: args.hostname.unwrap_or_else(|| manifest_host(&image.config)),
+        stdin: Stdin::Inherit,
+    };
+    let outcome = sandbox::run(&spec, scratch.path(), None)?;
+    if let sandbox::Outcome::SetupFailed(msg) = &outcome {
+        bail!("cannot start container: {msg}");
+    }
+    Ok(ExitCode::from(outcome.code().clamp(0, 255) as u8))
+}
+
+/// A short host name derived from the image, like docker's container-id host names.
+fn manifest_host(config: &crate::oci::ImageConfig) -> String {
+    let seed = config.created.clone().unwrap_or_default();
+    let digest = crate::oci::Digest::of_bytes(seed.as_bytes());
+    digest.hex()[..12].to_string()
+}
+
+pub fn unshare(args: UnshareArgs, privilege: Privilege) -> Result<ExitCode> {
+    let mut argv = args.command;
+    if argv.is_empty() {
+        argv.push(std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into()));
+    }
+    if let Privilege::Namespaced(_) = privilege {
+        // Let scripts know where they are, as buildah unshare does.
+        std::env::set_var("STRATA_UNSHARED", "1");
+    }
+    let status = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .status()
+        .with_context(|| format!("running {}", PathBuf::from(&argv[0]).display()))?;
+    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+}

@@ -1,0 +1,23 @@
+//! strata: a daemonless, rootless container image builder.
+//!
+//! Layering (each arrow means "may use"; nothing else is allowed):
+//! - `dockerfile`: Dockerfile text -> typed instructions; uses no other strata module.
+//! - `oci`: content store, image config/manifest types, archives; uses no other module.
+//! - `plan` -> `dockerfile`: stages, their dependencies and build order.
+//! - `rootfs` -> `oci`: layer dirs, tar unpacking and diffing.
+//! - `sandbox`: namespaces, mounts, the container's pid 1; uses neither oci nor rootfs.
+//! - `build` -> everything above: the only module that combines them.
+//! - `cli` -> `build` (and the modules it needs for read-only commands): only it
+//!   knows clap.
+//! - `report`: progress output, used by `build` and `cli`.
+//!
+//! Data flow of `strata build` is described in ARCHITECTURE.md.
+
+pub mod build;
+pub mod cli;
+pub mod dockerfile;
+pub mod oci;
+pub mod plan;
+pub mod report;
+pub mod rootfs;
+pub mod sandbox;

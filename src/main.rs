@@ -1,0 +1,20 @@
+//! The `strata` binary: parse arguments, run the command, print the error chain
+//! once, map the outcome to an exit code (0 ok, 1 failure, 2 usage error).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The sandbox helper is an internal re-exec, not a user command; it must stay
+    // single-threaded and skip argument parsing entirely.
+    if args.get(1).map(|a| a == strata::sandbox::HELPER_COMMAND).unwrap_or(false) && args.len() == 4 {
+        strata::sandbox::helper_main(args[2].as_ref(), args[3].as_ref());
+    }
+    match strata::cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("strata: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

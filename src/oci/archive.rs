@@ -1,0 +1,310 @@
+//! Import and export of images as `oci:` directories and `oci-archive:` tarballs.
+//!
+//! Export writes what `skopeo copy … oci:DIR:TAG` writes: the image's blobs plus an
+//! index entry whose `org.opencontainers.image.ref.name` is the bare tag. An oci-archive
+//! is a plain tar of such a layout, streamed blob by blob from the store into a temp
+//! file that is renamed into place, so a reader never sees half an archive.
+//!
+//! Import verifies every blob against its descriptor before it enters the store, so a
+//! damaged or hostile layout can waste time but never plant a blob under a false name.
+//! Archive members are extracted only as plain files and directories below a private
+//! temp dir; absolute paths, `..` and links are refused outright.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read};
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::image::{Arch, Descriptor, ImageIndex, ImageManifest, Os};
+use serde::de::DeserializeOwned;
+
+use super::image::{descriptor_digest, ANNOTATION_REF_NAME};
+use super::store::{is_index, is_manifest, ref_name_of, sync_dir};
+use super::{Digest, HashingReader, ImageName, OciError, Result, Store};
+
+/// Indexes nested deeper than this are refused rather than followed forever.
+const MAX_INDEX_DEPTH: usize = 4;
+
+/// How blobs travel from a source layout into the store.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transfer {
+    /// The source belongs to someone else: copy (and verify while copying).
+    Copy,
+    /// The source is our private extraction dir: hash in place, then rename.
+    Move,
+}
+
+/// Adds the image behind `manifest` to the OCI layout at `dest_dir` (created if
+/// missing), naming it `ref_name` in the layout's index (replacing an entry of that
+/// name), or adding it unnamed.
+pub fn export_oci_dir(store: &Store, manifest: &Descriptor, dest_dir: &Path, ref_name: Option<&str>) -> Result<()> {
+    let dest = Store::open(dest_dir)?;
+    for (digest, size) in image_blobs(store, manifest)? {
+        if !dest.has_blob(&digest) {
+            dest.put_blob_verified(store.open_blob(&digest)?, &digest, Some(size))?;
+        }
+    }
+    let entry = plain_descriptor(manifest);
+    match ref_name {
+        Some(name) => dest.set_ref_name(name, &entry),
+        None => dest.add_unnamed(&entry),
+    }
+}
+
+/// Writes the image behind `manifest` as an uncompressed oci-archive tar at `dest_file`.
+pub fn export_oci_archive(store: &Store, manifest: &Descriptor, dest_file: &Path, ref_name: Option<&str>) -> Result<()> {
+    let blobs = image_blobs(store, manifest)?;
+    let mut entry = plain_descriptor(manifest);
+    if let Some(name) = ref_name {
+        entry.set_annotations(Some([(ANNOTATION_REF_NAME.to_string(), name.to_string())].into()));
+    }
+    let mut index = ImageIndex::default();
+    index.set_manifests(vec![entry]);
+    let index_json = serde_json::to_vec(&index).map_err(|source| OciError::Serialize { what: "index.json", source })?;
+
+    let parent = match dest_file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(parent).map_err(OciError::io("create temp file in", parent))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let io_err = || OciError::io("write archive", tmp_path.clone());
+    let mut tar = tar::Builder::new(BufWriter::with_capacity(256 * 1024, tmp));
+    for dir in ["blobs/", "blobs/sha256/"] {
+        let h = header(dir, tar::EntryType::Directory, 0o755, 0);
+        tar.append(&h, io::empty()).map_err(io_err())?;
+    }
+    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    let h = header("oci-layout", tar::EntryType::Regular, 0o644, layout.len() as u64);
+    tar.append(&h, &layout[..]).map_err(io_err())?;
+    let h = header("index.json", tar::EntryType::Regular, 0o644, index_json.len() as u64);
+    tar.append(&h, &index_json[..]).map_err(io_err())?;
+    for (digest, size) in &blobs {
+        let path = format!("blobs/sha256/{}", digest.hex());
+        let h = header(&path, tar::EntryType::Regular, 0o644, *size);
+        // Verify while streaming: a corrupt store blob must not be exported as valid.
+        let mut r = HashingReader::new(store.open_blob(digest)?.take(*size));
+        tar.append(&h, &mut r).map_err(io_err())?;
+        let (_, found, n) = r.finish();
+        if &found != digest || n != *size {
+            return Err(OciError::DigestMismatch { path: store.blob_path(digest), expected: digest.clone(), found });
+        }
+    }
+    let buf = tar.into_inner().map_err(io_err())?;
+    let tmp = buf.into_inner().map_err(|e| io_err()(e.into_error()))?;
+    tmp.as_file().sync_all().map_err(io_err())?;
+    tmp.persist(dest_file).map_err(|e| OciError::io("rename archive to", dest_file)(e.error))?;
+    sync_dir(parent)
+}
+
+/// Copies the image named `ref_name` (or the only image) from the OCI layout at `dir`
+/// into `store`, returning its manifest descriptor. Tagging it is left to the caller.
+pub fn import_oci_dir(store: &Store, dir: &Path, ref_name: Option<&str>) -> Result<Descriptor> {
+    import_layout(store, dir, ref_name, Transfer::Copy)
+}
+
+/// Imports from an oci-archive tar; see [`import_oci_dir`].
+pub fn import_oci_archive(store: &Store, file: &Path, ref_name: Option<&str>) -> Result<Descriptor> {
+    // Extract inside the store so adopting blobs is a rename, not a second copy.
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-import-")
+        .tempdir_in(store.root())
+        .map_err(OciError::io("create temp dir in", store.root()))?;
+    extract_safely(file, tmp.path())?;
+    import_layout(store, tmp.path(), ref_name, Transfer::Move)
+}
+
+/// (digest, size) of every blob of an image: layers, config, then the manifest.
+fn image_blobs(store: &Store, manifest: &Descriptor) -> Result<Vec<(Digest, u64)>> {
+    let digest = descriptor_digest(manifest)?;
+    let m = store.read_manifest(&digest)?;
+    let mut out = Vec::with_capacity(m.layers().len() + 2);
+    for d in m.layers().iter().chain(std::iter::once(m.config())) {
+        out.push((descriptor_digest(d)?, d.size()));
+    }
+    out.push((digest, manifest.size()));
+    Ok(out)
+}
+
+/// A descriptor stripped to media type, digest and size: the store's own annotations
+/// (our tag names) do not belong in someone else's layout.
+fn plain_descriptor(d: &Descriptor) -> Descriptor {
+    Descriptor::new(d.media_type().clone(), d.size(), d.digest().clone())
+}
+
+fn header(path: &str, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    // Paths here are short ASCII (`blobs/sha256/<64 hex>` is 77 bytes): cannot fail.
+    h.set_path(path).expect("short archive path");
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(size);
+    h.set_cksum();
+    h
+}
+
+/// Extracts `archive` into the empty directory `dest`, refusing anything but plain
+/// files and directories at relative paths without `..`.
+fn extract_safely(archive: &Path, dest: &Path) -> Result<()> {
+    let file = File::open(archive).map_err(OciError::io("open", archive))?;
+    let io_err = || OciError::io("read archive", archive);
+    let mut tar = tar::Archive::new(BufReader::with_capacity(256 * 1024, file));
+    for entry in tar.entries().map_err(io_err())? {
+        let mut entry = entry.map_err(io_err())?;
+        let raw = entry.path().map_err(io_err())?.into_owned();
+        let unsafe_member = || OciError::UnsafeArchivePath { archive: archive.to_path_buf(), member: raw.display().to_string() };
+        let mut rel = PathBuf::new();
+        for c in raw.components() {
+            match c {
+                Component::Normal(part) => rel.push(part),
+                Component::CurDir => {}
+                _ => return Err(unsafe_member()),
+            }
+        }
+        let target = dest.join(&rel);
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                fs::create_dir_all(&target).map_err(OciError::io("create", &target))?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                if rel.as_os_str().is_empty() {
+                    return Err(unsafe_member());
+                }
+                if let Some(parent) = target.parent() {
+                    fs::create_dir_all(parent).map_err(OciError::io("create", parent))?;
+                }
+                let mut out = File::create(&target).map_err(OciError::io("create", &target))?;
+                io::copy(&mut entry, &mut out).map_err(OciError::io("write", &target))?;
+            }
+            // Links could point outside `dest` and make later members escape it.
+            _ => return Err(unsafe_member()),
+        }
+    }
+    Ok(())
+}
+
+fn import_layout(store: &Store, dir: &Path, ref_name: Option<&str>, transfer: Transfer) -> Result<Descriptor> {
+    if !dir.join("oci-layout").is_file() {
+        return Err(OciError::InvalidLayout { path: dir.to_path_buf(), reason: "missing oci-layout file".to_string() });
+    }
+    let index: ImageIndex = read_json_file(&dir.join("index.json"))?;
+    let mut chosen = select_entry(dir, &index, ref_name)?;
+    let mut depth = 0;
+    while is_index(chosen.media_type()) {
+        depth += 1;
+        if depth > MAX_INDEX_DEPTH {
+            return Err(OciError::InvalidLayout {
+                path: dir.to_path_buf(),
+                reason: format!("image indexes nested deeper than {MAX_INDEX_DEPTH}"),
+            });
+        }
+        let digest = descriptor_digest(&chosen)?;
+        let nested: ImageIndex = read_source_json(dir, &digest, chosen.size())?;
+        chosen = select_platform(&digest, &nested)?;
+    }
+    let digest = descriptor_digest(&chosen)?;
+    if !is_manifest(chosen.media_type()) {
+        return Err(OciError::UnsupportedMediaType { digest, media_type: chosen.media_type().to_string() });
+    }
+    let manifest: ImageManifest = read_source_json(dir, &digest, chosen.size())?;
+    for d in manifest.layers().iter().chain(std::iter::once(manifest.config())) {
+        transfer_blob(store, dir, &descriptor_digest(d)?, d.size(), transfer)?;
+    }
+    // The manifest goes in last so it never names blobs the store lacks.
+    transfer_blob(store, dir, &digest, chosen.size(), transfer)?;
+    Ok(plain_descriptor(&chosen))
+}
+
+fn select_entry(dir: &Path, index: &ImageIndex, ref_name: Option<&str>) -> Result<Descriptor> {
+    let available: Vec<String> = index.manifests().iter().filter_map(|d| ref_name_of(d).map(str::to_string)).collect();
+    match ref_name {
+        Some(want) => {
+            // Accept the exact annotation, or the same image name spelled differently
+            // (`hello` for a layout that says `localhost/hello:latest`).
+            let normal = ImageName::parse(want).ok().map(|n| n.to_string());
+            index
+                .manifests()
+                .iter()
+                .find(|d| ref_name_of(d) == Some(want))
+                .or_else(|| {
+                    let normal = normal.as_deref()?;
+                    index
+                        .manifests()
+                        .iter()
+                        .find(|d| ref_name_of(d).and_then(|n| ImageName::parse(n).ok()).is_some_and(|n| n.to_string() == normal))
+                })
+                .cloned()
+                .ok_or_else(|| OciError::ManifestNotFound { layout: dir.to_path_buf(), ref_name: want.to_string(), available })
+        }
+        None => match index.manifests().as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(OciError::InvalidLayout { path: dir.to_path_buf(), reason: "index.json lists no manifests".to_string() }),
+            _ => Err(OciError::AmbiguousManifest { layout: dir.to_path_buf(), available }),
+        },
+    }
+}
+
+/// Picks the manifest for the platform we run on from a multi-platform index.
+fn select_platform(digest: &Digest, index: &ImageIndex) -> Result<Descriptor> {
+    let (os, arch) = (Os::default(), Arch::default());
+    index
+        .manifests()
+        .iter()
+        .find(|d| d.platform().as_ref().is_some_and(|p| p.os() == &os && p.architecture() == &arch))
+        .cloned()
+        .ok_or_else(|| OciError::NoPlatformMatch { digest: digest.clone(), os: os.to_string(), architecture: arch.to_string() })
+}
+
+fn source_blob_path(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join("blobs").join(digest.algorithm()).join(digest.hex())
+}
+
+fn open_source_blob(dir: &Path, digest: &Digest) -> Result<(File, PathBuf)> {
+    let path = source_blob_path(dir, digest);
+    match File::open(&path) {
+        Ok(f) => Ok((f, path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(OciError::BlobNotFound { digest: digest.clone(), layout: dir.to_path_buf() }),
+        Err(e) => Err(OciError::io("open", path)(e)),
+    }
+}
+
+fn transfer_blob(store: &Store, dir: &Path, digest: &Digest, size: u64, transfer: Transfer) -> Result<()> {
+    if store.has_blob(digest) {
+        return Ok(());
+    }
+    let (file, path) = open_source_blob(dir, digest)?;
+    match transfer {
+        Transfer::Copy => store.put_blob_verified(file, digest, Some(size)).map(drop),
+        Transfer::Move => {
+            drop(file);
+            store.adopt_file(&path, digest, size).map(drop)
+        }
+    }
+}
+
+/// Reads a small JSON blob from a source layout, verifying digest and size.
+fn read_source_json<T: DeserializeOwned>(dir: &Path, digest: &Digest, size: u64) -> Result<T> {
+    let (file, path) = open_source_blob(dir, digest)?;
+    let mut bytes = Vec::new();
+    // Bounded read: a descriptor's size is the most we will buffer for a JSON blob.
+    file.take(size.saturating_add(1)).read_to_end(&mut bytes).map_err(OciError::io("read", &path))?;
+    let found = Digest::of_bytes(&bytes);
+    if &found != digest {
+        return Err(OciError::DigestMismatch { path, expected: digest.clone(), found });
+    }
+    if bytes.len() as u64 != size {
+        return Err(OciError::SizeMismatch { digest: digest.clone(), expected: size, found: bytes.len() as u64 });
+    }
+    serde_json::from_slice(&bytes).map_err(|source| OciError::Json { path, source })
+}
+
+fn read_json_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = fs::read(path).map_err(OciError::io("read", path))?;
+    serde_json::from_slice(&bytes).map_err(|source| OciError::Json { path: path.to_path_buf(), source })
+}
+
+#[cfg(test)]
+#[path = "archive_tests.rs"]
+mod tests;

@@ -1,0 +1,265 @@
+//! One-pass layer writer: tar bytes in, finished layer blob out.
+//!
+//! The pipeline is `tar -> hash (diff_id) -> gzip -> hash (digest) + count -> temp file`,
+//! then fsync and rename to `blobs/sha256/<digest>`. Nothing is buffered beyond the
+//! compressor's window and a write buffer, so memory stays flat whatever the layer size,
+//! and no byte is read back to compute either digest.
+//!
+//! Output is reproducible: a fixed compression level and a gzip header with no mtime,
+//! no file name and the "unknown" OS byte, so identical tar streams give identical
+//! layer digests on any machine.
+
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+
+use flate2::write::GzEncoder;
+use flate2::{Compression, GzBuilder};
+use oci_spec::image::Descriptor;
+use tempfile::NamedTempFile;
+
+use super::image::{descriptor, MEDIA_TYPE_LAYER_GZIP};
+use super::{DiffId, Digest, HashingWriter, OciError, Result, Store};
+
+/// The gzip level every layer is written with; changing it changes every layer digest,
+/// so it is a constant, not a knob.
+pub const LAYER_COMPRESSION_LEVEL: u32 = 6;
+
+/// gzip's OS byte for "unknown", so the header does not depend on the build host.
+const GZIP_OS_UNKNOWN: u8 = 255;
+
+/// A layer stored as a blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerBlob {
+    /// Digest of the compressed blob (the manifest's layer digest).
+    pub digest: Digest,
+    /// Digest of the uncompressed tar (the config's `rootfs.diff_ids` entry).
+    pub diff_id: DiffId,
+    /// Compressed size in bytes.
+    pub size: u64,
+    /// Uncompressed tar size in bytes.
+    pub uncompressed_size: u64,
+}
+
+impl LayerBlob {
+    /// The manifest descriptor for this layer.
+    pub fn descriptor(&self) -> Descriptor {
+        descriptor(MEDIA_TYPE_LAYER_GZIP, &self.digest, self.size)
+    }
+}
+
+type BlobSink = HashingWriter<BufWriter<NamedTempFile>>;
+
+/// Streams an uncompressed layer tar into the store; call `finish` to commit it.
+/// Dropping it without `finish` discards the temp file.
+pub struct LayerWriter<'a> {
+    store: &'a Store,
+    temp_path: PathBuf,
+    inner: HashingWriter<GzEncoder<BlobSink>>,
+}
+
+impl<'a> LayerWriter<'a> {
+    /// Starts a layer in `store`.
+    pub fn new(store: &'a Store) -> Result<Self> {
+        let tmp = store.temp_blob()?;
+        let temp_path = tmp.path().to_path_buf();
+        // 256 KiB: large sequential writes, still a constant amount of memory.
+        let sink = HashingWriter::new(BufWriter::with_capacity(256 * 1024, tmp));
+        let gz = GzBuilder::new().mtime(0).operating_system(GZIP_OS_UNKNOWN).write(sink, Compression::new(LAYER_COMPRESSION_LEVEL));
+        Ok(LayerWriter { store, temp_path, inner: HashingWriter::new(gz) })
+    }
+
+    /// Ends the gzip stream, fsyncs and renames the blob into place.
+    pub fn finish(self) -> Result<LayerBlob> {
+        let io_err = OciError::io("write layer", &self.temp_path);
+        let (gz, diff_id, uncompressed_size) = self.inner.finish();
+        let sink = match gz.finish() {
+            Ok(sink) => sink,
+            Err(e) => return Err(io_err(e)),
+        };
+        let (buf, digest, size) = sink.finish();
+        let tmp = match buf.into_inner() {
+            Ok(tmp) => tmp,
+            Err(e) => return Err(io_err(e.into_error())),
+        };
+        self.store.commit_blob(tmp, &digest)?;
+        Ok(LayerBlob { digest, diff_id: DiffId::new(diff_id), size, uncompressed_size })
+    }
+}
+
+impl Write for LayerWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl Store {
+    /// Starts a streaming layer; see [`LayerWriter`].
+    pub fn layer_writer(&self) -> Result<LayerWriter<'_>> {
+        LayerWriter::new(self)
+    }
+
+    /// Runs `produce` against a layer writer and commits the result. `produce` may wrap
+    /// the writer in `tar::Builder<&mut dyn Write>`; it must finish the archive (call
+    /// `Builder::finish` or `into_inner`) before returning.
+    pub fn write_layer<F>(&self, produce: F) -> Result<LayerBlob>
+    where
+        F: FnOnce(&mut dyn Write) -> io::Result<()>,
+    {
+        let mut writer = self.layer_writer()?;
+        produce(&mut writer).map_err(OciError::io("produce layer into", &writer.temp_path))?;
+        writer.finish()
+    }
+}
+
+/// Test fixture: a one-file layer plus config and manifest, returning the manifest
+/// descriptor and the layer.
+#[cfg(test)]
+pub(crate) fn tiny_image(store: &Store, content: &[u8]) -> (Descriptor, LayerBlob) {
+    let layer = store
+        .write_layer(|w| {
+            let mut b = tar::Builder::new(w);
+            let mut h = tar::Header::new_ustar();
+            h.set_path("hello.txt")?;
+            h.set_size(content.len() as u64);
+            h.set_mode(0o644);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append(&h, content)?;
+            b.finish()
+        })
+        .unwrap();
+    let mut config = super::ImageConfig::for_host();
+    config.created = Some("2024-01-02T03:04:05Z".to_string());
+    config.rootfs.diff_ids.push(layer.diff_id.clone());
+    config.config = Some(super::ContainerConfig { cmd: Some(vec!["/hello".to_string()]), ..Default::default() });
+    let manifest = store.put_image(&config, &[layer.descriptor()]).unwrap();
+    (manifest, layer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::read::GzDecoder;
+    use std::io::Read;
+
+    fn tar_bytes(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(name).unwrap();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn digest_and_diff_id_match_the_stored_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tar = tar_bytes(&[("a", b"alpha"), ("b/c", b"charlie")]);
+        let mut w = store.layer_writer().unwrap();
+        // Small, odd-sized writes exercise the pass-through paths.
+        for chunk in tar.chunks(7) {
+            w.write_all(chunk).unwrap();
+        }
+        let layer = w.finish().unwrap();
+
+        let blob = std::fs::read(store.blob_path(&layer.digest)).unwrap();
+        assert_eq!(Digest::of_bytes(&blob), layer.digest);
+        assert_eq!(blob.len() as u64, layer.size);
+        let mut plain = Vec::new();
+        GzDecoder::new(&blob[..]).read_to_end(&mut plain).unwrap();
+        assert_eq!(plain, tar);
+        assert_eq!(DiffId::new(Digest::of_bytes(&plain)), layer.diff_id);
+        assert_eq!(layer.uncompressed_size, tar.len() as u64);
+        // The gzip header carries no mtime and no file name.
+        assert_eq!(&blob[3..8], &[0, 0, 0, 0, 0]);
+        assert_eq!(blob[9], GZIP_OS_UNKNOWN);
+        assert_eq!(layer.descriptor().size(), layer.size);
+    }
+
+    #[test]
+    fn identical_layers_are_reproducible() {
+        let dir1 = tempfile::tempdir().unwrap();
+        let dir2 = tempfile::tempdir().unwrap();
+        let s1 = Store::open(dir1.path()).unwrap();
+        let s2 = Store::open(dir2.path()).unwrap();
+        let tar = tar_bytes(&[("x", &[7u8; 100_000][..])]);
+        let a = s1.write_layer(|w| w.write_all(&tar)).unwrap();
+        let b = s2.write_layer(|w| w.write_all(&tar)).unwrap();
+        assert_eq!(a, b);
+        // Writing the same layer twice into one store is a no-op the second time.
+        let c = s1.write_layer(|w| w.write_all(&tar)).unwrap();
+        assert_eq!(a, c);
+        assert!(s1.verify_blob(&a.digest).is_ok());
+    }
+
+    #[test]
+    fn works_with_tar_builder_over_dyn_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (_, layer) = tiny_image(&store, b"hi there");
+        let file = store.open_blob(&layer.digest).unwrap();
+        let mut archive = tar::Archive::new(GzDecoder::new(file));
+        let mut entries = archive.entries().unwrap();
+        let mut e = entries.next().unwrap().unwrap();
+        assert_eq!(e.path().unwrap().to_str(), Some("hello.txt"));
+        let mut s = String::new();
+        e.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "hi there");
+        assert!(entries.next().is_none());
+    }
+
+    #[test]
+    fn failed_producer_leaves_no_blob_or_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let err = store
+            .write_layer(|w| {
+                w.write_all(b"partial")?;
+                Err(io::Error::other("boom"))
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("produce layer"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("blobs/sha256")).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn large_layer_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // 4 MiB of pseudo-random data in 512 KiB chunks (debug-build hashing and zlib are
+        // slow, so bigger sizes belong in benchmarks); only the digest is kept.
+        let mut state = 0x1234_5678u32;
+        let mut plain_hash = HashingWriter::new(io::sink());
+        let layer = store
+            .write_layer(|w| {
+                let mut chunk = vec![0u8; 512 << 10];
+                for _ in 0..8 {
+                    for b in chunk.iter_mut() {
+                        state ^= state << 13;
+                        state ^= state >> 17;
+                        state ^= state << 5;
+                        *b = state as u8;
+                    }
+                    w.write_all(&chunk)?;
+                    plain_hash.write_all(&chunk)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let (_, want, size) = plain_hash.finish();
+        assert_eq!(layer.diff_id, DiffId::new(want));
+        assert_eq!(layer.uncompressed_size, size);
+        assert_eq!(store.verify_blob(&layer.digest).unwrap().size, layer.size);
+    }
+}

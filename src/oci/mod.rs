@@ -1,0 +1,115 @@
+//! Content-addressed image store: the bottom layer of strata.
+//!
+//! This module owns everything that is an OCI image on disk and nothing else: digests,
+//! the image config JSON, manifests, image names, the OCI image layout that holds our
+//! images (`blobs/sha256/…`, `index.json`), the one-pass layer writer, and import/export
+//! of `oci:` directories and `oci-archive:` tarballs.
+//!
+//! Layering rule: `oci` imports no other strata module. Everything above it (`rootfs`,
+//! `registry`, `build`) talks to images only through the types re-exported here.
+//!
+//! Durability model: a blob becomes visible only by an atomic rename of a fully written,
+//! fsynced temp file, so a crash leaves at worst a stray `.tmp-*` file, never a blob
+//! whose name lies about its content. `index.json` is rewritten the same way under an
+//! exclusive `flock`, so concurrent taggers never lose each other's entries and readers
+//! never see a half-written index.
+
+mod archive;
+mod digest;
+mod image;
+mod layer_writer;
+mod name;
+mod store;
+
+use std::path::PathBuf;
+
+pub use archive::{export_oci_archive, export_oci_dir, import_oci_archive, import_oci_dir};
+pub use digest::{DiffId, Digest, HashingReader, HashingWriter};
+pub use image::{
+    build_manifest, descriptor, descriptor_digest, ContainerConfig, Healthcheck, History, ImageConfig, RootFs, ANNOTATION_REF_NAME,
+    MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP,
+    MEDIA_TYPE_MANIFEST,
+};
+pub use layer_writer::{LayerBlob, LayerWriter, LAYER_COMPRESSION_LEVEL};
+pub use name::ImageName;
+pub use store::{BlobInfo, CorruptBlob, FsckReport, ImageSummary, Store};
+
+/// Re-exported so callers name manifests and descriptors without depending on oci-spec
+/// directly (and so a later switch to our own serde types touches only this module).
+pub use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+
+/// Result alias for the `oci` module.
+pub type Result<T, E = OciError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the content store. Each variant names the path,
+/// digest or reference involved so a message is actionable without a backtrace.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid digest {value:?}: {reason}")]
+    InvalidDigest { value: String, reason: &'static str },
+    #[error("invalid image reference {reference:?}: {reason}")]
+    InvalidReference { reference: String, reason: &'static str },
+    #[error("blob {digest} not found in {layout}")]
+    BlobNotFound { digest: Digest, layout: PathBuf },
+    #[error("blob {path}: digest mismatch, expected {expected}, found {found}")]
+    DigestMismatch { path: PathBuf, expected: Digest, found: Digest },
+    #[error("blob {digest}: size mismatch, expected {expected} bytes, found {found}")]
+    SizeMismatch { digest: Digest, expected: u64, found: u64 },
+    #[error("parse json {path}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("serialize json for {what}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("descriptor {digest}: unsupported media type {media_type}")]
+    UnsupportedMediaType { digest: Digest, media_type: String },
+    #[error("image {reference:?} not found")]
+    ImageNotFound { reference: String },
+    #[error("image id prefix {prefix:?} is ambiguous: matches {}", candidates.join(", "))]
+    AmbiguousImageId { prefix: String, candidates: Vec<String> },
+    #[error("{path} is not an OCI image layout: {reason}")]
+    InvalidLayout { path: PathBuf, reason: String },
+    #[error("no manifest named {ref_name:?} in {layout}; available: {}", list_or_none(available))]
+    ManifestNotFound { layout: PathBuf, ref_name: String, available: Vec<String> },
+    #[error("{layout} holds several manifests, name one of: {}", list_or_none(available))]
+    AmbiguousManifest { layout: PathBuf, available: Vec<String> },
+    #[error("image index {digest} has no manifest for {os}/{architecture}")]
+    NoPlatformMatch { digest: Digest, os: String, architecture: String },
+    #[error("archive {archive}: refusing unsafe member {member:?}")]
+    UnsafeArchivePath { archive: PathBuf, member: String },
+    #[error("lock {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: nix::errno::Errno,
+    },
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+impl OciError {
+    /// Shorthand for the ubiquitous "this I/O call on this path failed".
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| OciError::Io { op, path, source }
+    }
+}

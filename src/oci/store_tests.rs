@@ -1,0 +1,238 @@
+//! Tests for the store: atomic blob writes, tags, resolution, listing, locking, fsck.
+
+use super::*;
+use crate::oci::layer_writer::tiny_image;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    (dir, store)
+}
+
+fn leftover_temps(store: &Store) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in [store.root().to_path_buf(), store.blob_dir()] {
+        for e in fs::read_dir(dir).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            if name.starts_with(TEMP_PREFIX) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+fn config_only_image(store: &Store, n: usize) -> Descriptor {
+    let mut config = ImageConfig::for_host();
+    config.created = Some(format!("2024-01-01T00:00:{:02}Z", n % 60));
+    config.author = Some(format!("author {n}"));
+    store.put_image(&config, &[]).unwrap()
+}
+
+#[test]
+fn open_creates_a_valid_layout_and_reopens() {
+    let (_dir, store) = temp_store();
+    let layout = fs::read_to_string(store.root().join("oci-layout")).unwrap();
+    assert_eq!(layout, r#"{"imageLayoutVersion":"1.0.0"}"#);
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(store.root().join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["schemaVersion"], 2);
+    assert_eq!(index["manifests"], serde_json::json!([]));
+    assert!(store.root().join("blobs/sha256").is_dir());
+    Store::open(store.root()).unwrap();
+}
+
+#[test]
+fn open_rejects_a_foreign_layout_version() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("oci-layout"), r#"{"imageLayoutVersion":"9.0"}"#).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("not an OCI image layout"), "{err}");
+}
+
+#[test]
+fn put_blob_is_atomic_and_idempotent() {
+    let (_dir, store) = temp_store();
+    let info = store.put_blob(&b"hello blob"[..]).unwrap();
+    assert_eq!(info.digest, Digest::of_bytes(b"hello blob"));
+    assert_eq!(info.size, 10);
+    let path = store.blob_path(&info.digest);
+    assert_eq!(fs::read(&path).unwrap(), b"hello blob");
+    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+    let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).unwrap());
+    let again = store.put_blob(&b"hello blob"[..]).unwrap();
+    assert_eq!(again, info);
+    // The existing file was kept, not replaced.
+    assert_eq!(std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).unwrap()), ino);
+    assert!(leftover_temps(&store).is_empty());
+    assert!(store.has_blob(&info.digest));
+}
+
+#[test]
+fn put_blob_verified_refuses_wrong_content() {
+    let (_dir, store) = temp_store();
+    let want = Digest::of_bytes(b"expected");
+    let err = store.put_blob_verified(&b"other"[..], &want, None).unwrap_err();
+    assert!(matches!(err, OciError::DigestMismatch { .. }), "{err}");
+    assert!(!store.has_blob(&want));
+    assert!(!store.has_blob(&Digest::of_bytes(b"other")));
+    let err = store.put_blob_verified(&b"expected"[..], &want, Some(3)).unwrap_err();
+    assert!(matches!(err, OciError::SizeMismatch { .. }), "{err}");
+    assert!(leftover_temps(&store).is_empty());
+    let ok = store.put_blob_verified(&b"expected"[..], &want, Some(8)).unwrap();
+    assert_eq!(ok.digest, want);
+}
+
+#[test]
+fn json_round_trip_and_corruption_detection() {
+    let (_dir, store) = temp_store();
+    let mut config = ImageConfig::for_host();
+    config.author = Some("me".into());
+    let desc = store.put_json(MEDIA_TYPE_CONFIG, &config).unwrap();
+    let digest = descriptor_digest(&desc).unwrap();
+    assert_eq!(store.read_config(&digest).unwrap(), config);
+    assert_eq!(desc.media_type().to_string(), MEDIA_TYPE_CONFIG);
+    fs::write(store.blob_path(&digest), b"{}").unwrap();
+    let err = store.read_config(&digest).unwrap_err();
+    assert!(matches!(err, OciError::DigestMismatch { .. }), "{err}");
+    let missing = Digest::of_bytes(b"nope");
+    let err = store.open_blob(&missing).unwrap_err();
+    assert!(err.to_string().contains(missing.as_str()), "{err}");
+}
+
+#[test]
+fn tag_resolve_list_untag() {
+    let (_dir, store) = temp_store();
+    let (m1, layer) = tiny_image(&store, b"one");
+    let (m2, _) = tiny_image(&store, b"two");
+    let hello = ImageName::parse("hello").unwrap();
+    store.tag(&hello, &m1).unwrap();
+    store.tag(&ImageName::parse("quay.io/a/b:1").unwrap(), &m2).unwrap();
+
+    let index = store.read_index().unwrap();
+    let names: Vec<_> = index.manifests().iter().filter_map(ref_name_of).collect();
+    assert_eq!(names, ["localhost/hello:latest", "quay.io/a/b:1"]);
+
+    let found = store.resolve("hello").unwrap().unwrap();
+    assert_eq!(found.digest(), m1.digest());
+    assert_eq!(store.resolve("localhost/hello:latest").unwrap().unwrap().digest(), m1.digest());
+    assert!(store.resolve("hello:v2").unwrap().is_none());
+    assert!(store.resolve("nothere").unwrap().is_none());
+
+    let manifest = store.read_manifest(&descriptor_digest(&m1).unwrap()).unwrap();
+    let id = descriptor_digest(manifest.config()).unwrap();
+    for r in [id.short().to_string(), id.hex().to_string(), id.to_string()] {
+        assert_eq!(store.resolve(&r).unwrap().unwrap().digest(), m1.digest(), "{r}");
+    }
+    let by_digest = format!("hello@{}", descriptor_digest(&m1).unwrap());
+    assert_eq!(store.resolve(&by_digest).unwrap().unwrap().digest(), m1.digest());
+
+    let list = store.list().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].name.as_deref(), Some("localhost/hello:latest"));
+    assert_eq!(list[0].id, id);
+    assert_eq!(list[0].manifest, descriptor_digest(&m1).unwrap());
+    assert_eq!(list[0].size, manifest.config().size() + layer.size);
+    assert_eq!(list[0].created.unwrap().to_rfc3339(), "2024-01-02T03:04:05+00:00");
+
+    // Re-tagging replaces the entry instead of adding a second one.
+    store.tag(&hello, &m2).unwrap();
+    let entries = store.read_index().unwrap().manifests().clone();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(store.resolve("hello").unwrap().unwrap().digest(), m2.digest());
+
+    assert!(store.untag(&hello).unwrap());
+    assert!(!store.untag(&hello).unwrap());
+    assert!(store.resolve("hello").unwrap().is_none());
+    assert_eq!(store.list().unwrap().len(), 1);
+}
+
+#[test]
+fn ambiguous_id_prefix_is_an_error() {
+    let (_dir, store) = temp_store();
+    // 17 distinct ids over 16 possible first hex digits: two must share one.
+    for n in 0..17 {
+        let m = config_only_image(&store, n);
+        store.tag(&ImageName::parse(&format!("img{n}")).unwrap(), &m).unwrap();
+    }
+    let ids: Vec<Digest> = store.list().unwrap().into_iter().map(|s| s.id).collect();
+    let shared = ids.iter().find(|a| ids.iter().filter(|b| b.hex()[..1] == a.hex()[..1]).count() > 1).unwrap();
+    // A one-letter hex name like "a" is also a valid image name; no such tag exists.
+    let err = store.resolve(&shared.hex()[..1]).unwrap_err();
+    assert!(matches!(err, OciError::AmbiguousImageId { .. }), "{err}");
+    assert!(err.to_string().contains("ambiguous"));
+}
+
+#[test]
+fn concurrent_tagging_loses_no_entries() {
+    let (_dir, store) = temp_store();
+    let m = config_only_image(&store, 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    // A reader racing the writers must always see a complete, parseable index.
+    let reader = {
+        let store = store.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !stop.load(Ordering::Relaxed) {
+                store.read_index().unwrap();
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let root = store.root().to_path_buf();
+            let m = m.clone();
+            std::thread::spawn(move || {
+                // Each thread opens its own handle, as separate processes would.
+                let store = Store::open(root).unwrap();
+                for i in 0..10 {
+                    let name = ImageName::parse(&format!("t{t}/img:{i}")).unwrap();
+                    store.tag(&name, &m).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+    let entries = store.read_index().unwrap().manifests().clone();
+    assert_eq!(entries.len(), 80);
+    for t in 0..8 {
+        for i in 0..10 {
+            assert!(store.resolve(&format!("t{t}/img:{i}")).unwrap().is_some());
+        }
+    }
+    assert!(leftover_temps(&store).is_empty());
+}
+
+#[test]
+fn fsck_catches_corrupt_and_missing_blobs() {
+    let (_dir, store) = temp_store();
+    let (m, layer) = tiny_image(&store, b"payload");
+    store.tag(&ImageName::parse("x").unwrap(), &m).unwrap();
+    let report = store.fsck().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.checked, 3);
+
+    // Flip one byte of the layer: same size, different digest.
+    let path = store.blob_path(&layer.digest);
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&path, &bytes).unwrap();
+    let report = store.fsck().unwrap();
+    assert!(!report.is_clean());
+    assert_eq!(report.corrupt.len(), 1);
+    assert_eq!(report.corrupt[0].digest, layer.digest);
+    assert!(store.verify_blob(&layer.digest).is_err());
+
+    fs::remove_file(&path).unwrap();
+    let report = store.fsck().unwrap();
+    assert_eq!(report.missing, vec![layer.digest.clone()]);
+}

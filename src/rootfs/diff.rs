@@ -1,0 +1,282 @@
+//! Upper directory -> layer tar stream.
+//!
+//! An overlay upper dir already is the step's diff, in overlay's own vocabulary:
+//! a 0:0 character device marks a deleted path and an "opaque" xattr marks a directory
+//! that hides everything below it. This module walks the dir in sorted order and
+//! writes the OCI vocabulary instead (`.wh.NAME` files and one `.wh..wh..opq` per
+//! opaque dir), with hard links, xattrs and ownership kept exactly. Headers are built
+//! by hand (ustar + PAX records) so nothing is followed, rewritten or made sparse.
+
+use std::collections::HashMap;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use tar::{Builder, EntryType, Header};
+
+use super::{is_private_xattr, RootfsError, OPAQUE_MARKER, WHITEOUT_PREFIX};
+
+/// Choices that change the bytes of a layer.
+#[derive(Clone, Debug, Default)]
+pub struct DiffOptions {
+    /// Xattr names that mark an opaque dir in this upper dir's driver.
+    pub opaque_xattrs: Vec<String>,
+    /// Clamp every mtime to this (SOURCE_DATE_EPOCH) for reproducible layers.
+    pub clamp_mtime: Option<u64>,
+}
+
+/// Writes the tar of `upper` to `out`; returns the number of entries written.
+pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<u64, RootfsError> {
+    let mut tar = Builder::new(out);
+    let mut links: HashMap<(u64, u64), String> = HashMap::new();
+    let mut count = 0u64;
+    let walker = walkdir::WalkDir::new(upper)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+    for entry in walker {
+        let entry = entry.map_err(|e| RootfsError::Walk { path: upper.display().to_string(), message: e.to_string() })?;
+        let path = entry.path();
+        let rel = path.strip_prefix(upper).expect("walkdir stays below its root");
+        let name = rel.to_string_lossy().into_owned();
+        let base = entry.file_name().as_bytes();
+        // fuse-overlayfs keeps its own opaque markers as entries; the dir's own entry
+        // already emitted the one OCI marker.
+        if base == OPAQUE_MARKER.as_bytes() || base == b".wh..opq" {
+            continue;
+        }
+        let meta = fs::symlink_metadata(path).map_err(|e| RootfsError::io(path, e))?;
+        let ft = meta.file_type();
+        let mtime = clamp(meta.mtime(), opts.clamp_mtime);
+        if ft.is_char_device() && meta.rdev() == 0 {
+            let wh = match name.rsplit_once('/') {
+                Some((dir, file)) => format!("{dir}/{WHITEOUT_PREFIX}{file}"),
+                None => format!("{WHITEOUT_PREFIX}{name}"),
+            };
+            let mut h = base_header(&meta, mtime);
+            h.set_entry_type(EntryType::Regular);
+            h.set_mode(0o600);
+            h.set_size(0);
+            append(&mut tar, h, &wh, None, &[], io::empty())?;
+            count += 1;
+            continue;
+        }
+        let xattrs = read_xattrs(path)?;
+        let mut h = base_header(&meta, mtime);
+        if ft.is_dir() {
+            h.set_entry_type(EntryType::Directory);
+            h.set_size(0);
+            append(&mut tar, h, &format!("{name}/"), None, &xattrs, io::empty())?;
+            count += 1;
+            if is_opaque(path, &opts.opaque_xattrs) {
+                let mut oh = base_header(&meta, mtime);
+                oh.set_entry_type(EntryType::Regular);
+                oh.set_mode(0o600);
+                oh.set_size(0);
+                append(&mut tar, oh, &format!("{name}/{OPAQUE_MARKER}"), None, &[], io::empty())?;
+                count += 1;
+            }
+        } else if ft.is_file() {
+            if meta.nlink() > 1 {
+                let key = (meta.dev(), meta.ino());
+                if let Some(first) = links.get(&key) {
+                    h.set_entry_type(EntryType::Link);
+                    h.set_size(0);
+                    append(&mut tar, h, &name, Some(first.as_bytes()), &[], io::empty())?;
+                    count += 1;
+                    continue;
+                }
+                links.insert(key, name.clone());
+            }
+            h.set_entry_type(EntryType::Regular);
+            h.set_size(meta.len());
+            let file = File::open(path).map_err(|e| RootfsError::io(path, e))?;
+            // A file that changes size while being read would corrupt the tar framing;
+            // take exactly the size in the header.
+            append(&mut tar, h, &name, None, &xattrs, io::Read::take(file, meta.len()))?;
+            count += 1;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(path).map_err(|e| RootfsError::io(path, e))?;
+            h.set_entry_type(EntryType::Symlink);
+            h.set_size(0);
+            append(&mut tar, h, &name, Some(target.as_os_str().as_bytes()), &xattrs, io::empty())?;
+            count += 1;
+        } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+            h.set_entry_type(if ft.is_char_device() {
+                EntryType::Char
+            } else if ft.is_block_device() {
+                EntryType::Block
+            } else {
+                EntryType::Fifo
+            });
+            h.set_size(0);
+            let rdev = meta.rdev();
+            h.set_device_major(libc::major(rdev)).map_err(|e| RootfsError::io(path, e))?;
+            h.set_device_minor(libc::minor(rdev)).map_err(|e| RootfsError::io(path, e))?;
+            append(&mut tar, h, &name, None, &xattrs, io::empty())?;
+            count += 1;
+        }
+        // Sockets cannot be stored in a tar; Docker skips them too.
+    }
+    tar.finish().map_err(|e| RootfsError::io(upper, e))?;
+    Ok(count)
+}
+
+fn clamp(mtime: i64, limit: Option<u64>) -> u64 {
+    let t = mtime.max(0) as u64;
+    limit.map_or(t, |l| t.min(l))
+}
+
+fn base_header(meta: &Metadata, mtime: u64) -> Header {
+    let mut h = Header::new_ustar();
+    h.set_mode(meta.mode() & 0o7777);
+    h.set_uid(u64::from(meta.uid()));
+    h.set_gid(u64::from(meta.gid()));
+    h.set_mtime(mtime);
+    h
+}
+
+fn is_opaque(dir: &Path, names: &[String]) -> bool {
+    names.iter().any(|n| matches!(xattr::get(dir, n), Ok(Some(v)) if v == b"y")) || fs::symlink_metadata(dir.join(OPAQUE_MARKER)).is_ok()
+}
+
+fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, RootfsError> {
+    let mut out = Vec::new();
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        // Filesystems without xattr support simply have none to keep.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(out),
+        Err(e) => return Err(RootfsError::io(path, e)),
+    };
+    for name in names {
+        let name = name.to_string_lossy().into_owned();
+        if is_private_xattr(&name) {
+            continue;
+        }
+        if let Ok(Some(value)) = xattr::get(path, &name) {
+            out.push((name, value));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Appends one entry, moving anything a ustar header cannot hold (long names, long
+/// link targets, xattrs) into a PAX extended header in front of it.
+fn append<W: Write, R: io::Read>(
+    tar: &mut Builder<W>,
+    mut h: Header,
+    name: &str,
+    link: Option<&[u8]>,
+    xattrs: &[(String, Vec<u8>)],
+    data: R,
+) -> Result<(), RootfsError> {
+    let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+    if !set_ustar_name(&mut h, name.as_bytes()) {
+        pax.push(("path".into(), name.as_bytes().to_vec()));
+    }
+    if let Some(link) = link {
+        let field = &mut h.as_old_mut().linkname;
+        if link.len() <= field.len() {
+            field[..link.len()].copy_from_slice(link);
+        } else {
+            let n = field.len();
+            field.copy_from_slice(&link[..n]);
+            pax.push(("linkpath".into(), link.to_vec()));
+        }
+    }
+    for (k, v) in xattrs {
+        pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
+    }
+    if !pax.is_empty() {
+        tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).map_err(|e| RootfsError::io(name, e))?;
+    }
+    h.set_cksum();
+    tar.append(&h, data).map_err(|e| RootfsError::io(name, e))
+}
+
+/// Fills the ustar name (and prefix) fields; false when the name does not fit and a
+/// PAX `path` record must carry it (the header then holds a truncated copy).
+fn set_ustar_name(h: &mut Header, name: &[u8]) -> bool {
+    let ustar = h.as_ustar_mut().expect("headers are created as ustar");
+    if name.len() <= ustar.name.len() {
+        ustar.name[..name.len()].copy_from_slice(name);
+        return true;
+    }
+    // Split at a '/' so that prefix <= 155 bytes and name <= 100 bytes.
+    let trimmed = name.strip_suffix(b"/").unwrap_or(name);
+    for (i, b) in trimmed.iter().enumerate().rev() {
+        if *b == b'/' && i <= ustar.prefix.len() && name.len() - i - 1 <= ustar.name.len() {
+            ustar.prefix[..i].copy_from_slice(&name[..i]);
+            let rest = &name[i + 1..];
+            ustar.name[..rest.len()].copy_from_slice(rest);
+            return true;
+        }
+    }
+    let n = ustar.name.len();
+    ustar.name.copy_from_slice(&name[..n]);
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn entries(upper: &Path, opts: &DiffOptions) -> Vec<(String, EntryType, Option<String>)> {
+        let mut buf = Vec::new();
+        write_diff(upper, &mut buf, opts).unwrap();
+        let mut ar = tar::Archive::new(&buf[..]);
+        ar.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let link = e.link_name().unwrap().map(|l| l.display().to_string());
+                (e.path().unwrap().display().to_string(), e.header().entry_type(), link)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sorted_entries_with_hardlinks_symlinks_and_long_names() {
+        let d = tempfile::tempdir().unwrap();
+        let up = d.path();
+        fs::create_dir(up.join("b")).unwrap();
+        fs::write(up.join("b/f"), b"hello").unwrap();
+        fs::hard_link(up.join("b/f"), up.join("a")).unwrap();
+        symlink("/etc/passwd", up.join("c")).unwrap();
+        let long = "x".repeat(120);
+        fs::write(up.join(&long), b"").unwrap();
+        let got = entries(up, &DiffOptions::default());
+        let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(names, vec!["a", "b", "b/f", "c", long.as_str()]);
+        assert_eq!(got[0].1, EntryType::Regular);
+        assert_eq!((got[2].1, got[2].2.as_deref()), (EntryType::Link, Some("a")));
+        assert_eq!((got[3].1, got[3].2.as_deref()), (EntryType::Symlink, Some("/etc/passwd")));
+    }
+
+    #[test]
+    fn fuse_style_opaque_markers_become_one_oci_marker() {
+        let d = tempfile::tempdir().unwrap();
+        let up = d.path();
+        fs::create_dir(up.join("dir")).unwrap();
+        fs::write(up.join("dir").join(OPAQUE_MARKER), b"").unwrap();
+        fs::write(up.join("dir/kept"), b"1").unwrap();
+        let got = entries(up, &DiffOptions::default());
+        let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(names, vec!["dir", "dir/.wh..wh..opq", "dir/kept"]);
+    }
+
+    #[test]
+    fn mtimes_are_clamped() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("f"), b"x").unwrap();
+        let mut buf = Vec::new();
+        write_diff(d.path(), &mut buf, &DiffOptions { clamp_mtime: Some(10), ..Default::default() }).unwrap();
+        let mut ar = tar::Archive::new(&buf[..]);
+        let e = ar.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(e.header().mtime().unwrap(), 10);
+    }
+}

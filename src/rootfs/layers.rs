@@ -1,0 +1,144 @@
+//! The directory of layer dirs, the init layer and per-step scratch space.
+//!
+//! Layout below the store root:
+//! - `layers/<diff-id hex>/`: one layer's diff in overlay form;
+//! - `layers/idmap`: the id mapping the layer dirs were written under (their on-disk
+//!   owners only mean the right thing under that mapping);
+//! - `init/`: mount-point stubs stacked on top during RUN, so /proc, /dev, /sys,
+//!   /etc/hosts and /etc/resolv.conf exist without ever entering a step's diff;
+//! - `tmp/`: upper, work and merged dirs of running steps (same filesystem as
+//!   `layers/`, so an upper dir becomes a layer dir with one rename).
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use super::unpack::{unpack, UnpackOptions};
+use super::RootfsError;
+
+/// Handle on the layer dirs of one store.
+#[derive(Clone, Debug)]
+pub struct LayerDirs {
+    root: PathBuf,
+    opaque_xattr: String,
+}
+
+impl LayerDirs {
+    /// Opens (creating) the layer dirs below `root`. `mapping` describes the id mapping
+    /// and xattr namespace in force; dirs written under another mapping are refused
+    /// with an explanation rather than producing wrong owners or EOVERFLOW later.
+    pub fn open(root: &Path, mapping: &str, opaque_xattr: &str) -> Result<LayerDirs, RootfsError> {
+        for d in ["layers", "tmp", "init"] {
+            fs::create_dir_all(root.join(d)).map_err(|e| RootfsError::io(root.join(d), e))?;
+        }
+        let record = root.join("layers").join("idmap");
+        match fs::read_to_string(&record) {
+            Ok(old) if old.trim() == mapping.trim() => {}
+            Ok(old) => {
+                return Err(RootfsError::Mapping(format!(
+                    "layer dirs in {} were written under id mapping [{}] but strata now runs under [{}]; run strata with the same user and /etc/subuid range, or remove that directory with `strata unshare rm -rf {}`",
+                    root.join("layers").display(),
+                    old.trim(),
+                    mapping.trim(),
+                    root.join("layers").display()
+                )))
+            }
+            Err(_) => write_atomic(&record, mapping.as_bytes())?,
+        }
+        let dirs = LayerDirs { root: root.to_path_buf(), opaque_xattr: opaque_xattr.to_string() };
+        dirs.ensure_init()?;
+        Ok(dirs)
+    }
+
+    pub fn opaque_xattr(&self) -> &str {
+        &self.opaque_xattr
+    }
+
+    /// The layer dir for a diff id given as bare hex.
+    pub fn dir(&self, diff_hex: &str) -> PathBuf {
+        self.root.join("layers").join(diff_hex)
+    }
+
+    pub fn has(&self, diff_hex: &str) -> bool {
+        self.dir(diff_hex).is_dir()
+    }
+
+    /// The init layer (see module docs).
+    pub fn init_dir(&self) -> PathBuf {
+        self.root.join("init")
+    }
+
+    /// A fresh scratch dir for one step; removed when the handle is dropped unless
+    /// its upper dir was adopted.
+    pub fn scratch(&self) -> Result<tempfile::TempDir, RootfsError> {
+        tempfile::Builder::new().prefix("step-").tempdir_in(self.root.join("tmp")).map_err(|e| RootfsError::io(self.root.join("tmp"), e))
+    }
+
+    fn ensure_init(&self) -> Result<(), RootfsError> {
+        let init = self.init_dir();
+        if init.join("etc/resolv.conf").exists() {
+            return Ok(());
+        }
+        for d in ["proc", "sys", "dev", "etc"] {
+            fs::create_dir_all(init.join(d)).map_err(|e| RootfsError::io(init.join(d), e))?;
+        }
+        for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+            fs::write(init.join(f), b"").map_err(|e| RootfsError::io(init.join(f), e))?;
+        }
+        Ok(())
+    }
+
+    /// Unpacks a layer tar stream (already decompressed) into its layer dir, checking
+    /// that its content hashes to `diff_hex`. Concurrent unpackers of the same layer
+    /// both succeed: the loser of the final rename discards its copy.
+    pub fn unpack_layer<R: Read>(&self, input: R, diff_hex: &str) -> Result<PathBuf, RootfsError> {
+        let dest = self.dir(diff_hex);
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let tmp = self.scratch()?;
+        let target = tmp.path().join("diff");
+        fs::create_dir(&target).map_err(|e| RootfsError::io(&target, e))?;
+        let mut hashing = HashingReader { inner: input, hasher: Sha256::new() };
+        unpack(&mut hashing, &target, &UnpackOptions { opaque_xattr: self.opaque_xattr.clone() })?;
+        // Drain trailing padding so the hash covers the whole stream.
+        io::copy(&mut hashing, &mut io::sink()).map_err(|e| RootfsError::io(&target, e))?;
+        let found = format!("{:x}", hashing.hasher.finalize());
+        if found != diff_hex {
+            return Err(RootfsError::DiffIdMismatch { expected: format!("sha256:{diff_hex}"), found: format!("sha256:{found}") });
+        }
+        self.adopt(&target, diff_hex)
+    }
+
+    /// Makes `upper` (a finished step's upper dir) the layer dir of `diff_hex`.
+    pub fn adopt(&self, upper: &Path, diff_hex: &str) -> Result<PathBuf, RootfsError> {
+        let dest = self.dir(diff_hex);
+        match fs::rename(upper, &dest) {
+            Ok(()) => Ok(dest),
+            // Same diff already present (another build made it): keep that one.
+            Err(_) if dest.is_dir() => Ok(dest),
+            Err(e) => Err(RootfsError::io(&dest, e)),
+        }
+    }
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RootfsError> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, data).map_err(|e| RootfsError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| RootfsError::io(path, e))
+}

@@ -1,0 +1,48 @@
+//! Layer directories on disk: unpacking layer tars into them, turning a step's upper
+//! dir into a layer tar, and keeping the directory of layer dirs.
+//!
+//! A layer dir holds exactly one layer's diff in overlay form, named by its DiffId, so
+//! any image that contains that layer stacks the same dir as an overlay lower dir:
+//! a base is unpacked once, and a step's upper dir is renamed into place instead of
+//! being re-extracted from the tar just written.
+
+pub mod diff;
+pub mod layers;
+pub mod resolve;
+pub mod unpack;
+
+use std::io;
+use std::path::Path;
+
+/// Prefix of an OCI whiteout entry.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// Name of the OCI opaque-directory marker.
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// Errors reading or writing layer dirs; each names the path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("layer entry {path}: {reason}")]
+    BadEntry { path: String, reason: String },
+    #[error("{path}: cannot chown to {uid}:{gid}: {source} (is the id inside the mapped subuid/subgid range?)")]
+    Chown { path: String, uid: u64, gid: u64, source: io::Error },
+    #[error("walking {path}: {message}")]
+    Walk { path: String, message: String },
+    #[error("layer {expected}: unpacked content hashes to {found}")]
+    DiffIdMismatch { expected: String, found: String },
+    #[error("{0}")]
+    Mapping(String),
+}
+
+impl RootfsError {
+    pub(crate) fn io(path: impl AsRef<Path>, source: io::Error) -> Self {
+        RootfsError::Io { path: path.as_ref().display().to_string(), source }
+    }
+}
+
+/// Xattrs that belong to an overlay implementation, never to the image's content.
+pub fn is_private_xattr(name: &str) -> bool {
+    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") || name.starts_with("user.fuseoverlayfs.")
+}

@@ -1,0 +1,339 @@
+//! Layer tar stream -> layer directory in overlay form.
+//!
+//! The reverse of `diff`: `.wh.NAME` becomes a 0:0 character device and
+//! `.wh..wh..opq` an opaque xattr, so the directory can be stacked as an overlay lower
+//! dir as it is. Each layer is unpacked into its own empty directory, so nothing in
+//! it may be followed: every parent component is checked with lstat, `..` and absolute
+//! names are refused, and hard links must point at an entry of the same layer. A
+//! hostile layer therefore fails with an error naming the entry instead of writing
+//! outside its directory.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::sys::stat::{mknod, Mode, SFlag};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchownat, mkfifo, Gid, Uid};
+use tar::EntryType;
+
+use super::{is_private_xattr, RootfsError, OPAQUE_MARKER, WHITEOUT_PREFIX};
+
+/// Choices about the layer dir's on-disk form.
+#[derive(Clone, Debug)]
+pub struct UnpackOptions {
+    /// Xattr written on opaque dirs (user.overlay.opaque in a user namespace).
+    pub opaque_xattr: String,
+}
+
+/// Unpacks the uncompressed tar `input` into the empty directory `dest`.
+pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<(), RootfsError> {
+    let mut archive = tar::Archive::new(input);
+    let mut dir_times: Vec<(PathBuf, u64)> = Vec::new();
+    let mut warned_devices = false;
+    let entries = archive.entries().map_err(|e| RootfsError::io(dest, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| RootfsError::io(dest, e))?;
+        let raw = entry.path_bytes().into_owned();
+        let rel = clean_path(&raw)?;
+        let Some(rel) = rel else { continue };
+        let target = dest.join(&rel);
+        let parent = target.parent().expect("joined path has a parent").to_path_buf();
+        ensure_parents(dest, &parent)?;
+        let base = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
+
+        if base == OPAQUE_MARKER.as_bytes() {
+            xattr::set(&parent, &opts.opaque_xattr, b"y").map_err(|e| RootfsError::io(&parent, e))?;
+            continue;
+        }
+        if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            let victim = parent.join(OsStr::from_bytes(hidden));
+            remove_existing(&victim)?;
+            mknod(&victim, SFlag::S_IFCHR, Mode::empty(), 0).map_err(|e| RootfsError::io(&victim, e.into()))?;
+            continue;
+        }
+
+        let header = entry.header().clone();
+        let mode = header.mode().map_err(|e| RootfsError::io(&target, e))? & 0o7777;
+        let uid = header.uid().map_err(|e| RootfsError::io(&target, e))?;
+        let gid = header.gid().map_err(|e| RootfsError::io(&target, e))?;
+        let mtime = header.mtime().unwrap_or(0);
+        let kind = header.entry_type();
+        if kind != EntryType::Directory {
+            remove_existing(&target)?;
+        }
+        match kind {
+            EntryType::Directory => {
+                match fs::symlink_metadata(&target) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => {
+                        remove_existing(&target)?;
+                        fs::create_dir(&target).map_err(|e| RootfsError::io(&target, e))?;
+                    }
+                    Err(_) => fs::create_dir(&target).map_err(|e| RootfsError::io(&target, e))?,
+                }
+                dir_times.push((target.clone(), mtime));
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .mode(0o600)
+                    .open(&target)
+                    .map_err(|e| RootfsError::io(&target, e))?;
+                io::copy(&mut entry, &mut f).map_err(|e| RootfsError::io(&target, e))?;
+            }
+            EntryType::Symlink => {
+                let link = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| RootfsError::BadEntry { path: display(&raw), reason: "symlink without target".into() })?;
+                symlink(OsStr::from_bytes(&link), &target).map_err(|e| RootfsError::io(&target, e))?;
+            }
+            EntryType::Link => {
+                let link = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| RootfsError::BadEntry { path: display(&raw), reason: "hard link without target".into() })?;
+                let src_rel = clean_path(&link)?
+                    .ok_or_else(|| RootfsError::BadEntry { path: display(&raw), reason: "hard link to the layer root".into() })?;
+                let src = dest.join(src_rel);
+                ensure_parents(dest, src.parent().unwrap_or(dest))?;
+                match fs::symlink_metadata(&src) {
+                    Ok(m) if !m.is_dir() => {}
+                    _ => {
+                        return Err(RootfsError::BadEntry {
+                            path: display(&raw),
+                            reason: format!("hard link target {} is not an earlier file of this layer", display(&link)),
+                        })
+                    }
+                }
+                fs::hard_link(&src, &target).map_err(|e| RootfsError::io(&target, e))?;
+                continue;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let r = if kind == EntryType::Fifo {
+                    mkfifo(&target, Mode::from_bits_truncate(0o600))
+                } else {
+                    let major = header.device_major().ok().flatten().unwrap_or(0);
+                    let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                    let flag = if kind == EntryType::Char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
+                    mknod(&target, flag, Mode::from_bits_truncate(0o600), libc::makedev(major, minor))
+                };
+                if let Err(e) = r {
+                    // Device nodes cannot be created in a user namespace; containers get
+                    // their devices from the runtime anyway.
+                    if !warned_devices {
+                        eprintln!("strata: warning: skipping device node {} ({e}): not permitted here", display(&raw));
+                        warned_devices = true;
+                    }
+                    continue;
+                }
+            }
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink => continue,
+            other => return Err(RootfsError::BadEntry { path: display(&raw), reason: format!("unsupported tar entry type {other:?}") }),
+        }
+
+        fchownat(
+            nix::fcntl::AT_FDCWD,
+            &target,
+            Some(Uid::from_raw(uid as u32)),
+            Some(Gid::from_raw(gid as u32)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| RootfsError::Chown { path: target.display().to_string(), uid, gid, source: e.into() })?;
+        if kind != EntryType::Symlink {
+            // After chown: chown clears setuid/setgid bits.
+            fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|e| RootfsError::io(&target, e))?;
+        }
+        if let Some(exts) = entry.pax_extensions().map_err(|e| RootfsError::io(&target, e))? {
+            for ext in exts {
+                let ext = ext.map_err(|e| RootfsError::io(&target, e))?;
+                if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                    let name = String::from_utf8_lossy(name).into_owned();
+                    if is_private_xattr(&name) {
+                        continue;
+                    }
+                    if let Err(e) = xattr::set(&target, &name, ext.value_bytes()) {
+                        eprintln!("strata: warning: cannot set xattr {name} on {}: {e}", target.display());
+                    }
+                }
+            }
+        }
+        if kind != EntryType::Directory {
+            set_mtime(&target, mtime)?;
+        }
+    }
+    // Directory times last: creating their children changed them.
+    for (dir, mtime) in dir_times.into_iter().rev() {
+        set_mtime(&dir, mtime)?;
+    }
+    Ok(())
+}
+
+fn display(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw).into_owned()
+}
+
+/// Normalises a member name to a relative path; `None` for the root itself.
+fn clean_path(raw: &[u8]) -> Result<Option<PathBuf>, RootfsError> {
+    let path = Path::new(OsStr::from_bytes(raw));
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            // Layers written by other tools sometimes use absolute names; they are
+            // relative to the layer root, never to the host's.
+            Component::RootDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(RootfsError::BadEntry { path: display(raw), reason: "path leaves the layer root (\"..\")".into() })
+            }
+        }
+    }
+    Ok(if out.as_os_str().is_empty() { None } else { Some(out) })
+}
+
+/// Creates missing parents of an entry as root-owned 0755 dirs (as tar does), and
+/// refuses a parent that is a symlink or not a directory.
+fn ensure_parents(root: &Path, parent: &Path) -> Result<(), RootfsError> {
+    let rel = parent.strip_prefix(root).expect("parent is under the root");
+    let mut cur = root.to_path_buf();
+    for c in rel.components() {
+        cur.push(c);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(RootfsError::BadEntry {
+                    path: cur.display().to_string(),
+                    reason: "an entry's parent is a symlink; refusing to follow it".into(),
+                })
+            }
+            Ok(_) => {
+                return Err(RootfsError::BadEntry {
+                    path: cur.display().to_string(),
+                    reason: "an entry's parent is not a directory".into(),
+                })
+            }
+            Err(_) => fs::create_dir(&cur).map_err(|e| RootfsError::io(&cur, e))?,
+        }
+    }
+    Ok(())
+}
+
+fn remove_existing(path: &Path) -> Result<(), RootfsError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path).map_err(|e| RootfsError::io(path, e)),
+        Ok(_) => fs::remove_file(path).map_err(|e| RootfsError::io(path, e)),
+        Err(_) => Ok(()),
+    }
+}
+
+fn set_mtime(path: &Path, mtime: u64) -> Result<(), RootfsError> {
+    let t = TimeSpec::new(mtime as i64, 0);
+    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
+        .map_err(|e| RootfsError::io(path, e.into()))
+}
+
+/// Opens a layer blob and unpacks it, decompressing gzip when the media type says so.
+pub fn unpack_file(blob: &Path, gzip: bool, dest: &Path, opts: &UnpackOptions) -> Result<(), RootfsError> {
+    let file = File::open(blob).map_err(|e| RootfsError::io(blob, e))?;
+    let reader = io::BufReader::with_capacity(1 << 20, file);
+    if gzip {
+        unpack(flate2::read::MultiGzDecoder::new(reader), dest, opts)
+    } else {
+        unpack(reader, dest, opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    fn tar_of(entries: &[(&str, EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(nix::unistd::geteuid().as_raw() as u64);
+            h.set_gid(nix::unistd::getegid().as_raw() as u64);
+            {
+                let n = name.as_bytes();
+                h.as_old_mut().name[..n.len()].copy_from_slice(n);
+            }
+            if let Some(l) = link {
+                h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn opts() -> UnpackOptions {
+        UnpackOptions { opaque_xattr: "user.overlay.opaque".into() }
+    }
+
+    #[test]
+    fn parent_dir_escape_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let t = tar_of(&[("../evil", EntryType::Regular, b"x", None)]);
+        let err = unpack(&t[..], d.path(), &opts()).unwrap_err();
+        assert!(err.to_string().contains("../evil"), "{err}");
+        assert!(!d.path().parent().unwrap().join("evil").exists());
+    }
+
+    #[test]
+    fn symlinked_parent_is_not_followed() {
+        let outside = tempfile::tempdir().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let link = outside.path().display().to_string();
+        let t = tar_of(&[("esc", EntryType::Symlink, b"", Some(&link)), ("esc/pwned", EntryType::Regular, b"x", None)]);
+        let err = unpack(&t[..], d.path(), &opts()).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert!(!outside.path().join("pwned").exists());
+    }
+
+    #[test]
+    fn hardlink_to_outside_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let t = tar_of(&[("h", EntryType::Link, b"", Some("/etc/passwd"))]);
+        assert!(unpack(&t[..], d.path(), &opts()).is_err());
+        let t = tar_of(&[("h", EntryType::Link, b"", Some("../../etc/passwd"))]);
+        assert!(unpack(&t[..], d.path(), &opts()).is_err());
+    }
+
+    #[test]
+    fn files_links_and_absolute_names_land_inside() {
+        let d = tempfile::tempdir().unwrap();
+        let t = tar_of(&[
+            ("/abs/file", EntryType::Regular, b"data", None),
+            ("./abs/hl", EntryType::Link, b"", Some("abs/file")),
+            ("abs/sl", EntryType::Symlink, b"", Some("/nowhere")),
+        ]);
+        unpack(&t[..], d.path(), &opts()).unwrap();
+        assert_eq!(fs::read(d.path().join("abs/file")).unwrap(), b"data");
+        assert_eq!(fs::metadata(d.path().join("abs/hl")).unwrap().ino(), fs::metadata(d.path().join("abs/file")).unwrap().ino());
+        assert_eq!(fs::read_link(d.path().join("abs/sl")).unwrap(), Path::new("/nowhere"));
+        assert_eq!(fs::metadata(d.path().join("abs/file")).unwrap().mode() & 0o777, 0o644);
+    }
+
+    #[test]
+    fn whiteouts_become_char_devices_when_permitted() {
+        let d = tempfile::tempdir().unwrap();
+        let t = tar_of(&[("etc/.wh.group", EntryType::Regular, b"", None)]);
+        match unpack(&t[..], d.path(), &opts()) {
+            Ok(()) => {
+                let m = fs::symlink_metadata(d.path().join("etc/group")).unwrap();
+                assert!(m.file_type().is_char_device() && m.rdev() == 0);
+            }
+            // Unprivileged test runs cannot mknod; the error must name the path.
+            Err(e) => assert!(e.to_string().contains("etc/group"), "{e}"),
+        }
+    }
+}

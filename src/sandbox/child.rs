@@ -1,0 +1,254 @@
+//! The container's side: new namespaces, pid 1's setup, and the exec.
+//!
+//! [`contain`] runs in the sandbox helper process. It unshares pid, uts and ipc
+//! namespaces, forks pid 1 and waits for it. Pid 1 takes its own mount namespace,
+//! mounts the root, pivots into
+//! it, resolves the user in the container's own /etc/passwd, drops to Docker's
+//! default capability set with no_new_privs, and execs the command. A setup failure
+//! travels back over a close-on-exec pipe, so "the command exited 125" and "the
+//! sandbox could not start" are never confused.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use caps::{CapSet, Capability, CapsHashSet};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{chdir, fork, pipe2, pivot_root, setgid, setgroups, sethostname, setuid, ForkResult, Gid, Uid};
+
+use super::{mounts, overlay, Outcome, RunSpec};
+
+/// Docker's default capability set for containers.
+const DEFAULT_CAPS: [Capability; 14] = [
+    Capability::CAP_CHOWN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_FSETID,
+    Capability::CAP_FOWNER,
+    Capability::CAP_MKNOD,
+    Capability::CAP_NET_RAW,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETUID,
+    Capability::CAP_SETFCAP,
+    Capability::CAP_SETPCAP,
+    Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_SYS_CHROOT,
+    Capability::CAP_KILL,
+    Capability::CAP_AUDIT_WRITE,
+];
+
+/// The PATH a container gets when its image sets none (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs the spec's command in new namespaces and reports how it ended.
+pub fn contain(spec: &RunSpec) -> Outcome {
+    let flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if let Err(e) = unshare(flags) {
+        return Outcome::SetupFailed(format!("unshare(pid, uts, ipc namespaces): {e}"));
+    }
+    let (err_r, err_w) = match pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return Outcome::SetupFailed(format!("pipe: {e}")),
+    };
+    // SAFETY: the helper process is single-threaded (freshly exec'd for this purpose).
+    match unsafe { fork() } {
+        Err(e) => Outcome::SetupFailed(format!("fork: {e}")),
+        Ok(ForkResult::Child) => {
+            drop(err_r);
+            // If the helper dies, so does the whole container (pid 1 takes the pid
+            // namespace with it).
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            let err = match setup_and_exec(spec) {
+                Err(msg) => msg,
+                Ok(never) => match never {},
+            };
+            let mut w = fs::File::from(err_w);
+            let _ = w.write_all(err.as_bytes());
+            std::process::exit(125);
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(err_w);
+            let mut msg = String::new();
+            let _ = fs::File::from(err_r).read_to_string(&mut msg);
+            let status = loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, c)) => break Outcome::Exited(c),
+                    Ok(WaitStatus::Signaled(_, s, _)) => break Outcome::Signaled(s as i32),
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => break Outcome::SetupFailed(format!("waitpid: {e}")),
+                }
+            };
+            if msg.is_empty() {
+                status
+            } else {
+                Outcome::SetupFailed(msg)
+            }
+        }
+    }
+}
+
+enum Never {}
+
+fn setup_and_exec(spec: &RunSpec) -> Result<Never, String> {
+    // pid 1 gets a mount namespace of its own: pivot_root re-roots every process of
+    // its namespace, and the helper must keep the host's view to write the outcome.
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(mount namespace): {e}"))?;
+    nix::mount::mount(None::<&str>, "/", None::<&str>, nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("make / private: {e}"))?;
+    overlay::mount_rootfs(&spec.rootfs).map_err(|e| e.to_string())?;
+    mounts::mount_system(&spec.rootfs.merged).map_err(|e| e.to_string())?;
+    let _ = sethostname(&spec.hostname);
+    chdir(&spec.rootfs.merged).map_err(|e| format!("chdir {}: {e}", spec.rootfs.merged.display()))?;
+    // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves
+    // only the container's tree without needing a directory to park it in.
+    pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+    nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).map_err(|e| format!("detach old root: {e}"))?;
+    chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+
+    let user = resolve_user(&spec.user)?;
+    let cwd = if spec.cwd.is_empty() { "/".to_string() } else { spec.cwd.clone() };
+    if fs::metadata(&cwd).is_err() {
+        fs::create_dir_all(&cwd).map_err(|e| format!("create working directory {cwd}: {e}"))?;
+    }
+    chdir(cwd.as_str()).map_err(|e| format!("chdir {cwd}: {e}"))?;
+
+    let mut env = spec.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.push(format!("HOSTNAME={}", spec.hostname));
+    }
+    let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).to_string();
+    let program = spec.argv.first().ok_or("no command given")?;
+    let exe = find_program(program, &path_var).ok_or_else(|| format!("exec: \"{program}\": executable file not found in $PATH"))?;
+
+    drop_privileges(&user)?;
+
+    let c = |s: &str| CString::new(s).map_err(|_| format!("argument contains a NUL byte: {s:?}"));
+    let exe_c = CString::new(exe.as_os_str().as_bytes()).map_err(|_| "bad path".to_string())?;
+    let argv = spec.argv.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
+    let envp = env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
+    let err = nix::unistd::execve(&exe_c, &argv, &envp).unwrap_err();
+    Err(format!("exec {}: {err}", exe.display()))
+}
+
+fn find_program(program: &str, path_var: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    path_var.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(program)).find(|p| {
+        fs::metadata(p).map(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0).unwrap_or(false)
+    })
+}
+
+/// A user as the container's passwd and group files define it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: String,
+}
+
+fn resolve_user(spec: &str) -> Result<ResolvedUser, String> {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = fs::read_to_string("/etc/group").unwrap_or_default();
+    resolve_user_in(spec, &passwd, &group)
+}
+
+/// Resolves `user[:group]` the way Docker does: names must exist, numeric ids need
+/// not; a numeric uid without a passwd entry gets gid 0 and HOME=/.
+pub fn resolve_user_in(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, String> {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let user = if user.is_empty() { "0" } else { user };
+    let entries: Vec<Vec<&str>> = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 7).collect();
+    let found = entries.iter().find(|f| f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user));
+    let (uid, mut gid, home, name) = match (found, user.parse::<u32>()) {
+        (Some(f), _) => (
+            f[2].parse().map_err(|_| format!("bad uid in /etc/passwd for {user}"))?,
+            f[3].parse().unwrap_or(0),
+            f[5].to_string(),
+            Some(f[0]),
+        ),
+        (None, Ok(n)) => (n, 0, "/".to_string(), None),
+        (None, Err(_)) => return Err(format!("unable to find user {user}: no matching entries in passwd file")),
+    };
+    let groups_tab: Vec<Vec<&str>> = group.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 3).collect();
+    if let Some(g) = grp {
+        gid = match groups_tab.iter().find(|f| f[0] == g) {
+            Some(f) => f[2].parse().map_err(|_| format!("bad gid in /etc/group for {g}"))?,
+            None => g.parse().map_err(|_| format!("unable to find group {g}: no matching entries in group file"))?,
+        };
+    }
+    let mut groups = vec![gid];
+    if let (Some(name), None) = (name, grp) {
+        for f in &groups_tab {
+            if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
+                if let Ok(g) = f[2].parse::<u32>() {
+                    if !groups.contains(&g) {
+                        groups.push(g);
+                    }
+                }
+            }
+        }
+    }
+    Ok(ResolvedUser { uid, gid, groups, home })
+}
+
+fn drop_privileges(user: &ResolvedUser) -> Result<(), String> {
+    // SAFETY: plain prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(format!("prctl(PR_SET_NO_NEW_PRIVS): {}", std::io::Error::last_os_error()));
+    }
+    let keep: CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
+    for cap in caps::all() {
+        if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| format!("drop {cap} from bounding set: {e}"))?;
+        }
+    }
+    let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    // setgroups is denied in a single-id namespace; the process then keeps none.
+    if fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() != "deny").unwrap_or(true) {
+        setgroups(&groups).map_err(|e| format!("setgroups {:?}: {e}", user.groups))?;
+    }
+    setgid(Gid::from_raw(user.gid)).map_err(|e| format!("setgid {}: {e}", user.gid))?;
+    setuid(Uid::from_raw(user.uid)).map_err(|e| format!("setuid {}: {e}", user.uid))?;
+    if user.uid == 0 {
+        let _ = caps::clear(None, CapSet::Ambient);
+        caps::set(None, CapSet::Inheritable, &CapsHashSet::new()).map_err(|e| format!("set inheritable caps: {e}"))?;
+        caps::set(None, CapSet::Effective, &keep).map_err(|e| format!("set effective caps: {e}"))?;
+        caps::set(None, CapSet::Permitted, &keep).map_err(|e| format!("set permitted caps: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nwheel:x:10:app\napp:x:1000:\n";
+
+    #[test]
+    fn names_and_ids_resolve_like_docker() {
+        let app = resolve_user_in("app", PASSWD, GROUP).unwrap();
+        assert_eq!((app.uid, app.gid, app.home.as_str()), (1000, 1000, "/home/app"));
+        assert_eq!(app.groups, vec![1000, 10]);
+        let numeric = resolve_user_in("4242", PASSWD, GROUP).unwrap();
+        assert_eq!((numeric.uid, numeric.gid, numeric.home.as_str()), (4242, 0, "/"));
+        let with_group = resolve_user_in("app:wheel", PASSWD, GROUP).unwrap();
+        assert_eq!((with_group.uid, with_group.gid), (1000, 10));
+        assert_eq!(resolve_user_in("1000:77", PASSWD, GROUP).unwrap().gid, 77);
+        assert!(resolve_user_in("nobody", PASSWD, GROUP).unwrap_err().contains("unable to find user nobody"));
+        assert!(resolve_user_in("app:staff", PASSWD, GROUP).is_err());
+    }
+}

@@ -1,0 +1,207 @@
+//! The sandbox: the only code in strata that forks, unshares or mounts.
+//!
+//! A RUN step or `strata run` is described by a [`RunSpec`]: the layer directories to
+//! stack, a fresh upper directory, the command and its environment. [`run`] hands the
+//! spec to a freshly exec'd helper process (`strata __sandbox SPEC`), because new pid
+//! and mount namespaces must be created by a single-threaded process while the builder
+//! may already run compression threads. The helper unshares, forks the container's
+//! pid 1, waits for it and records a typed [`Outcome`] the builder reads back.
+//!
+//! Submodules: `userns` (entering strata's user namespace), `mounts` (overlay, /proc,
+//! /dev, bind mounts), `child` (what pid 1 does before exec).
+
+pub mod child;
+pub mod mounts;
+pub mod overlay;
+pub mod userns;
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the hidden subcommand that runs [`helper_main`].
+pub const HELPER_COMMAND: &str = "__sandbox";
+
+/// Errors of namespace and mount setup; each names the call or path that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{call}: {source}")]
+    Sys { call: String, source: nix::Error },
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("{helper} {args} failed: {stderr}")]
+    Helper { helper: String, args: String, stderr: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("sandbox setup failed: {0}")]
+    Setup(String),
+}
+
+impl SandboxError {
+    pub(crate) fn sys(call: impl Into<String>, source: nix::Error) -> Self {
+        SandboxError::Sys { call: call.into(), source }
+    }
+    pub(crate) fn io(path: impl AsRef<Path>, source: io::Error) -> Self {
+        SandboxError::Io { path: path.as_ref().display().to_string(), source }
+    }
+}
+
+/// How the root filesystem is assembled from layer directories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Driver {
+    /// Kernel overlayfs; `userxattr` inside a user namespace.
+    KernelOverlay,
+    /// fuse-overlayfs, for kernels that refuse overlay mounts in a user namespace.
+    FuseOverlay,
+}
+
+/// What the container's standard input is connected to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stdin {
+    Null,
+    Inherit,
+}
+
+/// The directories an overlay mount is made of.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OverlaySpec {
+    /// Read-only layer directories, top-most first (overlay's lowerdir order).
+    pub lower: Vec<PathBuf>,
+    /// Receives every change made through the mount.
+    pub upper: PathBuf,
+    /// Overlay's scratch directory, on the same filesystem as `upper`.
+    pub work: PathBuf,
+    /// Where the merged tree is mounted.
+    pub merged: PathBuf,
+    /// Preferred driver; kernel overlay falls back to fuse-overlayfs when refused.
+    pub driver: Driver,
+    /// True when running as root inside a user namespace (overlay needs userxattr).
+    pub userxattr: bool,
+}
+
+/// Everything the helper needs to run one command in a container.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub rootfs: OverlaySpec,
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` strings, exactly as the process will see them.
+    pub env: Vec<String>,
+    /// Working directory; created when missing, as runc does.
+    pub cwd: String,
+    /// `user[:group]` by name or id, resolved in the container's /etc/passwd and /etc/group.
+    pub user: String,
+    pub hostname: String,
+    pub stdin: Stdin,
+}
+
+/// How the contained command ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Exited(i32),
+    Signaled(i32),
+    SetupFailed(String),
+}
+
+impl Outcome {
+    /// The exit code a shell would report for this outcome.
+    pub fn code(&self) -> i32 {
+        match self {
+            Outcome::Exited(c) => *c,
+            Outcome::Signaled(s) => 128 + s,
+            Outcome::SetupFailed(_) => 125,
+        }
+    }
+}
+
+/// Runs `spec` in a new sandbox and returns how the command ended. The caller must
+/// already be root in strata's namespace (see [`userns::enter`]). With a `prefix`,
+/// the command's output lines are relayed live with it in front (build steps);
+/// without, the command owns stdout and stderr (`strata run`).
+pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outcome, SandboxError> {
+    let spec_path = scratch.join("spec.json");
+    let result_path = scratch.join("outcome.json");
+    let json = serde_json::to_vec(spec).expect("RunSpec serialises");
+    fs::write(&spec_path, json).map_err(|e| SandboxError::io(&spec_path, e))?;
+    let _ = fs::remove_file(&result_path);
+    let exe = std::env::current_exe().map_err(|e| SandboxError::io("/proc/self/exe", e))?;
+    let stdin = match spec.stdin {
+        Stdin::Null => Stdio::null(),
+        Stdin::Inherit => Stdio::inherit(),
+    };
+    let mut cmd = Command::new(exe);
+    cmd.arg(HELPER_COMMAND).arg(&spec_path).arg(&result_path).stdin(stdin);
+    // SAFETY: prctl is async-signal-safe; it ties the helper's life to ours so an
+    // interrupted build leaves no container behind.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    if prefix.is_some() {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(|e| SandboxError::io("spawn sandbox helper", e))?;
+    let relays: Vec<_> = match prefix {
+        Some(p) => {
+            let out = child.stdout.take().map(|r| relay(r, p.to_string(), false));
+            let err = child.stderr.take().map(|r| relay(r, p.to_string(), true));
+            out.into_iter().chain(err).collect()
+        }
+        None => Vec::new(),
+    };
+    let status = child.wait().map_err(|e| SandboxError::io("wait for sandbox helper", e))?;
+    for r in relays {
+        let _ = r.join();
+    }
+    match fs::read(&result_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| SandboxError::Setup(format!("bad outcome file: {e}"))),
+        Err(_) => Err(SandboxError::Setup(format!("sandbox helper ended with {status} without an outcome"))),
+    }
+}
+
+/// Copies lines from a child's pipe to our stdout or stderr with a prefix.
+fn relay(pipe: impl io::Read + Send + 'static, prefix: String, to_stderr: bool) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = io::BufReader::new(pipe);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match io::BufRead::read_until(&mut reader, b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if !line.ends_with(b"\n") {
+                        line.push(b'\n');
+                    }
+                    let mut buf = prefix.as_bytes().to_vec();
+                    buf.extend_from_slice(&line);
+                    let _ = if to_stderr { io::stderr().lock().write_all(&buf) } else { io::stdout().lock().write_all(&buf) };
+                }
+            }
+        }
+    })
+}
+
+/// Entry point of the hidden `__sandbox SPEC OUTCOME` subcommand; never returns.
+pub fn helper_main(spec_path: &Path, outcome_path: &Path) -> ! {
+    let outcome = match fs::read(spec_path)
+        .map_err(|e| SandboxError::io(spec_path, e))
+        .and_then(|b| serde_json::from_slice::<RunSpec>(&b).map_err(|e| SandboxError::Setup(format!("bad spec: {e}"))))
+    {
+        Ok(spec) => child::contain(&spec),
+        Err(e) => Outcome::SetupFailed(e.to_string()),
+    };
+    let text = serde_json::to_vec(&outcome).expect("Outcome serialises");
+    let code = match fs::write(outcome_path, text) {
+        Ok(()) => outcome.code(),
+        Err(e) => {
+            eprintln!("strata: cannot write {}: {e}", outcome_path.display());
+            125
+        }
+    };
+    std::process::exit(code)
+}

@@ -1,0 +1,111 @@
+//! Overlay mounts: kernel overlayfs first, fuse-overlayfs when the kernel refuses.
+//!
+//! Used by a container's pid 1 (the mount dies with its namespace) and by the builder
+//! itself for COPY and WORKDIR, which write through a mounted overlay so that
+//! symlinks in lower layers (merged-/usr's `/bin -> usr/bin`) are honoured and the
+//! upper dir receives proper copy-ups, exactly as a RUN would leave them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::{userns::which, Driver, OverlaySpec, SandboxError};
+
+/// A mounted overlay; unmounted when dropped.
+#[derive(Debug)]
+pub struct OverlayMount {
+    merged: PathBuf,
+    pub driver: Driver,
+}
+
+impl OverlayMount {
+    pub fn merged(&self) -> &Path {
+        &self.merged
+    }
+}
+
+impl Drop for OverlayMount {
+    fn drop(&mut self) {
+        // Lazy detach: a process still holding a file open must not keep the scratch
+        // dir from being cleaned up.
+        let _ = umount2(&self.merged, MntFlags::MNT_DETACH);
+    }
+}
+
+/// Mounts `spec` and returns a guard that unmounts it.
+pub fn mount_overlay(spec: &OverlaySpec) -> Result<OverlayMount, SandboxError> {
+    let driver = mount_rootfs(spec)?;
+    Ok(OverlayMount { merged: spec.merged.clone(), driver })
+}
+
+/// Mounts the overlay of `spec.lower` + `spec.upper` on `spec.merged`, returning the
+/// driver that succeeded.
+pub fn mount_rootfs(spec: &OverlaySpec) -> Result<Driver, SandboxError> {
+    if spec.driver == Driver::KernelOverlay {
+        match mount_kernel(spec) {
+            Ok(()) => return Ok(Driver::KernelOverlay),
+            Err(e) if which("fuse-overlayfs").is_some() => {
+                eprintln!("strata: kernel overlay refused ({e}); using fuse-overlayfs");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    mount_fuse(spec)?;
+    Ok(Driver::FuseOverlay)
+}
+
+/// Overlay's option string is limited to one page, so paths are given relative to
+/// their deepest common ancestor, which becomes the working directory for the mount.
+fn relative_options(spec: &OverlaySpec) -> (PathBuf, String) {
+    let all: Vec<&Path> = spec.lower.iter().map(|p| p.as_path()).chain([spec.upper.as_path(), spec.work.as_path()]).collect();
+    let mut base = all[0].parent().unwrap_or(Path::new("/")).to_path_buf();
+    while !all.iter().all(|p| p.starts_with(&base)) {
+        if !base.pop() {
+            break;
+        }
+    }
+    let rel = |p: &Path| p.strip_prefix(&base).unwrap_or(p).display().to_string();
+    let lower: Vec<String> = spec.lower.iter().map(|p| rel(p)).collect();
+    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), rel(&spec.upper), rel(&spec.work));
+    (base, opts)
+}
+
+fn mount_kernel(spec: &OverlaySpec) -> Result<(), SandboxError> {
+    let (base, mut opts) = relative_options(spec);
+    if spec.userxattr {
+        // Inside a user namespace the kernel already disables redirects and metacopy
+        // with userxattr and refuses redirect_dir=off outright.
+        opts.push_str(",userxattr");
+    } else {
+        // An upper dir must be a self-contained diff: no redirects, no metacopy.
+        opts.push_str(",redirect_dir=off,metacopy=off,index=off");
+    }
+    if opts.len() >= 4000 {
+        return Err(SandboxError::Unsupported(format!("too many layers for one overlay mount ({} lower dirs)", spec.lower.len())));
+    }
+    let old = std::env::current_dir().map_err(|e| SandboxError::io(".", e))?;
+    std::env::set_current_dir(&base).map_err(|e| SandboxError::io(&base, e))?;
+    let r = mount(Some("overlay"), &spec.merged, Some("overlay"), MsFlags::empty(), Some(opts.as_str()));
+    std::env::set_current_dir(old).map_err(|e| SandboxError::io(".", e))?;
+    r.map_err(|e| SandboxError::sys(format!("mount overlay on {}", spec.merged.display()), e))
+}
+
+fn mount_fuse(spec: &OverlaySpec) -> Result<(), SandboxError> {
+    let (base, opts) = relative_options(spec);
+    let out = Command::new("fuse-overlayfs")
+        .current_dir(&base)
+        .arg("-o")
+        .arg(&opts)
+        .arg(&spec.merged)
+        .output()
+        .map_err(|e| SandboxError::io("fuse-overlayfs", e))?;
+    if !out.status.success() {
+        return Err(SandboxError::Helper {
+            helper: "fuse-overlayfs".into(),
+            args: opts,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().into(),
+        });
+    }
+    Ok(())
+}

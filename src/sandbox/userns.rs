@@ -1,0 +1,290 @@
+//! Entering strata's user namespace.
+//!
+//! Every command that touches layer directories runs as "root" inside one user
+//! namespace whose id mapping never changes between runs: container uid 0 is the
+//! invoking user and container uids 1..N are the user's /etc/subuid range (likewise
+//! for gids). Layer files are then owned on the host by the mapped subids, and the
+//! same files read back with the same container ids in every later run, which is what
+//! kernel overlay copy-up needs (an unmapped owner fails with EOVERFLOW).
+//!
+//! The namespace is created by forking before any thread exists: the child unshares
+//! its user and mount namespaces, the parent writes the maps with the setuid helpers
+//! newuidmap/newgidmap (the only way for an unprivileged user to map more than one
+//! id), then lets the child go on with the command while it waits to pass on the exit
+//! code. Without a subuid range, or without the helpers, the child maps its single id
+//! itself and strata says once that other owners cannot be represented.
+
+use std::fmt;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::Command;
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, getegid, geteuid, pipe, setresgid, setresuid, ForkResult, Gid, Uid};
+
+use super::SandboxError;
+
+/// Environment variable a namespaced strata process sets so that nested strata
+/// invocations (e.g. `strata unshare strata build`) do not try to nest namespaces.
+const INSIDE_ENV: &str = "_STRATA_USERNS";
+
+/// One extent of a uid or gid map: `size` ids from `inside` map to `outside`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdExtent {
+    pub inside: u32,
+    pub outside: u32,
+    pub size: u32,
+}
+
+/// The uid and gid maps a process runs under.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdMapping {
+    pub uids: Vec<IdExtent>,
+    pub gids: Vec<IdExtent>,
+}
+
+impl IdMapping {
+    /// Reads the maps of the current process from /proc.
+    pub fn current() -> Result<IdMapping, SandboxError> {
+        Ok(IdMapping { uids: read_map("/proc/self/uid_map")?, gids: read_map("/proc/self/gid_map")? })
+    }
+
+    /// True when this is the initial namespace (real root sees every id).
+    pub fn is_initial(&self) -> bool {
+        self.uids.len() == 1 && self.uids[0].inside == 0 && self.uids[0].outside == 0 && self.uids[0].size == u32::MAX
+    }
+
+    /// True when only one uid is mapped: chown to any other id fails.
+    pub fn is_single_id(&self) -> bool {
+        self.uids.iter().map(|e| u64::from(e.size)).sum::<u64>() <= 1
+    }
+}
+
+impl fmt::Display for IdMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |v: &[IdExtent]| v.iter().map(|e| format!("{}:{}:{}", e.inside, e.outside, e.size)).collect::<Vec<_>>().join(",");
+        write!(f, "uids {} gids {}", show(&self.uids), show(&self.gids))
+    }
+}
+
+fn read_map(path: &str) -> Result<Vec<IdExtent>, SandboxError> {
+    let text = fs::read_to_string(path).map_err(|e| SandboxError::io(path, e))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace().map(|n| n.parse::<u32>());
+            match (it.next(), it.next(), it.next()) {
+                (Some(Ok(inside)), Some(Ok(outside)), Some(Ok(size))) => Some(IdExtent { inside, outside, size }),
+                _ => None,
+            }
+        })
+        .collect())
+}
+
+/// How the current process relates to the host's ids once [`enter`] returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Privilege {
+    /// Real root in the initial user namespace: no id mapping, trusted.* xattrs.
+    RealRoot,
+    /// Root inside a user namespace: overlay needs `userxattr`, ids are mapped.
+    Namespaced(IdMapping),
+}
+
+impl Privilege {
+    pub fn is_namespaced(&self) -> bool {
+        matches!(self, Privilege::Namespaced(_))
+    }
+}
+
+/// A subordinate id range from /etc/subuid or /etc/subgid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubIdRange {
+    pub start: u32,
+    pub count: u32,
+}
+
+/// Finds the ranges for a user in a subid file's text, matched by name or numeric id.
+pub fn parse_subid(text: &str, user: &str, id: u32) -> Vec<SubIdRange> {
+    let id = id.to_string();
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let mut parts = l.trim().split(':');
+            let (owner, start, count) = (parts.next()?, parts.next()?, parts.next()?);
+            if owner != user && owner != id {
+                return None;
+            }
+            Some(SubIdRange { start: start.parse().ok()?, count: count.parse().ok()? })
+        })
+        .filter(|r| r.count > 0)
+        .collect()
+}
+
+/// Puts the process into strata's user and mount namespaces, unless it already has
+/// root there. Must be called before any thread is started. In the unprivileged case
+/// the calling process becomes a waiting parent that never returns.
+pub fn enter() -> Result<Privilege, SandboxError> {
+    if geteuid().is_root() {
+        // Real root, or root already inside a namespace (a nested strata): a private
+        // mount namespace is all that is needed so mounts never leak to the host.
+        unshare(CloneFlags::CLONE_NEWNS).map_err(|e| SandboxError::sys("unshare(CLONE_NEWNS)", e))?;
+        make_mounts_private()?;
+        let mapping = IdMapping::current()?;
+        return Ok(if mapping.is_initial() { Privilege::RealRoot } else { Privilege::Namespaced(mapping) });
+    }
+    if std::env::var_os(INSIDE_ENV).is_some() {
+        return Err(SandboxError::Unsupported("strata's user namespace is set up but this process is not root in it".into()));
+    }
+    let uid = geteuid().as_raw();
+    let gid = getegid().as_raw();
+    let user = user_name(uid).unwrap_or_else(|| uid.to_string());
+    let subuids = fs::read_to_string("/etc/subuid").map(|t| parse_subid(&t, &user, uid)).unwrap_or_default();
+    let subgids = fs::read_to_string("/etc/subgid").map(|t| parse_subid(&t, &user, uid)).unwrap_or_default();
+    let helpers = which("newuidmap").is_some() && which("newgidmap").is_some();
+    let multi = helpers && !subuids.is_empty() && !subgids.is_empty();
+    if !multi {
+        eprintln!(
+            "strata: warning: {} for user {user}: only uid {uid} and gid {gid} are mapped, so files owned by other ids cannot be created exactly (add ranges to /etc/subuid and /etc/subgid and install uidmap)",
+            if helpers { "no /etc/subuid or /etc/subgid range" } else { "newuidmap/newgidmap not found" }
+        );
+    }
+
+    let (ready_r, ready_w) = pipe().map_err(|e| SandboxError::sys("pipe", e))?;
+    let (go_r, go_w) = pipe().map_err(|e| SandboxError::sys("pipe", e))?;
+    // SAFETY: called before any thread exists (documented contract of `enter`), so the
+    // child may run arbitrary code after the fork.
+    match unsafe { fork() }.map_err(|e| SandboxError::sys("fork", e))? {
+        ForkResult::Child => {
+            drop(ready_r);
+            drop(go_w);
+            unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+                .map_err(|e| SandboxError::sys("unshare(CLONE_NEWUSER|CLONE_NEWNS): are unprivileged user namespaces enabled?", e))?;
+            if !multi {
+                write_single_map(uid, gid)?;
+            }
+            signal(ready_w)?;
+            if multi {
+                wait_for(go_r)?;
+            }
+            setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(|e| SandboxError::sys("setresgid(0)", e))?;
+            setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(|e| SandboxError::sys("setresuid(0)", e))?;
+            make_mounts_private()?;
+            std::env::set_var(INSIDE_ENV, "1");
+            Ok(Privilege::Namespaced(IdMapping::current()?))
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_w);
+            drop(go_r);
+            let ok = wait_for(ready_r).is_ok();
+            if ok && multi {
+                let pid = child.as_raw().to_string();
+                let r = run_map_helper("newuidmap", &pid, uid, &subuids).and_then(|_| run_map_helper("newgidmap", &pid, gid, &subgids));
+                if let Err(e) = r {
+                    eprintln!("strata: {e}");
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                }
+                let _ = signal(go_w);
+            }
+            // The child owns the terminal's signals too (same process group); the parent
+            // only relays the outcome.
+            ignore_interactive_signals();
+            let code = loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, c)) => break c,
+                    Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+                    Ok(_) => continue,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break 1,
+                }
+            };
+            std::process::exit(code);
+        }
+    }
+}
+
+fn ignore_interactive_signals() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for s in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: installing SIG_IGN has no handler code to be unsafe.
+        let _ = unsafe { signal(s, SigHandler::SigIgn) };
+    }
+}
+
+fn make_mounts_private() -> Result<(), SandboxError> {
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| SandboxError::sys("make / private", e))
+}
+
+fn write_single_map(uid: u32, gid: u32) -> Result<(), SandboxError> {
+    let w = |path: &str, text: String| fs::write(path, text).map_err(|e| SandboxError::io(path, e));
+    w("/proc/self/setgroups", "deny".into())?;
+    w("/proc/self/uid_map", format!("0 {uid} 1"))?;
+    w("/proc/self/gid_map", format!("0 {gid} 1"))
+}
+
+fn run_map_helper(helper: &str, pid: &str, own: u32, ranges: &[SubIdRange]) -> Result<(), SandboxError> {
+    let mut args = vec![pid.to_string(), "0".into(), own.to_string(), "1".into()];
+    let mut next = 1u32;
+    for r in ranges {
+        args.extend([next.to_string(), r.start.to_string(), r.count.to_string()]);
+        next = next.saturating_add(r.count);
+    }
+    let out = Command::new(helper).args(&args).output().map_err(|e| SandboxError::io(helper, e))?;
+    if !out.status.success() {
+        return Err(SandboxError::Helper {
+            helper: helper.into(),
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn signal(fd: OwnedFd) -> Result<(), SandboxError> {
+    let mut f = fs::File::from(fd);
+    f.write_all(b"1").map_err(|e| SandboxError::io("sync pipe", e))
+}
+
+fn wait_for(fd: OwnedFd) -> Result<(), SandboxError> {
+    let raw = fd.as_raw_fd();
+    let mut f = fs::File::from(fd);
+    let mut b = [0u8; 1];
+    match f.read(&mut b) {
+        Ok(1) => Ok(()),
+        _ => Err(SandboxError::Unsupported(format!("namespace setup peer went away (fd {raw})"))),
+    }
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+}
+
+/// Looks a program up on PATH.
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subid_lines_match_by_name_or_id() {
+        let text = "# comment\nalice:100000:65536\n1001:300000:1000\nbob:200000:65536\nalice:500000:0\n";
+        assert_eq!(parse_subid(text, "alice", 1000), vec![SubIdRange { start: 100000, count: 65536 }]);
+        assert_eq!(parse_subid(text, "carol", 1001), vec![SubIdRange { start: 300000, count: 1000 }]);
+        assert!(parse_subid(text, "dave", 7).is_empty());
+    }
+
+    #[test]
+    fn initial_and_single_maps_are_recognised() {
+        let init = IdMapping { uids: vec![IdExtent { inside: 0, outside: 0, size: u32::MAX }], gids: vec![] };
+        assert!(init.is_initial());
+        let single = IdMapping { uids: vec![IdExtent { inside: 0, outside: 1000, size: 1 }], gids: vec![] };
+        assert!(single.is_single_id() && !single.is_initial());
+    }
+}
