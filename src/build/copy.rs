@@ -70,11 +70,8 @@ fn clean_relative(p: &str) -> Result<String> {
     for c in Path::new(p).components() {
         match c {
             Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
-            Component::ParentDir => {
-                if parts.pop().is_none() {
-                    bail!("path is outside the build context");
-                }
-            }
+            Component::ParentDir if parts.pop().is_none() => bail!("path is outside the build context"),
+            Component::ParentDir => {}
             _ => {}
         }
     }

@@ -90,11 +90,13 @@ impl<'a> StageBuilder<'a> {
         self.report.line(&format!("{}STEP 1/{total}: {}", self.label, from.original));
         self.image = match self.stage.base_stage {
             Some(i) => self.built.get(&i).cloned().ok_or_else(|| anyhow!("stage {i} was not built"))?,
-            None => base::resolve(self.ws, &self.stage.base).with_context(|| format!("{}: {}", self.at(from), from.original))?,
+            None => base::resolve(self.ws, &self.stage.base)
+                .with_context(|| format!("{}step 1/{total} ({}): {}", self.label, self.at(from), from.original))?,
         };
         for (i, step) in self.stage.steps.iter().enumerate() {
             self.report.line(&format!("{}STEP {}/{total}: {}", self.label, i + 2, step.original));
-            self.step(step, i + 2, total).with_context(|| format!("{}: {}", self.at(step), step.original))?;
+            self.step(step, i + 2, total)
+                .with_context(|| format!("{}step {}/{total} ({}): {}", self.label, i + 2, self.at(step), step.original))?;
         }
         Ok(self.image.clone())
     }
@@ -364,9 +366,9 @@ impl<'a> StageBuilder<'a> {
         let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;
         match outcome {
             sandbox::Outcome::Exited(0) => {}
-            sandbox::Outcome::Exited(code) => bail!("RUN {}: process exited with exit status {code}", describe(&argv)),
-            sandbox::Outcome::Signaled(sig) => bail!("RUN {}: process was killed by signal {sig}", describe(&argv)),
-            sandbox::Outcome::SetupFailed(msg) => bail!("RUN {}: sandbox setup failed: {msg}", describe(&argv)),
+            sandbox::Outcome::Exited(code) => bail!("command `{}` failed with exit status {code}", describe(&argv)),
+            sandbox::Outcome::Signaled(sig) => bail!("command `{}` was killed by signal {sig}", describe(&argv)),
+            sandbox::Outcome::SetupFailed(msg) => bail!("command `{}` could not start: {msg}", describe(&argv)),
         }
         self.commit(&rootfs.upper)
     }

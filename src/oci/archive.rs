@@ -12,6 +12,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::image::{Arch, Descriptor, ImageIndex, ImageManifest, Os};
@@ -91,7 +92,8 @@ pub fn export_oci_archive(store: &Store, manifest: &Descriptor, dest_file: &Path
     }
     let buf = tar.into_inner().map_err(io_err())?;
     let tmp = buf.into_inner().map_err(|e| io_err()(e.into_error()))?;
-    tmp.as_file().sync_all().map_err(io_err())?;
+    // NamedTempFile is 0600; an exported archive is meant for other tools and users.
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644)).and_then(|()| tmp.as_file().sync_all()).map_err(io_err())?;
     tmp.persist(dest_file).map_err(|e| OciError::io("rename archive to", dest_file)(e.error))?;
     sync_dir(parent)
 }
@@ -125,10 +127,12 @@ fn image_blobs(store: &Store, manifest: &Descriptor) -> Result<Vec<(Digest, u64)
     Ok(out)
 }
 
-/// A descriptor stripped to media type, digest and size: the store's own annotations
-/// (our tag names) do not belong in someone else's layout.
+/// A descriptor stripped to media type, digest, size and platform: annotations (our
+/// tag names, or a source layout's) do not belong in the other layout.
 fn plain_descriptor(d: &Descriptor) -> Descriptor {
-    Descriptor::new(d.media_type().clone(), d.size(), d.digest().clone())
+    let mut out = Descriptor::new(d.media_type().clone(), d.size(), d.digest().clone());
+    out.set_platform(d.platform().clone());
+    out
 }
 
 fn header(path: &str, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {

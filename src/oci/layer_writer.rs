@@ -237,14 +237,14 @@ mod tests {
     fn large_layer_streams() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        // 4 MiB of pseudo-random data in 512 KiB chunks (debug-build hashing and zlib are
+        // 1 MiB of pseudo-random data in 256 KiB chunks (debug-build hashing and zlib are
         // slow, so bigger sizes belong in benchmarks); only the digest is kept.
         let mut state = 0x1234_5678u32;
         let mut plain_hash = HashingWriter::new(io::sink());
         let layer = store
             .write_layer(|w| {
-                let mut chunk = vec![0u8; 512 << 10];
-                for _ in 0..8 {
+                let mut chunk = vec![0u8; 256 << 10];
+                for _ in 0..4 {
                     for b in chunk.iter_mut() {
                         state ^= state << 13;
                         state ^= state >> 17;

@@ -16,6 +16,7 @@
 
 mod archive;
 mod digest;
+mod fsck;
 mod image;
 mod layer_writer;
 mod name;
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 
 pub use archive::{export_oci_archive, export_oci_dir, import_oci_archive, import_oci_dir};
 pub use digest::{DiffId, Digest, HashingReader, HashingWriter};
+pub use fsck::{CorruptBlob, FsckReport};
 pub use image::{
     build_manifest, descriptor, descriptor_digest, ContainerConfig, Healthcheck, History, ImageConfig, RootFs, ANNOTATION_REF_NAME,
     MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP,
@@ -32,7 +34,7 @@ pub use image::{
 };
 pub use layer_writer::{LayerBlob, LayerWriter, LAYER_COMPRESSION_LEVEL};
 pub use name::ImageName;
-pub use store::{BlobInfo, CorruptBlob, FsckReport, ImageSummary, Store};
+pub use store::{BlobInfo, ImageSummary, Store};
 
 /// Re-exported so callers name manifests and descriptors without depending on oci-spec
 /// directly (and so a later switch to our own serde types touches only this module).

@@ -10,7 +10,6 @@
 //! the index inside the lock and replace it by rename. The directory is locked rather
 //! than a lock file so that layouts we export stay free of strata-specific files.
 
-use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -59,32 +58,6 @@ pub struct ImageSummary {
     pub created: Option<DateTime<Utc>>,
     /// Compressed layers plus config, as stored.
     pub size: u64,
-}
-
-/// A blob whose content no longer matches its name or descriptor.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CorruptBlob {
-    pub digest: Digest,
-    pub found: Digest,
-    pub expected_size: u64,
-    pub found_size: u64,
-}
-
-/// What `fsck` found; the store is healthy when `is_clean()`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FsckReport {
-    /// Distinct blobs re-hashed.
-    pub checked: usize,
-    pub missing: Vec<Digest>,
-    pub corrupt: Vec<CorruptBlob>,
-    /// Manifests or indexes that hash correctly but do not parse.
-    pub invalid: Vec<Digest>,
-}
-
-impl FsckReport {
-    pub fn is_clean(&self) -> bool {
-        self.missing.is_empty() && self.corrupt.is_empty() && self.invalid.is_empty()
-    }
 }
 
 /// An OCI image layout on disk.
@@ -409,53 +382,6 @@ impl Store {
         }
         out.sort_by(|a, b| (a.name.is_none(), &a.name).cmp(&(b.name.is_none(), &b.name)));
         Ok(out)
-    }
-
-    /// Re-hashes every blob reachable from index.json (indexes, manifests, configs,
-    /// layers) and reports the missing, corrupt and unparsable ones.
-    pub fn fsck(&self) -> Result<FsckReport> {
-        let mut report = FsckReport::default();
-        let mut seen = HashSet::new();
-        let mut queue: Vec<Descriptor> = self.read_index()?.manifests().clone();
-        while let Some(desc) = queue.pop() {
-            let digest = descriptor_digest(&desc)?;
-            if !seen.insert(digest.clone()) {
-                continue;
-            }
-            report.checked += 1;
-            match self.verify_blob(&digest) {
-                Ok(info) if info.size == desc.size() => {}
-                Ok(info) => {
-                    report.corrupt.push(CorruptBlob { found: info.digest, digest, expected_size: desc.size(), found_size: info.size });
-                    continue;
-                }
-                Err(OciError::BlobNotFound { .. }) => {
-                    report.missing.push(digest);
-                    continue;
-                }
-                Err(OciError::DigestMismatch { found, .. }) => {
-                    let found_size = fs::metadata(self.blob_path(&digest)).map_or(0, |m| m.len());
-                    report.corrupt.push(CorruptBlob { digest, found, expected_size: desc.size(), found_size });
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-            if is_manifest(desc.media_type()) {
-                match self.read_manifest(&digest) {
-                    Ok(m) => {
-                        queue.push(m.config().clone());
-                        queue.extend(m.layers().iter().cloned());
-                    }
-                    Err(_) => report.invalid.push(digest),
-                }
-            } else if is_index(desc.media_type()) {
-                match self.read_json::<ImageIndex>(&digest) {
-                    Ok(i) => queue.extend(i.manifests().iter().cloned()),
-                    Err(_) => report.invalid.push(digest),
-                }
-            }
-        }
-        Ok(report)
     }
 }
 

@@ -251,7 +251,7 @@ mod tests {
         fs::write(up.join(&long), b"").unwrap();
         let got = entries(up, &DiffOptions::default());
         let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
-        assert_eq!(names, vec!["a", "b", "b/f", "c", long.as_str()]);
+        assert_eq!(names, vec!["a", "b/", "b/f", "c", long.as_str()]);
         assert_eq!(got[0].1, EntryType::Regular);
         assert_eq!((got[2].1, got[2].2.as_deref()), (EntryType::Link, Some("a")));
         assert_eq!((got[3].1, got[3].2.as_deref()), (EntryType::Symlink, Some("/etc/passwd")));
@@ -266,7 +266,7 @@ mod tests {
         fs::write(up.join("dir/kept"), b"1").unwrap();
         let got = entries(up, &DiffOptions::default());
         let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
-        assert_eq!(names, vec!["dir", "dir/.wh..wh..opq", "dir/kept"]);
+        assert_eq!(names, vec!["dir/", "dir/.wh..wh..opq", "dir/kept"]);
     }
 
     #[test]
