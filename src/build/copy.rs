@@ -20,6 +20,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, Gid, Uid};
 
 use crate::dockerfile::glob as pattern;
+use crate::dockerfile::ignore::Ignore;
 use crate::rootfs::is_private_xattr;
 use crate::rootfs::resolve::{resolve_in, Last};
 
@@ -38,7 +39,7 @@ struct Source {
 }
 
 /// Expands source patterns (already variable-expanded) against `root`.
-fn match_sources(root: &Path, patterns: &[String], what: &str) -> Result<Vec<Source>> {
+fn match_sources(root: &Path, patterns: &[String], ignore: &Ignore, what: &str) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     for pat in patterns {
         let clean = clean_relative(pat).with_context(|| format!("{what} source {pat:?}"))?;
@@ -47,11 +48,15 @@ fn match_sources(root: &Path, patterns: &[String], what: &str) -> Result<Vec<Sou
             if found.is_empty() {
                 bail!("{what} source {pat:?}: no files match the pattern in the build context");
             }
-            found.into_iter().map(|rel| root.join(rel)).collect()
+            found.into_iter().filter(|rel| !ignore.excluded(&rel.to_string_lossy())).map(|rel| root.join(rel)).collect()
         } else {
             let host = resolve_in(root, Path::new(&clean), Last::Follow)?;
-            if fs::symlink_metadata(&host).is_err() {
-                bail!("{what} source {pat:?}: not found in the build context");
+            let rel = host.strip_prefix(root).unwrap_or(&host).to_string_lossy().into_owned();
+            if fs::symlink_metadata(&host).is_err() || ignore.excluded(&rel) {
+                bail!(
+                    "{what} source {pat:?}: not found in the build context{}",
+                    if ignore.excluded(&rel) { " (excluded by .dockerignore)" } else { "" }
+                );
             }
             vec![host]
         };
@@ -79,12 +84,13 @@ fn clean_relative(p: &str) -> Result<String> {
 }
 
 /// Copies `patterns` from `src_root` to `dest` (absolute, in the image) below `tree`.
-pub fn copy(tree: &Path, src_root: &Path, patterns: &[String], dest: &str, own: CopyOwnership, what: &str) -> Result<()> {
-    let sources = match_sources(src_root, patterns, what)?;
+/// `ignore` applies to paths relative to `src_root` (empty for stage sources).
+pub fn copy(tree: &Path, src_root: &Path, patterns: &[String], dest: &str, own: CopyOwnership, ignore: &Ignore, what: &str) -> Result<()> {
+    let sources = match_sources(src_root, patterns, ignore, what)?;
     let dest_is_dir_hint = dest.ends_with('/') || sources.len() > 1 || patterns.iter().any(|p| pattern::has_meta(p));
     let dest_host = resolve_in(tree, Path::new(dest), Last::Follow)?;
     let dest_exists_as_dir = fs::metadata(&dest_host).map(|m| m.is_dir()).unwrap_or(false);
-    let mut copier = Copier { own, links: HashMap::new() };
+    let mut copier = Copier { own, links: HashMap::new(), ignore, src_root };
     for src in &sources {
         if src.is_dir {
             copier.ensure_dir(tree, &dest_host)?;
@@ -102,13 +108,15 @@ pub fn copy(tree: &Path, src_root: &Path, patterns: &[String], dest: &str, own: 
     Ok(())
 }
 
-struct Copier {
+struct Copier<'a> {
     own: CopyOwnership,
+    ignore: &'a Ignore,
+    src_root: &'a Path,
     /// (dev, inode) of copied files -> where they went, to keep hard links linked.
     links: HashMap<(u64, u64), PathBuf>,
 }
 
-impl Copier {
+impl Copier<'_> {
     /// Creates `dir` and missing parents (root-owned 0755, as Docker does).
     fn ensure_dir(&self, tree: &Path, dir: &Path) -> Result<()> {
         if fs::metadata(dir).map(|m| m.is_dir()).unwrap_or(false) {
@@ -134,11 +142,20 @@ impl Copier {
     }
 
     fn copy_dir_contents(&mut self, tree: &Path, src: &Path, dest: &Path) -> Result<()> {
-        let walker = walkdir::WalkDir::new(src).min_depth(1).follow_links(false).sort_by_file_name();
+        let mut walker = walkdir::WalkDir::new(src).min_depth(1).follow_links(false).sort_by_file_name().into_iter();
         let mut dirs = Vec::new();
-        for entry in walker {
+        while let Some(entry) = walker.next() {
             let entry = entry.with_context(|| format!("reading {}", src.display()))?;
             let rel = entry.path().strip_prefix(src).expect("below the walk root");
+            if !self.ignore.is_empty() {
+                let ctx_rel = entry.path().strip_prefix(self.src_root).unwrap_or(entry.path()).to_string_lossy().into_owned();
+                if self.ignore.excluded(&ctx_rel) {
+                    if entry.file_type().is_dir() && !self.ignore.may_reinclude(&ctx_rel) {
+                        walker.skip_current_dir();
+                    }
+                    continue;
+                }
+            }
             // Parents were resolved when created; only the last component is new.
             let parent = resolve_in(
                 tree,
@@ -146,6 +163,8 @@ impl Copier {
                 Last::Follow,
             )?;
             let target = parent.join(entry.file_name());
+            // A re-included file's excluded parents were skipped: create them now.
+            self.ensure_dir(tree, &parent)?;
             self.copy_entry(entry.path(), &target)?;
             if entry.file_type().is_dir() {
                 dirs.push((entry.path().to_path_buf(), target));
@@ -261,14 +280,34 @@ mod tests {
         std::os::unix::fs::symlink("usr/bin", tree.path().join("bin")).unwrap();
         let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
         let own = CopyOwnership { owner: Some(me), mode: None };
-        copy(tree.path(), ctx.path(), &["dir".into()], "/app", own, "COPY").unwrap();
+        copy(tree.path(), ctx.path(), &["dir".into()], "/app", own, &Ignore::default(), "COPY").unwrap();
         assert_eq!(fs::read(tree.path().join("app/sub/f")).unwrap(), b"f");
-        copy(tree.path(), ctx.path(), &["*.txt".into()], "/bin", own, "COPY").unwrap();
+        copy(tree.path(), ctx.path(), &["*.txt".into()], "/bin", own, &Ignore::default(), "COPY").unwrap();
         assert_eq!(fs::read(tree.path().join("usr/bin/a.txt")).unwrap(), b"a");
         assert!(fs::symlink_metadata(tree.path().join("bin")).unwrap().file_type().is_symlink());
-        copy(tree.path(), ctx.path(), &["a.txt".into()], "/renamed", own, "COPY").unwrap();
+        copy(tree.path(), ctx.path(), &["a.txt".into()], "/renamed", own, &Ignore::default(), "COPY").unwrap();
         assert_eq!(fs::read(tree.path().join("renamed")).unwrap(), b"a");
-        let err = copy(tree.path(), ctx.path(), &["missing".into()], "/x", own, "COPY").unwrap_err();
+        let err = copy(tree.path(), ctx.path(), &["missing".into()], "/x", own, &Ignore::default(), "COPY").unwrap_err();
         assert!(format!("{err:#}").contains("missing"));
+    }
+
+    #[test]
+    fn dockerignore_hides_files_but_negation_brings_them_back() {
+        let ctx = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        fs::create_dir_all(ctx.path().join("docs")).unwrap();
+        fs::write(ctx.path().join("docs/keep.md"), b"k").unwrap();
+        fs::write(ctx.path().join("docs/drop.md"), b"d").unwrap();
+        fs::write(ctx.path().join("secret.key"), b"s").unwrap();
+        fs::write(ctx.path().join("main.c"), b"m").unwrap();
+        let ig = Ignore::parse("docs\n!docs/keep.md\n*.key\n");
+        let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let own = CopyOwnership { owner: Some(me), mode: None };
+        copy(tree.path(), ctx.path(), &[".".into()], "/app/", own, &ig, "COPY").unwrap();
+        assert!(tree.path().join("app/main.c").exists());
+        assert!(tree.path().join("app/docs/keep.md").exists());
+        assert!(!tree.path().join("app/docs/drop.md").exists());
+        assert!(!tree.path().join("app/secret.key").exists());
+        assert!(copy(tree.path(), ctx.path(), &["secret.key".into()], "/x", own, &ig, "COPY").is_err());
     }
 }

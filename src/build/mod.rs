@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::dockerfile;
+use crate::dockerfile::{self, ignore::Ignore};
 use crate::oci::{self, Digest, ImageName};
 use crate::plan;
 use crate::report::Reporter;
@@ -76,6 +76,7 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
     let file_label = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
     let df = dockerfile::parse(&text, &file_label)?;
     let plan = plan::plan(&df, &file_label, &req.build_args, req.target.as_deref())?;
+    let ignore = Ignore::for_build(&context, &path).context("reading the ignore file")?;
 
     let mut built: HashMap<usize, ImageState> = HashMap::new();
     let mut used_args: Vec<String> = Vec::new();
@@ -83,7 +84,7 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
     for (n, &index) in plan.order.iter().enumerate() {
         let stage = &plan.stages[index];
         let label = if stage_count > 1 { format!("[{}/{}] ", n + 1, stage_count) } else { String::new() };
-        let mut builder = StageBuilder::new(ws, &plan, stage, &df, &file_label, &context, &req.build_args, &built, report, label);
+        let mut builder = StageBuilder::new(ws, &plan, stage, &df, &file_label, &context, &ignore, &req.build_args, &built, report, label);
         let image = builder.run()?;
         used_args.extend(builder.used_args());
         built.insert(index, image);

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use super::copy::{self, CopyOwnership};
 use super::workspace::{source_date_epoch, ImageState, Workspace};
 use super::{base, is_proxy_arg};
+use crate::dockerfile::ignore::Ignore;
 use crate::dockerfile::{expand_word, CommandForm, CopySource, Dockerfile, HealthTest, Instruction, Located};
 use crate::oci::{self, ContainerConfig, History};
 use crate::plan::{BuildPlan, Stage};
@@ -32,6 +33,7 @@ pub struct StageBuilder<'a> {
     escape: char,
     file: &'a str,
     context: &'a Path,
+    ignore: &'a Ignore,
     build_args: &'a BTreeMap<String, String>,
     built: &'a HashMap<usize, ImageState>,
     report: &'a Reporter,
@@ -52,6 +54,7 @@ impl<'a> StageBuilder<'a> {
         df: &Dockerfile,
         file: &'a str,
         context: &'a Path,
+        ignore: &'a Ignore,
         build_args: &'a BTreeMap<String, String>,
         built: &'a HashMap<usize, ImageState>,
         report: &'a Reporter,
@@ -64,6 +67,7 @@ impl<'a> StageBuilder<'a> {
             escape: df.escape(),
             file,
             context,
+            ignore,
             build_args,
             built,
             report,
@@ -433,12 +437,15 @@ impl<'a> StageBuilder<'a> {
         let context = self.context.to_path_buf();
         let src_root = from_mount.as_ref().map(|m| m.merged().to_path_buf()).unwrap_or(context);
         let what = what.to_string();
+        let no_ignore = Ignore::default();
+        let ignore = self.ignore;
         self.fs_step(|tree| {
             let owner = match &chown {
                 Some(spec) => Some(resolve_owner(tree, spec)?),
                 None => None,
             };
-            copy::copy(tree, &src_root, sources, &abs, CopyOwnership { owner, mode }, &what)
+            let ignore = if from_mount.is_some() { &no_ignore } else { ignore };
+            copy::copy(tree, &src_root, sources, &abs, CopyOwnership { owner, mode }, ignore, &what)
         })
     }
 

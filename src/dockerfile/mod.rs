@@ -17,6 +17,7 @@
 
 mod flags;
 pub mod glob;
+pub mod ignore;
 mod instruction;
 mod lines;
 mod node;

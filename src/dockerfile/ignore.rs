@@ -1,0 +1,296 @@
+//! `.dockerignore` (and `.containerignore`) patterns with moby's semantics.
+//!
+//! Patterns are anchored at the context root; `*` and `?` never cross `/`; `**`
+//! matches any number of directories; `!` re-includes; the last matching pattern
+//! wins; a pattern that matches a parent directory matches everything below it.
+//! A directory that is excluded may still hold re-included files, so callers ask
+//! [`Ignore::may_reinclude`] before skipping a whole subtree.
+
+use std::path::Path;
+
+/// One element of a compiled pattern.
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    /// `**` at the end or mid-component: anything, `/` included.
+    Any,
+    /// `**/`: zero or more whole directories.
+    Dirs,
+    /// `*`: anything but `/`.
+    Star,
+    /// `?`: one character but `/`.
+    One,
+    /// `[...]`: a class, kept as written (without brackets) for matching.
+    Class {
+        negate: bool,
+        ranges: Vec<(char, char)>,
+    },
+    Lit(char),
+}
+
+#[derive(Clone, Debug)]
+struct Pattern {
+    exclusion: bool,
+    toks: Vec<Tok>,
+}
+
+/// A parsed ignore file.
+#[derive(Clone, Debug, Default)]
+pub struct Ignore {
+    patterns: Vec<Pattern>,
+}
+
+impl Ignore {
+    /// Parses the text of an ignore file.
+    pub fn parse(text: &str) -> Ignore {
+        let mut patterns = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            let mut p = line.trim();
+            if p.is_empty() {
+                continue;
+            }
+            let exclusion = p.starts_with('!');
+            if exclusion {
+                p = p[1..].trim();
+            }
+            let cleaned = clean(p);
+            let cleaned = if cleaned.len() > 1 { cleaned.strip_prefix('/').unwrap_or(&cleaned).to_string() } else { cleaned };
+            patterns.push(Pattern { exclusion, toks: compile(&cleaned) });
+        }
+        Ignore { patterns }
+    }
+
+    /// Loads the ignore file for a build: `<Dockerfile>.dockerignore` next to the
+    /// Dockerfile wins, then `.containerignore`, then `.dockerignore` in the context.
+    pub fn for_build(context: &Path, dockerfile: &Path) -> std::io::Result<Ignore> {
+        let mut candidates = Vec::new();
+        if let Some(name) = dockerfile.file_name() {
+            let mut n = name.to_os_string();
+            n.push(".dockerignore");
+            candidates.push(dockerfile.with_file_name(n));
+        }
+        candidates.push(context.join(".containerignore"));
+        candidates.push(context.join(".dockerignore"));
+        for c in candidates {
+            match std::fs::read_to_string(&c) {
+                Ok(text) => return Ok(Ignore::parse(&text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(std::io::Error::new(e.kind(), format!("{}: {e}", c.display()))),
+            }
+        }
+        Ok(Ignore::default())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// True when `rel` (relative to the context, `/`-separated) is excluded.
+    pub fn excluded(&self, rel: &str) -> bool {
+        let rel = rel.trim_start_matches("./").trim_matches('/');
+        if rel.is_empty() || rel == "." {
+            return false;
+        }
+        let mut matched = false;
+        for p in &self.patterns {
+            if p.exclusion != matched {
+                // Only a pattern that could flip the outcome needs evaluating.
+                continue;
+            }
+            if matches_self_or_parent(&p.toks, rel) {
+                matched = !p.exclusion;
+            }
+        }
+        matched
+    }
+
+    /// True when some `!` pattern could re-include a path below the directory
+    /// `rel`, so an excluded directory must still be walked.
+    pub fn may_reinclude(&self, _rel: &str) -> bool {
+        self.patterns.iter().any(|p| p.exclusion)
+    }
+}
+
+fn matches_self_or_parent(toks: &[Tok], rel: &str) -> bool {
+    if match_toks(toks, &rel.chars().collect::<Vec<_>>()) {
+        return true;
+    }
+    let mut prefix = String::new();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len() - 1] {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if match_toks(toks, &prefix.chars().collect::<Vec<_>>()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Go's filepath.Clean on a `/`-separated pattern.
+fn clean(p: &str) -> String {
+    let rooted = p.starts_with('/');
+    let mut out: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." if out.last().is_some_and(|l| *l != "..") => {
+                out.pop();
+            }
+            ".." if rooted => {}
+            c => out.push(c),
+        }
+    }
+    let body = out.join("/");
+    match (rooted, body.is_empty()) {
+        (true, _) => format!("/{body}"),
+        (false, true) => ".".into(),
+        (false, false) => body,
+    }
+}
+
+fn compile(p: &str) -> Vec<Tok> {
+    let chars: Vec<char> = p.chars().collect();
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' if chars.get(i + 1) == Some(&'*') => {
+                i += 2;
+                if chars.get(i) == Some(&'/') {
+                    i += 1;
+                    toks.push(Tok::Dirs);
+                } else {
+                    toks.push(Tok::Any);
+                }
+            }
+            '*' => {
+                toks.push(Tok::Star);
+                i += 1;
+            }
+            '?' => {
+                toks.push(Tok::One);
+                i += 1;
+            }
+            '\\' if i + 1 < chars.len() => {
+                toks.push(Tok::Lit(chars[i + 1]));
+                i += 2;
+            }
+            '[' => match compile_class(&chars, i) {
+                Some((tok, next)) => {
+                    toks.push(tok);
+                    i = next;
+                }
+                None => {
+                    toks.push(Tok::Lit('['));
+                    i += 1;
+                }
+            },
+            c => {
+                toks.push(Tok::Lit(c));
+                i += 1;
+            }
+        }
+    }
+    toks
+}
+
+fn compile_class(chars: &[char], start: usize) -> Option<(Tok, usize)> {
+    let mut i = start + 1;
+    let negate = matches!(chars.get(i), Some('^') | Some('!'));
+    if negate {
+        i += 1;
+    }
+    let mut ranges = Vec::new();
+    let mut first = true;
+    loop {
+        let c = *chars.get(i)?;
+        if c == ']' && !first {
+            return Some((Tok::Class { negate, ranges }, i + 1));
+        }
+        first = false;
+        let lo = if c == '\\' {
+            i += 1;
+            *chars.get(i)?
+        } else {
+            c
+        };
+        i += 1;
+        if chars.get(i) == Some(&'-') && chars.get(i + 1).is_some_and(|x| *x != ']') {
+            let hi = *chars.get(i + 1)?;
+            ranges.push((lo, hi));
+            i += 2;
+        } else {
+            ranges.push((lo, lo));
+        }
+    }
+}
+
+fn match_toks(toks: &[Tok], s: &[char]) -> bool {
+    match toks.first() {
+        None => s.is_empty(),
+        Some(Tok::Any) => (0..=s.len()).any(|k| match_toks(&toks[1..], &s[k..])),
+        Some(Tok::Dirs) => {
+            // Zero directories, or any prefix ending in '/'.
+            match_toks(&toks[1..], s) || (0..s.len()).any(|k| s[k] == '/' && match_toks(&toks[1..], &s[k + 1..]))
+        }
+        Some(Tok::Star) => {
+            let mut k = 0;
+            loop {
+                if match_toks(&toks[1..], &s[k..]) {
+                    return true;
+                }
+                if k == s.len() || s[k] == '/' {
+                    return false;
+                }
+                k += 1;
+            }
+        }
+        Some(Tok::One) => !s.is_empty() && s[0] != '/' && match_toks(&toks[1..], &s[1..]),
+        Some(Tok::Class { negate, ranges }) => {
+            !s.is_empty()
+                && s[0] != '/'
+                && (ranges.iter().any(|(lo, hi)| *lo <= s[0] && s[0] <= *hi) != *negate)
+                && match_toks(&toks[1..], &s[1..])
+        }
+        Some(Tok::Lit(c)) => !s.is_empty() && s[0] == *c && match_toks(&toks[1..], &s[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchored_stars_and_double_stars() {
+        let ig = Ignore::parse("# comment\n*.md\n/build\nsrc/**/gen\n**/*.tmp\n");
+        assert!(ig.excluded("README.md"));
+        assert!(!ig.excluded("docs/README.md"), "* does not cross /");
+        assert!(ig.excluded("build/out/a.o"), "a matched parent excludes its contents");
+        assert!(ig.excluded("src/gen") && ig.excluded("src/a/b/gen/x.rs"));
+        assert!(ig.excluded("x.tmp") && ig.excluded("a/b/x.tmp"));
+        assert!(!ig.excluded("src/main.rs"));
+    }
+
+    #[test]
+    fn negation_and_last_match_wins() {
+        let ig = Ignore::parse("docs\n!docs/keep.md\n*.log\n!important.log\nimportant.log\n");
+        assert!(ig.excluded("docs/other.md"));
+        assert!(!ig.excluded("docs/keep.md"), "re-included under an excluded dir");
+        assert!(ig.may_reinclude("docs"));
+        assert!(ig.excluded("important.log"), "the last matching pattern wins");
+        assert!(ig.excluded("a.log"));
+    }
+
+    #[test]
+    fn patterns_are_cleaned() {
+        let ig = Ignore::parse("./a/../b\n  c/  \n?x\n[a-c]y\n");
+        assert!(ig.excluded("b") && ig.excluded("c/d"));
+        assert!(ig.excluded("zx") && !ig.excluded("x"));
+        assert!(ig.excluded("by") && !ig.excluded("dy"));
+    }
+}
