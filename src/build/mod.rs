@@ -10,6 +10,7 @@ pub mod base;
 pub mod copy;
 pub mod export;
 pub mod stage;
+pub mod transfer;
 pub mod workspace;
 
 use std::collections::{BTreeMap, HashMap};

@@ -12,11 +12,11 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 
-use super::copy::{self, CopyOwnership};
+use super::transfer::{AddOptions, CopyRequest};
 use super::workspace::{source_date_epoch, ImageState, Workspace};
 use super::{base, is_proxy_arg};
 use crate::dockerfile::ignore::Ignore;
-use crate::dockerfile::{expand_word, CommandForm, CopySource, Dockerfile, HealthTest, Instruction, Located};
+use crate::dockerfile::{expand_word, CommandForm, Dockerfile, HealthTest, Heredoc, Instruction, Located};
 use crate::oci::{self, ContainerConfig, History};
 use crate::plan::{BuildPlan, Stage};
 use crate::report::Reporter;
@@ -27,18 +27,18 @@ const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
 /// Builds one stage of a plan.
 pub struct StageBuilder<'a> {
-    ws: &'a Workspace,
-    plan: &'a BuildPlan,
-    stage: &'a Stage,
-    escape: char,
-    file: &'a str,
-    context: &'a Path,
-    ignore: &'a Ignore,
-    build_args: &'a BTreeMap<String, String>,
-    built: &'a HashMap<usize, ImageState>,
-    report: &'a Reporter,
-    label: String,
-    image: ImageState,
+    pub(super) ws: &'a Workspace,
+    pub(super) plan: &'a BuildPlan,
+    pub(super) stage: &'a Stage,
+    pub(super) escape: char,
+    pub(super) file: &'a str,
+    pub(super) context: &'a Path,
+    pub(super) ignore: &'a Ignore,
+    pub(super) build_args: &'a BTreeMap<String, String>,
+    pub(super) built: &'a HashMap<usize, ImageState>,
+    pub(super) report: &'a Reporter,
+    pub(super) label: String,
+    pub(super) image: ImageState,
     /// ARGs declared in this stage so far; `None` = declared without a value.
     args: BTreeMap<String, Option<String>>,
     /// True once this stage set CMD itself (ENTRYPOINT then keeps it).
@@ -97,6 +97,7 @@ impl<'a> StageBuilder<'a> {
             None => base::resolve(self.ws, &self.stage.base)
                 .with_context(|| format!("{}step 1/{total} ({}): {}", self.label, self.at(from), from.original))?,
         };
+        self.run_triggers(from, total)?;
         for (i, step) in self.stage.steps.iter().enumerate() {
             self.report.line(&format!("{}STEP {}/{total}: {}", self.label, i + 2, step.original));
             self.step(step, i + 2, total)
@@ -105,25 +106,41 @@ impl<'a> StageBuilder<'a> {
         Ok(self.image.clone())
     }
 
-    fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
-        move |name: &str| {
-            if let Some(v) = env_get(self.config_ro().env.as_deref().unwrap_or(&[]), name) {
-                return Some(v);
-            }
-            match self.args.get(name) {
-                Some(v) => v.clone(),
-                None if is_proxy_arg(name) => self.build_args.get(name).cloned(),
-                None => None,
-            }
+    /// A variable's value for expansion: ENV wins over ARG; proxy build args are
+    /// predefined.
+    pub(super) fn lookup_var(&self, name: &str) -> Option<String> {
+        if let Some(v) = env_get(self.config_ro().env.as_deref().unwrap_or(&[]), name) {
+            return Some(v);
+        }
+        match self.args.get(name) {
+            Some(v) => v.clone(),
+            None if is_proxy_arg(name) => self.build_args.get(name).cloned(),
+            None => None,
         }
     }
 
-    fn expand(&self, word: &str) -> Result<String> {
-        let lookup = self.lookup();
+    /// Runs the base image's ONBUILD triggers right after FROM, as Docker does; they
+    /// are consumed, not inherited by this image.
+    fn run_triggers(&mut self, from: &Located, total: usize) -> Result<()> {
+        let triggers = self.image.config.config.as_mut().and_then(|c| c.on_build.take()).unwrap_or_default();
+        for trigger in triggers {
+            let parsed = crate::dockerfile::parse(&trigger, "ONBUILD")
+                .with_context(|| format!("{}: base image ONBUILD trigger {trigger:?}", self.at(from)))?;
+            for step in &parsed.instructions {
+                self.report.line(&format!("{}--> ONBUILD {}", self.label, step.original));
+                self.step(step, 1, total)
+                    .with_context(|| format!("{}step 1/{total} ({}): ONBUILD {}", self.label, self.at(from), step.original))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn expand(&self, word: &str) -> Result<String> {
+        let lookup = |name: &str| self.lookup_var(name);
         expand_word(word, &lookup, self.escape).map_err(|e| anyhow!("{e}"))
     }
 
-    fn config_ro(&self) -> ContainerConfig {
+    pub(super) fn config_ro(&self) -> ContainerConfig {
         self.image.config.config.clone().unwrap_or_default()
     }
 
@@ -259,42 +276,38 @@ impl<'a> StageBuilder<'a> {
                 if !run.mounts.is_empty() || run.network.as_deref().is_some_and(|n| n != "default" && n != "host") {
                     bail!("RUN --mount and --network={} are not supported yet", run.network.clone().unwrap_or_default());
                 }
-                let argv = self.run_argv(&run.command, &run.heredocs);
-                let layer = self.run_step(argv, n, total)?;
+                let (argv, pipes) = self.run_argv(&run.command, &run.heredocs);
+                let layer = self.run_step(argv, pipes, n, total)?;
                 self.history(step, !layer);
             }
             Instruction::Copy(c) => {
-                if !c.heredocs.is_empty() || c.sources.iter().any(|s| matches!(s, CopySource::Heredoc(_))) {
-                    bail!("COPY from a heredoc is not supported yet");
-                }
-                let sources = self.source_patterns(&c.sources)?;
                 let from = c.from.as_deref().map(|f| self.expand(f)).transpose()?;
-                let layer = self.copy_step(&sources, &c.dest, from.as_deref(), c.chown.as_deref(), c.chmod.as_deref(), "COPY")?;
+                let req = CopyRequest {
+                    sources: &c.sources,
+                    dest: &c.dest,
+                    from,
+                    chown: c.chown.as_deref(),
+                    chmod: c.chmod.as_deref(),
+                    add: None,
+                };
+                let layer = self.copy_step(req)?;
                 self.history(step, !layer);
             }
             Instruction::Add(a) => {
-                if !a.heredocs.is_empty() || a.sources.iter().any(|s| matches!(s, CopySource::Heredoc(_))) {
-                    bail!("ADD from a heredoc is not supported yet");
-                }
-                let sources = self.source_patterns(&a.sources)?;
-                if let Some(url) = sources.iter().find(|s| s.contains("://")) {
-                    bail!("ADD {url}: remote sources are not supported yet");
-                }
-                let layer = self.copy_step(&sources, &a.dest, None, a.chown.as_deref(), a.chmod.as_deref(), "ADD")?;
+                let add = AddOptions { checksum: a.checksum.as_deref(), unpack: a.unpack };
+                let req = CopyRequest {
+                    sources: &a.sources,
+                    dest: &a.dest,
+                    from: None,
+                    chown: a.chown.as_deref(),
+                    chmod: a.chmod.as_deref(),
+                    add: Some(add),
+                };
+                let layer = self.copy_step(req)?;
                 self.history(step, !layer);
             }
         }
         Ok(())
-    }
-
-    fn source_patterns(&self, sources: &[CopySource]) -> Result<Vec<String>> {
-        sources
-            .iter()
-            .filter_map(|s| match s {
-                CopySource::Path(p) => Some(self.expand(p)),
-                CopySource::Heredoc(_) => None,
-            })
-            .collect()
     }
 
     /// Shell form runs through the stage's SHELL; exec form runs as written.
@@ -309,25 +322,35 @@ impl<'a> StageBuilder<'a> {
         }
     }
 
-    fn run_argv(&self, form: &CommandForm, heredocs: &[crate::dockerfile::Heredoc]) -> Vec<String> {
-        match (form, heredocs.is_empty()) {
-            (CommandForm::Shell(cmd), false) => {
-                // The shell reads heredoc bodies itself when given the whole text.
-                let mut script = cmd.clone();
-                for h in heredocs {
-                    script.push('\n');
-                    script.push_str(&h.content);
-                    if !h.content.ends_with('\n') {
-                        script.push('\n');
-                    }
-                    script.push_str(&h.name);
-                }
-                let mut argv = self.shell();
-                argv.push(script);
-                argv
-            }
-            _ => self.command_argv(form),
+    /// RUN's argv and any /dev/pipes scripts, with BuildKit's heredoc rules: a
+    /// command that is only a heredoc runs its body with the shell (or, with a
+    /// shebang, as an executable file); anything else gets the bodies appended so
+    /// the shell reads them as ordinary here-documents.
+    fn run_argv(&self, form: &CommandForm, heredocs: &[Heredoc]) -> (Vec<String>, Vec<(String, String)>) {
+        let CommandForm::Shell(cmd) = form else { return (self.command_argv(form), Vec::new()) };
+        if heredocs.is_empty() {
+            return (self.command_argv(form), Vec::new());
         }
+        let mut argv = self.shell();
+        if is_only_heredoc(cmd, &heredocs[0].name) {
+            let doc = &heredocs[0];
+            if doc.content.starts_with("#!") {
+                return (vec![format!("/dev/pipes/{}", doc.name)], vec![(doc.name.clone(), doc.content.clone())]);
+            }
+            argv.push(doc.content.clone());
+            return (argv, Vec::new());
+        }
+        let mut script = cmd.clone();
+        for h in heredocs {
+            script.push('\n');
+            script.push_str(&h.content);
+            if !h.content.ends_with('\n') {
+                script.push('\n');
+            }
+            script.push_str(&h.name);
+        }
+        argv.push(script);
+        (argv, Vec::new())
     }
 
     fn shell(&self) -> Vec<String> {
@@ -353,7 +376,7 @@ impl<'a> StageBuilder<'a> {
         env
     }
 
-    fn run_step(&mut self, argv: Vec<String>, n: usize, total: usize) -> Result<bool> {
+    fn run_step(&mut self, argv: Vec<String>, pipes: Vec<(String, String)>, n: usize, total: usize) -> Result<bool> {
         let scratch = self.ws.layers.scratch()?;
         let rootfs = self.ws.overlay_for(&self.image, scratch.path(), true)?;
         let cfg = self.config_ro();
@@ -365,8 +388,9 @@ impl<'a> StageBuilder<'a> {
             user: cfg.user.clone().unwrap_or_default(),
             hostname: "strata-build".into(),
             stdin: Stdin::Null,
+            pipes,
         };
-        let prefix = if self.report.is_quiet() { None } else { Some(format!("{}[{n}/{total}] ", self.label)) };
+        let prefix = if self.report.is_quiet() { None } else { Some(format!("{}{n}/{total} | ", self.label)) };
         let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;
         match outcome {
             sandbox::Outcome::Exited(0) => {}
@@ -378,7 +402,7 @@ impl<'a> StageBuilder<'a> {
     }
 
     /// Runs `write` against the mounted tree of a new step and commits the result.
-    fn fs_step(&mut self, write: impl FnOnce(&Path) -> Result<()>) -> Result<bool> {
+    pub(super) fn fs_step(&mut self, write: impl FnOnce(&Path) -> Result<()>) -> Result<bool> {
         let scratch = self.ws.layers.scratch()?;
         let spec = self.ws.overlay_for(&self.image, scratch.path(), false)?;
         {
@@ -398,57 +422,6 @@ impl<'a> StageBuilder<'a> {
         }
     }
 
-    fn copy_step(
-        &mut self,
-        sources: &[String],
-        dest: &str,
-        from: Option<&str>,
-        chown: Option<&str>,
-        chmod: Option<&str>,
-        what: &str,
-    ) -> Result<bool> {
-        let dest = self.expand(dest)?;
-        let workdir = self.config_ro().working_dir.unwrap_or_default();
-        let mut abs = join_workdir(&workdir, &dest);
-        if dest.ends_with('/') && !abs.ends_with('/') {
-            abs.push('/');
-        }
-        let mode = match chmod.map(|c| self.expand(c)).transpose()? {
-            Some(m) => Some(u32::from_str_radix(&m, 8).map_err(|_| anyhow!("--chmod={m}: not an octal mode"))?),
-            None => None,
-        };
-        let chown = chown.map(|c| self.expand(c)).transpose()?;
-        // The source tree of --from: an earlier stage, else an image.
-        let from_image = match from {
-            None => None,
-            Some(f) => Some(match self.plan.find_stage(f, self.stage.index) {
-                Some(i) => self.built.get(&i).cloned().ok_or_else(|| anyhow!("stage {f} was not built"))?,
-                None => base::resolve(self.ws, f)?,
-            }),
-        };
-        let from_scratch = match &from_image {
-            Some(_) => Some(self.ws.layers.scratch()?),
-            None => None,
-        };
-        let from_mount = match (&from_image, &from_scratch) {
-            (Some(img), Some(s)) => Some(overlay::mount_overlay(&self.ws.overlay_for(img, s.path(), false)?)?),
-            _ => None,
-        };
-        let context = self.context.to_path_buf();
-        let src_root = from_mount.as_ref().map(|m| m.merged().to_path_buf()).unwrap_or(context);
-        let what = what.to_string();
-        let no_ignore = Ignore::default();
-        let ignore = self.ignore;
-        self.fs_step(|tree| {
-            let owner = match &chown {
-                Some(spec) => Some(resolve_owner(tree, spec)?),
-                None => None,
-            };
-            let ignore = if from_mount.is_some() { &no_ignore } else { ignore };
-            copy::copy(tree, &src_root, sources, &abs, CopyOwnership { owner, mode }, ignore, &what)
-        })
-    }
-
     fn history(&mut self, step: &Located, empty_layer: bool) {
         let created = now();
         let entry = History {
@@ -464,11 +437,24 @@ impl<'a> StageBuilder<'a> {
 }
 
 /// The build's clock: SOURCE_DATE_EPOCH when set, for reproducible configs.
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     match source_date_epoch() {
         Some(s) => DateTime::from_timestamp(s as i64, 0).unwrap_or_else(Utc::now),
         None => Utc::now(),
     }
+}
+
+/// True when a shell-form command is nothing but the marker of heredoc `name`
+/// (`<<EOF`, `<<-EOF`, `<<"EOF"`, `<<'EOF'`).
+fn is_only_heredoc(cmd: &str, name: &str) -> bool {
+    let Some(rest) = cmd.trim().strip_prefix("<<") else { return false };
+    let rest = rest.strip_prefix('-').unwrap_or(rest).trim();
+    let unquoted = rest
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .or_else(|| rest.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')))
+        .unwrap_or(rest);
+    unquoted == name
 }
 
 fn describe(argv: &[String]) -> String {
@@ -487,7 +473,7 @@ fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
     }
 }
 
-fn join_workdir(current: &str, path: &str) -> String {
+pub(super) fn join_workdir(current: &str, path: &str) -> String {
     if path.starts_with('/') {
         path.to_string()
     } else {
@@ -526,40 +512,6 @@ fn normalize_port(word: &str) -> Result<String> {
     Ok(format!("{port}/{proto}"))
 }
 
-/// `--chown=user[:group]` resolved in the destination image's passwd and group files.
-fn resolve_owner(tree: &Path, spec: &str) -> Result<(u32, u32)> {
-    let read = |f: &str| {
-        std::fs::read_to_string(
-            crate::rootfs::resolve::resolve_in(tree, Path::new(f), crate::rootfs::resolve::Last::Follow).unwrap_or_default(),
-        )
-        .unwrap_or_default()
-    };
-    let (passwd, group) = (read("/etc/passwd"), read("/etc/group"));
-    let (user, grp) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let uid_entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() >= 4 && f[0] == user);
-    let (uid, primary_gid) = match (user.parse::<u32>(), uid_entry) {
-        (Ok(n), _) => (n, None),
-        (Err(_), Some(f)) => (f[2].parse()?, f[3].parse().ok()),
-        (Err(_), None) => bail!("--chown={spec}: unable to find user {user} in the image's /etc/passwd"),
-    };
-    let gid = match grp {
-        None => primary_gid.unwrap_or(uid),
-        Some(g) => match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => group
-                .lines()
-                .map(|l| l.split(':').collect::<Vec<_>>())
-                .find(|f| f.len() >= 3 && f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| anyhow!("--chown={spec}: unable to find group {g} in the image's /etc/group"))?,
-        },
-    };
-    Ok((uid, gid))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,6 +521,15 @@ mod tests {
         assert_eq!(clean_abs(&join_workdir("/a", "b")), "/a/b");
         assert_eq!(clean_abs(&join_workdir("/a", "/c")), "/c");
         assert_eq!(clean_abs(&join_workdir("", "x/../y")), "/y");
+    }
+
+    #[test]
+    fn heredoc_only_commands_are_recognised() {
+        assert!(is_only_heredoc("<<EOF", "EOF"));
+        assert!(is_only_heredoc("<<-'EOF' ", "EOF"));
+        assert!(is_only_heredoc("<<\"EOT\"", "EOT"));
+        assert!(!is_only_heredoc("<<EOF bash", "EOF"));
+        assert!(!is_only_heredoc("cat <<EOF", "EOF"));
     }
 
     #[test]
@@ -586,18 +547,5 @@ mod tests {
         env_set(&mut env, "C", "x=y");
         assert_eq!(env, vec!["A=3", "B=2", "C=x=y"]);
         assert_eq!(env_get(&env, "C").as_deref(), Some("x=y"));
-    }
-
-    #[test]
-    fn chown_resolves_names_from_the_image() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir(d.path().join("etc")).unwrap();
-        std::fs::write(d.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n").unwrap();
-        std::fs::write(d.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
-        assert_eq!(resolve_owner(d.path(), "app").unwrap(), (1000, 1001));
-        assert_eq!(resolve_owner(d.path(), "app:staff").unwrap(), (1000, 50));
-        assert_eq!(resolve_owner(d.path(), "42").unwrap(), (42, 42));
-        assert_eq!(resolve_owner(d.path(), "42:7").unwrap(), (42, 7));
-        assert!(resolve_owner(d.path(), "ghost").is_err());
     }
 }

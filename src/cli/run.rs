@@ -92,6 +92,7 @@ pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         user: args.user.or(cfg.user.clone()).unwrap_or_default(),
         hostname: args.hostname.unwrap_or_else(|| manifest_host(&image.config)),
         stdin: Stdin::Inherit,
+        pipes: Vec::new(),
     };
     let outcome = sandbox::run(&spec, scratch.path(), None)?;
     if let sandbox::Outcome::SetupFailed(msg) = &outcome {

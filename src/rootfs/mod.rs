@@ -7,6 +7,7 @@
 //! being re-extracted from the tar just written.
 
 pub mod diff;
+pub mod extract;
 pub mod layers;
 pub mod resolve;
 pub mod unpack;

@@ -99,6 +99,7 @@ fn setup_and_exec(spec: &RunSpec) -> Result<Never, String> {
         .map_err(|e| format!("make / private: {e}"))?;
     overlay::mount_rootfs(&spec.rootfs).map_err(|e| e.to_string())?;
     mounts::mount_system(&spec.rootfs.merged).map_err(|e| e.to_string())?;
+    write_pipes(&spec.rootfs.merged, &spec.pipes)?;
     let _ = sethostname(&spec.hostname);
     chdir(&spec.rootfs.merged).map_err(|e| format!("chdir {}: {e}", spec.rootfs.merged.display()))?;
     // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves
@@ -136,6 +137,24 @@ fn setup_and_exec(spec: &RunSpec) -> Result<Never, String> {
     let envp = env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     let err = nix::unistd::execve(&exe_c, &argv, &envp).unwrap_err();
     Err(format!("exec {}: {err}", exe.display()))
+}
+
+fn write_pipes(root: &Path, pipes: &[(String, String)]) -> Result<(), String> {
+    if pipes.is_empty() {
+        return Ok(());
+    }
+    let dir = root.join("dev/pipes");
+    fs::create_dir_all(&dir).map_err(|e| format!("creating /dev/pipes: {e}"))?;
+    for (name, content) in pipes {
+        if name.contains('/') || name.is_empty() || name == "." || name == ".." {
+            return Err(format!("bad heredoc name {name:?}"));
+        }
+        let path = dir.join(name);
+        fs::write(&path, content).map_err(|e| format!("writing /dev/pipes/{name}: {e}"))?;
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| format!("chmod /dev/pipes/{name}: {e}"))?;
+    }
+    Ok(())
 }
 
 fn find_program(program: &str, path_var: &str) -> Option<PathBuf> {

@@ -96,6 +96,10 @@ pub struct RunSpec {
     pub user: String,
     pub hostname: String,
     pub stdin: Stdin,
+    /// Executable scripts placed at /dev/pipes/NAME (a RUN heredoc with a shebang),
+    /// on the container's /dev tmpfs so they never enter a layer.
+    #[serde(default)]
+    pub pipes: Vec<(String, String)>,
 }
 
 /// How the contained command ended.

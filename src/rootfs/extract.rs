@@ -1,0 +1,226 @@
+//! A user's tar archive (ADD of a local archive) -> files in an image tree.
+//!
+//! Unlike `unpack`, the target is a live image tree, not an empty layer dir: entries
+//! replace what is there, and parent paths are resolved inside the tree (an image's
+//! `/bin -> usr/bin` is honoured) but never outside it. Compression is detected
+//! from the stream's magic bytes, as Docker does, not from the file name.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchownat, Gid, Uid};
+use tar::EntryType;
+
+use super::resolve::{resolve_in, Last};
+use super::RootfsError;
+
+/// Compression of an archive, by magic bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Bzip2,
+    Xz,
+    Zstd,
+}
+
+/// Detects the compression of `file`; `None` when it is not an archive at all.
+pub fn detect(file: &Path) -> io::Result<Option<Compression>> {
+    let mut head = [0u8; 512];
+    let mut f = File::open(file)?;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    let h = &head[..n];
+    Ok(if h.starts_with(&[0x1f, 0x8b]) {
+        Some(Compression::Gzip)
+    } else if h.starts_with(b"BZh") {
+        Some(Compression::Bzip2)
+    } else if h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some(Compression::Xz)
+    } else if h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some(Compression::Zstd)
+    } else if n >= 262 && &h[257..262] == b"ustar" {
+        Some(Compression::None)
+    } else {
+        None
+    })
+}
+
+/// Opens `file` as a decompressed tar stream.
+pub fn open_archive(file: &Path, compression: Compression) -> io::Result<Box<dyn Read>> {
+    let reader = BufReader::with_capacity(1 << 20, File::open(file)?);
+    Ok(match compression {
+        Compression::None => Box::new(reader),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(reader)),
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(reader)),
+        Compression::Zstd => return Err(io::Error::new(io::ErrorKind::Unsupported, "zstd archives are not supported by ADD yet")),
+    })
+}
+
+/// Extracts `input` into the directory `dest` (a host path below `tree`). `owner`
+/// overrides the archive's ownership (ADD --chown).
+pub fn extract<R: Read>(input: R, tree: &Path, dest: &Path, owner: Option<(u32, u32)>) -> Result<(), RootfsError> {
+    let mut archive = tar::Archive::new(BufReader::new(input));
+    let mut dirs: Vec<(PathBuf, u64)> = Vec::new();
+    let dest_in_tree = Path::new("/").join(dest.strip_prefix(tree).unwrap_or(Path::new("")));
+    for entry in archive.entries().map_err(|e| RootfsError::io(dest, e))? {
+        let mut entry = entry.map_err(|e| RootfsError::io(dest, e))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let Some(rel) = relative(&raw)? else { continue };
+        let parent_in_tree = dest_in_tree.join(rel.parent().unwrap_or(Path::new("")));
+        let parent = resolve_in(tree, &parent_in_tree, Last::Follow)?;
+        fs::create_dir_all(&parent).map_err(|e| RootfsError::io(&parent, e))?;
+        let target = parent.join(rel.file_name().expect("a relative path has a name"));
+        let h = entry.header().clone();
+        let kind = h.entry_type();
+        let (uid, gid) = owner.unwrap_or((h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32));
+        let mode = h.mode().unwrap_or(0o644) & 0o7777;
+        let mtime = h.mtime().unwrap_or(0);
+        if let Ok(existing) = fs::symlink_metadata(&target) {
+            if !(existing.is_dir() && kind == EntryType::Directory) {
+                let r = if existing.is_dir() { fs::remove_dir_all(&target) } else { fs::remove_file(&target) };
+                r.map_err(|e| RootfsError::io(&target, e))?;
+            }
+        }
+        match kind {
+            EntryType::Directory => {
+                if !target.is_dir() {
+                    fs::create_dir(&target).map_err(|e| RootfsError::io(&target, e))?;
+                }
+                dirs.push((target.clone(), mtime));
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&target)
+                    .map_err(|e| RootfsError::io(&target, e))?;
+                io::copy(&mut entry, &mut f).map_err(|e| RootfsError::io(&target, e))?;
+            }
+            EntryType::Symlink => {
+                let link = entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| RootfsError::BadEntry { path: raw.clone(), reason: "symlink without target".into() })?;
+                symlink(link.as_ref(), &target).map_err(|e| RootfsError::io(&target, e))?;
+            }
+            EntryType::Link => {
+                let link = entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| RootfsError::BadEntry { path: raw.clone(), reason: "hard link without target".into() })?;
+                let link_rel = relative(&link.to_string_lossy())?
+                    .ok_or_else(|| RootfsError::BadEntry { path: raw.clone(), reason: "hard link to the root".into() })?;
+                let src = resolve_in(tree, &dest_in_tree.join(link_rel), Last::NoFollow)?;
+                fs::hard_link(&src, &target).map_err(|e| RootfsError::io(&target, e))?;
+                continue;
+            }
+            // Devices and fifos from a user archive are skipped, as in rootless Docker.
+            _ => continue,
+        }
+        fchownat(
+            nix::fcntl::AT_FDCWD,
+            &target,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| RootfsError::Chown {
+            path: target.display().to_string(),
+            uid: uid.into(),
+            gid: gid.into(),
+            source: e.into(),
+        })?;
+        if kind != EntryType::Symlink {
+            fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|e| RootfsError::io(&target, e))?;
+            set_mtime(&target, mtime)?;
+        }
+    }
+    for (d, mtime) in dirs.into_iter().rev() {
+        set_mtime(&d, mtime)?;
+    }
+    Ok(())
+}
+
+fn set_mtime(path: &Path, mtime: u64) -> Result<(), RootfsError> {
+    let t = TimeSpec::new(mtime as i64, 0);
+    utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(|e| RootfsError::io(path, e.into()))
+}
+
+/// An archive member name as a relative path; `..` that would climb above the
+/// extraction dir is refused.
+fn relative(raw: &str) -> Result<Option<PathBuf>, RootfsError> {
+    let mut out = PathBuf::new();
+    for c in Path::new(raw).components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir if !out.pop() => {
+                return Err(RootfsError::BadEntry { path: raw.to_string(), reason: "path leaves the extraction directory (\"..\")".into() })
+            }
+            _ => {}
+        }
+    }
+    Ok(if out.as_os_str().is_empty() { None } else { Some(out) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_bytes(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o640);
+            h.set_uid(nix::unistd::geteuid().as_raw().into());
+            h.set_gid(nix::unistd::getegid().as_raw().into());
+            h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn extracts_gzip_archives_inside_the_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("tree");
+        fs::create_dir_all(tree.join("usr/lib")).unwrap();
+        symlink("usr/lib", tree.join("lib")).unwrap();
+        let t = tar_bytes(&[("a/b.txt", b"hello"), ("x", b"1")]);
+        let gz = d.path().join("a.tar.gz");
+        let mut enc = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
+        io::Write::write_all(&mut enc, &t).unwrap();
+        enc.finish().unwrap();
+        let c = detect(&gz).unwrap().unwrap();
+        assert_eq!(c, Compression::Gzip);
+        extract(open_archive(&gz, c).unwrap(), &tree, &tree.join("usr/lib"), None).unwrap();
+        assert_eq!(fs::read(tree.join("usr/lib/a/b.txt")).unwrap(), b"hello");
+        assert_eq!(fs::metadata(tree.join("usr/lib/x")).unwrap().permissions().mode() & 0o777, 0o640);
+        let plain = d.path().join("plain.txt");
+        fs::write(&plain, b"not an archive").unwrap();
+        assert_eq!(detect(&plain).unwrap(), None);
+    }
+
+    #[test]
+    fn climbing_out_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let t = tar_bytes(&[("../../evil", b"x")]);
+        let err = extract(&t[..], d.path(), d.path(), None).unwrap_err();
+        assert!(err.to_string().contains("evil"));
+    }
+}
