@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs the Debian packages strata and its tests need, only those missing, and checks
+# that a Rust toolchain is present. Idempotent; runs as root, or as a user through sudo.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+packages=(
+    uidmap          # newuidmap/newgidmap: map the subuid ranges into the user namespace
+    fuse-overlayfs  # overlay fallback where kernel overlayfs is not allowed
+    busybox-static  # the static busybox copied into the base image
+    skopeo          # tests: inspect oci: and oci-archive: outputs
+    umoci           # tests: unpack the output rootless and compare files
+    podman          # tests and comparisons
+    crun            # podman's runtime
+    jq              # scripts/test.sh: find the test binary in cargo's JSON output
+    tar gzip        # tests: list layer tarballs
+    util-linux      # runuser, unshare
+    passwd          # useradd, usermod --add-subuids
+    ca-certificates
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing missing packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${missing[@]}" </dev/null
+else
+    log "all Debian packages present"
+fi
+
+ensure_cargo
+for component in fmt clippy; do
+    if ! cargo "$component" --version >/dev/null 2>&1; then
+        if command -v rustup >/dev/null 2>&1; then
+            log "adding rustup component for cargo $component"
+            rustup component add "$([ "$component" = fmt ] && echo rustfmt || echo clippy)" </dev/null
+        else
+            log "warning: cargo $component is missing (scripts/test.sh needs it)"
+        fi
+    fi
+done
+log "rust toolchain: $(cargo --version)"

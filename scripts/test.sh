@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The README's second command, and what CI runs (.ci/run).
+#
+# 1. scripts/deps.sh: the Debian packages and a Rust toolchain.
+# 2. cargo fmt --check; cargo clippy --all-targets -- -D warnings.
+# 3. Unit and conformance tests as whoever runs this script.
+# 4. End-to-end tests (tests/e2e.rs) as an UNPRIVILEGED user with subuid/subgid ranges:
+#    as root, user strata-test is created when missing and the test binary, strata and
+#    the fixtures are copied to a fresh directory that user can read; otherwise they run
+#    as the current user. STRATA_REQUIRE_SANDBOX=1 turns "cannot sandbox here" skips into
+#    failures.
+#
+# Ends with the e2e runner's summary line; exits non-zero on any failure.
+# Environment: STRATA_TEST_USER (default strata-test), STRATA_E2E_THREADS (default 2),
+# STRATA_E2E_FILTER (a libtest name filter for the e2e tests).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$STRATA_REPO"
+
+test_user="${STRATA_TEST_USER:-strata-test}"
+threads="${STRATA_E2E_THREADS:-2}"
+subid_range="200000-265535"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+log "dependencies"
+bash scripts/deps.sh </dev/null
+ensure_cargo
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+if [ -f src/lib.rs ]; then
+    log "unit tests: cargo test --lib"
+    cargo test --lib </dev/null
+fi
+
+# Every integration test binary except e2e (conformance and the like) runs here as is.
+for t in tests/*.rs tests/*/main.rs; do
+    [ -e "$t" ] || continue
+    case "$t" in
+        tests/*/main.rs) name="$(basename "$(dirname "$t")")" ;;
+        *) name="$(basename "$t" .rs)" ;;
+    esac
+    [ "$name" = e2e ] && continue
+    log "integration tests: cargo test --test $name"
+    cargo test --test "$name" </dev/null
+done
+
+log "building the e2e test binary and strata"
+artifacts="$(cargo test --test e2e --no-run --message-format=json-render-diagnostics </dev/null)"
+e2e_bin="$(jq -r 'select(.reason == "compiler-artifact" and .target.name == "e2e"
+                         and .profile.test == true) | .executable // empty' <<<"$artifacts" | tail -n1)"
+strata_bin="$(jq -r 'select(.reason == "compiler-artifact" and .target.name == "strata"
+                            and (.target.kind | index("bin"))) | .executable // empty' <<<"$artifacts" | tail -n1)"
+[[ -n $e2e_bin && -x $e2e_bin ]] || die "could not find the e2e test binary in cargo's output"
+[[ -n $strata_bin && -x $strata_bin ]] || die "could not find the strata binary in cargo's output"
+
+filter=()
+[ -n "${STRATA_E2E_FILTER:-}" ] && filter=("$STRATA_E2E_FILTER")
+
+# Gives $test_user its own subordinate id range unless it has one already.
+ensure_subids() {
+    local file="$1" flag="$2"
+    touch "$file"
+    if ! grep -qE "^($test_user|$(id -u "$test_user")):" "$file"; then
+        usermod "$flag" "$subid_range" "$test_user"
+    fi
+}
+
+if [ "$(id -u)" -eq 0 ]; then
+    if ! id -u "$test_user" >/dev/null 2>&1; then
+        log "creating user $test_user"
+        useradd --create-home --shell /bin/bash --user-group "$test_user"
+    fi
+    ensure_subids /etc/subuid --add-subuids
+    ensure_subids /etc/subgid --add-subgids
+    # Debian ships /dev/fuse 0666; some machines have it 0600: make it like a normal host
+    # so that the unprivileged fuse-overlayfs path can be tested.
+    if [ -c /dev/fuse ]; then
+        chmod 0666 /dev/fuse
+    fi
+
+    work="$(mktemp -d /tmp/strata-e2e.XXXXXX)"
+    trap 'rm -rf "$work" >/dev/null 2>&1 || true' EXIT
+    chmod 0755 "$work"
+    mkdir -p "$work/bin" "$work/home" "$work/tmp" "$work/run"
+    cp "$e2e_bin" "$work/bin/e2e"
+    cp "$strata_bin" "$work/bin/strata"
+    cp -a fixtures "$work/fixtures"
+    chmod -R a+rX "$work/bin" "$work/fixtures"
+    chown -R "$test_user:" "$work/home" "$work/tmp" "$work/run"
+    chmod 0700 "$work/run"
+
+    log "e2e tests as $test_user (uid $(id -u "$test_user")): $(grep -E "^$test_user:" /etc/subuid | head -n1)"
+    runuser -u "$test_user" -- env -i \
+        HOME="$work/home" \
+        USER="$test_user" \
+        LOGNAME="$test_user" \
+        PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+        TMPDIR="$work/tmp" \
+        XDG_RUNTIME_DIR="$work/run" \
+        LANG=C.UTF-8 \
+        STRATA_BIN="$work/bin/strata" \
+        STRATA_FIXTURES="$work/fixtures" \
+        STRATA_REQUIRE_SANDBOX=1 \
+        "$work/bin/e2e" --test-threads="$threads" "${filter[@]}" </dev/null
+else
+    log "e2e tests as $(id -un) (uid $(id -u))"
+    STRATA_BIN="$strata_bin" \
+        STRATA_FIXTURES="$STRATA_REPO/fixtures" \
+        STRATA_REQUIRE_SANDBOX=1 \
+        "$e2e_bin" --test-threads="$threads" "${filter[@]}" </dev/null
+fi

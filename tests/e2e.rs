@@ -1,0 +1,24 @@
+//! End-to-end tests: the real `strata` binary builds, exports and runs images in a
+//! throw-away store, and real tools (skopeo, umoci, tar) check what it made.
+//!
+//! `scripts/test.sh` runs this binary as an unprivileged user with subordinate id ranges
+//! and `STRATA_REQUIRE_SANDBOX=1`, so a machine that cannot sandbox fails instead of
+//! skipping. Environment:
+//! - `STRATA_BIN`: the strata binary (default: the one cargo built with the tests);
+//! - `STRATA_FIXTURES`: the fixtures directory (default: the repository's `fixtures/`);
+//! - `STRATA_BUSYBOX`: the static busybox of the base image (default `/bin/busybox`);
+//! - `STRATA_E2E_KEEP=1`: keep the work dir and store; `STRATA_E2E_TIMEOUT`: seconds
+//!   allowed per command (default 600).
+//!
+//! The modules live in `tests/e2e/` (named with `#[path]`: this file is the crate root).
+
+#[path = "e2e/acceptance.rs"]
+mod acceptance;
+#[path = "e2e/cli.rs"]
+mod cli;
+#[path = "e2e/dockerfile.rs"]
+mod dockerfile;
+#[path = "e2e/layout.rs"]
+mod layout;
+#[path = "e2e/support.rs"]
+mod support;
