@@ -18,6 +18,7 @@ packages=(
     util-linux      # runuser, unshare
     passwd          # useradd, usermod --add-subuids
     ca-certificates
+    debootstrap     # tests: the real workload, a Debian minbase made rootlessly
 )
 
 missing=()

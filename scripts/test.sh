@@ -94,6 +94,10 @@ if [ "$(id -u)" -eq 0 ]; then
     chmod -R a+rX "$work/bin" "$work/fixtures"
     chown -R "$test_user:" "$work/home" "$work/tmp" "$work/run"
     chmod 0700 "$work/run"
+    # The debootstrap tarball of the real-workload test outlives this run.
+    cache=/var/cache/strata-e2e
+    mkdir -p "$cache"
+    chown "$test_user:" "$cache"
 
     log "e2e tests as $test_user (uid $(id -u "$test_user")): $(grep -E "^$test_user:" /etc/subuid | head -n1)"
     runuser -u "$test_user" -- env -i \
@@ -106,12 +110,14 @@ if [ "$(id -u)" -eq 0 ]; then
         LANG=C.UTF-8 \
         STRATA_BIN="$work/bin/strata" \
         STRATA_FIXTURES="$work/fixtures" \
+        STRATA_CACHE="$cache" \
         STRATA_REQUIRE_SANDBOX=1 \
         "$work/bin/e2e" --test-threads="$threads" "${filter[@]}" </dev/null
 else
     log "e2e tests as $(id -un) (uid $(id -u))"
     STRATA_BIN="$strata_bin" \
         STRATA_FIXTURES="$STRATA_REPO/fixtures" \
+        STRATA_CACHE="${STRATA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/strata-e2e}" \
         STRATA_REQUIRE_SANDBOX=1 \
         "$e2e_bin" --test-threads="$threads" "${filter[@]}" </dev/null
 fi

@@ -22,3 +22,5 @@ mod dockerfile;
 mod layout;
 #[path = "e2e/support.rs"]
 mod support;
+#[path = "e2e/workload.rs"]
+mod workload;
