@@ -84,17 +84,41 @@ fn clean_relative(p: &str) -> Result<String> {
 }
 
 /// Copies `patterns` from `src_root` to `dest` (absolute, in the image) below `tree`.
-/// `ignore` applies to paths relative to `src_root` (empty for stage sources).
-pub fn copy(tree: &Path, src_root: &Path, patterns: &[String], dest: &str, own: CopyOwnership, ignore: &Ignore, what: &str) -> Result<()> {
-    let sources = match_sources(src_root, patterns, ignore, what)?;
-    let dest_is_dir_hint = dest.ends_with('/') || sources.len() > 1 || patterns.iter().any(|p| pattern::has_meta(p));
+/// How one COPY/ADD treats its sources.
+#[derive(Clone, Copy)]
+pub struct CopyOptions<'a> {
+    pub own: CopyOwnership,
+    /// The build's ignore file, for paths relative to the source root (empty for
+    /// stage sources).
+    pub ignore: &'a Ignore,
+    /// `--exclude` patterns, matched relative to each source (a file's own name, or
+    /// paths inside a source directory).
+    pub exclude: &'a Ignore,
+    /// `--parents`: keep each source's path below the root under the destination.
+    pub parents: bool,
+}
+
+/// Copies `patterns` from `src_root` to `dest` (absolute, in the image) below `tree`.
+pub fn copy(tree: &Path, src_root: &Path, patterns: &[String], dest: &str, opts: CopyOptions<'_>, what: &str) -> Result<()> {
+    let sources = match_sources(src_root, patterns, opts.ignore, what)?;
+    let sources: Vec<Source> = sources.into_iter().filter(|s| s.is_dir || !opts.exclude.excluded(&name_of(&s.host))).collect();
+    let dest_is_dir_hint = dest.ends_with('/') || sources.len() > 1 || patterns.iter().any(|p| pattern::has_meta(p)) || opts.parents;
     let dest_host = resolve_in(tree, Path::new(dest), Last::Follow)?;
     let dest_exists_as_dir = fs::metadata(&dest_host).map(|m| m.is_dir()).unwrap_or(false);
-    let mut copier = Copier { own, links: HashMap::new(), ignore, src_root };
+    let mut copier = Copier { own: opts.own, links: HashMap::new(), ignore: opts.ignore, exclude: opts.exclude, src_root };
     for src in &sources {
+        // With --parents the source's own path below the root is kept.
+        let dest_host = if opts.parents {
+            let rel = src.host.strip_prefix(src_root).unwrap_or(Path::new(""));
+            let parent = rel.parent().unwrap_or(Path::new(""));
+            resolve_in(tree, &Path::new(dest).join(parent), Last::Follow)?
+        } else {
+            dest_host.clone()
+        };
         if src.is_dir {
-            copier.ensure_dir(tree, &dest_host)?;
-            copier.copy_dir_contents(tree, &src.host, &dest_host)?;
+            let target = if opts.parents { dest_host.join(name_of(&src.host)) } else { dest_host.clone() };
+            copier.ensure_dir(tree, &target)?;
+            copier.copy_dir_contents(tree, &src.host, &target)?;
         } else if dest_is_dir_hint || dest_exists_as_dir {
             copier.ensure_dir(tree, &dest_host)?;
             let name = src.host.file_name().context("source has no file name")?;
@@ -108,9 +132,14 @@ pub fn copy(tree: &Path, src_root: &Path, patterns: &[String], dest: &str, own: 
     Ok(())
 }
 
+fn name_of(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
 struct Copier<'a> {
     own: CopyOwnership,
     ignore: &'a Ignore,
+    exclude: &'a Ignore,
     src_root: &'a Path,
     /// (dev, inode) of copied files -> where they went, to keep hard links linked.
     links: HashMap<(u64, u64), PathBuf>,
@@ -155,6 +184,12 @@ impl Copier<'_> {
                     }
                     continue;
                 }
+            }
+            if !self.exclude.is_empty() && self.exclude.excluded(&rel.to_string_lossy()) {
+                if entry.file_type().is_dir() && !self.exclude.may_reinclude(&rel.to_string_lossy()) {
+                    walker.skip_current_dir();
+                }
+                continue;
             }
             // Parents were resolved when created; only the last component is new.
             let parent = resolve_in(
@@ -268,8 +303,39 @@ mod tests {
         assert_eq!(clean_relative(".").unwrap(), ".");
     }
 
+    fn opts<'a>(own: CopyOwnership, none: &'a Ignore) -> CopyOptions<'a> {
+        CopyOptions { own, ignore: none, exclude: none, parents: false }
+    }
+
+    #[test]
+    fn exclude_and_parents() {
+        let ctx = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        fs::create_dir_all(ctx.path().join("x/y")).unwrap();
+        fs::write(ctx.path().join("x/y/a.txt"), b"a").unwrap();
+        fs::write(ctx.path().join("x/y/b.md"), b"b").unwrap();
+        let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let own = CopyOwnership { owner: Some(me), mode: None };
+        let none = Ignore::default();
+        let ex = Ignore::parse("**/*.md\n");
+        copy(tree.path(), ctx.path(), &["x".into()], "/e/", CopyOptions { own, ignore: &none, exclude: &ex, parents: false }, "COPY")
+            .unwrap();
+        assert!(tree.path().join("e/y/a.txt").exists() && !tree.path().join("e/y/b.md").exists());
+        copy(
+            tree.path(),
+            ctx.path(),
+            &["x/y/a.txt".into()],
+            "/p/",
+            CopyOptions { own, ignore: &none, exclude: &none, parents: true },
+            "COPY",
+        )
+        .unwrap();
+        assert!(tree.path().join("p/x/y/a.txt").exists());
+    }
+
     #[test]
     fn copies_files_dirs_and_globs_into_a_tree() {
+        let none = Ignore::default();
         let ctx = tempfile::tempdir().unwrap();
         let tree = tempfile::tempdir().unwrap();
         fs::create_dir_all(ctx.path().join("dir/sub")).unwrap();
@@ -280,19 +346,20 @@ mod tests {
         std::os::unix::fs::symlink("usr/bin", tree.path().join("bin")).unwrap();
         let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
         let own = CopyOwnership { owner: Some(me), mode: None };
-        copy(tree.path(), ctx.path(), &["dir".into()], "/app", own, &Ignore::default(), "COPY").unwrap();
+        copy(tree.path(), ctx.path(), &["dir".into()], "/app", opts(own, &none), "COPY").unwrap();
         assert_eq!(fs::read(tree.path().join("app/sub/f")).unwrap(), b"f");
-        copy(tree.path(), ctx.path(), &["*.txt".into()], "/bin", own, &Ignore::default(), "COPY").unwrap();
+        copy(tree.path(), ctx.path(), &["*.txt".into()], "/bin", opts(own, &none), "COPY").unwrap();
         assert_eq!(fs::read(tree.path().join("usr/bin/a.txt")).unwrap(), b"a");
         assert!(fs::symlink_metadata(tree.path().join("bin")).unwrap().file_type().is_symlink());
-        copy(tree.path(), ctx.path(), &["a.txt".into()], "/renamed", own, &Ignore::default(), "COPY").unwrap();
+        copy(tree.path(), ctx.path(), &["a.txt".into()], "/renamed", opts(own, &none), "COPY").unwrap();
         assert_eq!(fs::read(tree.path().join("renamed")).unwrap(), b"a");
-        let err = copy(tree.path(), ctx.path(), &["missing".into()], "/x", own, &Ignore::default(), "COPY").unwrap_err();
+        let err = copy(tree.path(), ctx.path(), &["missing".into()], "/x", opts(own, &none), "COPY").unwrap_err();
         assert!(format!("{err:#}").contains("missing"));
     }
 
     #[test]
     fn dockerignore_hides_files_but_negation_brings_them_back() {
+        let none = Ignore::default();
         let ctx = tempfile::tempdir().unwrap();
         let tree = tempfile::tempdir().unwrap();
         fs::create_dir_all(ctx.path().join("docs")).unwrap();
@@ -303,11 +370,20 @@ mod tests {
         let ig = Ignore::parse("docs\n!docs/keep.md\n*.key\n");
         let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
         let own = CopyOwnership { owner: Some(me), mode: None };
-        copy(tree.path(), ctx.path(), &[".".into()], "/app/", own, &ig, "COPY").unwrap();
+        copy(tree.path(), ctx.path(), &[".".into()], "/app/", CopyOptions { own, ignore: &ig, exclude: &none, parents: false }, "COPY")
+            .unwrap();
         assert!(tree.path().join("app/main.c").exists());
         assert!(tree.path().join("app/docs/keep.md").exists());
         assert!(!tree.path().join("app/docs/drop.md").exists());
         assert!(!tree.path().join("app/secret.key").exists());
-        assert!(copy(tree.path(), ctx.path(), &["secret.key".into()], "/x", own, &ig, "COPY").is_err());
+        assert!(copy(
+            tree.path(),
+            ctx.path(),
+            &["secret.key".into()],
+            "/x",
+            CopyOptions { own, ignore: &ig, exclude: &none, parents: false },
+            "COPY"
+        )
+        .is_err());
     }
 }

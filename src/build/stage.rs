@@ -289,6 +289,8 @@ impl<'a> StageBuilder<'a> {
                     chown: c.chown.as_deref(),
                     chmod: c.chmod.as_deref(),
                     add: None,
+                    exclude: &c.exclude,
+                    parents: c.parents,
                 };
                 let layer = self.copy_step(req)?;
                 self.history(step, !layer);
@@ -302,6 +304,8 @@ impl<'a> StageBuilder<'a> {
                     chown: a.chown.as_deref(),
                     chmod: a.chmod.as_deref(),
                     add: Some(add),
+                    exclude: &a.exclude,
+                    parents: false,
                 };
                 let layer = self.copy_step(req)?;
                 self.history(step, !layer);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::copy::{self, CopyOwnership};
+use super::copy::{self, CopyOptions, CopyOwnership};
 use super::stage::{join_workdir, StageBuilder};
 use super::{base, workspace::ImageState};
 use crate::dockerfile::ignore::Ignore;
@@ -38,6 +38,8 @@ pub struct CopyRequest<'a> {
     pub chmod: Option<&'a str>,
     /// Some for ADD.
     pub add: Option<AddOptions<'a>>,
+    pub exclude: &'a [String],
+    pub parents: bool,
 }
 
 impl StageBuilder<'_> {
@@ -117,6 +119,9 @@ impl StageBuilder<'_> {
         let unpack_urls = add.unpack == Some(true);
         let inline_dir = inline.path().to_path_buf();
         let url_names: Vec<String> = inline_names[inline_names.len() - urls.len()..].to_vec();
+        let excluded = req.exclude.iter().map(|p| self.expand(p)).collect::<Result<Vec<_>>>()?;
+        let exclude = Ignore::parse(&excluded.join("\n"));
+        let parents = req.parents;
 
         self.fs_step(|tree| {
             let owner = match &chown {
@@ -124,9 +129,10 @@ impl StageBuilder<'_> {
                 None => None,
             };
             let own = CopyOwnership { owner, mode };
+            let opts = CopyOptions { own, ignore, exclude: &exclude, parents };
             let (archives, plain) = if unpack_local { split_archives(&src_root, &paths, ignore)? } else { (Vec::new(), paths.clone()) };
             if !plain.is_empty() {
-                copy::copy(tree, &src_root, &plain, &abs, own, ignore, what)?;
+                copy::copy(tree, &src_root, &plain, &abs, opts, what)?;
             }
             for (file, compression) in archives {
                 extract_into(tree, &abs, &file, compression, owner)?;
@@ -139,7 +145,8 @@ impl StageBuilder<'_> {
                         continue;
                     }
                 }
-                copy::copy(tree, &inline_dir, std::slice::from_ref(name), &abs, own, &no_ignore, what)?;
+                let inline_opts = CopyOptions { own, ignore: &no_ignore, exclude: &no_ignore, parents: false };
+                copy::copy(tree, &inline_dir, std::slice::from_ref(name), &abs, inline_opts, what)?;
             }
             Ok(())
         })

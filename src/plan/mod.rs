@@ -27,6 +27,8 @@ pub struct Stage {
     pub name: Option<String>,
     /// The FROM image reference after meta-ARG expansion.
     pub base: String,
+    /// `FROM --platform`, expanded; only the host platform can be built.
+    pub platform: Option<String>,
     pub from: Located,
     pub steps: Vec<Located>,
     /// Index of the earlier stage this one is FROM, if any.
@@ -63,20 +65,33 @@ impl BuildPlan {
 /// Builds the plan for `target` (default: the last stage).
 pub fn plan(df: &Dockerfile, file: &str, build_args: &BTreeMap<String, String>, target: Option<&str>) -> Result<BuildPlan, PlanError> {
     let escape = df.escape();
-    let mut meta_args: BTreeMap<String, Option<String>> = BTreeMap::new();
+    // BuildKit's automatic platform ARGs: in the global scope, and in a stage once
+    // it declares them with a bare `ARG NAME`.
+    let mut meta_args: BTreeMap<String, Option<String>> = platform_args().into_iter().map(|(k, v)| (k, Some(v))).collect();
     let mut stages: Vec<Stage> = Vec::new();
     let at = |line: usize, message: String| PlanError::At { file: file.to_string(), line, message };
 
     for located in &df.instructions {
         match (&located.instr, stages.last_mut()) {
-            (Instruction::From { image, alias, .. }, _) => {
+            (Instruction::From { image, alias, platform }, _) => {
                 let lookup = |name: &str| meta_args.get(name).cloned().flatten();
                 let base = expand_word(image, &lookup, escape).map_err(|e| at(located.line, format!("FROM {image}: {e}")))?;
+                let platform = platform
+                    .as_deref()
+                    .map(|p| expand_word(p, &lookup, escape).map_err(|e| at(located.line, format!("FROM --platform={p}: {e}"))))
+                    .transpose()?;
+                if let Some(p) = &platform {
+                    let host = host_platform();
+                    if normalize_platform(p) != host {
+                        return Err(at(located.line, format!("FROM --platform={p}: strata builds for the host platform {host} only")));
+                    }
+                }
                 if base.is_empty() {
                     return Err(at(located.line, format!("FROM {image}: base name expands to an empty string")));
                 }
                 let index = stages.len();
-                let mut stage = Stage { index, name: alias.clone(), base, from: located.clone(), steps: Vec::new(), base_stage: None };
+                let mut stage =
+                    Stage { index, name: alias.clone(), base, platform, from: located.clone(), steps: Vec::new(), base_stage: None };
                 // FROM refers to earlier stages by name only; a bare number is an image.
                 let lower = stage.base.to_ascii_lowercase();
                 stage.base_stage = stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str())).map(|s| s.index);
@@ -143,6 +158,89 @@ fn collect(plan: &BuildPlan, index: usize, needed: &mut BTreeSet<usize>) {
     }
 }
 
+/// The platform strata runs on and builds for, as `os/arch[/variant]`.
+pub fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "arm" => "arm/v7",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+/// `linux/amd64/v1` and `amd64` name the same platform as `linux/amd64`.
+fn normalize_platform(p: &str) -> String {
+    let p = p.trim().to_ascii_lowercase();
+    let p = if p.contains('/') { p } else { format!("linux/{p}") };
+    let p = p.strip_suffix("/v1").map(str::to_string).unwrap_or(p);
+    match p.as_str() {
+        "linux/arm64/v8" | "linux/aarch64" => "linux/arm64".into(),
+        "linux/x86_64" | "linux/x86-64" => "linux/amd64".into(),
+        _ => p,
+    }
+}
+
+/// TARGETPLATFORM, TARGETOS, ... BUILDVARIANT for the host.
+pub fn platform_args() -> Vec<(String, String)> {
+    let platform = host_platform();
+    let mut parts = platform.split('/');
+    let os = parts.next().unwrap_or("linux").to_string();
+    let arch = parts.next().unwrap_or_default().to_string();
+    let variant = parts.next().unwrap_or_default().to_string();
+    let mut out = Vec::new();
+    for prefix in ["TARGET", "BUILD"] {
+        out.push((format!("{prefix}PLATFORM"), platform.clone()));
+        out.push((format!("{prefix}OS"), os.clone()));
+        out.push((format!("{prefix}ARCH"), arch.clone()));
+        out.push((format!("{prefix}VARIANT"), variant.clone()));
+    }
+    out
+}
+
 fn keyword(original: &str) -> String {
     original.split_whitespace().next().unwrap_or("").to_ascii_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::parse;
+
+    fn plan_of(text: &str, target: Option<&str>) -> Result<BuildPlan, PlanError> {
+        let df = parse(text, "Dockerfile").unwrap();
+        plan(&df, "Dockerfile", &BTreeMap::new(), target)
+    }
+
+    #[test]
+    fn only_stages_the_target_needs_are_planned() {
+        let text = "FROM busybox AS a\nRUN true\nFROM busybox AS unused\nRUN exit 1\nFROM a AS b\nCOPY --from=0 /x /y\nFROM busybox\nCOPY --from=b /y /z\n";
+        let p = plan_of(text, None).unwrap();
+        assert_eq!(p.order, vec![0, 2, 3]);
+        let p = plan_of(text, Some("b")).unwrap();
+        assert_eq!(p.order, vec![0, 2]);
+        assert!(matches!(plan_of(text, Some("nope")), Err(PlanError::UnknownTarget { .. })));
+    }
+
+    #[test]
+    fn meta_args_expand_from_and_platform_args_exist() {
+        let df =
+            parse("ARG BASE=busybox\nARG TAG\nFROM ${BASE}:${TAG:-latest} AS x\nFROM --platform=$BUILDPLATFORM x\n", "Dockerfile").unwrap();
+        let mut args = BTreeMap::new();
+        args.insert("TAG".to_string(), "1.36".to_string());
+        let p = plan(&df, "Dockerfile", &args, None).unwrap();
+        assert_eq!(p.stages[0].base, "busybox:1.36");
+        assert_eq!(p.stages[1].base_stage, Some(0));
+        assert_eq!(p.meta_args.get("TARGETOS").cloned().flatten().as_deref(), Some("linux"));
+    }
+
+    #[test]
+    fn foreign_platforms_and_instructions_before_from_are_refused() {
+        let err = plan_of("FROM --platform=linux/s390x busybox\n", None).unwrap_err().to_string();
+        assert!(err.contains("Dockerfile:1") && err.contains("s390x"), "{err}");
+        let err = plan_of("RUN true\nFROM busybox\n", None).unwrap_err().to_string();
+        assert!(err.contains("Dockerfile:1"), "{err}");
+    }
 }
