@@ -263,12 +263,11 @@ impl<'a> StageBuilder<'a> {
                 let current = self.config_ro().working_dir.unwrap_or_default();
                 let path = clean_abs(&join_workdir(&current, &dir));
                 self.config().working_dir = Some(path.clone());
+                let user = self.config_ro().user.filter(|u| !u.is_empty());
+                // BuildKit creates a missing WORKDIR owned by the current USER.
                 let layer = self.fs_step(|tree| {
-                    let host = crate::rootfs::resolve::resolve_in(tree, Path::new(&path), crate::rootfs::resolve::Last::Follow)?;
-                    if !host.is_dir() {
-                        std::fs::create_dir_all(&host).with_context(|| format!("creating working directory {path}"))?;
-                    }
-                    Ok(())
+                    let owner = user.as_deref().map(|u| super::transfer::resolve_owner(tree, u)).transpose()?;
+                    make_workdir(tree, &path, owner)
                 })?;
                 self.history(step, !layer);
             }
@@ -484,6 +483,27 @@ pub(super) fn join_workdir(current: &str, path: &str) -> String {
         let base = if current.is_empty() { "/" } else { current };
         format!("{}/{}", base.trim_end_matches('/'), path)
     }
+}
+
+/// Creates the missing components of `path` inside `tree`, 0755, owned by `owner`.
+fn make_workdir(tree: &Path, path: &str, owner: Option<(u32, u32)>) -> Result<()> {
+    use crate::rootfs::resolve::{resolve_in, Last};
+    let mut cur = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        cur.push('/');
+        cur.push_str(part);
+        let host = resolve_in(tree, Path::new(&cur), Last::Follow)?;
+        if host.is_dir() {
+            continue;
+        }
+        std::fs::create_dir(&host).with_context(|| format!("creating working directory {cur}"))?;
+        std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        if let Some((uid, gid)) = owner {
+            nix::unistd::chown(&host, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
+                .with_context(|| format!("chown {uid}:{gid} {cur}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Lexically cleans an absolute path (`/a/./b/../c` -> `/a/c`).

@@ -36,9 +36,16 @@ pub struct ImageState {
 }
 
 impl ImageState {
-    /// What `FROM scratch` starts from.
+    /// What `FROM scratch` starts from: BuildKit's empty image, with the default
+    /// PATH and `/` as working directory.
     pub fn scratch() -> ImageState {
-        ImageState { layers: Vec::new(), config: ImageConfig::for_host() }
+        let mut config = ImageConfig::for_host();
+        config.config = Some(oci::ContainerConfig {
+            env: Some(vec![format!("PATH={}", crate::sandbox::child::DEFAULT_PATH)]),
+            working_dir: Some("/".into()),
+            ..Default::default()
+        });
+        ImageState { layers: Vec::new(), config }
     }
 }
 
