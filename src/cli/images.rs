@@ -69,22 +69,24 @@ pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// "3 minutes ago", as docker and podman print it.
+/// "3 minutes ago", worded like docker's units.HumanDuration.
 fn ago(d: chrono::TimeDelta) -> String {
     let s = d.num_seconds().max(0);
-    let (n, unit) = match s {
-        0..=59 => (s, "second"),
-        60..=3599 => (s / 60, "minute"),
-        3600..=86399 => (s / 3600, "hour"),
-        86400..=604799 => (s / 86400, "day"),
-        604800..=2_591_999 => (s / 604800, "week"),
-        2_592_000..=31_535_999 => (s / 2_592_000, "month"),
-        _ => (s / 31_536_000, "year"),
+    let (m, h) = (s / 60, s / 3600);
+    let text = match s {
+        0 => "Less than a second".to_string(),
+        1 => "1 second".to_string(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".to_string(),
+        120..=3599 => format!("{m} minutes"),
+        3600..=7199 => "About an hour".to_string(),
+        _ if h < 48 => format!("{h} hours"),
+        _ if h < 24 * 7 * 2 => format!("{} days", h / 24),
+        _ if h < 24 * 30 * 3 => format!("{} weeks", h / 24 / 7),
+        _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
+        _ => format!("{} years", h / 24 / 365),
     };
-    if n == 1 && unit == "second" {
-        return "1 second ago".into();
-    }
-    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+    format!("{text} ago")
 }
 
 /// Decimal units with three significant digits, as podman prints sizes.
@@ -170,6 +172,7 @@ mod tests {
         assert_eq!(human_size(4_270_000), "4.27 MB");
         assert_eq!(human_size(123_456_789), "123 MB");
         assert_eq!(ago(chrono::TimeDelta::seconds(125)), "2 minutes ago");
-        assert_eq!(ago(chrono::TimeDelta::seconds(3600)), "1 hour ago");
+        assert_eq!(ago(chrono::TimeDelta::seconds(3600)), "About an hour ago");
+        assert_eq!(ago(chrono::TimeDelta::seconds(0)), "Less than a second ago");
     }
 }

@@ -1,31 +1,27 @@
 //! One-pass layer writer: tar bytes in, finished layer blob out.
 //!
-//! The pipeline is `tar -> hash (diff_id) -> gzip -> hash (digest) + count -> temp file`,
-//! then fsync and rename to `blobs/sha256/<digest>`. Nothing is buffered beyond the
-//! compressor's window and a write buffer, so memory stays flat whatever the layer size,
-//! and no byte is read back to compute either digest.
+//! The pipeline is `tar -> hash (diff_id) -> parallel gzip -> hash (digest) + count ->
+//! temp file`, then fsync and rename to `blobs/sha256/<digest>`. Nothing is buffered
+//! beyond a few compression chunks and a write buffer, so memory stays flat whatever
+//! the layer size, and no byte is read back to compute either digest.
 //!
-//! Output is reproducible: a fixed compression level and a gzip header with no mtime,
-//! no file name and the "unknown" OS byte, so identical tar streams give identical
-//! layer digests on any machine.
+//! Output is reproducible: a fixed compression level, fixed chunk size (see `pgzip`)
+//! and gzip headers with no mtime, no file name and the "unknown" OS byte, so
+//! identical tar streams give identical layer digests on any machine.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
-use flate2::write::GzEncoder;
-use flate2::{Compression, GzBuilder};
 use oci_spec::image::Descriptor;
 use tempfile::NamedTempFile;
 
 use super::image::{descriptor, MEDIA_TYPE_LAYER_GZIP};
+use super::pgzip::ParallelGzip;
 use super::{DiffId, Digest, HashingWriter, OciError, Result, Store};
 
 /// The gzip level every layer is written with; changing it changes every layer digest,
 /// so it is a constant, not a knob.
 pub const LAYER_COMPRESSION_LEVEL: u32 = 6;
-
-/// gzip's OS byte for "unknown", so the header does not depend on the build host.
-const GZIP_OS_UNKNOWN: u8 = 255;
 
 /// A layer stored as a blob.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +50,7 @@ type BlobSink = HashingWriter<BufWriter<NamedTempFile>>;
 pub struct LayerWriter<'a> {
     store: &'a Store,
     temp_path: PathBuf,
-    inner: HashingWriter<GzEncoder<BlobSink>>,
+    inner: HashingWriter<ParallelGzip<BlobSink>>,
 }
 
 impl<'a> LayerWriter<'a> {
@@ -64,7 +60,7 @@ impl<'a> LayerWriter<'a> {
         let temp_path = tmp.path().to_path_buf();
         // 256 KiB: large sequential writes, still a constant amount of memory.
         let sink = HashingWriter::new(BufWriter::with_capacity(256 * 1024, tmp));
-        let gz = GzBuilder::new().mtime(0).operating_system(GZIP_OS_UNKNOWN).write(sink, Compression::new(LAYER_COMPRESSION_LEVEL));
+        let gz = ParallelGzip::new(sink, LAYER_COMPRESSION_LEVEL);
         Ok(LayerWriter { store, temp_path, inner: HashingWriter::new(gz) })
     }
 
@@ -182,7 +178,7 @@ mod tests {
         assert_eq!(layer.uncompressed_size, tar.len() as u64);
         // The gzip header carries no mtime and no file name.
         assert_eq!(&blob[3..8], &[0, 0, 0, 0, 0]);
-        assert_eq!(blob[9], GZIP_OS_UNKNOWN);
+        assert_eq!(blob[9], super::super::pgzip::GZIP_OS_UNKNOWN);
         assert_eq!(layer.descriptor().size(), layer.size);
     }
 

@@ -20,6 +20,7 @@ mod fsck;
 mod image;
 mod layer_writer;
 mod name;
+mod pgzip;
 mod store;
 
 use std::path::PathBuf;

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Benchmarks strata beside Buildah (Debian's buildah, the anchor) on the same
+# workloads, rootless, and prints seconds and ratios. Benchmarks, not tests: nothing
+# here asserts a time.
+#
+# Workloads (each built from a clean store, then again with the store warm):
+#   base       fixtures/busybox: FROM scratch, COPY busybox, RUN --install
+#   hello      fixtures/hello on top of the base
+#   manyfiles  COPY of a context with 20,000 small files
+#   bigfile    COPY of one 512 MiB file of random data (compression throughput)
+#
+# Run as an ordinary user with subuid ranges; run as root, it re-runs itself as
+# STRATA_TEST_USER (default strata-test, created by scripts/test.sh).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$STRATA_REPO"
+
+if [ "$(id -u)" -eq 0 ] && [ -z "${STRATA_BENCH_INNER:-}" ]; then
+    bash scripts/deps.sh </dev/null
+    for p in buildah bc; do
+        command -v "$p" >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" </dev/null
+    done
+    ensure_cargo
+    cargo build --release -q
+    user="${STRATA_TEST_USER:-strata-test}"
+    id -u "$user" >/dev/null 2>&1 || die "user $user missing: run scripts/test.sh once first"
+    work="$(mktemp -d /tmp/strata-bench.XXXXXX)"
+    chmod 0755 "$work"
+    cp target/release/strata "$work/strata"
+    cp -a fixtures scripts "$work/"
+    chmod -R a+rX "$work"
+    mkdir -p "$work/home"
+    chown "$user:" "$work/home"
+    chown "$user:" "$work"
+    trap 'runuser -u "$user" -- env HOME="$work/home" "$work/strata" --root "$work/s" unshare rm -rf "$work" >/dev/null 2>&1; rm -rf "$work"' EXIT
+    runuser -u "$user" -- env -i HOME="$work/home" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+        STRATA_BENCH_INNER=1 STRATA="$work/strata" STRATA_REPO="$work" bash "$work/scripts/bench.sh" </dev/null
+    exit 0
+fi
+
+strata_bin="${STRATA:-$STRATA_REPO/target/release/strata}"
+[ -x "$strata_bin" ] || die "build strata first (cargo build --release)"
+command -v buildah >/dev/null || die "buildah is not installed (apt-get install buildah)"
+work="$(mktemp -d)"
+sroot="$work/strata-store"
+broot="$work/buildah-store"
+brun="$work/buildah-run"
+mkdir -p "$brun"
+
+# Contexts.
+base_ctx="$work/base"
+mkdir -p "$base_ctx"
+cp fixtures/busybox/* "$base_ctx/"
+cp /bin/busybox "$base_ctx/busybox"
+many="$work/many"
+mkdir -p "$many"
+for d in $(seq 1 100); do
+    mkdir -p "$many/d$d"
+    for f in $(seq 1 200); do echo "file $d $f" >"$many/d$d/f$f"; done
+done
+printf 'FROM busybox\nCOPY . /app\n' >"$many/Dockerfile"
+big="$work/big"
+mkdir -p "$big"
+head -c $((512 * 1024 * 1024)) /dev/urandom >"$big/blob"
+printf 'FROM busybox\nCOPY blob /blob\n' >"$big/Dockerfile"
+
+now() { date +%s.%N; }
+elapsed() { echo "$2 - $1" | bc; }
+
+s() { "$strata_bin" --root "$sroot" "$@" >/dev/null 2>&1; }
+b() { buildah --root "$broot" --runroot "$brun" --storage-driver overlay "$@" >/dev/null 2>&1; }
+
+declare -A T
+measure() { # name tool command...
+    local name=$1 tool=$2
+    shift 2
+    local t0 t1
+    t0=$(now)
+    "$@" || die "$tool $name failed"
+    t1=$(now)
+    T[$name.$tool]=$(elapsed "$t0" "$t1")
+}
+
+for round in cold warm; do
+    if [ "$round" = cold ]; then
+        "$strata_bin" --root "$sroot" unshare rm -rf "$sroot" 2>/dev/null || true
+        buildah unshare rm -rf "$broot" "$brun" 2>/dev/null || true
+        mkdir -p "$brun"
+    fi
+    measure "base.$round" strata s build -t busybox "$base_ctx"
+    measure "base.$round" buildah b bud --layers -t busybox "$base_ctx"
+    measure "hello.$round" strata s build -t hello fixtures/hello
+    measure "hello.$round" buildah b bud --layers -t hello fixtures/hello
+    measure "manyfiles.$round" strata s build -t many "$many"
+    measure "manyfiles.$round" buildah b bud --layers -t many "$many"
+    measure "bigfile.$round" strata s build -t big "$big"
+    measure "bigfile.$round" buildah b bud --layers -t big "$big"
+done
+
+printf '%-18s %10s %10s %8s\n' workload strata_s buildah_s ratio
+for w in base hello manyfiles bigfile; do
+    for round in cold warm; do
+        st=${T[$w.$round.strata]}
+        bt=${T[$w.$round.buildah]}
+        printf '%-18s %10.2f %10.2f %7.2fx\n' "$w ($round)" "$st" "$bt" "$(echo "$bt / $st" | bc -l)"
+    done
+done
+echo "(ratio = buildah / strata: above 1 means strata is faster)"
+"$strata_bin" --root "$sroot" unshare rm -rf "$work" 2>/dev/null || true
+buildah unshare rm -rf "$work" 2>/dev/null || true
