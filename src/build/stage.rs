@@ -395,6 +395,7 @@ impl<'a> StageBuilder<'a> {
         };
         let prefix = if self.report.is_quiet() { None } else { Some(format!("{}{n}/{total} | ", self.label)) };
         let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;
+        self.ws.settle(&rootfs)?;
         match outcome {
             sandbox::Outcome::Exited(0) => {}
             sandbox::Outcome::Exited(code) => bail!("command `{}` failed with exit status {code}", describe(&argv)),
@@ -412,11 +413,12 @@ impl<'a> StageBuilder<'a> {
             let mount = overlay::mount_overlay(&spec)?;
             write(mount.merged())?;
         }
+        self.ws.settle(&spec)?;
         self.commit(&spec.upper)
     }
 
     fn commit(&mut self, upper: &Path) -> Result<bool> {
-        match self.ws.commit_upper(upper)? {
+        match self.ws.commit_upper(upper, &self.image)? {
             Some(layer) => {
                 self.image.layers.push(layer);
                 Ok(true)

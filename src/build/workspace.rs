@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use crate::oci::{self, DiffId, Digest, ImageConfig, Store};
 use crate::rootfs::diff::{write_diff, DiffOptions};
 use crate::rootfs::layers::LayerDirs;
+use crate::rootfs::vfs;
 use crate::sandbox::userns::Privilege;
 use crate::sandbox::{Driver, OverlaySpec};
 
@@ -55,6 +56,8 @@ pub struct Workspace {
     pub store: Store,
     pub layers: LayerDirs,
     pub privilege: Privilege,
+    /// How step root filesystems are assembled (probed unless forced).
+    pub driver: Driver,
 }
 
 /// Where the store lives: `--root`, else $STRATA_ROOT (clap fills it), else
@@ -74,7 +77,8 @@ impl Workspace {
     }
 
     /// Opens everything; the caller must already be inside strata's namespace.
-    pub fn open(root: &Path, privilege: Privilege) -> Result<Workspace> {
+    /// `driver` forces a storage driver; None probes the best one the host allows.
+    pub fn open(root: &Path, privilege: Privilege, driver: Option<Driver>) -> Result<Workspace> {
         fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         let store = Self::open_store(root)?;
         let (mapping, opaque) = match &privilege {
@@ -82,7 +86,14 @@ impl Workspace {
             Privilege::Namespaced(m) => (m.to_string(), "user.overlay.opaque"),
         };
         let layers = LayerDirs::open(root, &mapping, opaque)?;
-        Ok(Workspace { root: root.to_path_buf(), store, layers, privilege })
+        let driver = match driver {
+            Some(d) => d,
+            None => {
+                let trial = layers.scratch()?;
+                crate::sandbox::overlay::probe(trial.path(), privilege.is_namespaced())
+            }
+        };
+        Ok(Workspace { root: root.to_path_buf(), store, layers, privilege, driver })
     }
 
     /// Loads the image a manifest descriptor names.
@@ -151,18 +162,37 @@ impl Workspace {
             fs::create_dir_all(&empty).with_context(|| format!("creating {}", empty.display()))?;
             lower.push(empty);
         }
-        Ok(OverlaySpec { lower, upper, work, merged, driver: Driver::KernelOverlay, userxattr: self.privilege.is_namespaced() })
+        let spec = OverlaySpec { lower, upper, work, merged, driver: self.driver, userxattr: self.privilege.is_namespaced() };
+        if spec.driver == Driver::Vfs {
+            // The copying driver: the step works on a full copy of the stack.
+            vfs::flatten(&spec.lower, &spec.merged, &OPAQUE_XATTRS).context("copying the layers (vfs driver)")?;
+        }
+        Ok(spec)
+    }
+
+    /// After a step wrote into `spec`: with the vfs driver, computes its upper dir by
+    /// comparing the copy with the layers; overlay drivers filled it already.
+    pub fn settle(&self, spec: &OverlaySpec) -> Result<()> {
+        if spec.driver == Driver::Vfs {
+            vfs::diff_trees(&spec.lower, &spec.merged, &spec.upper, &OPAQUE_XATTRS, self.layers.opaque_xattr())
+                .context("finding the step's changes (vfs driver)")?;
+        }
+        Ok(())
     }
 
     /// Turns a finished step's upper dir into a layer: streams its diff into a blob
     /// (digest and diff id in the same pass), then renames the dir into place. An
     /// upper dir with no changes gives no layer, as BuildKit does.
-    pub fn commit_upper(&self, upper: &Path) -> Result<Option<LayerRef>> {
+    pub fn commit_upper(&self, upper: &Path, below: &ImageState) -> Result<Option<LayerRef>> {
         let empty = fs::read_dir(upper).with_context(|| format!("reading {}", upper.display()))?.next().is_none();
         if empty {
             return Ok(None);
         }
-        let opts = DiffOptions { opaque_xattrs: OPAQUE_XATTRS.iter().map(|s| s.to_string()).collect(), clamp_mtime: source_date_epoch() };
+        let opts = DiffOptions {
+            opaque_xattrs: OPAQUE_XATTRS.iter().map(|s| s.to_string()).collect(),
+            clamp_mtime: source_date_epoch(),
+            lowers: self.layer_dirs(below)?,
+        };
         let blob = self.store.write_layer(|w| {
             let mut out = BufWriter::with_capacity(1 << 20, w);
             write_diff(upper, &mut out, &opts).map_err(std::io::Error::other)?;

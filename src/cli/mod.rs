@@ -6,6 +6,7 @@
 
 mod build;
 mod images;
+mod info;
 mod run;
 
 use std::ffi::OsString;
@@ -16,7 +17,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::build::workspace::{default_root, Workspace};
-use crate::sandbox::userns;
+use crate::sandbox::{userns, Driver};
 
 /// A daemonless, rootless container image builder.
 #[derive(Debug, Parser)]
@@ -25,6 +26,9 @@ pub struct Cli {
     /// Storage root (default: $XDG_DATA_HOME/strata or ~/.local/share/strata).
     #[arg(long, global = true, env = "STRATA_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Storage driver: overlay, fuse-overlayfs or vfs (default: the best the host allows).
+    #[arg(long, global = true, env = "STRATA_STORAGE_DRIVER", value_name = "NAME", value_parser = ["overlay", "fuse-overlayfs", "vfs"])]
+    pub storage_driver: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -46,6 +50,8 @@ pub enum Command {
     Tag(images::TagArgs),
     /// Run a command inside strata's user namespace (like `buildah unshare`).
     Unshare(run::UnshareArgs),
+    /// Show the host's capabilities and strata's configuration.
+    Info(info::InfoArgs),
 }
 
 /// Parses `args` and runs the command.
@@ -61,13 +67,14 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         Some(r) => std::path::absolute(r)?,
         None => default_root()?,
     };
+    let driver = cli.storage_driver.as_deref().and_then(Driver::from_name);
     match cli.command {
         Command::Build(a) => {
-            let ws = enter_workspace(&root)?;
+            let ws = enter_workspace(&root, driver)?;
             build::run(&ws, a)
         }
         Command::Run(a) => {
-            let ws = enter_workspace(&root)?;
+            let ws = enter_workspace(&root, driver)?;
             run::run(&ws, a)
         }
         Command::Unshare(a) => {
@@ -79,10 +86,14 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         Command::Inspect(a) => images::inspect(&Workspace::open_store(&root)?, a),
         Command::Rmi(a) => images::rmi(&Workspace::open_store(&root)?, a),
         Command::Tag(a) => images::tag(&Workspace::open_store(&root)?, a),
+        Command::Info(a) => {
+            let ws = enter_workspace(&root, driver)?;
+            info::info(&ws, a)
+        }
     }
 }
 
-fn enter_workspace(root: &std::path::Path) -> Result<Workspace> {
+fn enter_workspace(root: &std::path::Path, driver: Option<Driver>) -> Result<Workspace> {
     let privilege = userns::enter()?;
-    Workspace::open(root, privilege)
+    Workspace::open(root, privilege, driver)
 }

@@ -16,6 +16,7 @@ use std::path::Path;
 
 use tar::{Builder, EntryType, Header};
 
+use super::lower::LowerView;
 use super::{is_private_xattr, RootfsError, OPAQUE_MARKER, WHITEOUT_PREFIX};
 
 /// Choices that change the bytes of a layer.
@@ -25,6 +26,10 @@ pub struct DiffOptions {
     pub opaque_xattrs: Vec<String>,
     /// Clamp every mtime to this (SOURCE_DATE_EPOCH) for reproducible layers.
     pub clamp_mtime: Option<u64>,
+    /// The layer dirs below the upper dir, top-most first. An opaque marker is only
+    /// written where it hides a directory of these: fuse-overlayfs marks every new
+    /// directory opaque, kernel overlay does not, and the layer must not depend on it.
+    pub lowers: Vec<std::path::PathBuf>,
 }
 
 /// Writes the tar of `upper` to `out`; returns the number of entries written.
@@ -70,7 +75,7 @@ pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<
             h.set_size(0);
             append(&mut tar, h, &format!("{name}/"), None, &xattrs, io::empty())?;
             count += 1;
-            if is_opaque(path, &opts.opaque_xattrs) {
+            if is_opaque(path, &opts.opaque_xattrs) && hides_a_lower_dir(opts, rel) {
                 let mut oh = base_header(&meta, mtime);
                 oh.set_entry_type(EntryType::Regular);
                 oh.set_mode(0o600);
@@ -136,6 +141,12 @@ fn base_header(meta: &Metadata, mtime: u64) -> Header {
     h.set_gid(u64::from(meta.gid()));
     h.set_mtime(mtime);
     h
+}
+
+fn hides_a_lower_dir(opts: &DiffOptions, rel: &Path) -> bool {
+    let names: Vec<&str> = opts.opaque_xattrs.iter().map(String::as_str).collect();
+    let view = LowerView { lowers: &opts.lowers, opaque: &names };
+    matches!(view.find(rel), Some((_, m)) if m.is_dir())
 }
 
 fn is_opaque(dir: &Path, names: &[String]) -> bool {
@@ -264,7 +275,11 @@ mod tests {
         fs::create_dir(up.join("dir")).unwrap();
         fs::write(up.join("dir").join(OPAQUE_MARKER), b"").unwrap();
         fs::write(up.join("dir/kept"), b"1").unwrap();
-        let got = entries(up, &DiffOptions::default());
+        let lower = tempfile::tempdir().unwrap();
+        let got = entries(up, &DiffOptions { lowers: vec![lower.path().to_path_buf()], ..Default::default() });
+        assert_eq!(got.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["dir/", "dir/kept"], "nothing below to hide");
+        fs::create_dir(lower.path().join("dir")).unwrap();
+        let got = entries(up, &DiffOptions { lowers: vec![lower.path().to_path_buf()], ..Default::default() });
         let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(names, vec!["dir/", "dir/.wh..wh..opq", "dir/kept"]);
     }

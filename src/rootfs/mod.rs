@@ -9,8 +9,10 @@
 pub mod diff;
 pub mod extract;
 pub mod layers;
+pub mod lower;
 pub mod resolve;
 pub mod unpack;
+pub mod vfs;
 
 use std::io;
 use std::path::Path;

@@ -57,6 +57,29 @@ pub enum Driver {
     KernelOverlay,
     /// fuse-overlayfs, for kernels that refuse overlay mounts in a user namespace.
     FuseOverlay,
+    /// No overlay: `merged` is a full copy prepared by the builder (`rootfs::vfs`);
+    /// the sandbox only bind-mounts it onto itself so it can pivot into it.
+    Vfs,
+}
+
+impl Driver {
+    /// The name users pass to `--storage-driver` and see in `strata info`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::KernelOverlay => "overlay",
+            Driver::FuseOverlay => "fuse-overlayfs",
+            Driver::Vfs => "vfs",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Driver> {
+        match name {
+            "overlay" | "overlay2" => Some(Driver::KernelOverlay),
+            "fuse-overlayfs" | "fuse" => Some(Driver::FuseOverlay),
+            "vfs" => Some(Driver::Vfs),
+            _ => None,
+        }
+    }
 }
 
 /// What the container's standard input is connected to.

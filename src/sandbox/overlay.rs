@@ -42,6 +42,11 @@ pub fn mount_overlay(spec: &OverlaySpec) -> Result<OverlayMount, SandboxError> {
 /// Mounts the overlay of `spec.lower` + `spec.upper` on `spec.merged`, returning the
 /// driver that succeeded.
 pub fn mount_rootfs(spec: &OverlaySpec) -> Result<Driver, SandboxError> {
+    if spec.driver == Driver::Vfs {
+        mount(Some(&spec.merged), &spec.merged, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(|e| SandboxError::sys(format!("bind {} onto itself", spec.merged.display()), e))?;
+        return Ok(Driver::Vfs);
+    }
     if spec.driver == Driver::KernelOverlay {
         match mount_kernel(spec) {
             Ok(()) => return Ok(Driver::KernelOverlay),
@@ -53,6 +58,34 @@ pub fn mount_rootfs(spec: &OverlaySpec) -> Result<Driver, SandboxError> {
     }
     mount_fuse(spec)?;
     Ok(Driver::FuseOverlay)
+}
+
+/// Finds the best driver this host offers: kernel overlay, else fuse-overlayfs
+/// (binary present and /dev/fuse usable), else the copying vfs driver. `scratch` is
+/// an empty directory used for a trial mount.
+pub fn probe(scratch: &Path, userxattr: bool) -> Driver {
+    let dirs: Vec<PathBuf> = ["lower", "upper", "work", "merged"].iter().map(|d| scratch.join(d)).collect();
+    if dirs.iter().any(|d| std::fs::create_dir_all(d).is_err()) {
+        return Driver::Vfs;
+    }
+    let spec = OverlaySpec {
+        lower: vec![dirs[0].clone()],
+        upper: dirs[1].clone(),
+        work: dirs[2].clone(),
+        merged: dirs[3].clone(),
+        driver: Driver::KernelOverlay,
+        userxattr,
+    };
+    if mount_kernel(&spec).is_ok() {
+        let _ = umount2(&spec.merged, MntFlags::MNT_DETACH);
+        return Driver::KernelOverlay;
+    }
+    let fuse_usable = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok();
+    if fuse_usable && which("fuse-overlayfs").is_some() && mount_fuse(&spec).is_ok() {
+        let _ = umount2(&spec.merged, MntFlags::MNT_DETACH);
+        return Driver::FuseOverlay;
+    }
+    Driver::Vfs
 }
 
 /// Overlay's option string is limited to one page, so paths are given relative to
