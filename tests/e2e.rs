@@ -18,6 +18,14 @@ mod acceptance;
 mod cli;
 #[path = "e2e/dockerfile.rs"]
 mod dockerfile;
+#[path = "e2e/language.rs"]
+mod language;
+#[path = "e2e/language_config.rs"]
+mod language_config;
+#[path = "e2e/language_copy.rs"]
+mod language_copy;
+#[path = "e2e/language_stages.rs"]
+mod language_stages;
 #[path = "e2e/layout.rs"]
 mod layout;
 #[path = "e2e/support.rs"]

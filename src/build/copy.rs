@@ -42,11 +42,11 @@ struct Source {
 fn match_sources(root: &Path, patterns: &[String], ignore: &Ignore, what: &str) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     for pat in patterns {
-        let clean = clean_relative(pat).with_context(|| format!("{what} source {pat:?}"))?;
+        let clean = clean_relative(pat);
         let hosts: Vec<PathBuf> = if pattern::has_meta(&clean) {
             let found = pattern::glob(root, &clean).with_context(|| format!("{what} source pattern {pat:?}"))?;
             if found.is_empty() {
-                bail!("{what} source {pat:?}: no files match the pattern in the build context");
+                bail!("{what} source {pat:?}: no files match the pattern in the build context{}", outside_hint(pat));
             }
             found.into_iter().filter(|rel| !ignore.excluded(&rel.to_string_lossy())).map(|rel| root.join(rel)).collect()
         } else {
@@ -68,19 +68,35 @@ fn match_sources(root: &Path, patterns: &[String], ignore: &Ignore, what: &str) 
     Ok(out)
 }
 
-/// Cleans a source path lexically; a path that climbs above its root is an error,
-/// never silently clamped, so a user sees that `../x` is outside the context.
-fn clean_relative(p: &str) -> Result<String> {
+/// Cleans a source path lexically and anchors it at the source root, as the
+/// reference specifies: a leading `/` and any `../` that would climb above the root
+/// are removed, so nothing outside the context can ever be named.
+fn clean_relative(p: &str) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in Path::new(p).components() {
         match c {
             Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
-            Component::ParentDir if parts.pop().is_none() => bail!("path is outside the build context"),
-            Component::ParentDir => {}
+            Component::ParentDir => {
+                parts.pop();
+            }
             _ => {}
         }
     }
-    Ok(if parts.is_empty() { ".".into() } else { parts.join("/") })
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+/// Explains a missing source whose `../` was removed, so a user who meant a file
+/// outside the context learns why it was not found.
+fn outside_hint(pattern: &str) -> &'static str {
+    if Path::new(pattern).components().any(|c| c == Component::ParentDir) {
+        " (sources are relative to the build context: \"../\" cannot leave it)"
+    } else {
+        ""
+    }
 }
 
 /// Copies `patterns` from `src_root` to `dest` (absolute, in the image) below `tree`.
@@ -296,11 +312,11 @@ mod tests {
 
     #[test]
     fn sources_may_not_leave_the_context() {
-        assert!(clean_relative("../etc/passwd").is_err());
-        assert!(clean_relative("a/../../b").is_err());
-        assert_eq!(clean_relative("./a/./b/../c").unwrap(), "a/c");
-        assert_eq!(clean_relative("/abs/x").unwrap(), "abs/x");
-        assert_eq!(clean_relative(".").unwrap(), ".");
+        assert_eq!(clean_relative("../etc/passwd"), "etc/passwd");
+        assert_eq!(clean_relative("a/../../b"), "b");
+        assert_eq!(clean_relative("./a/./b/../c"), "a/c");
+        assert_eq!(clean_relative("/abs/x"), "abs/x");
+        assert_eq!(clean_relative("."), ".");
     }
 
     fn opts<'a>(own: CopyOwnership, none: &'a Ignore) -> CopyOptions<'a> {

@@ -215,6 +215,12 @@ fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<String> {
         .unwrap_or("download")
         .to_string();
     let resp = ureq::get(url).call().with_context(|| format!("ADD {url}: download failed"))?;
+    let modified = resp
+        .headers()
+        .get("last-modified")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+        .map(|t| t.timestamp());
     let mut body = resp.into_body();
     let path = dir.join(&name);
     let file = fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
@@ -230,6 +236,14 @@ fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<String> {
     }
     let (mut inner, digest, _) = writer.finish();
     inner.flush()?;
+    drop(inner);
+    // The reference: a downloaded file is 0600, dated by Last-Modified when sent.
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    if let Some(secs) = modified {
+        let t = nix::sys::time::TimeSpec::new(secs, 0);
+        nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, &path, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
+            .with_context(|| format!("dating {}", path.display()))?;
+    }
     if let Some(want) = checksum {
         let want = Digest::parse(want).map_err(|e| anyhow!("--checksum={want}: {e}"))?;
         if want != digest {

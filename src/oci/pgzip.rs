@@ -184,6 +184,24 @@ mod tests {
     }
 
     #[test]
+    fn incompressible_chunks_are_stored() {
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let noise: Vec<u8> = (0..CHUNK_SIZE)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let member = compress_member(&noise, 6).unwrap();
+        assert!(member.len() > noise.len(), "stored, not deflated: {} bytes", member.len());
+        assert_eq!(gunzip(&member), noise);
+        let text = b"hello world ".repeat(CHUNK_SIZE / 12);
+        assert!(compress_member(&text, 6).unwrap().len() < text.len() / 10);
+    }
+
+    #[test]
     fn empty_and_small_streams_are_one_member() {
         let e = ParallelGzip::new(Vec::new(), 6).finish().unwrap();
         assert_eq!(gunzip(&e), b"");

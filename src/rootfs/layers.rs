@@ -13,7 +13,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
+use crate::oci::HashingReader;
 
 use super::unpack::{unpack, UnpackOptions};
 use super::RootfsError;
@@ -101,11 +101,11 @@ impl LayerDirs {
         let tmp = self.scratch()?;
         let target = tmp.path().join("diff");
         fs::create_dir(&target).map_err(|e| RootfsError::io(&target, e))?;
-        let mut hashing = HashingReader { inner: input, hasher: Sha256::new() };
+        let mut hashing = HashingReader::new(input);
         unpack(&mut hashing, &target, &UnpackOptions { opaque_xattr: self.opaque_xattr.clone() })?;
         // Drain trailing padding so the hash covers the whole stream.
         io::copy(&mut hashing, &mut io::sink()).map_err(|e| RootfsError::io(&target, e))?;
-        let found = format!("{:x}", hashing.hasher.finalize());
+        let found = hashing.finish().1.hex().to_string();
         if found != diff_hex {
             return Err(RootfsError::DiffIdMismatch { expected: format!("sha256:{diff_hex}"), found: format!("sha256:{found}") });
         }
@@ -121,19 +121,6 @@ impl LayerDirs {
             Err(_) if dest.is_dir() => Ok(dest),
             Err(e) => Err(RootfsError::io(&dest, e)),
         }
-    }
-}
-
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
     }
 }
 

@@ -97,14 +97,15 @@ impl Layout {
         manifest["layers"].as_array().cloned().unwrap_or_default()
     }
 
-    /// The entries of one layer, decompressing gzip layers.
+    /// The entries of one layer, decompressing gzip layers (possibly several gzip
+    /// members, as parallel compressors write).
     #[track_caller]
     pub fn layer_entries(&self, layer: &Value) -> Vec<Entry> {
         let digest = layer["digest"].as_str().expect("layer digest");
         let media_type = layer["mediaType"].as_str().unwrap_or_default();
         let file = BufReader::new(File::open(self.blob_path(digest)).unwrap_or_else(|e| panic!("open {digest}: {e}")));
         let reader: Box<dyn Read> = if media_type.ends_with("+gzip") {
-            Box::new(flate2::read::GzDecoder::new(file))
+            Box::new(flate2::read::MultiGzDecoder::new(file))
         } else {
             assert!(media_type.ends_with(".tar") || media_type.ends_with("tar"), "unexpected layer media type {media_type}");
             Box::new(file)
