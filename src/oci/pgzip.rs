@@ -21,10 +21,29 @@ pub const CHUNK_SIZE: usize = 1 << 20;
 /// gzip's OS byte for "unknown", so the header does not depend on the build host.
 pub(crate) const GZIP_OS_UNKNOWN: u8 = 255;
 
+/// Bytes of a chunk test-compressed to decide whether it is worth compressing.
+const SAMPLE: usize = 64 * 1024;
+
+/// True when a quick level-1 pass over the chunk's first bytes saves under 2%:
+/// already-compressed content (archives, media, random data) is then stored, which
+/// is several times faster than deflating it for nothing. The decision depends only
+/// on the chunk's bytes, so it is as reproducible as the compression itself.
+fn incompressible(data: &[u8]) -> bool {
+    if data.len() < SAMPLE {
+        return false;
+    }
+    let sample = &data[..SAMPLE];
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::with_capacity(SAMPLE + 64), Compression::fast());
+    if enc.write_all(sample).is_err() {
+        return false;
+    }
+    enc.finish().map(|out| out.len() * 100 >= sample.len() * 98).unwrap_or(false)
+}
+
 /// Compresses one chunk into a complete, reproducible gzip member.
 pub fn compress_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let mut gz =
-        GzBuilder::new().mtime(0).operating_system(GZIP_OS_UNKNOWN).write(Vec::with_capacity(data.len() / 2 + 64), Compression::new(level));
+    let level = if incompressible(data) { Compression::none() } else { Compression::new(level) };
+    let mut gz = GzBuilder::new().mtime(0).operating_system(GZIP_OS_UNKNOWN).write(Vec::with_capacity(data.len() / 2 + 64), level);
     gz.write_all(data)?;
     gz.finish()
 }
@@ -194,10 +213,12 @@ mod tests {
                 x as u8
             })
             .collect();
+        assert!(incompressible(&noise), "noise is detected as incompressible");
         let member = compress_member(&noise, 6).unwrap();
         assert!(member.len() > noise.len(), "stored, not deflated: {} bytes", member.len());
-        assert_eq!(gunzip(&member), noise);
         let text = b"hello world ".repeat(CHUNK_SIZE / 12);
+        assert!(!incompressible(&text));
+        assert_eq!(gunzip(&member), noise);
         assert!(compress_member(&text, 6).unwrap().len() < text.len() / 10);
     }
 
