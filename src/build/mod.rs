@@ -37,6 +37,8 @@ pub struct BuildRequest {
     /// `--output` destination (`oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`).
     pub output: Option<String>,
     pub target: Option<String>,
+    /// Network for RUN steps (`--network`): the host's, or none.
+    pub network: crate::sandbox::Network,
 }
 
 /// The result of a successful build.
@@ -86,6 +88,7 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
         let stage = &plan.stages[index];
         let label = if stage_count > 1 { format!("[{}/{}] ", n + 1, stage_count) } else { String::new() };
         let mut builder = StageBuilder::new(ws, &plan, stage, &df, &file_label, &context, &ignore, &req.build_args, &built, report, label);
+        builder.network = req.network;
         let image = builder.run()?;
         used_args.extend(builder.used_args());
         built.insert(index, image);

@@ -20,7 +20,7 @@ use crate::dockerfile::{expand_word, CommandForm, Dockerfile, HealthTest, Heredo
 use crate::oci::{self, ContainerConfig, History};
 use crate::plan::{BuildPlan, Stage};
 use crate::report::Reporter;
-use crate::sandbox::{self, overlay, RunSpec, Stdin};
+use crate::sandbox::{self, overlay, Network, RunSpec, Stdin};
 
 /// The shell for shell-form commands when SHELL never set one.
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
@@ -43,6 +43,8 @@ pub struct StageBuilder<'a> {
     args: BTreeMap<String, Option<String>>,
     /// True once this stage set CMD itself (ENTRYPOINT then keeps it).
     cmd_set_here: bool,
+    /// RUN's network unless a RUN says otherwise (`build --network`).
+    pub(super) network: Network,
 }
 
 impl<'a> StageBuilder<'a> {
@@ -75,6 +77,7 @@ impl<'a> StageBuilder<'a> {
             image: ImageState::scratch(),
             args: BTreeMap::new(),
             cmd_set_here: false,
+            network: Network::Host,
         }
     }
 
@@ -272,11 +275,17 @@ impl<'a> StageBuilder<'a> {
                 self.history(step, !layer);
             }
             Instruction::Run(run) => {
-                if !run.mounts.is_empty() || run.network.as_deref().is_some_and(|n| n != "default" && n != "host") {
-                    bail!("RUN --mount and --network={} are not supported yet", run.network.clone().unwrap_or_default());
+                if !run.mounts.is_empty() {
+                    bail!("RUN --mount is not supported yet");
                 }
+                let network = match run.network.as_deref() {
+                    None | Some("default") => self.network,
+                    Some("host") => Network::Host,
+                    Some("none") => Network::None,
+                    Some(other) => bail!("RUN --network={other}: expected default, none or host"),
+                };
                 let (argv, pipes) = self.run_argv(&run.command, &run.heredocs);
-                let layer = self.run_step(argv, pipes, n, total)?;
+                let layer = self.run_step(argv, pipes, network, n, total)?;
                 self.history(step, !layer);
             }
             Instruction::Copy(c) => {
@@ -379,7 +388,7 @@ impl<'a> StageBuilder<'a> {
         env
     }
 
-    fn run_step(&mut self, argv: Vec<String>, pipes: Vec<(String, String)>, n: usize, total: usize) -> Result<bool> {
+    fn run_step(&mut self, argv: Vec<String>, pipes: Vec<(String, String)>, network: Network, n: usize, total: usize) -> Result<bool> {
         let scratch = self.ws.layers.scratch()?;
         let rootfs = self.ws.overlay_for(&self.image, scratch.path(), true)?;
         let cfg = self.config_ro();
@@ -392,6 +401,7 @@ impl<'a> StageBuilder<'a> {
             hostname: "strata-build".into(),
             stdin: Stdin::Null,
             pipes,
+            network,
         };
         let prefix = if self.report.is_quiet() { None } else { Some(format!("{}{n}/{total} | ", self.label)) };
         let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;

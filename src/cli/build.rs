@@ -9,6 +9,7 @@ use clap::Args;
 
 use crate::build::{self, workspace::Workspace, BuildRequest};
 use crate::report::Reporter;
+use crate::sandbox::Network;
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -33,6 +34,13 @@ pub struct BuildArgs {
     /// Output style; strata always prints plain lines when not on a terminal.
     #[arg(long, value_name = "TYPE", default_value = "auto", value_parser = ["auto", "plain", "tty", "quiet"])]
     pub progress: String,
+    /// Network for RUN instructions: host (default) or none.
+    #[arg(long, value_name = "MODE", default_value = "host", value_parser = ["host", "none", "default"])]
+    pub network: String,
+    /// Clamp file times and set created times to this Unix time, for reproducible
+    /// images (default: $SOURCE_DATE_EPOCH).
+    #[arg(long, value_name = "SECONDS")]
+    pub source_date_epoch: Option<u64>,
     /// Build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -67,7 +75,12 @@ pub fn run(ws: &Workspace, args: BuildArgs) -> Result<ExitCode> {
         build_args: parse_build_args(&args.build_args)?,
         output: args.output,
         target: args.target,
+        network: if args.network == "none" { Network::None } else { Network::Host },
     };
+    if let Some(epoch) = args.source_date_epoch {
+        // Read by the layer writer and the build clock; set before any thread exists.
+        std::env::set_var("SOURCE_DATE_EPOCH", epoch.to_string());
+    }
     let outcome = build::build(ws, &req, &Reporter::new(quiet))?;
     println!("{}", outcome.image_id.hex());
     Ok(ExitCode::SUCCESS)

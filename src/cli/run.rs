@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::build::workspace::Workspace;
 use crate::sandbox::userns::Privilege;
-use crate::sandbox::{self, RunSpec, Stdin};
+use crate::sandbox::{self, Network, RunSpec, Stdin};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -30,6 +30,9 @@ pub struct RunArgs {
     /// Override the image's ENTRYPOINT.
     #[arg(long)]
     pub entrypoint: Option<String>,
+    /// Network: host (default) or none.
+    #[arg(long, value_name = "MODE", default_value = "host", value_parser = ["host", "none"])]
+    pub network: String,
     /// Container host name.
     #[arg(long)]
     pub hostname: Option<String>,
@@ -93,6 +96,7 @@ pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         hostname: args.hostname.unwrap_or_else(|| manifest_host(&image.config)),
         stdin: Stdin::Inherit,
         pipes: Vec::new(),
+        network: if args.network == "none" { Network::None } else { Network::Host },
     };
     let outcome = sandbox::run(&spec, scratch.path(), None)?;
     if let sandbox::Outcome::SetupFailed(msg) = &outcome {

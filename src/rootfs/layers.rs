@@ -49,6 +49,7 @@ impl LayerDirs {
         }
         let dirs = LayerDirs { root: root.to_path_buf(), opaque_xattr: opaque_xattr.to_string() };
         dirs.ensure_init()?;
+        dirs.remove_abandoned_scratch();
         Ok(dirs)
     }
 
@@ -73,7 +74,23 @@ impl LayerDirs {
     /// A fresh scratch dir for one step; removed when the handle is dropped unless
     /// its upper dir was adopted.
     pub fn scratch(&self) -> Result<tempfile::TempDir, RootfsError> {
-        tempfile::Builder::new().prefix("step-").tempdir_in(self.root.join("tmp")).map_err(|e| RootfsError::io(self.root.join("tmp"), e))
+        let prefix = format!("step-{}-", std::process::id());
+        tempfile::Builder::new().prefix(&prefix).tempdir_in(self.root.join("tmp")).map_err(|e| RootfsError::io(self.root.join("tmp"), e))
+    }
+
+    /// Removes scratch dirs of builds that died without cleaning up (Ctrl-C, a kill):
+    /// each is named after its owner's pid, and a dir whose owner is gone is garbage.
+    fn remove_abandoned_scratch(&self) {
+        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("step-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if !Path::new("/proc").join(pid.to_string()).exists() {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
     }
 
     fn ensure_init(&self) -> Result<(), RootfsError> {

@@ -6,7 +6,8 @@
 //! it, resolves the user in the container's own /etc/passwd, drops to Docker's
 //! default capability set with no_new_privs, and execs the command. A setup failure
 //! travels back over a close-on-exec pipe, so "the command exited 125" and "the
-//! sandbox could not start" are never confused.
+//! sandbox could not start" are never confused. Pid 1 then stays as a minimal init:
+//! the command runs as its child, orphans are reaped and signals forwarded.
 
 use std::ffi::CString;
 use std::fs;
@@ -16,10 +17,12 @@ use std::path::{Path, PathBuf};
 
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, fork, pipe2, pivot_root, setgid, setgroups, sethostname, setuid, ForkResult, Gid, Uid};
+use std::os::fd::AsRawFd;
 
-use super::{mounts, overlay, Outcome, RunSpec};
+use super::{mounts, overlay, Network, Outcome, RunSpec};
 
 /// Docker's default capability set for containers.
 const DEFAULT_CAPS: [Capability; 14] = [
@@ -44,9 +47,21 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Runs the spec's command in new namespaces and reports how it ended.
 pub fn contain(spec: &RunSpec) -> Outcome {
-    let flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if spec.network == Network::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
     if let Err(e) = unshare(flags) {
-        return Outcome::SetupFailed(format!("unshare(pid, uts, ipc namespaces): {e}"));
+        return Outcome::SetupFailed(format!(
+            "unshare(pid, uts, ipc{} namespaces): {e}",
+            if spec.network == Network::None { ", net" } else { "" }
+        ));
+    }
+    if spec.network == Network::None {
+        // Docker's "none" network still has a working loopback.
+        if let Err(e) = loopback_up() {
+            return Outcome::SetupFailed(format!("bringing up lo in the new network namespace: {e}"));
+        }
     }
     let (err_r, err_w) = match pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
@@ -60,7 +75,7 @@ pub fn contain(spec: &RunSpec) -> Outcome {
             // If the helper dies, so does the whole container (pid 1 takes the pid
             // namespace with it).
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-            let err = match setup_and_exec(spec) {
+            let err = match setup_and_exec(spec, &err_w) {
                 Err(msg) => msg,
                 Ok(never) => match never {},
             };
@@ -91,7 +106,69 @@ pub fn contain(spec: &RunSpec) -> Outcome {
 
 enum Never {}
 
-fn setup_and_exec(spec: &RunSpec) -> Result<Never, String> {
+/// What pid 1 prepared for the exec.
+struct Prepared {
+    exe: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    user: ResolvedUser,
+}
+
+/// Signals pid 1 passes on to the command instead of acting on them.
+const FORWARDED: [Signal; 8] =
+    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH, Signal::SIGCONT];
+
+/// Pid 1: prepares the root, then runs the command as its child while it reaps
+/// orphans (a shell's background jobs, daemons that double-fork) and forwards
+/// signals, so the command never runs as a pid 1 that ignores SIGTERM.
+fn setup_and_exec(spec: &RunSpec, err_w: &std::os::fd::OwnedFd) -> Result<Never, String> {
+    let prepared = setup(spec)?;
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.thread_block().map_err(|e| format!("blocking signals: {e}"))?;
+    // SAFETY: pid 1 is single-threaded (forked from the single-threaded helper).
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            let _ = set.thread_unblock();
+            drop_privileges(&prepared.user)?;
+            // Nothing of the builder's may leak into the command: every descriptor
+            // above stderr closes on exec (the setup-error pipe included).
+            // SAFETY: plain syscall with integer arguments.
+            unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+            let err = nix::unistd::execve(&prepared.exe, &prepared.argv, &prepared.envp).unwrap_err();
+            Err(format!("exec {}: {err}", prepared.exe.to_string_lossy()))
+        }
+        ForkResult::Parent { child } => {
+            // Only the command's exec may close the pipe's last write end.
+            let _ = nix::unistd::close(err_w.as_raw_fd());
+            std::process::exit(reap_and_forward(child, &set))
+        }
+    }
+}
+
+/// pid 1's loop: returns the exit code the command ended with.
+fn reap_and_forward(main: nix::unistd::Pid, set: &SigSet) -> i32 {
+    loop {
+        let Ok(sig) = set.wait() else { continue };
+        if sig != Signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(main, sig);
+            continue;
+        }
+        loop {
+            match waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == main => return code,
+                Ok(WaitStatus::Signaled(pid, s, _)) if pid == main => return 128 + s as i32,
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+}
+
+fn setup(spec: &RunSpec) -> Result<Prepared, String> {
     // pid 1 gets a mount namespace of its own: pivot_root re-roots every process of
     // its namespace, and the helper must keep the host's view to write the outcome.
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(mount namespace): {e}"))?;
@@ -99,6 +176,7 @@ fn setup_and_exec(spec: &RunSpec) -> Result<Never, String> {
         .map_err(|e| format!("make / private: {e}"))?;
     overlay::mount_rootfs(&spec.rootfs).map_err(|e| e.to_string())?;
     mounts::mount_system(&spec.rootfs.merged).map_err(|e| e.to_string())?;
+    mounts::mask_paths(&spec.rootfs.merged);
     write_pipes(&spec.rootfs.merged, &spec.pipes)?;
     let _ = sethostname(&spec.hostname);
     chdir(&spec.rootfs.merged).map_err(|e| format!("chdir {}: {e}", spec.rootfs.merged.display()))?;
@@ -129,14 +207,39 @@ fn setup_and_exec(spec: &RunSpec) -> Result<Never, String> {
     let program = spec.argv.first().ok_or("no command given")?;
     let exe = find_program(program, &path_var).ok_or_else(|| format!("exec: \"{program}\": executable file not found in $PATH"))?;
 
-    drop_privileges(&user)?;
-
     let c = |s: &str| CString::new(s).map_err(|_| format!("argument contains a NUL byte: {s:?}"));
-    let exe_c = CString::new(exe.as_os_str().as_bytes()).map_err(|_| "bad path".to_string())?;
+    let exe = CString::new(exe.as_os_str().as_bytes()).map_err(|_| "bad path".to_string())?;
     let argv = spec.argv.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     let envp = env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
-    let err = nix::unistd::execve(&exe_c, &argv, &envp).unwrap_err();
-    Err(format!("exec {}: {err}", exe.display()))
+    Ok(Prepared { exe, argv, envp, user })
+}
+
+/// Sets IFF_UP on `lo` in the current network namespace.
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: a socket used only for the two interface ioctls, closed on return;
+    // ifreq is plain data initialised from zeroes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut r = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        if r == 0 {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
 }
 
 fn write_pipes(root: &Path, pipes: &[(String, String)]) -> Result<(), String> {
@@ -224,6 +327,8 @@ pub fn resolve_user_in(spec: &str, passwd: &str, group: &str) -> Result<Resolved
 }
 
 fn drop_privileges(user: &ResolvedUser) -> Result<(), String> {
+    // The command's privileges, in order: no_new_privs, a bounding set cut to
+    // Docker's defaults, its groups and ids, then (for root) only the default caps.
     // SAFETY: plain prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(format!("prctl(PR_SET_NO_NEW_PRIVS): {}", std::io::Error::last_os_error()));

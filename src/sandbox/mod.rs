@@ -82,6 +82,16 @@ impl Driver {
     }
 }
 
+/// The container's network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Network {
+    /// The host's network namespace (what RUN uses by default, as BuildKit does).
+    #[default]
+    Host,
+    /// A new network namespace with only loopback.
+    None,
+}
+
 /// What the container's standard input is connected to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stdin {
@@ -123,6 +133,8 @@ pub struct RunSpec {
     /// on the container's /dev tmpfs so they never enter a layer.
     #[serde(default)]
     pub pipes: Vec<(String, String)>,
+    #[serde(default)]
+    pub network: Network,
 }
 
 /// How the contained command ended.

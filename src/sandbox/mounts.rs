@@ -93,3 +93,40 @@ pub fn mount_system(root: &Path) -> Result<(), SandboxError> {
     }
     Ok(())
 }
+
+/// Hides /proc and /sys entries that expose the host, as Docker's default masked
+/// and read-only paths do. Best effort: entries a kernel lacks are skipped.
+pub fn mask_paths(root: &Path) {
+    const MASKED: [&str; 11] = [
+        "proc/asound",
+        "proc/acpi",
+        "proc/kcore",
+        "proc/keys",
+        "proc/latency_stats",
+        "proc/timer_list",
+        "proc/timer_stats",
+        "proc/sched_debug",
+        "proc/scsi",
+        "sys/firmware",
+        "sys/devices/virtual/powercap",
+    ];
+    const READ_ONLY: [&str; 5] = ["proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"];
+    for rel in MASKED {
+        let p = root.join(rel);
+        match fs::metadata(&p) {
+            Ok(m) if m.is_dir() => {
+                let _ = mount(Some("tmpfs"), &p, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"));
+            }
+            Ok(_) => {
+                let _ = mount(Some("/dev/null"), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>);
+            }
+            Err(_) => {}
+        }
+    }
+    for rel in READ_ONLY {
+        let p = root.join(rel);
+        if p.exists() {
+            let _ = bind(&p, &p, true);
+        }
+    }
+}
