@@ -161,7 +161,7 @@ pub fn enter() -> Result<Privilege, SandboxError> {
             drop(ready_r);
             drop(go_w);
             unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
-                .map_err(|e| SandboxError::sys("unshare(CLONE_NEWUSER|CLONE_NEWNS): are unprivileged user namespaces enabled?", e))?;
+                .map_err(|e| SandboxError::Unsupported(format!("cannot create a user namespace ({e}): {}", userns_hint())))?;
             if !multi {
                 write_single_map(uid, gid)?;
             }
@@ -203,6 +203,21 @@ pub fn enter() -> Result<Privilege, SandboxError> {
             std::process::exit(code);
         }
     }
+}
+
+/// Why user namespaces may be unavailable, from the sysctls that switch them off.
+fn userns_hint() -> String {
+    let read = |p: &str| fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return "user namespaces are disabled (sysctl user.max_user_namespaces=0); raise it, e.g. sysctl -w user.max_user_namespaces=15000".into();
+    }
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return "unprivileged user namespaces are disabled (sysctl kernel.unprivileged_userns_clone=0); enable with sysctl -w kernel.unprivileged_userns_clone=1".into();
+    }
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        return "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1); allow strata with an AppArmor profile or set the sysctl to 0".into();
+    }
+    "unprivileged user namespaces may be disabled on this host, or strata runs inside a container that forbids them (seccomp)".into()
 }
 
 fn ignore_interactive_signals() {
