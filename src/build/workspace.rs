@@ -58,6 +58,8 @@ pub struct Workspace {
     pub privilege: Privilege,
     /// How step root filesystems are assembled (probed unless forced).
     pub driver: Driver,
+    /// How new layers are compressed (`build --compression`).
+    pub compression: oci::LayerCompression,
 }
 
 /// Where the store lives: `--root`, else $STRATA_ROOT (clap fills it), else
@@ -93,7 +95,7 @@ impl Workspace {
                 crate::sandbox::overlay::probe(trial.path(), privilege.is_namespaced())
             }
         };
-        Ok(Workspace { root: root.to_path_buf(), store, layers, privilege, driver })
+        Ok(Workspace { root: root.to_path_buf(), store, layers, privilege, driver, compression: oci::LayerCompression::default() })
     }
 
     /// Loads the image a manifest descriptor names.
@@ -123,19 +125,17 @@ impl Workspace {
             if !self.layers.has(&hex) {
                 let blob = oci::descriptor_digest(&layer.blob)?;
                 let media = layer.blob.media_type().to_string();
-                let gzip = if GZIP_LAYER_TYPES.contains(&media.as_str()) {
-                    true
-                } else if TAR_LAYER_TYPES.contains(&media.as_str()) {
-                    false
-                } else {
-                    bail!("layer {blob}: unsupported media type {media}");
-                };
                 let file = self.store.open_blob(&blob)?;
                 let reader = std::io::BufReader::with_capacity(1 << 20, file);
-                let unpacked = if gzip {
+                let unpacked = if GZIP_LAYER_TYPES.contains(&media.as_str()) {
                     self.layers.unpack_layer(flate2::read::MultiGzDecoder::new(reader), &hex)
-                } else {
+                } else if media == oci::MEDIA_TYPE_LAYER_ZSTD {
+                    let decoder = zstd::stream::read::Decoder::with_buffer(reader).with_context(|| format!("layer {blob}: zstd"))?;
+                    self.layers.unpack_layer(decoder, &hex)
+                } else if TAR_LAYER_TYPES.contains(&media.as_str()) {
                     self.layers.unpack_layer(reader, &hex)
+                } else {
+                    bail!("layer {blob}: unsupported media type {media}");
                 };
                 unpacked.with_context(|| format!("unpacking layer {blob}"))?;
             }
@@ -193,7 +193,7 @@ impl Workspace {
             clamp_mtime: source_date_epoch(),
             lowers: self.layer_dirs(below)?,
         };
-        let blob = self.store.write_layer(|w| {
+        let blob = self.store.write_layer_with(self.compression, |w| {
             let mut out = BufWriter::with_capacity(1 << 20, w);
             write_diff(upper, &mut out, &opts).map_err(std::io::Error::other)?;
             std::io::Write::flush(&mut out)

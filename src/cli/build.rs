@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use crate::build::{self, workspace::Workspace, BuildRequest};
+use crate::oci::LayerCompression;
 use crate::report::Reporter;
 use crate::sandbox::Network;
 
@@ -41,6 +42,12 @@ pub struct BuildArgs {
     /// images (default: $SOURCE_DATE_EPOCH).
     #[arg(long, value_name = "SECONDS")]
     pub source_date_epoch: Option<u64>,
+    /// Layer compression: gzip (default), zstd or none.
+    #[arg(long, value_name = "ALGO", default_value = "gzip", value_parser = ["gzip", "zstd", "none"])]
+    pub compression: String,
+    /// Compression level (gzip 0-9, default 6; zstd 1-19, default 3).
+    #[arg(long, value_name = "N")]
+    pub compression_level: Option<i32>,
     /// Build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -66,7 +73,8 @@ fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-pub fn run(ws: &Workspace, args: BuildArgs) -> Result<ExitCode> {
+pub fn run(ws: &mut Workspace, args: BuildArgs) -> Result<ExitCode> {
+    ws.compression = LayerCompression::from_name(&args.compression, args.compression_level).expect("clap checked the name");
     let quiet = args.quiet || args.progress == "quiet";
     let req = BuildRequest {
         context: args.context,

@@ -70,8 +70,8 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
     let driver = cli.storage_driver.as_deref().and_then(Driver::from_name);
     match cli.command {
         Command::Build(a) => {
-            let ws = enter_workspace(&root, driver)?;
-            build::run(&ws, a)
+            let mut ws = enter_workspace(&root, driver)?;
+            build::run(&mut ws, a)
         }
         Command::Run(a) => {
             let ws = enter_workspace(&root, driver)?;

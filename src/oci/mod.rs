@@ -31,9 +31,9 @@ pub use fsck::{CorruptBlob, FsckReport};
 pub use image::{
     build_manifest, descriptor, descriptor_digest, ContainerConfig, Healthcheck, History, ImageConfig, RootFs, ANNOTATION_REF_NAME,
     MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP,
-    MEDIA_TYPE_MANIFEST,
+    MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD, MEDIA_TYPE_MANIFEST,
 };
-pub use layer_writer::{LayerBlob, LayerWriter, LAYER_COMPRESSION_LEVEL};
+pub use layer_writer::{LayerBlob, LayerCompression, LayerWriter, LAYER_COMPRESSION_LEVEL};
 pub use name::ImageName;
 pub use store::{BlobInfo, ImageSummary, Store};
 

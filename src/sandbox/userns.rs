@@ -209,7 +209,8 @@ pub fn enter() -> Result<Privilege, SandboxError> {
 fn userns_hint() -> String {
     let read = |p: &str| fs::read_to_string(p).ok().map(|s| s.trim().to_string());
     if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
-        return "user namespaces are disabled (sysctl user.max_user_namespaces=0); raise it, e.g. sysctl -w user.max_user_namespaces=15000".into();
+        return "user namespaces are disabled (sysctl user.max_user_namespaces=0); raise it, e.g. sysctl -w user.max_user_namespaces=15000"
+            .into();
     }
     if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         return "unprivileged user namespaces are disabled (sysctl kernel.unprivileged_userns_clone=0); enable with sysctl -w kernel.unprivileged_userns_clone=1".into();
