@@ -18,6 +18,10 @@ mod acceptance;
 mod cli;
 #[path = "e2e/dockerfile.rs"]
 mod dockerfile;
+#[path = "e2e/drivers.rs"]
+mod drivers;
+#[path = "e2e/hostile.rs"]
+mod hostile;
 #[path = "e2e/language.rs"]
 mod language;
 #[path = "e2e/language_config.rs"]

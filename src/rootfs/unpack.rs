@@ -42,7 +42,7 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
         let Some(rel) = rel else { continue };
         let target = dest.join(&rel);
         let parent = target.parent().expect("joined path has a parent").to_path_buf();
-        ensure_parents(dest, &parent)?;
+        ensure_parents(dest, &parent, &raw)?;
         let base = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
 
         if base == OPAQUE_MARKER.as_bytes() {
@@ -100,7 +100,7 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
                 let src_rel = clean_path(&link)?
                     .ok_or_else(|| RootfsError::BadEntry { path: display(&raw), reason: "hard link to the layer root".into() })?;
                 let src = dest.join(src_rel);
-                ensure_parents(dest, src.parent().unwrap_or(dest))?;
+                ensure_parents(dest, src.parent().unwrap_or(dest), &raw)?;
                 match fs::symlink_metadata(&src) {
                     Ok(m) if !m.is_dir() => {}
                     _ => {
@@ -198,24 +198,24 @@ fn clean_path(raw: &[u8]) -> Result<Option<PathBuf>, RootfsError> {
 
 /// Creates missing parents of an entry as root-owned 0755 dirs (as tar does), and
 /// refuses a parent that is a symlink or not a directory.
-fn ensure_parents(root: &Path, parent: &Path) -> Result<(), RootfsError> {
+/// Errors name the archive entry (`entry`) and the offending parent as it appears in
+/// the layer, never a path of the store.
+fn ensure_parents(root: &Path, parent: &Path, entry: &[u8]) -> Result<(), RootfsError> {
     let rel = parent.strip_prefix(root).expect("parent is under the root");
     let mut cur = root.to_path_buf();
     for c in rel.components() {
         cur.push(c);
+        let shown = || cur.strip_prefix(root).unwrap_or(&cur).display().to_string();
         match fs::symlink_metadata(&cur) {
             Ok(m) if m.is_dir() => {}
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(RootfsError::BadEntry {
-                    path: cur.display().to_string(),
-                    reason: "an entry's parent is a symlink; refusing to follow it".into(),
+                    path: display(entry),
+                    reason: format!("its parent {} is a symlink in the layer; refusing to follow it", shown()),
                 })
             }
             Ok(_) => {
-                return Err(RootfsError::BadEntry {
-                    path: cur.display().to_string(),
-                    reason: "an entry's parent is not a directory".into(),
-                })
+                return Err(RootfsError::BadEntry { path: display(entry), reason: format!("its parent {} is not a directory", shown()) })
             }
             Err(_) => fs::create_dir(&cur).map_err(|e| RootfsError::io(&cur, e))?,
         }

@@ -172,6 +172,11 @@ fn changed(a: &Path, am: &Metadata, b: &Path, bm: &Metadata) -> bool {
     if !at.is_dir() && (am.len() != bm.len() || am.mtime() != bm.mtime() || am.mtime_nsec() != bm.mtime_nsec()) {
         return true;
     }
+    // A new hard link to a lower file: overlay copies the file up and links it, so
+    // both names belong in the layer.
+    if at.is_file() && am.nlink() != bm.nlink() {
+        return true;
+    }
     xattrs(a) != xattrs(b)
 }
 

@@ -132,6 +132,7 @@ fn setup_and_exec(spec: &RunSpec, err_w: &std::os::fd::OwnedFd) -> Result<Never,
     // SAFETY: pid 1 is single-threaded (forked from the single-threaded helper).
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
+            reset_signal_dispositions();
             let _ = set.thread_unblock();
             drop_privileges(&prepared.user)?;
             // Nothing of the builder's may leak into the command: every descriptor
@@ -145,6 +146,18 @@ fn setup_and_exec(spec: &RunSpec, err_w: &std::os::fd::OwnedFd) -> Result<Never,
             // Only the command's exec may close the pipe's last write end.
             let _ = nix::unistd::close(err_w.as_raw_fd());
             std::process::exit(reap_and_forward(child, &set))
+        }
+    }
+}
+
+/// Ignored signals survive exec, and the Rust runtime ignores SIGPIPE: without this,
+/// `yes | head -c 1` in a RUN would never end.
+fn reset_signal_dispositions() {
+    use nix::sys::signal::{signal, SigHandler};
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: installing SIG_DFL runs no handler code.
+            let _ = unsafe { signal(sig, SigHandler::SigDfl) };
         }
     }
 }

@@ -127,9 +127,22 @@ fn timeout() -> Duration {
 pub fn run<S: AsRef<OsStr>>(program: impl AsRef<OsStr>, args: impl IntoIterator<Item = S>) -> Run {
     let mut cmd = Command::new(program.as_ref());
     cmd.args(args);
+    run_command(cmd)
+}
+
+/// Runs `cmd` with no stdin, capturing its output; kills it after the time limit.
+#[track_caller]
+pub fn run_command(mut cmd: Command) -> Run {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let cmdline =
-        std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+    let envs: Vec<String> = cmd
+        .get_envs()
+        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.map(|v| v.to_string_lossy().into_owned()).unwrap_or_default()))
+        .collect();
+    let cmdline = envs
+        .into_iter()
+        .chain(std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|a| a.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start `{cmdline}`: {e}"));
     let drain = |mut pipe: Box<dyn Read + Send>| {
         thread::spawn(move || {
