@@ -10,6 +10,8 @@
 //! - `cli` -> `build` (and the modules it needs for read-only commands): only it
 //!   knows clap.
 //! - `report`: progress output, used by `build` and `cli`.
+//! - `owner`: file ownership that survives a single-id namespace (a leaf; used by
+//!   `rootfs`, `sandbox` and `build`).
 //!
 //! Data flow of `strata build` is described in ARCHITECTURE.md.
 
@@ -17,6 +19,7 @@ pub mod build;
 pub mod cli;
 pub mod dockerfile;
 pub mod oci;
+pub mod owner;
 pub mod plan;
 pub mod report;
 pub mod rootfs;

@@ -32,6 +32,8 @@ mod language_copy;
 mod language_stages;
 #[path = "e2e/layout.rs"]
 mod layout;
+#[path = "e2e/single_id.rs"]
+mod single_id;
 #[path = "e2e/support.rs"]
 mod support;
 #[path = "e2e/workload.rs"]

@@ -17,7 +17,6 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchownat, Gid, Uid};
 
 use crate::dockerfile::glob as pattern;
 use crate::dockerfile::ignore::Ignore;
@@ -292,8 +291,7 @@ fn copy_xattrs(src: &Path, target: &Path) {
 }
 
 fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
-    fchownat(nix::fcntl::AT_FDCWD, path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-        .with_context(|| format!("chown {uid}:{gid} {} (is the id inside the mapped subuid range?)", path.display()))
+    crate::owner::set_owner(path, uid, gid).with_context(|| format!("chown {uid}:{gid} {}", path.display()))
 }
 
 fn set_times(path: &Path, secs: i64, nsecs: i64) -> Result<()> {

@@ -402,6 +402,7 @@ impl<'a> StageBuilder<'a> {
             stdin: Stdin::Null,
             pipes,
             network,
+            fake_chown: self.ws.single_id(),
         };
         let prefix = if self.report.is_quiet() { None } else { Some(format!("{}{n}/{total} | ", self.label)) };
         let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;

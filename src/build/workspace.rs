@@ -98,6 +98,12 @@ impl Workspace {
         Ok(Workspace { root: root.to_path_buf(), store, layers, privilege, driver, compression: oci::LayerCompression::default() })
     }
 
+    /// True when only one id is mapped: chown in RUN is then served by pid 1 and
+    /// other owners are recorded in xattrs.
+    pub fn single_id(&self) -> bool {
+        matches!(&self.privilege, Privilege::Namespaced(m) if m.is_single_id())
+    }
+
     /// Loads the image a manifest descriptor names.
     pub fn load_image(&self, manifest: &oci::Descriptor) -> Result<ImageState> {
         let digest = oci::descriptor_digest(manifest)?;

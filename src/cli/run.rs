@@ -97,6 +97,7 @@ pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         stdin: Stdin::Inherit,
         pipes: Vec::new(),
         network: if args.network == "none" { Network::None } else { Network::Host },
+        fake_chown: ws.single_id(),
     };
     let outcome = sandbox::run(&spec, scratch.path(), None)?;
     if let sandbox::Outcome::SetupFailed(msg) = &outcome {

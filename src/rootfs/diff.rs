@@ -70,6 +70,11 @@ pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<
         }
         let xattrs = read_xattrs(path)?;
         let mut h = base_header(&meta, mtime);
+        // A single-id namespace records the true owner beside the file.
+        if let Some((uid, gid)) = crate::owner::recorded_owner(path) {
+            h.set_uid(u64::from(uid));
+            h.set_gid(u64::from(gid));
+        }
         if ft.is_dir() {
             h.set_entry_type(EntryType::Directory);
             h.set_size(0);
@@ -163,7 +168,7 @@ fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, RootfsError> {
     };
     for name in names {
         let name = name.to_string_lossy().into_owned();
-        if is_private_xattr(&name) {
+        if is_private_xattr(&name) || name == crate::owner::OVERRIDE_XATTR {
             continue;
         }
         if let Ok(Some(value)) = xattr::get(path, &name) {

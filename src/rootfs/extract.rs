@@ -12,7 +12,6 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchownat, Gid, Uid};
 use tar::EntryType;
 
 use super::resolve::{resolve_in, Last};
@@ -131,18 +130,11 @@ pub fn extract<R: Read>(input: R, tree: &Path, dest: &Path, owner: Option<(u32, 
             // Devices and fifos from a user archive are skipped, as in rootless Docker.
             _ => continue,
         }
-        fchownat(
-            nix::fcntl::AT_FDCWD,
-            &target,
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| RootfsError::Chown {
+        crate::owner::set_owner(&target, uid, gid).map_err(|e| RootfsError::Chown {
             path: target.display().to_string(),
             uid: uid.into(),
             gid: gid.into(),
-            source: e.into(),
+            source: e,
         })?;
         if kind != EntryType::Symlink {
             fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|e| RootfsError::io(&target, e))?;

@@ -17,7 +17,7 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::sys::stat::{mknod, Mode, SFlag};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchownat, mkfifo, Gid, Uid};
+use nix::unistd::mkfifo;
 use tar::EntryType;
 
 use super::{is_private_xattr, RootfsError, OPAQUE_MARKER, WHITEOUT_PREFIX};
@@ -136,14 +136,12 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
             other => return Err(RootfsError::BadEntry { path: display(&raw), reason: format!("unsupported tar entry type {other:?}") }),
         }
 
-        fchownat(
-            nix::fcntl::AT_FDCWD,
-            &target,
-            Some(Uid::from_raw(uid as u32)),
-            Some(Gid::from_raw(gid as u32)),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| RootfsError::Chown { path: target.display().to_string(), uid, gid, source: e.into() })?;
+        crate::owner::set_owner(&target, uid as u32, gid as u32).map_err(|e| RootfsError::Chown {
+            path: target.display().to_string(),
+            uid,
+            gid,
+            source: e,
+        })?;
         if kind != EntryType::Symlink {
             // After chown: chown clears setuid/setgid bits.
             fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|e| RootfsError::io(&target, e))?;

@@ -22,7 +22,8 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, fork, pipe2, pivot_root, setgid, setgroups, sethostname, setuid, ForkResult, Gid, Uid};
 use std::os::fd::AsRawFd;
 
-use super::{mounts, overlay, Network, Outcome, RunSpec};
+use super::{chown_notify, mounts, overlay, Network, Outcome, RunSpec};
+use std::os::unix::net::UnixStream;
 
 /// Docker's default capability set for containers.
 const DEFAULT_CAPS: [Capability; 14] = [
@@ -129,12 +130,18 @@ fn setup_and_exec(spec: &RunSpec, err_w: &std::os::fd::OwnedFd) -> Result<Never,
         set.add(s);
     }
     set.thread_block().map_err(|e| format!("blocking signals: {e}"))?;
+    let notify_pair = if spec.fake_chown { Some(UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?) } else { None };
     // SAFETY: pid 1 is single-threaded (forked from the single-threaded helper).
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
             reset_signal_dispositions();
             let _ = set.thread_unblock();
             drop_privileges(&prepared.user)?;
+            if let Some((_, theirs)) = &notify_pair {
+                let listener = chown_notify::install().map_err(|e| format!("installing the chown filter: {e}"))?;
+                chown_notify::send_listener(theirs, &listener).map_err(|e| format!("passing the chown listener: {e}"))?;
+            }
+            drop(notify_pair);
             // Nothing of the builder's may leak into the command: every descriptor
             // above stderr closes on exec (the setup-error pipe included).
             // SAFETY: plain syscall with integer arguments.
@@ -145,7 +152,11 @@ fn setup_and_exec(spec: &RunSpec, err_w: &std::os::fd::OwnedFd) -> Result<Never,
         ForkResult::Parent { child } => {
             // Only the command's exec may close the pipe's last write end.
             let _ = nix::unistd::close(err_w.as_raw_fd());
-            std::process::exit(reap_and_forward(child, &set))
+            let listener = notify_pair.and_then(|(ours, theirs)| {
+                drop(theirs);
+                chown_notify::receive_listener(&ours)
+            });
+            std::process::exit(reap_and_forward(child, &set, listener.as_ref()))
         }
     }
 }
@@ -162,10 +173,33 @@ fn reset_signal_dispositions() {
     }
 }
 
-/// pid 1's loop: returns the exit code the command ended with.
-fn reap_and_forward(main: nix::unistd::Pid, set: &SigSet) -> i32 {
+/// pid 1's loop: returns the exit code the command ended with. With a chown
+/// listener it also serves the command's chown calls.
+fn reap_and_forward(main: nix::unistd::Pid, set: &SigSet, listener: Option<&std::os::fd::OwnedFd>) -> i32 {
+    let signals = nix::sys::signalfd::SignalFd::new(set).ok();
     loop {
-        let Ok(sig) = set.wait() else { continue };
+        if let (Some(l), Some(sfd)) = (listener, signals.as_ref()) {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            use std::os::fd::AsFd;
+            let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(l.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut fds, PollTimeout::NONE).is_err() {
+                continue;
+            }
+            if fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+                chown_notify::serve_one(l);
+            }
+            if !fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+                continue;
+            }
+        }
+        let sig = match signals.as_ref().map(|s| s.read_signal()) {
+            Some(Ok(Some(info))) => Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGCHLD),
+            Some(_) => continue,
+            None => match set.wait() {
+                Ok(s) => s,
+                Err(_) => continue,
+            },
+        };
         if sig != Signal::SIGCHLD {
             let _ = nix::sys::signal::kill(main, sig);
             continue;

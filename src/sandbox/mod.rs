@@ -11,6 +11,7 @@
 //! /dev, bind mounts), `child` (what pid 1 does before exec).
 
 pub mod child;
+pub mod chown_notify;
 pub mod mounts;
 pub mod overlay;
 pub mod userns;
@@ -135,6 +136,10 @@ pub struct RunSpec {
     pub pipes: Vec<(String, String)>,
     #[serde(default)]
     pub network: Network,
+    /// Single-id namespace: chown calls are performed by pid 1 and unmapped owners
+    /// recorded (see `chown_notify`).
+    #[serde(default)]
+    pub fake_chown: bool,
 }
 
 /// How the contained command ended.

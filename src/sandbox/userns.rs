@@ -144,11 +144,19 @@ pub fn enter() -> Result<Privilege, SandboxError> {
     let subuids = fs::read_to_string("/etc/subuid").map(|t| parse_subid(&t, &user, uid)).unwrap_or_default();
     let subgids = fs::read_to_string("/etc/subgid").map(|t| parse_subid(&t, &user, uid)).unwrap_or_default();
     let helpers = which("newuidmap").is_some() && which("newgidmap").is_some();
-    let multi = helpers && !subuids.is_empty() && !subgids.is_empty();
+    // STRATA_IGNORE_SUBIDS=1 behaves as a host without ranges (tests of that mode).
+    let ignore_ranges = std::env::var("STRATA_IGNORE_SUBIDS").is_ok_and(|v| v == "1");
+    let multi = helpers && !subuids.is_empty() && !subgids.is_empty() && !ignore_ranges;
     if !multi {
         eprintln!(
-            "strata: warning: {} for user {user}: only uid {uid} and gid {gid} are mapped, so files owned by other ids cannot be created exactly (add ranges to /etc/subuid and /etc/subgid and install uidmap)",
-            if helpers { "no /etc/subuid or /etc/subgid range" } else { "newuidmap/newgidmap not found" }
+            "strata: warning: {} for user {user}: only uid {uid} and gid {gid} are mapped; other owners are recorded in user.containers.override_stat xattrs and written to layers, but processes cannot switch to other users (add ranges to /etc/subuid and /etc/subgid and install uidmap)",
+            if ignore_ranges {
+                "STRATA_IGNORE_SUBIDS=1"
+            } else if helpers {
+                "no /etc/subuid or /etc/subgid range"
+            } else {
+                "newuidmap/newgidmap not found"
+            }
         );
     }
 
