@@ -20,6 +20,8 @@ mod cli;
 mod dockerfile;
 #[path = "e2e/drivers.rs"]
 mod drivers;
+#[path = "e2e/hardening.rs"]
+mod hardening;
 #[path = "e2e/hostile.rs"]
 mod hostile;
 #[path = "e2e/language.rs"]

@@ -80,9 +80,13 @@ pub fn mount_system(root: &Path) -> Result<(), SandboxError> {
 
     let sys = root.join("sys");
     ensure_dir(&sys)?;
-    // sysfs cannot be mounted fresh in a user namespace that does not own the network
-    // namespace (host network), so the host's is bound read-only instead.
-    let _ = bind(Path::new("/sys"), &sys, true);
+    // A fresh sysfs shows the container's own network namespace; it can only be
+    // mounted when that namespace is ours (`--network none`). With the host's network
+    // the host's sysfs is bound read-only instead.
+    let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if mount(Some("sysfs"), &sys, Some("sysfs"), ro, None::<&str>).is_err() {
+        let _ = bind(Path::new("/sys"), &sys, true);
+    }
 
     for file in ["resolv.conf", "hosts"] {
         let host = Path::new("/etc").join(file);
