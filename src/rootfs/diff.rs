@@ -193,6 +193,22 @@ fn append<W: Write, R: io::Read>(
     if !set_ustar_name(&mut h, name.as_bytes()) {
         pax.push(("path".into(), name.as_bytes().to_vec()));
     }
+    // ustar's octal fields stop at 8 GiB (size) and 2097151 (ids); PAX records carry
+    // larger values in the standard way rather than GNU's base-256 encoding.
+    const MAX_SIZE: u64 = 0o77777777777;
+    const MAX_ID: u64 = 0o7777777;
+    if let Ok(size) = h.size() {
+        if size > MAX_SIZE {
+            pax.push(("size".into(), size.to_string().into_bytes()));
+        }
+    }
+    for (key, value) in [("uid", h.uid()), ("gid", h.gid())] {
+        if let Ok(v) = value {
+            if v > MAX_ID {
+                pax.push((key.into(), v.to_string().into_bytes()));
+            }
+        }
+    }
     if let Some(link) = link {
         let field = &mut h.as_old_mut().linkname;
         if link.len() <= field.len() {
@@ -287,6 +303,35 @@ mod tests {
         let got = entries(up, &DiffOptions { lowers: vec![lower.path().to_path_buf()], ..Default::default() });
         let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(names, vec!["dir/", "dir/.wh..wh..opq", "dir/kept"]);
+    }
+
+    #[test]
+    fn large_ids_travel_in_pax_records() {
+        let d = tempfile::tempdir().unwrap();
+        let mut buf = Vec::new();
+        let mut tar = Builder::new(&mut buf);
+        let mut h = Header::new_ustar();
+        h.set_entry_type(EntryType::Regular);
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_uid(5_000_000);
+        h.set_gid(7);
+        append(&mut tar, h, "big-owner", None, &[], io::empty()).unwrap();
+        tar.finish().unwrap();
+        drop(tar);
+        let mut ar = tar::Archive::new(&buf[..]);
+        let mut e = ar.entries().unwrap().next().unwrap().unwrap();
+        let exts: Vec<(String, String)> = e
+            .pax_extensions()
+            .unwrap()
+            .unwrap()
+            .map(|x| {
+                let x = x.unwrap();
+                (x.key().unwrap().to_string(), x.value().unwrap().to_string())
+            })
+            .collect();
+        assert!(exts.contains(&("uid".to_string(), "5000000".to_string())), "{exts:?}");
+        let _ = d;
     }
 
     #[test]

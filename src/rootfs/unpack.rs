@@ -58,8 +58,19 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
 
         let header = entry.header().clone();
         let mode = header.mode().map_err(|e| RootfsError::io(&target, e))? & 0o7777;
-        let uid = header.uid().map_err(|e| RootfsError::io(&target, e))?;
-        let gid = header.gid().map_err(|e| RootfsError::io(&target, e))?;
+        let mut uid = header.uid().map_err(|e| RootfsError::io(&target, e))?;
+        let mut gid = header.gid().map_err(|e| RootfsError::io(&target, e))?;
+        // PAX uid/gid records override the header's octal fields (ids > 2097151).
+        if let Ok(Some(exts)) = entry.pax_extensions() {
+            for ext in exts.flatten() {
+                let parse = || ext.value().ok().and_then(|v| v.trim().parse::<u64>().ok());
+                match ext.key() {
+                    Ok("uid") => uid = parse().unwrap_or(uid),
+                    Ok("gid") => gid = parse().unwrap_or(gid),
+                    _ => {}
+                }
+            }
+        }
         let mtime = header.mtime().unwrap_or(0);
         let kind = header.entry_type();
         if kind != EntryType::Directory {
