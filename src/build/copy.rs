@@ -38,6 +38,14 @@ struct Source {
 }
 
 /// Expands source patterns (already variable-expanded) against `root`.
+/// The sources `patterns` match below `root`, relative to it (for the build cache).
+pub fn matched_paths(root: &Path, patterns: &[String], ignore: &Ignore, what: &str) -> Result<Vec<PathBuf>> {
+    Ok(match_sources(root, patterns, ignore, what)?
+        .into_iter()
+        .map(|s| s.host.strip_prefix(root).unwrap_or(&s.host).to_path_buf())
+        .collect())
+}
+
 fn match_sources(root: &Path, patterns: &[String], ignore: &Ignore, what: &str) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     for pat in patterns {

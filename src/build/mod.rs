@@ -7,6 +7,7 @@
 //! succeeded, so a failed build never leaves a name pointing at a half-built image.
 
 pub mod base;
+pub mod cache;
 pub mod copy;
 pub mod export;
 pub mod stage;
@@ -39,6 +40,8 @@ pub struct BuildRequest {
     pub target: Option<String>,
     /// Network for RUN steps (`--network`): the host's, or none.
     pub network: crate::sandbox::Network,
+    /// `--no-cache`: run every step.
+    pub no_cache: bool,
 }
 
 /// The result of a successful build.
@@ -89,6 +92,7 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
         let label = if stage_count > 1 { format!("[{}/{}] ", n + 1, stage_count) } else { String::new() };
         let mut builder = StageBuilder::new(ws, &plan, stage, &df, &file_label, &context, &ignore, &req.build_args, &built, report, label);
         builder.network = req.network;
+        builder.no_cache = req.no_cache;
         let image = builder.run()?;
         used_args.extend(builder.used_args());
         built.insert(index, image);

@@ -34,6 +34,8 @@ pub struct LayerRef {
 pub struct ImageState {
     pub layers: Vec<LayerRef>,
     pub config: ImageConfig,
+    /// Build-cache key of the chain that produced this state (see `cache`).
+    pub cache_key: String,
 }
 
 impl ImageState {
@@ -46,7 +48,7 @@ impl ImageState {
             working_dir: Some("/".into()),
             ..Default::default()
         });
-        ImageState { layers: Vec::new(), config }
+        ImageState { layers: Vec::new(), config, cache_key: super::cache::key_of(&["scratch"]) }
     }
 }
 
@@ -119,7 +121,9 @@ impl Workspace {
             .zip(&config.rootfs.diff_ids)
             .map(|(blob, diff_id)| LayerRef { diff_id: diff_id.clone(), blob: blob.clone() })
             .collect();
-        Ok(ImageState { layers, config })
+        let mut state = ImageState { layers, config, cache_key: String::new() };
+        state.cache_key = super::cache::base_key(&state);
+        Ok(state)
     }
 
     /// Makes sure every layer has a layer dir (unpacking blobs not yet unpacked) and

@@ -42,6 +42,9 @@ pub struct BuildArgs {
     /// images (default: $SOURCE_DATE_EPOCH).
     #[arg(long, value_name = "SECONDS")]
     pub source_date_epoch: Option<u64>,
+    /// Do not use the build cache (results are still recorded for later builds).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Layer compression: gzip (default), zstd or none.
     #[arg(long, value_name = "ALGO", default_value = "gzip", value_parser = ["gzip", "zstd", "none"])]
     pub compression: String,
@@ -84,6 +87,7 @@ pub fn run(ws: &mut Workspace, args: BuildArgs) -> Result<ExitCode> {
         output: args.output,
         target: args.target,
         network: if args.network == "none" { Network::None } else { Network::Host },
+        no_cache: args.no_cache,
     };
     if let Some(epoch) = args.source_date_epoch {
         // Read by the layer writer and the build clock; set before any thread exists.

@@ -1,0 +1,134 @@
+//! The build cache: step key -> the image state the step produced.
+//!
+//! A key chains the parent's key with everything the step's result depends on: the
+//! instruction as written, heredoc bodies, the stage's ARG values (proxy ARGs
+//! excluded), the RUN network, and for COPY/ADD a hash of the sources' content,
+//! names, modes and link targets. Environment, SHELL, USER and WORKDIR are part of
+//! the parent's state, hence of its key. Look-up is one file read
+//! (`cache/<key>.json`), never a scan of images; an entry whose blobs are gone is a
+//! miss. Entries are written temp -> rename, so a crash leaves none half-written.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::workspace::{ImageState, LayerRef, Workspace};
+use crate::dockerfile::ignore::Ignore;
+use crate::oci::{self, DiffId, Digest, HashingWriter, ImageConfig};
+
+/// One stored result.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    layers: Vec<(DiffId, oci::Descriptor)>,
+    config: ImageConfig,
+}
+
+/// The cache directory of a store.
+pub struct Cache {
+    dir: PathBuf,
+}
+
+/// Hex key of the chain so far.
+pub type Key = String;
+
+/// Hashes text into a key.
+pub fn key_of(parts: &[&str]) -> Key {
+    let mut text = String::new();
+    for p in parts {
+        text.push_str(&p.len().to_string());
+        text.push(':');
+        text.push_str(p);
+        text.push('\n');
+    }
+    Digest::of_bytes(text.as_bytes()).hex().to_string()
+}
+
+/// The key of a base image: its layers and config, as stored.
+pub fn base_key(image: &ImageState) -> Key {
+    let layers: Vec<String> = image.layers.iter().map(|l| l.diff_id.to_string()).collect();
+    let config = serde_json::to_string(&image.config).unwrap_or_default();
+    key_of(&["base", &layers.join(","), &config])
+}
+
+impl Cache {
+    pub fn open(ws: &Workspace) -> Result<Cache> {
+        let dir = ws.root.join("cache");
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Cache { dir })
+    }
+
+    /// A cache that finds nothing and keeps nothing (the store's cache dir could not
+    /// be created; builds still work, uncached).
+    pub fn disabled() -> Cache {
+        Cache { dir: PathBuf::from("/nonexistent/strata-cache") }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.json"))
+    }
+
+    /// The cached result for `key`, if it and all its blobs are present.
+    pub fn get(&self, ws: &Workspace, key: &str) -> Option<ImageState> {
+        let bytes = fs::read(self.path(key)).ok()?;
+        let entry: Entry = serde_json::from_slice(&bytes).ok()?;
+        for (_, blob) in &entry.layers {
+            let digest = oci::descriptor_digest(blob).ok()?;
+            if !ws.store.has_blob(&digest) {
+                return None;
+            }
+        }
+        let layers = entry.layers.into_iter().map(|(diff_id, blob)| LayerRef { diff_id, blob }).collect();
+        Some(ImageState { layers, config: entry.config, cache_key: key.to_string() })
+    }
+
+    /// Records `state` as the result of `key` (best effort: a cache that cannot be
+    /// written only costs a rebuild).
+    pub fn put(&self, key: &str, state: &ImageState) {
+        let entry =
+            Entry { layers: state.layers.iter().map(|l| (l.diff_id.clone(), l.blob.clone())).collect(), config: state.config.clone() };
+        let Ok(bytes) = serde_json::to_vec(&entry) else { return };
+        let tmp = self.dir.join(format!(".{key}.{}.tmp", std::process::id()));
+        if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, self.path(key)).is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+    }
+}
+
+/// A digest of the files below `root` at `paths` (relative, already matched):
+/// names, types, modes, link targets and content. Content is always read, so a
+/// change that keeps size and mtime is still seen.
+pub fn content_digest(root: &Path, paths: &[PathBuf], ignore: &Ignore) -> Result<String> {
+    let mut out = HashingWriter::new(std::io::sink());
+    let mut buf = vec![0u8; 1 << 16];
+    for top in paths {
+        let walker = walkdir::WalkDir::new(root.join(top)).follow_links(false).sort_by_file_name();
+        for entry in walker {
+            let entry = entry.with_context(|| format!("reading {}", root.join(top).display()))?;
+            let meta = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?;
+            let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+            if !ignore.is_empty() && ignore.excluded(&rel.to_string_lossy()) {
+                continue;
+            }
+            let line = format!("{}\0{:o}\0", rel.display(), meta.permissions().mode());
+            std::io::Write::write_all(&mut out, line.as_bytes())?;
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(entry.path())?;
+                std::io::Write::write_all(&mut out, target.as_os_str().as_encoded_bytes())?;
+            } else if meta.is_file() {
+                let mut f = fs::File::open(entry.path()).with_context(|| format!("reading {}", entry.path().display()))?;
+                loop {
+                    let n = f.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    std::io::Write::write_all(&mut out, &buf[..n])?;
+                }
+            }
+        }
+    }
+    Ok(out.finish().1.hex().to_string())
+}
