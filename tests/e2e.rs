@@ -14,6 +14,8 @@
 
 #[path = "e2e/acceptance.rs"]
 mod acceptance;
+#[path = "e2e/cache.rs"]
+mod cache;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/dockerfile.rs"]
