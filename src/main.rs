@@ -10,6 +10,10 @@ fn main() -> ExitCode {
     if args.get(1).map(|a| a == strata::sandbox::HELPER_COMMAND).unwrap_or(false) && args.len() == 4 {
         strata::sandbox::helper_main(args[2].as_ref(), args[3].as_ref());
     }
+    // Like other command-line tools, die quietly when the reader of our output goes
+    // away (`strata images | head`) instead of panicking on EPIPE.
+    // SAFETY: installing SIG_DFL runs no handler code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     match strata::cli::run(args) {
         Ok(code) => code,
         Err(e) => {

@@ -100,6 +100,21 @@ impl Workspace {
         Ok(Workspace { root: root.to_path_buf(), store, layers, privilege, driver, compression: oci::LayerCompression::default() })
     }
 
+    /// Held (shared) by every process that writes blobs or uses layer dirs, and
+    /// (exclusive) by prune, so garbage collection never removes what a running build
+    /// has written but not yet tagged.
+    pub fn lock(&self, exclusive: bool) -> Result<nix::fcntl::Flock<fs::File>> {
+        let path = self.root.join("store.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let arg = if exclusive { nix::fcntl::FlockArg::LockExclusive } else { nix::fcntl::FlockArg::LockShared };
+        nix::fcntl::Flock::lock(file, arg).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display()))
+    }
+
     /// True when only one id is mapped: chown in RUN is then served by pid 1 and
     /// other owners are recorded in xattrs.
     pub fn single_id(&self) -> bool {

@@ -16,6 +16,21 @@ pub struct ImagesArgs {
     /// Show full image ids.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Output format: table (default) or json.
+    #[arg(long, value_name = "FORMAT", default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Image name or id.
+    pub image: String,
+    /// Do not truncate the CREATED BY column.
+    #[arg(long)]
+    pub no_trunc: bool,
 }
 
 #[derive(Debug, Args)]
@@ -39,6 +54,22 @@ pub struct TagArgs {
 
 pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
     let list = store.list()?;
+    if args.format == "json" {
+        let rows: Vec<serde_json::Value> = list
+            .iter()
+            .map(|img| {
+                serde_json::json!({
+                    "Id": img.id.hex(),
+                    "Digest": img.manifest.to_string(),
+                    "Names": img.name.iter().collect::<Vec<_>>(),
+                    "Created": img.created.map(|c| c.to_rfc3339()),
+                    "Size": img.size,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.quiet {
         let mut seen = Vec::new();
         for img in &list {
@@ -117,6 +148,48 @@ pub fn inspect(store: &Store, args: InspectArgs) -> Result<ExitCode> {
     let m = store.read_manifest(&oci::descriptor_digest(&manifest)?)?;
     let config = store.read_config(&oci::descriptor_digest(m.config())?)?;
     println!("{}", serde_json::to_string_pretty(&config)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn fsck(store: &Store, _args: FsckArgs) -> Result<ExitCode> {
+    let report = store.fsck()?;
+    for d in &report.missing {
+        println!("missing blob {d}");
+    }
+    for c in &report.corrupt {
+        println!("corrupt blob {}: content hashes to {} ({} bytes, expected {})", c.digest, c.found, c.found_size, c.expected_size);
+    }
+    for d in &report.invalid {
+        println!("unreadable manifest or index {d}");
+    }
+    if report.is_clean() {
+        println!("{}: {} blobs verified, no problems", store.root().display(), report.checked);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("strata: error: the store at {} has problems (see above)", store.root().display());
+        Ok(ExitCode::from(1))
+    }
+}
+
+pub fn history(store: &Store, args: HistoryArgs) -> Result<ExitCode> {
+    let manifest = store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
+    let m = store.read_manifest(&oci::descriptor_digest(&manifest)?)?;
+    let config = store.read_config(&oci::descriptor_digest(m.config())?)?;
+    let mut sizes = m.layers().iter().map(|l| l.size());
+    println!("{:<28}  {:<48}  {:>10}  COMMENT", "CREATED", "CREATED BY", "SIZE");
+    let mut rows = Vec::new();
+    for h in &config.history {
+        let size = if h.empty_layer { 0 } else { sizes.next().unwrap_or(0) };
+        let created = h.created.as_deref().and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok());
+        let created = created.map(|c| ago(Utc::now().signed_duration_since(c))).unwrap_or_default();
+        let by = h.created_by.clone().unwrap_or_default().replace('\n', " ");
+        let by = if args.no_trunc || by.chars().count() <= 48 { by } else { format!("{}...", by.chars().take(45).collect::<String>()) };
+        rows.push(format!("{created:<28}  {by:<48}  {:>10}  {}", human_size(size), h.comment.clone().unwrap_or_default()));
+    }
+    // Newest first, as docker and podman list it.
+    for r in rows.iter().rev() {
+        println!("{r}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

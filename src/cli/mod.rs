@@ -7,6 +7,7 @@
 mod build;
 mod images;
 mod info;
+mod prune;
 mod run;
 
 use std::ffi::OsString;
@@ -52,6 +53,12 @@ pub enum Command {
     Unshare(run::UnshareArgs),
     /// Show the host's capabilities and strata's configuration.
     Info(info::InfoArgs),
+    /// Verify every blob and reference of the image store.
+    Fsck(images::FsckArgs),
+    /// Show the history of an image.
+    History(images::HistoryArgs),
+    /// Remove dangling images, unused layers and blobs (and with --all, the build cache).
+    Prune(prune::PruneArgs),
 }
 
 /// Parses `args` and runs the command.
@@ -71,10 +78,12 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
     match cli.command {
         Command::Build(a) => {
             let mut ws = enter_workspace(&root, driver)?;
+            let _writers = ws.lock(false)?;
             build::run(&mut ws, a)
         }
         Command::Run(a) => {
             let ws = enter_workspace(&root, driver)?;
+            let _users = ws.lock(false)?;
             run::run(&ws, a)
         }
         Command::Unshare(a) => {
@@ -86,6 +95,12 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         Command::Inspect(a) => images::inspect(&Workspace::open_store(&root)?, a),
         Command::Rmi(a) => images::rmi(&Workspace::open_store(&root)?, a),
         Command::Tag(a) => images::tag(&Workspace::open_store(&root)?, a),
+        Command::Fsck(a) => images::fsck(&Workspace::open_store(&root)?, a),
+        Command::History(a) => images::history(&Workspace::open_store(&root)?, a),
+        Command::Prune(a) => {
+            let ws = enter_workspace(&root, driver)?;
+            prune::prune(&ws, a)
+        }
         Command::Info(a) => {
             let ws = enter_workspace(&root, driver)?;
             info::info(&ws, a)

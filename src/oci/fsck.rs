@@ -87,3 +87,52 @@ impl Store {
         Ok(report)
     }
 }
+
+impl Store {
+    /// Every blob reachable from index.json (manifests, configs, layers, nested
+    /// indexes); unreadable manifests contribute only themselves.
+    pub fn reachable(&self) -> Result<HashSet<Digest>> {
+        let mut seen = HashSet::new();
+        let mut queue: Vec<Descriptor> = self.read_index()?.manifests().clone();
+        while let Some(desc) = queue.pop() {
+            let digest = descriptor_digest(&desc)?;
+            if !seen.insert(digest.clone()) {
+                continue;
+            }
+            if is_manifest(desc.media_type()) {
+                if let Ok(m) = self.read_manifest(&digest) {
+                    queue.push(m.config().clone());
+                    queue.extend(m.layers().iter().cloned());
+                }
+            } else if is_index(desc.media_type()) {
+                if let Ok(i) = self.read_json::<ImageIndex>(&digest) {
+                    queue.extend(i.manifests().iter().cloned());
+                }
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Removes blobs not in `keep` and leftover temp files; returns (blobs removed,
+    /// bytes freed). The caller must hold off every writer (see `build::workspace`).
+    pub fn sweep(&self, keep: &HashSet<Digest>) -> Result<(usize, u64)> {
+        let dir = self.root().join("blobs").join("sha256");
+        let (mut count, mut bytes) = (0, 0);
+        let entries = fs::read_dir(&dir).map_err(OciError::io("read", &dir))?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let garbage = match Digest::parse(&format!("sha256:{name}")) {
+                Ok(d) => !keep.contains(&d),
+                Err(_) => true, // temp files of writers that died
+            };
+            if garbage {
+                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                if fs::remove_file(e.path()).is_ok() {
+                    count += 1;
+                    bytes += size;
+                }
+            }
+        }
+        Ok((count, bytes))
+    }
+}
