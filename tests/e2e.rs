@@ -38,6 +38,8 @@ mod language_stages;
 mod layout;
 #[path = "e2e/single_id.rs"]
 mod single_id;
+#[path = "e2e/store.rs"]
+mod store;
 #[path = "e2e/support.rs"]
 mod support;
 #[path = "e2e/workload.rs"]

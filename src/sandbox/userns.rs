@@ -168,6 +168,10 @@ pub fn enter() -> Result<Privilege, SandboxError> {
         ForkResult::Child => {
             drop(ready_r);
             drop(go_w);
+            // Whoever kills the strata the user started (a CI timeout, kill) kills the
+            // build with it instead of leaving it running unseen.
+            // SAFETY: plain prctl with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
                 .map_err(|e| SandboxError::Unsupported(format!("cannot create a user namespace ({e}): {}", userns_hint())))?;
             if !multi {
