@@ -38,7 +38,7 @@ if [ "$(id -u)" -eq 0 ] && [ -z "${STRATA_BENCH_INNER:-}" ]; then
     mkdir -p "$work/home"
     chown "$user:" "$work/home"
     chown "$user:" "$work"
-    trap 'runuser -u "$user" -- env HOME="$work/home" "$work/strata" --root "$work/s" unshare rm -rf "$work" >/dev/null 2>&1; rm -rf "$work"' EXIT
+    trap 'runuser -u "$user" -- env HOME="$work/home" "$work/strata" --root "$work/s" unshare rm -rf "$work" >/dev/null 2>&1; rm -rf "$work" 2>/dev/null || true' EXIT
     runuser -u "$user" -- env -i HOME="$work/home" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
         STRATA_BENCH_INNER=1 STRATA="$work/strata" STRATA_REPO="$work" bash "$work/scripts/bench.sh" </dev/null
     exit 0
