@@ -99,11 +99,11 @@ impl Cache {
 }
 
 /// A digest of the files below `root` at `paths` (relative, already matched):
-/// names, types, modes, link targets and content. Content is always read, so a
-/// change that keeps size and mtime is still seen.
+/// names, types, modes, link targets and content. Content is always read (in
+/// parallel, one thread per core), so a change that keeps size and mtime is seen.
 pub fn content_digest(root: &Path, paths: &[PathBuf], ignore: &Ignore) -> Result<String> {
-    let mut out = HashingWriter::new(std::io::sink());
-    let mut buf = vec![0u8; 1 << 16];
+    // (description, file whose content follows it)
+    let mut items: Vec<(Vec<u8>, Option<PathBuf>)> = Vec::new();
     for top in paths {
         let walker = walkdir::WalkDir::new(root.join(top)).follow_links(false).sort_by_file_name();
         for entry in walker {
@@ -113,22 +113,59 @@ pub fn content_digest(root: &Path, paths: &[PathBuf], ignore: &Ignore) -> Result
             if !ignore.is_empty() && ignore.excluded(&rel.to_string_lossy()) {
                 continue;
             }
-            let line = format!("{}\0{:o}\0", rel.display(), meta.permissions().mode());
-            std::io::Write::write_all(&mut out, line.as_bytes())?;
+            let mut line = format!("{}\0{:o}\0", rel.display(), meta.permissions().mode()).into_bytes();
+            let mut file = None;
             if meta.file_type().is_symlink() {
-                let target = fs::read_link(entry.path())?;
-                std::io::Write::write_all(&mut out, target.as_os_str().as_encoded_bytes())?;
+                line.extend_from_slice(fs::read_link(entry.path())?.as_os_str().as_encoded_bytes());
             } else if meta.is_file() {
-                let mut f = fs::File::open(entry.path()).with_context(|| format!("reading {}", entry.path().display()))?;
-                loop {
-                    let n = f.read(&mut buf)?;
-                    if n == 0 {
-                        break;
+                file = Some(entry.path().to_path_buf());
+            }
+            items.push((line, file));
+        }
+    }
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+    let mut hashes: Vec<Option<Result<String>>> = (0..items.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let items = &items;
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    for (i, (_, file)) in items.iter().enumerate().skip(w).step_by(workers) {
+                        if let Some(path) = file {
+                            out.push((i, file_digest(path)));
+                        }
                     }
-                    std::io::Write::write_all(&mut out, &buf[..n])?;
-                }
+                    out
+                })
+            })
+            .collect();
+        for h in handles {
+            for (i, d) in h.join().expect("hashing thread") {
+                hashes[i] = Some(d);
             }
         }
+    });
+    let mut out = HashingWriter::new(std::io::sink());
+    for ((line, _), hash) in items.iter().zip(hashes) {
+        std::io::Write::write_all(&mut out, line)?;
+        if let Some(h) = hash {
+            std::io::Write::write_all(&mut out, h?.as_bytes())?;
+        }
+    }
+    Ok(out.finish().1.hex().to_string())
+}
+
+fn file_digest(path: &Path) -> Result<String> {
+    let mut f = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = HashingWriter::new(std::io::sink());
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        std::io::Write::write_all(&mut out, &buf[..n])?;
     }
     Ok(out.finish().1.hex().to_string())
 }

@@ -42,6 +42,8 @@ pub struct BuildRequest {
     pub network: crate::sandbox::Network,
     /// `--no-cache`: run every step.
     pub no_cache: bool,
+    /// `--no-cache-filter`: stages (names or indexes) whose steps all run.
+    pub no_cache_filter: Vec<String>,
 }
 
 /// The result of a successful build.
@@ -92,7 +94,11 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
         let label = if stage_count > 1 { format!("[{}/{}] ", n + 1, stage_count) } else { String::new() };
         let mut builder = StageBuilder::new(ws, &plan, stage, &df, &file_label, &context, &ignore, &req.build_args, &built, report, label);
         builder.network = req.network;
-        builder.no_cache = req.no_cache;
+        let filtered = req
+            .no_cache_filter
+            .iter()
+            .any(|f| stage.name.as_deref() == Some(f.to_ascii_lowercase().as_str()) || f.parse::<usize>().ok() == Some(index));
+        builder.no_cache = req.no_cache || filtered;
         let image = builder.run()?;
         used_args.extend(builder.used_args());
         built.insert(index, image);

@@ -45,6 +45,9 @@ pub struct BuildArgs {
     /// Do not use the build cache (results are still recorded for later builds).
     #[arg(long)]
     pub no_cache: bool,
+    /// Do not use the build cache for these stages (by name or index).
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
     /// Layer compression: gzip (default), zstd or none.
     #[arg(long, value_name = "ALGO", default_value = "gzip", value_parser = ["gzip", "zstd", "none"])]
     pub compression: String,
@@ -88,6 +91,7 @@ pub fn run(ws: &mut Workspace, args: BuildArgs) -> Result<ExitCode> {
         target: args.target,
         network: if args.network == "none" { Network::None } else { Network::Host },
         no_cache: args.no_cache,
+        no_cache_filter: args.no_cache_filter,
     };
     if let Some(epoch) = args.source_date_epoch {
         // Read by the layer writer and the build clock; set before any thread exists.
