@@ -203,7 +203,9 @@ impl<'a> StageBuilder<'a> {
             _ => &[],
         };
         let docs: Vec<String> = heredocs.iter().map(|h| format!("{}\0{}\0{}", h.name, h.expand, h.content)).collect();
-        Ok(cache::key_of(&[&self.image.cache_key, &step.original, &docs.join("\0"), &args.join("\0"), &extra]))
+        // The layer format is part of the result: a zstd layer never answers a gzip build.
+        let format = format!("{:?}", self.ws.compression);
+        Ok(cache::key_of(&[&self.image.cache_key, &step.original, &docs.join("\0"), &args.join("\0"), &extra, &format]))
     }
 
     /// COPY/ADD inputs: the content of context sources, or the source stage's key.

@@ -41,6 +41,10 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct RmiArgs {
+    /// Accepted for docker/podman compatibility: strata keeps no containers, so no
+    /// image is ever in use.
+    #[arg(short = 'f', long)]
+    pub force: bool,
     /// Image names or ids.
     #[arg(required = true)]
     pub images: Vec<String>,
@@ -146,8 +150,18 @@ fn human_size(bytes: u64) -> String {
 pub fn inspect(store: &Store, args: InspectArgs) -> Result<ExitCode> {
     let manifest = store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
     let m = store.read_manifest(&oci::descriptor_digest(&manifest)?)?;
-    let config = store.read_config(&oci::descriptor_digest(m.config())?)?;
-    println!("{}", serde_json::to_string_pretty(&config)?);
+    let config_digest = oci::descriptor_digest(m.config())?;
+    let config = store.read_config(&config_digest)?;
+    // The image config as stored, with the image id, the manifest digest and the
+    // manifest beside it (upper-case keys, as docker and podman name them, so they
+    // cannot collide with the config's own lower-case fields).
+    let mut value = serde_json::to_value(&config)?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("Id".into(), serde_json::Value::String(config_digest.hex().to_string()));
+        obj.insert("Digest".into(), serde_json::Value::String(manifest.digest().to_string()));
+        obj.insert("Manifest".into(), serde_json::to_value(&m)?);
+    }
+    println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,7 +12,8 @@ const DOCKERFILE: &str = "FROM busybox\nARG FLAVOUR=plain\nCOPY a.txt /a.txt\nRU
 fn context(name: &str) -> std::path::PathBuf {
     let ctx = scratch(name);
     fs::write(ctx.join("Dockerfile"), DOCKERFILE).unwrap();
-    fs::write(ctx.join("a.txt"), "alpha\n").unwrap();
+    // Unique content: tests share one store, and equal inputs would share cache hits.
+    fs::write(ctx.join("a.txt"), format!("alpha {name} {}\n", std::process::id())).unwrap();
     fs::write(ctx.join("b.txt"), "bravo\n").unwrap();
     ctx
 }
