@@ -98,12 +98,14 @@ impl Cache {
     }
 }
 
+/// One walked entry: its description, and the file whose content follows it.
+type Item = (Vec<u8>, Option<(PathBuf, MemoKey)>);
+
 /// A digest of the files below `root` at `paths` (relative, already matched):
 /// names, types, modes, link targets and content. Content is always read (in
 /// parallel, one thread per core), so a change that keeps size and mtime is seen.
-pub fn content_digest(root: &Path, paths: &[PathBuf], ignore: &Ignore) -> Result<String> {
-    // (description, file whose content follows it)
-    let mut items: Vec<(Vec<u8>, Option<PathBuf>)> = Vec::new();
+pub fn content_digest(root: &Path, paths: &[PathBuf], ignore: &Ignore, memo: &Memo) -> Result<String> {
+    let mut items: Vec<Item> = Vec::new();
     for top in paths {
         let walker = walkdir::WalkDir::new(root.join(top)).follow_links(false).sort_by_file_name();
         for entry in walker {
@@ -118,7 +120,7 @@ pub fn content_digest(root: &Path, paths: &[PathBuf], ignore: &Ignore) -> Result
             if meta.file_type().is_symlink() {
                 line.extend_from_slice(fs::read_link(entry.path())?.as_os_str().as_encoded_bytes());
             } else if meta.is_file() {
-                file = Some(entry.path().to_path_buf());
+                file = Some((entry.path().to_path_buf(), MemoKey::of(&meta)));
             }
             items.push((line, file));
         }
@@ -132,8 +134,13 @@ pub fn content_digest(root: &Path, paths: &[PathBuf], ignore: &Ignore) -> Result
                 scope.spawn(move || {
                     let mut out = Vec::new();
                     for (i, (_, file)) in items.iter().enumerate().skip(w).step_by(workers) {
-                        if let Some(path) = file {
-                            out.push((i, file_digest(path)));
+                        if let Some((path, key)) = file {
+                            let known = memo.get(key);
+                            let digest = match known {
+                                Some(d) => Ok(d),
+                                None => file_digest(path).inspect(|d| memo.remember(key, d)),
+                            };
+                            out.push((i, digest));
                         }
                     }
                     out
@@ -156,6 +163,80 @@ pub fn content_digest(root: &Path, paths: &[PathBuf], ignore: &Ignore) -> Result
     Ok(out.finish().1.hex().to_string())
 }
 
+/// What identifies a file's content without reading it: device, inode, size, and
+/// both mtime and ctime in nanoseconds. ctime cannot be set by users (touch -d
+/// changes mtime only, and bumps ctime), so an edit that restores size and mtime
+/// still changes the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MemoKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: i128,
+    ctime: i128,
+}
+
+impl MemoKey {
+    fn of(meta: &fs::Metadata) -> MemoKey {
+        use std::os::unix::fs::MetadataExt;
+        MemoKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        }
+    }
+}
+
+/// File content hashes remembered between builds (`cache/hash-memo.json`). It can
+/// only skip reading a file whose identity is unchanged, and files changed in the
+/// last few seconds are never remembered: the kernel's coarse clock could give a
+/// second edit within the same tick the same times ("racy git").
+pub struct Memo {
+    path: PathBuf,
+    map: std::sync::Mutex<std::collections::HashMap<MemoKey, String>>,
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+impl Memo {
+    /// Loads the memo of the store at `root` (empty when absent or unreadable).
+    pub fn load(root: &Path) -> Memo {
+        let path = root.join("cache").join("hash-memo.json");
+        let entries: Vec<(MemoKey, String)> = fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        Memo { path, map: std::sync::Mutex::new(entries.into_iter().collect()), dirty: Default::default() }
+    }
+
+    fn get(&self, key: &MemoKey) -> Option<String> {
+        self.map.lock().ok()?.get(key).cloned()
+    }
+
+    fn remember(&self, key: &MemoKey, digest: &str) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
+        if now - key.ctime.max(key.mtime) < 3_000_000_000 {
+            return;
+        }
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(*key, digest.to_string());
+            self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Writes the memo back (temp + rename) if it learned anything.
+    pub fn save(&self) {
+        if !self.dirty.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let Ok(map) = self.map.lock() else { return };
+        let entries: Vec<(&MemoKey, &String)> = map.iter().collect();
+        let Ok(bytes) = serde_json::to_vec(&entries) else { return };
+        let tmp = self.path.with_extension(format!("{}.tmp", std::process::id()));
+        if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, &self.path).is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+    }
+}
+
 fn file_digest(path: &Path) -> Result<String> {
     let mut f = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = HashingWriter::new(std::io::sink());
@@ -168,4 +249,39 @@ fn file_digest(path: &Path) -> Result<String> {
         std::io::Write::write_all(&mut out, &buf[..n])?;
     }
     Ok(out.finish().1.hex().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memo_remembers_only_settled_files_and_keys_on_ctime() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("cache")).unwrap();
+        let memo = Memo::load(d.path());
+        let old = MemoKey { dev: 1, ino: 2, size: 3, mtime: 1_000_000_000, ctime: 1_000_000_000 };
+        memo.remember(&old, "abc");
+        assert_eq!(memo.get(&old).as_deref(), Some("abc"));
+        let touched = MemoKey { ctime: 2_000_000_000, ..old };
+        assert_eq!(memo.get(&touched), None, "a changed ctime is another key");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i128;
+        let fresh = MemoKey { ctime: now, mtime: now, ..old };
+        memo.remember(&fresh, "def");
+        assert_eq!(memo.get(&fresh), None, "files changed just now are never remembered");
+        memo.save();
+        assert_eq!(Memo::load(d.path()).get(&old).as_deref(), Some("abc"), "saved and loaded");
+    }
+
+    #[test]
+    fn content_digest_sees_content_not_just_metadata() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("cache")).unwrap();
+        fs::write(d.path().join("f"), b"one").unwrap();
+        let memo = Memo::load(d.path());
+        let a = content_digest(d.path(), &[PathBuf::from("f")], &Ignore::default(), &memo).unwrap();
+        fs::write(d.path().join("f"), b"two").unwrap();
+        let b = content_digest(d.path(), &[PathBuf::from("f")], &Ignore::default(), &memo).unwrap();
+        assert_ne!(a, b);
+    }
 }

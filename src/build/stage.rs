@@ -47,6 +47,7 @@ pub struct StageBuilder<'a> {
     /// RUN's network unless a RUN says otherwise (`build --network`).
     pub(super) network: Network,
     cache: Cache,
+    memo: cache::Memo,
     /// `--no-cache`: run every step (results are still recorded).
     pub(super) no_cache: bool,
 }
@@ -83,6 +84,7 @@ impl<'a> StageBuilder<'a> {
             cmd_set_here: false,
             network: Network::Host,
             cache: Cache::open(ws).unwrap_or_else(|_| Cache::disabled()),
+            memo: cache::Memo::load(&ws.root),
             no_cache: false,
         }
     }
@@ -230,7 +232,9 @@ impl<'a> StageBuilder<'a> {
             return Ok(String::new());
         }
         let matched = super::copy::matched_paths(self.context, &patterns, self.ignore, "COPY")?;
-        cache::content_digest(self.context, &matched, self.ignore)
+        let digest = cache::content_digest(self.context, &matched, self.ignore, &self.memo);
+        self.memo.save();
+        digest
     }
 
     fn execute(&mut self, step: &Located, n: usize, total: usize) -> Result<()> {
