@@ -8,6 +8,7 @@
 
 pub mod base;
 pub mod cache;
+pub mod cached;
 pub mod copy;
 pub mod export;
 pub mod stage;

@@ -40,34 +40,20 @@ impl FsckReport {
 }
 
 impl Store {
-    /// Re-hashes every blob reachable from index.json (indexes, manifests, configs,
-    /// layers) and reports the missing, corrupt and unparsable ones.
-    pub fn fsck(&self) -> Result<FsckReport> {
-        let mut report = FsckReport::default();
+    /// Visits every blob reachable from index.json once (indexes, manifests, configs,
+    /// layers). `visit` says whether to descend into a blob; manifests and indexes
+    /// that do not parse go to `invalid`. Returns the digests visited.
+    fn walk(
+        &self,
+        mut visit: impl FnMut(&Descriptor, &Digest) -> Result<bool>,
+        mut invalid: impl FnMut(Digest),
+    ) -> Result<HashSet<Digest>> {
         let mut seen = HashSet::new();
         let mut queue: Vec<Descriptor> = self.read_index()?.manifests().clone();
         while let Some(desc) = queue.pop() {
             let digest = descriptor_digest(&desc)?;
-            if !seen.insert(digest.clone()) {
+            if !seen.insert(digest.clone()) || !visit(&desc, &digest)? {
                 continue;
-            }
-            report.checked += 1;
-            match self.verify_blob(&digest) {
-                Ok(info) if info.size == desc.size() => {}
-                Ok(info) => {
-                    report.corrupt.push(CorruptBlob { found: info.digest, digest, expected_size: desc.size(), found_size: info.size });
-                    continue;
-                }
-                Err(OciError::BlobNotFound { .. }) => {
-                    report.missing.push(digest);
-                    continue;
-                }
-                Err(OciError::DigestMismatch { found, .. }) => {
-                    let found_size = fs::metadata(self.blob_path(&digest)).map_or(0, |m| m.len());
-                    report.corrupt.push(CorruptBlob { digest, found, expected_size: desc.size(), found_size });
-                    continue;
-                }
-                Err(e) => return Err(e),
             }
             if is_manifest(desc.media_type()) {
                 match self.read_manifest(&digest) {
@@ -75,42 +61,59 @@ impl Store {
                         queue.push(m.config().clone());
                         queue.extend(m.layers().iter().cloned());
                     }
-                    Err(_) => report.invalid.push(digest),
+                    Err(_) => invalid(digest),
                 }
             } else if is_index(desc.media_type()) {
                 match self.read_json::<ImageIndex>(&digest) {
                     Ok(i) => queue.extend(i.manifests().iter().cloned()),
-                    Err(_) => report.invalid.push(digest),
-                }
-            }
-        }
-        Ok(report)
-    }
-}
-
-impl Store {
-    /// Every blob reachable from index.json (manifests, configs, layers, nested
-    /// indexes); unreadable manifests contribute only themselves.
-    pub fn reachable(&self) -> Result<HashSet<Digest>> {
-        let mut seen = HashSet::new();
-        let mut queue: Vec<Descriptor> = self.read_index()?.manifests().clone();
-        while let Some(desc) = queue.pop() {
-            let digest = descriptor_digest(&desc)?;
-            if !seen.insert(digest.clone()) {
-                continue;
-            }
-            if is_manifest(desc.media_type()) {
-                if let Ok(m) = self.read_manifest(&digest) {
-                    queue.push(m.config().clone());
-                    queue.extend(m.layers().iter().cloned());
-                }
-            } else if is_index(desc.media_type()) {
-                if let Ok(i) = self.read_json::<ImageIndex>(&digest) {
-                    queue.extend(i.manifests().iter().cloned());
+                    Err(_) => invalid(digest),
                 }
             }
         }
         Ok(seen)
+    }
+
+    /// Re-hashes every blob reachable from index.json (indexes, manifests, configs,
+    /// layers) and reports the missing, corrupt and unparsable ones.
+    pub fn fsck(&self) -> Result<FsckReport> {
+        let mut report = FsckReport::default();
+        let mut invalid = Vec::new();
+        self.walk(
+            |desc, digest| {
+                report.checked += 1;
+                match self.verify_blob(digest) {
+                    Ok(info) if info.size == desc.size() => Ok(true),
+                    Ok(info) => {
+                        report.corrupt.push(CorruptBlob {
+                            found: info.digest,
+                            digest: digest.clone(),
+                            expected_size: desc.size(),
+                            found_size: info.size,
+                        });
+                        Ok(false)
+                    }
+                    Err(OciError::BlobNotFound { .. }) => {
+                        report.missing.push(digest.clone());
+                        Ok(false)
+                    }
+                    Err(OciError::DigestMismatch { found, .. }) => {
+                        let found_size = fs::metadata(self.blob_path(digest)).map_or(0, |m| m.len());
+                        report.corrupt.push(CorruptBlob { digest: digest.clone(), found, expected_size: desc.size(), found_size });
+                        Ok(false)
+                    }
+                    Err(e) => Err(e),
+                }
+            },
+            |d| invalid.push(d),
+        )?;
+        report.invalid = invalid;
+        Ok(report)
+    }
+
+    /// Every blob reachable from index.json (manifests, configs, layers, nested
+    /// indexes); unreadable manifests contribute only themselves.
+    pub fn reachable(&self) -> Result<HashSet<Digest>> {
+        self.walk(|_, _| Ok(true), |_| {})
     }
 
     /// Removes blobs not in `keep` and leftover temp files; returns (blobs removed,
