@@ -35,7 +35,15 @@ cargo clippy --all-targets -- -D warnings
 
 if [ -f src/lib.rs ]; then
     log "unit tests: cargo test --lib"
-    cargo test --lib </dev/null
+    cargo test --lib -- --skip conformance_tests </dev/null
+    # The conformance tests print an N/N tally per corpus: show it even when they pass.
+    log "conformance: ../shared/conformance/buildkit"
+    if conformance="$(cargo test --lib conformance_tests -- --show-output </dev/null 2>&1)"; then
+        grep -E '^(parser|parser-negative|envVarTest|wordsTest) [0-9]+/[0-9]+$|^test result' <<<"$conformance"
+    else
+        printf '%s\n' "$conformance"
+        die "conformance tests failed"
+    fi
 fi
 
 # Every integration test binary except e2e (conformance and the like) runs here as is.
