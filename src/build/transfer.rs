@@ -87,6 +87,9 @@ impl StageBuilder<'_> {
             inline_names.push(doc.name.clone());
         }
         let add = req.add.unwrap_or(AddOptions { checksum: None, unpack: None });
+        if let (Some(_), Some(p)) = (add.checksum, paths.first()) {
+            bail!("ADD --checksum can only be used with an HTTP(S) URL source, not with the local path {p:?}");
+        }
         if add.checksum.is_some() && urls.len() + paths.len() != 1 {
             bail!("ADD --checksum needs exactly one source");
         }
