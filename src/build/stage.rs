@@ -286,6 +286,14 @@ impl<'a> StageBuilder<'a> {
                 if !run.mounts.is_empty() {
                     bail!("RUN --mount is not supported yet");
                 }
+                match run.security.as_deref() {
+                    None | Some("sandbox") => {}
+                    Some("insecure") => bail!("RUN --security=insecure is not allowed: strata grants no insecure entitlement"),
+                    Some(other) => bail!("RUN --security={other}: expected sandbox or insecure"),
+                }
+                if !run.devices.is_empty() {
+                    bail!("RUN --device is not supported");
+                }
                 let network = match run.network.as_deref() {
                     None | Some("default") => self.network,
                     Some("host") => Network::Host,

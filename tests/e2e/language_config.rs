@@ -295,6 +295,11 @@ USER app
     let ctx = Ctx::new("lang-user", dockerfile);
     ctx.build_ok("lang-user", &[]);
     assert_eq!(sh("lang-user", "cat /ids.txt"), "1000\n1000\napp\n1000\n65534\n65534\n1000:1000\n");
+
+    // BuildKit creates a missing WORKDIR (each missing component) owned by USER.
+    let ctx = Ctx::new("lang-user-workdir", "FROM busybox\nUSER app\nWORKDIR /srv/app\nUSER root\nWORKDIR /root-owned\n");
+    ctx.build_ok("lang-user-workdir", &[]);
+    assert_eq!(sh("lang-user-workdir", "stat -c %u:%g:%a /srv /srv/app /root-owned"), "1000:1000:755\n1000:1000:755\n0:0:755\n");
     assert_eq!(inspect_config("lang-user")["User"], "app");
     let out = strata(["run", "--rm", "lang-user", "id", "-u"]).ok();
     assert_eq!(out.stdout, "1000\n", "the image's User applies to run: {}", out.describe());

@@ -163,7 +163,7 @@ fn failures_are_clear_and_tag_nothing() {
         return;
     }
     // Each: (name, Dockerfile, extra args, needles in stderr).
-    let cases: [(&str, &str, &[&str], &[&str]); 15] = [
+    let cases: [(&str, &str, &[&str], &[&str]); 17] = [
         ("unknown-instr", "FROM busybox\nRUN true\n\nFROBNICATE now\n", &[], &["Dockerfile:4", "FROBNICATE"]),
         ("unknown-flag", "FROM busybox\nADD --nope a.txt /\n", &[], &["Dockerfile:2", "nope"]),
         ("bad-json", "FROM busybox\nSHELL [\"sh\" \"-c\"]\n", &[], &["Dockerfile:2"]),
@@ -179,6 +179,8 @@ fn failures_are_clear_and_tag_nothing() {
         ("unknown-user", "FROM busybox\nUSER nosuchuser\nRUN true\n", &[], &["nosuchuser"]),
         ("unknown-chown", "FROM busybox\nCOPY --chown=nosuchowner a.txt /\n", &[], &["nosuchowner"]),
         ("bad-duration", "FROM busybox\nHEALTHCHECK --interval=soon CMD true\n", &[], &["Dockerfile:2", "soon"]),
+        ("run-insecure", "FROM busybox\nRUN --security=insecure true\n", &[], &["Dockerfile:2", "insecure"]),
+        ("run-device", "FROM busybox\nRUN --device=/dev/fuse true\n", &[], &["Dockerfile:2", "--device"]),
     ];
     for (name, dockerfile, extra, needles) in cases {
         let tag = format!("lang-fail-{name}");
