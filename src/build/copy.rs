@@ -27,18 +27,162 @@ use crate::rootfs::resolve::{resolve_in, Last};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CopyOwnership {
     pub owner: Option<(u32, u32)>,
-    pub mode: Option<u32>,
+    pub mode: Option<Chmod>,
 }
 
-/// One matched source: its host path and the name it was matched by.
-#[derive(Debug)]
-struct Source {
-    host: PathBuf,
-    is_dir: bool,
+/// Most actions one symbolic `--chmod` may hold (`u=rwX,go=rX` has two).
+const MAX_ACTIONS: usize = 16;
+
+/// A `--chmod` value: an octal mode, or chmod(1)'s symbolic form (`u=rwX,go=rX`,
+/// `+x`, `g=u`), applied to every copied file and directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chmod {
+    Octal(u32),
+    Symbolic { actions: [Action; MAX_ACTIONS], len: usize },
 }
 
-/// Expands source patterns (already variable-expanded) against `root`.
-/// The sources `patterns` match below `root`, relative to it (for the build cache).
+/// One `who op perms` step of a symbolic mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Action {
+    /// The bits `u`, `g`, `o` select (`u` = 0o4700 with setuid, ...); 0 = no
+    /// `who` given, which means all of them (no umask applies in a build).
+    who: u32,
+    op: u8,
+    /// PERM_* flags.
+    perms: u16,
+}
+
+const PERM_R: u16 = 1;
+const PERM_W: u16 = 2;
+const PERM_X: u16 = 4;
+/// `X`: execute only for directories and files that already have an execute bit.
+const PERM_COND_X: u16 = 8;
+const PERM_S: u16 = 16;
+const PERM_T: u16 = 32;
+const PERM_U: u16 = 64;
+const PERM_G: u16 = 128;
+const PERM_O: u16 = 256;
+
+impl Chmod {
+    /// Parses an octal (`755`, `0644`) or symbolic (`u+x,go-w`, `a=rX`) mode.
+    pub fn parse(text: &str) -> Result<Chmod> {
+        let bad = |why: &str| anyhow::anyhow!("--chmod={text}: {why}");
+        if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+            let mode = u32::from_str_radix(text, 8).map_err(|_| bad("not an octal mode"))?;
+            if mode > 0o7777 {
+                bail!(bad("an octal mode is at most 7777"));
+            }
+            return Ok(Chmod::Octal(mode));
+        }
+        let mut actions = [Action::default(); MAX_ACTIONS];
+        let mut len = 0;
+        for clause in text.split(',') {
+            let mut chars = clause.chars().peekable();
+            let mut who = 0;
+            while let Some(c) = chars.peek().copied() {
+                who |= match c {
+                    'u' => 0o4700,
+                    'g' => 0o2070,
+                    'o' => 0o1007,
+                    'a' => 0o7777,
+                    _ => break,
+                };
+                chars.next();
+            }
+            let mut any = false;
+            while let Some(op) = chars.next() {
+                if !matches!(op, '+' | '-' | '=') {
+                    bail!(bad(&format!("unexpected {op:?}: expected [ugoa...][+-=][rwxXstugo...][,...] or an octal mode")));
+                }
+                let mut perms = 0;
+                while let Some(c) = chars.peek().copied() {
+                    perms |= match c {
+                        'r' => PERM_R,
+                        'w' => PERM_W,
+                        'x' => PERM_X,
+                        'X' => PERM_COND_X,
+                        's' => PERM_S,
+                        't' => PERM_T,
+                        'u' => PERM_U,
+                        'g' => PERM_G,
+                        'o' => PERM_O,
+                        _ => break,
+                    };
+                    chars.next();
+                }
+                if len == MAX_ACTIONS {
+                    bail!(bad("too many clauses"));
+                }
+                actions[len] = Action { who, op: op as u8, perms };
+                len += 1;
+                any = true;
+            }
+            if !any {
+                bail!(bad("expected [ugoa...][+-=][rwxXstugo...][,...] or an octal mode"));
+            }
+        }
+        Ok(Chmod::Symbolic { actions, len })
+    }
+
+    /// The mode a file of mode `mode` gets.
+    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
+        let (actions, len) = match self {
+            Chmod::Octal(m) => return *m,
+            Chmod::Symbolic { actions, len } => (actions, *len),
+        };
+        let mut m = mode & 0o7777;
+        for a in &actions[..len] {
+            let who = if a.who == 0 { 0o7777 } else { a.who };
+            let has = |flag: u16| a.perms & flag != 0;
+            let mut bits = 0;
+            if has(PERM_R) {
+                bits |= 0o444;
+            }
+            if has(PERM_W) {
+                bits |= 0o222;
+            }
+            if has(PERM_X) || (has(PERM_COND_X) && (is_dir || m & 0o111 != 0)) {
+                bits |= 0o111;
+            }
+            if has(PERM_S) {
+                bits |= 0o6000;
+            }
+            if has(PERM_T) {
+                bits |= 0o1000;
+            }
+            // `u`, `g`, `o` copy another class's current rwx bits.
+            for (flag, shift) in [(PERM_U, 6), (PERM_G, 3), (PERM_O, 0)] {
+                if has(flag) {
+                    bits |= ((m >> shift) & 0o7) * 0o111;
+                }
+            }
+            let bits = bits & who;
+            match a.op {
+                b'+' => m |= bits,
+                b'-' => m &= !bits,
+                _ => m = (m & !who) | bits,
+            }
+        }
+        m
+    }
+}
+
+/// One matched source.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// Where it is: below the root, every symlink on the way (its own name
+    /// included) resolved inside the root, never on the host.
+    pub host: PathBuf,
+    /// The path below the root it was matched as (a symlink's own path, not its
+    /// target's), which `--parents` keeps.
+    pub matched: PathBuf,
+    /// The name a copy into a directory gives it: the matched name, as BuildKit.
+    pub name: String,
+    pub is_dir: bool,
+}
+
+/// The sources `patterns` (already variable-expanded) match below `root`, as paths
+/// relative to it with every symlink resolved (for the build cache).
 pub fn matched_paths(root: &Path, patterns: &[String], ignore: &Ignore, what: &str) -> Result<Vec<PathBuf>> {
     Ok(match_sources(root, patterns, ignore, what)?
         .into_iter()
@@ -46,30 +190,47 @@ pub fn matched_paths(root: &Path, patterns: &[String], ignore: &Ignore, what: &s
         .collect())
 }
 
-fn match_sources(root: &Path, patterns: &[String], ignore: &Ignore, what: &str) -> Result<Vec<Source>> {
+/// Expands source patterns (already variable-expanded) against `root`, with
+/// BuildKit's rules: a path that names nothing is an error; a wildcard that
+/// matches nothing copies nothing (AllowEmptyWildcard), but the plain directory
+/// before its first wildcard must exist. Every path is resolved inside `root`:
+/// a symlink in the build context or in a `--from` tree, absolute or climbing with
+/// `..`, is followed as if `root` were `/`, so nothing outside it is ever read.
+pub fn match_sources(root: &Path, patterns: &[String], ignore: &Ignore, what: &str) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     for pat in patterns {
         let clean = clean_relative(pat);
-        let hosts: Vec<PathBuf> = if pattern::has_meta(&clean) {
-            let found = pattern::glob(root, &clean).with_context(|| format!("{what} source pattern {pat:?}"))?;
-            if found.is_empty() {
-                bail!("{what} source {pat:?}: no files match the pattern in the build context{}", outside_hint(pat));
+        let wildcard = pattern::has_meta(&clean);
+        let found: Vec<PathBuf> = if wildcard {
+            let (prefix, parts) = pattern::split_wildcards(&clean);
+            let base = resolve_in(root, Path::new(&prefix), Last::Follow)?;
+            if fs::symlink_metadata(&base).is_err() {
+                bail!("{what} source {pat:?}: {prefix:?} not found in the build context{}", outside_hint(pat));
             }
-            found.into_iter().filter(|rel| !ignore.excluded(&rel.to_string_lossy())).map(|rel| root.join(rel)).collect()
+            let base_rel = base.strip_prefix(root).unwrap_or(Path::new("")).to_path_buf();
+            let matches = pattern::glob_below(&base, &parts).with_context(|| format!("{what} source pattern {pat:?}"))?;
+            matches.into_iter().map(|m| base_rel.join(m)).collect()
         } else {
-            let host = resolve_in(root, Path::new(&clean), Last::Follow)?;
-            let rel = host.strip_prefix(root).unwrap_or(&host).to_string_lossy().into_owned();
-            if fs::symlink_metadata(&host).is_err() || ignore.excluded(&rel) {
-                bail!(
-                    "{what} source {pat:?}: not found in the build context{}",
-                    if ignore.excluded(&rel) { " (excluded by .dockerignore)" } else { "" }
-                );
-            }
-            vec![host]
+            vec![PathBuf::from(&clean)]
         };
-        for host in hosts {
-            let meta = fs::metadata(&host).with_context(|| format!("{what} source {}", host.display()))?;
-            out.push(Source { is_dir: meta.is_dir(), host });
+        for rel in found {
+            let host = resolve_in(root, &rel, Last::Follow)?;
+            let resolved = host.strip_prefix(root).unwrap_or(Path::new("")).to_string_lossy().into_owned();
+            let excluded = ignore.excluded(&rel.to_string_lossy()) || ignore.excluded(&resolved);
+            if wildcard && excluded {
+                continue;
+            }
+            let meta = match fs::symlink_metadata(&host) {
+                Ok(m) if !excluded => m,
+                _ if !wildcard => bail!(
+                    "{what} source {pat:?}: not found in the build context{}",
+                    if excluded { " (excluded by .dockerignore)".to_string() } else { outside_hint(pat).to_string() }
+                ),
+                Err(_) => bail!("{what} source {}: a symlink to {resolved:?}, which does not exist", rel.display()),
+                Ok(_) => unreachable!("excluded wildcard matches were skipped"),
+            };
+            let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            out.push(Source { is_dir: meta.is_dir(), host, matched: rel, name });
         }
     }
     Ok(out)
@@ -124,28 +285,51 @@ pub struct CopyOptions<'a> {
 /// Copies `patterns` from `src_root` to `dest` (absolute, in the image) below `tree`.
 pub fn copy(tree: &Path, src_root: &Path, patterns: &[String], dest: &str, opts: CopyOptions<'_>, what: &str) -> Result<()> {
     let sources = match_sources(src_root, patterns, opts.ignore, what)?;
-    let sources: Vec<Source> = sources.into_iter().filter(|s| s.is_dir || !opts.exclude.excluded(&name_of(&s.host))).collect();
-    let dest_is_dir_hint = dest.ends_with('/') || sources.len() > 1 || patterns.iter().any(|p| pattern::has_meta(p)) || opts.parents;
+    copy_sources(tree, src_root, &sources, dest, opts, what)
+}
+
+/// Copies matched `sources` to `dest` (absolute, in the image) below `tree`. The
+/// destination is a directory when it ends with `/`, already is one, or
+/// `--parents` is given; otherwise a single file is copied to that path (`COPY
+/// target/*.jar app.jar` makes the file /app.jar, as BuildKit does) and several
+/// directories are merged into it, but several files are an error, as the
+/// reference says (BuildKit would overwrite one with the next).
+pub fn copy_sources(tree: &Path, src_root: &Path, sources: &[Source], dest: &str, opts: CopyOptions<'_>, what: &str) -> Result<()> {
+    let sources: Vec<&Source> = sources.iter().filter(|s| s.is_dir || !opts.exclude.excluded(&s.name)).collect();
+    if sources.is_empty() {
+        return Ok(());
+    }
     let dest_host = resolve_in(tree, Path::new(dest), Last::Follow)?;
     let dest_exists_as_dir = fs::metadata(&dest_host).map(|m| m.is_dir()).unwrap_or(false);
+    let into_dir = dest.ends_with('/') || dest_exists_as_dir || opts.parents;
+    if !into_dir && sources.len() > 1 && sources.iter().any(|s| !s.is_dir) {
+        let names: Vec<String> = sources.iter().map(|s| s.matched.display().to_string()).collect();
+        bail!(
+            "when using {what} with more than one source file, the destination must be a directory and end with a /: \
+             {} sources matched ({}) for {dest}",
+            names.len(),
+            names.join(", ")
+        );
+    }
     let mut copier = Copier { own: opts.own, links: HashMap::new(), ignore: opts.ignore, exclude: opts.exclude, src_root };
-    for src in &sources {
+    for src in sources {
         // With --parents the source's own path below the root is kept.
         let dest_host = if opts.parents {
-            let rel = src.host.strip_prefix(src_root).unwrap_or(Path::new(""));
-            let parent = rel.parent().unwrap_or(Path::new(""));
+            let parent = src.matched.parent().unwrap_or(Path::new(""));
             resolve_in(tree, &Path::new(dest).join(parent), Last::Follow)?
         } else {
             dest_host.clone()
         };
         if src.is_dir {
-            let target = if opts.parents { dest_host.join(name_of(&src.host)) } else { dest_host.clone() };
+            let target = if opts.parents { dest_host.join(&src.name) } else { dest_host.clone() };
             copier.ensure_dir(tree, &target)?;
             copier.copy_dir_contents(tree, &src.host, &target)?;
-        } else if dest_is_dir_hint || dest_exists_as_dir {
+        } else if into_dir {
             copier.ensure_dir(tree, &dest_host)?;
-            let name = src.host.file_name().context("source has no file name")?;
-            copier.copy_entry(&src.host, &dest_host.join(name))?;
+            if src.name.is_empty() {
+                bail!("{what} source {} has no file name", src.matched.display());
+            }
+            copier.copy_entry(&src.host, &dest_host.join(&src.name))?;
         } else {
             let parent = dest_host.parent().unwrap_or(tree).to_path_buf();
             copier.ensure_dir(tree, &parent)?;
@@ -153,10 +337,6 @@ pub fn copy(tree: &Path, src_root: &Path, patterns: &[String], dest: &str, opts:
         }
     }
     Ok(())
-}
-
-fn name_of(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 struct Copier<'a> {
@@ -275,7 +455,7 @@ impl Copier<'_> {
         let (uid, gid) = self.own.owner.unwrap_or((0, 0));
         chown(target, uid, gid)?;
         if !ft.is_symlink() {
-            let mode = self.own.mode.unwrap_or(meta.mode() & 0o7777);
+            let mode = self.own.mode.map_or(meta.mode() & 0o7777, |c| c.apply(meta.mode(), ft.is_dir()));
             fs::set_permissions(target, fs::Permissions::from_mode(mode))?;
             copy_xattrs(src, target);
         }
@@ -315,6 +495,38 @@ fn display_in(tree: &Path, p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mode(spec: &str, from: u32, is_dir: bool) -> u32 {
+        Chmod::parse(spec).unwrap_or_else(|e| panic!("{e}")).apply(from, is_dir)
+    }
+
+    #[test]
+    fn chmod_octal_and_symbolic() {
+        assert_eq!(mode("755", 0o600, false), 0o755);
+        assert_eq!(mode("0640", 0o777, true), 0o640);
+        // The reference's example: directories 755, files 644, executables kept 755.
+        assert_eq!(mode("u=rwX,go=rX", 0o700, true), 0o755);
+        assert_eq!(mode("u=rwX,go=rX", 0o666, false), 0o644);
+        assert_eq!(mode("u=rwX,go=rX", 0o700, false), 0o755);
+        assert_eq!(mode("+x", 0o644, false), 0o755);
+        assert_eq!(mode("a+x", 0o600, false), 0o711);
+        assert_eq!(mode("g=u", 0o640, false), 0o660);
+        assert_eq!(mode("g=u", 0o751, false), 0o771);
+        assert_eq!(mode("o=", 0o777, false), 0o770);
+        assert_eq!(mode("go-w", 0o777, false), 0o755);
+        assert_eq!(mode("u+s,g+s", 0o755, false), 0o6755);
+        assert_eq!(mode("+t", 0o777, true), 0o1777);
+        assert_eq!(mode("u+r-w", 0o200, false), 0o400);
+        assert_eq!(mode("a=rwx,o-rwx", 0o000, false), 0o770);
+        assert_eq!(mode("=r", 0o777, false), 0o444);
+    }
+
+    #[test]
+    fn chmod_errors() {
+        for bad in ["", "u", "x", "u+q", "8", "77777", "u+x,", "ug"] {
+            assert!(Chmod::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 
     #[test]
     fn sources_may_not_leave_the_context() {
@@ -377,6 +589,61 @@ mod tests {
         assert_eq!(fs::read(tree.path().join("renamed")).unwrap(), b"a");
         let err = copy(tree.path(), ctx.path(), &["missing".into()], "/x", opts(own, &none), "COPY").unwrap_err();
         assert!(format!("{err:#}").contains("missing"));
+    }
+
+    #[test]
+    fn symlinks_in_the_source_resolve_inside_its_root() {
+        let none = Ignore::default();
+        let ctx = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        fs::write(host.path().join("host-secret"), b"s").unwrap();
+        fs::create_dir_all(ctx.path().join(host.path().strip_prefix("/").unwrap())).unwrap();
+        fs::write(ctx.path().join(host.path().strip_prefix("/").unwrap()).join("inside"), b"i").unwrap();
+        std::os::unix::fs::symlink(host.path(), ctx.path().join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../../..", ctx.path().join("up")).unwrap();
+        let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let own = CopyOwnership { owner: Some(me), mode: None };
+        copy(tree.path(), ctx.path(), &["abs/*".into()], "/x/", opts(own, &none), "COPY").unwrap();
+        let names: Vec<_> = fs::read_dir(tree.path().join("x")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["inside"], "the absolute link is resolved in the context, never on the host");
+        copy(tree.path(), ctx.path(), &["abs".into()], "/y", opts(own, &none), "COPY").unwrap();
+        assert!(tree.path().join("y/inside").exists() && !tree.path().join("y/host-secret").exists());
+        // `up` clamps at the context root: up/* is the context's own top level.
+        let matched = matched_paths(ctx.path(), &["up/*".into()], &none, "COPY").unwrap();
+        assert!(matched.iter().all(|p| !p.to_string_lossy().contains("host-secret")), "{matched:?}");
+        assert!(matched.contains(&host.path().strip_prefix("/").unwrap().to_path_buf()), "abs resolved in the context: {matched:?}");
+        assert!(matched.iter().all(|p| p.is_relative() && !p.to_string_lossy().contains("..")), "{matched:?}");
+        // A link to a missing path is not found, never looked up on the host.
+        std::os::unix::fs::symlink("/etc", ctx.path().join("etc-link")).unwrap();
+        let err = copy(tree.path(), ctx.path(), &["etc-link/*".into()], "/z/", opts(own, &none), "COPY").unwrap_err();
+        assert!(format!("{err:#}").contains("not found"), "{err:#}");
+        assert!(copy(tree.path(), ctx.path(), &["etc-link/passwd".into()], "/z/", opts(own, &none), "COPY").is_err());
+    }
+
+    #[test]
+    fn wildcards_may_match_nothing_and_one_match_names_the_destination() {
+        let none = Ignore::default();
+        let ctx = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        fs::create_dir_all(ctx.path().join("target")).unwrap();
+        fs::write(ctx.path().join("target/app-1.0.jar"), b"jar").unwrap();
+        fs::write(ctx.path().join("a.txt"), b"a").unwrap();
+        fs::write(ctx.path().join("b.txt"), b"b").unwrap();
+        let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let own = CopyOwnership { owner: Some(me), mode: None };
+        copy(tree.path(), ctx.path(), &["*.none".into()], "/empty/", opts(own, &none), "COPY").unwrap();
+        assert!(!tree.path().join("empty").exists(), "nothing matched, nothing created");
+        copy(tree.path(), ctx.path(), &["target/*.jar".into()], "/app.jar", opts(own, &none), "COPY").unwrap();
+        assert_eq!(fs::read(tree.path().join("app.jar")).unwrap(), b"jar", "one match to a path without a slash is that file");
+        let err = copy(tree.path(), ctx.path(), &["*.txt".into()], "/notdir", opts(own, &none), "COPY").unwrap_err();
+        assert!(format!("{err:#}").contains("end with a /"), "{err:#}");
+        copy(tree.path(), ctx.path(), &["*.txt".into()], "/dir/", opts(own, &none), "COPY").unwrap();
+        assert!(tree.path().join("dir/a.txt").exists() && tree.path().join("dir/b.txt").exists());
+        let err = copy(tree.path(), ctx.path(), &["nodir/*.txt".into()], "/x/", opts(own, &none), "COPY").unwrap_err();
+        assert!(format!("{err:#}").contains("nodir"), "the directory before the wildcard must exist: {err:#}");
+        let err = copy(tree.path(), ctx.path(), &["../missing".into()], "/x/", opts(own, &none), "COPY").unwrap_err();
+        assert!(format!("{err:#}").contains("cannot leave it"), "{err:#}");
     }
 
     #[test]

@@ -117,17 +117,14 @@ impl<'a> StageBuilder<'a> {
         Ok(self.image.clone())
     }
 
-    /// A variable's value for expansion: ENV wins over ARG; proxy build args are
-    /// predefined.
+    /// A variable's value for expansion: ENV wins over ARG. The predefined proxy
+    /// ARGs are not variables of the Dockerfile until an `ARG` declares them, as in
+    /// BuildKit: undeclared, they reach only RUN's environment ([`Self::run_env`]).
     pub(super) fn lookup_var(&self, name: &str) -> Option<String> {
         if let Some(v) = env_get(self.config_ro().env.as_deref().unwrap_or(&[]), name) {
             return Some(v);
         }
-        match self.args.get(name) {
-            Some(v) => v.clone(),
-            None if is_proxy_arg(name) => self.build_args.get(name).cloned(),
-            None => None,
-        }
+        self.args.get(name).cloned().flatten()
     }
 
     /// Runs the base image's ONBUILD triggers right after FROM, as Docker does; they
@@ -200,7 +197,7 @@ impl<'a> StageBuilder<'a> {
                 let mut expanded = Vec::new();
                 for p in ports {
                     for word in self.expand(p)?.split_whitespace() {
-                        expanded.push(normalize_port(word)?);
+                        expanded.extend(normalize_port(word)?);
                     }
                 }
                 for p in expanded {
@@ -222,6 +219,9 @@ impl<'a> StageBuilder<'a> {
             }
             Instruction::StopSignal(sig) => {
                 let s = self.expand(sig)?;
+                if !crate::dockerfile::is_signal(&s) {
+                    bail!("invalid signal: {s:?} (expected a signal name such as SIGTERM or TERM, or a number)");
+                }
                 self.config().stop_signal = Some(s);
                 self.history(step, true);
             }
@@ -285,6 +285,14 @@ impl<'a> StageBuilder<'a> {
             Instruction::Run(run) => {
                 if !run.mounts.is_empty() {
                     bail!("RUN --mount is not supported yet");
+                }
+                match run.security.as_deref() {
+                    None | Some("sandbox") => {}
+                    Some("insecure") => bail!("RUN --security=insecure is not allowed: strata grants no insecure entitlement"),
+                    Some(other) => bail!("RUN --security={other}: expected sandbox or insecure"),
+                }
+                if !run.devices.is_empty() {
+                    bail!("RUN --device is not supported");
                 }
                 let network = match run.network.as_deref() {
                     None | Some("default") => self.network,
@@ -542,19 +550,24 @@ fn clean_abs(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// `EXPOSE 80` means 80/tcp; protocols are lower-cased as Docker stores them.
-fn normalize_port(word: &str) -> Result<String> {
+/// `EXPOSE 80` means 80/tcp; protocols are lower-cased as Docker stores them, and
+/// a range (`8000-8002/tcp`) is one port per number, as BuildKit's
+/// `nat.ParsePortSpecs` expands it.
+fn normalize_port(word: &str) -> Result<Vec<String>> {
     let (port, proto) = word.split_once('/').unwrap_or((word, "tcp"));
     let proto = proto.to_ascii_lowercase();
-    let valid_port = |p: &str| p.parse::<u16>().is_ok();
-    let ok = match port.split_once('-') {
-        Some((a, b)) => valid_port(a) && valid_port(b),
-        None => valid_port(port),
+    let bad = || anyhow!("invalid port {word:?}: expected PORT[-END][/tcp|udp|sctp]");
+    let (first, last) = match port.split_once('-') {
+        Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
+        None => {
+            let p = port.parse::<u16>().map_err(|_| bad())?;
+            (p, p)
+        }
     };
-    if !ok || !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        bail!("invalid port {word:?}: expected PORT[/tcp|udp|sctp]");
+    if first > last || !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(bad());
     }
-    Ok(format!("{port}/{proto}"))
+    Ok((first..=last).map(|p| format!("{p}/{proto}")).collect())
 }
 
 #[cfg(test)]
@@ -579,10 +592,13 @@ mod tests {
 
     #[test]
     fn ports_get_a_protocol() {
-        assert_eq!(normalize_port("80").unwrap(), "80/tcp");
-        assert_eq!(normalize_port("53/UDP").unwrap(), "53/udp");
-        assert_eq!(normalize_port("8000-8010/tcp").unwrap(), "8000-8010/tcp");
+        assert_eq!(normalize_port("80").unwrap(), ["80/tcp"]);
+        assert_eq!(normalize_port("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(normalize_port("8000-8002/tcp").unwrap(), ["8000/tcp", "8001/tcp", "8002/tcp"]);
+        assert_eq!(normalize_port("7-7/sctp").unwrap(), ["7/sctp"]);
         assert!(normalize_port("http").is_err());
+        assert!(normalize_port("9-8").is_err());
+        assert!(normalize_port("80/icmp").is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::copy::{self, CopyOptions, CopyOwnership};
+use super::copy::{self, Chmod, CopyOptions, CopyOwnership};
 use super::stage::{join_workdir, StageBuilder};
 use super::{base, workspace::ImageState};
 use crate::dockerfile::ignore::Ignore;
@@ -55,10 +55,7 @@ impl StageBuilder<'_> {
         if dest.ends_with('/') && !abs.ends_with('/') {
             abs.push('/');
         }
-        let mode = match req.chmod.map(|c| self.expand(c)).transpose()? {
-            Some(m) => Some(u32::from_str_radix(&m, 8).map_err(|_| anyhow!("--chmod={m}: not an octal mode"))?),
-            None => None,
-        };
+        let mode = req.chmod.map(|c| self.expand(c)).transpose()?.map(|m| Chmod::parse(&m)).transpose()?;
         let chown = req.chown.map(|c| self.expand(c)).transpose()?;
 
         // Context paths, URLs and inline content each come from their own root.
@@ -90,6 +87,9 @@ impl StageBuilder<'_> {
             inline_names.push(doc.name.clone());
         }
         let add = req.add.unwrap_or(AddOptions { checksum: None, unpack: None });
+        if let (Some(_), Some(p)) = (add.checksum, paths.first()) {
+            bail!("ADD --checksum can only be used with an HTTP(S) URL source, not with the local path {p:?}");
+        }
         if add.checksum.is_some() && urls.len() + paths.len() != 1 {
             bail!("ADD --checksum needs exactly one source");
         }
@@ -130,10 +130,9 @@ impl StageBuilder<'_> {
             };
             let own = CopyOwnership { owner, mode };
             let opts = CopyOptions { own, ignore, exclude: &exclude, parents };
-            let (archives, plain) = if unpack_local { split_archives(&src_root, &paths, ignore)? } else { (Vec::new(), paths.clone()) };
-            if !plain.is_empty() {
-                copy::copy(tree, &src_root, &plain, &abs, opts, what)?;
-            }
+            let sources = copy::match_sources(&src_root, &paths, ignore, what)?;
+            let (archives, plain) = if unpack_local { split_archives(sources)? } else { (Vec::new(), sources) };
+            copy::copy_sources(tree, &src_root, &plain, &abs, opts, what)?;
             for (file, compression) in archives {
                 extract_into(tree, &abs, &file, compression, owner)?;
             }
@@ -177,27 +176,16 @@ fn extract_into(tree: &Path, dest: &str, archive: &Path, compression: extract::C
 /// A local archive to extract and how it is compressed.
 type Archive = (PathBuf, extract::Compression);
 
-/// Separates local archives (to be extracted) from other sources. Globs are
-/// expanded here so each match is classified on its own.
-fn split_archives(root: &Path, patterns: &[String], ignore: &Ignore) -> Result<(Vec<Archive>, Vec<String>)> {
+/// Separates local archives (to be extracted) from other sources; each wildcard
+/// match is classified on its own.
+fn split_archives(sources: Vec<copy::Source>) -> Result<(Vec<Archive>, Vec<copy::Source>)> {
     let mut archives = Vec::new();
     let mut plain = Vec::new();
-    for p in patterns {
-        let matches: Vec<PathBuf> = if crate::dockerfile::glob::has_meta(p) {
-            crate::dockerfile::glob::glob(root, p.trim_start_matches('/'))?
-                .into_iter()
-                .filter(|r| !ignore.excluded(&r.to_string_lossy()))
-                .collect()
-        } else {
-            vec![PathBuf::from(p.trim_start_matches('/'))]
-        };
-        for rel in matches {
-            let host = resolve_in(root, &rel, Last::Follow)?;
-            let is_file = fs::metadata(&host).map(|m| m.is_file()).unwrap_or(false);
-            match if is_file { extract::detect(&host)? } else { None } {
-                Some(c) if !ignore.excluded(&rel.to_string_lossy()) => archives.push((host, c)),
-                _ => plain.push(rel.to_string_lossy().into_owned()),
-            }
+    for source in sources {
+        let is_file = fs::symlink_metadata(&source.host).is_ok_and(|m| m.is_file());
+        match if is_file { extract::detect(&source.host)? } else { None } {
+            Some(c) => archives.push((source.host, c)),
+            None => plain.push(source),
         }
     }
     Ok((archives, plain))

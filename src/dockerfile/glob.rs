@@ -1,6 +1,11 @@
 //! COPY/ADD source patterns with Go's `filepath.Match` semantics: `*` and `?` never
 //! cross a `/`, `[...]` classes with ranges and `^`/`!` negation, `\` escapes.
 //! A pattern is matched one path component at a time against a directory tree.
+//!
+//! As BuildKit resolves wildcards: the components before the first wildcard are a
+//! plain path the caller resolves (symlinks included, inside the source root); the
+//! rest is matched below that directory without following any symlink, so a
+//! match can never lead out of the directory it started in.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,9 +15,29 @@ use std::path::{Path, PathBuf};
 #[error("syntax error in pattern {0:?}")]
 pub struct BadPattern(pub String);
 
-/// True when `pattern` has characters that make it a pattern rather than a path.
+/// True when `pattern` has an unescaped `*`, `?` or `[`, which make it a pattern
+/// rather than a path (BuildKit's `containsWildcards`: a `\` escapes the next
+/// character, so `a\*` names no pattern).
 pub fn has_meta(pattern: &str) -> bool {
-    pattern.contains(['*', '?', '[', '\\'])
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '*' | '?' | '[' => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Splits a relative, `/`-separated pattern into the plain path before its first
+/// wildcard component and the components from there on.
+pub fn split_wildcards(pattern: &str) -> (String, Vec<String>) {
+    let parts: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+    let first = parts.iter().position(|p| has_meta(p)).unwrap_or(parts.len());
+    (parts[..first].join("/"), parts[first..].iter().map(|s| s.to_string()).collect())
 }
 
 /// Matches one name (no `/`) against one pattern component.
@@ -141,33 +166,53 @@ fn class_char(p: &[char], i: usize) -> Result<(char, usize), ()> {
     }
 }
 
-/// Finds every path below `root` matching `pattern` (relative, `/`-separated),
-/// returned relative to `root` in sorted order. Symlinks are not followed.
-pub fn glob(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, BadPattern> {
-    let parts: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+/// Finds every path below the directory `base` that matches `parts` (pattern
+/// components, see [`split_wildcards`]), relative to `base`, in sorted order.
+/// Symlinks are never followed: a symlink can be a match, but is never descended
+/// into, and `base` itself must already be resolved by the caller.
+pub fn glob_below(base: &Path, parts: &[String]) -> Result<Vec<PathBuf>, BadPattern> {
+    let real_dir = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
     let mut current = vec![PathBuf::new()];
     for part in parts {
         let mut next = Vec::new();
-        for base in &current {
+        for dir in &current {
+            let host = base.join(dir);
+            if !real_dir(&host) {
+                continue;
+            }
             if !has_meta(part) {
-                let candidate = base.join(part);
-                if fs::symlink_metadata(root.join(&candidate)).is_ok() {
-                    next.push(candidate);
+                let name = unescape(part);
+                if fs::symlink_metadata(host.join(&name)).is_ok() {
+                    next.push(dir.join(name));
                 }
                 continue;
             }
-            let Ok(entries) = fs::read_dir(root.join(base)) else { continue };
+            let Ok(entries) = fs::read_dir(&host) else { continue };
             let mut names: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
             names.sort();
             for name in names {
                 if matches(part, &name)? {
-                    next.push(base.join(name));
+                    next.push(dir.join(name));
                 }
             }
         }
         current = next;
     }
     Ok(current.into_iter().filter(|p| !p.as_os_str().is_empty()).collect())
+}
+
+/// A component without wildcards matched by `filepath.Match` names itself with its
+/// escapes removed.
+fn unescape(part: &str) -> String {
+    let mut out = String::new();
+    let mut chars = part.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -230,6 +275,11 @@ mod tests {
         }
     }
 
+    fn glob(base: &Path, pattern: &str) -> Vec<PathBuf> {
+        let (prefix, parts) = split_wildcards(pattern);
+        glob_below(&base.join(&prefix), &parts).unwrap().into_iter().map(|p| Path::new(&prefix).join(p)).collect()
+    }
+
     #[test]
     fn glob_walks_components() {
         let d = tempfile::tempdir().unwrap();
@@ -237,8 +287,30 @@ mod tests {
         fs::write(d.path().join("src/a/x.rs"), b"").unwrap();
         fs::write(d.path().join("src/y.rs"), b"").unwrap();
         fs::write(d.path().join("top.rs"), b"").unwrap();
-        assert_eq!(glob(d.path(), "*.rs").unwrap(), vec![PathBuf::from("top.rs")]);
-        assert_eq!(glob(d.path(), "src/*/*.rs").unwrap(), vec![PathBuf::from("src/a/x.rs")]);
-        assert_eq!(glob(d.path(), "s?c/*.rs").unwrap(), vec![PathBuf::from("src/y.rs")]);
+        assert_eq!(glob(d.path(), "*.rs"), vec![PathBuf::from("top.rs")]);
+        assert_eq!(glob(d.path(), "src/*/*.rs"), vec![PathBuf::from("src/a/x.rs")]);
+        assert_eq!(glob(d.path(), "s?c/*.rs"), vec![PathBuf::from("src/y.rs")]);
+        assert_eq!(glob(d.path(), "./src/*/x.rs"), vec![PathBuf::from("src/a/x.rs")]);
+    }
+
+    #[test]
+    fn wildcards_split_and_escapes() {
+        assert_eq!(split_wildcards("a/b/*.c/d"), ("a/b".to_string(), vec!["*.c".to_string(), "d".to_string()]));
+        assert_eq!(split_wildcards("*"), (String::new(), vec!["*".to_string()]));
+        assert!(has_meta("a[0]") && has_meta("x?") && !has_meta("a\\*b") && !has_meta("plain"));
+        assert_eq!(unescape("a\\*b"), "a*b");
+    }
+
+    #[test]
+    fn glob_never_descends_through_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"s").unwrap();
+        fs::create_dir(d.path().join("real")).unwrap();
+        fs::write(d.path().join("real/f"), b"").unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("link")).unwrap();
+        assert_eq!(glob(d.path(), "*/*"), vec![PathBuf::from("real/f")], "link/* is not walked");
+        assert_eq!(glob(d.path(), "*/secret"), Vec::<PathBuf>::new());
+        assert_eq!(glob(d.path(), "l*"), vec![PathBuf::from("link")], "a symlink itself can match");
     }
 }

@@ -11,9 +11,9 @@ use std::path::Path;
 /// One element of a compiled pattern.
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {
-    /// `**` at the end or mid-component: anything, `/` included.
+    /// `**` at the end (or a leading `**` suffix match): anything, `/` included.
     Any,
-    /// `**/`: zero or more whole directories.
+    /// `**` elsewhere, with or without its `/`: zero or more whole directories.
     Dirs,
     /// `*`: anything but `/`.
     Star,
@@ -43,6 +43,8 @@ impl Ignore {
     /// Parses the text of an ignore file.
     pub fn parse(text: &str) -> Ignore {
         let mut patterns = Vec::new();
+        // A UTF-8 byte order mark before the first line is not part of a pattern.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for line in text.lines() {
             if line.starts_with('#') {
                 continue;
@@ -160,12 +162,20 @@ fn compile(p: &str) -> Vec<Tok> {
     while i < chars.len() {
         match chars[i] {
             '*' if chars.get(i + 1) == Some(&'*') => {
+                // moby's patternmatcher: `**` (eating a following `/`) is `(.*/)?`,
+                // except at the end (anything) and at the very start of a pattern
+                // with no other wildcard (a suffix match: `**foo` is "ends in foo").
+                let at_start = i == 0;
                 i += 2;
-                if chars.get(i) == Some(&'/') {
+                let slash = chars.get(i) == Some(&'/');
+                if slash {
                     i += 1;
-                    toks.push(Tok::Dirs);
-                } else {
+                }
+                let rest_is_plain = !chars[i..].iter().any(|c| matches!(c, '*' | '?' | '[' | ']'));
+                if i == chars.len() || (at_start && !slash && rest_is_plain) {
                     toks.push(Tok::Any);
+                } else {
+                    toks.push(Tok::Dirs);
                 }
             }
             '*' => {
@@ -284,6 +294,30 @@ mod tests {
         assert!(ig.may_reinclude("docs"));
         assert!(ig.excluded("important.log"), "the last matching pattern wins");
         assert!(ig.excluded("a.log"));
+    }
+
+    #[test]
+    fn double_star_follows_moby() {
+        // Not followed by `/`, mid-pattern: `(.*/)?`, whole directories only.
+        let ig = Ignore::parse("a**b\n");
+        assert!(ig.excluded("ab") && ig.excluded("ax/b") && ig.excluded("a/x/b"));
+        assert!(!ig.excluded("axb"), "** does not stand for part of a name");
+        // At the start without other wildcards: a suffix match.
+        let ig = Ignore::parse("**foo\n");
+        assert!(ig.excluded("foo") && ig.excluded("afoo") && ig.excluded("x/yfoo"));
+        // At the start with other wildcards: `(.*/)?`.
+        let ig = Ignore::parse("**f*\n");
+        assert!(ig.excluded("f1") && ig.excluded("d/f2") && !ig.excluded("xf"));
+        // At the end: anything below.
+        let ig = Ignore::parse("dir/**\nx**\n");
+        assert!(ig.excluded("dir/a/b") && !ig.excluded("dir") && ig.excluded("xyz") && ig.excluded("x/y"));
+        assert!(Ignore::parse("**\n").excluded("any/thing"));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored() {
+        let ig = Ignore::parse("\u{feff}secret.txt\n*.log\n");
+        assert!(ig.excluded("secret.txt") && ig.excluded("a.log"));
     }
 
     #[test]

@@ -198,6 +198,32 @@ fn sources_and_dest(node: &Node, name: &str, heredocs: &[Heredoc]) -> Result<(Ve
     Ok((sources, dest.clone()))
 }
 
+/// Signal names moby's `signal.ParseSignal` knows on Linux (without `SIG`).
+const SIGNALS: &[&str] = &[
+    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL", "PROF", "PWR", "QUIT",
+    "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
+];
+
+/// True for a STOPSIGNAL BuildKit accepts: a non-zero number, or a signal name
+/// with or without `SIG`, in any case (`SIGTERM`, `term`, `RTMIN+3`).
+pub fn is_signal(sig: &str) -> bool {
+    if let Ok(n) = sig.parse::<i64>() {
+        return n != 0;
+    }
+    let upper = sig.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let realtime = |base: &str, sign: char| {
+        name.strip_prefix(base).is_some_and(|rest| {
+            rest.is_empty()
+                || rest
+                    .strip_prefix(sign)
+                    .and_then(|n| n.parse::<u8>().ok())
+                    .is_some_and(|n| (1..=if sign == '+' { 15 } else { 14 }).contains(&n))
+        })
+    };
+    SIGNALS.contains(&name) || realtime("RTMIN", '+') || realtime("RTMAX", '-')
+}
+
 fn is_stage_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase()) && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
@@ -220,18 +246,16 @@ fn healthcheck(node: &Node) -> Result<Healthcheck, ParseErrorKind> {
         return Err(ParseErrorKind::AtLeastOneArgument("HEALTHCHECK".into()));
     };
     let typ = typ.to_uppercase();
-    let specs: &[(&str, Kind)] = if typ == "NONE" {
-        &[]
-    } else {
-        &[
-            ("interval", Kind::Str),
-            ("timeout", Kind::Str),
-            ("start-period", Kind::Str),
-            ("start-interval", Kind::Str),
-            ("retries", Kind::Str),
-        ]
-    };
-    let flags = Flags::parse("HEALTHCHECK", &node.flags, specs)?;
+    // BuildKit never parses the flags of HEALTHCHECK NONE: they are ignored.
+    let raw_flags: &[String] = if typ == "NONE" { &[] } else { &node.flags };
+    let specs: &[(&str, Kind)] = &[
+        ("interval", Kind::Str),
+        ("timeout", Kind::Str),
+        ("start-period", Kind::Str),
+        ("start-interval", Kind::Str),
+        ("retries", Kind::Str),
+    ];
+    let flags = Flags::parse("HEALTHCHECK", raw_flags, specs)?;
     let test = match typ.as_str() {
         "NONE" if rest.is_empty() => HealthTest::None,
         "NONE" => return Err(ParseErrorKind::Healthcheck("HEALTHCHECK NONE takes no arguments".into())),
@@ -349,7 +373,12 @@ impl Instruction {
             }
             "stopsignal" => {
                 no_flags()?;
-                Instruction::StopSignal(exactly_one(node, &upper)?)
+                let sig = exactly_one(node, &upper)?;
+                // A literal signal is checked now; one with variables after expansion.
+                if !sig.contains('$') && !is_signal(&sig) {
+                    return Err(ParseErrorKind::InvalidSignal(sig));
+                }
+                Instruction::StopSignal(sig)
             }
             "maintainer" => {
                 no_flags()?;
@@ -376,7 +405,14 @@ impl Instruction {
                 let mut sub = sub.clone();
                 sub.heredocs = node.heredocs.clone();
                 let trimmed = node.original.trim_start();
-                let expression = trimmed[node.keyword.len().min(trimmed.len())..].trim().to_string();
+                let mut expression = trimmed[node.keyword.len().min(trimmed.len())..].trim().to_string();
+                // As BuildKit stores a trigger: its heredoc bodies and terminators
+                // follow the line, so the child build parses the whole instruction.
+                for doc in &node.heredocs {
+                    expression.push('\n');
+                    expression.push_str(&doc.content);
+                    expression.push_str(&doc.name);
+                }
                 Instruction::Onbuild { trigger: Box::new(Instruction::from_node(&sub)?), expression }
             }
             "copy" => {
@@ -507,6 +543,8 @@ mod tests {
                 retries: None,
             })
         );
+        let Instruction::Healthcheck(none) = one("HEALTHCHECK --interval=5s --bogus NONE").unwrap() else { panic!() };
+        assert_eq!((none.test, none.interval), (HealthTest::None, None), "flags of NONE are ignored, as BuildKit does");
         assert!(one("HEALTHCHECK CONNECT TCP 7000").is_err());
         assert!(one("HEALTHCHECK CMD").is_err());
         assert!(one("HEALTHCHECK --interval=5 CMD x").is_err());
@@ -521,7 +559,22 @@ mod tests {
         assert_eq!(expression, "RUN echo hi");
         assert!(matches!(*trigger, Instruction::Run(_)));
         assert!(one("ONBUILD FROM x").is_err());
+        let Instruction::Onbuild { expression, .. } = one("ONBUILD RUN <<EOF cat > /x\nhello\nEOF\n").unwrap() else { panic!() };
+        assert_eq!(expression, "RUN <<EOF cat > /x\nhello\nEOF");
+        let child = parse(&expression, "ONBUILD").unwrap();
+        let Instruction::Run(r) = &child.instructions[0].instr else { panic!() };
+        assert_eq!(r.heredocs[0].content, "hello\n", "the child parse sees the body");
         assert!(one("SHELL /bin/sh").is_err());
         assert!(one("WORKDIR").is_err());
+    }
+
+    #[test]
+    fn stopsignal_names_and_numbers() {
+        for ok in ["SIGTERM", "term", "SigKill", "9", "37", "SIGRTMIN+3", "RTMAX-14", "rtmin", "$SIG", "${S:-TERM}"] {
+            assert!(one(&format!("STOPSIGNAL {ok}")).is_ok(), "{ok}");
+        }
+        for bad in ["SIGFOO", "0", "TERMINATE", "RTMIN+16", "SIG", "-"] {
+            assert_eq!(one(&format!("STOPSIGNAL {bad}")), Err(ParseErrorKind::InvalidSignal(bad.into())), "{bad}");
+        }
     }
 }

@@ -27,7 +27,7 @@ pub mod words;
 #[cfg(test)]
 mod conformance_tests;
 
-pub use instruction::{AddArgs, CommandForm, CopyArgs, CopySource, HealthTest, Healthcheck, Instruction, Located, RunArgs};
+pub use instruction::{is_signal, AddArgs, CommandForm, CopyArgs, CopySource, HealthTest, Healthcheck, Instruction, Located, RunArgs};
 pub use lines::Directives;
 pub use node::{Heredoc, Node};
 pub use words::{expand_word, expand_words, ExpandError, ExpandErrorKind, Lookup};
@@ -81,6 +81,8 @@ pub enum ParseErrorKind {
     BadOnbuildTrigger(String),
     #[error("{0} specified can not be an empty string")]
     EmptyValue(String),
+    #[error("invalid signal: {0} (expected a signal name such as SIGTERM or TERM, or a number)")]
+    InvalidSignal(String),
 }
 
 /// A parse failure located in the Dockerfile.

@@ -33,6 +33,8 @@ pub struct Stage {
     pub steps: Vec<Located>,
     /// Index of the earlier stage this one is FROM, if any.
     pub base_stage: Option<usize>,
+    /// Earlier stages its `COPY --from` instructions name, `--from` expanded.
+    pub copies_from: Vec<usize>,
 }
 
 /// What to build and in which order.
@@ -90,8 +92,16 @@ pub fn plan(df: &Dockerfile, file: &str, build_args: &BTreeMap<String, String>, 
                     return Err(at(located.line, format!("FROM {image}: base name expands to an empty string")));
                 }
                 let index = stages.len();
-                let mut stage =
-                    Stage { index, name: alias.clone(), base, platform, from: located.clone(), steps: Vec::new(), base_stage: None };
+                let mut stage = Stage {
+                    index,
+                    name: alias.clone(),
+                    base,
+                    platform,
+                    from: located.clone(),
+                    steps: Vec::new(),
+                    base_stage: None,
+                    copies_from: Vec::new(),
+                };
                 // FROM refers to earlier stages by name only; a bare number is an image.
                 let lower = stage.base.to_ascii_lowercase();
                 stage.base_stage = stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str())).map(|s| s.index);
@@ -122,7 +132,10 @@ pub fn plan(df: &Dockerfile, file: &str, build_args: &BTreeMap<String, String>, 
     if stages.is_empty() {
         return Err(PlanError::NoStage { file: file.to_string() });
     }
-    let plan = BuildPlan { meta_args, stages, order: Vec::new() };
+    let mut plan = BuildPlan { meta_args, stages, order: Vec::new() };
+    for i in 0..plan.stages.len() {
+        plan.stages[i].copies_from = copy_sources(&plan, &plan.stages[i], build_args, escape);
+    }
     let target_index = match target {
         None => plan.stages.len() - 1,
         Some(t) => plan
@@ -138,6 +151,49 @@ pub fn plan(df: &Dockerfile, file: &str, build_args: &BTreeMap<String, String>, 
     Ok(BuildPlan { order: needed.into_iter().collect(), ..plan })
 }
 
+/// The earlier stages `stage`'s `COPY --from` instructions name. Each `--from` is
+/// expanded as the build will expand it: with the stage's ENV and ARG values at
+/// that point (a build arg wins over an ARG default; a bare `ARG NAME` imports the
+/// meta ARG). The base image's ENV is not known yet; a `--from` that needs it, or
+/// that fails to expand, is left to the build to resolve.
+fn copy_sources(plan: &BuildPlan, stage: &Stage, build_args: &BTreeMap<String, String>, escape: char) -> Vec<usize> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    let mut args: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut deps = Vec::new();
+    for step in &stage.steps {
+        let lookup = |name: &str| env.get(name).cloned().or_else(|| args.get(name).cloned().flatten());
+        match &step.instr {
+            Instruction::Arg(pairs) => {
+                for (name, default) in pairs {
+                    let lookup = |n: &str| env.get(n).cloned().or_else(|| args.get(n).cloned().flatten());
+                    let value = match build_args.get(name) {
+                        Some(v) => Some(v.clone()),
+                        None => match default {
+                            Some(d) => expand_word(d, &lookup, escape).ok(),
+                            None => plan.meta_args.get(name).cloned().flatten(),
+                        },
+                    };
+                    args.insert(name.clone(), value);
+                }
+            }
+            Instruction::Env(pairs) => {
+                let values: Vec<(String, String)> = pairs
+                    .iter()
+                    .filter_map(|(k, v)| Some((expand_word(k, &lookup, escape).ok()?, expand_word(v, &lookup, escape).ok()?)))
+                    .collect();
+                env.extend(values);
+            }
+            Instruction::Copy(c) => {
+                if let Some(from) = c.from.as_deref().and_then(|f| expand_word(f, &lookup, escape).ok()) {
+                    deps.extend(plan.find_stage(&from, stage.index));
+                }
+            }
+            _ => {}
+        }
+    }
+    deps
+}
+
 /// Adds `index` and every stage it depends on (FROM and COPY --from) to `needed`.
 fn collect(plan: &BuildPlan, index: usize, needed: &mut BTreeSet<usize>) {
     if !needed.insert(index) {
@@ -147,14 +203,8 @@ fn collect(plan: &BuildPlan, index: usize, needed: &mut BTreeSet<usize>) {
     if let Some(b) = stage.base_stage {
         collect(plan, b, needed);
     }
-    for step in &stage.steps {
-        if let Instruction::Copy(c) = &step.instr {
-            if let Some(from) = &c.from {
-                if let Some(dep) = plan.find_stage(from, index) {
-                    collect(plan, dep, needed);
-                }
-            }
-        }
+    for &dep in &stage.copies_from {
+        collect(plan, dep, needed);
     }
 }
 
@@ -222,6 +272,19 @@ mod tests {
         let p = plan_of(text, Some("b")).unwrap();
         assert_eq!(p.order, vec![0, 2]);
         assert!(matches!(plan_of(text, Some("nope")), Err(PlanError::UnknownTarget { .. })));
+    }
+
+    #[test]
+    fn copy_from_is_expanded_to_find_the_stages_needed() {
+        let text = "ARG SRC=one\nFROM busybox AS one\nFROM busybox AS two\nFROM busybox AS three\nFROM busybox AS four\n\
+                    FROM busybox\nARG SRC\nARG OTHER=two\nENV THIRD=three\n\
+                    COPY --from=$SRC /a /a\nCOPY --from=${OTHER} /b /b\nCOPY --from=${THIRD} /c /c\nCOPY --from=${NOPE:-3} /d /d\n";
+        let p = plan_of(text, None).unwrap();
+        assert_eq!(p.order, vec![0, 1, 2, 3, 4], "meta ARG, stage ARG default, ENV and a default value");
+        let df = parse(text, "Dockerfile").unwrap();
+        let args = BTreeMap::from([("OTHER".to_string(), "four".to_string())]);
+        let p = plan(&df, "Dockerfile", &args, None).unwrap();
+        assert_eq!(p.order, vec![0, 2, 3, 4], "a build arg overrides the ARG default");
     }
 
     #[test]

@@ -295,6 +295,11 @@ USER app
     let ctx = Ctx::new("lang-user", dockerfile);
     ctx.build_ok("lang-user", &[]);
     assert_eq!(sh("lang-user", "cat /ids.txt"), "1000\n1000\napp\n1000\n65534\n65534\n1000:1000\n");
+
+    // BuildKit creates a missing WORKDIR (each missing component) owned by USER.
+    let ctx = Ctx::new("lang-user-workdir", "FROM busybox\nUSER app\nWORKDIR /srv/app\nUSER root\nWORKDIR /root-owned\n");
+    ctx.build_ok("lang-user-workdir", &[]);
+    assert_eq!(sh("lang-user-workdir", "stat -c %u:%g:%a /srv /srv/app /root-owned"), "1000:1000:755\n1000:1000:755\n0:0:755\n");
     assert_eq!(inspect_config("lang-user")["User"], "app");
     let out = strata(["run", "--rm", "lang-user", "id", "-u"]).ok();
     assert_eq!(out.stdout, "1000\n", "the image's User applies to run: {}", out.describe());
@@ -360,6 +365,13 @@ fn healthcheck_options_and_none() {
     ctx.build_ok("lang-health-none", &[]);
     let health = inspect_config("lang-health-none")["Healthcheck"].clone();
     assert_eq!(strings(&health["Test"]), ["NONE"], "{health:#}");
+
+    // BuildKit never parses the flags of NONE: they are accepted and ignored.
+    let ctx = Ctx::new("lang-health-none-flags", "FROM lang-health\nHEALTHCHECK --interval=5s --retries=9 NONE\n");
+    ctx.build_ok("lang-health-none-flags", &[]);
+    let health = inspect_config("lang-health-none-flags")["Healthcheck"].clone();
+    assert_eq!(strings(&health["Test"]), ["NONE"], "{health:#}");
+    assert!(health["Interval"].is_null() && health["Retries"].is_null(), "the flags are not recorded: {health:#}");
 }
 
 #[test]
@@ -373,6 +385,9 @@ fn onbuild_triggers_run_in_the_child() {
          ONBUILD RUN echo triggered > /onbuild.txt\n\
          ONBUILD COPY child.txt /from-child-context.txt\n\
          ONBUILD ENV TRIGGER_ENV=${PARENT_ENV}-x\n\
+         ONBUILD RUN <<EOF\n\
+         echo from-heredoc-trigger > /heredoc.txt\n\
+         EOF\n\
          ENV PARENT_ENV=p\n\
          LABEL parent=yes\n",
     );
@@ -380,7 +395,12 @@ fn onbuild_triggers_run_in_the_child() {
     let config = inspect_config("lang-onbuild-parent");
     assert_eq!(
         strings(&config["OnBuild"]),
-        ["RUN echo triggered > /onbuild.txt", "COPY child.txt /from-child-context.txt", "ENV TRIGGER_ENV=${PARENT_ENV}-x"],
+        [
+            "RUN echo triggered > /onbuild.txt",
+            "COPY child.txt /from-child-context.txt",
+            "ENV TRIGGER_ENV=${PARENT_ENV}-x",
+            "RUN <<EOF\necho from-heredoc-trigger > /heredoc.txt\nEOF"
+        ],
         "{config:#}"
     );
     assert_eq!(sh("lang-onbuild-parent", "test -e /onbuild.txt && echo ran || echo not-run"), "not-run\n", "triggers wait for a child");
@@ -388,7 +408,11 @@ fn onbuild_triggers_run_in_the_child() {
     let child = Ctx::new("lang-onbuild-child", "FROM lang-onbuild-parent\nRUN cat /onbuild.txt > /seen.txt\n");
     child.file("child.txt", "child context\n");
     child.build_ok("lang-onbuild-child", &[]);
-    assert_eq!(sh("lang-onbuild-child", "cat /seen.txt /from-child-context.txt"), "triggered\nchild context\n");
+    assert_eq!(
+        sh("lang-onbuild-child", "cat /seen.txt /from-child-context.txt /heredoc.txt"),
+        "triggered\nchild context\nfrom-heredoc-trigger\n",
+        "a trigger keeps its heredoc body, as BuildKit stores it"
+    );
     let config = inspect_config("lang-onbuild-child");
     assert!(strings(&config["OnBuild"]).is_empty(), "a child does not inherit the triggers: {config:#}");
     assert_eq!(config["Labels"]["parent"], "yes", "{config:#}");
@@ -418,4 +442,73 @@ fn maintainer_sets_author() {
     ctx.build_ok("lang-maintainer", &[]);
     let full = inspect_full("lang-maintainer");
     assert_eq!(full["author"], "Jane Doe <jane@example.com>", "{full:#}");
+}
+
+#[test]
+fn expose_ranges_and_stopsignal_forms() {
+    if skip("expose_ranges_and_stopsignal_forms") {
+        return;
+    }
+    let ctx = Ctx::new("lang-expose-range", "FROM busybox\nEXPOSE 8000-8002/tcp 9000/UDP 7-7\nSTOPSIGNAL rtmin+3\n");
+    ctx.build_ok("lang-expose-range", &[]);
+    let config = inspect_config("lang-expose-range");
+    let mut ports: Vec<&String> = config["ExposedPorts"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    ports.sort_unstable();
+    assert_eq!(ports, ["7/tcp", "8000/tcp", "8001/tcp", "8002/tcp", "9000/udp"], "a range is one key per port: {config:#}");
+    assert_eq!(config["StopSignal"], "rtmin+3", "kept as written: {config:#}");
+
+    for (name, body, needles) in [
+        ("name", "STOPSIGNAL SIGFOO\n", &["Dockerfile:2", "SIGFOO"][..]),
+        ("zero", "RUN true\nSTOPSIGNAL 0\n", &["Dockerfile:3", "invalid signal"][..]),
+        ("expanded", "ARG SIG=NOPE\nSTOPSIGNAL $SIG\n", &["Dockerfile:3", "NOPE"][..]),
+    ] {
+        let tag = format!("lang-stopsignal-{name}");
+        let ctx = Ctx::new(&tag, &format!("FROM busybox\n{body}"));
+        let run = ctx.build(&tag, &[]);
+        assert_build_fails(&run, &tag, needles);
+    }
+    for (i, ok) in ["SIGKILL", "kill", "9", "SigUsr1"].iter().enumerate() {
+        let tag = format!("lang-stopsignal-ok-{i}");
+        Ctx::new(&tag, &format!("FROM busybox\nARG S={ok}\nSTOPSIGNAL $S\n")).build_ok(&tag, &[]);
+        assert_eq!(inspect_config(&tag)["StopSignal"], *ok);
+    }
+}
+
+#[test]
+fn shell_form_cmd_and_entrypoint_keep_variables_literally() {
+    if skip("shell_form_cmd_and_entrypoint_keep_variables_literally") {
+        return;
+    }
+    let ctx = Ctx::new("lang-cmd-literal", "FROM busybox\nENV GREETING=hi\nARG WHO=you\nENTRYPOINT echo $GREETING\nCMD echo ${WHO}\n");
+    ctx.build_ok("lang-cmd-literal", &[]);
+    let config = inspect_config("lang-cmd-literal");
+    assert_eq!(strings(&config["Entrypoint"]), ["/bin/sh", "-c", "echo $GREETING"], "the shell expands it at run time: {config:#}");
+    assert_eq!(strings(&config["Cmd"]), ["/bin/sh", "-c", "echo ${WHO}"], "{config:#}");
+}
+
+#[test]
+fn proxy_args_reach_run_only() {
+    if skip("proxy_args_reach_run_only") {
+        return;
+    }
+    let proxy = "http://user:secret@proxy.invalid:3128";
+    let dockerfile = "FROM busybox\n\
+        ENV P=\"[$HTTP_PROXY]\"\n\
+        LABEL proxy=\"[${HTTP_PROXY}]\"\n\
+        RUN echo \"run sees $HTTP_PROXY\" > /run.txt\n";
+    let ctx = Ctx::new("lang-proxy", dockerfile);
+    ctx.build_ok("lang-proxy", &["--build-arg", &format!("HTTP_PROXY={proxy}")]);
+    assert_eq!(sh("lang-proxy", "cat /run.txt"), format!("run sees {proxy}\n"), "RUN's environment has the predefined ARG");
+    let config = inspect_config("lang-proxy");
+    assert_env(&config, "P=[]");
+    assert_eq!(config["Labels"]["proxy"], "[]", "an undeclared proxy ARG is not a Dockerfile variable: {config:#}");
+    let full = inspect_full("lang-proxy");
+    assert!(!full.to_string().contains("secret@proxy"), "the proxy is in no config or history: {full:#}");
+    let history = strata(["history", "lang-proxy"]).ok();
+    assert!(!history.stdout.contains("secret@proxy"), "{}", history.describe());
+
+    // Declared with ARG, it is an ordinary ARG.
+    let ctx = Ctx::new("lang-proxy-declared", "FROM busybox\nARG HTTP_PROXY\nENV P=\"[$HTTP_PROXY]\"\n");
+    ctx.build_ok("lang-proxy-declared", &["--build-arg", "HTTP_PROXY=http://declared.invalid"]);
+    assert_env(&inspect_config("lang-proxy-declared"), "P=[http://declared.invalid]");
 }

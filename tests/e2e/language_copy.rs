@@ -103,6 +103,9 @@ COPY a.txt /modes/default.txt
 COPY script.sh /modes/
 USER app
 COPY a.txt /modes/after-user.txt
+COPY --chmod=u=rwX,go=rX dir script.sh /symbolic/
+COPY --chmod=+x a.txt /symbolic/plus-x.txt
+COPY --chmod=g=u script.sh /symbolic/g-is-u.sh
 "#;
     let ctx = Ctx::new("lang-chown", dockerfile);
     ctx.file("a.txt", "A\n").file("dir/inner.txt", "inner\n").file("script.sh", "#!/bin/sh\n");
@@ -131,6 +134,11 @@ COPY a.txt /modes/after-user.txt
     assert_eq!(owner("modes/default.txt"), (0, 0, 0o644), "COPY without --chown: root");
     assert_eq!(owner("modes/script.sh"), (0, 0, 0o750), "COPY keeps the source's permissions");
     assert_eq!(owner("modes/after-user.txt"), (0, 0, 0o644), "BuildKit's COPY ignores USER: root");
+    // Symbolic --chmod (chmod(1) syntax): X only for directories and executables.
+    assert_eq!(owner("symbolic/inner.txt"), (0, 0, 0o644), "u=rwX,go=rX on a 0644 file");
+    assert_eq!(owner("symbolic/script.sh"), (0, 0, 0o755), "u=rwX,go=rX keeps an executable executable");
+    assert_eq!(owner("symbolic/plus-x.txt"), (0, 0, 0o755), "+x");
+    assert_eq!(owner("symbolic/g-is-u.sh"), (0, 0, 0o770), "g=u on 0750");
 }
 
 /// Creates `ctx/NAME` from the tree `archive-src` with the host's tar and `flag`.
@@ -311,9 +319,16 @@ fn copy_errors_missing_source_slash_rule_and_outside_context() {
     assert_build_fails(&run, "lang-copy-noslash", &["Dockerfile:2"]);
     assert!(run.stderr.contains("/notdir") || run.stderr.contains("end with a /"), "{}", run.describe());
 
-    let ctx = Ctx::new("lang-copy-noglob-match", "FROM busybox\nCOPY *.none /x/\n");
-    let run = ctx.build("lang-copy-noglob-match", &[]);
-    assert_build_fails(&run, "lang-copy-noglob-match", &["*.none"]);
+    // BuildKit allows a wildcard that matches nothing (AllowEmptyWildcard): nothing
+    // is copied and the destination is not created; a plain missing path still fails.
+    let ctx = Ctx::new("lang-copy-noglob-match", "FROM busybox\nCOPY *.none /x/\nCOPY a.txt *.none /y/\n");
+    ctx.file("a.txt", "A\n");
+    ctx.build_ok("lang-copy-noglob-match", &[]);
+    assert_eq!(sh("lang-copy-noglob-match", "test -e /x || echo no-x; ls /y"), "no-x\na.txt\n");
+    // ... but the directory before the wildcard must exist, as in BuildKit.
+    let ctx = Ctx::new("lang-copy-noglob-dir", "FROM busybox\nCOPY nodir/*.txt /x/\n");
+    let run = ctx.build("lang-copy-noglob-dir", &[]);
+    assert_build_fails(&run, "lang-copy-noglob-dir", &["Dockerfile:2", "nodir"]);
 
     // A file outside the context is never read.
     let outer = scratch("lang-copy-outside");
@@ -321,7 +336,131 @@ fn copy_errors_missing_source_slash_rule_and_outside_context() {
     fs::create_dir_all(outer.join("ctx")).expect("mkdir ctx");
     fs::write(outer.join("ctx/Dockerfile"), "FROM busybox\nCOPY ../outside-secret.txt /\n").expect("write Dockerfile");
     let run = crate::support::strata(["build", "-t", "lang-copy-outside", &path_str(&outer.join("ctx"))]);
-    assert_build_fails(&run, "lang-copy-outside", &["outside-secret.txt"]);
+    assert_build_fails(&run, "lang-copy-outside", &["outside-secret.txt", "cannot leave"]);
+}
+
+#[test]
+fn copy_symlinks_resolve_inside_the_context_and_stages() {
+    if skip("copy_symlinks_resolve_inside_the_context_and_stages") {
+        return;
+    }
+    // A host directory the symlinks below name by its absolute path: none of its
+    // files may ever reach an image.
+    let host = scratch("lang-symlink-host");
+    fs::write(host.join("host-secret.txt"), "host\n").expect("write host file");
+    let host_abs = path_str(&host);
+    let host_rel = host_abs.trim_start_matches('/');
+    let dockerfile = format!(
+        "FROM busybox AS s\n\
+         RUN mkdir -p /target {host_abs} && echo staged > /target/marker && echo stage > {host_abs}/stage-file.txt \\\n\
+         \x20   && ln -s /target /abs-link && ln -s {host_abs} /host-link && ln -s ../../../../../../.. /up-link\n\
+         FROM busybox\n\
+         COPY etc-link/* /x/\n\
+         COPY host-link/* /h/\n\
+         COPY --from=s /abs-link/* /from-abs/\n\
+         COPY --from=s /host-link/* /from-host/\n\
+         COPY --from=s /host-link /from-host-dir\n\
+         COPY --from=s /up-link/target/* /from-up/\n"
+    );
+    let ctx = Ctx::new("lang-copy-symlinks", &dockerfile);
+    // etc-link -> /etc resolves to the context's own etc/, never the host's /etc.
+    ctx.file("etc/only-in-context.txt", "ctx\n");
+    std::os::unix::fs::symlink("/etc", ctx.join("etc-link")).expect("symlink");
+    ctx.file(&format!("{host_rel}/ctx-file.txt"), "ctx\n");
+    std::os::unix::fs::symlink(&host, ctx.join("host-link")).expect("symlink");
+    let out = scratch("lang-copy-symlinks-out");
+    let layout_dir = out.join("layout");
+    ctx.build_ok("lang-copy-symlinks", &["--output", &format!("oci:{}:symlinks", path_str(&layout_dir))]);
+    let layout = Layout::open(&layout_dir);
+    let manifest = layout.manifest(Some("symlinks"));
+    let entries: Vec<String> = Layout::layers(&manifest).iter().flat_map(|l| layout.layer_entries(l)).map(|e| e.path).collect();
+    let below = |dir: &str| -> Vec<String> {
+        let prefix = format!("{dir}/");
+        let mut found: Vec<String> = entries.iter().filter_map(|p| p.strip_prefix(&prefix)).map(str::to_owned).collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    };
+    assert_eq!(below("x"), ["only-in-context.txt"], "COPY etc-link/* reads the context's etc/: {entries:#?}");
+    assert_eq!(below("h"), ["ctx-file.txt"], "an absolute link resolves inside the context");
+    assert_eq!(below("from-abs"), ["marker"], "an absolute link resolves inside the --from stage");
+    assert_eq!(below("from-host"), ["stage-file.txt"], "the stage's own {host_abs}, not the host's");
+    assert_eq!(below("from-host-dir"), ["stage-file.txt"]);
+    assert_eq!(below("from-up"), ["marker"], "`..` clamps at the stage's root");
+    assert!(!entries.iter().any(|p| p.contains("host-secret")), "{entries:#?}");
+
+    // A link whose target is not in the context is not found: the host is never read.
+    let ctx = Ctx::new("lang-copy-symlink-out", "FROM busybox\nCOPY away/* /y/\n");
+    std::os::unix::fs::symlink(&host, ctx.join("away")).expect("symlink");
+    let run = ctx.build("lang-copy-symlink-out", &[]);
+    assert_build_fails(&run, "lang-copy-symlink-out", &["Dockerfile:2", "not found"]);
+    assert!(!run.stderr.contains("host-secret"), "{}", run.describe());
+}
+
+#[test]
+fn copy_wildcard_destinations_follow_the_match_count() {
+    if skip("copy_wildcard_destinations_follow_the_match_count") {
+        return;
+    }
+    let dockerfile = "FROM busybox\n\
+        COPY target/*.jar app.jar\n\
+        WORKDIR /srv\n\
+        COPY target/*.jar ./\n\
+        COPY conf-* /merged\n\
+        COPY [t]arget/*.jar /one/app.jar\n";
+    let ctx = Ctx::new("lang-copy-onematch", dockerfile);
+    ctx.file("target/app-1.0.jar", "jar\n").file("target/notes.txt", "n\n");
+    ctx.file("conf-a/a.conf", "a\n").file("conf-b/b.conf", "b\n");
+    ctx.build_ok("lang-copy-onematch", &[]);
+    let out = sh("lang-copy-onematch", "test -f /app.jar && cat /app.jar; ls /srv; ls /merged; test -f /one/app.jar && cat /one/app.jar");
+    assert_eq!(out, "jar\napp-1.0.jar\na.conf\nb.conf\njar\n", "one wildcard match to a path without / is that file; dirs merge");
+
+    let ctx = Ctx::new("lang-copy-manymatch", "FROM busybox\nCOPY *.txt /notdir\n");
+    ctx.file("a.txt", "a").file("b.txt", "b");
+    let run = ctx.build("lang-copy-manymatch", &[]);
+    assert_build_fails(&run, "lang-copy-manymatch", &["Dockerfile:2", "end with a /", "a.txt", "b.txt"]);
+}
+
+#[test]
+fn add_expansion_ignore_and_checksum_rules() {
+    if skip("add_expansion_ignore_and_checksum_rules") {
+        return;
+    }
+    let dockerfile = "FROM busybox\n\
+        ARG SRC=a.txt\n\
+        ARG DEST=/added\n\
+        ARG OWNER=app\n\
+        ADD $SRC ${DEST}/\n\
+        ADD --chown=${OWNER}:nobody a.txt /owned-add.txt\n\
+        COPY --chown=$OWNER a.txt /owned-copy.txt\n\
+        ADD . /all/\n\
+        COPY . /copied/\n";
+    let ctx = Ctx::new("lang-add-expand", dockerfile);
+    ctx.file(".dockerignore", "ignored.txt\nfile?.log\n");
+    ctx.file("a.txt", "A\n").file("ignored.txt", "i").file("file1.log", "1").file("fileX.log", "x").file("file10.log", "10");
+    ctx.build_ok("lang-add-expand", &["--build-arg", "DEST=/from-build-arg"]);
+    let out = sh(
+        "lang-add-expand",
+        "cat /from-build-arg/a.txt; stat -c %u:%g /owned-add.txt /owned-copy.txt; cd /all && find . -type f | sort; \
+         cd /copied && find . -type f | sort",
+    );
+    let kept = "./.dockerignore\n./Dockerfile\n./a.txt\n./file10.log\n";
+    assert_eq!(
+        out,
+        format!("A\n1000:65534\n1000:1000\n{kept}{kept}"),
+        "ADD expands src, dest and --chown; .dockerignore and `?` apply to ADD"
+    );
+
+    let ctx = Ctx::new("lang-add-ignored", "FROM busybox\nADD ignored.txt /x\n");
+    ctx.file(".dockerignore", "ignored.txt\n").file("ignored.txt", "i");
+    let run = ctx.build("lang-add-ignored", &[]);
+    assert_build_fails(&run, "lang-add-ignored", &["Dockerfile:2", "excluded by .dockerignore"]);
+
+    // --checksum only verifies downloads (BuildKit refuses it for local sources).
+    let ctx = Ctx::new("lang-add-checksum-local", &format!("FROM busybox\nADD --checksum=sha256:{} a.txt /c.txt\n", "0".repeat(64)));
+    ctx.file("a.txt", "A\n");
+    let run = ctx.build("lang-add-checksum-local", &[]);
+    assert_build_fails(&run, "lang-add-checksum-local", &["Dockerfile:2", "--checksum", "URL"]);
 }
 
 #[test]

@@ -60,6 +60,32 @@ fn multi_stage_target_and_skipped_stages() {
 }
 
 #[test]
+fn copy_from_expands_args_to_pick_the_stage() {
+    if skip("copy_from_expands_args_to_pick_the_stage") {
+        return;
+    }
+    // The stages are needed only through an expanded --from: the plan must build them.
+    let dockerfile = "ARG SRC=maker\n\
+        FROM busybox AS maker\n\
+        RUN echo made > /made.txt\n\
+        FROM busybox AS other\n\
+        RUN echo other > /other.txt\n\
+        FROM busybox AS skipped\n\
+        RUN exit 1\n\
+        FROM busybox\n\
+        ARG SRC\n\
+        ARG STAGE=skipped\n\
+        COPY --from=$SRC /made.txt /\n\
+        COPY --from=${STAGE} /other.txt /\n";
+    let ctx = Ctx::new("lang-from-var", dockerfile);
+    ctx.build_ok("lang-from-var", &["--build-arg", "STAGE=other"]);
+    assert_eq!(sh("lang-from-var", "cat /made.txt /other.txt"), "made\nother\n", "meta ARG and stage ARG (build arg) in --from");
+    // With the default, --from names the failing stage, which is then built.
+    let run = ctx.build("lang-from-var-default", &[]);
+    assert_build_fails(&run, "lang-from-var-default", &["Dockerfile:7"]);
+}
+
+#[test]
 fn from_platform_and_automatic_platform_args() {
     if skip("from_platform_and_automatic_platform_args") {
         return;
@@ -123,8 +149,12 @@ fn config_extensions_survive_oci_archive_and_reimport() {
     let out = sh("lang-archive-child", "cat /trigger.txt /child.txt");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines[0].starts_with("trigger flags ") && lines[0].contains('e'), "the RUN trigger ran with the inherited SHELL -ec: {out}");
-    assert!(lines[1].starts_with("child flags ") && lines[1].contains('e'), "the child's RUN uses the inherited SHELL: {out}");
+    // `$-` is the shell's option letters: `e` only under the inherited SHELL -ec.
+    let flags = |line: &str, prefix: &str| line.strip_prefix(prefix).map(str::to_owned);
+    let trigger = flags(lines[0], "trigger flags ").unwrap_or_else(|| panic!("the trigger's line: {out}"));
+    let child = flags(lines[1], "child flags ").unwrap_or_else(|| panic!("the child's line: {out}"));
+    assert!(trigger.contains('e'), "the RUN trigger ran with the inherited SHELL -ec (flags {trigger:?}): {out}");
+    assert!(child.contains('e'), "the child's RUN uses the inherited SHELL -ec (flags {child:?}): {out}");
 }
 
 #[test]
@@ -133,7 +163,7 @@ fn failures_are_clear_and_tag_nothing() {
         return;
     }
     // Each: (name, Dockerfile, extra args, needles in stderr).
-    let cases: [(&str, &str, &[&str], &[&str]); 15] = [
+    let cases: [(&str, &str, &[&str], &[&str]); 17] = [
         ("unknown-instr", "FROM busybox\nRUN true\n\nFROBNICATE now\n", &[], &["Dockerfile:4", "FROBNICATE"]),
         ("unknown-flag", "FROM busybox\nADD --nope a.txt /\n", &[], &["Dockerfile:2", "nope"]),
         ("bad-json", "FROM busybox\nSHELL [\"sh\" \"-c\"]\n", &[], &["Dockerfile:2"]),
@@ -149,6 +179,8 @@ fn failures_are_clear_and_tag_nothing() {
         ("unknown-user", "FROM busybox\nUSER nosuchuser\nRUN true\n", &[], &["nosuchuser"]),
         ("unknown-chown", "FROM busybox\nCOPY --chown=nosuchowner a.txt /\n", &[], &["nosuchowner"]),
         ("bad-duration", "FROM busybox\nHEALTHCHECK --interval=soon CMD true\n", &[], &["Dockerfile:2", "soon"]),
+        ("run-insecure", "FROM busybox\nRUN --security=insecure true\n", &[], &["Dockerfile:2", "insecure"]),
+        ("run-device", "FROM busybox\nRUN --device=/dev/fuse true\n", &[], &["Dockerfile:2", "--device"]),
     ];
     for (name, dockerfile, extra, needles) in cases {
         let tag = format!("lang-fail-{name}");
