@@ -116,9 +116,10 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
     let image_id = ws.image_id(&manifest)?;
     if tags.is_empty() {
         ws.store.add_unnamed(&manifest)?;
+    } else {
+        ws.store.tag_all(&tags, &manifest)?;
     }
     for tag in &tags {
-        ws.store.tag(tag, &manifest)?;
         report.line(&format!("COMMIT {tag}"));
     }
     if let Some(dest) = output {

@@ -236,3 +236,32 @@ fn fsck_catches_corrupt_and_missing_blobs() {
     let report = store.fsck().unwrap();
     assert_eq!(report.missing, vec![layer.digest.clone()]);
 }
+
+#[test]
+fn tag_all_writes_every_name_in_one_update() {
+    let (_dir, store) = temp_store();
+    let a = config_only_image(&store, 1);
+    let b = config_only_image(&store, 2);
+    let names: Vec<ImageName> = ["x:1", "y:2"].iter().map(|n| ImageName::parse(n).unwrap()).collect();
+    store.tag_all(&names, &a).unwrap();
+    store.tag_all(&names[..1], &b).unwrap();
+    let index = store.read_index().unwrap();
+    assert_eq!(index.manifests().len(), 2, "a re-tag replaces the old entry");
+    assert_eq!(store.resolve("x:1").unwrap().unwrap().digest(), b.digest());
+    assert_eq!(store.resolve("y:2").unwrap().unwrap().digest(), a.digest());
+}
+
+#[test]
+fn reachable_names_configs_and_refuses_an_unreadable_manifest() {
+    let (_dir, store) = temp_store();
+    let a = config_only_image(&store, 3);
+    store.tag(&ImageName::parse("ok").unwrap(), &a).unwrap();
+    let reach = store.reachable().unwrap();
+    let digest = descriptor_digest(&a).unwrap();
+    let manifest = store.read_manifest(&digest).unwrap();
+    assert_eq!(reach.configs, vec![descriptor_digest(manifest.config()).unwrap()]);
+    assert!(reach.blobs.contains(&digest));
+    fs::write(store.blob_path(&digest), b"garbage").unwrap();
+    let err = store.reachable().unwrap_err().to_string();
+    assert!(err.contains(&digest.to_string()), "{err}");
+}
