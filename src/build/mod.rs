@@ -74,7 +74,8 @@ pub fn find_dockerfile(context: &Path, file: Option<&Path>) -> Result<PathBuf> {
 
 /// Builds the request's target stage, stores and tags the image, and exports it.
 pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<BuildOutcome> {
-    let tags = req.tags.iter().map(|t| ImageName::parse(t).with_context(|| format!("invalid tag {t:?}"))).collect::<Result<Vec<_>>>()?;
+    let tags =
+        req.tags.iter().map(|t| ImageName::parse_tag(t).with_context(|| format!("invalid tag {t:?}"))).collect::<Result<Vec<_>>>()?;
     let output = req.output.as_deref().map(export::Destination::parse).transpose()?;
     if !req.context.is_dir() {
         bail!("context directory {} does not exist", req.context.display());

@@ -393,27 +393,50 @@ impl Store {
         }
     }
 
-    /// Every image manifest in the index, sorted by name (untagged last).
-    pub fn list(&self) -> Result<Vec<ImageSummary>> {
+    /// Every image manifest in the index, sorted by name (untagged last). An entry
+    /// whose manifest or config cannot be read is left out and reported beside the
+    /// list, so one damaged image does not hide the others.
+    pub fn list(&self) -> Result<ImageList> {
         let index = self.read_index()?;
-        let mut out = Vec::new();
+        let mut out = ImageList::default();
         for d in index.manifests().iter().filter(|d| is_manifest(d.media_type())) {
-            let manifest_digest = descriptor_digest(d)?;
-            let manifest = self.read_manifest(&manifest_digest)?;
-            let id = descriptor_digest(manifest.config())?;
-            let config = self.read_config(&id)?;
-            let size = manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
-            out.push(ImageSummary {
-                name: ref_name_of(d).map(str::to_string),
-                id,
-                manifest: manifest_digest,
-                created: config.created_time(),
-                size,
-            });
+            let name = ref_name_of(d).map(str::to_string);
+            match self.summary(d, name.clone()) {
+                Ok(s) => out.images.push(s),
+                Err(error) => out.unreadable.push((name.unwrap_or_else(|| d.digest().to_string()), error)),
+            }
         }
-        out.sort_by(|a, b| (a.name.is_none(), &a.name).cmp(&(b.name.is_none(), &b.name)));
+        out.images.sort_by(|a, b| (a.name.is_none(), &a.name).cmp(&(b.name.is_none(), &b.name)));
         Ok(out)
     }
+
+    fn summary(&self, d: &Descriptor, name: Option<String>) -> Result<ImageSummary> {
+        let manifest_digest = descriptor_digest(d)?;
+        let manifest = self.read_manifest(&manifest_digest)?;
+        let id = descriptor_digest(manifest.config())?;
+        let config = self.read_config(&id)?;
+        let size = manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
+        Ok(ImageSummary { name, id, manifest: manifest_digest, created: config.created_time(), size })
+    }
+
+    /// The names in index.json pointing at the manifest `digest`.
+    pub fn names_of(&self, digest: &Digest) -> Result<Vec<String>> {
+        let index = self.read_index()?;
+        Ok(index
+            .manifests()
+            .iter()
+            .filter(|d| descriptor_digest(d).ok().as_ref() == Some(digest))
+            .filter_map(|d| ref_name_of(d).map(str::to_string))
+            .collect())
+    }
+}
+
+/// What [`Store::list`] found.
+#[derive(Debug, Default)]
+pub struct ImageList {
+    pub images: Vec<ImageSummary>,
+    /// Entries that could not be read: the name (or manifest digest) and why.
+    pub unreadable: Vec<(String, OciError)>,
 }
 
 /// The ref.name annotation of an index entry.

@@ -128,7 +128,7 @@ fn tag_resolve_list_untag() {
     let by_digest = format!("hello@{}", descriptor_digest(&m1).unwrap());
     assert_eq!(store.resolve(&by_digest).unwrap().unwrap().digest(), m1.digest());
 
-    let list = store.list().unwrap();
+    let list = store.list().unwrap().images;
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].name.as_deref(), Some("localhost/hello:latest"));
     assert_eq!(list[0].id, id);
@@ -145,7 +145,7 @@ fn tag_resolve_list_untag() {
     assert!(store.untag(&hello).unwrap());
     assert!(!store.untag(&hello).unwrap());
     assert!(store.resolve("hello").unwrap().is_none());
-    assert_eq!(store.list().unwrap().len(), 1);
+    assert_eq!(store.list().unwrap().images.len(), 1);
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn ambiguous_id_prefix_is_an_error() {
         let m = config_only_image(&store, n);
         store.tag(&ImageName::parse(&format!("img{n}")).unwrap(), &m).unwrap();
     }
-    let ids: Vec<Digest> = store.list().unwrap().into_iter().map(|s| s.id).collect();
+    let ids: Vec<Digest> = store.list().unwrap().images.into_iter().map(|s| s.id).collect();
     let shared = ids.iter().find(|a| ids.iter().filter(|b| b.hex()[..1] == a.hex()[..1]).count() > 1).unwrap();
     // A one-letter hex name like "a" is also a valid image name; no such tag exists.
     let err = store.resolve(&shared.hex()[..1]).unwrap_err();

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use crate::support::{path_str, run_command, scratch, skip_without_sandbox, strata, strata_bin, with_base, world, Run};
 
 /// `strata --root ROOT ARGS...` with extra environment.
-fn strata_at(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+pub fn strata_at(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(strata_bin());
     cmd.arg("--root").arg(root).args(args).envs(env.iter().copied());
     run_command(cmd)
@@ -116,4 +116,47 @@ fn concurrent_builds_on_one_store_all_succeed() {
         assert_eq!(strata(["run", "--rm", &format!("concurrent-{i}")]).ok().stdout, format!("{i}\n"));
     }
     strata(["fsck"]).ok();
+}
+
+#[test]
+fn prune_collects_only_garbage_and_refuses_an_unreadable_manifest() {
+    if skip_without_sandbox("prune_collects_only_garbage_and_refuses_an_unreadable_manifest") {
+        return;
+    }
+    let root = private_store("prune");
+    let build = |tag: Option<&str>, text: &str| {
+        let ctx = scratch("prune-ctx");
+        fs::write(ctx.join("Dockerfile"), format!("FROM base\nRUN echo {text} > /t\n")).unwrap();
+        let mut args = vec!["build", "-q"];
+        args.extend(tag.iter().flat_map(|t| ["-t", *t]));
+        let ctx_s = path_str(&ctx);
+        args.push(&ctx_s);
+        strata_at(&root, &args, &[]).ok().stdout.trim().to_string()
+    };
+    let blob = |hex: &str| root.join("oci/blobs/sha256").join(hex);
+    let kept = build(Some("kept"), "kept");
+    let dangling = build(None, "dangling");
+    assert!(blob(&dangling).is_file());
+    let prune = strata_at(&root, &["prune"], &[]).ok();
+    assert!(prune.stdout.contains("removed 1 dangling images"), "{}", prune.describe());
+    assert!(!blob(&dangling).exists(), "the dangling image's config went");
+    assert!(blob(&kept).is_file(), "the tagged image's config stays");
+    assert_eq!(strata_at(&root, &["run", "--rm", "kept", "cat", "/t"], &[]).ok().stdout, "kept\n");
+    assert!(strata_at(&root, &["fsck"], &[]).ok().stdout.contains("no problems"));
+
+    // A tagged manifest that cannot be read: prune must not sweep anything.
+    let victim = build(Some("victim"), "victim");
+    let extra = build(None, "extra");
+    let manifest = strata_at(&root, &["inspect", "victim"], &[]).ok().json()[0]["Digest"].as_str().unwrap().replace("sha256:", "");
+    fs::remove_file(blob(&manifest)).unwrap();
+    let before = fs::read_dir(root.join("oci/blobs/sha256")).unwrap().count();
+    let refused = strata_at(&root, &["prune"], &[]);
+    assert_eq!(refused.code, Some(1), "{}", refused.describe());
+    assert!(refused.stderr.contains("prune aborted") && refused.stderr.contains(&manifest), "{}", refused.describe());
+    assert_eq!(fs::read_dir(root.join("oci/blobs/sha256")).unwrap().count(), before, "no blob was removed");
+    assert!(blob(&victim).is_file() && blob(&extra).is_file());
+    // `images` lists what it can and warns about the rest.
+    let images = strata_at(&root, &["images"], &[]).ok();
+    assert!(images.stdout.contains("localhost/kept ") && !images.stdout.contains("localhost/victim "), "{}", images.describe());
+    assert!(images.stderr.contains("warning: skipping image localhost/victim:latest"), "{}", images.describe());
 }
