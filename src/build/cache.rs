@@ -9,7 +9,7 @@
 //!
 //! The parent's key is the key of its *result*: an entry records the key it hands
 //! on, and a step that ran hands on [`result_key`] (its input key with its layers and
-//! config), so a step that re-ran (`--no-cache-filter`, ADD of a URL) never lets a
+//! config, times aside), so a step that re-ran (`--no-cache-filter`, ADD of a URL) never lets a
 //! later step or a stage built on it hit an entry made over an older result.
 //!
 //! Look-up is one file read (`cache/<key>.json`), never a scan of images; an entry
@@ -56,11 +56,24 @@ pub fn key_of(parts: &[&str]) -> Key {
     Digest::of_bytes(text.as_bytes()).hex().to_string()
 }
 
-/// The key a step that ran hands on: its input key and what it produced.
+/// The key a step that ran hands on: its input key and what it produced, the
+/// config's timestamps left out. A re-run that produced the same layers and config
+/// (a metadata step under `--no-cache`, a COPY of unchanged files) then keeps the
+/// entries after it valid; anything else it produced gives a new key.
 pub fn result_key(input: &str, state: &ImageState) -> Key {
     let layers: Vec<String> = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
-    let config = serde_json::to_string(&state.config).unwrap_or_default();
-    key_of(&["ran", input, &layers.join(","), &config])
+    let mut config = serde_json::to_value(&state.config).unwrap_or_default();
+    // `retain`, not `remove`: with serde_json's preserve_order, remove swaps the
+    // last field into the hole and the text would depend on whether one was there.
+    if let Some(obj) = config.as_object_mut() {
+        obj.retain(|k, _| k != "created");
+        for entry in obj.get_mut("history").and_then(|h| h.as_array_mut()).into_iter().flatten() {
+            if let Some(e) = entry.as_object_mut() {
+                e.retain(|k, _| k != "created");
+            }
+        }
+    }
+    key_of(&["ran", input, &layers.join(","), &config.to_string()])
 }
 
 /// Writes `bytes` to `path` durably: temp file, fsync, rename (best effort).
@@ -398,8 +411,12 @@ mod tests {
         let mut state = ImageState::scratch();
         let a = result_key("k", &state);
         assert_eq!(a, result_key("k", &state), "deterministic");
-        state.config.author = Some("x".into());
-        assert_ne!(a, result_key("k", &state), "another result, another key");
+        state.config.history.push(oci::History { created: Some("2024-01-01T00:00:00Z".into()), ..Default::default() });
+        let b = result_key("k", &state);
+        assert_ne!(a, b, "another result, another key");
+        state.config.history[0].created = Some("2025-01-01T00:00:00Z".into());
+        state.config.set_created(chrono::Utc::now());
+        assert_eq!(b, result_key("k", &state), "times are not part of a result");
         assert_ne!(a, result_key("j", &state));
     }
 }

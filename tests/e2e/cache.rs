@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::support::{inspect_config, path_str, run, scratch, skip_without_sandbox, strata, with_base, world};
 
-const DOCKERFILE: &str = "FROM busybox\nARG FLAVOUR=plain\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy-a\nCOPY b.txt /b.txt\nRUN echo $FLAVOUR > /flavour\nENV DONE=1\nRUN date +%s%N > /stamp\n";
+const DOCKERFILE: &str = "FROM busybox\nARG FLAVOUR=plain\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy-a\nCOPY b.txt /b.txt\nRUN echo $FLAVOUR > /flavour\nENV DONE=1\nRUN od -An -tx1 -N16 /dev/urandom > /stamp\n";
 
 fn context(name: &str) -> std::path::PathBuf {
     let ctx = scratch(name);
@@ -229,7 +229,7 @@ fn no_cache_filter_reaches_stages_built_on_the_filtered_one() {
     fs::write(
         ctx.join("Dockerfile"),
         format!(
-            "FROM busybox AS a\nRUN echo {unique} > /u && date +%s%N > /stamp\n\
+            "FROM busybox AS a\nRUN echo {unique} > /u && od -An -tx1 -N16 /dev/urandom > /stamp\n\
              FROM a AS b\nRUN cp /stamp /b-stamp\n\
              FROM busybox\nCOPY --from=a /stamp /a-stamp\nCOPY --from=b /b-stamp /b-stamp\n"
         ),
