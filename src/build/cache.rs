@@ -1,16 +1,23 @@
 //! The build cache: step key -> the image state the step produced.
 //!
 //! A key chains the parent's key with everything the step's result depends on: the
-//! instruction as written, heredoc bodies, the stage's ARG values (proxy ARGs
-//! excluded), the RUN network, and for COPY/ADD a hash of the sources' content,
-//! names, modes and link targets. Environment, SHELL, USER and WORKDIR are part of
-//! the parent's state, hence of its key. Look-up is one file read
-//! (`cache/<key>.json`), never a scan of images; an entry whose blobs are gone is a
-//! miss. Entries are written temp -> rename, so a crash leaves none half-written.
+//! instruction as written and its words after expansion, heredoc bodies, for RUN
+//! the stage's ARG values (proxy ARGs excluded) and network, for COPY/ADD a hash of
+//! what the copy keeps of its sources (see [`content_digest`]) or the key of the
+//! `--from` stage, the layer compression and SOURCE_DATE_EPOCH. Environment, SHELL,
+//! USER and WORKDIR are part of the parent's state, hence of its key.
+//!
+//! The parent's key is the key of its *result*: an entry records the key it hands
+//! on, and a step that ran hands on [`result_key`] (its input key with its layers and
+//! config, times aside), so a step that re-ran (`--no-cache-filter`, ADD of a URL) never lets a
+//! later step or a stage built on it hit an entry made over an older result.
+//!
+//! Look-up is one file read (`cache/<key>.json`), never a scan of images; an entry
+//! whose blobs are gone is a miss. Entries and the memo are written temp -> fsync ->
+//! rename, so a crash leaves none half-written.
 
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -23,6 +30,8 @@ use crate::oci::{self, DiffId, Digest, HashingWriter, ImageConfig};
 /// One stored result.
 #[derive(Serialize, Deserialize)]
 struct Entry {
+    /// The key this result hands on to the next step.
+    key: Key,
     layers: Vec<(DiffId, oci::Descriptor)>,
     config: ImageConfig,
 }
@@ -45,6 +54,39 @@ pub fn key_of(parts: &[&str]) -> Key {
         text.push('\n');
     }
     Digest::of_bytes(text.as_bytes()).hex().to_string()
+}
+
+/// The key a step that ran hands on: its input key and what it produced, the
+/// config's timestamps left out. A re-run that produced the same layers and config
+/// (a metadata step under `--no-cache`, a COPY of unchanged files) then keeps the
+/// entries after it valid; anything else it produced gives a new key.
+pub fn result_key(input: &str, state: &ImageState) -> Key {
+    let layers: Vec<String> = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
+    let mut config = serde_json::to_value(&state.config).unwrap_or_default();
+    // `retain`, not `remove`: with serde_json's preserve_order, remove swaps the
+    // last field into the hole and the text would depend on whether one was there.
+    if let Some(obj) = config.as_object_mut() {
+        obj.retain(|k, _| k != "created");
+        for entry in obj.get_mut("history").and_then(|h| h.as_array_mut()).into_iter().flatten() {
+            if let Some(e) = entry.as_object_mut() {
+                e.retain(|k, _| k != "created");
+            }
+        }
+    }
+    key_of(&["ran", input, &layers.join(","), &config.to_string()])
+}
+
+/// Writes `bytes` to `path` durably: temp file, fsync, rename (best effort).
+fn write_durably(path: &Path, tmp: &Path, bytes: &[u8]) {
+    let written = (|| -> std::io::Result<()> {
+        let mut f = fs::File::create(tmp)?;
+        std::io::Write::write_all(&mut f, bytes)?;
+        f.sync_all()?;
+        fs::rename(tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
 }
 
 /// The key of a base image: its layers and config, as stored.
@@ -82,19 +124,20 @@ impl Cache {
             }
         }
         let layers = entry.layers.into_iter().map(|(diff_id, blob)| LayerRef { diff_id, blob }).collect();
-        Some(ImageState { layers, config: entry.config, cache_key: key.to_string() })
+        Some(ImageState { layers, config: entry.config, cache_key: entry.key })
     }
 
     /// Records `state` as the result of `key` (best effort: a cache that cannot be
     /// written only costs a rebuild).
     pub fn put(&self, key: &str, state: &ImageState) {
-        let entry =
-            Entry { layers: state.layers.iter().map(|l| (l.diff_id.clone(), l.blob.clone())).collect(), config: state.config.clone() };
+        let entry = Entry {
+            key: state.cache_key.clone(),
+            layers: state.layers.iter().map(|l| (l.diff_id.clone(), l.blob.clone())).collect(),
+            config: state.config.clone(),
+        };
         let Ok(bytes) = serde_json::to_vec(&entry) else { return };
         let tmp = self.dir.join(format!(".{key}.{}.tmp", std::process::id()));
-        if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, self.path(key)).is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
+        write_durably(&self.path(key), &tmp, &bytes);
     }
 }
 
@@ -102,10 +145,18 @@ impl Cache {
 type Item = (Vec<u8>, Option<(PathBuf, MemoKey)>);
 
 /// A digest of the files below `root` at `paths` (relative, already matched):
-/// names, types, modes, link targets and content. Content is always read (in
-/// parallel, one thread per core), so a change that keeps size and mtime is seen.
+/// everything COPY keeps of them. Per entry: name, type and mode bits, device
+/// number, link target, the first name of its hard-link group, non-private xattrs,
+/// and content. Owners are not covered: COPY sets them from `--chown` (part of the
+/// step's expanded words) or to root. Nor are mtimes, as in BuildKit: a checkout
+/// that only touches files keeps its hits. Every field ends in `\0`, so no two
+/// different trees give the same text. Content is always read (in parallel, one
+/// thread per core) unless the memo knows the file, so a change that keeps size and
+/// mtime is seen.
 pub fn content_digest(root: &Path, paths: &[PathBuf], ignore: &Ignore, memo: &Memo) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
     let mut items: Vec<Item> = Vec::new();
+    let mut link_groups: std::collections::HashMap<(u64, u64), Vec<u8>> = std::collections::HashMap::new();
     for top in paths {
         let walker = walkdir::WalkDir::new(root.join(top)).follow_links(false).sort_by_file_name();
         for entry in walker {
@@ -115,13 +166,26 @@ pub fn content_digest(root: &Path, paths: &[PathBuf], ignore: &Ignore, memo: &Me
             if !ignore.is_empty() && ignore.excluded(&rel.to_string_lossy()) {
                 continue;
             }
-            let mut line = format!("{}\0{:o}\0", rel.display(), meta.permissions().mode()).into_bytes();
+            let name = rel.as_os_str().as_encoded_bytes().to_vec();
+            let mut line = name.clone();
+            line.push(0);
+            line.extend_from_slice(format!("{:o}\0{}\0", meta.mode(), meta.rdev()).as_bytes());
             let mut file = None;
             if meta.file_type().is_symlink() {
-                line.extend_from_slice(fs::read_link(entry.path())?.as_os_str().as_encoded_bytes());
+                let target = fs::read_link(entry.path()).with_context(|| format!("reading {}", entry.path().display()))?;
+                line.extend_from_slice(target.as_os_str().as_encoded_bytes());
             } else if meta.is_file() {
                 file = Some((entry.path().to_path_buf(), MemoKey::of(&meta)));
             }
+            line.push(0);
+            if meta.is_file() && meta.nlink() > 1 {
+                line.extend_from_slice(link_groups.entry((meta.dev(), meta.ino())).or_insert(name));
+            }
+            line.push(0);
+            if !meta.file_type().is_symlink() {
+                line.extend_from_slice(&xattr_text(entry.path()));
+            }
+            line.push(0);
             items.push((line, file));
         }
     }
@@ -159,8 +223,31 @@ pub fn content_digest(root: &Path, paths: &[PathBuf], ignore: &Ignore, memo: &Me
         if let Some(h) = hash {
             std::io::Write::write_all(&mut out, h?.as_bytes())?;
         }
+        std::io::Write::write_all(&mut out, b"\0")?;
     }
     Ok(out.finish().1.hex().to_string())
+}
+
+/// The xattrs COPY carries over, sorted, as `name\0hex(value)\0` pairs.
+fn xattr_text(path: &Path) -> Vec<u8> {
+    let mut names: Vec<std::ffi::OsString> = xattr::list(path).map(|l| l.collect()).unwrap_or_default();
+    names.retain(|n| {
+        let n = n.to_string_lossy();
+        !crate::rootfs::is_private_xattr(&n) && !n.starts_with("security.selinux")
+    });
+    names.sort();
+    let mut text = Vec::new();
+    for name in names {
+        if let Ok(Some(value)) = xattr::get(path, &name) {
+            text.extend_from_slice(name.as_encoded_bytes());
+            text.push(0);
+            for b in value {
+                text.extend_from_slice(format!("{b:02x}").as_bytes());
+            }
+            text.push(0);
+        }
+    }
+    text
 }
 
 /// What identifies a file's content without reading it: device, inode, size, and
@@ -231,9 +318,7 @@ impl Memo {
         let entries: Vec<(&MemoKey, &String)> = map.iter().collect();
         let Ok(bytes) = serde_json::to_vec(&entries) else { return };
         let tmp = self.path.with_extension(format!("{}.tmp", std::process::id()));
-        if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, &self.path).is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
+        write_durably(&self.path, &tmp, &bytes);
     }
 }
 
@@ -283,5 +368,55 @@ mod tests {
         fs::write(d.path().join("f"), b"two").unwrap();
         let b = content_digest(d.path(), &[PathBuf::from("f")], &Ignore::default(), &memo).unwrap();
         assert_ne!(a, b);
+    }
+
+    fn digest_of(d: &Path) -> String {
+        content_digest(d, &[PathBuf::from("t")], &Ignore::default(), &Memo::load(d)).unwrap()
+    }
+
+    #[test]
+    fn content_digest_covers_what_copy_keeps() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("cache")).unwrap();
+        fs::create_dir(root.join("t")).unwrap();
+        fs::write(root.join("t/a"), b"x").unwrap();
+        fs::write(root.join("t/b"), b"x").unwrap();
+        symlink("a", root.join("t/l")).unwrap();
+        let plain = digest_of(root);
+        // A hard link in place of an equal copy.
+        fs::remove_file(root.join("t/b")).unwrap();
+        fs::hard_link(root.join("t/a"), root.join("t/b")).unwrap();
+        let linked = digest_of(root);
+        assert_ne!(plain, linked, "hard-link grouping");
+        // Another symlink target.
+        fs::remove_file(root.join("t/l")).unwrap();
+        symlink("b", root.join("t/l")).unwrap();
+        let retargeted = digest_of(root);
+        assert_ne!(linked, retargeted, "symlink target");
+        fs::set_permissions(root.join("t/a"), fs::Permissions::from_mode(0o600)).unwrap();
+        let moded = digest_of(root);
+        assert_ne!(retargeted, moded, "mode");
+        if xattr::set(root.join("t/a"), "user.strata-test", b"1").is_ok() {
+            let tagged = digest_of(root);
+            assert_ne!(moded, tagged, "xattr");
+            xattr::set(root.join("t/a"), "user.overlay.opaque", b"y").unwrap();
+            assert_eq!(tagged, digest_of(root), "overlay-private xattrs are not copied, so not hashed");
+        }
+    }
+
+    #[test]
+    fn result_keys_name_what_a_step_produced() {
+        let mut state = ImageState::scratch();
+        let a = result_key("k", &state);
+        assert_eq!(a, result_key("k", &state), "deterministic");
+        state.config.history.push(oci::History { created: Some("2024-01-01T00:00:00Z".into()), ..Default::default() });
+        let b = result_key("k", &state);
+        assert_ne!(a, b, "another result, another key");
+        state.config.history[0].created = Some("2025-01-01T00:00:00Z".into());
+        state.config.set_created(chrono::Utc::now());
+        assert_eq!(b, result_key("k", &state), "times are not part of a result");
+        assert_ne!(a, result_key("j", &state));
     }
 }

@@ -1,10 +1,15 @@
 //! Steps through the build cache: computing a step's key and answering it from
 //! `cache` when every input is unchanged (see `cache` for what a key covers).
+//!
+//! A hit hands the next step the key its entry recorded; a step that actually ran
+//! hands on a key derived from what it produced (its layers and config), so nothing
+//! after a re-run step can hit an entry that was built on top of an older result.
 
 use anyhow::Result;
 
 use super::cache;
 use super::stage::StageBuilder;
+use super::workspace::{source_date_epoch, ImageState};
 use super::{base, is_proxy_arg};
 use crate::dockerfile::{CopySource, Instruction, Located};
 
@@ -23,44 +28,102 @@ impl StageBuilder<'_> {
             }
         }
         self.execute(step, n, total)?;
-        if !fs_step && !self.no_cache {
-            if let Some(hit) = self.cache.get(self.ws, &key) {
+        if !self.no_cache {
+            // A metadata step, or an ADD of a URL that downloaded what it did last
+            // time: the recorded result differs at most in its timestamps, and taking
+            // it keeps the steps after it cached.
+            if let Some(hit) = self.cache.get(self.ws, &key).filter(|hit| same_layers(hit, &self.image)) {
+                if !fs_step {
+                    self.report.line(&format!("{}--> CACHED", self.label));
+                }
                 self.image = hit;
                 return Ok(());
             }
         }
-        self.image.cache_key = key.clone();
+        self.image.cache_key = cache::result_key(&key, &self.image);
         self.cache.put(&key, &self.image);
         Ok(())
     }
 
     /// Everything a step's result depends on beyond its parent state.
     fn step_key(&self, step: &Located) -> Result<String> {
-        let args: Vec<String> =
-            self.args.iter().filter(|(k, _)| !is_proxy_arg(k)).map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("\u{0}"))).collect();
+        let args = self.arg_values(false);
         let mut extra = String::new();
+        let mut seen_args = String::new();
         let heredocs = match &step.instr {
             Instruction::Run(r) => {
+                // The shell expands RUN's text, so its key holds the values it sees
+                // instead (proxy args excepted: they never cause a miss).
                 extra.push_str(&format!("net={:?}/{:?}", self.network, r.network));
+                seen_args = args;
                 r.heredocs.as_slice()
             }
             Instruction::Copy(c) => {
                 extra.push_str(&self.sources_key(&c.sources, c.from.as_deref())?);
+                if c.heredocs.iter().any(|h| h.expand) {
+                    seen_args = self.arg_values(true);
+                }
                 c.heredocs.as_slice()
             }
             Instruction::Add(a) => {
                 extra.push_str(&self.sources_key(&a.sources, None)?);
+                if a.heredocs.iter().any(|h| h.expand) {
+                    seen_args = self.arg_values(true);
+                }
                 a.heredocs.as_slice()
             }
             _ => &[],
         };
+        let expanded = self.expanded_words(&step.instr)?.join("\0");
         let docs: Vec<String> = heredocs.iter().map(|h| format!("{}\0{}\0{}", h.name, h.expand, h.content)).collect();
-        // The layer format is part of the result: a zstd layer never answers a gzip build.
-        let format = format!("{:?}", self.ws.compression);
-        Ok(cache::key_of(&[&self.image.cache_key, &step.original, &docs.join("\0"), &args.join("\0"), &extra, &format]))
+        // The layer format and the clamped times are part of the result: a zstd
+        // layer never answers a gzip build, nor an unclamped one a reproducible one.
+        let format = format!("{:?}/epoch={:?}", self.ws.compression, source_date_epoch());
+        Ok(cache::key_of(&[&self.image.cache_key, &step.original, &expanded, &docs.join("\0"), &seen_args, &extra, &format]))
     }
 
-    /// COPY/ADD inputs: the content of context sources, or the source stage's key.
+    /// `K=V` lines of the stage's ARGs (`\0` for declared without a value); with
+    /// `proxies`, the proxy build args too, for text strata itself expands.
+    fn arg_values(&self, proxies: bool) -> String {
+        let mut lines: Vec<String> =
+            self.args.iter().filter(|(k, _)| !is_proxy_arg(k)).map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("\u{0}"))).collect();
+        if proxies {
+            lines.extend(self.build_args.iter().filter(|(k, _)| is_proxy_arg(k)).map(|(k, v)| format!("{k}={v}")));
+        }
+        lines.join("\0")
+    }
+
+    /// The words of a non-RUN instruction as the step will see them, so an edit of
+    /// a variable they use is a miss even when the Dockerfile text is unchanged.
+    fn expanded_words(&self, instr: &Instruction) -> Result<Vec<String>> {
+        let raw: Vec<&str> = match instr {
+            Instruction::Env(pairs) | Instruction::Label(pairs) => pairs.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]).collect(),
+            Instruction::Expose(words) | Instruction::Volume(words) => words.iter().map(String::as_str).collect(),
+            Instruction::User(w) | Instruction::StopSignal(w) | Instruction::Workdir(w) => vec![w.as_str()],
+            Instruction::Copy(c) => {
+                let mut w = vec![c.dest.as_str()];
+                w.extend(c.from.as_deref());
+                w.extend(c.chown.as_deref());
+                w.extend(c.chmod.as_deref());
+                w.extend(c.exclude.iter().map(String::as_str));
+                w.extend(path_sources(&c.sources));
+                w
+            }
+            Instruction::Add(a) => {
+                let mut w = vec![a.dest.as_str()];
+                w.extend(a.chown.as_deref());
+                w.extend(a.chmod.as_deref());
+                w.extend(a.exclude.iter().map(String::as_str));
+                w.extend(path_sources(&a.sources));
+                w
+            }
+            _ => Vec::new(),
+        };
+        raw.into_iter().map(|w| self.expand(w)).collect()
+    }
+
+    /// COPY/ADD inputs: the content of context sources, or the source stage's key
+    /// (which, like every key, names the result that stage produced).
     fn sources_key(&self, sources: &[CopySource], from: Option<&str>) -> Result<String> {
         if let Some(f) = from {
             let f = self.expand(f)?;
@@ -70,12 +133,10 @@ impl StageBuilder<'_> {
             });
         }
         let mut patterns = Vec::new();
-        for s in sources {
-            if let CopySource::Path(p) = s {
-                let p = self.expand(p)?;
-                if !p.starts_with("http://") && !p.starts_with("https://") {
-                    patterns.push(p);
-                }
+        for p in path_sources(sources) {
+            let p = self.expand(p)?;
+            if !p.starts_with("http://") && !p.starts_with("https://") {
+                patterns.push(p);
             }
         }
         if patterns.is_empty() {
@@ -88,8 +149,20 @@ impl StageBuilder<'_> {
     }
 }
 
+fn path_sources(sources: &[CopySource]) -> impl Iterator<Item = &str> {
+    sources.iter().filter_map(|s| match s {
+        CopySource::Path(p) => Some(p.as_str()),
+        CopySource::Heredoc(_) => None,
+    })
+}
+
+/// True when two states have the same layers (their configs may differ in times).
+fn same_layers(a: &ImageState, b: &ImageState) -> bool {
+    a.layers.len() == b.layers.len() && a.layers.iter().zip(&b.layers).all(|(x, y)| x.diff_id == y.diff_id)
+}
+
 /// True for an ADD of a URL: its content is only known by downloading it, so such a
-/// step is never answered from the cache.
+/// step is never answered from the cache before it ran.
 fn downloads(step: &Located) -> bool {
     match &step.instr {
         Instruction::Add(a) => a.sources.iter().any(|s| matches!(s, CopySource::Path(p) if p.contains("://"))),

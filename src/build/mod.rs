@@ -74,7 +74,8 @@ pub fn find_dockerfile(context: &Path, file: Option<&Path>) -> Result<PathBuf> {
 
 /// Builds the request's target stage, stores and tags the image, and exports it.
 pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<BuildOutcome> {
-    let tags = req.tags.iter().map(|t| ImageName::parse(t).with_context(|| format!("invalid tag {t:?}"))).collect::<Result<Vec<_>>>()?;
+    let tags =
+        req.tags.iter().map(|t| ImageName::parse_tag(t).with_context(|| format!("invalid tag {t:?}"))).collect::<Result<Vec<_>>>()?;
     let output = req.output.as_deref().map(export::Destination::parse).transpose()?;
     if !req.context.is_dir() {
         bail!("context directory {} does not exist", req.context.display());
@@ -116,9 +117,10 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
     let image_id = ws.image_id(&manifest)?;
     if tags.is_empty() {
         ws.store.add_unnamed(&manifest)?;
+    } else {
+        ws.store.tag_all(&tags, &manifest)?;
     }
     for tag in &tags {
-        ws.store.tag(tag, &manifest)?;
         report.line(&format!("COMMIT {tag}"));
     }
     if let Some(dest) = output {

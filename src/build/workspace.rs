@@ -104,15 +104,7 @@ impl Workspace {
     /// (exclusive) by prune, so garbage collection never removes what a running build
     /// has written but not yet tagged.
     pub fn lock(&self, exclusive: bool) -> Result<nix::fcntl::Flock<fs::File>> {
-        let path = self.root.join("store.lock");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let arg = if exclusive { nix::fcntl::FlockArg::LockExclusive } else { nix::fcntl::FlockArg::LockShared };
-        nix::fcntl::Flock::lock(file, arg).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display()))
+        lock_root(&self.root, exclusive)
     }
 
     /// True when only one id is mapped: chown in RUN is then served by pid 1 and
@@ -213,6 +205,7 @@ impl Workspace {
         if empty {
             return Ok(None);
         }
+        Store::abort_if_asked("run");
         let opts = DiffOptions {
             opaque_xattrs: OPAQUE_XATTRS.iter().map(|s| s.to_string()).collect(),
             clamp_mtime: source_date_epoch(),
@@ -241,6 +234,21 @@ impl Workspace {
         let m = self.store.read_manifest(&oci::descriptor_digest(manifest)?)?;
         Ok(oci::descriptor_digest(m.config())?)
     }
+}
+
+/// Takes `store.lock` of the store at `root` (see [`Workspace::lock`]); image
+/// commands that never enter the namespace take it shared too, so they never read a
+/// store that prune is halfway through.
+pub fn lock_root(root: &Path, exclusive: bool) -> Result<nix::fcntl::Flock<fs::File>> {
+    let path = root.join("store.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let arg = if exclusive { nix::fcntl::FlockArg::LockExclusive } else { nix::fcntl::FlockArg::LockShared };
+    nix::fcntl::Flock::lock(file, arg).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display()))
 }
 
 /// SOURCE_DATE_EPOCH, when set, pins timestamps for reproducible images.

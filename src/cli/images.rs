@@ -35,14 +35,15 @@ pub struct HistoryArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Image name or id.
-    pub image: String,
+    /// Image names or ids.
+    #[arg(required = true)]
+    pub images: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct RmiArgs {
-    /// Accepted for docker/podman compatibility: strata keeps no containers, so no
-    /// image is ever in use.
+    /// Remove an image given by id even when several names refer to it (all of
+    /// them go). strata keeps no containers, so no image is ever in use.
     #[arg(short = 'f', long)]
     pub force: bool,
     /// Image names or ids.
@@ -57,7 +58,11 @@ pub struct TagArgs {
 }
 
 pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
-    let list = store.list()?;
+    let listing = store.list()?;
+    for (name, error) in &listing.unreadable {
+        eprintln!("strata: warning: skipping image {name}: {error}");
+    }
+    let list = listing.images;
     if args.format == "json" {
         let rows: Vec<serde_json::Value> = list
             .iter()
@@ -147,22 +152,35 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
+/// Prints a JSON array with one document per image, as docker and podman do: the
+/// image config as stored, with the image id, the manifest digest and the manifest
+/// beside it (upper-case keys, as docker and podman name them, so they cannot
+/// collide with the config's own lower-case fields). Images not found are reported
+/// on stderr after the others are printed, and make the exit status 1.
 pub fn inspect(store: &Store, args: InspectArgs) -> Result<ExitCode> {
-    let manifest = store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
-    let m = store.read_manifest(&oci::descriptor_digest(&manifest)?)?;
-    let config_digest = oci::descriptor_digest(m.config())?;
-    let config = store.read_config(&config_digest)?;
-    // The image config as stored, with the image id, the manifest digest and the
-    // manifest beside it (upper-case keys, as docker and podman name them, so they
-    // cannot collide with the config's own lower-case fields).
-    let mut value = serde_json::to_value(&config)?;
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("Id".into(), serde_json::Value::String(config_digest.hex().to_string()));
-        obj.insert("Digest".into(), serde_json::Value::String(manifest.digest().to_string()));
-        obj.insert("Manifest".into(), serde_json::to_value(&m)?);
+    let mut docs = Vec::new();
+    let mut missing = Vec::new();
+    for reference in &args.images {
+        let Some(manifest) = store.resolve(reference)? else {
+            missing.push(reference);
+            continue;
+        };
+        let m = store.read_manifest(&oci::descriptor_digest(&manifest)?)?;
+        let config_digest = oci::descriptor_digest(m.config())?;
+        let config = store.read_config(&config_digest)?;
+        let mut value = serde_json::to_value(&config)?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("Id".into(), serde_json::Value::String(config_digest.hex().to_string()));
+            obj.insert("Digest".into(), serde_json::Value::String(manifest.digest().to_string()));
+            obj.insert("Manifest".into(), serde_json::to_value(&m)?);
+        }
+        docs.push(value);
     }
-    println!("{}", serde_json::to_string_pretty(&value)?);
-    Ok(ExitCode::SUCCESS)
+    println!("{}", serde_json::to_string_pretty(&docs)?);
+    for reference in &missing {
+        eprintln!("strata: error: image {reference:?} not found in the local store");
+    }
+    Ok(if missing.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 pub fn fsck(store: &Store, _args: FsckArgs) -> Result<ExitCode> {
@@ -207,6 +225,9 @@ pub fn history(store: &Store, args: HistoryArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Removes names; an id removes every entry of that image, but only with `-f`
+/// when several names refer to it (docker: "image is referenced in multiple
+/// repositories").
 pub fn rmi(store: &Store, args: RmiArgs) -> Result<ExitCode> {
     let mut failed = false;
     for reference in &args.images {
@@ -214,13 +235,28 @@ pub fn rmi(store: &Store, args: RmiArgs) -> Result<ExitCode> {
             Ok(name) if store.untag(&name)? => true,
             _ => match store.resolve(reference)? {
                 Some(desc) => {
-                    let digest = desc.digest().clone();
+                    let digest = oci::descriptor_digest(&desc)?;
+                    let names = store.names_of(&digest)?;
+                    if names.len() > 1 && !args.force {
+                        eprintln!(
+                            "strata: error: unable to delete {reference} (must be forced): image is referenced in multiple repositories: {}",
+                            names.join(", ")
+                        );
+                        failed = true;
+                        continue;
+                    }
                     store.update_index(|index| {
-                        let kept: Vec<_> = index.manifests().iter().filter(|d| d.digest() != &digest).cloned().collect();
+                        let kept: Vec<_> = index.manifests().iter().filter(|d| d.digest() != desc.digest()).cloned().collect();
                         index.set_manifests(kept);
                         Ok(())
                     })?;
-                    true
+                    if names.is_empty() {
+                        println!("Untagged: {reference}");
+                    }
+                    for n in &names {
+                        println!("Untagged: {n}");
+                    }
+                    continue;
                 }
                 None => false,
             },
@@ -240,12 +276,11 @@ pub fn tag(store: &Store, args: TagArgs) -> Result<ExitCode> {
         bail!("tag needs a source image and at least one new name");
     }
     let manifest = store.resolve(&args.source)?.with_context(|| format!("image {:?} not found in the local store", args.source))?;
-    for t in &args.target {
-        let name = ImageName::parse(t).with_context(|| format!("invalid tag {t:?}"))?;
-        let mut plain = manifest.clone();
-        plain.set_annotations(None);
-        store.tag(&name, &plain)?;
-    }
+    let names =
+        args.target.iter().map(|t| ImageName::parse_tag(t).with_context(|| format!("invalid tag {t:?}"))).collect::<Result<Vec<_>>>()?;
+    let mut plain = manifest.clone();
+    plain.set_annotations(None);
+    store.tag_all(&names, &plain)?;
     Ok(ExitCode::SUCCESS)
 }
 

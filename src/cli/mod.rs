@@ -1,8 +1,9 @@
 //! Command-line interface: clap types and one function per command.
 //!
 //! Commands that touch layer directories (build, run, unshare) first enter
-//! strata's user namespace; read-only commands (images, inspect, rmi, tag) work on
-//! the image store directly and need no namespace.
+//! strata's user namespace; image commands (images, inspect, rmi, tag, history,
+//! fsck) work on the image store directly, need no namespace, and hold the store
+//! lock shared so they wait for a running prune.
 
 mod build;
 mod images;
@@ -91,12 +92,12 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
             std::fs::create_dir_all(&root)?;
             run::unshare(a, privilege)
         }
-        Command::Images(a) => images::images(&Workspace::open_store(&root)?, a),
-        Command::Inspect(a) => images::inspect(&Workspace::open_store(&root)?, a),
-        Command::Rmi(a) => images::rmi(&Workspace::open_store(&root)?, a),
-        Command::Tag(a) => images::tag(&Workspace::open_store(&root)?, a),
-        Command::Fsck(a) => images::fsck(&Workspace::open_store(&root)?, a),
-        Command::History(a) => images::history(&Workspace::open_store(&root)?, a),
+        Command::Images(a) => images::images(&shared_store(&root)?.0, a),
+        Command::Inspect(a) => images::inspect(&shared_store(&root)?.0, a),
+        Command::Rmi(a) => images::rmi(&shared_store(&root)?.0, a),
+        Command::Tag(a) => images::tag(&shared_store(&root)?.0, a),
+        Command::Fsck(a) => images::fsck(&shared_store(&root)?.0, a),
+        Command::History(a) => images::history(&shared_store(&root)?.0, a),
         Command::Prune(a) => {
             let ws = enter_workspace(&root, driver)?;
             prune::prune(&ws, a)
@@ -106,6 +107,13 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
             info::info(&ws, a)
         }
     }
+}
+
+/// The image store with `store.lock` held shared for as long as the pair lives.
+fn shared_store(root: &std::path::Path) -> Result<(crate::oci::Store, nix::fcntl::Flock<std::fs::File>)> {
+    let store = Workspace::open_store(root)?;
+    let lock = crate::build::workspace::lock_root(root, false)?;
+    Ok((store, lock))
 }
 
 fn enter_workspace(root: &std::path::Path, driver: Option<Driver>) -> Result<Workspace> {

@@ -1,12 +1,15 @@
-//! `strata prune`: dangling images, unreferenced blobs and layer dirs, and (with
-//! `--all`) the build cache. Runs under the store's exclusive lock, so it waits for
-//! running builds instead of collecting what they have written but not yet tagged.
+//! `strata prune`: dangling images, unreferenced blobs and layer dirs, leftovers of
+//! writers that died (temp files, scratch dirs), and (with `--all`) the build cache.
+//! Runs under the store's exclusive lock, so it waits for running builds instead of
+//! collecting what they have written but not yet tagged, and anything temporary it
+//! finds belongs to a process that is gone.
 
 use std::collections::HashSet;
 use std::fs;
+use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::build::workspace::Workspace;
@@ -37,12 +40,14 @@ pub fn prune(ws: &Workspace, args: PruneArgs) -> Result<ExitCode> {
     if args.all {
         let _ = fs::remove_dir_all(&cache_dir);
     }
-    let mut keep = ws.store.reachable()?;
+    // A tagged manifest that cannot be read would make its blobs look like garbage:
+    // then nothing is swept.
+    let reachable = ws.store.reachable().context("prune aborted before removing any blob")?;
+    let mut keep = reachable.blobs;
     let mut diff_ids: HashSet<DiffId> = HashSet::new();
-    for digest in keep.clone() {
-        if let Ok(config) = ws.store.read_config(&digest) {
-            diff_ids.extend(config.rootfs.diff_ids);
-        }
+    for digest in &reachable.configs {
+        let config = ws.store.read_config(digest).with_context(|| format!("prune aborted: reading image config {digest}"))?;
+        diff_ids.extend(config.rootfs.diff_ids);
     }
     // Cache entries keep their layers alive.
     if let Ok(entries) = fs::read_dir(&cache_dir) {
@@ -70,10 +75,41 @@ pub fn prune(ws: &Workspace, args: PruneArgs) -> Result<ExitCode> {
             }
         }
     }
+    let leftovers = remove_leftovers(&ws.root);
     println!(
-        "removed {dangling} dangling images, {blobs} blobs ({} MB), {dirs} layer dirs{}",
+        "removed {dangling} dangling images, {blobs} blobs ({} MB), {dirs} layer dirs, {leftovers} leftover temp files{}",
         bytes / 1_000_000,
         if args.all { ", the build cache" } else { "" }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a name in one of the store's dirs is a dead writer's leftover.
+type Leftover = fn(&str) -> bool;
+
+/// Removes what writers that died left behind: `oci/.tmp-*` (index and layout
+/// temps, `.tmp-import-*` dirs; blob temps go with `sweep`), `cache/*.tmp`,
+/// `layers/*.tmp` (the id map's temp) and every scratch dir in `tmp/` but this
+/// process's own. Under the exclusive lock no other strata is writing. Returns how
+/// many entries went.
+fn remove_leftovers(root: &Path) -> usize {
+    let own = format!("step-{}-", std::process::id());
+    let mut removed = 0;
+    let dirs: [(&str, Leftover); 4] =
+        [("oci", |n| n.starts_with(".tmp-")), ("cache", |n| n.ends_with(".tmp")), ("layers", |n| n.ends_with(".tmp")), ("tmp", |_| true)];
+    for (dir, garbage) in dirs {
+        let Ok(entries) = fs::read_dir(root.join(dir)) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !garbage(&name) || name.starts_with(&own) {
+                continue;
+            }
+            let gone = match e.file_type() {
+                Ok(t) if t.is_dir() => fs::remove_dir_all(e.path()).is_ok(),
+                _ => fs::remove_file(e.path()).is_ok(),
+            };
+            removed += usize::from(gone);
+        }
+    }
+    removed
 }

@@ -39,33 +39,49 @@ impl FsckReport {
     }
 }
 
+/// Where a blob was found during a walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Config,
+    Other,
+}
+
+/// What index.json keeps alive.
+#[derive(Clone, Debug, Default)]
+pub struct Reachable {
+    pub blobs: HashSet<Digest>,
+    /// The image configs among `blobs`.
+    pub configs: Vec<Digest>,
+}
+
 impl Store {
     /// Visits every blob reachable from index.json once (indexes, manifests, configs,
-    /// layers). `visit` says whether to descend into a blob; manifests and indexes
-    /// that do not parse go to `invalid`. Returns the digests visited.
+    /// layers). `visit` gets the blob's role and says whether to descend into it;
+    /// manifests and indexes that do not parse go to `invalid`. Returns the digests
+    /// visited.
     fn walk(
         &self,
-        mut visit: impl FnMut(&Descriptor, &Digest) -> Result<bool>,
+        mut visit: impl FnMut(&Descriptor, &Digest, Role) -> Result<bool>,
         mut invalid: impl FnMut(Digest),
     ) -> Result<HashSet<Digest>> {
         let mut seen = HashSet::new();
-        let mut queue: Vec<Descriptor> = self.read_index()?.manifests().clone();
-        while let Some(desc) = queue.pop() {
+        let mut queue: Vec<(Descriptor, Role)> = self.read_index()?.manifests().iter().map(|d| (d.clone(), Role::Other)).collect();
+        while let Some((desc, role)) = queue.pop() {
             let digest = descriptor_digest(&desc)?;
-            if !seen.insert(digest.clone()) || !visit(&desc, &digest)? {
+            if !seen.insert(digest.clone()) || !visit(&desc, &digest, role)? {
                 continue;
             }
             if is_manifest(desc.media_type()) {
                 match self.read_manifest(&digest) {
                     Ok(m) => {
-                        queue.push(m.config().clone());
-                        queue.extend(m.layers().iter().cloned());
+                        queue.push((m.config().clone(), Role::Config));
+                        queue.extend(m.layers().iter().map(|l| (l.clone(), Role::Other)));
                     }
                     Err(_) => invalid(digest),
                 }
             } else if is_index(desc.media_type()) {
                 match self.read_json::<ImageIndex>(&digest) {
-                    Ok(i) => queue.extend(i.manifests().iter().cloned()),
+                    Ok(i) => queue.extend(i.manifests().iter().map(|d| (d.clone(), Role::Other))),
                     Err(_) => invalid(digest),
                 }
             }
@@ -79,7 +95,7 @@ impl Store {
         let mut report = FsckReport::default();
         let mut invalid = Vec::new();
         self.walk(
-            |desc, digest| {
+            |desc, digest, _| {
                 report.checked += 1;
                 match self.verify_blob(digest) {
                     Ok(info) if info.size == desc.size() => Ok(true),
@@ -111,9 +127,28 @@ impl Store {
     }
 
     /// Every blob reachable from index.json (manifests, configs, layers, nested
-    /// indexes); unreadable manifests contribute only themselves.
-    pub fn reachable(&self) -> Result<HashSet<Digest>> {
-        self.walk(|_, _| Ok(true), |_| {})
+    /// indexes), and which of them are configs, named by the manifests so no layer
+    /// is read to find out. A manifest or index that cannot be read is an error:
+    /// what it references is unknown, so nothing may be collected.
+    pub fn reachable(&self) -> Result<Reachable> {
+        let mut configs = Vec::new();
+        let mut unreadable = None;
+        let blobs = self.walk(
+            |_, digest, role| {
+                if role == Role::Config {
+                    configs.push(digest.clone());
+                }
+                Ok(true)
+            },
+            |d| unreadable = Some(d),
+        )?;
+        if let Some(d) = unreadable {
+            return Err(OciError::InvalidLayout {
+                path: self.blob_path(&d),
+                reason: format!("manifest or index {d} is missing or unreadable, so what it references is unknown (run `strata fsck`)"),
+            });
+        }
+        Ok(Reachable { blobs, configs })
     }
 
     /// Removes blobs not in `keep` and leftover temp files; returns (blobs removed,

@@ -76,6 +76,23 @@ impl ImageName {
         Ok(ImageName { domain, path, tag, digest })
     }
 
+    /// Parses a name to give an image (`tag`, `build -t`): like [`parse`](Self::parse),
+    /// but a digest cannot be given (it names content, not a tag) and, as in Docker,
+    /// a 64-hex name is refused because it reads as an image id.
+    pub fn parse_tag(reference: &str) -> Result<Self, OciError> {
+        let bad = |reason| OciError::InvalidReference { reference: reference.to_string(), reason };
+        let name = Self::parse(reference)?;
+        if name.digest.is_some() {
+            return Err(bad("a digest cannot be given as a tag"));
+        }
+        let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
+        let bare = reference[last_slash..].split(':').next().unwrap_or_default();
+        if last_slash == 0 && bare.len() == 64 && bare.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad("a 64-character hexadecimal name reads as an image id"));
+        }
+        Ok(name)
+    }
+
     /// The registry domain (`localhost` for local names).
     pub fn domain(&self) -> &str {
         &self.domain
@@ -234,6 +251,16 @@ mod tests {
 
     fn norm(s: &str) -> String {
         ImageName::parse(s).unwrap().to_string()
+    }
+
+    #[test]
+    fn tags_refuse_digests_and_image_ids() {
+        let hex = "a".repeat(64);
+        assert!(ImageName::parse_tag(&format!("x@sha256:{hex}")).is_err());
+        assert!(ImageName::parse_tag(&hex).is_err());
+        assert!(ImageName::parse_tag(&format!("{hex}:v1")).is_err());
+        assert!(ImageName::parse_tag(&format!("localhost/{hex}")).is_ok(), "a path component may be hex");
+        assert_eq!(ImageName::parse_tag("hello").unwrap().to_string(), "localhost/hello:latest");
     }
 
     #[test]

@@ -67,6 +67,17 @@ pub struct Store {
 }
 
 impl Store {
+    /// The fault hook of the crash tests: with `STRATA_TEST_ABORT_AT=<point>` the
+    /// process SIGKILLs itself when it reaches `point` (`run`: a step's upper dir is
+    /// full, nothing committed; `commit`: a blob is written and synced but not yet
+    /// renamed; `index`: a new index.json is written but not yet renamed), so each
+    /// crash point is hit exactly, not by timing.
+    pub fn abort_if_asked(point: &str) {
+        if std::env::var_os("STRATA_TEST_ABORT_AT").is_some_and(|v| v == point) {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
     /// Opens the layout at `dir`, creating the directory and layout files if missing.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
         let root = dir.as_ref().to_path_buf();
@@ -77,7 +88,7 @@ impl Store {
         if layout.exists() {
             store.check_layout_file(&layout)?;
         } else {
-            write_atomic(&store.root, LAYOUT_FILE, LAYOUT_JSON)?;
+            write_atomic(&store.root, LAYOUT_FILE, LAYOUT_JSON, || {})?;
         }
         if !store.index_path().exists() {
             // Under the lock: a concurrent opener may be tagging into a fresh store.
@@ -148,6 +159,7 @@ impl Store {
         // NamedTempFile is 0600; blobs are public content and exported layouts must be
         // readable by other users' tools.
         file.set_permissions(fs::Permissions::from_mode(0o644)).and_then(|()| file.sync_all()).map_err(OciError::io("sync", tmp.path()))?;
+        Self::abort_if_asked("commit");
         tmp.persist(&dest).map_err(|e| OciError::io("rename blob to", &dest)(e.error))?;
         sync_dir(&self.blob_dir())
     }
@@ -256,7 +268,7 @@ impl Store {
 
     fn write_index(&self, index: &ImageIndex) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(index).map_err(|source| OciError::Serialize { what: "index.json", source })?;
-        write_atomic(&self.root, INDEX_FILE, &bytes)
+        write_atomic(&self.root, INDEX_FILE, &bytes, || Self::abort_if_asked("index"))
     }
 
     fn lock(&self) -> Result<Flock<File>> {
@@ -277,6 +289,25 @@ impl Store {
     /// Points the normalised `name` at `manifest`, replacing any previous entry.
     pub fn tag(&self, name: &ImageName, manifest: &Descriptor) -> Result<()> {
         self.set_ref_name(&name.to_string(), manifest)
+    }
+
+    /// Points every name in `names` at `manifest` in one index update, so readers
+    /// and a crash see all of a build's tags or none.
+    pub fn tag_all(&self, names: &[ImageName], manifest: &Descriptor) -> Result<()> {
+        let refs: Vec<String> = names.iter().map(ImageName::to_string).collect();
+        self.update_index(|index| {
+            let mut entries = index.manifests().clone();
+            entries.retain(|d| !ref_name_of(d).is_some_and(|r| refs.iter().any(|n| n == r)));
+            for r in &refs {
+                let mut entry = manifest.clone();
+                let mut annotations = entry.annotations().clone().unwrap_or_default();
+                annotations.insert(ANNOTATION_REF_NAME.to_string(), r.clone());
+                entry.set_annotations(Some(annotations));
+                entries.push(entry);
+            }
+            index.set_manifests(entries);
+            Ok(())
+        })
     }
 
     /// Points the raw ref.name `ref_name` at `manifest` (for exported layouts, where
@@ -362,27 +393,50 @@ impl Store {
         }
     }
 
-    /// Every image manifest in the index, sorted by name (untagged last).
-    pub fn list(&self) -> Result<Vec<ImageSummary>> {
+    /// Every image manifest in the index, sorted by name (untagged last). An entry
+    /// whose manifest or config cannot be read is left out and reported beside the
+    /// list, so one damaged image does not hide the others.
+    pub fn list(&self) -> Result<ImageList> {
         let index = self.read_index()?;
-        let mut out = Vec::new();
+        let mut out = ImageList::default();
         for d in index.manifests().iter().filter(|d| is_manifest(d.media_type())) {
-            let manifest_digest = descriptor_digest(d)?;
-            let manifest = self.read_manifest(&manifest_digest)?;
-            let id = descriptor_digest(manifest.config())?;
-            let config = self.read_config(&id)?;
-            let size = manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
-            out.push(ImageSummary {
-                name: ref_name_of(d).map(str::to_string),
-                id,
-                manifest: manifest_digest,
-                created: config.created_time(),
-                size,
-            });
+            let name = ref_name_of(d).map(str::to_string);
+            match self.summary(d, name.clone()) {
+                Ok(s) => out.images.push(s),
+                Err(error) => out.unreadable.push((name.unwrap_or_else(|| d.digest().to_string()), error)),
+            }
         }
-        out.sort_by(|a, b| (a.name.is_none(), &a.name).cmp(&(b.name.is_none(), &b.name)));
+        out.images.sort_by(|a, b| (a.name.is_none(), &a.name).cmp(&(b.name.is_none(), &b.name)));
         Ok(out)
     }
+
+    fn summary(&self, d: &Descriptor, name: Option<String>) -> Result<ImageSummary> {
+        let manifest_digest = descriptor_digest(d)?;
+        let manifest = self.read_manifest(&manifest_digest)?;
+        let id = descriptor_digest(manifest.config())?;
+        let config = self.read_config(&id)?;
+        let size = manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
+        Ok(ImageSummary { name, id, manifest: manifest_digest, created: config.created_time(), size })
+    }
+
+    /// The names in index.json pointing at the manifest `digest`.
+    pub fn names_of(&self, digest: &Digest) -> Result<Vec<String>> {
+        let index = self.read_index()?;
+        Ok(index
+            .manifests()
+            .iter()
+            .filter(|d| descriptor_digest(d).ok().as_ref() == Some(digest))
+            .filter_map(|d| ref_name_of(d).map(str::to_string))
+            .collect())
+    }
+}
+
+/// What [`Store::list`] found.
+#[derive(Debug, Default)]
+pub struct ImageList {
+    pub images: Vec<ImageSummary>,
+    /// Entries that could not be read: the name (or manifest digest) and why.
+    pub unreadable: Vec<(String, OciError)>,
 }
 
 /// The ref.name annotation of an index entry.
@@ -419,13 +473,15 @@ fn check_blob(path: PathBuf, expected: &Digest, expected_size: Option<u64>, foun
 }
 
 /// Replaces `dir/name` with `bytes` so readers see the old or the new file, never a mix.
-pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+/// `before_rename` runs once the temp file is durable (the crash tests' hook).
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8], before_rename: impl FnOnce()) -> Result<()> {
     let mut tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir).map_err(OciError::io("create temp file in", dir))?;
     let dest = dir.join(name);
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644)))
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(OciError::io("write", tmp.path()))?;
+    before_rename();
     tmp.persist(&dest).map_err(|e| OciError::io("rename to", &dest)(e.error))?;
     sync_dir(dir)
 }

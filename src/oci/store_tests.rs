@@ -128,7 +128,7 @@ fn tag_resolve_list_untag() {
     let by_digest = format!("hello@{}", descriptor_digest(&m1).unwrap());
     assert_eq!(store.resolve(&by_digest).unwrap().unwrap().digest(), m1.digest());
 
-    let list = store.list().unwrap();
+    let list = store.list().unwrap().images;
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].name.as_deref(), Some("localhost/hello:latest"));
     assert_eq!(list[0].id, id);
@@ -145,7 +145,7 @@ fn tag_resolve_list_untag() {
     assert!(store.untag(&hello).unwrap());
     assert!(!store.untag(&hello).unwrap());
     assert!(store.resolve("hello").unwrap().is_none());
-    assert_eq!(store.list().unwrap().len(), 1);
+    assert_eq!(store.list().unwrap().images.len(), 1);
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn ambiguous_id_prefix_is_an_error() {
         let m = config_only_image(&store, n);
         store.tag(&ImageName::parse(&format!("img{n}")).unwrap(), &m).unwrap();
     }
-    let ids: Vec<Digest> = store.list().unwrap().into_iter().map(|s| s.id).collect();
+    let ids: Vec<Digest> = store.list().unwrap().images.into_iter().map(|s| s.id).collect();
     let shared = ids.iter().find(|a| ids.iter().filter(|b| b.hex()[..1] == a.hex()[..1]).count() > 1).unwrap();
     // A one-letter hex name like "a" is also a valid image name; no such tag exists.
     let err = store.resolve(&shared.hex()[..1]).unwrap_err();
@@ -235,4 +235,33 @@ fn fsck_catches_corrupt_and_missing_blobs() {
     fs::remove_file(&path).unwrap();
     let report = store.fsck().unwrap();
     assert_eq!(report.missing, vec![layer.digest.clone()]);
+}
+
+#[test]
+fn tag_all_writes_every_name_in_one_update() {
+    let (_dir, store) = temp_store();
+    let a = config_only_image(&store, 1);
+    let b = config_only_image(&store, 2);
+    let names: Vec<ImageName> = ["x:1", "y:2"].iter().map(|n| ImageName::parse(n).unwrap()).collect();
+    store.tag_all(&names, &a).unwrap();
+    store.tag_all(&names[..1], &b).unwrap();
+    let index = store.read_index().unwrap();
+    assert_eq!(index.manifests().len(), 2, "a re-tag replaces the old entry");
+    assert_eq!(store.resolve("x:1").unwrap().unwrap().digest(), b.digest());
+    assert_eq!(store.resolve("y:2").unwrap().unwrap().digest(), a.digest());
+}
+
+#[test]
+fn reachable_names_configs_and_refuses_an_unreadable_manifest() {
+    let (_dir, store) = temp_store();
+    let a = config_only_image(&store, 3);
+    store.tag(&ImageName::parse("ok").unwrap(), &a).unwrap();
+    let reach = store.reachable().unwrap();
+    let digest = descriptor_digest(&a).unwrap();
+    let manifest = store.read_manifest(&digest).unwrap();
+    assert_eq!(reach.configs, vec![descriptor_digest(manifest.config()).unwrap()]);
+    assert!(reach.blobs.contains(&digest));
+    fs::write(store.blob_path(&digest), b"garbage").unwrap();
+    let err = store.reachable().unwrap_err().to_string();
+    assert!(err.contains(&digest.to_string()), "{err}");
 }

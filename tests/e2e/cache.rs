@@ -1,13 +1,21 @@
 //! The build cache: a no-op rebuild is all CACHED with the identical image id, an
-//! edit re-runs exactly the steps after it (even when size and mtime are kept), and
-//! `--no-cache` re-runs everything.
+//! edit re-runs exactly the steps after it (even when size and mtime are kept and
+//! the memo knows the file), `--no-cache` re-runs everything, a step that re-ran
+//! (ADD of a URL, `--no-cache-filter`) never lets a later step hit an entry made over
+//! its old result, keys see expanded words, and SOURCE_DATE_EPOCH is in the key.
 
 use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
-use crate::support::{path_str, scratch, skip_without_sandbox, strata, with_base};
+use crate::support::{inspect_config, path_str, run, scratch, skip_without_sandbox, strata, with_base, world};
 
-const DOCKERFILE: &str = "FROM busybox\nARG FLAVOUR=plain\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy-a\nCOPY b.txt /b.txt\nRUN echo $FLAVOUR > /flavour\nENV DONE=1\n";
+const DOCKERFILE: &str = "FROM busybox\nARG FLAVOUR=plain\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy-a\nCOPY b.txt /b.txt\nRUN echo $FLAVOUR > /flavour\nENV DONE=1\nRUN od -An -tx1 -N16 /dev/urandom > /stamp\n";
 
 fn context(name: &str) -> std::path::PathBuf {
     let ctx = scratch(name);
@@ -18,23 +26,35 @@ fn context(name: &str) -> std::path::PathBuf {
     ctx
 }
 
-/// The steps (by instruction) a build printed as CACHED, and the image id.
-fn build(ctx: &Path, tag: &str, extra: &[&str]) -> (Vec<String>, String) {
+/// What a build printed: every step's instruction, the ones marked CACHED, and the
+/// image id.
+struct Built {
+    steps: Vec<String>,
+    cached: Vec<String>,
+    id: String,
+}
+
+fn build(ctx: &Path, tag: &str, extra: &[&str]) -> Built {
     let mut args = vec!["build", "-t", tag];
     args.extend_from_slice(extra);
     let ctx_s = path_str(ctx);
     args.push(&ctx_s);
     let out = strata(args).ok();
-    let mut cached = Vec::new();
-    let mut last_step = String::new();
+    let (mut steps, mut cached) = (Vec::new(), Vec::new());
     for line in out.stderr.lines() {
         if let Some((_, instr)) = line.split_once(": ").filter(|_| line.contains("STEP ")) {
-            last_step = instr.to_string();
+            if !instr.starts_with("FROM ") {
+                steps.push(instr.to_string());
+            }
         } else if line.trim_end().ends_with("--> CACHED") {
-            cached.push(last_step.clone());
+            cached.push(steps.last().cloned().unwrap_or_default());
         }
     }
-    (cached, out.stdout.trim().to_string())
+    Built { steps, cached, id: out.stdout.trim().to_string() }
+}
+
+fn cat(image: &str, path: &str) -> String {
+    strata(["run", "--rm", image, "cat", path]).ok().stdout
 }
 
 #[test]
@@ -44,14 +64,18 @@ fn noop_rebuild_is_all_cached_with_the_same_id() {
     }
     with_base();
     let ctx = context("cache-noop");
-    let (first, id1) = build(&ctx, "cache-noop", &[]);
-    assert!(first.is_empty(), "a fresh context hits nothing: {first:?}");
-    let (second, id2) = build(&ctx, "cache-noop", &[]);
-    assert_eq!(second.len(), 4, "every filesystem step is CACHED: {second:?}");
-    assert_eq!(id1, id2, "a no-op rebuild gives the identical image id");
-    let (none, id3) = build(&ctx, "cache-noop", &["--no-cache"]);
-    assert!(none.is_empty(), "--no-cache runs everything: {none:?}");
-    assert!(!id3.is_empty());
+    let first = build(&ctx, "cache-noop", &[]);
+    // The ARG right after FROM busybox is the same step in every test of this file.
+    assert!(first.cached.iter().all(|s| s == "ARG FLAVOUR=plain"), "a fresh context hits nothing: {:?}", first.cached);
+    assert_eq!(first.steps.len(), 7);
+    let stamp = cat("cache-noop", "/stamp");
+    let second = build(&ctx, "cache-noop", &[]);
+    assert_eq!(second.cached, second.steps, "every step, metadata ones too, is CACHED");
+    assert_eq!(first.id, second.id, "a no-op rebuild gives the identical image id");
+    let none = build(&ctx, "cache-noop", &["--no-cache"]);
+    assert!(none.cached.is_empty(), "--no-cache marks nothing CACHED: {:?}", none.cached);
+    assert_ne!(none.id, first.id, "--no-cache made a new image");
+    assert_ne!(cat("cache-noop", "/stamp"), stamp, "the RUN steps really ran again");
 }
 
 #[test]
@@ -62,19 +86,207 @@ fn an_edit_reruns_exactly_the_dependent_steps() {
     with_base();
     let ctx = context("cache-edit");
     build(&ctx, "cache-edit", &[]);
-    // Same size, same mtime, other content: only content hashing can see it.
+    // Files settled for more than 3 s are remembered by the memo on the next hash.
+    thread::sleep(Duration::from_millis(3500));
+    let again = build(&ctx, "cache-edit", &[]);
+    assert_eq!(again.cached, again.steps);
+    // Same size, same mtime, other content: the memo must not answer for it.
     let b = ctx.join("b.txt");
-    let mtime = fs::metadata(&b).unwrap().modified().unwrap();
+    let memo: serde_json::Value = serde_json::from_slice(&fs::read(world().root.join("cache/hash-memo.json")).unwrap()).unwrap();
+    let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&b).unwrap());
+    let bravo = run("sha256sum", [path_str(&b)]).ok().stdout.split_whitespace().next().unwrap().to_string();
+    let known = memo.as_array().unwrap().iter().any(|e| e[0]["ino"] == ino && e[1] == bravo.as_str());
+    assert!(known, "the memo remembers the settled b.txt (ino {ino}, {bravo})");
+    let reference = scratch("cache-edit-ref").join("ref");
+    fs::write(&reference, "").unwrap();
+    run("touch", ["-r", &path_str(&b), &path_str(&reference)]).ok();
     fs::write(&b, "BRAVO\n").unwrap();
-    fs::File::options().write(true).open(&b).unwrap().set_modified(mtime).unwrap();
-    let (cached, _) = build(&ctx, "cache-edit", &[]);
-    assert_eq!(cached, vec!["COPY a.txt /a.txt", "RUN cat /a.txt > /copy-a"], "steps before the edit stay cached");
-    let out = strata(["run", "--rm", "cache-edit", "cat", "/b.txt"]).ok();
-    assert_eq!(out.stdout, "BRAVO\n", "the new content is in the image");
-    // A build arg used by a later RUN re-runs from the first step that sees it.
-    let (cached, _) = build(&ctx, "cache-edit", &["--build-arg", "FLAVOUR=spicy"]);
-    assert!(cached.is_empty(), "ARG values are part of every later key: {cached:?}");
+    run("touch", ["-r", &path_str(&reference), &path_str(&b)]).ok();
+    let edited = build(&ctx, "cache-edit", &[]);
+    assert_eq!(edited.cached, ["ARG FLAVOUR=plain", "COPY a.txt /a.txt", "RUN cat /a.txt > /copy-a"], "steps before the edit stay cached");
+    assert_eq!(cat("cache-edit", "/b.txt"), "BRAVO\n", "the new content is in the image");
+    // A build arg used by a later RUN re-runs from the first RUN that sees it.
+    let spicy = build(&ctx, "cache-edit", &["--build-arg", "FLAVOUR=spicy"]);
+    assert_eq!(spicy.cached, ["ARG FLAVOUR=plain", "COPY a.txt /a.txt"], "ARG values are part of every later RUN key");
+    assert_eq!(cat("cache-edit", "/flavour"), "spicy\n");
     // Proxy args never cause a miss.
-    let (cached, _) = build(&ctx, "cache-edit", &["--build-arg", "FLAVOUR=spicy", "--build-arg", "HTTP_PROXY=http://127.0.0.1:9"]);
-    assert_eq!(cached.len(), 4, "{cached:?}");
+    let proxied = build(&ctx, "cache-edit", &["--build-arg", "FLAVOUR=spicy", "--build-arg", "HTTP_PROXY=http://127.0.0.1:9"]);
+    assert_eq!(proxied.cached, proxied.steps);
+    assert_eq!(proxied.id, spicy.id);
+}
+
+#[test]
+fn keys_see_expanded_words_and_never_a_proxy_for_run() {
+    if skip_without_sandbox("keys_see_expanded_words_and_never_a_proxy_for_run") {
+        return;
+    }
+    with_base();
+    let ctx = scratch("cache-expand");
+    let unique = format!("{}-{}", std::process::id(), path_str(&ctx).len());
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM busybox\nARG HTTP_PROXY\nARG DIR=one\nRUN echo {unique} > /u\nLABEL proxy=$HTTP_PROXY\nWORKDIR /w/$DIR\nENV WHERE=/w/$DIR\nCOPY $DIR.txt ./\n"),
+    )
+    .unwrap();
+    fs::write(ctx.join("one.txt"), "1\n").unwrap();
+    fs::write(ctx.join("two.txt"), "1\n").unwrap();
+    build(&ctx, "cache-expand", &["--build-arg", "HTTP_PROXY=http://a:1"]);
+    let b = build(&ctx, "cache-expand", &["--build-arg", "HTTP_PROXY=http://b:2"]);
+    assert_eq!(
+        b.cached,
+        ["ARG HTTP_PROXY", "ARG DIR=one", &format!("RUN echo {unique} > /u")],
+        "a proxy change re-runs only what expands it"
+    );
+    let labels = &inspect_config("cache-expand")["Labels"];
+    assert_eq!(labels["proxy"], "http://b:2", "{labels}");
+    let two = build(&ctx, "cache-expand", &["--build-arg", "HTTP_PROXY=http://b:2", "--build-arg", "DIR=two"]);
+    assert_eq!(two.cached, ["ARG HTTP_PROXY", "ARG DIR=one"], "the RUN sees DIR, the rest expands it");
+    let config = inspect_config("cache-expand");
+    assert_eq!(config["WorkingDir"], "/w/two");
+    assert!(crate::support::strings(&config["Env"]).contains(&"WHERE=/w/two".to_string()), "{config}");
+    assert_eq!(strata(["run", "--rm", "cache-expand", "ls"]).ok().stdout, "two.txt\n");
+}
+
+/// An HTTP/1.0 server on 127.0.0.1 whose one file can change between requests.
+struct Server {
+    port: u16,
+    body: Arc<Mutex<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(body: &[u8]) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let (body, stop) = (Arc::new(Mutex::new(body.to_vec())), Arc::new(AtomicBool::new(false)));
+        let (b, s) = (Arc::clone(&body), Arc::clone(&stop));
+        let thread = thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => answer(stream, &b.lock().unwrap()),
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Server { port, body, stop, thread: Some(thread) }
+    }
+}
+
+fn answer(mut stream: TcpStream, body: &[u8]) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let (mut request, mut buf) = (Vec::new(), [0u8; 1024]);
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body));
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_changed_download_reruns_every_later_step() {
+    if skip_without_sandbox("a_changed_download_reruns_every_later_step") {
+        return;
+    }
+    with_base();
+    let server = Server::start(b"version one\n");
+    let ctx = scratch("cache-url");
+    let df = format!("FROM busybox\nADD http://127.0.0.1:{}/f.txt /dl/f.txt\nRUN cat /dl/f.txt > /seen\n", server.port);
+    fs::write(ctx.join("Dockerfile"), df).unwrap();
+    let first = build(&ctx, "cache-url", &[]);
+    assert_eq!(cat("cache-url", "/seen"), "version one\n");
+    let same = build(&ctx, "cache-url", &[]);
+    assert_eq!(same.cached, ["RUN cat /dl/f.txt > /seen"], "the same download keeps later steps cached");
+    assert_eq!(same.id, first.id);
+    *server.body.lock().unwrap() = b"version two\n".to_vec();
+    let changed = build(&ctx, "cache-url", &[]);
+    assert!(changed.cached.is_empty(), "a new download is a new parent for every later step: {:?}", changed.cached);
+    assert_eq!(cat("cache-url", "/seen"), "version two\n", "the RUN saw the new download");
+}
+
+#[test]
+fn no_cache_filter_reaches_stages_built_on_the_filtered_one() {
+    if skip_without_sandbox("no_cache_filter_reaches_stages_built_on_the_filtered_one") {
+        return;
+    }
+    with_base();
+    let ctx = scratch("cache-filter");
+    let unique = format!("{}-{}", std::process::id(), path_str(&ctx).len());
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM busybox AS a\nRUN echo {unique} > /u && od -An -tx1 -N16 /dev/urandom > /stamp\n\
+             FROM a AS b\nRUN cp /stamp /b-stamp\n\
+             FROM busybox\nCOPY --from=a /stamp /a-stamp\nCOPY --from=b /b-stamp /b-stamp\n"
+        ),
+    )
+    .unwrap();
+    build(&ctx, "cache-filter", &[]);
+    let old = cat("cache-filter", "/a-stamp");
+    assert_eq!(cat("cache-filter", "/b-stamp"), old);
+    let again = build(&ctx, "cache-filter", &[]);
+    assert_eq!(again.cached, again.steps);
+    let filtered = build(&ctx, "cache-filter", &["--no-cache-filter", "a"]);
+    assert!(filtered.cached.is_empty(), "stage a re-ran, so nothing built on it may hit: {:?}", filtered.cached);
+    let new = cat("cache-filter", "/a-stamp");
+    assert_ne!(new, old, "stage a re-ran");
+    assert_eq!(cat("cache-filter", "/b-stamp"), new, "FROM a saw the new result");
+}
+
+#[test]
+fn source_date_epoch_is_part_of_the_key() {
+    if skip_without_sandbox("source_date_epoch_is_part_of_the_key") {
+        return;
+    }
+    with_base();
+    let ctx = context("cache-epoch");
+    let plain = build(&ctx, "cache-epoch", &[]);
+    let pinned = build(&ctx, "cache-epoch", &["--source-date-epoch", "1700000000"]);
+    assert!(pinned.cached.is_empty(), "an epoch build never reuses unclamped results: {:?}", pinned.cached);
+    assert_ne!(pinned.id, plain.id);
+    let out = scratch("cache-epoch-out").join("image.tar");
+    let pinned_again =
+        build(&ctx, "cache-epoch", &["--source-date-epoch", "1700000000", "--output", &format!("oci-archive:{}", path_str(&out))]);
+    assert_eq!(pinned_again.cached, pinned_again.steps, "the same epoch hits");
+    assert_eq!(pinned_again.id, pinned.id);
+    let created = strata(["inspect", "cache-epoch"]).ok().json();
+    let created = created[0]["created"].as_str().or(created["created"].as_str()).unwrap_or_default().to_string();
+    assert!(created.starts_with("2023-11-14T22:13:20"), "created is the epoch: {created}");
+    // Every layer strata wrote has its entries clamped to the epoch.
+    let base = strata(["inspect", "busybox"]).ok().json();
+    let base = if base.is_array() { base[0].clone() } else { base };
+    let base_layers: Vec<String> =
+        base["Manifest"]["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().replace("sha256:", "")).collect();
+    let dir = scratch("cache-epoch-unpacked");
+    run("tar", ["-xf", &path_str(&out), "-C", &path_str(&dir)]).ok();
+    let mut layers = 0;
+    for blob in fs::read_dir(dir.join("blobs/sha256")).unwrap().flatten() {
+        if base_layers.contains(&blob.file_name().to_string_lossy().into_owned()) {
+            continue;
+        }
+        let listing = run("tar", ["--full-time", "-tvzf", &path_str(&blob.path())]);
+        if !listing.success() {
+            continue; // a config or manifest
+        }
+        layers += 1;
+        for line in listing.stdout.lines() {
+            let date = line.split_whitespace().nth(3).unwrap_or_default();
+            assert!(date <= "2023-11-14", "entry newer than the epoch: {line}");
+        }
+    }
+    assert!(layers >= 4, "the build's own layers were checked: {layers}");
 }

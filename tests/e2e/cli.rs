@@ -1,9 +1,9 @@
-//! The other commands as a user meets them: `images`, `run`, `inspect`, `rmi`, and usage
-//! errors.
+//! The other commands as a user meets them: `images` (table and json), `run`,
+//! `inspect`, `tag`, `history`, `rmi` (with and without -f), and usage errors.
 
 use std::fs;
 
-use crate::support::{fixture, fixtures, skip_without_sandbox, strata, with_base};
+use crate::support::{fixture, fixtures, path_str, scratch, skip_without_sandbox, strata, strings, with_base};
 
 /// The rows of `strata images` as columns; the header row checked on the way.
 fn image_rows(stdout: &str) -> Vec<Vec<String>> {
@@ -103,4 +103,91 @@ fn usage_errors_exit_2() {
     assert_eq!(no_image.code, Some(2), "{}", no_image.describe());
     let unknown = strata(["no-such-command"]);
     assert_eq!(unknown.code, Some(2), "{}", unknown.describe());
+}
+
+/// Builds a one-RUN, one-LABEL image unique to `name`; returns its image id.
+fn small_image(name: &str) -> String {
+    let ctx = scratch(name);
+    let unique = format!("{name}-{}-{}", std::process::id(), path_str(&ctx).len());
+    fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nRUN echo {unique} > /u\nLABEL made.by={name}\n")).unwrap();
+    strata(["build", "-q", "-t", name, &path_str(&ctx)]).ok().stdout.trim().to_string()
+}
+
+#[test]
+fn tag_history_inspect_and_images_json_agree() {
+    if skip_without_sandbox("tag_history_inspect_and_images_json_agree") {
+        return;
+    }
+    with_base();
+    let id = small_image("cli-meta");
+    assert_eq!(id.len(), 64, "build prints the image id: {id}");
+    strata(["tag", "cli-meta", "cli-meta:v2", "example.com/team/cli-meta:v3"]).ok();
+
+    let json = strata(["images", "--format", "json"]).ok().json();
+    let ours: Vec<&serde_json::Value> = json.as_array().unwrap().iter().filter(|r| r["Id"] == id.as_str()).collect();
+    let names: Vec<String> = ours.iter().flat_map(|r| strings(&r["Names"])).collect();
+    for want in ["localhost/cli-meta:latest", "localhost/cli-meta:v2", "example.com/team/cli-meta:v3"] {
+        assert!(names.iter().any(|n| n == want), "images --format json names {want}: {json:#}");
+    }
+    let digest = ours[0]["Digest"].as_str().unwrap().to_string();
+    assert!(ours.iter().all(|r| r["Digest"] == digest.as_str() && r["Size"].as_u64().unwrap() > 0), "{json:#}");
+    assert!(ours[0]["Created"].as_str().is_some_and(|c| c.starts_with("20")), "{json:#}");
+
+    let inspect = strata(["inspect", "cli-meta:v2", "example.com/team/cli-meta:v3"]).ok().json();
+    let docs = inspect.as_array().expect("inspect prints a JSON array");
+    assert_eq!(docs.len(), 2);
+    let doc = &docs[0];
+    assert_eq!(doc["Id"], id.as_str());
+    assert_eq!(doc["Digest"], digest.as_str());
+    assert_eq!(doc["Manifest"]["config"]["digest"], format!("sha256:{id}").as_str());
+    assert_eq!(doc["Manifest"]["layers"].as_array().unwrap().len(), doc["rootfs"]["diff_ids"].as_array().unwrap().len());
+    assert_eq!(doc["config"]["Labels"]["made.by"], "cli-meta");
+    assert_eq!(docs[1]["Id"], id.as_str());
+    let missing = strata(["inspect", "cli-meta", "no-such-image-here"]);
+    assert_eq!(missing.code, Some(1), "{}", missing.describe());
+    assert!(missing.stderr.contains("no-such-image-here"), "{}", missing.describe());
+
+    let history = strata(["history", "--no-trunc", "cli-meta:v2"]).ok();
+    let lines: Vec<&str> = history.stdout.lines().collect();
+    assert!(lines[0].starts_with("CREATED") && lines[0].contains("CREATED BY") && lines[0].contains("SIZE"), "{}", history.stdout);
+    assert!(lines[1].contains("LABEL made.by=cli-meta") && lines[1].contains(" 0 B "), "newest first, no layer: {}", history.stdout);
+    assert!(lines[2].contains("RUN echo cli-meta-") && !lines[2].contains(" 0 B "), "the RUN made a layer: {}", history.stdout);
+    assert!(lines.len() > 3, "the base image's history follows: {}", history.stdout);
+
+    // Names that cannot be tags.
+    let hex = "b".repeat(64);
+    for bad in [format!("cli-meta@sha256:{hex}"), hex.clone()] {
+        let out = strata(["tag", "cli-meta", &bad]);
+        assert_eq!(out.code, Some(1), "tag {bad}: {}", out.describe());
+        assert!(out.stderr.contains("digest") || out.stderr.contains("image id"), "{}", out.describe());
+        let built = strata(["build", "-t", &bad, &fixture("hello")]);
+        assert_eq!(built.code, Some(1), "build -t {bad}: {}", built.describe());
+    }
+}
+
+#[test]
+fn rmi_of_an_id_with_several_names_needs_force() {
+    if skip_without_sandbox("rmi_of_an_id_with_several_names_needs_force") {
+        return;
+    }
+    with_base();
+    let id = small_image("cli-rmi-a");
+    strata(["tag", "cli-rmi-a", "cli-rmi-b"]).ok();
+    let refused = strata(["rmi", &id[..12]]);
+    assert_eq!(refused.code, Some(1), "{}", refused.describe());
+    assert!(refused.stderr.contains("referenced in multiple repositories"), "{}", refused.describe());
+    strata(["inspect", "cli-rmi-a", "cli-rmi-b"]).ok();
+    let forced = strata(["rmi", "-f", &id[..12]]).ok();
+    assert!(
+        forced.stdout.contains("Untagged: localhost/cli-rmi-a:latest") && forced.stdout.contains("Untagged: localhost/cli-rmi-b:latest"),
+        "{}",
+        forced.describe()
+    );
+    for name in ["cli-rmi-a", "cli-rmi-b"] {
+        assert_eq!(strata(["inspect", name]).code, Some(1), "{name} is gone");
+    }
+    // One name: an id needs no -f.
+    let id = small_image("cli-rmi-c");
+    strata(["rmi", &id]).ok();
+    assert_eq!(strata(["inspect", "cli-rmi-c"]).code, Some(1));
 }
