@@ -409,3 +409,37 @@ fn hostile_absolute_symlink_chain_is_contained() {
         assert_clear_rejection("symlink-chain", &run, &["a/x", "d/y", "f/z"]);
     }
 }
+
+#[test]
+fn hostile_dot_whiteouts_remove_nothing() {
+    if skip_without_sandbox("hostile_dot_whiteouts_remove_nothing") {
+        return;
+    }
+    // `.wh.` + "", "." or ".." names the whiteout's own directory or the one above it:
+    // applied naively, the unpacker deletes that directory whole.
+    let layers_dir = world().root.join("layers");
+    for (i, bad) in [".wh...", "sub/.wh..", "sub/.wh...", ".wh."].into_iter().enumerate() {
+        let case = Case::new(["dotdot-top", "dot-sub", "dotdot-sub", "empty-top"][i]);
+        let layer = RawTar::default().dir("sub").file("sub/keep", "keep\n").file(bad, "").finish();
+        let before: Vec<String> = list(&layers_dir);
+        let (_, run) = case.build(&[layer], false);
+        assert!(!run.success(), "{bad}: a whiteout naming no file must be refused: {}", run.describe());
+        assert_clear_rejection(bad, &run, &[bad]);
+        let after = list(&layers_dir);
+        let lost: Vec<&String> = before.iter().filter(|d| !after.contains(d)).collect();
+        assert!(lost.is_empty(), "{bad}: layer dirs of the store were removed: {lost:?}");
+        assert!(world().root.join("tmp").is_dir(), "{bad}: the store's tmp/ dir is gone");
+        // The base's layer dirs still stack: busybox runs.
+        let out = strata(["run", "--rm", "busybox:latest", "cat", "/etc/passwd"]).ok();
+        assert!(out.stdout.starts_with("root:"), "{bad}: busybox after the rejected layer: {}", out.describe());
+    }
+}
+
+fn list(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
