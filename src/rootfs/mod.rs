@@ -45,7 +45,27 @@ impl RootfsError {
     }
 }
 
-/// Xattrs that belong to an overlay implementation, never to the image's content.
+/// Xattrs that belong to an overlay implementation or to the host, never to the
+/// image's content. `security.selinux` is the host's label of the file: written into a
+/// layer it would relabel the file on every host that unpacks it (Docker drops it too).
 pub fn is_private_xattr(name: &str) -> bool {
-    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") || name.starts_with("user.fuseoverlayfs.")
+    name.starts_with("trusted.overlay.")
+        || name.starts_with("user.overlay.")
+        || name.starts_with("user.fuseoverlayfs.")
+        || name == "security.selinux"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_private_xattr;
+
+    #[test]
+    fn overlay_and_selinux_xattrs_are_private_and_content_ones_are_not() {
+        for name in ["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque", "security.selinux"] {
+            assert!(is_private_xattr(name), "{name}");
+        }
+        for name in ["security.capability", "user.test", "trusted.other", "security.ima", "user.overlayish"] {
+            assert!(!is_private_xattr(name), "{name}");
+        }
+    }
 }
