@@ -620,6 +620,41 @@ fn drivers_info_reports_forced_driver() {
     }
 }
 
+/// A forced driver that cannot work here fails with what to use instead, and never
+/// switches to another driver behind the user's back.
+#[test]
+fn drivers_forced_fuse_without_binary_fails_with_advice() {
+    let test = "drivers_forced_fuse_without_binary_fails_with_advice";
+    if skip_without_sandbox(test) {
+        return;
+    }
+    let dir = scratch("forced-no-fuse");
+    // A PATH with the id-mapping helpers and nothing else: no fuse-overlayfs.
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).expect("create bin dir");
+    for helper in ["newuidmap", "newgidmap"] {
+        let found = ["/usr/bin", "/bin", "/usr/local/bin"].iter().map(|d| Path::new(d).join(helper)).find(|p| p.exists());
+        let found = found.unwrap_or_else(|| panic!("{test}: {helper} is not installed"));
+        std::os::unix::fs::symlink(&found, bin.join(helper)).expect("link helper");
+    }
+    let root = dir.join("store");
+    let ctx = scratch("forced-no-fuse-context");
+    stage_busybox_context(&ctx).unwrap_or_else(|e| panic!("{e}"));
+    let bin_path = path_str(&bin);
+    let run = strata_at(&root, Some("fuse-overlayfs"), &[("PATH", bin_path.as_str())], &["build", "-t", "noway:latest", &path_str(&ctx)]);
+    assert!(!run.success(), "{test}: the build cannot mount anything: {}", run.describe());
+    assert!(run.stderr.contains("fuse-overlayfs is not installed"), "{test}: the error says why: {}", run.describe());
+    assert!(run.stderr.contains("--storage-driver vfs"), "{test}: the error says what to use instead: {}", run.describe());
+    assert!(!run.stderr.contains("panicked"), "{}", run.describe());
+    let images = strata_at(&root, None, &[], &["images"]).ok();
+    assert!(!images.stdout.contains("noway"), "{test}: a failed build tags nothing: {}", images.describe());
+    // The same store works with the driver the error suggests.
+    let vfs = strata_at(&root, Some("vfs"), &[("PATH", bin_path.as_str())], &["build", "-t", "noway:latest", &path_str(&ctx)]).ok();
+    assert!(!vfs.stderr.contains("fuse"), "{test}: vfs needs no fuse: {}", vfs.describe());
+    let out = strata_at(&root, Some("vfs"), &[("PATH", bin_path.as_str())], &["run", "--rm", "noway:latest", "cat", "/etc/group"]).ok();
+    assert!(out.stdout.starts_with("root:"), "{test}: {}", out.describe());
+}
+
 // ---------------------------------------------------------------------------------------
 // Reproducibility (acceptance 3).
 
