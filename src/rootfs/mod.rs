@@ -27,6 +27,8 @@ pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 pub enum RootfsError {
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
+    #[error("{path}: the disk is full (no space left on device); free space there or move the store with --root")]
+    DiskFull { path: String, source: io::Error },
     #[error("layer entry {path}: {reason}")]
     BadEntry { path: String, reason: String },
     #[error("{path}: cannot chown to {uid}:{gid}: {source} (is the id inside the mapped subuid/subgid range?)")]
@@ -41,7 +43,12 @@ pub enum RootfsError {
 
 impl RootfsError {
     pub(crate) fn io(path: impl AsRef<Path>, source: io::Error) -> Self {
-        RootfsError::Io { path: path.as_ref().display().to_string(), source }
+        let path = path.as_ref().display().to_string();
+        if source.raw_os_error() == Some(libc::ENOSPC) {
+            RootfsError::DiskFull { path, source }
+        } else {
+            RootfsError::Io { path, source }
+        }
     }
 }
 
@@ -57,7 +64,31 @@ pub fn is_private_xattr(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_private_xattr;
+    use super::*;
+
+    #[test]
+    fn enospc_says_the_disk_is_full_and_names_the_path() {
+        let err = RootfsError::io("/store/tmp/step-1/diff/big", io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(matches!(err, RootfsError::DiskFull { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("/store/tmp/step-1/diff/big") && msg.contains("disk is full"), "{msg}");
+        // Writing a layer: the producer's error arrives wrapped in io::Error::other.
+        let wrapped = io::Error::other(RootfsError::io("etc/big", io::Error::from_raw_os_error(libc::ENOSPC)));
+        let err = crate::oci::OciError::io("produce layer into", "/store/oci/blobs/sha256/tmp-1")(wrapped);
+        let msg = err.to_string();
+        assert!(msg.contains("/store/oci/blobs/sha256/tmp-1") && msg.contains("disk is full"), "{msg}");
+        let other = crate::oci::OciError::io("write", "/x")(io::Error::from_raw_os_error(libc::EIO));
+        assert!(!other.to_string().contains("disk is full"), "{other}");
+    }
+
+    #[test]
+    fn enospc_from_a_real_write_is_reported_as_disk_full() {
+        // /dev/full fails every write with ENOSPC, as a full filesystem does.
+        let mut full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("open /dev/full");
+        let e = io::Write::write_all(&mut full, b"x").unwrap_err();
+        assert!(crate::oci::is_disk_full(&e), "{e}");
+        assert!(RootfsError::io("/dev/full", e).to_string().contains("disk is full"));
+    }
 
     #[test]
     fn overlay_and_selinux_xattrs_are_private_and_content_ones_are_not() {
