@@ -185,3 +185,97 @@ fn zstd_layers_pass_skopeo_and_plain_layers_pass_umoci() {
     run("umoci", ["unpack", "--rootless", "--image", &format!("{}:p", path_str(&plain)), &path_str(&bundle)]).ok();
     assert_eq!(std::fs::read_to_string(bundle.join("rootfs/marker")).unwrap(), "zstd-or-not\n");
 }
+
+/// `kill -INT <strata pid>` (what a CI runner's cancel sends) stops a build in a RUN
+/// step at once: non-zero exit, nothing tagged, no container left running, and the
+/// store's scratch space is cleaned up by the next build, which works.
+#[test]
+fn sigint_to_strata_stops_a_build_cleanly() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    if skip_without_sandbox("sigint_to_strata_stops_a_build_cleanly") {
+        return;
+    }
+    let dir = scratch("sigint");
+    let root = dir.join("store");
+    crate::drivers::build_busybox_in(&root, None, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let ctx = dir.join("context");
+    std::fs::create_dir_all(&ctx).unwrap();
+    // A sleep nobody else runs, so its process can be looked for afterwards.
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox:latest\nRUN echo step-started && exec sleep 61\n").unwrap();
+    let mut cmd = Command::new(crate::support::strata_bin());
+    cmd.env_remove("STRATA_STORAGE_DRIVER").arg("--root").arg(&root).args(["build", "-t", "interrupted:latest"]).arg(&ctx);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Whatever started the test may have SIGINT ignored (a `cmd &` of a shell), and an
+    // ignored signal is inherited: give strata the disposition a terminal user's has.
+    // SAFETY: signal(2) is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("start strata build");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.ends_with("| step-started")) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the RUN step never started:\n{}\n{}", seen.join("\n"), err.join().unwrap_or_default());
+            }
+        }
+    }
+    // SAFETY: kill(2) on the pid of a child we have not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for strata") {
+            break status;
+        }
+        if sent.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("strata was still running 10 s after SIGINT:\n{}", seen.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = err.join().unwrap_or_default();
+    assert_eq!(status.code(), Some(130), "strata ends as a process killed by SIGINT does (128 + 2): {status:?}\n{stderr}");
+
+    // The container went with it.
+    std::thread::sleep(Duration::from_millis(500));
+    let sleepers: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| c == b"sleep\x0061\x00")
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .collect();
+    assert!(sleepers.is_empty(), "the RUN step's process outlived the build: {sleepers:?}");
+    let images = crate::drivers::strata_at(&root, None, &[], &["images"]).ok();
+    assert!(!images.stdout.contains("interrupted"), "an interrupted build tags nothing: {}", images.describe());
+
+    // The next build works, and its open removed the interrupted step's scratch dir.
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox:latest\nRUN echo again > /again\n").unwrap();
+    crate::drivers::strata_at(&root, None, &[], &["build", "-t", "interrupted:latest", &path_str(&ctx)]).ok();
+    let leftovers: Vec<_> = std::fs::read_dir(root.join("tmp")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(leftovers.is_empty(), "scratch dirs left in the store's tmp/: {leftovers:?}");
+    let out = crate::drivers::strata_at(&root, None, &[], &["run", "--rm", "interrupted:latest", "cat", "/again"]).ok();
+    assert_eq!(out.stdout, "again\n");
+}
