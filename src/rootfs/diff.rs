@@ -335,6 +335,90 @@ mod tests {
     }
 
     #[test]
+    fn sizes_beyond_ustar_travel_in_a_pax_record() {
+        // 9 GiB does not fit ustar's 11 octal digits; the header alone is written (no
+        // data follows), which is all this test reads back.
+        const SIZE: u64 = 9 << 30;
+        let mut buf = Vec::new();
+        let mut tar = Builder::new(&mut buf);
+        let mut h = Header::new_ustar();
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(SIZE);
+        append(&mut tar, h, "huge", None, &[], io::empty()).unwrap();
+        drop(tar);
+        let mut ar = tar::Archive::new(&buf[..]);
+        let mut e = ar.entries().unwrap().next().unwrap().unwrap();
+        let size = e
+            .pax_extensions()
+            .unwrap()
+            .unwrap()
+            .map(|x| x.unwrap())
+            .find(|x| x.key() == Ok("size"))
+            .map(|x| x.value().unwrap().to_string());
+        assert_eq!(size.as_deref(), Some("9663676416"));
+        assert_eq!(e.size(), SIZE, "readers take the PAX size");
+        assert_eq!(e.path().unwrap(), Path::new("huge"));
+    }
+
+    /// The names every driver's opaque dirs may carry (workspace.rs passes these).
+    fn all_opaque_names() -> Vec<String> {
+        ["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"].iter().map(|s| s.to_string()).collect()
+    }
+
+    /// An upper dir `dir/` marked opaque by `mark`, over a lower dir that has `dir/`.
+    fn opaque_case(mark: impl Fn(&Path) -> io::Result<()>) -> io::Result<Vec<String>> {
+        let up = tempfile::tempdir().unwrap();
+        let lower = tempfile::tempdir().unwrap();
+        fs::create_dir(lower.path().join("dir")).unwrap();
+        fs::write(lower.path().join("dir/hidden"), b"old").unwrap();
+        fs::create_dir(up.path().join("dir")).unwrap();
+        fs::write(up.path().join("dir/new"), b"new").unwrap();
+        mark(&up.path().join("dir"))?;
+        let opts = DiffOptions { opaque_xattrs: all_opaque_names(), lowers: vec![lower.path().to_path_buf()], ..Default::default() };
+        let mut buf = Vec::new();
+        write_diff(up.path(), &mut buf, &opts).unwrap();
+        let mut ar = tar::Archive::new(&buf[..]);
+        let mut out = Vec::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let xattrs: Vec<String> = e
+                .pax_extensions()
+                .unwrap()
+                .map(|x| x.map(|x| String::from_utf8_lossy(x.unwrap().key_bytes()).into_owned()).collect())
+                .unwrap_or_default();
+            assert!(xattrs.iter().all(|k| !k.contains("overlay")), "no overlay xattr reaches the layer: {xattrs:?}");
+            out.push(e.path().unwrap().display().to_string());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn opaque_dirs_of_every_driver_give_one_oci_marker() {
+        let want = vec!["dir/".to_string(), format!("dir/{OPAQUE_MARKER}"), "dir/new".to_string()];
+        let xattr_mark = |name: &'static str| move |d: &Path| xattr::set(d, name, b"y");
+        // Kernel overlay in a user namespace, fuse-overlayfs's own xattr.
+        for name in ["user.overlay.opaque", "user.fuseoverlayfs.opaque"] {
+            assert_eq!(opaque_case(xattr_mark(name)).unwrap(), want, "{name}");
+        }
+        // fuse-overlayfs also (or only) leaves marker files in the dir.
+        let files = |d: &Path| {
+            fs::write(d.join(OPAQUE_MARKER), b"")?;
+            fs::write(d.join(".wh..opq"), b"")
+        };
+        assert_eq!(opaque_case(files).unwrap(), want, "fuse-overlayfs marker files");
+        // Kernel overlay as real root; setting trusted.* needs CAP_SYS_ADMIN, which
+        // scripts/test.sh (run as root) has. Without it the refusal must be EPERM.
+        match opaque_case(xattr_mark("trusted.overlay.opaque")) {
+            Ok(got) => assert_eq!(got, want, "trusted.overlay.opaque"),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}"),
+        }
+        // A value other than "y" is not opaque.
+        let no = opaque_case(|d: &Path| xattr::set(d, "user.overlay.opaque", b"n")).unwrap();
+        assert_eq!(no, vec!["dir/", "dir/new"]);
+    }
+
+    #[test]
     fn mtimes_are_clamped() {
         let d = tempfile::tempdir().unwrap();
         fs::write(d.path().join("f"), b"x").unwrap();
