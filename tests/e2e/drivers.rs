@@ -1,7 +1,8 @@
 //! Storage drivers (issue 4, acceptance 1 and 3): the same diff-fidelity Dockerfile is
 //! built with `--storage-driver overlay`, `fuse-overlayfs` and `vfs`, each in its own
 //! store, and the layer tar entries (path, type, mode, uid, gid, size, link target,
-//! xattrs, content hash) must match an expected list and be identical across drivers;
+//! xattrs, content hash) must match an expected list (every path of every layer, and
+//! nothing else) and be identical across drivers;
 //! `strata info` reports a forced driver; and two clean-store builds with
 //! `SOURCE_DATE_EPOCH` give identical manifest digests with clamped mtimes.
 //!
@@ -253,6 +254,7 @@ RUN mkdir -p /n/emptydir /{deep} && \
     mkdir /n/sticky /n/sgiddir && chmod 1777 /n/sticky && chmod 2775 /n/sgiddir && \
     echo u > /n/u1000 && chown 1000:1000 /n/u1000 && \
     echo n > /n/nobody && chown 65534:65534 /n/nobody && \
+    echo m > /n/u65535 && chown 65535:65535 /n/u65535 && \
     mkdir /n/mixed && chown 1000:65534 /n/mixed && \
     echo long > /n/{long} && echo deep > /{deep}/file && \
     echo nonascii > '/n/{NON_ASCII}' && \
@@ -371,11 +373,88 @@ fn check_clean(driver: &str, layer: &str, entries: &[Rich]) {
     }
 }
 
+/// Every path each matrix layer holds, and nothing else: a stray entry (a leaked
+/// marker, a file a driver touched in passing) fails as surely as a missing one.
+fn expected_paths() -> [Vec<String>; 5] {
+    let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let l1 = own(&[
+        "t",
+        "t/d2f",
+        "t/d2f/in",
+        "t/f2d",
+        "t/gone",
+        "t/gonedir",
+        "t/gonedir/sub",
+        "t/gonedir/sub/x",
+        "t/lower",
+        "t/meta",
+        "t/opq",
+        "t/opq/keep",
+        "t/opq/keep/k",
+        "t/opq/old",
+        "t/ren",
+        "t/ren/file",
+    ]);
+    let l2 = own(&[
+        "t",
+        "t/.wh.gone",
+        "t/.wh.gonedir",
+        "t/.wh.ren",
+        "t/d2f",
+        "t/f2d",
+        "t/f2d/n",
+        "t/lower",
+        "t/lowerlink",
+        "t/meta",
+        "t/opq",
+        "t/opq/.wh..wh..opq",
+        "t/opq/new",
+        "t/ren2",
+        "t/ren2/file",
+    ]);
+    let deep = deep_dir();
+    let (deep_b, _) = deep.rsplit_once('/').expect("deep dir has parents");
+    let mut l3 = own(&[
+        "n",
+        "n/abssym",
+        "n/big",
+        "n/emptydir",
+        "n/h1",
+        "n/h2",
+        "n/h3",
+        "n/mixed",
+        "n/nobody",
+        "n/relsym",
+        "n/sgid",
+        "n/sgiddir",
+        "n/sparse",
+        "n/sticky",
+        "n/suid",
+        "n/u1000",
+        "n/u65535",
+    ]);
+    l3.extend([deep_b.to_string(), deep.clone(), format!("{deep}/file"), format!("n/{}", long_name()), format!("n/{NON_ASCII}")]);
+    let l4 = own(&["n", "n/xattr-file"]);
+    [l1, l2, l3, l4.clone(), l4]
+}
+
 /// The expected entries of each matrix layer.
 #[track_caller]
 fn check_expected(driver: &str, layers: &[Vec<Rich>]) {
     for (i, entries) in layers.iter().enumerate() {
         check_clean(driver, &format!("L{}", i + 1), entries);
+    }
+    for (i, (entries, want)) in layers.iter().zip(expected_paths()).enumerate() {
+        let got: BTreeSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+        let want: BTreeSet<&str> = want.iter().map(String::as_str).collect();
+        let extra: Vec<&&str> = got.difference(&want).collect();
+        let missing: Vec<&&str> = want.difference(&got).collect();
+        assert!(
+            extra.is_empty() && missing.is_empty(),
+            "{driver} L{}: unexpected entries {extra:?}, missing entries {missing:?}:\n{}",
+            i + 1,
+            dump(entries)
+        );
     }
 
     // L1: plain new files and dirs.
@@ -440,7 +519,9 @@ fn check_expected(driver: &str, layers: &[Vec<Rich>]) {
         let e = find(driver, name, l3, path);
         assert_eq!((e.kind, e.mode & 0o7777), (kind, mode), "{driver} L3: special bits of {}", e.key());
     }
-    for (path, uid, gid) in [("n/u1000", 1000, 1000), ("n/nobody", 65534, 65534), ("n/mixed", 1000, 65534), ("n/h1", 0, 0)] {
+    for (path, uid, gid) in
+        [("n/u1000", 1000, 1000), ("n/nobody", 65534, 65534), ("n/u65535", 65535, 65535), ("n/mixed", 1000, 65534), ("n/h1", 0, 0)]
+    {
         let e = find(driver, name, l3, path);
         assert_eq!((e.uid, e.gid), (uid, gid), "{driver} L3: owner of {}", e.key());
     }
