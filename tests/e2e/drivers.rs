@@ -628,6 +628,90 @@ fn drivers_matrix_identical_across_drivers() {
 }
 
 // ---------------------------------------------------------------------------------------
+// A base image's own fidelity: file capabilities and OCI whiteouts in base layers.
+
+/// `security.capability` v2 for cap_net_bind_service=ep (what `setcap` writes).
+const CAP_NET_BIND_EP: [u8; 20] = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// A base layout (tag `hostile`): busybox, then a layer with `d/{a,b}` and `x`, then one
+/// that makes `d` opaque (keeping only `d/c`), whites out `x` and adds a file with a
+/// file capability. A RUN chmods that file and records what it sees; its layer must hold
+/// exactly the chmodded file (capability intact) and the listing.
+fn base_fidelity_for(test: &str, driver: &str) {
+    use crate::hostile::{hostile_layout, RawTar};
+    if skip_driver(test, driver) {
+        return;
+    }
+    let dir = scratch(&format!("base-fidelity-{driver}"));
+    let layout = dir.join("base");
+    let first = RawTar::default().dir("d").file("d/a", "a\n").file("d/b", "b\n").file("x", "x\n").finish();
+    let second = RawTar::default()
+        .dir("d")
+        .file("d/.wh..wh..opq", "")
+        .file("d/c", "c\n")
+        .file(".wh.x", "")
+        .file_with_xattr("capfile", "cap\n", 0o755, "security.capability", &CAP_NET_BIND_EP)
+        .finish();
+    hostile_layout(&layout, &[first, second], true);
+    let ctx = dir.join("context");
+    fs::create_dir_all(&ctx).expect("create context");
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM oci:{}:hostile\nRUN chmod 0750 /capfile && ls -A /d > /listing && {{ test -e /x && echo x-present || echo x-gone; }} >> /listing\n",
+            path_str(&layout)
+        ),
+    )
+    .expect("write Dockerfile");
+    let root = dir.join("store");
+    let out = dir.join("out");
+    strata_at(
+        &root,
+        Some(driver),
+        &[],
+        &["build", "-t", "base-fidelity:latest", "--output", &format!("oci:{}:b", path_str(&out)), &path_str(&ctx)],
+    )
+    .ok();
+    let layout = Layout::open(&out);
+    let manifest = layout.manifest(Some("b"));
+    let top = Layout::layers(&manifest).last().cloned().expect("layers");
+    let entries = rich_entries(&layout, &top);
+    check_clean(driver, "RUN", &entries);
+    let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["capfile", "listing"], "{driver}: the RUN layer holds the chmodded file and the listing only:\n{}", dump(&entries));
+    let listing = &entries[1];
+    assert!(
+        listing.content_is(b"c\nx-gone\n"),
+        "{driver}: the base's opaque dir shows only d/c and its whiteout hides /x: {}",
+        listing.key()
+    );
+    let cap = &entries[0];
+    assert_eq!(cap.mode & 0o7777, 0o750, "{driver}: {}", cap.key());
+    assert!(cap.content_is(b"cap\n"), "{driver}: {}", cap.key());
+    assert_eq!(
+        cap.xattrs.get("security.capability").map(Vec::as_slice),
+        Some(&CAP_NET_BIND_EP[..]),
+        "{driver}: the file capability survives unpack and copy-up: {}",
+        cap.key()
+    );
+}
+
+#[test]
+fn base_fidelity_overlay() {
+    base_fidelity_for("base_fidelity_overlay", "overlay");
+}
+
+#[test]
+fn base_fidelity_fuse_overlayfs() {
+    base_fidelity_for("base_fidelity_fuse_overlayfs", "fuse-overlayfs");
+}
+
+#[test]
+fn base_fidelity_vfs() {
+    base_fidelity_for("base_fidelity_vfs", "vfs");
+}
+
+// ---------------------------------------------------------------------------------------
 // The sandbox: RUN processes start with default signal dispositions, as under docker.
 // (strata is a Rust program: std ignores SIGPIPE, and an ignored signal survives exec, so
 // `yes | head -c 1` in a RUN step would spin forever unless the sandbox resets it.)
