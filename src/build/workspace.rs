@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use crate::oci::{self, DiffId, Digest, ImageConfig, Store};
 use crate::rootfs::diff::{write_diff, DiffOptions};
 use crate::rootfs::layers::LayerDirs;
+use crate::rootfs::normalise::normalise_upper;
 use crate::rootfs::vfs;
 use crate::sandbox::userns::Privilege;
 use crate::sandbox::{Driver, DriverChoice, OverlaySpec};
@@ -242,6 +243,8 @@ impl Workspace {
             std::io::Write::flush(&mut out)
         })?;
         let hex = blob.diff_id.digest().hex().to_string();
+        // Any driver may stack this dir later: fuse-overlayfs's markers become overlay's.
+        normalise_upper(upper, &opts, self.layers.opaque_xattr())?;
         self.layers.adopt(upper, &hex)?;
         Ok(Some(LayerRef { diff_id: blob.diff_id.clone(), blob: blob.descriptor() }))
     }

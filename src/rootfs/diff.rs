@@ -147,7 +147,7 @@ fn base_header(meta: &Metadata, mtime: u64) -> Header {
     h
 }
 
-fn hides_a_lower_dir(opts: &DiffOptions, rel: &Path) -> bool {
+pub(super) fn hides_a_lower_dir(opts: &DiffOptions, rel: &Path) -> bool {
     let names: Vec<&str> = opts.opaque_xattrs.iter().map(String::as_str).collect();
     let view = LowerView { lowers: &opts.lowers, opaque: &names };
     matches!(view.find(rel), Some((_, m)) if m.is_dir())

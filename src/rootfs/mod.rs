@@ -10,6 +10,7 @@ pub mod diff;
 pub mod extract;
 pub mod layers;
 pub mod lower;
+pub mod normalise;
 pub mod resolve;
 pub mod unpack;
 pub mod vfs;

@@ -711,6 +711,40 @@ fn base_fidelity_vfs() {
     base_fidelity_for("base_fidelity_vfs", "vfs");
 }
 
+/// Layer dirs a fuse-overlayfs build made are stacked by the other drivers with the
+/// same meaning: fuse-overlayfs marks opaque dirs its own way (a `.wh..wh..opq` file,
+/// a `.wh..opq` device), which kernel overlay and vfs would show as files and see
+/// through.
+#[test]
+fn drivers_fuse_layer_dirs_stack_under_every_driver() {
+    let test = "drivers_fuse_layer_dirs_stack_under_every_driver";
+    if DRIVERS.iter().any(|d| skip_driver(test, d)) {
+        return;
+    }
+    let dir = scratch("fuse-then-others");
+    let root = dir.join("store");
+    build_busybox_in(&root, Some("fuse-overlayfs"), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let ctx = dir.join("context");
+    fs::create_dir_all(&ctx).expect("create context");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:latest\n\
+         RUN mkdir -p /q/o && echo 1 > /q/o/a && echo 2 > /q/gone\n\
+         RUN rm /q/gone && rm -rf /q/o && mkdir /q/o && echo 3 > /q/o/b && mkdir /q/newdir && echo 4 > /q/newdir/c\n",
+    )
+    .expect("write Dockerfile");
+    strata_at(&root, Some("fuse-overlayfs"), &[], &["build", "-t", "fuse-made:latest", &path_str(&ctx)]).ok();
+    for driver in DRIVERS {
+        let out = strata_at(&root, Some(driver), &[], &["run", "--rm", "fuse-made:latest", "sh", "-c", "ls -A /q /q/o /q/newdir"]).ok();
+        assert_eq!(
+            out.stdout,
+            "/q:\nnewdir\no\n\n/q/newdir:\nc\n\n/q/o:\nb\n",
+            "{driver} stacking fuse-overlayfs's layer dirs: the replaced dir shows only its new file, no marker files: {}",
+            out.describe()
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The sandbox: RUN processes start with default signal dispositions, as under docker.
 // (strata is a Rust program: std ignores SIGPIPE, and an ignored signal survives exec, so
