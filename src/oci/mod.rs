@@ -131,12 +131,15 @@ impl OciError {
 }
 
 /// True when `e`, or an error it wraps (a layer producer's error travels inside an
-/// `io::Error::other`), is ENOSPC.
+/// `io::Error::other`), is ENOSPC. The kind counts too: tempfile wraps the OS error in
+/// its own payload (adding the path) and keeps only the kind visible.
 pub fn is_disk_full(e: &std::io::Error) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if err.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error) == Some(libc::ENOSPC) {
-            return true;
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.raw_os_error() == Some(libc::ENOSPC) || io.kind() == std::io::ErrorKind::StorageFull {
+                return true;
+            }
         }
         // io::Error::other keeps its payload behind get_ref, not source().
         cur = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {

@@ -45,7 +45,7 @@ pub enum RootfsError {
 impl RootfsError {
     pub(crate) fn io(path: impl AsRef<Path>, source: io::Error) -> Self {
         let path = path.as_ref().display().to_string();
-        if source.raw_os_error() == Some(libc::ENOSPC) {
+        if crate::oci::is_disk_full(&source) {
             RootfsError::DiskFull { path, source }
         } else {
             RootfsError::Io { path, source }
@@ -78,6 +78,9 @@ mod tests {
         let err = crate::oci::OciError::io("produce layer into", "/store/oci/blobs/sha256/tmp-1")(wrapped);
         let msg = err.to_string();
         assert!(msg.contains("/store/oci/blobs/sha256/tmp-1") && msg.contains("disk is full"), "{msg}");
+        // tempfile's errors keep only the kind of the OS error they wrap.
+        let kind_only = io::Error::new(io::ErrorKind::StorageFull, "no space left on device at path /store/oci/blobs/x");
+        assert!(crate::oci::OciError::io("write layer", "/store/oci/blobs/x")(kind_only).to_string().contains("disk is full"));
         let other = crate::oci::OciError::io("write", "/x")(io::Error::from_raw_os_error(libc::EIO));
         assert!(!other.to_string().contains("disk is full"), "{other}");
     }

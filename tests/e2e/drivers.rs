@@ -745,6 +745,67 @@ fn drivers_fuse_layer_dirs_stack_under_every_driver() {
     }
 }
 
+/// A full disk while committing a layer or unpacking a base says so and names the
+/// store path. The store lives on a 10 MiB tmpfs mounted inside `strata unshare` (a
+/// user namespace may mount tmpfs), which vanishes with it.
+#[test]
+fn drivers_full_disk_is_reported_as_such() {
+    let test = "drivers_full_disk_is_reported_as_such";
+    if skip_without_sandbox(test) {
+        return;
+    }
+    let dir = scratch("disk-full");
+    let mnt = dir.join("mnt");
+    let busybox = dir.join("busybox");
+    let commit = dir.join("commit");
+    let unpack = dir.join("unpack");
+    for d in [&mnt, &busybox, &commit, &unpack] {
+        fs::create_dir_all(d).expect("create dir");
+    }
+    stage_busybox_context(&busybox).unwrap_or_else(|e| panic!("{e}"));
+    // 4 MB that gzip cannot shrink: the upper dir fits, the blob beside it does not.
+    fs::write(commit.join("Dockerfile"), "FROM busybox:latest\nRUN head -c 4000000 /dev/urandom > /r\n").expect("write Dockerfile");
+    // A base layer whose blob is small (zeros) but whose content (12 MB) is not.
+    let layout = dir.join("big-base");
+    let zeros = "\0".repeat(12 << 20);
+    crate::hostile::hostile_layout(&layout, &[crate::hostile::RawTar::default().file("zeros", &zeros).finish()], true);
+    fs::write(unpack.join("Dockerfile"), format!("FROM oci:{}:hostile\nRUN true\n", path_str(&layout))).expect("write Dockerfile");
+    let (bin, store) = (path_str(&strata_bin()), path_str(&mnt.join("store")));
+    let script = format!(
+        "mount -t tmpfs -o size=10m tmpfs {mnt} || exit 99; \
+         {bin} --root {store} build -q -t busybox:latest {busybox} >/dev/null || exit 98; \
+         echo '== commit'; {bin} --root {store} build -t full-commit {commit} 2>&1; echo \"rc=$?\"; \
+         echo '== unpack'; {bin} --root {store} build -t full-unpack {unpack} 2>&1; echo \"rc=$?\"; \
+         echo '== images'; {bin} --root {store} images",
+        mnt = path_str(&mnt),
+        busybox = path_str(&busybox),
+        commit = path_str(&commit),
+        unpack = path_str(&unpack),
+    );
+    let out = strata_at(&dir.join("outer"), None, &[], &["unshare", "sh", "-c", &script]).ok();
+    let text = &out.stdout;
+    let section = |name: &str| {
+        let start = text.find(&format!("== {name}\n")).unwrap_or_else(|| panic!("{test}: no {name} section: {}", out.describe()));
+        let rest = &text[start..];
+        rest[..rest[3..].find("== ").map_or(rest.len(), |i| i + 3)].to_string()
+    };
+    for (name, path_part) in [("commit", "/oci/blobs/"), ("unpack", "/tmp/step-")] {
+        let s = section(name);
+        assert!(s.contains("rc=1"), "{test}: the {name} build fails: {s}");
+        let line = s
+            .lines()
+            .find(|l| l.contains("the disk is full"))
+            .unwrap_or_else(|| panic!("{test}: {name} does not say the disk is full: {s}"));
+        assert!(
+            line.contains(&format!("{store}{path_part}")),
+            "{test}: {name}: the error names the path in the store ({store}{path_part}...): {line}"
+        );
+        assert!(!s.contains("panicked"), "{s}");
+    }
+    let images = section("images");
+    assert!(images.contains("busybox") && !images.contains("full-"), "{test}: failed builds tag nothing: {images}");
+}
+
 // ---------------------------------------------------------------------------------------
 // The sandbox: RUN processes start with default signal dispositions, as under docker.
 // (strata is a Rust program: std ignores SIGPIPE, and an ignored signal survives exec, so
