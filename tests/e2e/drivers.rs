@@ -745,6 +745,45 @@ fn drivers_fuse_layer_dirs_stack_under_every_driver() {
     }
 }
 
+/// Too many layers for one kernel overlay mount (its options must fit in a page): a
+/// probed overlay falls back to fuse-overlayfs for that mount, a forced one fails and
+/// says what to use instead, and never becomes another driver silently.
+#[test]
+fn drivers_forced_overlay_never_falls_back() {
+    let test = "drivers_forced_overlay_never_falls_back";
+    if skip_driver(test, "fuse-overlayfs") {
+        return;
+    }
+    crate::support::with_base();
+    let ctx = scratch("many-layers");
+    let mut dockerfile = String::from("FROM busybox:latest\n");
+    for i in 0..60 {
+        dockerfile.push_str(&format!("RUN echo {i} > /f{i}\n"));
+    }
+    fs::write(ctx.join("Dockerfile"), dockerfile).expect("write Dockerfile");
+    let root = crate::support::world().root.clone();
+    let probed = strata_at(&root, None, &[], &["build", "-t", "many-layers:latest", &path_str(&ctx)]);
+    let probed_driver =
+        strata_at(&root, None, &[], &["info", "--json"]).ok().json()["storage_driver"].as_str().unwrap_or_default().to_owned();
+    if probed_driver == "overlay" {
+        let probed = probed.ok();
+        assert!(probed.stderr.contains("using fuse-overlayfs"), "{test}: a probed overlay falls back, and says so: {}", probed.describe());
+    } else {
+        probed.ok();
+    }
+    let forced = strata_at(&root, Some("overlay"), &[], &["run", "--rm", "many-layers:latest", "cat", "/f59"]);
+    assert!(!forced.success(), "{test}: a forced overlay cannot mount 64 layers: {}", forced.describe());
+    assert!(!forced.stdout.contains("59"), "{test}: the command must not have run on another driver: {}", forced.describe());
+    assert!(!forced.stderr.contains("using fuse-overlayfs"), "{test}: no silent fallback: {}", forced.describe());
+    assert!(
+        forced.stderr.contains("storage driver overlay") && forced.stderr.contains("--storage-driver fuse-overlayfs"),
+        "{test}: the error names the driver and suggests another: {}",
+        forced.describe()
+    );
+    let fuse = strata_at(&root, Some("fuse-overlayfs"), &[], &["run", "--rm", "many-layers:latest", "cat", "/f59"]).ok();
+    assert_eq!(fuse.stdout, "59\n", "{test}: the suggested driver works: {}", fuse.describe());
+}
+
 /// A full disk while committing a layer or unpacking a base says so and names the
 /// store path. The store lives on a 10 MiB tmpfs mounted inside `strata unshare` (a
 /// user namespace may mount tmpfs), which vanishes with it.
