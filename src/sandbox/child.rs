@@ -58,7 +58,7 @@ pub fn contain(spec: &RunSpec) -> Outcome {
     let _rootfs = if spec.rootfs.driver == Driver::Vfs {
         None
     } else {
-        match overlay::mount_overlay(&spec.rootfs) {
+        match overlay::mount_overlay_with(&spec.rootfs, overlay::FuseLife::TiedToCaller) {
             Ok(m) => Some(m),
             Err(e) => return Outcome::SetupFailed(e.to_string()),
         }

@@ -191,23 +191,40 @@ fn zstd_layers_pass_skopeo_and_plain_layers_pass_umoci() {
 /// store's scratch space is cleaned up by the next build, which works.
 #[test]
 fn sigint_to_strata_stops_a_build_cleanly() {
+    if skip_without_sandbox("sigint_to_strata_stops_a_build_cleanly") {
+        return;
+    }
+    sigint_case(None);
+}
+
+/// The same with fuse-overlayfs, whose daemon must not outlive the build either.
+#[test]
+fn sigint_to_strata_stops_a_fuse_overlayfs_build_cleanly() {
+    if crate::drivers::skip_driver("sigint_to_strata_stops_a_fuse_overlayfs_build_cleanly", "fuse-overlayfs") {
+        return;
+    }
+    sigint_case(Some("fuse-overlayfs"));
+}
+
+fn sigint_case(driver: Option<&str>) {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    if skip_without_sandbox("sigint_to_strata_stops_a_build_cleanly") {
-        return;
-    }
     let dir = scratch("sigint");
     let root = dir.join("store");
-    crate::drivers::build_busybox_in(&root, None, &[]).unwrap_or_else(|e| panic!("{e}"));
+    crate::drivers::build_busybox_in(&root, driver, &[]).unwrap_or_else(|e| panic!("{e}"));
     let ctx = dir.join("context");
     std::fs::create_dir_all(&ctx).unwrap();
     // A sleep nobody else runs, so its process can be looked for afterwards.
     std::fs::write(ctx.join("Dockerfile"), "FROM busybox:latest\nRUN echo step-started && exec sleep 61\n").unwrap();
     let mut cmd = Command::new(crate::support::strata_bin());
-    cmd.env_remove("STRATA_STORAGE_DRIVER").arg("--root").arg(&root).args(["build", "-t", "interrupted:latest"]).arg(&ctx);
+    cmd.env_remove("STRATA_STORAGE_DRIVER").arg("--root").arg(&root);
+    if let Some(d) = driver {
+        cmd.args(["--storage-driver", d]);
+    }
+    cmd.args(["build", "-t", "interrupted:latest"]).arg(&ctx);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // Whatever started the test may have SIGINT ignored (a `cmd &` of a shell), and an
     // ignored signal is inherited: give strata the disposition a terminal user's has.
@@ -259,23 +276,24 @@ fn sigint_to_strata_stops_a_build_cleanly() {
     let stderr = err.join().unwrap_or_default();
     assert_eq!(status.code(), Some(130), "strata ends as a process killed by SIGINT does (128 + 2): {status:?}\n{stderr}");
 
-    // The container went with it.
+    // The container, the sandbox helper and any fuse-overlayfs daemon went with it.
     std::thread::sleep(Duration::from_millis(500));
-    let sleepers: Vec<String> = std::fs::read_dir("/proc")
+    let store = path_str(&root);
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .filter(|c| c == b"sleep\x0061\x00")
-        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c == "sleep 61 " || c.contains(&store))
         .collect();
-    assert!(sleepers.is_empty(), "the RUN step's process outlived the build: {sleepers:?}");
-    let images = crate::drivers::strata_at(&root, None, &[], &["images"]).ok();
+    assert!(survivors.is_empty(), "{driver:?}: processes outlived the build: {survivors:?}");
+    let images = crate::drivers::strata_at(&root, driver, &[], &["images"]).ok();
     assert!(!images.stdout.contains("interrupted"), "an interrupted build tags nothing: {}", images.describe());
 
     // The next build works, and its open removed the interrupted step's scratch dir.
     std::fs::write(ctx.join("Dockerfile"), "FROM busybox:latest\nRUN echo again > /again\n").unwrap();
-    crate::drivers::strata_at(&root, None, &[], &["build", "-t", "interrupted:latest", &path_str(&ctx)]).ok();
+    crate::drivers::strata_at(&root, driver, &[], &["build", "-t", "interrupted:latest", &path_str(&ctx)]).ok();
     let leftovers: Vec<_> = std::fs::read_dir(root.join("tmp")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(leftovers.is_empty(), "scratch dirs left in the store's tmp/: {leftovers:?}");
-    let out = crate::drivers::strata_at(&root, None, &[], &["run", "--rm", "interrupted:latest", "cat", "/again"]).ok();
+    let out = crate::drivers::strata_at(&root, driver, &[], &["run", "--rm", "interrupted:latest", "cat", "/again"]).ok();
     assert_eq!(out.stdout, "again\n");
 }
