@@ -20,6 +20,8 @@ mod cache;
 mod cli;
 #[path = "e2e/dockerfile.rs"]
 mod dockerfile;
+#[path = "e2e/driver_cases.rs"]
+mod driver_cases;
 #[path = "e2e/drivers.rs"]
 mod drivers;
 #[path = "e2e/hardening.rs"]
@@ -36,6 +38,8 @@ mod language_copy;
 mod language_stages;
 #[path = "e2e/layout.rs"]
 mod layout;
+#[path = "e2e/reproducible.rs"]
+mod reproducible;
 #[path = "e2e/single_id.rs"]
 mod single_id;
 #[path = "e2e/store.rs"]

@@ -1,8 +1,8 @@
 //! The container's side: new namespaces, pid 1's setup, and the exec.
 //!
-//! [`contain`] runs in the sandbox helper process. It unshares pid, uts and ipc
-//! namespaces, forks pid 1 and waits for it. Pid 1 takes its own mount namespace,
-//! mounts the root, pivots into
+//! [`contain`] runs in the sandbox helper process. It mounts the overlay, unshares
+//! pid, uts and ipc namespaces, forks pid 1 and waits for it. Pid 1 takes its own
+//! mount namespace (with the overlay in it), mounts /proc, /dev and /sys, pivots into
 //! it, resolves the user in the container's own /etc/passwd, drops to Docker's
 //! default capability set with no_new_privs, and execs the command. A setup failure
 //! travels back over a close-on-exec pipe, so "the command exited 125" and "the
@@ -22,7 +22,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, fork, pipe2, pivot_root, setgid, setgroups, sethostname, setuid, ForkResult, Gid, Uid};
 use std::os::fd::AsRawFd;
 
-use super::{chown_notify, mounts, overlay, Network, Outcome, RunSpec};
+use super::{chown_notify, mounts, overlay, Driver, Network, Outcome, RunSpec};
 use std::os::unix::net::UnixStream;
 
 /// Docker's default capability set for containers.
@@ -48,6 +48,21 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Runs the spec's command in new namespaces and reports how it ended.
 pub fn contain(spec: &RunSpec) -> Outcome {
+    // The overlay is mounted here, in the helper's mount namespace, not in pid 1's:
+    // fuse-overlayfs serves its mount from a daemon, and pivot_root re-roots every
+    // process of the namespace it runs in, so a daemon in pid 1's namespace would have
+    // its root on the very mount it serves; its own path lookups (/proc/self/fd/N for
+    // xattrs) then wait for an answer only it can give, and the RUN hangs. pid 1's
+    // namespace is copied from this one and keeps the mount. Before unsharing the pid
+    // namespace: the mount helper must not become its pid 1. Unmounted on return.
+    let _rootfs = if spec.rootfs.driver == Driver::Vfs {
+        None
+    } else {
+        match overlay::mount_overlay_with(&spec.rootfs, overlay::FuseLife::TiedToCaller) {
+            Ok(m) => Some(m),
+            Err(e) => return Outcome::SetupFailed(e.to_string()),
+        }
+    };
     let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if spec.network == Network::None {
         flags |= CloneFlags::CLONE_NEWNET;
@@ -221,7 +236,11 @@ fn setup(spec: &RunSpec) -> Result<Prepared, String> {
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(mount namespace): {e}"))?;
     nix::mount::mount(None::<&str>, "/", None::<&str>, nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| format!("make / private: {e}"))?;
-    overlay::mount_rootfs(&spec.rootfs).map_err(|e| e.to_string())?;
+    if spec.rootfs.driver == Driver::Vfs {
+        // A bind of the copy onto itself, so it can be pivoted into (the overlay
+        // drivers were mounted by the helper, see `contain`).
+        overlay::mount_rootfs(&spec.rootfs).map_err(|e| e.to_string())?;
+    }
     mounts::mount_system(&spec.rootfs.merged).map_err(|e| e.to_string())?;
     mounts::mask_paths(&spec.rootfs.merged);
     write_pipes(&spec.rootfs.merged, &spec.pipes)?;

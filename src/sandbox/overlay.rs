@@ -1,4 +1,5 @@
-//! Overlay mounts: kernel overlayfs first, fuse-overlayfs when the kernel refuses.
+//! Overlay mounts: kernel overlayfs first, fuse-overlayfs when the kernel refuses
+//! (only when the driver was probed; a forced driver fails with what to use instead).
 //!
 //! Used by a container's pid 1 (the mount dies with its namespace) and by the builder
 //! itself for COPY and WORKDIR, which write through a mounted overlay so that
@@ -10,7 +11,10 @@ use std::process::Command;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use super::{userns::which, Driver, OverlaySpec, SandboxError};
+use super::{userns::which, Driver, DriverChoice, OverlaySpec, SandboxError};
+
+/// What to try instead when an overlay driver cannot mount here.
+const VFS_HINT: &str = "use --storage-driver vfs (copies the layers, needs no mounts)";
 
 /// A mounted overlay; unmounted when dropped.
 #[derive(Debug)]
@@ -33,31 +37,86 @@ impl Drop for OverlayMount {
     }
 }
 
+/// How long a fuse-overlayfs daemon lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FuseLife {
+    /// It daemonizes and lives until unmounted (the builder: threads make a parent
+    /// death signal unreliable, it fires when the spawning thread ends).
+    Detached,
+    /// It stays our child and is killed when this single-threaded process dies (the
+    /// sandbox helper: a build killed mid-RUN must not leave a daemon behind).
+    TiedToCaller,
+}
+
 /// Mounts `spec` and returns a guard that unmounts it.
 pub fn mount_overlay(spec: &OverlaySpec) -> Result<OverlayMount, SandboxError> {
-    let driver = mount_rootfs(spec)?;
+    mount_overlay_with(spec, FuseLife::Detached)
+}
+
+/// [`mount_overlay`], choosing how a fuse-overlayfs daemon lives.
+pub fn mount_overlay_with(spec: &OverlaySpec, life: FuseLife) -> Result<OverlayMount, SandboxError> {
+    let driver = mount_rootfs_with(spec, life)?;
     Ok(OverlayMount { merged: spec.merged.clone(), driver })
 }
 
 /// Mounts the overlay of `spec.lower` + `spec.upper` on `spec.merged`, returning the
 /// driver that succeeded.
 pub fn mount_rootfs(spec: &OverlaySpec) -> Result<Driver, SandboxError> {
+    mount_rootfs_with(spec, FuseLife::Detached)
+}
+
+fn mount_rootfs_with(spec: &OverlaySpec, life: FuseLife) -> Result<Driver, SandboxError> {
     if spec.driver == Driver::Vfs {
         mount(Some(&spec.merged), &spec.merged, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
             .map_err(|e| SandboxError::sys(format!("bind {} onto itself", spec.merged.display()), e))?;
         return Ok(Driver::Vfs);
     }
     if spec.driver == Driver::KernelOverlay {
-        match mount_kernel(spec) {
+        let refused = match mount_kernel(spec) {
             Ok(()) => return Ok(Driver::KernelOverlay),
-            Err(e) if which("fuse-overlayfs").is_some() => {
-                eprintln!("strata: kernel overlay refused ({e}); using fuse-overlayfs");
+            Err(e) => e.to_string(),
+        };
+        let fuse = fuse_problem();
+        match (spec.choice, fuse) {
+            (DriverChoice::Probed, None) => eprintln!("strata: kernel overlay refused ({refused}); using fuse-overlayfs"),
+            (DriverChoice::Forced, None) => {
+                return Err(SandboxError::Driver {
+                    driver: "overlay",
+                    reason: format!("the kernel refused the mount ({refused})"),
+                    hint: format!("use --storage-driver fuse-overlayfs, or {VFS_HINT}"),
+                })
             }
-            Err(e) => return Err(e),
+            (_, Some(why)) => {
+                return Err(SandboxError::Driver {
+                    driver: "overlay",
+                    reason: format!("the kernel refused the mount ({refused}) and fuse-overlayfs cannot stand in: {why}"),
+                    hint: VFS_HINT.into(),
+                })
+            }
         }
     }
-    mount_fuse(spec)?;
+    if let Some(why) = fuse_problem() {
+        return Err(SandboxError::Driver { driver: "fuse-overlayfs", reason: why, hint: VFS_HINT.into() });
+    }
+    match life {
+        FuseLife::Detached => mount_fuse(spec)?,
+        FuseLife::TiedToCaller => mount_fuse_tied(spec)?,
+    }
     Ok(Driver::FuseOverlay)
+}
+
+/// Why fuse-overlayfs cannot mount here, if it cannot: no binary on PATH, or a
+/// /dev/fuse this user cannot open read-write.
+fn fuse_problem() -> Option<String> {
+    if which("fuse-overlayfs").is_none() {
+        return Some("fuse-overlayfs is not installed (not found on PATH; Debian package fuse-overlayfs)".into());
+    }
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "/dev/fuse is not usable ({e}); it must exist and be readable and writable by this user (distributions ship it 0666)"
+        )),
+    }
 }
 
 /// Finds the best driver this host offers: kernel overlay, else fuse-overlayfs
@@ -74,14 +133,14 @@ pub fn probe(scratch: &Path, userxattr: bool) -> Driver {
         work: dirs[2].clone(),
         merged: dirs[3].clone(),
         driver: Driver::KernelOverlay,
+        choice: DriverChoice::Forced,
         userxattr,
     };
     if mount_kernel(&spec).is_ok() {
         let _ = umount2(&spec.merged, MntFlags::MNT_DETACH);
         return Driver::KernelOverlay;
     }
-    let fuse_usable = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok();
-    if fuse_usable && which("fuse-overlayfs").is_some() && mount_fuse(&spec).is_ok() {
+    if fuse_problem().is_none() && mount_fuse(&spec).is_ok() {
         let _ = umount2(&spec.merged, MntFlags::MNT_DETACH);
         return Driver::FuseOverlay;
     }
@@ -141,4 +200,51 @@ fn mount_fuse(spec: &OverlaySpec) -> Result<(), SandboxError> {
         });
     }
     Ok(())
+}
+
+/// fuse-overlayfs in the foreground as our child, in a session of its own (a terminal's
+/// Ctrl-C is for the command, not for the daemon serving its files) and killed when we
+/// die; returns once `spec.merged` is a mount point.
+fn mount_fuse_tied(spec: &OverlaySpec) -> Result<(), SandboxError> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let (base, opts) = relative_options(spec);
+    let parent = spec.merged.parent().unwrap_or(Path::new("/"));
+    let parent_dev = std::fs::metadata(parent).map_err(|e| SandboxError::io(parent, e))?.dev();
+    // Its chatter ("unknown argument ignored: lazytime") is not the command's output:
+    // it goes to a log beside the work dir, shown only when the mount fails.
+    let log_path = spec.work.with_file_name("fuse-overlayfs.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| SandboxError::io(&log_path, e))?;
+    let mut cmd = Command::new("fuse-overlayfs");
+    cmd.current_dir(&base).arg("-f").arg("-o").arg(&opts).arg(&spec.merged);
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(log);
+    // SAFETY: setsid and prctl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| SandboxError::io("fuse-overlayfs", e))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if std::fs::metadata(&spec.merged).is_ok_and(|m| m.dev() != parent_dev) {
+            return Ok(());
+        }
+        let failed = |why: String| {
+            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+            SandboxError::Helper { helper: "fuse-overlayfs".into(), args: opts.clone(), stderr: format!("{why}: {}", said.trim()) }
+        };
+        match child.try_wait() {
+            Ok(Some(status)) => return Err(failed(format!("exited with {status} before mounting"))),
+            Err(e) => return Err(SandboxError::io("fuse-overlayfs", e)),
+            Ok(None) => {}
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(failed("did not mount within 30 s".into()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
