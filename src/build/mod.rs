@@ -122,8 +122,7 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
         report.line(&format!("COMMIT {tag}"));
     }
     if let Some(dest) = output {
-        let default_tag = tags.first().and_then(|t| t.tag().map(str::to_string));
-        export::export(ws, &manifest, &dest, default_tag.as_deref())?;
+        export::export(&ws.store, &manifest, &dest, tags.first())?;
         report.line(&format!("exported to {}", dest));
     }
     report.line(&format!("--> {}", image_id.short()));

@@ -1,9 +1,10 @@
 //! Command-line interface: clap types and one function per command.
 //!
 //! Commands that touch layer directories (build, run, unshare) first enter
-//! strata's user namespace; read-only commands (images, inspect, rmi, tag) work on
-//! the image store directly and need no namespace.
+//! strata's user namespace; commands on images alone (images, inspect, rmi, tag,
+//! save, load) work on the image store directly and need no namespace.
 
+mod archive;
 mod build;
 mod images;
 mod info;
@@ -59,6 +60,10 @@ pub enum Command {
     History(images::HistoryArgs),
     /// Remove dangling images, unused layers and blobs (and with --all, the build cache).
     Prune(prune::PruneArgs),
+    /// Write an image to a docker-archive, oci-archive or OCI layout.
+    Save(archive::SaveArgs),
+    /// Load an image from a docker-archive or oci-archive.
+    Load(archive::LoadArgs),
 }
 
 /// Parses `args` and runs the command.
@@ -97,6 +102,8 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         Command::Tag(a) => images::tag(&Workspace::open_store(&root)?, a),
         Command::Fsck(a) => images::fsck(&Workspace::open_store(&root)?, a),
         Command::History(a) => images::history(&Workspace::open_store(&root)?, a),
+        Command::Save(a) => archive::save(&Workspace::open_store(&root)?, a),
+        Command::Load(a) => archive::load(&Workspace::open_store(&root)?, a),
         Command::Prune(a) => {
             let ws = enter_workspace(&root, driver)?;
             prune::prune(&ws, a)
