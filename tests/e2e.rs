@@ -26,6 +26,8 @@ mod drivers;
 mod hardening;
 #[path = "e2e/hostile.rs"]
 mod hostile;
+#[path = "e2e/interop.rs"]
+mod interop;
 #[path = "e2e/language.rs"]
 mod language;
 #[path = "e2e/language_config.rs"]
