@@ -18,6 +18,8 @@ mod acceptance;
 mod cache;
 #[path = "e2e/cli.rs"]
 mod cli;
+#[path = "e2e/containers.rs"]
+mod containers;
 #[path = "e2e/dockerfile.rs"]
 mod dockerfile;
 #[path = "e2e/drivers.rs"]

@@ -9,6 +9,7 @@
 pub mod base;
 pub mod cache;
 pub mod cached;
+pub mod container;
 pub mod copy;
 pub mod export;
 pub mod stage;

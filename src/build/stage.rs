@@ -489,7 +489,7 @@ fn env_get(env: &[String], key: &str) -> Option<String> {
     env.iter().find_map(|e| e.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
 }
 
-fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
+pub(super) fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
     let entry = format!("{key}={value}");
     match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
         Some(e) => *e = entry,
@@ -543,7 +543,7 @@ fn clean_abs(path: &str) -> String {
 }
 
 /// `EXPOSE 80` means 80/tcp; protocols are lower-cased as Docker stores them.
-fn normalize_port(word: &str) -> Result<String> {
+pub(super) fn normalize_port(word: &str) -> Result<String> {
     let (port, proto) = word.split_once('/').unwrap_or((word, "tcp"));
     let proto = proto.to_ascii_lowercase();
     let valid_port = |p: &str| p.parse::<u16>().is_ok();

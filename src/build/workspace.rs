@@ -209,6 +209,17 @@ impl Workspace {
     /// (digest and diff id in the same pass), then renames the dir into place. An
     /// upper dir with no changes gives no layer, as BuildKit does.
     pub fn commit_upper(&self, upper: &Path, below: &ImageState) -> Result<Option<LayerRef>> {
+        let layer = self.layer_from_upper(upper, below)?;
+        if let Some(layer) = &layer {
+            self.layers.adopt(upper, layer.diff_id.digest().hex())?;
+        }
+        Ok(layer)
+    }
+
+    /// Writes the layer blob of an upper dir over `below` and leaves the dir where it
+    /// is (a container keeps its writable layer after `commit`; the layer dir is
+    /// unpacked from the blob when an image first needs it). None when unchanged.
+    pub fn layer_from_upper(&self, upper: &Path, below: &ImageState) -> Result<Option<LayerRef>> {
         let empty = fs::read_dir(upper).with_context(|| format!("reading {}", upper.display()))?.next().is_none();
         if empty {
             return Ok(None);
@@ -223,8 +234,6 @@ impl Workspace {
             write_diff(upper, &mut out, &opts).map_err(std::io::Error::other)?;
             std::io::Write::flush(&mut out)
         })?;
-        let hex = blob.diff_id.digest().hex().to_string();
-        self.layers.adopt(upper, &hex)?;
         Ok(Some(LayerRef { diff_id: blob.diff_id.clone(), blob: blob.descriptor() }))
     }
 

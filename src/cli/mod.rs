@@ -6,6 +6,7 @@
 
 mod archive;
 mod build;
+mod container;
 mod images;
 mod info;
 mod prune;
@@ -64,6 +65,12 @@ pub enum Command {
     Save(archive::SaveArgs),
     /// Load an image from a docker-archive or oci-archive.
     Load(archive::LoadArgs),
+    /// List containers.
+    Ps(container::PsArgs),
+    /// Remove containers.
+    Rm(container::RmArgs),
+    /// Create an image from a container's changes.
+    Commit(container::CommitArgs),
 }
 
 /// Parses `args` and runs the command.
@@ -107,6 +114,13 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         Command::Prune(a) => {
             let ws = enter_workspace(&root, driver)?;
             prune::prune(&ws, a)
+        }
+        Command::Ps(a) => container::ps(&root, a),
+        Command::Rm(a) => container::rm(&enter_workspace(&root, driver)?, a),
+        Command::Commit(a) => {
+            let ws = enter_workspace(&root, driver)?;
+            let _writers = ws.lock(false)?;
+            container::commit(&ws, a)
         }
         Command::Info(a) => {
             let ws = enter_workspace(&root, driver)?;
