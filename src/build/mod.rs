@@ -7,6 +7,7 @@
 //! succeeded, so a failed build never leaves a name pointing at a half-built image.
 
 pub mod base;
+pub mod bundle;
 pub mod cache;
 pub mod cached;
 pub mod container;

@@ -195,6 +195,14 @@ impl Workspace {
         Ok(spec)
     }
 
+    /// Copies the image's merged tree into the empty or missing dir `dest` (an OCI
+    /// runtime bundle's rootfs), whiteouts applied and owners kept.
+    pub fn flatten_image(&self, image: &ImageState, dest: &Path) -> Result<()> {
+        let lowers = self.layer_dirs(image)?;
+        vfs::flatten(&lowers, dest, &OPAQUE_XATTRS).with_context(|| format!("copying the image's files to {}", dest.display()))?;
+        Ok(vfs::forget_dir_inodes(dest)?)
+    }
+
     /// After a step wrote into `spec`: with the vfs driver, computes its upper dir by
     /// comparing the copy with the layers; overlay drivers filled it already.
     pub fn settle(&self, spec: &OverlaySpec) -> Result<()> {

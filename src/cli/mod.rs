@@ -71,6 +71,8 @@ pub enum Command {
     Rm(container::RmArgs),
     /// Create an image from a container's changes.
     Commit(container::CommitArgs),
+    /// Write an image as an OCI runtime bundle (rootfs + config.json) for runc/crun.
+    Bundle(run::BundleArgs),
 }
 
 /// Parses `args` and runs the command.
@@ -121,6 +123,11 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
             let ws = enter_workspace(&root, driver)?;
             let _writers = ws.lock(false)?;
             container::commit(&ws, a)
+        }
+        Command::Bundle(a) => {
+            let ws = enter_workspace(&root, driver)?;
+            let _users = ws.lock(false)?;
+            run::bundle(&ws, a)
         }
         Command::Info(a) => {
             let ws = enter_workspace(&root, driver)?;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use crate::build::bundle::{write_bundle, BundleProcess};
 use crate::build::container::{ContainerState, Containers};
 use crate::build::workspace::{ImageState, Workspace};
 use crate::sandbox::userns::Privilege;
@@ -45,6 +46,17 @@ pub struct RunArgs {
     /// Image name or id.
     pub image: String,
     /// Command and arguments (default: the image's CMD).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// Image name or id.
+    pub image: String,
+    /// The bundle directory to create (missing or empty): rootfs/ and config.json.
+    pub dir: PathBuf,
+    /// Command and arguments instead of the image's CMD.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }
@@ -148,6 +160,17 @@ fn manifest_host(config: &crate::oci::ImageConfig) -> String {
     let seed = config.created.clone().unwrap_or_default();
     let digest = crate::oci::Digest::of_bytes(seed.as_bytes());
     digest.hex()[..12].to_string()
+}
+
+/// Writes an OCI runtime bundle of an image for runc or crun.
+pub fn bundle(ws: &Workspace, args: BundleArgs) -> Result<ExitCode> {
+    let manifest = ws.store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
+    let image = ws.load_image(&manifest)?;
+    let process = BundleProcess::from_image(&image, &args.command)?;
+    let dir = std::path::absolute(&args.dir)?;
+    write_bundle(ws, &image, &process, &dir)?;
+    println!("{}", dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn unshare(args: UnshareArgs, privilege: Privilege) -> Result<ExitCode> {

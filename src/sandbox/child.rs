@@ -26,7 +26,7 @@ use super::{chown_notify, mounts, overlay, Network, Outcome, RunSpec};
 use std::os::unix::net::UnixStream;
 
 /// Docker's default capability set for containers.
-const DEFAULT_CAPS: [Capability; 14] = [
+pub const DEFAULT_CAPS: [Capability; 14] = [
     Capability::CAP_CHOWN,
     Capability::CAP_DAC_OVERRIDE,
     Capability::CAP_FSETID,

@@ -145,3 +145,47 @@ fn save_load_pipes_and_from_docker_archive() {
     assert_eq!(failed.code, Some(1), "{}", failed.describe());
     assert!(failed.stderr.contains("bad.tar"), "{}", failed.describe());
 }
+
+#[test]
+fn runc_runs_a_strata_bundle_rootless() {
+    if skip_without_sandbox("runc_runs_a_strata_bundle_rootless") {
+        return;
+    }
+    let hello = hello_image();
+    let out = scratch("interop-bundle");
+    let bundle = out.join("bundle");
+    strata(["bundle", hello, &path_str(&bundle)]).ok();
+    let config: serde_json::Value = serde_json::from_slice(&fs::read(bundle.join("config.json")).expect("config.json")).expect("json");
+    assert_eq!(config["process"]["args"], serde_json::json!(["hello"]), "{config:#}");
+    assert_eq!(config["process"]["cwd"], "/app");
+    assert_eq!(config["process"]["user"]["uid"], 1000, "USER app resolved in the image's /etc/passwd");
+    assert!(bundle.join("rootfs/usr/local/bin/hello").is_file());
+    assert!(!out.join("bundle/rootfs.dir-inodes").exists() && fs::read_dir(&bundle).unwrap().count() == 2, "only rootfs and config.json");
+    // A second bundle into a non-empty dir is refused.
+    let again = strata(["bundle", hello, &path_str(&bundle)]);
+    assert_eq!(again.code, Some(1), "{}", again.describe());
+
+    // runc keeps its state under a short private root (its socket paths are limited too).
+    let state = std::env::temp_dir().join(format!("runc-{}", std::process::id()));
+    let mut cmd = Command::new("runc");
+    cmd.arg("--root").arg(&state).args(["run", "--bundle", &path_str(&bundle), &format!("e2e-{}", std::process::id())]);
+    let ran = run_command(cmd).ok();
+    assert!(ran.stdout.contains("Hello from strata! I am app (uid 1000), working in /app."), "{}", ran.describe());
+
+    // crun runs the same bundle where the host's cgroups allow it; this host family's
+    // hybrid cgroup layout makes crun refuse every container, which it says plainly.
+    let mut cmd = Command::new("crun");
+    cmd.arg("--root").arg(&state).args(["run", "--bundle", &path_str(&bundle), &format!("e2e-crun-{}", std::process::id())]);
+    let crun = run_command(cmd);
+    if crun.success() {
+        assert!(crun.stdout.contains("Hello from strata!"), "{}", crun.describe());
+    } else {
+        assert!(
+            crun.stderr.contains("hybrid mode not supported"),
+            "crun failed for another reason than the host's cgroups: {}",
+            crun.describe()
+        );
+        eprintln!("crun: this host's hybrid cgroups are refused by crun (runc ran the bundle)");
+    }
+    let _ = fs::remove_dir_all(&state);
+}
