@@ -1,5 +1,5 @@
 //! Transport references (`oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
-//! `docker-archive:FILE[:NAME[:TAG]]`) and `--output`.
+//! `docker-archive:FILE[:NAME[:TAG]]`, `dir:PATH`) and `--output`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -25,16 +25,28 @@ pub enum Destination {
         path: PathBuf,
         reference: Option<String>,
     },
+    /// The image's root filesystem as plain files, owned by the user (`dir:PATH`,
+    /// BuildKit's `type=local,dest=PATH`, docker's `-o PATH`); an output only.
+    RootfsDir {
+        path: PathBuf,
+    },
 }
 
 impl Destination {
-    /// Parses `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or `docker-archive:FILE[:NAME[:TAG]]`.
+    /// Parses an output: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
+    /// `docker-archive:FILE[:NAME[:TAG]]`, `dir:PATH`, BuildKit's
+    /// `type=local|oci|docker,dest=PATH[,name=NAME]`, or a bare PATH (docker's
+    /// `-o PATH`: the files).
     pub fn parse(reference: &str) -> Result<Destination> {
+        if reference.starts_with("type=") {
+            return parse_buildkit_output(reference);
+        }
         match Self::parse_transport(reference) {
             Some(d) => d,
-            None => {
-                bail!("unsupported output {reference:?}: use oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME[:TAG]]")
-            }
+            None if !reference.is_empty() && !reference.contains(':') => Ok(Destination::RootfsDir { path: reference.into() }),
+            None => bail!(
+                "unsupported output {reference:?}: use oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME[:TAG]], dir:PATH or type=local,dest=PATH"
+            ),
         }
     }
 
@@ -57,7 +69,8 @@ impl Destination {
                 Some((path, r)) if !r.is_empty() => Destination::DockerArchive { path: path.into(), reference: Some(r.to_string()) },
                 _ => Destination::DockerArchive { path: rest.trim_end_matches(':').into(), reference: None },
             },
-            "docker" | "dir" | "containers-storage" | "docker-daemon" => {
+            "dir" => Destination::RootfsDir { path: rest.into() },
+            "docker" | "containers-storage" | "docker-daemon" => {
                 return Some(Err(anyhow::anyhow!("transport {kind}: is not supported yet (use oci:, oci-archive: or docker-archive:)")))
             }
             _ => return None,
@@ -70,7 +83,10 @@ impl Destination {
 
     pub fn path(&self) -> &Path {
         match self {
-            Destination::OciDir { path, .. } | Destination::OciArchive { path, .. } | Destination::DockerArchive { path, .. } => path,
+            Destination::OciDir { path, .. }
+            | Destination::OciArchive { path, .. }
+            | Destination::DockerArchive { path, .. }
+            | Destination::RootfsDir { path } => path,
         }
     }
 
@@ -79,6 +95,7 @@ impl Destination {
         match self {
             Destination::OciDir { tag, .. } | Destination::OciArchive { tag, .. } => tag.as_deref(),
             Destination::DockerArchive { reference, .. } => reference.as_deref(),
+            Destination::RootfsDir { .. } => None,
         }
     }
 }
@@ -89,6 +106,7 @@ impl fmt::Display for Destination {
             Destination::OciDir { path, tag } => ("oci", path, tag),
             Destination::OciArchive { path, tag } => ("oci-archive", path, tag),
             Destination::DockerArchive { path, reference } => ("docker-archive", path, reference),
+            Destination::RootfsDir { path } => ("dir", path, &None),
         };
         write!(f, "{kind}:{}", path.display())?;
         if let Some(t) = tag {
@@ -110,18 +128,54 @@ fn split_path_tag(rest: &str) -> (PathBuf, Option<String>) {
 /// Writes the stored image `manifest` to `dest`. An oci layout names it by the
 /// destination's tag, else by `name`'s tag (the build's first -t); a docker-archive by
 /// the destination's reference, else by `name` in full.
-pub fn export(store: &oci::Store, manifest: &oci::Descriptor, dest: &Destination, name: Option<&oci::ImageName>) -> Result<()> {
+pub fn export(ws: &Workspace, manifest: &oci::Descriptor, dest: &Destination, name: Option<&oci::ImageName>) -> Result<()> {
     let default_tag = name.and_then(|n| n.tag().map(str::to_string));
     let tag = dest.tag().or(default_tag.as_deref());
+    let store = &ws.store;
     match dest {
-        Destination::OciDir { path, .. } => oci::export_oci_dir(store, manifest, path, tag),
-        Destination::OciArchive { path, .. } => oci::export_oci_archive(store, manifest, path, tag),
+        Destination::RootfsDir { path } => export_rootfs(ws, manifest, path),
+        Destination::OciDir { path, .. } => Ok(oci::export_oci_dir(store, manifest, path, tag)?),
+        Destination::OciArchive { path, .. } => Ok(oci::export_oci_archive(store, manifest, path, tag)?),
         Destination::DockerArchive { path, reference } => {
             let tags = docker_repo_tags(reference.as_deref(), name)?;
-            oci::export_docker_archive(store, manifest, path, &tags)
+            oci::export_docker_archive(store, manifest, path, &tags).map_err(anyhow::Error::from)
         }
     }
     .with_context(|| format!("exporting to {dest}"))
+}
+
+/// Writes the image's files into `path` (missing or empty), all owned by the user who
+/// runs strata (container root here), as BuildKit's local exporter gives them.
+fn export_rootfs(ws: &Workspace, manifest: &oci::Descriptor, path: &Path) -> Result<()> {
+    if path.exists() && std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?.next().is_some() {
+        bail!("output directory {} is not empty", path.display());
+    }
+    let image = ws.load_image(manifest)?;
+    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    ws.flatten_image(&image, path)?;
+    // Subordinate owners would leave files the user cannot remove: hand them all over.
+    for entry in walkdir::WalkDir::new(path).follow_links(false) {
+        let entry = entry.with_context(|| format!("walking {}", path.display()))?;
+        std::os::unix::fs::lchown(entry.path(), Some(0), Some(0)).with_context(|| format!("chown {}", entry.path().display()))?;
+    }
+    Ok(())
+}
+
+/// BuildKit's `--output type=TYPE,dest=PATH[,name=NAME]`.
+fn parse_buildkit_output(spec: &str) -> Result<Destination> {
+    let mut fields = std::collections::HashMap::new();
+    for part in spec.split(',') {
+        let (k, v) = part.split_once('=').with_context(|| format!("output {spec:?}: {part:?} is not KEY=VALUE"))?;
+        fields.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    }
+    let dest = fields.get("dest").filter(|d| !d.is_empty()).with_context(|| format!("output {spec:?}: dest=PATH is missing"))?;
+    let path = PathBuf::from(dest);
+    Ok(match fields["type"].as_str() {
+        "local" => Destination::RootfsDir { path },
+        "oci" => Destination::OciArchive { path, tag: fields.get("name").cloned() },
+        "docker" => Destination::DockerArchive { path, reference: fields.get("name").cloned() },
+        other => bail!("output {spec:?}: type {other:?} is not supported (use local, oci or docker)"),
+    })
 }
 
 /// The RepoTags of a docker-archive: the reference given with the destination, else
@@ -146,6 +200,9 @@ pub fn import(ws: &Workspace, source: &Destination) -> Result<oci::Descriptor> {
         Destination::OciDir { path, tag } => oci::import_oci_dir(&ws.store, path, tag.as_deref()),
         Destination::OciArchive { path, tag } => oci::import_oci_archive(&ws.store, path, tag.as_deref()),
         Destination::DockerArchive { path, reference } => oci::load_archive(&ws.store, path, reference.as_deref()).map(|l| l.manifest),
+        Destination::RootfsDir { path } => {
+            bail!("dir:{} is an output only: an image cannot start from a plain directory", path.display())
+        }
     }
     .with_context(|| format!("importing {source}"))
 }
@@ -171,5 +228,14 @@ mod tests {
             Destination::DockerArchive { path: "x.tar".into(), reference: None }
         );
         assert_eq!(Destination::parse("docker-archive:x.tar:@1").unwrap().tag(), Some("@1"));
+        assert_eq!(Destination::parse("dir:/tmp/out").unwrap(), Destination::RootfsDir { path: "/tmp/out".into() });
+        assert_eq!(Destination::parse("out").unwrap(), Destination::RootfsDir { path: "out".into() });
+        assert_eq!(Destination::parse("type=local,dest=o").unwrap(), Destination::RootfsDir { path: "o".into() });
+        assert_eq!(
+            Destination::parse("type=docker,dest=i.tar,name=hello:v2").unwrap(),
+            Destination::DockerArchive { path: "i.tar".into(), reference: Some("hello:v2".into()) }
+        );
+        assert!(Destination::parse("type=registry,dest=x").is_err());
+        assert!(Destination::parse("type=local").is_err());
     }
 }

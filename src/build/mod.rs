@@ -124,7 +124,7 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
         report.line(&format!("COMMIT {tag}"));
     }
     if let Some(dest) = output {
-        export::export(&ws.store, &manifest, &dest, tags.first())?;
+        export::export(ws, &manifest, &dest, tags.first())?;
         report.line(&format!("exported to {}", dest));
     }
     report.line(&format!("--> {}", image_id.short()));

@@ -189,3 +189,37 @@ fn runc_runs_a_strata_bundle_rootless() {
     }
     let _ = fs::remove_dir_all(&state);
 }
+
+#[test]
+fn dir_output_gives_the_files_owned_by_the_user() {
+    if skip_without_sandbox("dir_output_gives_the_files_owned_by_the_user") {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    with_base();
+    let out = scratch("interop-dir");
+    let context = fixture("hello");
+    for (n, spec) in ["dir:{}", "type=local,dest={}"].iter().enumerate() {
+        let dest = out.join(format!("files-{n}"));
+        strata(["build", "-t", "e2e-dir-out", "--output", &spec.replace("{}", &path_str(&dest)), &context]).ok();
+        let info = dest.join("app/build-info");
+        let meta = fs::symlink_metadata(&info).unwrap_or_else(|e| panic!("{}: {e}", info.display()));
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o750, "modes are kept");
+        assert_eq!(meta.uid(), crate::support::euid(), "owned by the user, not a subordinate id");
+        assert_eq!(
+            fs::read(dest.join("app/greeting.txt")).unwrap(),
+            fs::read(crate::support::fixtures().join("hello/greeting.txt")).unwrap()
+        );
+        assert_eq!(fs::read_link(dest.join("bin/sh")).unwrap(), Path::new("/bin/busybox"));
+        // The user can remove what strata wrote, without strata's help.
+        fs::remove_dir_all(&dest).unwrap_or_else(|e| panic!("removing {}: {e}", dest.display()));
+    }
+    // A non-empty destination is refused rather than mixed into.
+    let full = out.join("full");
+    fs::create_dir_all(&full).unwrap();
+    fs::write(full.join("keep"), b"mine").unwrap();
+    let refused = strata(["build", "-t", "e2e-dir-out", "--output", &format!("dir:{}", path_str(&full)), &context]);
+    assert_eq!(refused.code, Some(1), "{}", refused.describe());
+    assert!(refused.stderr.contains("not empty"), "{}", refused.describe());
+    assert_eq!(fs::read(full.join("keep")).unwrap(), b"mine");
+}
