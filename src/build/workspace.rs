@@ -11,9 +11,10 @@ use anyhow::{bail, Context, Result};
 use crate::oci::{self, DiffId, Digest, ImageConfig, Store};
 use crate::rootfs::diff::{write_diff, DiffOptions};
 use crate::rootfs::layers::LayerDirs;
+use crate::rootfs::normalise::normalise_upper;
 use crate::rootfs::vfs;
 use crate::sandbox::userns::Privilege;
-use crate::sandbox::{Driver, OverlaySpec};
+use crate::sandbox::{Driver, DriverChoice, OverlaySpec};
 
 /// Media types of layers strata can unpack.
 const GZIP_LAYER_TYPES: [&str; 2] = ["application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.docker.image.rootfs.diff.tar.gzip"];
@@ -60,6 +61,8 @@ pub struct Workspace {
     pub privilege: Privilege,
     /// How step root filesystems are assembled (probed unless forced).
     pub driver: Driver,
+    /// Whether `driver` was forced; a forced one never falls back to another.
+    pub driver_choice: DriverChoice,
     /// How new layers are compressed (`build --compression`).
     pub compression: oci::LayerCompression,
 }
@@ -90,14 +93,22 @@ impl Workspace {
             Privilege::Namespaced(m) => (m.to_string(), "user.overlay.opaque"),
         };
         let layers = LayerDirs::open(root, &mapping, opaque)?;
-        let driver = match driver {
-            Some(d) => d,
+        let (driver, driver_choice) = match driver {
+            Some(d) => (d, DriverChoice::Forced),
             None => {
                 let trial = layers.scratch()?;
-                crate::sandbox::overlay::probe(trial.path(), privilege.is_namespaced())
+                (crate::sandbox::overlay::probe(trial.path(), privilege.is_namespaced()), DriverChoice::Probed)
             }
         };
-        Ok(Workspace { root: root.to_path_buf(), store, layers, privilege, driver, compression: oci::LayerCompression::default() })
+        Ok(Workspace {
+            root: root.to_path_buf(),
+            store,
+            layers,
+            privilege,
+            driver,
+            driver_choice,
+            compression: oci::LayerCompression::default(),
+        })
     }
 
     /// Held (shared) by every process that writes blobs or uses layer dirs, and
@@ -187,7 +198,15 @@ impl Workspace {
             fs::create_dir_all(&empty).with_context(|| format!("creating {}", empty.display()))?;
             lower.push(empty);
         }
-        let spec = OverlaySpec { lower, upper, work, merged, driver: self.driver, userxattr: self.privilege.is_namespaced() };
+        let spec = OverlaySpec {
+            lower,
+            upper,
+            work,
+            merged,
+            driver: self.driver,
+            choice: self.driver_choice,
+            userxattr: self.privilege.is_namespaced(),
+        };
         if spec.driver == Driver::Vfs {
             // The copying driver: the step works on a full copy of the stack.
             vfs::flatten(&spec.lower, &spec.merged, &OPAQUE_XATTRS).context("copying the layers (vfs driver)")?;
@@ -217,8 +236,11 @@ impl Workspace {
     /// (digest and diff id in the same pass), then renames the dir into place. An
     /// upper dir with no changes gives no layer, as BuildKit does.
     pub fn commit_upper(&self, upper: &Path, below: &ImageState) -> Result<Option<LayerRef>> {
-        let layer = self.layer_from_upper(upper, below)?;
+        let opts = self.diff_options(below)?;
+        let layer = self.write_upper_layer(upper, &opts)?;
         if let Some(layer) = &layer {
+            // Any driver may stack this dir later: fuse-overlayfs's markers become overlay's.
+            normalise_upper(upper, &opts, self.layers.opaque_xattr())?;
             self.layers.adopt(upper, layer.diff_id.digest().hex())?;
         }
         Ok(layer)
@@ -228,18 +250,25 @@ impl Workspace {
     /// is (a container keeps its writable layer after `commit`; the layer dir is
     /// unpacked from the blob when an image first needs it). None when unchanged.
     pub fn layer_from_upper(&self, upper: &Path, below: &ImageState) -> Result<Option<LayerRef>> {
+        self.write_upper_layer(upper, &self.diff_options(below)?)
+    }
+
+    fn diff_options(&self, below: &ImageState) -> Result<DiffOptions> {
+        Ok(DiffOptions {
+            opaque_xattrs: OPAQUE_XATTRS.iter().map(|s| s.to_string()).collect(),
+            clamp_mtime: source_date_epoch(),
+            lowers: self.layer_dirs(below)?,
+        })
+    }
+
+    fn write_upper_layer(&self, upper: &Path, opts: &DiffOptions) -> Result<Option<LayerRef>> {
         let empty = fs::read_dir(upper).with_context(|| format!("reading {}", upper.display()))?.next().is_none();
         if empty {
             return Ok(None);
         }
-        let opts = DiffOptions {
-            opaque_xattrs: OPAQUE_XATTRS.iter().map(|s| s.to_string()).collect(),
-            clamp_mtime: source_date_epoch(),
-            lowers: self.layer_dirs(below)?,
-        };
         let blob = self.store.write_layer_with(self.compression, |w| {
             let mut out = BufWriter::with_capacity(1 << 20, w);
-            write_diff(upper, &mut out, &opts).map_err(std::io::Error::other)?;
+            write_diff(upper, &mut out, opts).map_err(std::io::Error::other)?;
             std::io::Write::flush(&mut out)
         })?;
         Ok(Some(LayerRef { diff_id: blob.diff_id.clone(), blob: blob.descriptor() }))

@@ -59,6 +59,13 @@ pub enum OciError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{op} {path}: the disk is full (no space left on device); free space there or move the store with --root")]
+    DiskFull {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid digest {value:?}: {reason}")]
     InvalidDigest { value: String, reason: &'static str },
     #[error("invalid image reference {reference:?}: {reason}")]
@@ -117,6 +124,32 @@ impl OciError {
     /// Shorthand for the ubiquitous "this I/O call on this path failed".
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| OciError::Io { op, path, source }
+        move |source| {
+            if is_disk_full(&source) {
+                OciError::DiskFull { op, path, source }
+            } else {
+                OciError::Io { op, path, source }
+            }
+        }
     }
+}
+
+/// True when `e`, or an error it wraps (a layer producer's error travels inside an
+/// `io::Error::other`), is ENOSPC. The kind counts too: tempfile wraps the OS error in
+/// its own payload (adding the path) and keeps only the kind visible.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.raw_os_error() == Some(libc::ENOSPC) || io.kind() == std::io::ErrorKind::StorageFull {
+                return true;
+            }
+        }
+        // io::Error::other keeps its payload behind get_ref, not source().
+        cur = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
 }

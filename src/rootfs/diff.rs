@@ -35,7 +35,7 @@ pub struct DiffOptions {
 /// Writes the tar of `upper` to `out`; returns the number of entries written.
 pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<u64, RootfsError> {
     let mut tar = Builder::new(out);
-    let mut links: HashMap<(u64, u64), String> = HashMap::new();
+    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut count = 0u64;
     let walker = walkdir::WalkDir::new(upper)
         .min_depth(1)
@@ -45,7 +45,8 @@ pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<
         let entry = entry.map_err(|e| RootfsError::Walk { path: upper.display().to_string(), message: e.to_string() })?;
         let path = entry.path();
         let rel = path.strip_prefix(upper).expect("walkdir stays below its root");
-        let name = rel.to_string_lossy().into_owned();
+        // Names are bytes: a name that is not UTF-8 must reach the layer unchanged.
+        let name: &[u8] = rel.as_os_str().as_bytes();
         let base = entry.file_name().as_bytes();
         // fuse-overlayfs keeps its own opaque markers as entries; the dir's own entry
         // already emitted the one OCI marker.
@@ -56,10 +57,8 @@ pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<
         let ft = meta.file_type();
         let mtime = clamp(meta.mtime(), opts.clamp_mtime);
         if ft.is_char_device() && meta.rdev() == 0 {
-            let wh = match name.rsplit_once('/') {
-                Some((dir, file)) => format!("{dir}/{WHITEOUT_PREFIX}{file}"),
-                None => format!("{WHITEOUT_PREFIX}{name}"),
-            };
+            let split = name.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1);
+            let wh = [&name[..split], WHITEOUT_PREFIX.as_bytes(), &name[split..]].concat();
             let mut h = base_header(&meta, mtime);
             h.set_entry_type(EntryType::Regular);
             h.set_mode(0o600);
@@ -78,14 +77,14 @@ pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<
         if ft.is_dir() {
             h.set_entry_type(EntryType::Directory);
             h.set_size(0);
-            append(&mut tar, h, &format!("{name}/"), None, &xattrs, io::empty())?;
+            append(&mut tar, h, &[name, b"/"].concat(), None, &xattrs, io::empty())?;
             count += 1;
             if is_opaque(path, &opts.opaque_xattrs) && hides_a_lower_dir(opts, rel) {
                 let mut oh = base_header(&meta, mtime);
                 oh.set_entry_type(EntryType::Regular);
                 oh.set_mode(0o600);
                 oh.set_size(0);
-                append(&mut tar, oh, &format!("{name}/{OPAQUE_MARKER}"), None, &[], io::empty())?;
+                append(&mut tar, oh, &[name, b"/", OPAQUE_MARKER.as_bytes()].concat(), None, &[], io::empty())?;
                 count += 1;
             }
         } else if ft.is_file() {
@@ -94,24 +93,24 @@ pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<
                 if let Some(first) = links.get(&key) {
                     h.set_entry_type(EntryType::Link);
                     h.set_size(0);
-                    append(&mut tar, h, &name, Some(first.as_bytes()), &[], io::empty())?;
+                    append(&mut tar, h, name, Some(first.as_slice()), &[], io::empty())?;
                     count += 1;
                     continue;
                 }
-                links.insert(key, name.clone());
+                links.insert(key, name.to_vec());
             }
             h.set_entry_type(EntryType::Regular);
             h.set_size(meta.len());
             let file = File::open(path).map_err(|e| RootfsError::io(path, e))?;
             // A file that changes size while being read would corrupt the tar framing;
             // take exactly the size in the header.
-            append(&mut tar, h, &name, None, &xattrs, io::Read::take(file, meta.len()))?;
+            append(&mut tar, h, name, None, &xattrs, io::Read::take(file, meta.len()))?;
             count += 1;
         } else if ft.is_symlink() {
             let target = fs::read_link(path).map_err(|e| RootfsError::io(path, e))?;
             h.set_entry_type(EntryType::Symlink);
             h.set_size(0);
-            append(&mut tar, h, &name, Some(target.as_os_str().as_bytes()), &xattrs, io::empty())?;
+            append(&mut tar, h, name, Some(target.as_os_str().as_bytes()), &xattrs, io::empty())?;
             count += 1;
         } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
             h.set_entry_type(if ft.is_char_device() {
@@ -125,7 +124,7 @@ pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<
             let rdev = meta.rdev();
             h.set_device_major(libc::major(rdev)).map_err(|e| RootfsError::io(path, e))?;
             h.set_device_minor(libc::minor(rdev)).map_err(|e| RootfsError::io(path, e))?;
-            append(&mut tar, h, &name, None, &xattrs, io::empty())?;
+            append(&mut tar, h, name, None, &xattrs, io::empty())?;
             count += 1;
         }
         // Sockets cannot be stored in a tar; Docker skips them too.
@@ -148,7 +147,7 @@ fn base_header(meta: &Metadata, mtime: u64) -> Header {
     h
 }
 
-fn hides_a_lower_dir(opts: &DiffOptions, rel: &Path) -> bool {
+pub(super) fn hides_a_lower_dir(opts: &DiffOptions, rel: &Path) -> bool {
     let names: Vec<&str> = opts.opaque_xattrs.iter().map(String::as_str).collect();
     let view = LowerView { lowers: &opts.lowers, opaque: &names };
     matches!(view.find(rel), Some((_, m)) if m.is_dir())
@@ -184,14 +183,14 @@ fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, RootfsError> {
 fn append<W: Write, R: io::Read>(
     tar: &mut Builder<W>,
     mut h: Header,
-    name: &str,
+    name: &[u8],
     link: Option<&[u8]>,
     xattrs: &[(String, Vec<u8>)],
     data: R,
 ) -> Result<(), RootfsError> {
     let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-    if !set_ustar_name(&mut h, name.as_bytes()) {
-        pax.push(("path".into(), name.as_bytes().to_vec()));
+    if !set_ustar_name(&mut h, name) {
+        pax.push(("path".into(), name.to_vec()));
     }
     // ustar's octal fields stop at 8 GiB (size) and 2097151 (ids); PAX records carry
     // larger values in the standard way rather than GNU's base-256 encoding.
@@ -223,10 +222,14 @@ fn append<W: Write, R: io::Read>(
         pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
     }
     if !pax.is_empty() {
-        tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).map_err(|e| RootfsError::io(name, e))?;
+        tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).map_err(|e| RootfsError::io(shown(name), e))?;
     }
     h.set_cksum();
-    tar.append(&h, data).map_err(|e| RootfsError::io(name, e))
+    tar.append(&h, data).map_err(|e| RootfsError::io(shown(name), e))
+}
+
+fn shown(name: &[u8]) -> &Path {
+    Path::new(std::ffi::OsStr::from_bytes(name))
 }
 
 /// Fills the ustar name (and prefix) fields; false when the name does not fit and a
@@ -306,6 +309,37 @@ mod tests {
     }
 
     #[test]
+    fn names_that_are_not_utf8_reach_the_layer_unchanged() {
+        use std::ffi::OsStr;
+        let d = tempfile::tempdir().unwrap();
+        let dir = OsStr::from_bytes(b"d\xff\xfe");
+        let file = OsStr::from_bytes(b"caf\xe9");
+        fs::create_dir(d.path().join(dir)).unwrap();
+        fs::write(d.path().join(dir).join(file), b"latin-1").unwrap();
+        fs::hard_link(d.path().join(dir).join(file), d.path().join(dir).join("link")).unwrap();
+        let long = [vec![b'x'; 120], b"\xff".to_vec()].concat();
+        fs::write(d.path().join(OsStr::from_bytes(&long)), b"").unwrap();
+        let mut buf = Vec::new();
+        write_diff(d.path(), &mut buf, &DiffOptions::default()).unwrap();
+        let mut ar = tar::Archive::new(&buf[..]);
+        let got: Vec<(Vec<u8>, Option<Vec<u8>>)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path_bytes().into_owned(), e.link_name_bytes().map(|l| l.into_owned()))
+            })
+            .collect();
+        let want: Vec<(Vec<u8>, Option<Vec<u8>>)> = vec![
+            (b"d\xff\xfe/".to_vec(), None),
+            (b"d\xff\xfe/caf\xe9".to_vec(), None),
+            (b"d\xff\xfe/link".to_vec(), Some(b"d\xff\xfe/caf\xe9".to_vec())),
+            (long, None),
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn large_ids_travel_in_pax_records() {
         let d = tempfile::tempdir().unwrap();
         let mut buf = Vec::new();
@@ -316,7 +350,7 @@ mod tests {
         h.set_mode(0o644);
         h.set_uid(5_000_000);
         h.set_gid(7);
-        append(&mut tar, h, "big-owner", None, &[], io::empty()).unwrap();
+        append(&mut tar, h, b"big-owner", None, &[], io::empty()).unwrap();
         tar.finish().unwrap();
         drop(tar);
         let mut ar = tar::Archive::new(&buf[..]);
@@ -332,6 +366,90 @@ mod tests {
             .collect();
         assert!(exts.contains(&("uid".to_string(), "5000000".to_string())), "{exts:?}");
         let _ = d;
+    }
+
+    #[test]
+    fn sizes_beyond_ustar_travel_in_a_pax_record() {
+        // 9 GiB does not fit ustar's 11 octal digits; the header alone is written (no
+        // data follows), which is all this test reads back.
+        const SIZE: u64 = 9 << 30;
+        let mut buf = Vec::new();
+        let mut tar = Builder::new(&mut buf);
+        let mut h = Header::new_ustar();
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(SIZE);
+        append(&mut tar, h, b"huge", None, &[], io::empty()).unwrap();
+        drop(tar);
+        let mut ar = tar::Archive::new(&buf[..]);
+        let mut e = ar.entries().unwrap().next().unwrap().unwrap();
+        let size = e
+            .pax_extensions()
+            .unwrap()
+            .unwrap()
+            .map(|x| x.unwrap())
+            .find(|x| x.key() == Ok("size"))
+            .map(|x| x.value().unwrap().to_string());
+        assert_eq!(size.as_deref(), Some("9663676416"));
+        assert_eq!(e.size(), SIZE, "readers take the PAX size");
+        assert_eq!(e.path().unwrap(), Path::new("huge"));
+    }
+
+    /// The names every driver's opaque dirs may carry (workspace.rs passes these).
+    fn all_opaque_names() -> Vec<String> {
+        ["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"].iter().map(|s| s.to_string()).collect()
+    }
+
+    /// An upper dir `dir/` marked opaque by `mark`, over a lower dir that has `dir/`.
+    fn opaque_case(mark: impl Fn(&Path) -> io::Result<()>) -> io::Result<Vec<String>> {
+        let up = tempfile::tempdir().unwrap();
+        let lower = tempfile::tempdir().unwrap();
+        fs::create_dir(lower.path().join("dir")).unwrap();
+        fs::write(lower.path().join("dir/hidden"), b"old").unwrap();
+        fs::create_dir(up.path().join("dir")).unwrap();
+        fs::write(up.path().join("dir/new"), b"new").unwrap();
+        mark(&up.path().join("dir"))?;
+        let opts = DiffOptions { opaque_xattrs: all_opaque_names(), lowers: vec![lower.path().to_path_buf()], ..Default::default() };
+        let mut buf = Vec::new();
+        write_diff(up.path(), &mut buf, &opts).unwrap();
+        let mut ar = tar::Archive::new(&buf[..]);
+        let mut out = Vec::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let xattrs: Vec<String> = e
+                .pax_extensions()
+                .unwrap()
+                .map(|x| x.map(|x| String::from_utf8_lossy(x.unwrap().key_bytes()).into_owned()).collect())
+                .unwrap_or_default();
+            assert!(xattrs.iter().all(|k| !k.contains("overlay")), "no overlay xattr reaches the layer: {xattrs:?}");
+            out.push(e.path().unwrap().display().to_string());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn opaque_dirs_of_every_driver_give_one_oci_marker() {
+        let want = vec!["dir/".to_string(), format!("dir/{OPAQUE_MARKER}"), "dir/new".to_string()];
+        let xattr_mark = |name: &'static str| move |d: &Path| xattr::set(d, name, b"y");
+        // Kernel overlay in a user namespace, fuse-overlayfs's own xattr.
+        for name in ["user.overlay.opaque", "user.fuseoverlayfs.opaque"] {
+            assert_eq!(opaque_case(xattr_mark(name)).unwrap(), want, "{name}");
+        }
+        // fuse-overlayfs also (or only) leaves marker files in the dir.
+        let files = |d: &Path| {
+            fs::write(d.join(OPAQUE_MARKER), b"")?;
+            fs::write(d.join(".wh..opq"), b"")
+        };
+        assert_eq!(opaque_case(files).unwrap(), want, "fuse-overlayfs marker files");
+        // Kernel overlay as real root; setting trusted.* needs CAP_SYS_ADMIN, which
+        // scripts/test.sh (run as root) has. Without it the refusal must be EPERM.
+        match opaque_case(xattr_mark("trusted.overlay.opaque")) {
+            Ok(got) => assert_eq!(got, want, "trusted.overlay.opaque"),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}"),
+        }
+        // A value other than "y" is not opaque.
+        let no = opaque_case(|d: &Path| xattr::set(d, "user.overlay.opaque", b"n")).unwrap();
+        assert_eq!(no, vec!["dir/", "dir/new"]);
     }
 
     #[test]

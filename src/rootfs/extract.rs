@@ -5,8 +5,10 @@
 //! `/bin -> usr/bin` is honoured) but never outside it. Compression is detected
 //! from the stream's magic bytes, as Docker does, not from the file name.
 
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -74,8 +76,11 @@ pub fn extract<R: Read>(input: R, tree: &Path, dest: &Path, owner: Option<(u32, 
     let dest_in_tree = Path::new("/").join(dest.strip_prefix(tree).unwrap_or(Path::new("")));
     for entry in archive.entries().map_err(|e| RootfsError::io(dest, e))? {
         let mut entry = entry.map_err(|e| RootfsError::io(dest, e))?;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let Some(rel) = relative(&raw)? else { continue };
+        // The name as bytes (a name that is not UTF-8 is kept as it is); `raw` is only
+        // for messages.
+        let name = entry.path_bytes().into_owned();
+        let raw = String::from_utf8_lossy(&name).into_owned();
+        let Some(rel) = relative(Path::new(OsStr::from_bytes(&name)), &raw)? else { continue };
         let parent_in_tree = dest_in_tree.join(rel.parent().unwrap_or(Path::new("")));
         let parent = resolve_in(tree, &parent_in_tree, Last::Follow)?;
         fs::create_dir_all(&parent).map_err(|e| RootfsError::io(&parent, e))?;
@@ -121,7 +126,7 @@ pub fn extract<R: Read>(input: R, tree: &Path, dest: &Path, owner: Option<(u32, 
                     .ok()
                     .flatten()
                     .ok_or_else(|| RootfsError::BadEntry { path: raw.clone(), reason: "hard link without target".into() })?;
-                let link_rel = relative(&link.to_string_lossy())?
+                let link_rel = relative(&link, &link.to_string_lossy())?
                     .ok_or_else(|| RootfsError::BadEntry { path: raw.clone(), reason: "hard link to the root".into() })?;
                 let src = resolve_in(tree, &dest_in_tree.join(link_rel), Last::NoFollow)?;
                 fs::hard_link(&src, &target).map_err(|e| RootfsError::io(&target, e))?;
@@ -154,9 +159,9 @@ fn set_mtime(path: &Path, mtime: u64) -> Result<(), RootfsError> {
 
 /// An archive member name as a relative path; `..` that would climb above the
 /// extraction dir is refused.
-fn relative(raw: &str) -> Result<Option<PathBuf>, RootfsError> {
+fn relative(path: &Path, raw: &str) -> Result<Option<PathBuf>, RootfsError> {
     let mut out = PathBuf::new();
-    for c in Path::new(raw).components() {
+    for c in path.components() {
         match c {
             Component::Normal(p) => out.push(p),
             Component::ParentDir if !out.pop() => {
@@ -206,6 +211,25 @@ mod tests {
         let plain = d.path().join("plain.txt");
         fs::write(&plain, b"not an archive").unwrap();
         assert_eq!(detect(&plain).unwrap(), None);
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_uid(nix::unistd::geteuid().as_raw().into());
+        h.set_gid(nix::unistd::getegid().as_raw().into());
+        h.as_ustar_mut().unwrap().name[..6].copy_from_slice(b"caf\xe9/x");
+        h.set_cksum();
+        b.append(&h, &b"hi"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        extract(&t[..], d.path(), d.path(), None).unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
+        assert_eq!(fs::read(d.path().join(name).join("x")).unwrap(), b"hi");
+        assert!(!d.path().join("caf\u{fffd}").exists(), "no lossy replacement name");
     }
 
     #[test]

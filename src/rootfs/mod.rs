@@ -10,6 +10,7 @@ pub mod diff;
 pub mod extract;
 pub mod layers;
 pub mod lower;
+pub mod normalise;
 pub mod resolve;
 pub mod unpack;
 pub mod vfs;
@@ -27,6 +28,8 @@ pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 pub enum RootfsError {
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
+    #[error("{path}: the disk is full (no space left on device); free space there or move the store with --root")]
+    DiskFull { path: String, source: io::Error },
     #[error("layer entry {path}: {reason}")]
     BadEntry { path: String, reason: String },
     #[error("{path}: cannot chown to {uid}:{gid}: {source} (is the id inside the mapped subuid/subgid range?)")]
@@ -41,11 +44,63 @@ pub enum RootfsError {
 
 impl RootfsError {
     pub(crate) fn io(path: impl AsRef<Path>, source: io::Error) -> Self {
-        RootfsError::Io { path: path.as_ref().display().to_string(), source }
+        let path = path.as_ref().display().to_string();
+        if crate::oci::is_disk_full(&source) {
+            RootfsError::DiskFull { path, source }
+        } else {
+            RootfsError::Io { path, source }
+        }
     }
 }
 
-/// Xattrs that belong to an overlay implementation, never to the image's content.
+/// Xattrs that belong to an overlay implementation or to the host, never to the
+/// image's content. `security.selinux` is the host's label of the file: written into a
+/// layer it would relabel the file on every host that unpacks it (Docker drops it too).
 pub fn is_private_xattr(name: &str) -> bool {
-    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") || name.starts_with("user.fuseoverlayfs.")
+    name.starts_with("trusted.overlay.")
+        || name.starts_with("user.overlay.")
+        || name.starts_with("user.fuseoverlayfs.")
+        || name == "security.selinux"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enospc_says_the_disk_is_full_and_names_the_path() {
+        let err = RootfsError::io("/store/tmp/step-1/diff/big", io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(matches!(err, RootfsError::DiskFull { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("/store/tmp/step-1/diff/big") && msg.contains("disk is full"), "{msg}");
+        // Writing a layer: the producer's error arrives wrapped in io::Error::other.
+        let wrapped = io::Error::other(RootfsError::io("etc/big", io::Error::from_raw_os_error(libc::ENOSPC)));
+        let err = crate::oci::OciError::io("produce layer into", "/store/oci/blobs/sha256/tmp-1")(wrapped);
+        let msg = err.to_string();
+        assert!(msg.contains("/store/oci/blobs/sha256/tmp-1") && msg.contains("disk is full"), "{msg}");
+        // tempfile's errors keep only the kind of the OS error they wrap.
+        let kind_only = io::Error::new(io::ErrorKind::StorageFull, "no space left on device at path /store/oci/blobs/x");
+        assert!(crate::oci::OciError::io("write layer", "/store/oci/blobs/x")(kind_only).to_string().contains("disk is full"));
+        let other = crate::oci::OciError::io("write", "/x")(io::Error::from_raw_os_error(libc::EIO));
+        assert!(!other.to_string().contains("disk is full"), "{other}");
+    }
+
+    #[test]
+    fn enospc_from_a_real_write_is_reported_as_disk_full() {
+        // /dev/full fails every write with ENOSPC, as a full filesystem does.
+        let mut full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("open /dev/full");
+        let e = io::Write::write_all(&mut full, b"x").unwrap_err();
+        assert!(crate::oci::is_disk_full(&e), "{e}");
+        assert!(RootfsError::io("/dev/full", e).to_string().contains("disk is full"));
+    }
+
+    #[test]
+    fn overlay_and_selinux_xattrs_are_private_and_content_ones_are_not() {
+        for name in ["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque", "security.selinux"] {
+            assert!(is_private_xattr(name), "{name}");
+        }
+        for name in ["security.capability", "user.test", "trusted.other", "security.ima", "user.overlayish"] {
+            assert!(!is_private_xattr(name), "{name}");
+        }
+    }
 }

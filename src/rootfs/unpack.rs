@@ -50,6 +50,15 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
             continue;
         }
         if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            // `.wh.`, `.wh..` and `.wh...` would name the parent itself or the dir
+            // above it (the store's layers/ for a top-level entry), which the removal
+            // below would delete whole.
+            if matches!(hidden, b"" | b"." | b"..") || hidden.contains(&b'/') {
+                return Err(RootfsError::BadEntry {
+                    path: display(&raw),
+                    reason: format!("whiteout of {:?} names no file of the directory", display(hidden)),
+                });
+            }
             let victim = parent.join(OsStr::from_bytes(hidden));
             remove_existing(&victim)?;
             mknod(&victim, SFlag::S_IFCHR, Mode::empty(), 0).map_err(|e| RootfsError::io(&victim, e.into()))?;
@@ -330,6 +339,26 @@ mod tests {
         assert_eq!(fs::metadata(d.path().join("abs/hl")).unwrap().ino(), fs::metadata(d.path().join("abs/file")).unwrap().ino());
         assert_eq!(fs::read_link(d.path().join("abs/sl")).unwrap(), Path::new("/nowhere"));
         assert_eq!(fs::metadata(d.path().join("abs/file")).unwrap().mode() & 0o777, 0o644);
+    }
+
+    #[test]
+    fn whiteouts_of_dot_names_are_refused_and_remove_nothing() {
+        for name in [".wh.", ".wh..", ".wh...", "sub/.wh.", "sub/.wh..", "sub/.wh..."] {
+            let outer = tempfile::tempdir().unwrap();
+            fs::write(outer.path().join("sibling"), b"keep").unwrap();
+            let d = outer.path().join("layer");
+            fs::create_dir(&d).unwrap();
+            let t = tar_of(&[
+                ("sub/", EntryType::Directory, b"", None),
+                ("sub/f", EntryType::Regular, b"f", None),
+                (name, EntryType::Regular, b"", None),
+            ]);
+            let err = unpack(&t[..], &d, &opts()).unwrap_err();
+            assert!(matches!(err, RootfsError::BadEntry { .. }), "{name}: {err}");
+            assert!(err.to_string().contains(name), "{name}: the error names the entry: {err}");
+            assert_eq!(fs::read(outer.path().join("sibling")).unwrap(), b"keep", "{name}: a file beside the layer dir survives");
+            assert_eq!(fs::read(d.join("sub/f")).unwrap(), b"f", "{name}: the layer's own files survive");
+        }
     }
 
     #[test]

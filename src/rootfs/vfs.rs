@@ -139,17 +139,17 @@ fn set_times(p: &Path, m: &Metadata) -> Result<(), RootfsError> {
         .map_err(|e| RootfsError::io(p, e.into()))
 }
 
-/// The image-visible xattrs of a path, sorted.
-fn xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = xattr::list(p)
+/// The image-visible xattrs of a path, sorted; names as the filesystem has them (a
+/// name that is not UTF-8 is copied as it is, not replaced).
+fn xattrs(p: &Path) -> Vec<(OsString, Vec<u8>)> {
+    let mut out: Vec<(OsString, Vec<u8>)> = xattr::list(p)
         .map(|names| {
             names
                 .filter_map(|n| {
-                    let name = n.to_string_lossy().into_owned();
-                    if is_private_xattr(&name) {
+                    if is_private_xattr(&n.to_string_lossy()) {
                         return None;
                     }
-                    xattr::get(p, &n).ok().flatten().map(|v| (name, v))
+                    xattr::get(p, &n).ok().flatten().map(|v| (n, v))
                 })
                 .collect()
         })
@@ -360,6 +360,24 @@ mod tests {
     use super::*;
 
     const OPAQUE: [&str; 1] = ["user.overlay.opaque"];
+
+    #[test]
+    fn xattr_and_file_names_that_are_not_utf8_are_copied_as_they_are() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let d = tempfile::tempdir().unwrap();
+        let (l1, merged) = (d.path().join("l1"), d.path().join("m"));
+        fs::create_dir(&l1).unwrap();
+        fs::create_dir(&merged).unwrap();
+        let file = OsStr::from_bytes(b"caf\xe9");
+        let name = OsStr::from_bytes(b"user.caf\xe9");
+        fs::write(l1.join(file), b"x").unwrap();
+        xattr::set(l1.join(file), name, b"v").unwrap();
+        flatten(&[l1], &merged, &OPAQUE).unwrap();
+        assert_eq!(xattr::get(merged.join(file), name).unwrap().as_deref(), Some(&b"v"[..]));
+        let names: Vec<_> = xattr::list(merged.join(file)).unwrap().filter(|n| n.as_bytes().starts_with(b"user.")).collect();
+        assert_eq!(names, [name], "no lossy copy of the name beside it");
+    }
 
     #[test]
     fn flatten_then_diff_finds_exactly_the_changes() {

@@ -40,6 +40,8 @@ pub enum SandboxError {
     Unsupported(String),
     #[error("sandbox setup failed: {0}")]
     Setup(String),
+    #[error("storage driver {driver}: {reason}; {hint}")]
+    Driver { driver: &'static str, reason: String, hint: String },
 }
 
 impl SandboxError {
@@ -83,6 +85,17 @@ impl Driver {
     }
 }
 
+/// Whether the driver was asked for (`--storage-driver`) or found by the probe. A
+/// probed kernel overlay may fall back to fuse-overlayfs for one mount (e.g. a lower
+/// dir list longer than a page); a forced one must fail instead: a user who forced it
+/// is comparing drivers or working around one, and a silent switch defeats that.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DriverChoice {
+    #[default]
+    Probed,
+    Forced,
+}
+
 /// The container's network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Network {
@@ -111,8 +124,10 @@ pub struct OverlaySpec {
     pub work: PathBuf,
     /// Where the merged tree is mounted.
     pub merged: PathBuf,
-    /// Preferred driver; kernel overlay falls back to fuse-overlayfs when refused.
+    /// The driver; a probed kernel overlay falls back to fuse-overlayfs when refused.
     pub driver: Driver,
+    #[serde(default)]
+    pub choice: DriverChoice,
     /// True when running as root inside a user namespace (overlay needs userxattr).
     pub userxattr: bool,
 }

@@ -101,9 +101,10 @@ pub fn mount_system(root: &Path) -> Result<(), SandboxError> {
 /// Hides /proc and /sys entries that expose the host, as Docker's default masked
 /// and read-only paths do. Best effort: entries a kernel lacks are skipped.
 pub fn mask_paths(root: &Path) {
-    const MASKED: [&str; 11] = [
+    const MASKED: [&str; 12] = [
         "proc/asound",
         "proc/acpi",
+        "proc/interrupts",
         "proc/kcore",
         "proc/keys",
         "proc/latency_stats",

@@ -1,4 +1,5 @@
-//! Overlay mounts: kernel overlayfs first, fuse-overlayfs when the kernel refuses.
+//! Overlay mounts: kernel overlayfs first, fuse-overlayfs when the kernel refuses
+//! (only when the driver was probed; a forced driver fails with what to use instead).
 //!
 //! Used by a container's pid 1 (the mount dies with its namespace) and by the builder
 //! itself for COPY and WORKDIR, which write through a mounted overlay so that
@@ -10,7 +11,10 @@ use std::process::Command;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use super::{userns::which, Driver, OverlaySpec, SandboxError};
+use super::{userns::which, Driver, DriverChoice, OverlaySpec, SandboxError};
+
+/// What to try instead when an overlay driver cannot mount here.
+const VFS_HINT: &str = "use --storage-driver vfs (copies the layers, needs no mounts)";
 
 /// A mounted overlay; unmounted when dropped.
 #[derive(Debug)]
@@ -48,16 +52,48 @@ pub fn mount_rootfs(spec: &OverlaySpec) -> Result<Driver, SandboxError> {
         return Ok(Driver::Vfs);
     }
     if spec.driver == Driver::KernelOverlay {
-        match mount_kernel(spec) {
+        let refused = match mount_kernel(spec) {
             Ok(()) => return Ok(Driver::KernelOverlay),
-            Err(e) if which("fuse-overlayfs").is_some() => {
-                eprintln!("strata: kernel overlay refused ({e}); using fuse-overlayfs");
+            Err(e) => e.to_string(),
+        };
+        let fuse = fuse_problem();
+        match (spec.choice, fuse) {
+            (DriverChoice::Probed, None) => eprintln!("strata: kernel overlay refused ({refused}); using fuse-overlayfs"),
+            (DriverChoice::Forced, None) => {
+                return Err(SandboxError::Driver {
+                    driver: "overlay",
+                    reason: format!("the kernel refused the mount ({refused})"),
+                    hint: format!("use --storage-driver fuse-overlayfs, or {VFS_HINT}"),
+                })
             }
-            Err(e) => return Err(e),
+            (_, Some(why)) => {
+                return Err(SandboxError::Driver {
+                    driver: "overlay",
+                    reason: format!("the kernel refused the mount ({refused}) and fuse-overlayfs cannot stand in: {why}"),
+                    hint: VFS_HINT.into(),
+                })
+            }
         }
+    }
+    if let Some(why) = fuse_problem() {
+        return Err(SandboxError::Driver { driver: "fuse-overlayfs", reason: why, hint: VFS_HINT.into() });
     }
     mount_fuse(spec)?;
     Ok(Driver::FuseOverlay)
+}
+
+/// Why fuse-overlayfs cannot mount here, if it cannot: no binary on PATH, or a
+/// /dev/fuse this user cannot open read-write.
+fn fuse_problem() -> Option<String> {
+    if which("fuse-overlayfs").is_none() {
+        return Some("fuse-overlayfs is not installed (not found on PATH; Debian package fuse-overlayfs)".into());
+    }
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "/dev/fuse is not usable ({e}); it must exist and be readable and writable by this user (distributions ship it 0666)"
+        )),
+    }
 }
 
 /// Finds the best driver this host offers: kernel overlay, else fuse-overlayfs
@@ -74,14 +110,14 @@ pub fn probe(scratch: &Path, userxattr: bool) -> Driver {
         work: dirs[2].clone(),
         merged: dirs[3].clone(),
         driver: Driver::KernelOverlay,
+        choice: DriverChoice::Forced,
         userxattr,
     };
     if mount_kernel(&spec).is_ok() {
         let _ = umount2(&spec.merged, MntFlags::MNT_DETACH);
         return Driver::KernelOverlay;
     }
-    let fuse_usable = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok();
-    if fuse_usable && which("fuse-overlayfs").is_some() && mount_fuse(&spec).is_ok() {
+    if fuse_problem().is_none() && mount_fuse(&spec).is_ok() {
         let _ = umount2(&spec.merged, MntFlags::MNT_DETACH);
         return Driver::FuseOverlay;
     }

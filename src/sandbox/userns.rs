@@ -11,7 +11,8 @@
 //! its user and mount namespaces, the parent writes the maps with the setuid helpers
 //! newuidmap/newgidmap (the only way for an unprivileged user to map more than one
 //! id), then lets the child go on with the command while it waits to pass on the exit
-//! code. Without a subuid range, or without the helpers, the child maps its single id
+//! code (and SIGINT, SIGTERM and SIGHUP sent to it, so killing strata's pid stops the
+//! build). Without a subuid range, or without the helpers, the child maps its single id
 //! itself and strata says once that other owners cannot be represented.
 
 use std::fmt;
@@ -19,6 +20,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
@@ -200,9 +202,10 @@ pub fn enter() -> Result<Privilege, SandboxError> {
                 }
                 let _ = signal(go_w);
             }
-            // The child owns the terminal's signals too (same process group); the parent
-            // only relays the outcome.
-            ignore_interactive_signals();
+            // `kill -INT <strata pid>` (a CI runner's cancel, a supervisor's stop) only
+            // reaches this process: pass it on so the build stops as on Ctrl-C, which
+            // the child receives from the terminal itself (same process group).
+            forward_signals_to(child);
             let code = loop {
                 match waitpid(child, None) {
                     Ok(WaitStatus::Exited(_, c)) => break c,
@@ -233,12 +236,36 @@ fn userns_hint() -> String {
     "unprivileged user namespaces may be disabled on this host, or strata runs inside a container that forbids them (seccomp)".into()
 }
 
-fn ignore_interactive_signals() {
-    use nix::sys::signal::{signal, SigHandler, Signal};
-    for s in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: installing SIG_IGN has no handler code to be unsafe.
-        let _ = unsafe { signal(s, SigHandler::SigIgn) };
+/// The pid the waiting parent forwards signals to (0 before the fork).
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
     }
+}
+
+/// Makes the waiting parent pass SIGINT, SIGTERM and SIGHUP on to `child` (which dies
+/// of it, or handles it, and the parent then exits with its status). SIGQUIT stays
+/// ignored: only a terminal sends it, and the child got it from there already.
+fn forward_signals_to(child: nix::unistd::Pid) {
+    use nix::sys::signal::{sigaction, signal, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    FORWARD_TO.store(child.as_raw(), Ordering::Relaxed);
+    let action = SigAction::new(SigHandler::Handler(forward_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only reads an atomic and calls kill.
+        let old = unsafe { sigaction(s, &action) };
+        if matches!(old, Ok(o) if o.handler() == SigHandler::SigIgn) {
+            // Ignored since we started (a `cmd &` of a non-interactive shell): the
+            // child ignores it too, so keep the convention and leave it ignored.
+            // SAFETY: as above.
+            let _ = unsafe { sigaction(s, &SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty())) };
+        }
+    }
+    // SAFETY: installing SIG_IGN has no handler code to be unsafe.
+    let _ = unsafe { signal(Signal::SIGQUIT, SigHandler::SigIgn) };
 }
 
 fn make_mounts_private() -> Result<(), SandboxError> {

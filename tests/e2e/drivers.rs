@@ -1,7 +1,8 @@
 //! Storage drivers (issue 4, acceptance 1 and 3): the same diff-fidelity Dockerfile is
 //! built with `--storage-driver overlay`, `fuse-overlayfs` and `vfs`, each in its own
 //! store, and the layer tar entries (path, type, mode, uid, gid, size, link target,
-//! xattrs, content hash) must match an expected list and be identical across drivers;
+//! xattrs, content hash) must match an expected list (every path of every layer, and
+//! nothing else) and be identical across drivers;
 //! `strata info` reports a forced driver; and two clean-store builds with
 //! `SOURCE_DATE_EPOCH` give identical manifest digests with clamped mtimes.
 //!
@@ -253,6 +254,7 @@ RUN mkdir -p /n/emptydir /{deep} && \
     mkdir /n/sticky /n/sgiddir && chmod 1777 /n/sticky && chmod 2775 /n/sgiddir && \
     echo u > /n/u1000 && chown 1000:1000 /n/u1000 && \
     echo n > /n/nobody && chown 65534:65534 /n/nobody && \
+    echo m > /n/u65535 && chown 65535:65535 /n/u65535 && \
     mkdir /n/mixed && chown 1000:65534 /n/mixed && \
     echo long > /n/{long} && echo deep > /{deep}/file && \
     echo nonascii > '/n/{NON_ASCII}' && \
@@ -371,11 +373,88 @@ fn check_clean(driver: &str, layer: &str, entries: &[Rich]) {
     }
 }
 
+/// Every path each matrix layer holds, and nothing else: a stray entry (a leaked
+/// marker, a file a driver touched in passing) fails as surely as a missing one.
+fn expected_paths() -> [Vec<String>; 5] {
+    let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let l1 = own(&[
+        "t",
+        "t/d2f",
+        "t/d2f/in",
+        "t/f2d",
+        "t/gone",
+        "t/gonedir",
+        "t/gonedir/sub",
+        "t/gonedir/sub/x",
+        "t/lower",
+        "t/meta",
+        "t/opq",
+        "t/opq/keep",
+        "t/opq/keep/k",
+        "t/opq/old",
+        "t/ren",
+        "t/ren/file",
+    ]);
+    let l2 = own(&[
+        "t",
+        "t/.wh.gone",
+        "t/.wh.gonedir",
+        "t/.wh.ren",
+        "t/d2f",
+        "t/f2d",
+        "t/f2d/n",
+        "t/lower",
+        "t/lowerlink",
+        "t/meta",
+        "t/opq",
+        "t/opq/.wh..wh..opq",
+        "t/opq/new",
+        "t/ren2",
+        "t/ren2/file",
+    ]);
+    let deep = deep_dir();
+    let (deep_b, _) = deep.rsplit_once('/').expect("deep dir has parents");
+    let mut l3 = own(&[
+        "n",
+        "n/abssym",
+        "n/big",
+        "n/emptydir",
+        "n/h1",
+        "n/h2",
+        "n/h3",
+        "n/mixed",
+        "n/nobody",
+        "n/relsym",
+        "n/sgid",
+        "n/sgiddir",
+        "n/sparse",
+        "n/sticky",
+        "n/suid",
+        "n/u1000",
+        "n/u65535",
+    ]);
+    l3.extend([deep_b.to_string(), deep.clone(), format!("{deep}/file"), format!("n/{}", long_name()), format!("n/{NON_ASCII}")]);
+    let l4 = own(&["n", "n/xattr-file"]);
+    [l1, l2, l3, l4.clone(), l4]
+}
+
 /// The expected entries of each matrix layer.
 #[track_caller]
 fn check_expected(driver: &str, layers: &[Vec<Rich>]) {
     for (i, entries) in layers.iter().enumerate() {
         check_clean(driver, &format!("L{}", i + 1), entries);
+    }
+    for (i, (entries, want)) in layers.iter().zip(expected_paths()).enumerate() {
+        let got: BTreeSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+        let want: BTreeSet<&str> = want.iter().map(String::as_str).collect();
+        let extra: Vec<&&str> = got.difference(&want).collect();
+        let missing: Vec<&&str> = want.difference(&got).collect();
+        assert!(
+            extra.is_empty() && missing.is_empty(),
+            "{driver} L{}: unexpected entries {extra:?}, missing entries {missing:?}:\n{}",
+            i + 1,
+            dump(entries)
+        );
     }
 
     // L1: plain new files and dirs.
@@ -440,7 +519,9 @@ fn check_expected(driver: &str, layers: &[Vec<Rich>]) {
         let e = find(driver, name, l3, path);
         assert_eq!((e.kind, e.mode & 0o7777), (kind, mode), "{driver} L3: special bits of {}", e.key());
     }
-    for (path, uid, gid) in [("n/u1000", 1000, 1000), ("n/nobody", 65534, 65534), ("n/mixed", 1000, 65534), ("n/h1", 0, 0)] {
+    for (path, uid, gid) in
+        [("n/u1000", 1000, 1000), ("n/nobody", 65534, 65534), ("n/u65535", 65535, 65535), ("n/mixed", 1000, 65534), ("n/h1", 0, 0)]
+    {
         let e = find(driver, name, l3, path);
         assert_eq!((e.uid, e.gid), (uid, gid), "{driver} L3: owner of {}", e.key());
     }
@@ -547,6 +628,185 @@ fn drivers_matrix_identical_across_drivers() {
 }
 
 // ---------------------------------------------------------------------------------------
+// A base image's own fidelity: file capabilities and OCI whiteouts in base layers.
+
+/// `security.capability` v2 for cap_net_bind_service=ep (what `setcap` writes).
+const CAP_NET_BIND_EP: [u8; 20] = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// A base layout (tag `hostile`): busybox, then a layer with `d/{a,b}` and `x`, then one
+/// that makes `d` opaque (keeping only `d/c`), whites out `x` and adds a file with a
+/// file capability. A RUN chmods that file and records what it sees; its layer must hold
+/// exactly the chmodded file (capability intact) and the listing.
+fn base_fidelity_for(test: &str, driver: &str) {
+    use crate::hostile::{hostile_layout, RawTar};
+    if skip_driver(test, driver) {
+        return;
+    }
+    let dir = scratch(&format!("base-fidelity-{driver}"));
+    let layout = dir.join("base");
+    let first = RawTar::default().dir("d").file("d/a", "a\n").file("d/b", "b\n").file("x", "x\n").finish();
+    let second = RawTar::default()
+        .dir("d")
+        .file("d/.wh..wh..opq", "")
+        .file("d/c", "c\n")
+        .file(".wh.x", "")
+        .file_with_xattr("capfile", "cap\n", 0o755, "security.capability", &CAP_NET_BIND_EP)
+        .finish();
+    hostile_layout(&layout, &[first, second], true);
+    let ctx = dir.join("context");
+    fs::create_dir_all(&ctx).expect("create context");
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM oci:{}:hostile\nRUN chmod 0750 /capfile && ls -A /d > /listing && {{ test -e /x && echo x-present || echo x-gone; }} >> /listing\n",
+            path_str(&layout)
+        ),
+    )
+    .expect("write Dockerfile");
+    let root = dir.join("store");
+    let out = dir.join("out");
+    strata_at(
+        &root,
+        Some(driver),
+        &[],
+        &["build", "-t", "base-fidelity:latest", "--output", &format!("oci:{}:b", path_str(&out)), &path_str(&ctx)],
+    )
+    .ok();
+    let layout = Layout::open(&out);
+    let manifest = layout.manifest(Some("b"));
+    let top = Layout::layers(&manifest).last().cloned().expect("layers");
+    let entries = rich_entries(&layout, &top);
+    check_clean(driver, "RUN", &entries);
+    let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["capfile", "listing"], "{driver}: the RUN layer holds the chmodded file and the listing only:\n{}", dump(&entries));
+    let listing = &entries[1];
+    assert!(
+        listing.content_is(b"c\nx-gone\n"),
+        "{driver}: the base's opaque dir shows only d/c and its whiteout hides /x: {}",
+        listing.key()
+    );
+    let cap = &entries[0];
+    assert_eq!(cap.mode & 0o7777, 0o750, "{driver}: {}", cap.key());
+    assert!(cap.content_is(b"cap\n"), "{driver}: {}", cap.key());
+    assert_eq!(
+        cap.xattrs.get("security.capability").map(Vec::as_slice),
+        Some(&CAP_NET_BIND_EP[..]),
+        "{driver}: the file capability survives unpack and copy-up: {}",
+        cap.key()
+    );
+}
+
+#[test]
+fn base_fidelity_overlay() {
+    base_fidelity_for("base_fidelity_overlay", "overlay");
+}
+
+#[test]
+fn base_fidelity_fuse_overlayfs() {
+    base_fidelity_for("base_fidelity_fuse_overlayfs", "fuse-overlayfs");
+}
+
+#[test]
+fn base_fidelity_vfs() {
+    base_fidelity_for("base_fidelity_vfs", "vfs");
+}
+
+/// Layer dirs a fuse-overlayfs build made are stacked by the other drivers with the
+/// same meaning: fuse-overlayfs marks opaque dirs its own way (a `.wh..wh..opq` file,
+/// a `.wh..opq` device), which kernel overlay and vfs would show as files and see
+/// through.
+#[test]
+fn drivers_fuse_layer_dirs_stack_under_every_driver() {
+    let test = "drivers_fuse_layer_dirs_stack_under_every_driver";
+    if DRIVERS.iter().any(|d| skip_driver(test, d)) {
+        return;
+    }
+    let dir = scratch("fuse-then-others");
+    let root = dir.join("store");
+    build_busybox_in(&root, Some("fuse-overlayfs"), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let ctx = dir.join("context");
+    fs::create_dir_all(&ctx).expect("create context");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:latest\n\
+         RUN mkdir -p /q/o && echo 1 > /q/o/a && echo 2 > /q/gone\n\
+         RUN rm /q/gone && rm -rf /q/o && mkdir /q/o && echo 3 > /q/o/b && mkdir /q/newdir && echo 4 > /q/newdir/c\n",
+    )
+    .expect("write Dockerfile");
+    strata_at(&root, Some("fuse-overlayfs"), &[], &["build", "-t", "fuse-made:latest", &path_str(&ctx)]).ok();
+    for driver in DRIVERS {
+        let out = strata_at(&root, Some(driver), &[], &["run", "--rm", "fuse-made:latest", "sh", "-c", "ls -A /q /q/o /q/newdir"]).ok();
+        assert_eq!(
+            out.stdout,
+            "/q:\nnewdir\no\n\n/q/newdir:\nc\n\n/q/o:\nb\n",
+            "{driver} stacking fuse-overlayfs's layer dirs: the replaced dir shows only its new file, no marker files: {}",
+            out.describe()
+        );
+    }
+}
+
+/// A full disk while committing a layer or unpacking a base says so and names the
+/// store path. The store lives on a 10 MiB tmpfs mounted inside `strata unshare` (a
+/// user namespace may mount tmpfs), which vanishes with it.
+#[test]
+fn drivers_full_disk_is_reported_as_such() {
+    let test = "drivers_full_disk_is_reported_as_such";
+    if skip_without_sandbox(test) {
+        return;
+    }
+    let dir = scratch("disk-full");
+    let mnt = dir.join("mnt");
+    let busybox = dir.join("busybox");
+    let commit = dir.join("commit");
+    let unpack = dir.join("unpack");
+    for d in [&mnt, &busybox, &commit, &unpack] {
+        fs::create_dir_all(d).expect("create dir");
+    }
+    stage_busybox_context(&busybox).unwrap_or_else(|e| panic!("{e}"));
+    // 4 MB that gzip cannot shrink: the upper dir fits, the blob beside it does not.
+    fs::write(commit.join("Dockerfile"), "FROM busybox:latest\nRUN head -c 4000000 /dev/urandom > /r\n").expect("write Dockerfile");
+    // A base layer whose blob is small (zeros) but whose content (12 MB) is not.
+    let layout = dir.join("big-base");
+    let zeros = "\0".repeat(12 << 20);
+    crate::hostile::hostile_layout(&layout, &[crate::hostile::RawTar::default().file("zeros", &zeros).finish()], true);
+    fs::write(unpack.join("Dockerfile"), format!("FROM oci:{}:hostile\nRUN true\n", path_str(&layout))).expect("write Dockerfile");
+    let (bin, store) = (path_str(&strata_bin()), path_str(&mnt.join("store")));
+    let script = format!(
+        "mount -t tmpfs -o size=10m tmpfs {mnt} || exit 99; \
+         {bin} --root {store} build -q -t busybox:latest {busybox} >/dev/null || exit 98; \
+         echo '== commit'; {bin} --root {store} build -t full-commit {commit} 2>&1; echo \"rc=$?\"; \
+         echo '== unpack'; {bin} --root {store} build -t full-unpack {unpack} 2>&1; echo \"rc=$?\"; \
+         echo '== images'; {bin} --root {store} images",
+        mnt = path_str(&mnt),
+        busybox = path_str(&busybox),
+        commit = path_str(&commit),
+        unpack = path_str(&unpack),
+    );
+    let out = strata_at(&dir.join("outer"), None, &[], &["unshare", "sh", "-c", &script]).ok();
+    let text = &out.stdout;
+    let section = |name: &str| {
+        let start = text.find(&format!("== {name}\n")).unwrap_or_else(|| panic!("{test}: no {name} section: {}", out.describe()));
+        let rest = &text[start..];
+        rest[..rest[3..].find("== ").map_or(rest.len(), |i| i + 3)].to_string()
+    };
+    for (name, path_part) in [("commit", "/oci/blobs/"), ("unpack", "/tmp/step-")] {
+        let s = section(name);
+        assert!(s.contains("rc=1"), "{test}: the {name} build fails: {s}");
+        let line = s
+            .lines()
+            .find(|l| l.contains("the disk is full"))
+            .unwrap_or_else(|| panic!("{test}: {name} does not say the disk is full: {s}"));
+        assert!(
+            line.contains(&format!("{store}{path_part}")),
+            "{test}: {name}: the error names the path in the store ({store}{path_part}...): {line}"
+        );
+        assert!(!s.contains("panicked"), "{s}");
+    }
+    let images = section("images");
+    assert!(images.contains("busybox") && !images.contains("full-"), "{test}: failed builds tag nothing: {images}");
+}
+
+// ---------------------------------------------------------------------------------------
 // The sandbox: RUN processes start with default signal dispositions, as under docker.
 // (strata is a Rust program: std ignores SIGPIPE, and an ignored signal survives exec, so
 // `yes | head -c 1` in a RUN step would spin forever unless the sandbox resets it.)
@@ -618,6 +878,41 @@ fn drivers_info_reports_forced_driver() {
     for key in ["kernel", "id_mapping", "store"] {
         assert!(json[key].as_str().is_some_and(|v| !v.is_empty()), "info --json lacks {key}: {json:#}");
     }
+}
+
+/// A forced driver that cannot work here fails with what to use instead, and never
+/// switches to another driver behind the user's back.
+#[test]
+fn drivers_forced_fuse_without_binary_fails_with_advice() {
+    let test = "drivers_forced_fuse_without_binary_fails_with_advice";
+    if skip_without_sandbox(test) {
+        return;
+    }
+    let dir = scratch("forced-no-fuse");
+    // A PATH with the id-mapping helpers and nothing else: no fuse-overlayfs.
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).expect("create bin dir");
+    for helper in ["newuidmap", "newgidmap"] {
+        let found = ["/usr/bin", "/bin", "/usr/local/bin"].iter().map(|d| Path::new(d).join(helper)).find(|p| p.exists());
+        let found = found.unwrap_or_else(|| panic!("{test}: {helper} is not installed"));
+        std::os::unix::fs::symlink(&found, bin.join(helper)).expect("link helper");
+    }
+    let root = dir.join("store");
+    let ctx = scratch("forced-no-fuse-context");
+    stage_busybox_context(&ctx).unwrap_or_else(|e| panic!("{e}"));
+    let bin_path = path_str(&bin);
+    let run = strata_at(&root, Some("fuse-overlayfs"), &[("PATH", bin_path.as_str())], &["build", "-t", "noway:latest", &path_str(&ctx)]);
+    assert!(!run.success(), "{test}: the build cannot mount anything: {}", run.describe());
+    assert!(run.stderr.contains("fuse-overlayfs is not installed"), "{test}: the error says why: {}", run.describe());
+    assert!(run.stderr.contains("--storage-driver vfs"), "{test}: the error says what to use instead: {}", run.describe());
+    assert!(!run.stderr.contains("panicked"), "{}", run.describe());
+    let images = strata_at(&root, None, &[], &["images"]).ok();
+    assert!(!images.stdout.contains("noway"), "{test}: a failed build tags nothing: {}", images.describe());
+    // The same store works with the driver the error suggests.
+    let vfs = strata_at(&root, Some("vfs"), &[("PATH", bin_path.as_str())], &["build", "-t", "noway:latest", &path_str(&ctx)]).ok();
+    assert!(!vfs.stderr.contains("fuse"), "{test}: vfs needs no fuse: {}", vfs.describe());
+    let out = strata_at(&root, Some("vfs"), &[("PATH", bin_path.as_str())], &["run", "--rm", "noway:latest", "cat", "/etc/group"]).ok();
+    assert!(out.stdout.starts_with("root:"), "{test}: {}", out.describe());
 }
 
 // ---------------------------------------------------------------------------------------

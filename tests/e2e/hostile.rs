@@ -21,7 +21,7 @@ use crate::support::{path_str, scratch, skip_without_sandbox, strata, with_base,
 // builder would refuse, with PAX `path`/`linkpath` records for long ones.
 
 #[derive(Default)]
-struct RawTar(Vec<u8>);
+pub struct RawTar(Vec<u8>);
 
 fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
     let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
@@ -45,8 +45,16 @@ impl RawTar {
     }
 
     fn entry(&mut self, kind: tar::EntryType, path: &str, link: &str, data: &[u8], mode: u32) {
+        self.entry_with(kind, path, link, data, mode, &[]);
+    }
+
+    /// An entry with extra PAX records (`SCHILY.xattr.NAME` and the like).
+    fn entry_with(&mut self, kind: tar::EntryType, path: &str, link: &str, data: &[u8], mode: u32, extra: &[(&str, &[u8])]) {
         let (path, link) = (path.as_bytes(), link.as_bytes());
         let mut records = Vec::new();
+        for (key, value) in extra {
+            records.extend(pax_record(key, value));
+        }
         if path.len() > 100 {
             records.extend(pax_record("path", path));
         }
@@ -80,12 +88,18 @@ impl RawTar {
         self.block(&h, data);
     }
 
-    fn file(mut self, path: &str, data: &str) -> Self {
+    /// A regular file with mode `mode` and one xattr.
+    pub fn file_with_xattr(mut self, path: &str, data: &str, mode: u32, name: &str, value: &[u8]) -> Self {
+        self.entry_with(tar::EntryType::Regular, path, "", data.as_bytes(), mode, &[(&format!("SCHILY.xattr.{name}"), value)]);
+        self
+    }
+
+    pub fn file(mut self, path: &str, data: &str) -> Self {
         self.entry(tar::EntryType::Regular, path, "", data.as_bytes(), 0o644);
         self
     }
 
-    fn dir(mut self, path: &str) -> Self {
+    pub fn dir(mut self, path: &str) -> Self {
         self.entry(tar::EntryType::Directory, path, "", b"", 0o755);
         self
     }
@@ -100,7 +114,7 @@ impl RawTar {
         self
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    pub fn finish(mut self) -> Vec<u8> {
         self.0.extend(std::iter::repeat_n(0u8, 1024));
         self.0
     }
@@ -142,7 +156,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// Writes an OCI layout at `dir` (tag `hostile`): busybox's layers, then `layers` (tar
 /// streams, gzip-compressed when `gzipped`).
 #[track_caller]
-fn hostile_layout(dir: &Path, layers: &[Vec<u8>], gzipped: bool) {
+pub fn hostile_layout(dir: &Path, layers: &[Vec<u8>], gzipped: bool) {
     let base = Layout::open(base_layout());
     let manifest = base.manifest(Some("bb"));
     let mut config = base.config(&manifest);
@@ -408,4 +422,38 @@ fn hostile_absolute_symlink_chain_is_contained() {
     if !run.success() {
         assert_clear_rejection("symlink-chain", &run, &["a/x", "d/y", "f/z"]);
     }
+}
+
+#[test]
+fn hostile_dot_whiteouts_remove_nothing() {
+    if skip_without_sandbox("hostile_dot_whiteouts_remove_nothing") {
+        return;
+    }
+    // `.wh.` + "", "." or ".." names the whiteout's own directory or the one above it:
+    // applied naively, the unpacker deletes that directory whole.
+    let layers_dir = world().root.join("layers");
+    for (i, bad) in [".wh...", "sub/.wh..", "sub/.wh...", ".wh."].into_iter().enumerate() {
+        let case = Case::new(["dotdot-top", "dot-sub", "dotdot-sub", "empty-top"][i]);
+        let layer = RawTar::default().dir("sub").file("sub/keep", "keep\n").file(bad, "").finish();
+        let before: Vec<String> = list(&layers_dir);
+        let (_, run) = case.build(&[layer], false);
+        assert!(!run.success(), "{bad}: a whiteout naming no file must be refused: {}", run.describe());
+        assert_clear_rejection(bad, &run, &[bad]);
+        let after = list(&layers_dir);
+        let lost: Vec<&String> = before.iter().filter(|d| !after.contains(d)).collect();
+        assert!(lost.is_empty(), "{bad}: layer dirs of the store were removed: {lost:?}");
+        assert!(world().root.join("tmp").is_dir(), "{bad}: the store's tmp/ dir is gone");
+        // The base's layer dirs still stack: busybox runs.
+        let out = strata(["run", "--rm", "busybox:latest", "cat", "/etc/passwd"]).ok();
+        assert!(out.stdout.starts_with("root:"), "{bad}: busybox after the rejected layer: {}", out.describe());
+    }
+}
+
+fn list(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
