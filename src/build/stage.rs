@@ -411,6 +411,8 @@ impl<'a> StageBuilder<'a> {
             pipes,
             network,
             fake_chown: self.ws.single_id(),
+            binds: Vec::new(),
+            tty: false,
         };
         let prefix = if self.report.is_quiet() { None } else { Some(format!("{}{n}/{total} | ", self.label)) };
         let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;

@@ -11,7 +11,7 @@ use crate::build::bundle::{write_bundle, BundleProcess};
 use crate::build::container::{ContainerState, Containers};
 use crate::build::workspace::{ImageState, Workspace};
 use crate::sandbox::userns::Privilege;
-use crate::sandbox::{self, Network, RunSpec, Stdin};
+use crate::sandbox::{self, BindMount, Network, RunSpec, Stdin};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -22,9 +22,15 @@ pub struct RunArgs {
     /// Name the container (default: a generated adjective_name).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Keep standard input open (it always is).
+    /// Keep standard input open and connected to the command.
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Give the command a terminal (a pty strata relays; with -i, keys typed here).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Bind a host path into the container: SOURCE:TARGET[:ro].
+    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:ro]")]
+    pub volumes: Vec<String>,
     /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
@@ -141,10 +147,13 @@ fn run_container(
         cwd: args.workdir.clone().or(cfg.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
         user: args.user.clone().or(cfg.user.clone()).unwrap_or_default(),
         hostname: args.hostname.clone().unwrap_or_else(|| manifest_host(&image.config)),
-        stdin: Stdin::Inherit,
+        // As docker: without -i the command reads an empty stdin.
+        stdin: if args.interactive { Stdin::Inherit } else { Stdin::Null },
         pipes: Vec::new(),
         network: if args.network == "none" { Network::None } else { Network::Host },
         fake_chown: ws.single_id(),
+        binds: args.volumes.iter().map(|v| BindMount::parse(v)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?,
+        tty: args.tty,
     };
     let outcome = sandbox::run(&spec, dir, None)?;
     if let sandbox::Outcome::SetupFailed(msg) = &outcome {
