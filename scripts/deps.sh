@@ -13,6 +13,7 @@ packages=(
     umoci           # tests: unpack the output rootless and compare files
     podman          # tests and comparisons
     crun            # podman's runtime
+    runc            # tests: podman runs rootless with runc (crun refuses hybrid cgroups)
     jq              # scripts/test.sh: find the test binary in cargo's JSON output
     tar gzip        # tests: list layer tarballs
     util-linux      # runuser, unshare

@@ -18,6 +18,8 @@ mod acceptance;
 mod cache;
 #[path = "e2e/cli.rs"]
 mod cli;
+#[path = "e2e/containers.rs"]
+mod containers;
 #[path = "e2e/dockerfile.rs"]
 mod dockerfile;
 #[path = "e2e/driver_cases.rs"]
@@ -28,6 +30,8 @@ mod drivers;
 mod hardening;
 #[path = "e2e/hostile.rs"]
 mod hostile;
+#[path = "e2e/interop.rs"]
+mod interop;
 #[path = "e2e/language.rs"]
 mod language;
 #[path = "e2e/language_config.rs"]

@@ -7,8 +7,10 @@
 //! succeeded, so a failed build never leaves a name pointing at a half-built image.
 
 pub mod base;
+pub mod bundle;
 pub mod cache;
 pub mod cached;
+pub mod container;
 pub mod copy;
 pub mod export;
 pub mod stage;
@@ -115,6 +117,12 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
 
     let manifest = ws.save_image(&target)?;
     let image_id = ws.image_id(&manifest)?;
+    // The output first: a build whose --output fails tags nothing (the store lock we
+    // hold keeps prune off the untagged blobs meanwhile).
+    if let Some(dest) = output {
+        export::export(ws, &manifest, &dest, tags.first())?;
+        report.line(&format!("exported to {}", dest));
+    }
     if tags.is_empty() {
         ws.store.add_unnamed(&manifest)?;
     } else {
@@ -122,11 +130,6 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
     }
     for tag in &tags {
         report.line(&format!("COMMIT {tag}"));
-    }
-    if let Some(dest) = output {
-        let default_tag = tags.first().and_then(|t| t.tag().map(str::to_string));
-        export::export(ws, &manifest, &dest, default_tag.as_deref())?;
-        report.line(&format!("exported to {}", dest));
     }
     report.line(&format!("--> {}", image_id.short()));
     Ok(BuildOutcome { image_id, manifest })

@@ -419,6 +419,8 @@ impl<'a> StageBuilder<'a> {
             pipes,
             network,
             fake_chown: self.ws.single_id(),
+            binds: Vec::new(),
+            tty: false,
         };
         let prefix = if self.report.is_quiet() { None } else { Some(format!("{}{n}/{total} | ", self.label)) };
         let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;
@@ -497,7 +499,7 @@ fn env_get(env: &[String], key: &str) -> Option<String> {
     env.iter().find_map(|e| e.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
 }
 
-fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
+pub(super) fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
     let entry = format!("{key}={value}");
     match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
         Some(e) => *e = entry,
@@ -553,7 +555,7 @@ fn clean_abs(path: &str) -> String {
 /// `EXPOSE 80` means 80/tcp; protocols are lower-cased as Docker stores them, and
 /// a range (`8000-8002/tcp`) is one port per number, as BuildKit's
 /// `nat.ParsePortSpecs` expands it.
-fn normalize_port(word: &str) -> Result<Vec<String>> {
+pub(super) fn normalize_port(word: &str) -> Result<Vec<String>> {
     let (port, proto) = word.split_once('/').unwrap_or((word, "tcp"));
     let proto = proto.to_ascii_lowercase();
     let bad = || anyhow!("invalid port {word:?}: expected PORT[-END][/tcp|udp|sctp]");

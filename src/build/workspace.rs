@@ -206,6 +206,14 @@ impl Workspace {
         Ok(spec)
     }
 
+    /// Copies the image's merged tree into the empty or missing dir `dest` (an OCI
+    /// runtime bundle's rootfs), whiteouts applied and owners kept.
+    pub fn flatten_image(&self, image: &ImageState, dest: &Path) -> Result<()> {
+        let lowers = self.layer_dirs(image)?;
+        vfs::flatten(&lowers, dest, &OPAQUE_XATTRS).with_context(|| format!("copying the image's files to {}", dest.display()))?;
+        Ok(vfs::forget_dir_inodes(dest)?)
+    }
+
     /// After a step wrote into `spec`: with the vfs driver, computes its upper dir by
     /// comparing the copy with the layers; overlay drivers filled it already.
     pub fn settle(&self, spec: &OverlaySpec) -> Result<()> {
@@ -220,25 +228,43 @@ impl Workspace {
     /// (digest and diff id in the same pass), then renames the dir into place. An
     /// upper dir with no changes gives no layer, as BuildKit does.
     pub fn commit_upper(&self, upper: &Path, below: &ImageState) -> Result<Option<LayerRef>> {
+        let opts = self.diff_options(below)?;
+        let layer = self.write_upper_layer(upper, &opts)?;
+        if let Some(layer) = &layer {
+            // Any driver may stack this dir later: fuse-overlayfs's markers become overlay's.
+            normalise_upper(upper, &opts, self.layers.opaque_xattr())?;
+            self.layers.adopt(upper, layer.diff_id.digest().hex())?;
+        }
+        Ok(layer)
+    }
+
+    /// Writes the layer blob of an upper dir over `below` and leaves the dir where it
+    /// is (a container keeps its writable layer after `commit`; the layer dir is
+    /// unpacked from the blob when an image first needs it). None when unchanged.
+    pub fn layer_from_upper(&self, upper: &Path, below: &ImageState) -> Result<Option<LayerRef>> {
+        self.write_upper_layer(upper, &self.diff_options(below)?)
+    }
+
+    fn diff_options(&self, below: &ImageState) -> Result<DiffOptions> {
+        Ok(DiffOptions {
+            opaque_xattrs: OPAQUE_XATTRS.iter().map(|s| s.to_string()).collect(),
+            clamp_mtime: source_date_epoch(),
+            lowers: self.layer_dirs(below)?,
+        })
+    }
+
+    fn write_upper_layer(&self, upper: &Path, opts: &DiffOptions) -> Result<Option<LayerRef>> {
         let empty = fs::read_dir(upper).with_context(|| format!("reading {}", upper.display()))?.next().is_none();
         if empty {
             return Ok(None);
         }
+        // A crash test's "after the RUN, before its layer" point.
         Store::abort_if_asked("run");
-        let opts = DiffOptions {
-            opaque_xattrs: OPAQUE_XATTRS.iter().map(|s| s.to_string()).collect(),
-            clamp_mtime: source_date_epoch(),
-            lowers: self.layer_dirs(below)?,
-        };
         let blob = self.store.write_layer_with(self.compression, |w| {
             let mut out = BufWriter::with_capacity(1 << 20, w);
-            write_diff(upper, &mut out, &opts).map_err(std::io::Error::other)?;
+            write_diff(upper, &mut out, opts).map_err(std::io::Error::other)?;
             std::io::Write::flush(&mut out)
         })?;
-        let hex = blob.diff_id.digest().hex().to_string();
-        // Any driver may stack this dir later: fuse-overlayfs's markers become overlay's.
-        normalise_upper(upper, &opts, self.layers.opaque_xattr())?;
-        self.layers.adopt(upper, &hex)?;
         Ok(Some(LayerRef { diff_id: blob.diff_id.clone(), blob: blob.descriptor() }))
     }
 

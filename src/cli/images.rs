@@ -43,7 +43,7 @@ pub struct InspectArgs {
 #[derive(Debug, Args)]
 pub struct RmiArgs {
     /// Remove an image given by id even when several names refer to it (all of
-    /// them go). strata keeps no containers, so no image is ever in use.
+    /// them go), and even when a container uses it (the container keeps its layers).
     #[arg(short = 'f', long)]
     pub force: bool,
     /// Image names or ids.
@@ -110,7 +110,7 @@ pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
 }
 
 /// "3 minutes ago", worded like docker's units.HumanDuration.
-fn ago(d: chrono::TimeDelta) -> String {
+pub(super) fn ago(d: chrono::TimeDelta) -> String {
     let s = d.num_seconds().max(0);
     let (m, h) = (s / 60, s / 3600);
     let text = match s {
@@ -230,7 +230,15 @@ pub fn history(store: &Store, args: HistoryArgs) -> Result<ExitCode> {
 /// repositories").
 pub fn rmi(store: &Store, args: RmiArgs) -> Result<ExitCode> {
     let mut failed = false;
+    let in_use = super::container::images_in_use(store.root().parent().unwrap_or(store.root()))?;
     for reference in &args.images {
+        if !args.force {
+            if let Some(user) = container_using(store, reference, &in_use)? {
+                eprintln!("strata: error: image {reference:?} is in use by container {user}: remove the container first (strata rm {user}) or use rmi -f");
+                failed = true;
+                continue;
+            }
+        }
         let removed = match ImageName::parse(reference) {
             Ok(name) if store.untag(&name)? => true,
             _ => match store.resolve(reference)? {
@@ -269,6 +277,20 @@ pub fn rmi(store: &Store, args: RmiArgs) -> Result<ExitCode> {
         }
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// The container that would be left without its image's last name if `reference`
+/// were removed (docker refuses that without -f).
+fn container_using(store: &Store, reference: &str, in_use: &[(oci::Digest, String)]) -> Result<Option<String>> {
+    if in_use.is_empty() {
+        return Ok(None);
+    }
+    let Some(desc) = store.resolve(reference)? else { return Ok(None) };
+    let id = oci::descriptor_digest(store.read_manifest(&oci::descriptor_digest(&desc)?)?.config())?;
+    let Some((_, user)) = in_use.iter().find(|(d, _)| d == &id) else { return Ok(None) };
+    let by_name = ImageName::parse(reference).ok().filter(|n| store.resolve(&n.to_string()).ok().flatten().is_some());
+    let names = store.names_of(&oci::descriptor_digest(&desc)?)?.len();
+    Ok((by_name.is_none() || names <= 1).then(|| user.clone()))
 }
 
 pub fn tag(store: &Store, args: TagArgs) -> Result<ExitCode> {

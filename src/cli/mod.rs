@@ -2,10 +2,12 @@
 //!
 //! Commands that touch layer directories (build, run, unshare) first enter
 //! strata's user namespace; image commands (images, inspect, rmi, tag, history,
-//! fsck) work on the image store directly, need no namespace, and hold the store
-//! lock shared so they wait for a running prune.
+//! fsck, save, load) work on the image store directly, need no namespace, and hold
+//! the store lock shared so they wait for a running prune.
 
+mod archive;
 mod build;
+mod container;
 mod images;
 mod info;
 mod prune;
@@ -60,6 +62,18 @@ pub enum Command {
     History(images::HistoryArgs),
     /// Remove dangling images, unused layers and blobs (and with --all, the build cache).
     Prune(prune::PruneArgs),
+    /// Write an image to a docker-archive, oci-archive or OCI layout.
+    Save(archive::SaveArgs),
+    /// Load an image from a docker-archive or oci-archive.
+    Load(archive::LoadArgs),
+    /// List containers.
+    Ps(container::PsArgs),
+    /// Remove containers.
+    Rm(container::RmArgs),
+    /// Create an image from a container's changes.
+    Commit(container::CommitArgs),
+    /// Write an image as an OCI runtime bundle (rootfs + config.json) for runc/crun.
+    Bundle(run::BundleArgs),
 }
 
 /// Parses `args` and runs the command.
@@ -98,9 +112,23 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         Command::Tag(a) => images::tag(&shared_store(&root)?.0, a),
         Command::Fsck(a) => images::fsck(&shared_store(&root)?.0, a),
         Command::History(a) => images::history(&shared_store(&root)?.0, a),
+        Command::Save(a) => archive::save(&shared_store(&root)?.0, a),
+        Command::Load(a) => archive::load(&shared_store(&root)?.0, a),
         Command::Prune(a) => {
             let ws = enter_workspace(&root, driver)?;
             prune::prune(&ws, a)
+        }
+        Command::Ps(a) => container::ps(&root, a),
+        Command::Rm(a) => container::rm(&enter_workspace(&root, driver)?, a),
+        Command::Commit(a) => {
+            let ws = enter_workspace(&root, driver)?;
+            let _writers = ws.lock(false)?;
+            container::commit(&ws, a)
+        }
+        Command::Bundle(a) => {
+            let ws = enter_workspace(&root, driver)?;
+            let _users = ws.lock(false)?;
+            run::bundle(&ws, a)
         }
         Command::Info(a) => {
             let ws = enter_workspace(&root, driver)?;

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use crate::build::container::Containers;
 use crate::build::workspace::Workspace;
 use crate::oci::{self, DiffId};
 
@@ -24,13 +25,19 @@ pub struct PruneArgs {
 
 pub fn prune(ws: &Workspace, args: PruneArgs) -> Result<ExitCode> {
     let _exclusive = ws.lock(true)?;
+    // Images that containers stand on stay, named or not, as docker keeps them.
+    let containers = Containers::open(&ws.root).list()?;
+    let in_use: HashSet<oci::Digest> = containers.iter().filter_map(|c| oci::descriptor_digest(&c.manifest).ok()).collect();
     // Dangling: index entries without a name.
     let dangling = ws.store.update_index(|index| {
         let before = index.manifests().len();
         let kept: Vec<_> = index
             .manifests()
             .iter()
-            .filter(|d| d.annotations().as_ref().is_some_and(|a| a.contains_key(oci::ANNOTATION_REF_NAME)))
+            .filter(|d| {
+                d.annotations().as_ref().is_some_and(|a| a.contains_key(oci::ANNOTATION_REF_NAME))
+                    || oci::descriptor_digest(d).is_ok_and(|m| in_use.contains(&m))
+            })
             .cloned()
             .collect();
         index.set_manifests(kept);
@@ -48,6 +55,20 @@ pub fn prune(ws: &Workspace, args: PruneArgs) -> Result<ExitCode> {
     for digest in &reachable.configs {
         let config = ws.store.read_config(digest).with_context(|| format!("prune aborted: reading image config {digest}"))?;
         diff_ids.extend(config.rootfs.diff_ids);
+    }
+    // So do containers, whose image may have lost every name (`rmi -f`).
+    for c in &containers {
+        let Ok(manifest) = oci::descriptor_digest(&c.manifest).and_then(|d| ws.store.read_manifest(&d).map(|m| (d, m))) else { continue };
+        let (digest, manifest) = manifest;
+        keep.insert(digest);
+        for d in manifest.layers().iter().chain(std::iter::once(manifest.config())) {
+            if let Ok(b) = oci::descriptor_digest(d) {
+                keep.insert(b);
+            }
+        }
+        if let Ok(config) = oci::descriptor_digest(manifest.config()).and_then(|d| ws.store.read_config(&d)) {
+            diff_ids.extend(config.rootfs.diff_ids);
+        }
     }
     // Cache entries keep their layers alive.
     if let Ok(entries) = fs::read_dir(&cache_dir) {

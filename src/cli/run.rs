@@ -1,4 +1,5 @@
-//! `strata run` (an ephemeral container from an image) and `strata unshare`.
+//! `strata run` (a container from an image, kept until `rm` unless `--rm`) and
+//! `strata unshare`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,18 +7,30 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::build::workspace::Workspace;
+use crate::build::bundle::{write_bundle, BundleProcess};
+use crate::build::container::{ContainerState, Containers};
+use crate::build::workspace::{ImageState, Workspace};
 use crate::sandbox::userns::Privilege;
-use crate::sandbox::{self, Network, RunSpec, Stdin};
+use crate::sandbox::{self, BindMount, Network, RunSpec, Stdin};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Remove the container when it exits (containers are always ephemeral for now).
+    /// Remove the container when it exits (otherwise it stays for `ps -a`, `commit`
+    /// and `rm`).
     #[arg(long)]
     pub rm: bool,
-    /// Keep standard input open (it always is).
+    /// Name the container (default: a generated adjective_name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Keep standard input open and connected to the command.
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Give the command a terminal (a pty strata relays; with -i, keys typed here).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Bind a host path into the container: SOURCE:TARGET[:ro].
+    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:ro]")]
+    pub volumes: Vec<String>,
     /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
@@ -39,6 +52,17 @@ pub struct RunArgs {
     /// Image name or id.
     pub image: String,
     /// Command and arguments (default: the image's CMD).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// Image name or id.
+    pub image: String,
+    /// The bundle directory to create (missing or empty): rootfs/ and config.json.
+    pub dir: PathBuf,
+    /// Command and arguments instead of the image's CMD.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }
@@ -85,25 +109,59 @@ pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         env.retain(|x| x.split('=').next() != Some(key.as_str()));
         env.push(entry);
     }
-    let scratch = ws.layers.scratch()?;
-    let rootfs = ws.overlay_for(&image, scratch.path(), true)?;
+    let containers = Containers::open(&ws.root);
+    let image_id = ws.image_id(&manifest)?;
+    let mut record = containers.create(args.name.as_deref(), &args.image, &manifest, &image_id, &argv)?;
+    let dir = containers.dir_of(&record.id);
+    let result = run_container(ws, &args, &image, &cfg, argv, env, &dir);
+    // Recorded whatever happened, so `ps -a` tells how the container ended.
+    let code = match &result {
+        Ok(code) => *code,
+        Err(_) => 125,
+    };
+    record.state = ContainerState::Exited { code, finished: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true) };
+    if args.rm {
+        containers.remove(&record)?;
+    } else {
+        containers.save(&record)?;
+    }
+    let code = result?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Runs the container whose writable layer lives in `dir`; returns its exit code.
+fn run_container(
+    ws: &Workspace,
+    args: &RunArgs,
+    image: &ImageState,
+    cfg: &crate::oci::ContainerConfig,
+    argv: Vec<String>,
+    env: Vec<String>,
+    dir: &std::path::Path,
+) -> Result<i32> {
+    let rootfs = ws.overlay_for(image, dir, true)?;
     let spec = RunSpec {
         rootfs,
         argv,
         env,
-        cwd: args.workdir.or(cfg.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
-        user: args.user.or(cfg.user.clone()).unwrap_or_default(),
-        hostname: args.hostname.unwrap_or_else(|| manifest_host(&image.config)),
-        stdin: Stdin::Inherit,
+        cwd: args.workdir.clone().or(cfg.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+        user: args.user.clone().or(cfg.user.clone()).unwrap_or_default(),
+        hostname: args.hostname.clone().unwrap_or_else(|| manifest_host(&image.config)),
+        // As docker: without -i the command reads an empty stdin.
+        stdin: if args.interactive { Stdin::Inherit } else { Stdin::Null },
         pipes: Vec::new(),
         network: if args.network == "none" { Network::None } else { Network::Host },
         fake_chown: ws.single_id(),
+        binds: args.volumes.iter().map(|v| BindMount::parse(v)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?,
+        tty: args.tty,
     };
-    let outcome = sandbox::run(&spec, scratch.path(), None)?;
+    let outcome = sandbox::run(&spec, dir, None)?;
     if let sandbox::Outcome::SetupFailed(msg) = &outcome {
         bail!("cannot start container: {msg}");
     }
-    Ok(ExitCode::from(outcome.code().clamp(0, 255) as u8))
+    // The vfs driver worked on a copy: find what the container changed, for commit.
+    ws.settle(&spec.rootfs)?;
+    Ok(outcome.code())
 }
 
 /// A short host name derived from the image, like docker's container-id host names.
@@ -111,6 +169,17 @@ fn manifest_host(config: &crate::oci::ImageConfig) -> String {
     let seed = config.created.clone().unwrap_or_default();
     let digest = crate::oci::Digest::of_bytes(seed.as_bytes());
     digest.hex()[..12].to_string()
+}
+
+/// Writes an OCI runtime bundle of an image for runc or crun.
+pub fn bundle(ws: &Workspace, args: BundleArgs) -> Result<ExitCode> {
+    let manifest = ws.store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
+    let image = ws.load_image(&manifest)?;
+    let process = BundleProcess::from_image(&image, &args.command)?;
+    let dir = std::path::absolute(&args.dir)?;
+    write_bundle(ws, &image, &process, &dir)?;
+    println!("{}", dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn unshare(args: UnshareArgs, privilege: Privilege) -> Result<ExitCode> {

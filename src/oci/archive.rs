@@ -1,4 +1,5 @@
-//! Import and export of images as `oci:` directories and `oci-archive:` tarballs.
+//! Import and export of images as `oci:` directories and `oci-archive:` tarballs
+//! (`docker_archive` reuses the tar helpers here for docker's format).
 //!
 //! Export writes what `skopeo copy … oci:DIR:TAG` writes: the image's blobs plus an
 //! index entry whose `org.opencontainers.image.ref.name` is the bare tag. An oci-archive
@@ -11,7 +12,7 @@
 //! temp dir; absolute paths, `..` and links are refused outright.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -27,7 +28,7 @@ const MAX_INDEX_DEPTH: usize = 4;
 
 /// How blobs travel from a source layout into the store.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Transfer {
+pub(super) enum Transfer {
     /// The source belongs to someone else: copy (and verify while copying).
     Copy,
     /// The source is our private extraction dir: hash in place, then rename.
@@ -51,8 +52,19 @@ pub fn export_oci_dir(store: &Store, manifest: &Descriptor, dest_dir: &Path, ref
     }
 }
 
-/// Writes the image behind `manifest` as an uncompressed oci-archive tar at `dest_file`.
+/// Writes the image behind `manifest` as an uncompressed oci-archive tar at `dest_file`
+/// (temp file, fsync, rename: a reader never sees half an archive).
 pub fn export_oci_archive(store: &Store, manifest: &Descriptor, dest_file: &Path, ref_name: Option<&str>) -> Result<()> {
+    let (tmp, parent) = tar_temp_file(dest_file)?;
+    let tmp_path = tmp.path().to_path_buf();
+    let buf = write_oci_archive(store, manifest, BufWriter::with_capacity(256 * 1024, tmp), ref_name, &tmp_path)?;
+    let tmp = buf.into_inner().map_err(|e| OciError::io("write archive", &tmp_path)(e.into_error()))?;
+    finish_tar_file(tmp, dest_file, &parent)
+}
+
+/// Streams the oci-archive of `manifest` into `out` (a file or standard output);
+/// `label` names the destination in errors.
+pub fn write_oci_archive<W: Write>(store: &Store, manifest: &Descriptor, out: W, ref_name: Option<&str>, label: &Path) -> Result<W> {
     let blobs = image_blobs(store, manifest)?;
     let mut entry = plain_descriptor(manifest);
     if let Some(name) = ref_name {
@@ -62,14 +74,8 @@ pub fn export_oci_archive(store: &Store, manifest: &Descriptor, dest_file: &Path
     index.set_manifests(vec![entry]);
     let index_json = serde_json::to_vec(&index).map_err(|source| OciError::Serialize { what: "index.json", source })?;
 
-    let parent = match dest_file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(parent).map_err(OciError::io("create temp file in", parent))?;
-    let tmp_path = tmp.path().to_path_buf();
-    let io_err = || OciError::io("write archive", tmp_path.clone());
-    let mut tar = tar::Builder::new(BufWriter::with_capacity(256 * 1024, tmp));
+    let io_err = || OciError::io("write archive", label);
+    let mut tar = tar::Builder::new(out);
     for dir in ["blobs/", "blobs/sha256/"] {
         let h = header(dir, tar::EntryType::Directory, 0o755, 0);
         tar.append(&h, io::empty()).map_err(io_err())?;
@@ -90,8 +96,24 @@ pub fn export_oci_archive(store: &Store, manifest: &Descriptor, dest_file: &Path
             return Err(OciError::DigestMismatch { path: store.blob_path(digest), expected: digest.clone(), found });
         }
     }
-    let buf = tar.into_inner().map_err(io_err())?;
-    let tmp = buf.into_inner().map_err(|e| io_err()(e.into_error()))?;
+    tar.into_inner().map_err(io_err())
+}
+
+/// A temp file beside `dest_file` (same filesystem, so the final rename is atomic) and
+/// the directory it is in.
+pub(super) fn tar_temp_file(dest_file: &Path) -> Result<(tempfile::NamedTempFile, PathBuf)> {
+    let parent = match dest_file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&parent).map_err(OciError::io("create temp file in", &parent))?;
+    Ok((tmp, parent))
+}
+
+/// Makes a finished archive temp file readable by others, syncs it and renames it
+/// to `dest_file`.
+pub(super) fn finish_tar_file(tmp: tempfile::NamedTempFile, dest_file: &Path, parent: &Path) -> Result<()> {
+    let io_err = || OciError::io("write archive", tmp.path().to_path_buf());
     // NamedTempFile is 0600; an exported archive is meant for other tools and users.
     tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644)).and_then(|()| tmp.as_file().sync_all()).map_err(io_err())?;
     tmp.persist(dest_file).map_err(|e| OciError::io("rename archive to", dest_file)(e.error))?;
@@ -129,13 +151,13 @@ fn image_blobs(store: &Store, manifest: &Descriptor) -> Result<Vec<(Digest, u64)
 
 /// A descriptor stripped to media type, digest, size and platform: annotations (our
 /// tag names, or a source layout's) do not belong in the other layout.
-fn plain_descriptor(d: &Descriptor) -> Descriptor {
+pub(super) fn plain_descriptor(d: &Descriptor) -> Descriptor {
     let mut out = Descriptor::new(d.media_type().clone(), d.size(), d.digest().clone());
     out.set_platform(d.platform().clone());
     out
 }
 
-fn header(path: &str, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+pub(super) fn header(path: &str, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(kind);
     // Paths here are short ASCII (`blobs/sha256/<64 hex>` is 77 bytes): cannot fail.
@@ -189,7 +211,7 @@ fn extract_safely(archive: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-fn import_layout(store: &Store, dir: &Path, ref_name: Option<&str>, transfer: Transfer) -> Result<Descriptor> {
+pub(super) fn import_layout(store: &Store, dir: &Path, ref_name: Option<&str>, transfer: Transfer) -> Result<Descriptor> {
     if !dir.join("oci-layout").is_file() {
         return Err(OciError::InvalidLayout { path: dir.to_path_buf(), reason: "missing oci-layout file".to_string() });
     }

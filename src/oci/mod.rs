@@ -3,7 +3,7 @@
 //! This module owns everything that is an OCI image on disk and nothing else: digests,
 //! the image config JSON, manifests, image names, the OCI image layout that holds our
 //! images (`blobs/sha256/…`, `index.json`), the one-pass layer writer, and import/export
-//! of `oci:` directories and `oci-archive:` tarballs.
+//! of `oci:` directories, `oci-archive:` and `docker-archive:` tarballs.
 //!
 //! Layering rule: `oci` imports no other strata module. Everything above it (`rootfs`,
 //! `registry`, `build`) talks to images only through the types re-exported here.
@@ -16,6 +16,7 @@
 
 mod archive;
 mod digest;
+mod docker_archive;
 mod fsck;
 mod image;
 mod layer_writer;
@@ -25,8 +26,11 @@ mod store;
 
 use std::path::PathBuf;
 
-pub use archive::{export_oci_archive, export_oci_dir, import_oci_archive, import_oci_dir};
+pub use archive::{export_oci_archive, export_oci_dir, import_oci_archive, import_oci_dir, write_oci_archive};
 pub use digest::{DiffId, Digest, HashingReader, HashingWriter};
+pub use docker_archive::{
+    export_docker_archive, layer_decoder, load_archive, load_archive_from, write_docker_archive, ArchiveFormat, LoadedImage,
+};
 pub use fsck::{CorruptBlob, FsckReport};
 pub use image::{
     build_manifest, descriptor, descriptor_digest, ContainerConfig, Healthcheck, History, ImageConfig, RootFs, ANNOTATION_REF_NAME,

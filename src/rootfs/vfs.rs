@@ -188,6 +188,15 @@ fn inode_record(merged: &Path) -> PathBuf {
     merged.with_extension("dir-inodes")
 }
 
+/// Drops the note [`flatten`] keeps beside `dest` for a later [`diff_trees`], for a
+/// copy that will never be diffed (a runtime bundle's rootfs).
+pub fn forget_dir_inodes(dest: &Path) -> Result<(), RootfsError> {
+    match fs::remove_file(inode_record(dest)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RootfsError::io(inode_record(dest), e)),
+        _ => Ok(()),
+    }
+}
+
 fn record_dir_inodes(dest: &Path) -> Result<(), RootfsError> {
     let mut out = Vec::new();
     for entry in walkdir::WalkDir::new(dest).min_depth(1).follow_links(false) {

@@ -26,7 +26,7 @@ use super::{chown_notify, mounts, overlay, Driver, Network, Outcome, RunSpec};
 use std::os::unix::net::UnixStream;
 
 /// Docker's default capability set for containers.
-const DEFAULT_CAPS: [Capability; 14] = [
+pub const DEFAULT_CAPS: [Capability; 14] = [
     Capability::CAP_CHOWN,
     Capability::CAP_DAC_OVERRIDE,
     Capability::CAP_FSETID,
@@ -151,6 +151,15 @@ fn setup_and_exec(spec: &RunSpec, err_w: &std::os::fd::OwnedFd) -> Result<Never,
         ForkResult::Child => {
             reset_signal_dispositions();
             let _ = set.thread_unblock();
+            if spec.tty {
+                // Its own session with the pty as controlling terminal: Ctrl-C typed
+                // there becomes SIGINT for the command's process group, as in docker -t.
+                nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+                // SAFETY: TIOCSCTTY on our stdin (the pty slave) with an integer argument.
+                if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+                    return Err(format!("making the pty the controlling terminal: {}", std::io::Error::last_os_error()));
+                }
+            }
             drop_privileges(&prepared.user)?;
             if let Some((_, theirs)) = &notify_pair {
                 let listener = chown_notify::install().map_err(|e| format!("installing the chown filter: {e}"))?;
@@ -244,6 +253,9 @@ fn setup(spec: &RunSpec) -> Result<Prepared, String> {
     mounts::mount_system(&spec.rootfs.merged).map_err(|e| e.to_string())?;
     mounts::mask_paths(&spec.rootfs.merged);
     write_pipes(&spec.rootfs.merged, &spec.pipes)?;
+    // Volume sources are opened now, while the host is still in view; they are bound
+    // after pivot_root, so a symlink in a target path resolves inside the container.
+    let sources = mounts::open_bind_sources(&spec.binds).map_err(|e| e.to_string())?;
     let _ = sethostname(&spec.hostname);
     chdir(&spec.rootfs.merged).map_err(|e| format!("chdir {}: {e}", spec.rootfs.merged.display()))?;
     // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves
@@ -251,6 +263,7 @@ fn setup(spec: &RunSpec) -> Result<Prepared, String> {
     pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
     nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).map_err(|e| format!("detach old root: {e}"))?;
     chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    mounts::bind_volumes(&spec.binds, sources).map_err(|e| e.to_string())?;
 
     let user = resolve_user(&spec.user)?;
     let cwd = if spec.cwd.is_empty() { "/".to_string() } else { spec.cwd.clone() };

@@ -8,12 +8,14 @@
 //! pid 1, waits for it and records a typed [`Outcome`] the builder reads back.
 //!
 //! Submodules: `userns` (entering strata's user namespace), `mounts` (overlay, /proc,
-//! /dev, bind mounts), `child` (what pid 1 does before exec).
+//! /dev, bind mounts), `child` (what pid 1 does before exec), `tty` (the pty of
+//! `run -t`).
 
 pub mod child;
 pub mod chown_notify;
 pub mod mounts;
 pub mod overlay;
+mod tty;
 pub mod userns;
 
 use std::fs;
@@ -155,6 +157,56 @@ pub struct RunSpec {
     /// recorded (see `chown_notify`).
     #[serde(default)]
     pub fake_chown: bool,
+    /// Host paths bound into the container (`run -v`).
+    #[serde(default)]
+    pub binds: Vec<BindMount>,
+    /// The command gets a terminal of its own (`run -t`): standard input, output and
+    /// error are the slave side of a pty whose master strata relays.
+    #[serde(default)]
+    pub tty: bool,
+}
+
+/// One `-v SOURCE:TARGET[:ro]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindMount {
+    /// An absolute host path (file or directory).
+    pub source: PathBuf,
+    /// An absolute path in the container; symlinks in it resolve inside the container.
+    pub target: String,
+    pub read_only: bool,
+}
+
+impl BindMount {
+    /// Parses docker's `-v SOURCE:TARGET[:ro|rw]` (host paths only: strata has no
+    /// named volumes).
+    pub fn parse(spec: &str) -> Result<BindMount, String> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (source, target, mode) = match parts.as_slice() {
+            [s, t] => (*s, *t, ""),
+            [s, t, m] => (*s, *t, *m),
+            _ => return Err(format!("invalid volume {spec:?}: expected SOURCE:TARGET[:ro]")),
+        };
+        if !source.starts_with('/') {
+            return Err(format!("invalid volume {spec:?}: {source:?} is not an absolute host path (named volumes are not supported)"));
+        }
+        if !target.starts_with('/') {
+            return Err(format!("invalid volume {spec:?}: the container path {target:?} must be absolute"));
+        }
+        let mut read_only = false;
+        for opt in mode.split(',').filter(|o| !o.is_empty()) {
+            match opt {
+                "ro" => read_only = true,
+                "rw" => read_only = false,
+                "z" | "Z" => {} // SELinux relabelling: nothing to do without SELinux
+                other => return Err(format!("invalid volume {spec:?}: unknown option {other:?}")),
+            }
+        }
+        let source = Path::new(source);
+        if !source.exists() {
+            return Err(format!("invalid volume {spec:?}: {} does not exist", source.display()));
+        }
+        Ok(BindMount { source: source.to_path_buf(), target: target.to_string(), read_only })
+    }
 }
 
 /// How the contained command ended.
@@ -193,6 +245,15 @@ pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outco
     };
     let mut cmd = Command::new(exe);
     cmd.arg(HELPER_COMMAND).arg(&spec_path).arg(&result_path).stdin(stdin);
+    let terminal = if spec.tty {
+        let mut relay = tty::Relay::attach(&mut cmd, spec.stdin == Stdin::Inherit)?;
+        if spec.stdin == Stdin::Inherit {
+            relay.raw_input();
+        }
+        Some(relay)
+    } else {
+        None
+    };
     // SAFETY: prctl is async-signal-safe; it ties the helper's life to ours so an
     // interrupted build leaves no container behind.
     unsafe {
@@ -213,7 +274,13 @@ pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outco
         }
         None => Vec::new(),
     };
+    if let Some(t) = &terminal {
+        t.start();
+    }
     let status = child.wait().map_err(|e| SandboxError::io("wait for sandbox helper", e))?;
+    if let Some(t) = terminal {
+        t.finish();
+    }
     for r in relays {
         let _ = r.join();
     }

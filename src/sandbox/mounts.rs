@@ -1,4 +1,5 @@
-//! Mounts that make a container's system dirs: /proc, a minimal /dev, read-only /sys, and the host's resolv.conf and hosts files.
+//! Mounts that make a container's system dirs: /proc, a minimal /dev, read-only /sys, the host's resolv.conf and hosts files,
+//! and the user's volumes (`run -v`).
 //!
 //! Runs in the container's pid 1 after it entered fresh mount and pid namespaces, so
 //! nothing here is visible outside and everything vanishes when the command ends.
@@ -9,7 +10,7 @@ use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
 
-use super::SandboxError;
+use super::{BindMount, SandboxError};
 
 /// Device nodes every container gets, bind-mounted from the host because mknod is
 /// refused in a user namespace.
@@ -134,4 +135,75 @@ pub fn mask_paths(root: &Path) {
             let _ = bind(&p, &p, true);
         }
     }
+}
+
+/// open_tree(2) and move_mount(2) flags (linux/mount.h), not all in the libc crate.
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// Clones each volume source's mount tree (open_tree, detached) while the host is
+/// still in view: after pivot_root only these descriptors reach the host paths.
+pub fn open_bind_sources(binds: &[BindMount]) -> Result<Vec<std::os::fd::OwnedFd>, SandboxError> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    binds
+        .iter()
+        .map(|b| {
+            let path = std::ffi::CString::new(b.source.as_os_str().as_bytes())
+                .map_err(|_| SandboxError::Setup(format!("volume {} has a NUL byte", b.source.display())))?;
+            let flags = OPEN_TREE_CLONE | AT_RECURSIVE | libc::O_CLOEXEC as libc::c_uint;
+            // SAFETY: open_tree with a valid C string and integer flags; returns a new fd or -1.
+            let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+            if fd < 0 {
+                return Err(SandboxError::sys(format!("open_tree {}", b.source.display()), nix::errno::Errno::last()));
+            }
+            // SAFETY: fd was just returned by the kernel and is owned by nobody else.
+            Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+        })
+        .collect()
+}
+
+/// Attaches the cloned `sources` on their targets; runs after pivot_root, so target
+/// paths (and any symlinks in them) resolve inside the container. Missing targets are
+/// made, a dir for a dir and an empty file for a file, as docker does.
+pub fn bind_volumes(binds: &[BindMount], sources: Vec<std::os::fd::OwnedFd>) -> Result<(), SandboxError> {
+    use std::os::fd::AsRawFd;
+    for (b, tree) in binds.iter().zip(sources) {
+        let target = Path::new(&b.target);
+        let is_dir = nix::sys::stat::fstat(&tree)
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .map_err(|e| SandboxError::sys(format!("stat volume {}", b.source.display()), e))?;
+        if is_dir {
+            ensure_dir(target)?
+        } else {
+            ensure_file(target)?
+        }
+        let dest = std::ffi::CString::new(b.target.as_bytes())
+            .map_err(|_| SandboxError::Setup(format!("volume target {:?} has a NUL byte", b.target)))?;
+        // SAFETY: move_mount of a detached tree fd onto a path; plain integer and string arguments.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, dest.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
+        };
+        if rc != 0 {
+            return Err(SandboxError::sys(format!("bind {} on {}", b.source.display(), b.target), nix::errno::Errno::last()));
+        }
+        if b.read_only {
+            // A remount must repeat the flags the kernel locked on the source mount.
+            let locked = nix::sys::statvfs::statvfs(target).map_err(|e| SandboxError::sys(format!("statvfs {}", b.target), e))?.flags();
+            let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            for (f, m) in [
+                (nix::sys::statvfs::FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+                (nix::sys::statvfs::FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+                (nix::sys::statvfs::FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            ] {
+                if locked.contains(f) {
+                    flags |= m;
+                }
+            }
+            mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+                .map_err(|e| SandboxError::sys(format!("make {} read-only", b.target), e))?;
+        }
+    }
+    Ok(())
 }

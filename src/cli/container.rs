@@ -1,0 +1,190 @@
+//! Container commands, docker style: `ps`, `rm` and `commit`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use clap::Args;
+
+use crate::build::container::{apply_change, commit_layer, ContainerRecord, ContainerState, Containers};
+use crate::build::workspace::Workspace;
+use crate::oci::{self, History, ImageName};
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (default: running ones only).
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Print only container ids.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Show full container ids and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Remove running containers too (their `strata run` is killed first).
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Container names or ids.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Apply a Dockerfile instruction to the image's config (CMD, ENTRYPOINT, ENV,
+    /// EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable.
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// Commit message, kept in the image's history.
+    #[arg(short = 'm', long, value_name = "MESSAGE")]
+    pub message: Option<String>,
+    /// Author of the image.
+    #[arg(short = 'a', long, value_name = "AUTHOR")]
+    pub author: Option<String>,
+    /// Print only the image id.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// The container to commit.
+    pub container: String,
+    /// Name of the new image (default: untagged).
+    pub image: Option<String>,
+}
+
+pub fn ps(root: &std::path::Path, args: PsArgs) -> Result<ExitCode> {
+    let list: Vec<ContainerRecord> = Containers::open(root).list()?.into_iter().filter(|c| args.all || c.is_running()).collect();
+    if args.quiet {
+        for c in &list {
+            println!("{}", if args.no_trunc { &c.id } else { c.short_id() });
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = Utc::now();
+    let rows: Vec<[String; 6]> = list
+        .iter()
+        .map(|c| {
+            let id = if args.no_trunc { c.id.clone() } else { c.short_id().to_string() };
+            let mut command = shell_words(&c.command);
+            if !args.no_trunc && command.chars().count() > 20 {
+                command = format!("{}…", command.chars().take(19).collect::<String>());
+            }
+            let created = c.created_time().map(|t| super::images::ago(now - t)).unwrap_or_default();
+            [id, c.image.clone(), format!("\"{command}\""), created, status(c, now), c.name.clone()]
+        })
+        .collect();
+    let header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let text: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// docker's STATUS column: `Up 3 minutes`, `Exited (0) 2 seconds ago`.
+fn status(c: &ContainerRecord, now: chrono::DateTime<Utc>) -> String {
+    let ago =
+        |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok().map(|t| super::images::ago(now - t.with_timezone(&Utc))).unwrap_or_default();
+    match &c.state {
+        ContainerState::Running { .. } if c.is_running() => format!("Up {}", ago(&c.created).trim_end_matches(" ago")),
+        // Its `strata run` died without recording an exit (killed, or the machine went down).
+        ContainerState::Running { .. } => "Exited (unknown)".to_string(),
+        ContainerState::Exited { code, finished } => format!("Exited ({code}) {}", ago(finished)),
+    }
+}
+
+/// An argv as a shell would read it back (for display).
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn rm(ws: &Workspace, args: RmArgs) -> Result<ExitCode> {
+    let containers = Containers::open(&ws.root);
+    let mut failed = false;
+    for reference in &args.containers {
+        let result = containers.find(reference).and_then(|c| {
+            if c.is_running() {
+                let ContainerState::Running { pid } = c.state else { unreachable!("running means a pid") };
+                if !args.force {
+                    bail!("container {} is running: stop it first or use rm -f", c.name);
+                }
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+            containers.remove(&c)
+        });
+        match result {
+            Ok(()) => println!("{reference}"),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+pub fn commit(ws: &Workspace, args: CommitArgs) -> Result<ExitCode> {
+    let containers = Containers::open(&ws.root);
+    let record = containers.find(&args.container)?;
+    if record.is_running() {
+        bail!("container {} is still running: commit it once it has exited", record.name);
+    }
+    let name = args.image.as_deref().map(|n| ImageName::parse(n).with_context(|| format!("invalid image name {n:?}"))).transpose()?;
+    let image = ws.load_image(&record.manifest).with_context(|| format!("loading the image of container {}", record.name))?;
+    let mut state = commit_layer(ws, &containers, &record, &image)?;
+    let config = &mut state.config;
+    for change in &args.changes {
+        apply_change(config, change)?;
+    }
+    if let Some(author) = &args.author {
+        config.author = Some(author.clone());
+    }
+    let created = Utc::now();
+    config.set_created(created);
+    config.history.push(History {
+        created: Some(created.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        created_by: Some(shell_words(&record.command)),
+        author: args.author.clone(),
+        comment: args.message.clone(),
+        empty_layer: state.layers.len() == image.layers.len(),
+        ..Default::default()
+    });
+    let manifest = ws.save_image(&state)?;
+    match &name {
+        Some(n) => ws.store.tag(n, &manifest)?,
+        None => ws.store.add_unnamed(&manifest)?,
+    }
+    let id = ws.image_id(&manifest)?;
+    println!("{}", if args.quiet { id.hex().to_string() } else { id.to_string() });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Image ids used by containers, for `rmi` (which refuses them without -f).
+pub fn images_in_use(root: &std::path::Path) -> Result<Vec<(oci::Digest, String)>> {
+    Ok(Containers::open(root)
+        .images_in_use()?
+        .into_iter()
+        .filter_map(|(id, c)| oci::Digest::parse(&id).ok().map(|d| (d, c.name)))
+        .collect())
+}

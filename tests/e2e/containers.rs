@@ -1,0 +1,124 @@
+//! Containers after `strata run`: exit codes, what the image's config applies, `ps`,
+//! `rm`, `commit` (the interactive way of making an image) and `rmi` refusing an
+//! image a container stands on.
+
+use std::fs;
+
+use crate::support::{hello_image, path_str, scratch, skip_without_sandbox, strata, with_base};
+
+#[test]
+fn run_applies_the_config_and_propagates_the_exit_code() {
+    if skip_without_sandbox("run_applies_the_config_and_propagates_the_exit_code") {
+        return;
+    }
+    let hello = hello_image();
+    let code = strata(["run", "--rm", "busybox", "sh", "-c", "exit 42"]);
+    assert_eq!(code.code, Some(42), "{}", code.describe());
+
+    // hello: USER app, WORKDIR /app, ENV GREETING; -e, -w and -u override them.
+    let seen = strata(["run", "--rm", hello, "sh", "-c", "id -u; pwd; echo \"$GREETING\""]).ok();
+    assert_eq!(seen.stdout, "1000\n/app\nHello from strata\n", "{}", seen.describe());
+    let seen =
+        strata(["run", "--rm", "-e", "GREETING=changed", "-w", "/tmp", "-u", "0", hello, "sh", "-c", "id -u; pwd; echo \"$GREETING\""])
+            .ok();
+    assert_eq!(seen.stdout, "0\n/tmp\nchanged\n", "{}", seen.describe());
+    let seen = strata(["run", "--rm", "--entrypoint", "echo", hello, "from", "entrypoint"]).ok();
+    assert_eq!(seen.stdout, "from entrypoint\n", "{}", seen.describe());
+}
+
+#[test]
+fn rm_flag_leaves_no_container_behind() {
+    if skip_without_sandbox("rm_flag_leaves_no_container_behind") {
+        return;
+    }
+    let world = with_base();
+    strata(["run", "--rm", "--name", "e2e-ephemeral", "busybox", "touch", "/x"]).ok();
+    let listed = strata(["ps", "-a"]).ok().stdout;
+    assert!(!listed.contains("e2e-ephemeral"), "{listed}");
+    // Other tests make containers meanwhile: look for this one's record by name.
+    for entry in fs::read_dir(world.root.join("containers")).expect("the containers dir").flatten() {
+        if let Ok(record) = fs::read_to_string(entry.path().join("container.json")) {
+            assert!(!record.contains("\"e2e-ephemeral\""), "--rm left {} behind: {record}", entry.path().display());
+        }
+    }
+    assert!(!world.root.join("containers/names/e2e-ephemeral").exists(), "the name is released");
+}
+
+#[test]
+fn commit_turns_a_container_into_an_image() {
+    if skip_without_sandbox("commit_turns_a_container_into_an_image") {
+        return;
+    }
+    with_base();
+    let made =
+        strata(["run", "--name", "e2e-commit-src", "busybox", "sh", "-c", "echo written-in-container > /made-here; rm /etc/group; exit 3"]);
+    assert_eq!(made.code, Some(3), "{}", made.describe());
+    let ps = strata(["ps", "-a"]).ok().stdout;
+    let row = ps.lines().find(|l| l.ends_with("e2e-commit-src")).unwrap_or_else(|| panic!("ps -a lists the container: {ps}"));
+    assert!(row.contains("Exited (3)") && row.contains("busybox"), "{row}");
+    assert!(!strata(["ps"]).ok().stdout.contains("e2e-commit-src"), "ps without -a shows running containers only");
+
+    // The name is taken while the container exists.
+    let again = strata(["run", "--name", "e2e-commit-src", "busybox", "true"]);
+    assert_eq!(again.code, Some(1), "{}", again.describe());
+    assert!(again.stderr.contains("already in use"), "{}", again.describe());
+
+    let id = strata([
+        "commit",
+        "-m",
+        "made by hand",
+        "--change",
+        "CMD [\"cat\", \"/made-here\"]",
+        "--change",
+        "ENV MADE=by-commit",
+        "--change",
+        "LABEL via=commit",
+        "e2e-commit-src",
+        "e2e-committed:v1",
+    ])
+    .ok()
+    .stdout;
+    assert!(id.trim().starts_with("sha256:"), "commit prints the image id: {id}");
+
+    let ran = strata(["run", "--rm", "e2e-committed:v1"]).ok();
+    assert_eq!(ran.stdout, "written-in-container\n", "{}", ran.describe());
+    let ran = strata(["run", "--rm", "e2e-committed:v1", "sh", "-c", "echo $MADE; test -e /etc/group || echo group-gone"]).ok();
+    assert_eq!(ran.stdout, "by-commit\ngroup-gone\n", "{}", ran.describe());
+    let config = crate::support::inspect_config("e2e-committed:v1");
+    assert_eq!(config["Labels"]["via"], "commit", "{config:#}");
+    let history = strata(["history", "--no-trunc", "e2e-committed:v1"]).ok().stdout;
+    let top = history.lines().nth(1).unwrap_or_default();
+    assert!(top.contains("made by hand") && top.contains("echo written-in-container"), "the commit is the newest history entry: {history}");
+
+    // A change commit does not allow is refused.
+    let bad = strata(["commit", "--change", "RUN echo no", "e2e-commit-src", "e2e-committed:bad"]);
+    assert_eq!(bad.code, Some(1), "{}", bad.describe());
+    assert!(bad.stderr.contains("cannot be changed by commit"), "{}", bad.describe());
+
+    strata(["rm", "e2e-commit-src"]).ok();
+    assert!(!strata(["ps", "-a"]).ok().stdout.contains("e2e-commit-src"));
+}
+
+#[test]
+fn rmi_refuses_the_last_name_of_an_image_in_use() {
+    if skip_without_sandbox("rmi_refuses_the_last_name_of_an_image_in_use") {
+        return;
+    }
+    with_base();
+    let ctx = scratch("rmi-in-use");
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo only > /only\n").unwrap();
+    strata(["build", "-t", "e2e-only-name", &path_str(&ctx)]).ok();
+    strata(["run", "--name", "e2e-user-of-only", "e2e-only-name", "true"]).ok();
+    let refused = strata(["rmi", "e2e-only-name"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.describe());
+    assert!(refused.stderr.contains("in use by container e2e-user-of-only"), "{}", refused.describe());
+    assert!(strata(["images"]).ok().stdout.contains("e2e-only-name"), "nothing removed");
+    strata(["rmi", "-f", "e2e-only-name"]).ok();
+    // The container keeps its layers: commit still works after its image lost its name.
+    let id = strata(["commit", "e2e-user-of-only"]).ok().stdout;
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    strata(["rm", "e2e-user-of-only"]).ok();
+    let gone = strata(["rm", "e2e-user-of-only"]);
+    assert_eq!(gone.code, Some(1), "{}", gone.describe());
+    assert!(gone.stderr.contains("no such container"), "{}", gone.describe());
+}
