@@ -101,6 +101,9 @@ pub fn contain(spec: &RunSpec) -> Outcome {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(err_w);
+            // pid 1 hands these on to the command; dying of them here would SIGKILL
+            // the container before the command could act on them.
+            super::forward::forward_to(child.as_raw());
             let mut msg = String::new();
             let _ = fs::File::from(err_r).read_to_string(&mut msg);
             let status = loop {

@@ -13,6 +13,7 @@
 
 pub mod child;
 pub mod chown_notify;
+mod forward;
 pub mod mounts;
 pub mod overlay;
 mod tty;
@@ -231,7 +232,8 @@ impl Outcome {
 /// Runs `spec` in a new sandbox and returns how the command ended. The caller must
 /// already be root in strata's namespace (see [`userns::enter`]). With a `prefix`,
 /// the command's output lines are relayed live with it in front (build steps);
-/// without, the command owns stdout and stderr (`strata run`).
+/// without, the command owns stdout and stderr and gets the signals strata receives
+/// (`strata run`).
 pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outcome, SandboxError> {
     let spec_path = scratch.join("spec.json");
     let result_path = scratch.join("outcome.json");
@@ -266,6 +268,9 @@ pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outco
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
     let mut child = cmd.spawn().map_err(|e| SandboxError::io("spawn sandbox helper", e))?;
+    // The Command still holds our copies of the pty slave: the relay sees the end of
+    // the container's output only once every slave descriptor is closed.
+    drop(cmd);
     let relays: Vec<_> = match prefix {
         Some(p) => {
             let out = child.stdout.take().map(|r| relay(r, p.to_string(), false));
@@ -276,6 +281,10 @@ pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outco
     };
     if let Some(t) = &terminal {
         t.start();
+    }
+    if prefix.is_none() {
+        // `strata run`: the container decides what a Ctrl-C or SIGTERM means.
+        forward::forward_to(child.id() as i32);
     }
     let status = child.wait().map_err(|e| SandboxError::io("wait for sandbox helper", e))?;
     if let Some(t) = terminal {

@@ -122,3 +122,99 @@ fn rmi_refuses_the_last_name_of_an_image_in_use() {
     assert_eq!(gone.code, Some(1), "{}", gone.describe());
     assert!(gone.stderr.contains("no such container"), "{}", gone.describe());
 }
+
+#[test]
+fn volumes_bind_host_paths_inside_the_container() {
+    if skip_without_sandbox("volumes_bind_host_paths_inside_the_container") {
+        return;
+    }
+    with_base();
+    let host = scratch("volumes");
+    let data = host.join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("in"), "from-host\n").unwrap();
+    let single = host.join("single.txt");
+    fs::write(&single, "one-file\n").unwrap();
+    let vol = format!("{}:/data", path_str(&data));
+    let file_ro = format!("{}:/etc/single.txt:ro", path_str(&single));
+    let ran = strata([
+        "run",
+        "--rm",
+        "-v",
+        &vol,
+        "-v",
+        &file_ro,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/in /etc/single.txt; echo from-container > /data/out; echo x > /etc/single.txt || echo refused",
+    ])
+    .ok();
+    assert_eq!(ran.stdout, "from-host\none-file\nrefused\n", "{}", ran.describe());
+    assert_eq!(fs::read_to_string(data.join("out")).unwrap(), "from-container\n", "a rw volume writes through to the host");
+    assert_eq!(fs::read_to_string(&single).unwrap(), "one-file\n", "a ro volume is not written");
+
+    // A symlink in the target path resolves inside the container, never on the host.
+    let ctx = scratch("volumes-ctx");
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN mkdir /real && ln -s /real /link\n").unwrap();
+    strata(["build", "-t", "e2e-volume-link", &path_str(&ctx)]).ok();
+    let vol = format!("{}:/link/mnt:ro", path_str(&data));
+    let ran = strata(["run", "--rm", "-v", &vol, "e2e-volume-link", "cat", "/real/mnt/in"]).ok();
+    assert_eq!(ran.stdout, "from-host\n", "{}", ran.describe());
+
+    for bad in
+        ["relative:/x", "/nonexistent-strata-e2e:/x", &format!("{}:relative", path_str(&data)), &format!("{}:/x:bogus", path_str(&data))]
+    {
+        let refused = strata(["run", "--rm", "-v", bad, "busybox", "true"]);
+        assert_ne!(refused.code, Some(0), "-v {bad}: {}", refused.describe());
+        assert!(refused.stderr.contains("invalid volume"), "-v {bad}: {}", refused.describe());
+    }
+}
+
+#[test]
+fn ctrl_c_reaches_the_containers_process() {
+    if skip_without_sandbox("ctrl_c_reaches_the_containers_process") {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let world = with_base();
+    let script = "trap 'echo got-int; exit 7' INT; echo ready; while true; do sleep 1; done";
+    let mut child = Command::new(crate::support::strata_bin())
+        .arg("--root")
+        .arg(&world.root)
+        .args(["run", "--rm", "busybox", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start strata run");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(rest, "got-int\n", "the trap ran");
+    assert_eq!(status.code(), Some(7), "strata exits with the container's code");
+}
+
+#[test]
+fn run_it_reads_a_line_typed_on_a_terminal() {
+    if skip_without_sandbox("run_it_reads_a_line_typed_on_a_terminal") {
+        return;
+    }
+    let world = with_base();
+    // script(1) gives strata a real terminal; the test types into it after a pause.
+    let cmd = format!(
+        "'{}' --root '{}' run --rm -it busybox sh -c 'test -t 0 && echo on-a-tty; read line; echo got:\\$line'",
+        path_str(&crate::support::strata_bin()),
+        path_str(&world.root)
+    );
+    let typed = "sleep 2; printf 'typed by the test\\r'; sleep 2";
+    let ran = crate::support::run("sh", ["-c", &format!("({typed}) | script -qefc \"{}\" /dev/null", cmd.replace('"', "\\\""))]).ok();
+    let text = ran.stdout.replace('\r', "");
+    assert!(text.contains("on-a-tty\n"), "{}", ran.describe());
+    assert!(text.contains("got:typed by the test\n"), "{}", ran.describe());
+}
