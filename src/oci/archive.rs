@@ -11,6 +11,7 @@
 //! Archive members are extracted only as plain files and directories below a private
 //! temp dir; absolute paths, `..` and links are refused outright.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -133,7 +134,8 @@ pub fn import_oci_archive(store: &Store, file: &Path, ref_name: Option<&str>) ->
         .prefix(".tmp-import-")
         .tempdir_in(store.root())
         .map_err(OciError::io("create temp dir in", store.root()))?;
-    extract_safely(file, tmp.path())?;
+    let reader = File::open(file).map_err(OciError::io("open", file))?;
+    extract(reader, file, tmp.path(), LinkPolicy::Refuse)?;
     import_layout(store, tmp.path(), ref_name, Transfer::Move)
 }
 
@@ -171,29 +173,80 @@ pub(super) fn header(path: &str, kind: tar::EntryType, mode: u32, size: u64) -> 
     h
 }
 
-/// Extracts `archive` into the empty directory `dest`, refusing anything but plain
-/// files and directories at relative paths without `..`.
-fn extract_safely(archive: &Path, dest: &Path) -> Result<()> {
-    let file = File::open(archive).map_err(OciError::io("open", archive))?;
-    let io_err = || OciError::io("read archive", archive);
-    let mut tar = tar::Archive::new(BufReader::with_capacity(256 * 1024, file));
+/// Symlinks and hard links inside an archive are followed at most this many times.
+const MAX_LINK_HOPS: usize = 16;
+
+/// Links found while extracting: member path -> the member it names, both relative.
+#[derive(Debug, Default)]
+pub(super) struct Links(HashMap<PathBuf, PathBuf>);
+
+impl Links {
+    /// The member that `member` names once links are followed (relative to the root).
+    pub(super) fn member(&self, member: &str) -> std::result::Result<PathBuf, String> {
+        let mut rel = normalise(Path::new(member), Path::new("")).ok_or_else(|| format!("unsafe member name {member:?}"))?;
+        for _ in 0..MAX_LINK_HOPS {
+            match self.0.get(&rel) {
+                Some(target) => rel = target.clone(),
+                None => return Ok(rel),
+            }
+        }
+        Err(format!("member {member:?}: too many links"))
+    }
+
+    /// The extracted file behind archive member `member`.
+    pub(super) fn resolve(&self, dir: &Path, member: &str) -> std::result::Result<PathBuf, String> {
+        let path = dir.join(self.member(member)?);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("member {member:?} is missing"))
+        }
+    }
+}
+
+/// `path` made relative to the archive root without `..` escaping it; `base` is the
+/// directory a relative symlink is read from. `None` when it would escape.
+fn normalise(path: &Path, base: &Path) -> Option<PathBuf> {
+    let mut out: Vec<&std::ffi::OsStr> = if path.is_absolute() { Vec::new() } else { base.iter().collect() };
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir => {
+                out.pop()?;
+            }
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    Some(out.iter().collect())
+}
+
+/// What [`extract`] does with symlink and hard-link members.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum LinkPolicy {
+    /// An OCI layout has no business with links: one is an unsafe member.
+    Refuse,
+    /// Old `docker save` repeats layers as links: note them, to follow by name.
+    Record,
+}
+
+/// Extracts plain files and directories of `reader` below the empty dir `dest`,
+/// refusing absolute paths, `..` and device members. Links are never made on disk:
+/// refused, or recorded and resolved inside the archive, per `links`.
+pub(super) fn extract(reader: impl Read, label: &Path, dest: &Path, policy: LinkPolicy) -> Result<Links> {
+    let io_err = || OciError::io("read archive", label);
+    let mut links = Links::default();
+    let mut tar = tar::Archive::new(BufReader::with_capacity(256 * 1024, reader));
     for entry in tar.entries().map_err(io_err())? {
         let mut entry = entry.map_err(io_err())?;
         let raw = entry.path().map_err(io_err())?.into_owned();
-        let unsafe_member = || OciError::UnsafeArchivePath { archive: archive.to_path_buf(), member: raw.display().to_string() };
-        let mut rel = PathBuf::new();
-        for c in raw.components() {
-            match c {
-                Component::Normal(part) => rel.push(part),
-                Component::CurDir => {}
-                _ => return Err(unsafe_member()),
-            }
+        let unsafe_member = || OciError::UnsafeArchivePath { archive: label.to_path_buf(), member: raw.display().to_string() };
+        if raw.is_absolute() || raw.components().any(|c| matches!(c, Component::ParentDir)) {
+            return Err(unsafe_member());
         }
+        let rel = normalise(&raw, Path::new("")).ok_or_else(unsafe_member)?;
         let target = dest.join(&rel);
         match entry.header().entry_type() {
-            tar::EntryType::Directory => {
-                fs::create_dir_all(&target).map_err(OciError::io("create", &target))?;
-            }
+            tar::EntryType::Directory => fs::create_dir_all(&target).map_err(OciError::io("create", &target))?,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 if rel.as_os_str().is_empty() {
                     return Err(unsafe_member());
@@ -204,11 +257,19 @@ fn extract_safely(archive: &Path, dest: &Path) -> Result<()> {
                 let mut out = File::create(&target).map_err(OciError::io("create", &target))?;
                 io::copy(&mut entry, &mut out).map_err(OciError::io("write", &target))?;
             }
-            // Links could point outside `dest` and make later members escape it.
+            kind @ (tar::EntryType::Symlink | tar::EntryType::Link) if policy == LinkPolicy::Record => {
+                let name = entry.link_name().map_err(io_err())?.ok_or_else(unsafe_member)?;
+                // A symlink is read from its own directory; a hard link names a member.
+                let base = if kind == tar::EntryType::Symlink { rel.parent().unwrap_or(Path::new("")) } else { Path::new("") };
+                let to = normalise(&name, base).ok_or_else(unsafe_member)?;
+                links.0.insert(rel, to);
+            }
+            // Pax and GNU long-name records are consumed by the tar crate itself.
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
             _ => return Err(unsafe_member()),
         }
     }
-    Ok(())
+    Ok(links)
 }
 
 pub(super) fn import_layout(store: &Store, dir: &Path, ref_name: Option<&str>, transfer: Transfer) -> Result<Descriptor> {

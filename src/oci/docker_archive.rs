@@ -17,21 +17,18 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::Descriptor;
 use serde::{Deserialize, Serialize};
 
-use super::archive::{finish_tar_file, header, import_layout, plain_descriptor, tar_temp_file, Transfer};
+use super::archive::{extract, finish_tar_file, header, import_layout, plain_descriptor, tar_temp_file, LinkPolicy, Links, Transfer};
 use super::image::MEDIA_TYPE_MANIFEST;
 use super::image::{
     build_manifest, descriptor_digest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD,
 };
 use super::store::ref_name_of;
 use super::{DiffId, HashingReader, HashingWriter, ImageConfig, ImageName, OciError, Result, Store};
-
-/// Symlinks and hard links inside an archive are followed at most this many times.
-const MAX_LINK_HOPS: usize = 16;
 
 /// One image of `manifest.json`, with docker's capitalised field names.
 #[derive(Debug, Serialize, Deserialize)]
@@ -195,7 +192,7 @@ pub fn load_archive_from(store: &Store, reader: impl Read, label: &Path, referen
         .prefix(".tmp-import-")
         .tempdir_in(store.root())
         .map_err(OciError::io("create temp dir in", store.root()))?;
-    let links = extract_with_links(reader, label, tmp.path())?;
+    let links = extract(reader, label, tmp.path(), LinkPolicy::Record)?;
     match detect(tmp.path()) {
         Some(ArchiveFormat::Docker) => import_docker_dir(store, tmp.path(), &links, label, reference),
         Some(ArchiveFormat::Oci) => {
@@ -359,92 +356,6 @@ fn read_prefix(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// Links found while extracting: member path -> the member it names, both relative.
-#[derive(Debug, Default)]
-struct Links(HashMap<PathBuf, PathBuf>);
-
-impl Links {
-    /// The member that `member` names once links are followed (relative to the root).
-    fn member(&self, member: &str) -> std::result::Result<PathBuf, String> {
-        let mut rel = normalise(Path::new(member), Path::new("")).ok_or_else(|| format!("unsafe member name {member:?}"))?;
-        for _ in 0..MAX_LINK_HOPS {
-            match self.0.get(&rel) {
-                Some(target) => rel = target.clone(),
-                None => return Ok(rel),
-            }
-        }
-        Err(format!("member {member:?}: too many links"))
-    }
-
-    /// The extracted file behind archive member `member`.
-    fn resolve(&self, dir: &Path, member: &str) -> std::result::Result<PathBuf, String> {
-        let path = dir.join(self.member(member)?);
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!("member {member:?} is missing"))
-        }
-    }
-}
-
-/// `path` made relative to the archive root without `..` escaping it; `base` is the
-/// directory a relative symlink is read from. `None` when it would escape.
-fn normalise(path: &Path, base: &Path) -> Option<PathBuf> {
-    let mut out: Vec<&std::ffi::OsStr> = if path.is_absolute() { Vec::new() } else { base.iter().collect() };
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::ParentDir => {
-                out.pop()?;
-            }
-            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
-        }
-    }
-    Some(out.iter().collect())
-}
-
-/// Extracts plain files and directories of `reader` below the empty dir `dest`;
-/// symlinks and hard links are recorded (resolved inside the archive), never made.
-fn extract_with_links(reader: impl Read, label: &Path, dest: &Path) -> Result<Links> {
-    let io_err = || OciError::io("read archive", label);
-    let mut links = Links::default();
-    let mut tar = tar::Archive::new(BufReader::with_capacity(256 * 1024, reader));
-    for entry in tar.entries().map_err(io_err())? {
-        let mut entry = entry.map_err(io_err())?;
-        let raw = entry.path().map_err(io_err())?.into_owned();
-        let unsafe_member = || OciError::UnsafeArchivePath { archive: label.to_path_buf(), member: raw.display().to_string() };
-        if raw.is_absolute() || raw.components().any(|c| matches!(c, Component::ParentDir)) {
-            return Err(unsafe_member());
-        }
-        let rel = normalise(&raw, Path::new("")).ok_or_else(unsafe_member)?;
-        let target = dest.join(&rel);
-        match entry.header().entry_type() {
-            tar::EntryType::Directory => fs::create_dir_all(&target).map_err(OciError::io("create", &target))?,
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                if rel.as_os_str().is_empty() {
-                    return Err(unsafe_member());
-                }
-                if let Some(parent) = target.parent() {
-                    fs::create_dir_all(parent).map_err(OciError::io("create", parent))?;
-                }
-                let mut out = File::create(&target).map_err(OciError::io("create", &target))?;
-                io::copy(&mut entry, &mut out).map_err(OciError::io("write", &target))?;
-            }
-            kind @ (tar::EntryType::Symlink | tar::EntryType::Link) => {
-                let name = entry.link_name().map_err(io_err())?.ok_or_else(unsafe_member)?;
-                // A symlink is read from its own directory; a hard link names a member.
-                let base = if kind == tar::EntryType::Symlink { rel.parent().unwrap_or(Path::new("")) } else { Path::new("") };
-                let to = normalise(&name, base).ok_or_else(unsafe_member)?;
-                links.0.insert(rel, to);
-            }
-            // Pax and GNU long-name records are consumed by the tar crate itself.
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
-            _ => return Err(unsafe_member()),
-        }
-    }
-    Ok(links)
 }
 
 #[cfg(test)]
