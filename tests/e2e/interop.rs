@@ -225,3 +225,37 @@ fn dir_output_gives_the_files_owned_by_the_user() {
     let images = strata(["images"]).ok().stdout;
     assert!(!images.contains("e2e-dir-refused"), "a failed --output tags nothing: {images}");
 }
+
+#[test]
+fn skopeo_copies_strata_outputs() {
+    if skip_without_sandbox("skopeo_copies_strata_outputs") {
+        return;
+    }
+    let hello = hello_image();
+    let out = scratch("interop-skopeo");
+    let layout = out.join("layout");
+    let archive = out.join("hello-oci.tar");
+    strata(["save", "--format", "oci-dir", "-o", &path_str(&layout), hello]).ok();
+    strata(["save", "--format", "oci-archive", "-o", &path_str(&archive), hello]).ok();
+    let digest_of = |reference: &str| run("skopeo", ["inspect", "--raw", reference]).ok().stdout;
+    for (from, to) in [
+        (format!("oci:{}:latest", path_str(&layout)), format!("oci:{}:copied", path_str(&out.join("copy-of-dir")))),
+        (format!("oci-archive:{}", path_str(&archive)), format!("oci:{}:copied", path_str(&out.join("copy-of-archive")))),
+        (format!("oci-archive:{}", path_str(&archive)), format!("dir:{}", path_str(&out.join("skopeo-dir")))),
+    ] {
+        // skopeo re-reads and re-hashes every blob while copying: a bad digest fails here.
+        run("skopeo", ["copy", "--quiet", &from, &to]).ok();
+        assert_eq!(digest_of(&from), digest_of(&to), "{from} -> {to}: the manifest is copied unchanged");
+    }
+    // A copy made by skopeo is an image strata builds on.
+    let ctx = out.join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM oci:{}:copied\nRUN cat /app/greeting.txt > /tmp/copied\n", path_str(&out.join("copy-of-archive"))),
+    )
+    .unwrap();
+    strata(["build", "-t", "e2e-from-skopeo-copy", &path_str(&ctx)]).ok();
+    let ran = strata(["run", "--rm", "e2e-from-skopeo-copy", "cat", "/tmp/copied"]).ok();
+    assert_eq!(ran.stdout, fs::read_to_string(crate::support::fixtures().join("hello/greeting.txt")).unwrap());
+}
