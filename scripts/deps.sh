@@ -20,6 +20,8 @@ packages=(
     passwd          # useradd, usermod --add-subuids
     ca-certificates
     debootstrap     # tests: the real workload, a Debian minbase made rootlessly
+    docker-registry # tests: a real registry on 127.0.0.1 for pull, push and login
+    apache2-utils   # tests: htpasswd for the registry's basic auth
 )
 
 missing=()

@@ -5,6 +5,7 @@
 //! - `oci`: content store, image config/manifest types, archives; uses no other module.
 //! - `plan` -> `dockerfile`: stages, their dependencies and build order.
 //! - `rootfs` -> `oci`: layer dirs, tar unpacking and diffing.
+//! - `registry` -> `oci`: the OCI distribution API (pull, push, credentials).
 //! - `sandbox`: namespaces, mounts, the container's pid 1; uses neither oci nor rootfs.
 //! - `build` -> everything above: the only module that combines them.
 //! - `cli` -> `build` (and the modules it needs for read-only commands): only it
@@ -21,6 +22,7 @@ pub mod dockerfile;
 pub mod oci;
 pub mod owner;
 pub mod plan;
+pub mod registry;
 pub mod report;
 pub mod rootfs;
 pub mod sandbox;

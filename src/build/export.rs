@@ -30,6 +30,10 @@ pub enum Destination {
     RootfsDir {
         path: PathBuf,
     },
+    /// A registry (`docker://REGISTRY/REPOSITORY[:TAG]`); `path` holds the reference.
+    Registry {
+        path: PathBuf,
+    },
 }
 
 impl Destination {
@@ -70,6 +74,7 @@ impl Destination {
                 _ => Destination::DockerArchive { path: rest.trim_end_matches(':').into(), reference: None },
             },
             "dir" => Destination::RootfsDir { path: rest.into() },
+            "docker" if rest.starts_with("//") => Destination::Registry { path: rest.trim_start_matches('/').into() },
             "docker" | "containers-storage" | "docker-daemon" => {
                 return Some(Err(anyhow::anyhow!("transport {kind}: is not supported yet (use oci:, oci-archive: or docker-archive:)")))
             }
@@ -86,7 +91,8 @@ impl Destination {
             Destination::OciDir { path, .. }
             | Destination::OciArchive { path, .. }
             | Destination::DockerArchive { path, .. }
-            | Destination::RootfsDir { path } => path,
+            | Destination::RootfsDir { path }
+            | Destination::Registry { path } => path,
         }
     }
 
@@ -95,7 +101,7 @@ impl Destination {
         match self {
             Destination::OciDir { tag, .. } | Destination::OciArchive { tag, .. } => tag.as_deref(),
             Destination::DockerArchive { reference, .. } => reference.as_deref(),
-            Destination::RootfsDir { .. } => None,
+            Destination::RootfsDir { .. } | Destination::Registry { .. } => None,
         }
     }
 }
@@ -107,6 +113,7 @@ impl fmt::Display for Destination {
             Destination::OciArchive { path, tag } => ("oci-archive", path, tag),
             Destination::DockerArchive { path, reference } => ("docker-archive", path, reference),
             Destination::RootfsDir { path } => ("dir", path, &None),
+            Destination::Registry { path } => return write!(f, "docker://{}", path.display()),
         };
         write!(f, "{kind}:{}", path.display())?;
         if let Some(t) = tag {
@@ -134,6 +141,13 @@ pub fn export(ws: &Workspace, manifest: &oci::Descriptor, dest: &Destination, na
     let store = &ws.store;
     match dest {
         Destination::RootfsDir { path } => export_rootfs(ws, manifest, path),
+        Destination::Registry { path } => {
+            let name =
+                oci::ImageName::parse(&path.to_string_lossy()).with_context(|| format!("invalid registry reference {}", path.display()))?;
+            let client = crate::registry::connect(name.domain(), ws.tls_verify)?;
+            let progress = |line: &str| eprintln!("{line}");
+            crate::registry::transfer::push(store, &client, manifest, &name, &progress).map(drop).map_err(anyhow::Error::from)
+        }
         Destination::OciDir { path, .. } => Ok(oci::export_oci_dir(store, manifest, path, tag)?),
         Destination::OciArchive { path, .. } => Ok(oci::export_oci_archive(store, manifest, path, tag)?),
         Destination::DockerArchive { path, reference } => {
@@ -203,6 +217,7 @@ pub fn import(ws: &Workspace, source: &Destination) -> Result<oci::Descriptor> {
         Destination::RootfsDir { path } => {
             bail!("dir:{} is an output only: an image cannot start from a plain directory", path.display())
         }
+        Destination::Registry { path } => bail!("FROM docker://{}: name the image without docker:// to pull it", path.display()),
     }
     .with_context(|| format!("importing {source}"))
 }
@@ -237,5 +252,8 @@ mod tests {
         );
         assert!(Destination::parse("type=registry,dest=x").is_err());
         assert!(Destination::parse("type=local").is_err());
+        let pushed = Destination::parse("docker://127.0.0.1:5000/team/app:v1").unwrap();
+        assert_eq!(pushed, Destination::Registry { path: "127.0.0.1:5000/team/app:v1".into() });
+        assert_eq!(pushed.to_string(), "docker://127.0.0.1:5000/team/app:v1");
     }
 }

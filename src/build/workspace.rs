@@ -65,6 +65,21 @@ pub struct Workspace {
     pub driver_choice: DriverChoice,
     /// How new layers are compressed (`build --compression`).
     pub compression: oci::LayerCompression,
+    /// When FROM fetches from a registry (`build --pull`) and how (`--tls-verify`).
+    pub pull: PullPolicy,
+    pub tls_verify: crate::registry::client::TlsVerify,
+}
+
+/// `--pull`: when a base image comes from its registry rather than the local store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Only when the store lacks it (podman's and docker's default).
+    #[default]
+    Missing,
+    /// Every time, so a moved tag is followed.
+    Always,
+    /// Never: a base the store lacks is an error.
+    Never,
 }
 
 /// Where the store lives: `--root`, else $STRATA_ROOT (clap fills it), else
@@ -108,6 +123,8 @@ impl Workspace {
             driver,
             driver_choice,
             compression: oci::LayerCompression::default(),
+            pull: PullPolicy::default(),
+            tls_verify: crate::registry::client::TlsVerify::Yes,
         })
     }
 

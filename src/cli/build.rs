@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::build::{self, workspace::Workspace, BuildRequest};
+use crate::build::workspace::{PullPolicy, Workspace};
+use crate::build::{self, BuildRequest};
 use crate::oci::LayerCompression;
+use crate::registry::client::TlsVerify;
 use crate::report::Reporter;
 use crate::sandbox::Network;
 
@@ -54,6 +56,13 @@ pub struct BuildArgs {
     /// Compression level (gzip 0-9, default 6; zstd 1-19, default 3).
     #[arg(long, value_name = "N")]
     pub compression_level: Option<i32>,
+    /// When FROM pulls from its registry: missing (default), always, never;
+    /// `--pull` alone means always.
+    #[arg(long, value_name = "POLICY", num_args = 0..=1, default_missing_value = "always", default_value = "missing", value_parser = ["missing", "always", "never", "true", "false"])]
+    pub pull: String,
+    /// Check registries' TLS certificates (false: also allow plain HTTP).
+    #[arg(long, value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
     /// Build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -81,6 +90,12 @@ fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
 
 pub fn run(ws: &mut Workspace, args: BuildArgs) -> Result<ExitCode> {
     ws.compression = LayerCompression::from_name(&args.compression, args.compression_level).expect("clap checked the name");
+    ws.pull = match args.pull.as_str() {
+        "always" | "true" => PullPolicy::Always,
+        "never" => PullPolicy::Never,
+        _ => PullPolicy::Missing,
+    };
+    ws.tls_verify = if args.tls_verify { TlsVerify::Yes } else { TlsVerify::No };
     let quiet = args.quiet || args.progress == "quiet";
     let req = BuildRequest {
         context: args.context,

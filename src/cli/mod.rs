@@ -11,6 +11,7 @@ mod container;
 mod images;
 mod info;
 mod prune;
+mod registry;
 mod run;
 
 use std::ffi::OsString;
@@ -74,6 +75,14 @@ pub enum Command {
     Commit(container::CommitArgs),
     /// Write an image as an OCI runtime bundle (rootfs + config.json) for runc/crun.
     Bundle(run::BundleArgs),
+    /// Copy an image from a registry into the local store.
+    Pull(registry::PullArgs),
+    /// Copy an image from the local store to a registry.
+    Push(registry::PushArgs),
+    /// Store credentials for a registry.
+    Login(registry::LoginArgs),
+    /// Forget the credentials of a registry.
+    Logout(registry::LogoutArgs),
 }
 
 /// Parses `args` and runs the command.
@@ -112,6 +121,10 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         Command::Tag(a) => images::tag(&shared_store(&root)?.0, a),
         Command::Fsck(a) => images::fsck(&shared_store(&root)?.0, a),
         Command::History(a) => images::history(&shared_store(&root)?.0, a),
+        Command::Pull(a) => registry::pull(&shared_store(&root)?.0, a),
+        Command::Push(a) => registry::push(&shared_store(&root)?.0, a),
+        Command::Login(a) => registry::login(a),
+        Command::Logout(a) => registry::logout(a),
         Command::Save(a) => archive::save(&shared_store(&root)?.0, a),
         Command::Load(a) => archive::load(&shared_store(&root)?.0, a),
         Command::Prune(a) => {

@@ -1,0 +1,151 @@
+//! `pull`, `push`, `login` and `logout`, as podman spells them.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::oci::{ImageName, Store};
+use crate::registry::auth::{self, Credentials};
+use crate::registry::client::{Client, TlsVerify};
+use crate::registry::transfer;
+
+/// Flags every registry command shares.
+#[derive(Debug, Args)]
+pub struct RegistryFlags {
+    /// Check the registry's TLS certificate (false: also allow plain HTTP).
+    #[arg(long, value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Credentials USER:PASSWORD instead of the stored ones.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub flags: RegistryFlags,
+    /// Print only the image id.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Image to pull: REGISTRY/REPOSITORY[:TAG|@DIGEST] (or docker://...).
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub flags: RegistryFlags,
+    /// Local image name or id.
+    pub image: String,
+    /// Where to push (default: the image's own name): REGISTRY/REPOSITORY[:TAG] or docker://...
+    pub destination: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[arg(long, value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The registry, e.g. 127.0.0.1:5000 or quay.io.
+    pub registry: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    pub registry: String,
+}
+
+/// A registry reference with an optional `docker://` in front, as skopeo writes it.
+pub fn registry_name(reference: &str) -> Result<ImageName> {
+    let bare = reference.strip_prefix("docker://").unwrap_or(reference);
+    let name = ImageName::parse(bare).with_context(|| format!("invalid image reference {reference:?}"))?;
+    if name.domain() == "localhost" && !bare.starts_with("localhost") {
+        bail!("{reference:?} names no registry: write it as REGISTRY/REPOSITORY[:TAG], e.g. 127.0.0.1:5000/{bare} or docker.io/library/{bare}");
+    }
+    Ok(name)
+}
+
+/// A client for `registry` with the given flags' TLS choice and credentials.
+pub fn client_for(registry: &str, flags: &RegistryFlags) -> Result<Client> {
+    let creds = match &flags.creds {
+        Some(c) => {
+            let (user, password) = c.split_once(':').context("--creds takes USER:PASSWORD")?;
+            Some(Credentials { user: user.into(), password: password.into() })
+        }
+        None => auth::lookup(registry)?,
+    };
+    Ok(Client::new(registry, if flags.tls_verify { TlsVerify::Yes } else { TlsVerify::No }, creds))
+}
+
+fn progress(line: &str) {
+    eprintln!("{line}");
+}
+
+pub fn pull(store: &Store, args: PullArgs) -> Result<ExitCode> {
+    let name = registry_name(&args.image)?;
+    let client = client_for(name.domain(), &args.flags)?;
+    let quiet = |_: &str| {};
+    let manifest =
+        transfer::pull(store, &client, &name, if args.quiet { &quiet } else { &progress }).with_context(|| format!("pulling {name}"))?;
+    if name.digest().is_none() {
+        store.tag(&name, &manifest)?;
+    } else {
+        store.add_unnamed(&manifest)?;
+    }
+    let config = store.read_manifest(&crate::oci::descriptor_digest(&manifest)?)?;
+    println!("{}", crate::oci::descriptor_digest(config.config())?.hex());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn push(store: &Store, args: PushArgs) -> Result<ExitCode> {
+    let manifest = store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
+    let dest = registry_name(args.destination.as_deref().unwrap_or(&args.image))?;
+    let client = client_for(dest.domain(), &args.flags)?;
+    let report = transfer::push(store, &client, &manifest, &dest, &progress).with_context(|| format!("pushing to {dest}"))?;
+    eprintln!("{} blobs uploaded, {} already there", report.uploaded, report.skipped);
+    if let Some(d) = report.manifest {
+        println!("{d}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn login(args: LoginArgs) -> Result<ExitCode> {
+    let user = match args.username {
+        Some(u) => u,
+        None => bail!("login needs --username (strata never prompts)"),
+    };
+    let password = match (args.password, args.password_stdin) {
+        (Some(_), true) => bail!("--password and --password-stdin are mutually exclusive"),
+        (Some(p), false) => p,
+        (None, true) => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
+            line.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) if std::io::stdin().is_terminal() => bail!("give the password with --password-stdin (or -p)"),
+        (None, false) => bail!("no password: use --password-stdin or -p"),
+    };
+    let creds = Credentials { user, password };
+    let client = Client::new(&args.registry, if args.tls_verify { TlsVerify::Yes } else { TlsVerify::No }, Some(creds.clone()));
+    client.ping().with_context(|| format!("logging in to {}", args.registry))?;
+    auth::save(&args.registry, &creds)?;
+    println!("Login Succeeded!");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn logout(args: LogoutArgs) -> Result<ExitCode> {
+    if auth::forget(&args.registry)? {
+        println!("Removed login credentials for {}", args.registry);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!("not logged into {}", args.registry)
+    }
+}

@@ -1,0 +1,353 @@
+//! HTTP to one registry: the `/v2/` endpoints strata needs, auth challenges
+//! (basic and bearer token), plain HTTP where it is allowed, retries.
+//!
+//! Plain HTTP is used for loopback registries (as docker allows) and with
+//! `--tls-verify=false`, after HTTPS failed to connect. A 401 is answered once:
+//! with basic credentials, or with a bearer token fetched from the realm the
+//! challenge names, for the scope it names. Server errors (5xx) and broken
+//! connections are retried with backoff; a request body is re-opened for each try,
+//! so nothing is buffered in memory.
+
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ureq::http::{Response, StatusCode};
+use ureq::Body;
+
+use super::auth::Credentials;
+use super::{RegistryError, Result};
+use crate::oci::Digest;
+
+/// Attempts per request when the registry fails or the connection breaks.
+const ATTEMPTS: u32 = 4;
+
+/// Media types strata accepts for a manifest, most specific first.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// Whether a registry's certificate is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsVerify {
+    Yes,
+    No,
+}
+
+/// A manifest as the registry sent it.
+pub struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+/// A connection to one registry, e.g. `127.0.0.1:5000` or `quay.io`.
+pub struct Client {
+    registry: String,
+    agent: ureq::Agent,
+    insecure_allowed: bool,
+    scheme: Mutex<Option<&'static str>>,
+    creds: Option<Credentials>,
+    authorization: Mutex<Option<String>>,
+}
+
+/// Produces a request body, again for each retry; `'r` is what the body borrows.
+pub type BodyOpener<'r> = dyn FnMut() -> Result<Box<dyn Read + 'r>> + 'r;
+
+impl Client {
+    pub fn new(registry: &str, tls: TlsVerify, creds: Option<Credentials>) -> Client {
+        let tls_config = ureq::tls::TlsConfig::builder().disable_verification(tls == TlsVerify::No).build();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .tls_config(tls_config)
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .build()
+            .into();
+        let host = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
+        let loopback = host == "localhost" || host.starts_with("127.") || host == "[::1]";
+        Client {
+            registry: registry.to_string(),
+            agent,
+            insecure_allowed: loopback || tls == TlsVerify::No,
+            scheme: Mutex::new(None),
+            creds,
+            authorization: Mutex::new(None),
+        }
+    }
+
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// Checks that the registry answers and accepts our credentials (`login`).
+    pub fn ping(&self) -> Result<()> {
+        let resp = self.send("GET", "/v2/", &[], None)?;
+        self.expect(resp, &[StatusCode::OK], "the API check").map(drop)
+    }
+
+    pub fn get_manifest(&self, repo: &str, reference: &str) -> Result<FetchedManifest> {
+        let what = format!("manifest {repo}:{reference}");
+        let resp = self.send("GET", &format!("/v2/{repo}/manifests/{reference}"), &[("Accept", MANIFEST_ACCEPT)], None)?;
+        let mut resp = self.expect(resp, &[StatusCode::OK], &what)?;
+        let media_type = header(&resp, "content-type").unwrap_or_default();
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(4 << 20)
+            .read_to_vec()
+            .map_err(|e| RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) })?;
+        let digest = Digest::of_bytes(&bytes);
+        if let Ok(d) = Digest::parse(reference) {
+            if d != digest {
+                return Err(RegistryError::Protocol { what, reason: format!("the registry sent content with digest {digest}") });
+            }
+        }
+        Ok(FetchedManifest { bytes, media_type: media_type.split(';').next().unwrap_or_default().trim().to_string(), digest })
+    }
+
+    /// A blob's content as a stream; the caller checks its digest while storing it.
+    pub fn get_blob(&self, repo: &str, digest: &Digest) -> Result<impl Read + 'static> {
+        let what = format!("blob {digest} of {repo}");
+        let resp = self.send("GET", &format!("/v2/{repo}/blobs/{digest}"), &[], None)?;
+        let resp = self.expect(resp, &[StatusCode::OK], &what)?;
+        Ok(resp.into_body().into_reader())
+    }
+
+    pub fn has_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let what = format!("blob {digest} of {repo}");
+        let resp = self.send("HEAD", &format!("/v2/{repo}/blobs/{digest}"), &[], None)?;
+        match resp.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => self.expect(resp, &[StatusCode::OK], &what).map(|_| true),
+        }
+    }
+
+    /// Uploads a blob unless the registry can mount it from `mount_from` (another
+    /// repository of the same registry that has it). Returns false when mounted.
+    pub fn upload_blob(&self, repo: &str, digest: &Digest, size: u64, mount_from: Option<&str>, body: &mut BodyOpener<'_>) -> Result<bool> {
+        let what = format!("upload of {digest} to {repo}");
+        let start = match mount_from {
+            Some(from) => format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}"),
+            None => format!("/v2/{repo}/blobs/uploads/"),
+        };
+        let resp = self.send("POST", &start, &[("Content-Length", "0")], None)?;
+        if resp.status() == StatusCode::CREATED && mount_from.is_some() {
+            return Ok(false);
+        }
+        let resp = self.expect(resp, &[StatusCode::ACCEPTED], &what)?;
+        let location = header(&resp, "location")
+            .ok_or_else(|| RegistryError::Protocol { what: what.clone(), reason: "no Location for the upload".into() })?;
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{sep}digest={digest}");
+        let length = size.to_string();
+        let headers = [("Content-Type", "application/octet-stream"), ("Content-Length", length.as_str())];
+        let resp = self.send("PUT", &url, &headers, Some(body))?;
+        self.expect(resp, &[StatusCode::CREATED], &what)?;
+        Ok(true)
+    }
+
+    pub fn put_manifest(&self, repo: &str, reference: &str, bytes: &[u8], media_type: &str) -> Result<()> {
+        let what = format!("manifest {repo}:{reference}");
+        let mut body = || Ok(Box::new(bytes) as Box<dyn Read>);
+        let length = bytes.len().to_string();
+        let resp = self.send(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Content-Type", media_type), ("Content-Length", &length)],
+            Some(&mut body),
+        )?;
+        self.expect(resp, &[StatusCode::CREATED, StatusCode::OK], &what).map(drop)
+    }
+
+    fn expect(&self, mut resp: Response<Body>, ok: &[StatusCode], what: &str) -> Result<Response<Body>> {
+        if ok.contains(&resp.status()) {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        if status == 401 || status == 403 {
+            return Err(match &self.creds {
+                Some(c) => RegistryError::Unauthorized { registry: self.registry.clone(), user: c.user.clone() },
+                None => RegistryError::NoCredentials { registry: self.registry.clone(), what: what.to_string() },
+            });
+        }
+        let body = resp.body_mut().with_config().limit(64 << 10).read_to_string().unwrap_or_default();
+        Err(RegistryError::Status {
+            registry: self.registry.clone(),
+            what: what.to_string(),
+            status,
+            body: body.trim().chars().take(500).collect(),
+        })
+    }
+
+    /// One request with auth, retries and the scheme fallback. `path` is absolute
+    /// (`/v2/...`) or a full URL the registry gave (an upload Location).
+    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], mut body: Option<&mut BodyOpener<'_>>) -> Result<Response<Body>> {
+        let mut answered_challenge = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let url = if path.starts_with("http://") || path.starts_with("https://") {
+                path.to_string()
+            } else if path.starts_with('/') {
+                format!("{}://{}{path}", self.scheme()?, self.registry)
+            } else {
+                // A relative Location is relative to the registry's root.
+                format!("{}://{}/{path}", self.scheme()?, self.registry)
+            };
+            let result = self.once(method, &url, headers, body.as_deref_mut());
+            match result {
+                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !answered_challenge => {
+                    answered_challenge = true;
+                    let challenge = header(&resp, "www-authenticate").unwrap_or_default();
+                    self.answer(&challenge)?;
+                }
+                Ok(resp) if resp.status().is_server_error() && attempt < ATTEMPTS => backoff(attempt),
+                Ok(resp) => return Ok(resp),
+                Err(e) if attempt < ATTEMPTS && is_transient(&e) => backoff(attempt),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn once(&self, method: &str, url: &str, headers: &[(&str, &str)], body: Option<&mut BodyOpener<'_>>) -> Result<Response<Body>> {
+        let http = |e| RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) };
+        let auth = self.authorization.lock().expect("auth lock").clone();
+        macro_rules! with_headers {
+            ($req:expr) => {{
+                let mut req = $req;
+                for (k, v) in headers {
+                    req = req.header(*k, *v);
+                }
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a.as_str());
+                }
+                req
+            }};
+        }
+        match (method, body) {
+            ("GET", _) => with_headers!(self.agent.get(url)).call().map_err(http),
+            ("HEAD", _) => with_headers!(self.agent.head(url)).call().map_err(http),
+            ("POST", _) => with_headers!(self.agent.post(url)).send_empty().map_err(http),
+            ("PUT", Some(open)) => {
+                let mut reader = open()?;
+                with_headers!(self.agent.put(url)).send(ureq::SendBody::from_reader(&mut reader)).map_err(http)
+            }
+            ("PUT", None) => with_headers!(self.agent.put(url)).send_empty().map_err(http),
+            _ => unreachable!("no other methods are used"),
+        }
+    }
+
+    /// Picks https, or http when allowed and https cannot connect; decided once.
+    fn scheme(&self) -> Result<&'static str> {
+        if let Some(s) = *self.scheme.lock().expect("scheme lock") {
+            return Ok(s);
+        }
+        let chosen = match self.agent.get(&format!("https://{}/v2/", self.registry)).call() {
+            Ok(_) => "https",
+            Err(_) if self.insecure_allowed => "http",
+            Err(e) => return Err(RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) }),
+        };
+        *self.scheme.lock().expect("scheme lock") = Some(chosen);
+        Ok(chosen)
+    }
+
+    /// Answers a 401: basic credentials, or a bearer token from the named realm.
+    fn answer(&self, challenge: &str) -> Result<()> {
+        let bad = || RegistryError::BadChallenge { registry: self.registry.clone(), challenge: challenge.to_string() };
+        let (kind, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
+        if kind.eq_ignore_ascii_case("basic") {
+            let creds = self
+                .creds
+                .as_ref()
+                .ok_or_else(|| RegistryError::NoCredentials { registry: self.registry.clone(), what: "the registry".into() })?;
+            *self.authorization.lock().expect("auth lock") = Some(creds.basic_header());
+            return Ok(());
+        }
+        if !kind.eq_ignore_ascii_case("bearer") {
+            return Err(bad());
+        }
+        let params = parse_challenge(params);
+        let realm = params.iter().find(|(k, _)| k == "realm").map(|(_, v)| v.clone()).ok_or_else(bad)?;
+        let mut query: Vec<String> = Vec::new();
+        for key in ["service", "scope"] {
+            if let Some((_, v)) = params.iter().find(|(k, _)| k == key) {
+                query.push(format!("{key}={}", url_escape(v)));
+            }
+        }
+        let url = if query.is_empty() { realm } else { format!("{realm}?{}", query.join("&")) };
+        let mut req = self.agent.get(&url);
+        if let Some(c) = &self.creds {
+            req = req.header("Authorization", c.basic_header());
+        }
+        let mut resp = req.call().map_err(|e| RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) })?;
+        if !resp.status().is_success() {
+            return Err(match &self.creds {
+                Some(c) => RegistryError::Unauthorized { registry: self.registry.clone(), user: c.user.clone() },
+                None => RegistryError::NoCredentials { registry: self.registry.clone(), what: "a token".into() },
+            });
+        }
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_vec()
+            .map_err(|e| RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) })?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| RegistryError::Protocol { what: format!("token from {url}"), reason: e.to_string() })?;
+        let token = json.get("token").or_else(|| json.get("access_token")).and_then(|t| t.as_str()).ok_or_else(bad)?;
+        *self.authorization.lock().expect("auth lock") = Some(format!("Bearer {token}"));
+        Ok(())
+    }
+}
+
+fn header(resp: &Response<Body>, name: &str) -> Option<String> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+fn is_transient(e: &RegistryError) -> bool {
+    matches!(e, RegistryError::Http { source, .. } if matches!(**source, ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed))
+}
+
+fn backoff(attempt: u32) {
+    std::thread::sleep(Duration::from_millis(250 << attempt.min(4)));
+}
+
+/// `realm="https://auth",service="registry",scope="repository:a:pull"` as pairs.
+fn parse_challenge(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, next) = match after.strip_prefix('"') {
+            Some(quoted) => match quoted.find('"') {
+                Some(end) => (&quoted[..end], &quoted[end + 1..]),
+                None => (quoted, ""),
+            },
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        out.push((key, value.to_string()));
+        rest = next.trim_start_matches(',');
+    }
+    out
+}
+
+fn url_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~:/".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_challenges_parse() {
+        let p = parse_challenge(r#"realm="https://auth.example/token",service="registry.example",scope="repository:lib/a:pull,push""#);
+        assert_eq!(p[0], ("realm".into(), "https://auth.example/token".into()));
+        assert_eq!(p[1], ("service".into(), "registry.example".into()));
+        assert_eq!(p[2], ("scope".into(), "repository:lib/a:pull,push".into()));
+        assert_eq!(url_escape("repository:lib/a:pull,push"), "repository:lib/a:pull%2Cpush");
+    }
+}

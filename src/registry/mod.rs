@@ -1,0 +1,52 @@
+//! Registries: the OCI distribution API, enough to pull base images and push results.
+//!
+//! `client` speaks HTTP to one registry (scheme choice, auth challenges, retries),
+//! `auth` finds credentials the way podman and docker keep them (and writes them for
+//! `strata login`), `transfer` moves images between a registry and the local store,
+//! streaming every blob with its digest checked on the way.
+//!
+//! Layering: uses `oci` only.
+
+pub mod auth;
+pub mod client;
+pub mod transfer;
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong talking to a registry; each names the registry,
+/// repository or blob involved.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{registry}: {source}")]
+    Http {
+        registry: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    #[error("{registry}: {what} answered {status}: {body}")]
+    Status { registry: String, what: String, status: u16, body: String },
+    #[error("{registry}: authentication failed for {user}: check the user name and password (strata login {registry})")]
+    Unauthorized { registry: String, user: String },
+    #[error("{registry}: access denied to {what}: log in first (strata login {registry})")]
+    NoCredentials { registry: String, what: String },
+    #[error("{registry}: bad authentication challenge {challenge:?}")]
+    BadChallenge { registry: String, challenge: String },
+    #[error("{what}: {reason}")]
+    Protocol { what: String, reason: String },
+    #[error(transparent)]
+    Oci(#[from] crate::oci::OciError),
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// A client for `registry` with the credentials stored for it (see [`auth`]).
+pub fn connect(registry: &str, tls: client::TlsVerify) -> Result<client::Client> {
+    Ok(client::Client::new(registry, tls, auth::lookup(registry)?))
+}

@@ -1,0 +1,114 @@
+//! Images between a registry and the local store: pull and push.
+//!
+//! Every blob streams straight from the socket into the store's temp file (or from
+//! the store's file onto the socket) with its digest computed on the way: memory
+//! stays flat whatever the layer size, and a blob whose content does not match its
+//! digest never enters the store. The manifest goes in last, so the store never
+//! names a blob it lacks. A push asks the registry first and skips blobs it has.
+
+use std::io::{BufReader, Read};
+
+use oci_spec::image::{Arch, Descriptor, ImageIndex, ImageManifest, Os};
+
+use super::client::Client;
+use super::{RegistryError, Result};
+use crate::oci::{descriptor, descriptor_digest, Digest, ImageName, Store};
+
+const INDEX_TYPES: [&str; 2] = ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
+
+/// The repository path and the tag or digest to ask the registry for.
+fn repo_and_reference(name: &ImageName) -> (String, String) {
+    let reference = match (name.digest(), name.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => "latest".to_string(),
+    };
+    (name.path().to_string(), reference)
+}
+
+/// Pulls `name` (for this host's platform, when it is an index) into `store` and
+/// returns the manifest's descriptor; tagging is the caller's. `progress` gets one
+/// line per blob.
+pub fn pull(store: &Store, client: &Client, name: &ImageName, progress: &dyn Fn(&str)) -> Result<Descriptor> {
+    let (repo, reference) = repo_and_reference(name);
+    let mut fetched = client.get_manifest(&repo, &reference)?;
+    if INDEX_TYPES.contains(&fetched.media_type.as_str()) || is_index_json(&fetched.bytes) {
+        let index: ImageIndex = serde_json::from_slice(&fetched.bytes).map_err(|e| bad(name, format!("index: {e}")))?;
+        let (os, arch) = (Os::default(), Arch::default());
+        let chosen = index
+            .manifests()
+            .iter()
+            .find(|d| d.platform().as_ref().is_some_and(|p| p.os() == &os && p.architecture() == &arch))
+            .ok_or_else(|| bad(name, format!("no manifest for {os}/{arch} in the image index")))?;
+        let digest = descriptor_digest(chosen)?;
+        progress(&format!("Resolved {os}/{arch} to {digest}"));
+        fetched = client.get_manifest(&repo, &digest.to_string())?;
+    }
+    let manifest: ImageManifest = serde_json::from_slice(&fetched.bytes).map_err(|e| bad(name, format!("manifest: {e}")))?;
+    for blob in manifest.layers().iter().chain(std::iter::once(manifest.config())) {
+        let digest = descriptor_digest(blob)?;
+        if store.has_blob(&digest) {
+            progress(&format!("Copying blob {} skipped: already exists", digest.short()));
+            continue;
+        }
+        progress(&format!("Copying blob {} ({} bytes)", digest.short(), blob.size()));
+        let body = BufReader::with_capacity(1 << 20, client.get_blob(&repo, &digest)?);
+        store.put_blob_verified(body, &digest, Some(blob.size()))?;
+    }
+    let size = fetched.bytes.len() as u64;
+    store.put_blob_verified(&fetched.bytes[..], &fetched.digest, Some(size))?;
+    let media_type = if fetched.media_type.is_empty() {
+        manifest.media_type().as_ref().map(ToString::to_string).unwrap_or_else(|| crate::oci::MEDIA_TYPE_MANIFEST.to_string())
+    } else {
+        fetched.media_type.clone()
+    };
+    progress(&format!("Writing manifest {}", fetched.digest));
+    Ok(descriptor(&media_type, &fetched.digest, size))
+}
+
+fn is_index_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v.get("manifests").is_some() && v.get("layers").is_none())
+}
+
+fn bad(name: &ImageName, reason: String) -> RegistryError {
+    RegistryError::Protocol { what: name.to_string(), reason }
+}
+
+/// What a push did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PushReport {
+    pub uploaded: usize,
+    pub skipped: usize,
+    pub manifest: Option<Digest>,
+}
+
+/// Pushes the stored image `manifest` to `dest` on `client`'s registry.
+pub fn push(store: &Store, client: &Client, manifest: &Descriptor, dest: &ImageName, progress: &dyn Fn(&str)) -> Result<PushReport> {
+    let (repo, reference) = repo_and_reference(dest);
+    let digest = descriptor_digest(manifest)?;
+    let m = store.read_manifest(&digest)?;
+    let mut report = PushReport::default();
+    for blob in m.layers().iter().chain(std::iter::once(m.config())) {
+        let d = descriptor_digest(blob)?;
+        if client.has_blob(&repo, &d)? {
+            progress(&format!("Copying blob {} skipped: already exists", d.short()));
+            report.skipped += 1;
+            continue;
+        }
+        progress(&format!("Copying blob {} ({} bytes)", d.short(), blob.size()));
+        // Re-opened for every attempt: a retried upload starts from the first byte.
+        let mut open = || -> Result<Box<dyn Read>> { Ok(Box::new(BufReader::with_capacity(1 << 20, store.open_blob(&d)?))) };
+        client.upload_blob(&repo, &d, blob.size(), None, &mut open)?;
+        report.uploaded += 1;
+    }
+    let mut bytes = Vec::new();
+    store.open_blob(&digest)?.read_to_end(&mut bytes).map_err(|source| RegistryError::Io {
+        op: "read",
+        path: store.blob_path(&digest),
+        source,
+    })?;
+    client.put_manifest(&repo, &reference, &bytes, manifest.media_type().as_ref())?;
+    progress(&format!("Writing manifest {digest} to {}", dest));
+    report.manifest = Some(digest);
+    Ok(report)
+}

@@ -1,0 +1,188 @@
+//! Against a real registry (Debian's docker-registry, started on 127.0.0.1 by each
+//! test and stopped after): push then pull with equal digests, blobs the registry has
+//! are not sent again, FROM pulls a base, `--output docker://` pushes, and htpasswd
+//! basic auth through `strata login`.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{hello_image, path_str, run, scratch, skip_without_sandbox, strata, strata_bin};
+
+/// A docker-registry process serving a private directory; killed on drop.
+struct Registry {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+}
+
+impl Registry {
+    fn start(dir: &Path, htpasswd: Option<(&str, &str)>) -> Registry {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            path_str(&dir.join("data"))
+        );
+        if let Some((user, password)) = htpasswd {
+            let line = run("htpasswd", ["-Bbn", user, password]).ok().stdout;
+            fs::write(dir.join("htpasswd"), line.trim()).unwrap();
+            config.push_str(&format!("auth:\n  htpasswd:\n    realm: strata-e2e\n    path: {}\n", path_str(&dir.join("htpasswd"))));
+        }
+        fs::write(dir.join("config.yml"), config).unwrap();
+        let log = dir.join("registry.log");
+        let out = fs::File::create(&log).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start docker-registry (scripts/deps.sh installs it)");
+        let registry = Registry { child, addr, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&registry.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen on {}: {}",
+                registry.addr,
+                fs::read_to_string(&registry.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+
+    /// How many blob uploads the registry has finished, from its access log.
+    fn finished_uploads(&self) -> usize {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"PUT /v2/") && l.contains("/blobs/uploads/"))
+            .count()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// strata on a store of its own (a runner that never saw the image).
+fn fresh_strata(root: &Path, args: &[&str]) -> crate::support::Run {
+    let root = path_str(root);
+    run(strata_bin(), ["--root", root.as_str()].iter().chain(args))
+}
+
+#[test]
+fn push_then_pull_round_trips_and_skips_known_blobs() {
+    if skip_without_sandbox("push_then_pull_round_trips_and_skips_known_blobs") {
+        return;
+    }
+    let hello = hello_image();
+    let dir = scratch("registry-plain");
+    let registry = Registry::start(&dir, None);
+    let dest = format!("{}/e2e/hello:v1", registry.addr);
+    let pushed = strata(["push", hello, &dest]).ok();
+    let digest = pushed.stdout.trim().to_string();
+    assert!(digest.starts_with("sha256:"), "push prints the manifest digest: {}", pushed.describe());
+    let uploads = registry.finished_uploads();
+    assert!(uploads >= 8, "every blob went up once ({uploads}): {}", fs::read_to_string(&registry.log).unwrap_or_default());
+
+    // Again: the registry has every blob, nothing is uploaded.
+    let again = strata(["push", hello, &format!("docker://{dest}")]).ok();
+    assert!(again.stderr.contains("0 blobs uploaded"), "{}", again.describe());
+    assert_eq!(registry.finished_uploads(), uploads, "no blob uploaded twice");
+
+    // A runner with an empty store pulls the same manifest and runs it.
+    let other = dir.join("other-store");
+    fresh_strata(&other, &["pull", &dest]).ok();
+    let inspect = fresh_strata(&other, &["inspect", &dest]).ok().json();
+    assert_eq!(inspect[0]["Digest"], digest, "{inspect:#}");
+    let ran = fresh_strata(&other, &["run", "--rm", &dest]).ok();
+    assert!(ran.stdout.contains("Hello from strata!"), "{}", ran.describe());
+    fresh_strata(&other, &["fsck"]).ok();
+    let skopeo = run("skopeo", ["inspect", "--tls-verify=false", &format!("docker://{dest}")]).ok().json();
+    assert_eq!(skopeo["Digest"], digest);
+
+    // A name the registry lacks is a clear error.
+    let missing = fresh_strata(&other, &["pull", &format!("{}/e2e/nothing:here", registry.addr)]);
+    assert_eq!(missing.code, Some(1), "{}", missing.describe());
+    assert!(missing.stderr.contains("e2e/nothing:here"), "{}", missing.describe());
+}
+
+#[test]
+fn from_pulls_the_base_and_output_pushes_the_result() {
+    if skip_without_sandbox("from_pulls_the_base_and_output_pushes_the_result") {
+        return;
+    }
+    let hello = hello_image();
+    let dir = scratch("registry-build");
+    let registry = Registry::start(&dir, None);
+    let base = format!("{}/e2e/base:1", registry.addr);
+    strata(["push", hello, &base]).ok();
+
+    let ctx = dir.join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), format!("FROM {base}\nRUN echo built-on-pulled > /tmp/marker\n")).unwrap();
+    let store = dir.join("runner");
+    let result = format!("{}/e2e/result:1", registry.addr);
+    let built = fresh_strata(&store, &["build", "-t", "e2e-built", "--output", &format!("docker://{result}"), &path_str(&ctx)]).ok();
+    assert!(built.stderr.contains("Copying blob"), "the base came from the registry: {}", built.describe());
+    let never = fresh_strata(&dir.join("never-store"), &["build", "--pull=never", &path_str(&ctx)]);
+    assert_eq!(never.code, Some(1), "{}", never.describe());
+    assert!(never.stderr.contains("--pull=never"), "{}", never.describe());
+
+    let third = dir.join("third");
+    let ran = fresh_strata(&third, &["pull", &result]).ok();
+    assert!(!ran.stdout.trim().is_empty());
+    let ran = fresh_strata(&third, &["run", "--rm", &result, "cat", "/tmp/marker"]).ok();
+    assert_eq!(ran.stdout, "built-on-pulled\n", "{}", ran.describe());
+}
+
+#[test]
+fn login_with_basic_auth() {
+    if skip_without_sandbox("login_with_basic_auth") {
+        return;
+    }
+    let hello = hello_image();
+    let dir = scratch("registry-auth");
+    let registry = Registry::start(&dir, Some(("tester", "s3cret")));
+    let auth_file = dir.join("auth.json");
+    let with_auth = |args: &[&str], stdin: &str| {
+        let mut cmd = Command::new(strata_bin());
+        cmd.arg("--root").arg(&crate::support::world().root).args(args).env("REGISTRY_AUTH_FILE", &auth_file);
+        let script = format!("printf '%s\\n' '{stdin}' | \"$@\"");
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(script).arg("sh").arg(cmd.get_program()).args(cmd.get_args()).env("REGISTRY_AUTH_FILE", &auth_file);
+        crate::support::run_command(sh)
+    };
+    let dest = format!("{}/e2e/private:1", registry.addr);
+    let denied = with_auth(&["push", hello, &dest], "");
+    assert_eq!(denied.code, Some(1), "{}", denied.describe());
+    assert!(denied.stderr.contains("log in first"), "{}", denied.describe());
+
+    let wrong = with_auth(&["login", "-u", "tester", "--password-stdin", &registry.addr], "nope");
+    assert_eq!(wrong.code, Some(1), "{}", wrong.describe());
+    assert!(wrong.stderr.contains("authentication failed for tester"), "{}", wrong.describe());
+    assert!(!auth_file.exists(), "a failed login stores nothing");
+
+    let ok = with_auth(&["login", "-u", "tester", "--password-stdin", &registry.addr], "s3cret");
+    assert!(ok.stdout.contains("Login Succeeded"), "{}", ok.describe());
+    let stored: serde_json::Value = serde_json::from_slice(&fs::read(&auth_file).unwrap()).unwrap();
+    assert!(stored["auths"][&registry.addr]["auth"].is_string(), "{stored:#}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(&auth_file).unwrap().permissions().mode() & 0o777, 0o600, "credentials are private");
+
+    with_auth(&["push", hello, &dest], "").ok();
+    let pulled = with_auth(&["pull", &dest], "").ok();
+    assert!(!pulled.stdout.trim().is_empty(), "{}", pulled.describe());
+    with_auth(&["logout", &registry.addr], "").ok();
+    let after = with_auth(&["pull", &dest], "");
+    assert_eq!(after.code, Some(1), "logged out: {}", after.describe());
+}
