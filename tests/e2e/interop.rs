@@ -7,6 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use crate::drivers::strata_at;
 use crate::support::{
     fixture, hello_image, path_str, run, run_command, scratch, skip_without_sandbox, strata, strata_bin, with_base, world,
 };
@@ -91,13 +92,11 @@ fn strata_loads_archives_podman_saved() {
         podman(&store, &["save", "--format", format, "-o", &path_str(&file), &name]).ok();
         // A store of its own: the image must come from the archive alone.
         let root = out.join(format!("strata-{format}"));
-        let root = path_str(&root);
-        let strata_at = |args: &[&str]| run(strata_bin(), ["--root", root.as_str()].iter().chain(args));
-        let loaded = strata_at(&["load", "-i", &path_str(&file)]).ok();
+        let loaded = strata_at(&root, None, &[], &["load", "-i", &path_str(&file)]).ok();
         assert!(loaded.stdout.contains(&format!("Loaded image: {name}")), "{format}: {}", loaded.describe());
-        let ran = strata_at(&["run", "--rm", &name]).ok();
+        let ran = strata_at(&root, None, &[], &["run", "--rm", &name]).ok();
         assert!(ran.stdout.contains("Hello from strata!"), "{format}: {}", ran.describe());
-        strata_at(&["fsck"]).ok();
+        strata_at(&root, None, &[], &["fsck"]).ok();
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::drivers::strata_at;
 use crate::support::{hello_image, path_str, run, scratch, skip_without_sandbox, strata, strata_bin};
 
 /// A docker-registry process serving a private directory; killed on drop.
@@ -73,12 +74,6 @@ impl Drop for Registry {
     }
 }
 
-/// strata on a store of its own (a runner that never saw the image).
-fn fresh_strata(root: &Path, args: &[&str]) -> crate::support::Run {
-    let root = path_str(root);
-    run(strata_bin(), ["--root", root.as_str()].iter().chain(args))
-}
-
 #[test]
 fn push_then_pull_round_trips_and_skips_known_blobs() {
     if skip_without_sandbox("push_then_pull_round_trips_and_skips_known_blobs") {
@@ -101,17 +96,17 @@ fn push_then_pull_round_trips_and_skips_known_blobs() {
 
     // A runner with an empty store pulls the same manifest and runs it.
     let other = dir.join("other-store");
-    fresh_strata(&other, &["pull", &dest]).ok();
-    let inspect = fresh_strata(&other, &["inspect", &dest]).ok().json();
+    strata_at(&other, None, &[], &["pull", &dest]).ok();
+    let inspect = strata_at(&other, None, &[], &["inspect", &dest]).ok().json();
     assert_eq!(inspect[0]["Digest"], digest, "{inspect:#}");
-    let ran = fresh_strata(&other, &["run", "--rm", &dest]).ok();
+    let ran = strata_at(&other, None, &[], &["run", "--rm", &dest]).ok();
     assert!(ran.stdout.contains("Hello from strata!"), "{}", ran.describe());
-    fresh_strata(&other, &["fsck"]).ok();
+    strata_at(&other, None, &[], &["fsck"]).ok();
     let skopeo = run("skopeo", ["inspect", "--tls-verify=false", &format!("docker://{dest}")]).ok().json();
     assert_eq!(skopeo["Digest"], digest);
 
     // A name the registry lacks is a clear error.
-    let missing = fresh_strata(&other, &["pull", &format!("{}/e2e/nothing:here", registry.addr)]);
+    let missing = strata_at(&other, None, &[], &["pull", &format!("{}/e2e/nothing:here", registry.addr)]);
     assert_eq!(missing.code, Some(1), "{}", missing.describe());
     assert!(missing.stderr.contains("e2e/nothing:here"), "{}", missing.describe());
 }
@@ -132,16 +127,17 @@ fn from_pulls_the_base_and_output_pushes_the_result() {
     fs::write(ctx.join("Dockerfile"), format!("FROM {base}\nRUN echo built-on-pulled > /tmp/marker\n")).unwrap();
     let store = dir.join("runner");
     let result = format!("{}/e2e/result:1", registry.addr);
-    let built = fresh_strata(&store, &["build", "-t", "e2e-built", "--output", &format!("docker://{result}"), &path_str(&ctx)]).ok();
+    let built =
+        strata_at(&store, None, &[], &["build", "-t", "e2e-built", "--output", &format!("docker://{result}"), &path_str(&ctx)]).ok();
     assert!(built.stderr.contains("Copying blob"), "the base came from the registry: {}", built.describe());
-    let never = fresh_strata(&dir.join("never-store"), &["build", "--pull=never", &path_str(&ctx)]);
+    let never = strata_at(&dir.join("never-store"), None, &[], &["build", "--pull=never", &path_str(&ctx)]);
     assert_eq!(never.code, Some(1), "{}", never.describe());
     assert!(never.stderr.contains("--pull=never"), "{}", never.describe());
 
     let third = dir.join("third");
-    let ran = fresh_strata(&third, &["pull", &result]).ok();
+    let ran = strata_at(&third, None, &[], &["pull", &result]).ok();
     assert!(!ran.stdout.trim().is_empty());
-    let ran = fresh_strata(&third, &["run", "--rm", &result, "cat", "/tmp/marker"]).ok();
+    let ran = strata_at(&third, None, &[], &["run", "--rm", &result, "cat", "/tmp/marker"]).ok();
     assert_eq!(ran.stdout, "built-on-pulled\n", "{}", ran.describe());
 }
 
