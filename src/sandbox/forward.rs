@@ -39,3 +39,8 @@ pub fn forward_to(pid: i32) {
         }
     }
 }
+
+/// Stops forwarding: the target is gone, and its pid may soon name another process.
+pub fn stop() {
+    TARGET.store(0, Ordering::SeqCst);
+}

@@ -286,7 +286,9 @@ pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outco
         // `strata run`: the container decides what a Ctrl-C or SIGTERM means.
         forward::forward_to(child.id() as i32);
     }
-    let status = child.wait().map_err(|e| SandboxError::io("wait for sandbox helper", e))?;
+    let status = child.wait().map_err(|e| SandboxError::io("wait for sandbox helper", e));
+    forward::stop();
+    let status = status?;
     if let Some(t) = terminal {
         t.finish();
     }
