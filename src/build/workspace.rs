@@ -16,10 +16,6 @@ use crate::rootfs::vfs;
 use crate::sandbox::userns::Privilege;
 use crate::sandbox::{Driver, DriverChoice, OverlaySpec};
 
-/// Media types of layers strata can unpack.
-const GZIP_LAYER_TYPES: [&str; 2] = ["application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.docker.image.rootfs.diff.tar.gzip"];
-const TAR_LAYER_TYPES: [&str; 2] = ["application/vnd.oci.image.layer.v1.tar", "application/vnd.docker.image.rootfs.diff.tar"];
-
 /// Xattrs that mark an opaque dir in an upper dir, whichever driver wrote it.
 const OPAQUE_XATTRS: [&str; 3] = ["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"];
 
@@ -172,16 +168,8 @@ impl Workspace {
                 let media = layer.blob.media_type().to_string();
                 let file = self.store.open_blob(&blob)?;
                 let reader = std::io::BufReader::with_capacity(1 << 20, file);
-                let unpacked = if GZIP_LAYER_TYPES.contains(&media.as_str()) {
-                    self.layers.unpack_layer(flate2::read::MultiGzDecoder::new(reader), &hex)
-                } else if media == oci::MEDIA_TYPE_LAYER_ZSTD {
-                    let decoder = zstd::stream::read::Decoder::with_buffer(reader).with_context(|| format!("layer {blob}: zstd"))?;
-                    self.layers.unpack_layer(decoder, &hex)
-                } else if TAR_LAYER_TYPES.contains(&media.as_str()) {
-                    self.layers.unpack_layer(reader, &hex)
-                } else {
-                    bail!("layer {blob}: unsupported media type {media}");
-                };
+                let decoder = oci::layer_decoder(&media, &blob, reader)?;
+                let unpacked = self.layers.unpack_layer(decoder, &hex);
                 unpacked.with_context(|| format!("unpacking layer {blob}"))?;
             }
             dirs.push(self.layers.dir(&hex));

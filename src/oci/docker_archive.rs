@@ -23,10 +23,10 @@ use oci_spec::image::Descriptor;
 use serde::{Deserialize, Serialize};
 
 use super::archive::{extract, finish_tar_file, header, import_layout, plain_descriptor, tar_temp_file, LinkPolicy, Links, Transfer};
-use super::image::MEDIA_TYPE_MANIFEST;
 use super::image::{
     build_manifest, descriptor_digest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD,
 };
+use super::image::{layer_decoder, MEDIA_TYPE_MANIFEST};
 use super::store::ref_name_of;
 use super::{DiffId, HashingReader, HashingWriter, ImageConfig, ImageName, OciError, Result, Store};
 
@@ -143,8 +143,7 @@ fn append_plain_layer<W: Write>(
     let blob = descriptor_digest(layer)?;
     let blob_path = store.blob_path(&blob);
     let reader = BufReader::with_capacity(1 << 20, store.open_blob(&blob)?);
-    let mut plain = layer_decoder(layer.media_type().as_ref(), reader)
-        .map_err(|reason| OciError::UnsupportedMediaType { digest: blob.clone(), media_type: reason })?;
+    let mut plain = layer_decoder(layer.media_type().as_ref(), &blob, reader)?;
     let tmp = tempfile::Builder::new()
         .prefix(".tmp-export-")
         .tempfile_in(store.root())
@@ -161,21 +160,6 @@ fn append_plain_layer<W: Write>(
     let h = header(name, tar::EntryType::Regular, 0o644, size);
     tar.append(&h, BufReader::with_capacity(1 << 20, file.as_file())).map_err(OciError::io("write archive", label))?;
     Ok(())
-}
-
-/// A reader of a layer's uncompressed tar, by its media type; `Err` holds the type.
-pub fn layer_decoder<'a, R: io::BufRead + 'a>(media_type: &str, reader: R) -> std::result::Result<Box<dyn Read + 'a>, String> {
-    const GZIP: [&str; 2] = [MEDIA_TYPE_LAYER_GZIP, "application/vnd.docker.image.rootfs.diff.tar.gzip"];
-    const PLAIN: [&str; 2] = [MEDIA_TYPE_LAYER_TAR, "application/vnd.docker.image.rootfs.diff.tar"];
-    if GZIP.contains(&media_type) {
-        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(reader)))
-    } else if media_type == MEDIA_TYPE_LAYER_ZSTD {
-        zstd::stream::read::Decoder::with_buffer(reader).map(|d| Box::new(d) as Box<dyn Read>).map_err(|_| media_type.to_string())
-    } else if PLAIN.contains(&media_type) {
-        Ok(Box::new(reader))
-    } else {
-        Err(media_type.to_string())
-    }
 }
 
 /// Imports an oci-archive or docker-archive `file` (told apart by its members) into
@@ -329,10 +313,7 @@ fn adopt_layer(store: &Store, path: &Path, diff_id: &DiffId) -> Result<Descripto
         (digest, size)
     } else {
         let mut outer = HashingReader::new(BufReader::with_capacity(1 << 20, file));
-        let mut plain = HashingReader::new(
-            layer_decoder(media_type, BufReader::new(&mut outer))
-                .map_err(|m| OciError::UnsupportedMediaType { digest: diff_id.digest().clone(), media_type: m })?,
-        );
+        let mut plain = HashingReader::new(layer_decoder(media_type, diff_id.digest(), BufReader::new(&mut outer))?);
         io::copy(&mut plain, &mut io::sink()).map_err(OciError::io("decompress", path))?;
         let (_, found, _) = plain.finish();
         if &found != diff_id.digest() {

@@ -188,6 +188,31 @@ pub fn format_time(when: DateTime<Utc>) -> String {
     when.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
+/// A reader of a layer's uncompressed tar, chosen by the layer's media type (OCI
+/// or docker, gzip, zstd or plain); `digest` names the layer in errors.
+pub fn layer_decoder<'a, R: std::io::BufRead + 'a>(
+    media_type: &str,
+    digest: &Digest,
+    reader: R,
+) -> Result<Box<dyn std::io::Read + 'a>, OciError> {
+    const GZIP: [&str; 2] = [MEDIA_TYPE_LAYER_GZIP, "application/vnd.docker.image.rootfs.diff.tar.gzip"];
+    const PLAIN: [&str; 2] = [MEDIA_TYPE_LAYER_TAR, "application/vnd.docker.image.rootfs.diff.tar"];
+    if GZIP.contains(&media_type) {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(reader)))
+    } else if media_type == MEDIA_TYPE_LAYER_ZSTD {
+        let decoder = zstd::stream::read::Decoder::with_buffer(reader).map_err(|source| OciError::Io {
+            op: "start zstd for layer",
+            path: std::path::PathBuf::from(digest.to_string()),
+            source,
+        })?;
+        Ok(Box::new(decoder))
+    } else if PLAIN.contains(&media_type) {
+        Ok(Box::new(reader))
+    } else {
+        Err(OciError::UnsupportedMediaType { digest: digest.clone(), media_type: media_type.to_string() })
+    }
+}
+
 /// A descriptor with just media type, digest and size.
 pub fn descriptor(media_type: &str, digest: &Digest, size: u64) -> Descriptor {
     Descriptor::new(MediaType::from(media_type), size, digest.to_oci())

@@ -28,14 +28,12 @@ use std::path::PathBuf;
 
 pub use archive::{export_oci_archive, export_oci_dir, import_oci_archive, import_oci_dir, write_oci_archive};
 pub use digest::{DiffId, Digest, HashingReader, HashingWriter};
-pub use docker_archive::{
-    export_docker_archive, layer_decoder, load_archive, load_archive_from, write_docker_archive, ArchiveFormat, LoadedImage,
-};
+pub use docker_archive::{export_docker_archive, load_archive, load_archive_from, write_docker_archive, ArchiveFormat, LoadedImage};
 pub use fsck::{CorruptBlob, FsckReport};
 pub use image::{
-    build_manifest, descriptor, descriptor_digest, ContainerConfig, Healthcheck, History, ImageConfig, RootFs, ANNOTATION_REF_NAME,
-    MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP,
-    MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD, MEDIA_TYPE_MANIFEST,
+    build_manifest, descriptor, descriptor_digest, layer_decoder, ContainerConfig, Healthcheck, History, ImageConfig, RootFs,
+    ANNOTATION_REF_NAME, MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX,
+    MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD, MEDIA_TYPE_MANIFEST,
 };
 pub use layer_writer::{LayerBlob, LayerCompression, LayerWriter, LAYER_COMPRESSION_LEVEL};
 pub use name::ImageName;
