@@ -29,12 +29,7 @@ pub fn resolve(ws: &Workspace, reference: &str) -> Result<ImageState> {
         Some(name) if ws.pull != PullPolicy::Never => {
             let client = registry::connect(name.domain(), ws.tls_verify)?;
             let report = |line: &str| eprintln!("{line}");
-            let manifest = registry::transfer::pull(&ws.store, &client, &name, &report).with_context(|| format!("pulling base image {name}"))?;
-            if name.digest().is_none() {
-                ws.store.tag(&name, &manifest)?;
-            } else {
-                ws.store.add_unnamed(&manifest)?;
-            }
+            let manifest = registry::transfer::pull_into_store(&ws.store, &client, &name, &report).with_context(|| format!("pulling base image {name}"))?;
             ws.load_image(&manifest)
         }
         _ => bail!(

@@ -93,13 +93,8 @@ pub fn pull(store: &Store, args: PullArgs) -> Result<ExitCode> {
     let name = registry_name(&args.image)?;
     let client = client_for(name.domain(), &args.flags)?;
     let quiet = |_: &str| {};
-    let manifest =
-        transfer::pull(store, &client, &name, if args.quiet { &quiet } else { &progress }).with_context(|| format!("pulling {name}"))?;
-    if name.digest().is_none() {
-        store.tag(&name, &manifest)?;
-    } else {
-        store.add_unnamed(&manifest)?;
-    }
+    let manifest = transfer::pull_into_store(store, &client, &name, if args.quiet { &quiet } else { &progress })
+        .with_context(|| format!("pulling {name}"))?;
     let config = store.read_manifest(&crate::oci::descriptor_digest(&manifest)?)?;
     println!("{}", crate::oci::descriptor_digest(config.config())?.hex());
     Ok(ExitCode::SUCCESS)

@@ -66,6 +66,18 @@ pub fn pull(store: &Store, client: &Client, name: &ImageName, progress: &dyn Fn(
     Ok(descriptor(&media_type, &fetched.digest, size))
 }
 
+/// [`pull`], then names the image in the store as it was pulled (`name:tag`); a
+/// pull by digest stays unnamed, as podman keeps it.
+pub fn pull_into_store(store: &Store, client: &Client, name: &ImageName, progress: &dyn Fn(&str)) -> Result<Descriptor> {
+    let manifest = pull(store, client, name, progress)?;
+    if name.digest().is_none() {
+        store.tag(name, &manifest)?;
+    } else {
+        store.add_unnamed(&manifest)?;
+    }
+    Ok(manifest)
+}
+
 fn is_index_json(bytes: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v.get("manifests").is_some() && v.get("layers").is_none())
 }
