@@ -4,75 +4,11 @@
 //! basic auth through `strata login`.
 
 use std::fs;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use crate::drivers::strata_at;
+use crate::registry_server::Registry;
 use crate::support::{hello_image, path_str, run, scratch, skip_without_sandbox, strata, strata_bin};
-
-/// A docker-registry process serving a private directory; killed on drop.
-struct Registry {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl Registry {
-    fn start(dir: &Path, htpasswd: Option<(&str, &str)>) -> Registry {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            path_str(&dir.join("data"))
-        );
-        if let Some((user, password)) = htpasswd {
-            let line = run("htpasswd", ["-Bbn", user, password]).ok().stdout;
-            fs::write(dir.join("htpasswd"), line.trim()).unwrap();
-            config.push_str(&format!("auth:\n  htpasswd:\n    realm: strata-e2e\n    path: {}\n", path_str(&dir.join("htpasswd"))));
-        }
-        fs::write(dir.join("config.yml"), config).unwrap();
-        let log = dir.join("registry.log");
-        let out = fs::File::create(&log).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start docker-registry (scripts/deps.sh installs it)");
-        let registry = Registry { child, addr, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&registry.addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not listen on {}: {}",
-                registry.addr,
-                fs::read_to_string(&registry.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        registry
-    }
-
-    /// How many blob uploads the registry has finished, from its access log.
-    fn finished_uploads(&self) -> usize {
-        fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("\"PUT /v2/") && l.contains("/blobs/uploads/"))
-            .count()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn push_then_pull_round_trips_and_skips_known_blobs() {
@@ -87,7 +23,7 @@ fn push_then_pull_round_trips_and_skips_known_blobs() {
     let digest = pushed.stdout.trim().to_string();
     assert!(digest.starts_with("sha256:"), "push prints the manifest digest: {}", pushed.describe());
     let uploads = registry.finished_uploads();
-    assert!(uploads >= 8, "every blob went up once ({uploads}): {}", fs::read_to_string(&registry.log).unwrap_or_default());
+    assert!(uploads >= 8, "every blob went up once ({uploads}): {}", registry.log_text());
 
     // Again: the registry has every blob, nothing is uploaded.
     let again = strata(["push", hello, &format!("docker://{dest}")]).ok();
