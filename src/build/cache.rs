@@ -66,7 +66,10 @@ pub fn result_key(input: &str, state: &ImageState) -> Key {
     // `retain`, not `remove`: with serde_json's preserve_order, remove swaps the
     // last field into the hole and the text would depend on whether one was there.
     if let Some(obj) = config.as_object_mut() {
-        obj.retain(|k, _| k != "created");
+        // rootfs is left out too: the layers above cover it, and a state in the
+        // middle of a stage does not keep it up to date while one loaded from a
+        // registry cache does.
+        obj.retain(|k, _| k != "created" && k != "rootfs");
         for entry in obj.get_mut("history").and_then(|h| h.as_array_mut()).into_iter().flatten() {
             if let Some(e) = entry.as_object_mut() {
                 e.retain(|k, _| k != "created");

@@ -21,9 +21,10 @@ impl StageBuilder<'_> {
         let key = self.step_key(step)?;
         let fs_step = matches!(step.instr, Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_));
         if fs_step && !self.no_cache && !downloads(step) {
-            if let Some(hit) = self.cache.get(self.ws, &key) {
+            if let Some(hit) = self.lookup(&key) {
                 self.report.line(&format!("{}--> CACHED", self.label));
                 self.image = hit;
+                self.remember(&key);
                 return Ok(());
             }
         }
@@ -32,17 +33,37 @@ impl StageBuilder<'_> {
             // A metadata step, or an ADD of a URL that downloaded what it did last
             // time: the recorded result differs at most in its timestamps, and taking
             // it keeps the steps after it cached.
-            if let Some(hit) = self.cache.get(self.ws, &key).filter(|hit| same_layers(hit, &self.image)) {
+            if let Some(hit) = self.lookup(&key).filter(|hit| same_layers(hit, &self.image)) {
                 if !fs_step {
                     self.report.line(&format!("{}--> CACHED", self.label));
                 }
                 self.image = hit;
+                self.remember(&key);
                 return Ok(());
             }
         }
         self.image.cache_key = cache::result_key(&key, &self.image);
         self.cache.put(&key, &self.image);
+        self.remember(&key);
         Ok(())
+    }
+
+    /// The recorded result of `key`: the local cache's, else a `--cache-from`
+    /// repository's (then kept locally too, so the next build asks nobody).
+    fn lookup(&self, key: &str) -> Option<ImageState> {
+        if let Some(hit) = self.cache.get(self.ws, key) {
+            return Some(hit);
+        }
+        let hit = self.remote?.fetch(self.ws, key, self.report)?;
+        self.cache.put(key, &hit);
+        Some(hit)
+    }
+
+    /// Hands the step's result to `--cache-to`, if the build exports its cache.
+    fn remember(&self, key: &str) {
+        if let Some(remote) = self.remote {
+            remote.record(key, &self.image);
+        }
     }
 
     /// Everything a step's result depends on beyond its parent state.

@@ -13,6 +13,7 @@ pub mod cached;
 pub mod container;
 pub mod copy;
 pub mod export;
+pub mod remote_cache;
 pub mod stage;
 pub mod transfer;
 pub mod workspace;
@@ -47,6 +48,10 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// `--no-cache-filter`: stages (names or indexes) whose steps all run.
     pub no_cache_filter: Vec<String>,
+    /// `--cache-from`: registry repositories to look steps up in.
+    pub cache_from: Vec<String>,
+    /// `--cache-to`: registry repositories to export every step's result to.
+    pub cache_to: Vec<String>,
 }
 
 /// The result of a successful build.
@@ -89,6 +94,8 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
     let df = dockerfile::parse(&text, &file_label)?;
     let plan = plan::plan(&df, &file_label, &req.build_args, req.target.as_deref())?;
     let ignore = Ignore::for_build(&context, &path).context("reading the ignore file")?;
+    let parse_repos = |specs: &[String]| specs.iter().map(|s| remote_cache::parse_repo(s)).collect::<Result<Vec<_>>>();
+    let remote = remote_cache::RemoteCache::new(ws, &parse_repos(&req.cache_from)?, &parse_repos(&req.cache_to)?)?;
 
     let mut built: HashMap<usize, ImageState> = HashMap::new();
     let mut used_args: Vec<String> = Vec::new();
@@ -103,6 +110,7 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
             .iter()
             .any(|f| stage.name.as_deref() == Some(f.to_ascii_lowercase().as_str()) || f.parse::<usize>().ok() == Some(index));
         builder.no_cache = req.no_cache || filtered;
+        builder.remote = remote.as_ref();
         let image = builder.run()?;
         used_args.extend(builder.used_args());
         built.insert(index, image);
@@ -116,6 +124,9 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
     }
 
     let manifest = ws.save_image(&target)?;
+    if let Some(remote) = &remote {
+        remote.export(ws, report)?;
+    }
     let image_id = ws.image_id(&manifest)?;
     // The output first: a build whose --output fails tags nothing (the store lock we
     // hold keeps prune off the untagged blobs meanwhile).

@@ -13,6 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 
 use super::cache::{self, Cache};
+use super::remote_cache::RemoteCache;
 use super::transfer::{AddOptions, CopyRequest};
 use super::workspace::{source_date_epoch, ImageState, Workspace};
 use super::{base, is_proxy_arg};
@@ -50,6 +51,8 @@ pub struct StageBuilder<'a> {
     pub(super) memo: cache::Memo,
     /// `--no-cache`: run every step (results are still recorded).
     pub(super) no_cache: bool,
+    /// `--cache-from`/`--cache-to` repositories, if any.
+    pub(super) remote: Option<&'a RemoteCache>,
 }
 
 impl<'a> StageBuilder<'a> {
@@ -86,6 +89,7 @@ impl<'a> StageBuilder<'a> {
             cache: Cache::open(ws).unwrap_or_else(|_| Cache::disabled()),
             memo: cache::Memo::load(&ws.root),
             no_cache: false,
+            remote: None,
         }
     }
 

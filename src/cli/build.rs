@@ -50,6 +50,14 @@ pub struct BuildArgs {
     /// Do not use the build cache for these stages (by name or index).
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
+    /// Look steps up in this registry repository (REPO, or type=registry,ref=REPO);
+    /// may be repeated.
+    #[arg(long = "cache-from", value_name = "REPO")]
+    pub cache_from: Vec<String>,
+    /// Push every step's result to this registry repository, tagged with its cache
+    /// key, for other runners' --cache-from; may be repeated.
+    #[arg(long = "cache-to", value_name = "REPO")]
+    pub cache_to: Vec<String>,
     /// Layer compression: gzip (default), zstd or none.
     #[arg(long, value_name = "ALGO", default_value = "gzip", value_parser = ["gzip", "zstd", "none"])]
     pub compression: String,
@@ -107,6 +115,8 @@ pub fn run(ws: &mut Workspace, args: BuildArgs) -> Result<ExitCode> {
         network: if args.network == "none" { Network::None } else { Network::Host },
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter,
+        cache_from: args.cache_from,
+        cache_to: args.cache_to,
     };
     if let Some(epoch) = args.source_date_epoch {
         // Read by the layer writer and the build clock; set before any thread exists.

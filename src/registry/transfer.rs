@@ -6,6 +6,7 @@
 //! digest never enters the store. The manifest goes in last, so the store never
 //! names a blob it lacks. A push asks the registry first and skips blobs it has.
 
+use std::collections::HashSet;
 use std::io::{BufReader, Read};
 
 use oci_spec::image::{Arch, Descriptor, ImageIndex, ImageManifest, Os};
@@ -96,15 +97,29 @@ pub struct PushReport {
 
 /// Pushes the stored image `manifest` to `dest` on `client`'s registry.
 pub fn push(store: &Store, client: &Client, manifest: &Descriptor, dest: &ImageName, progress: &dyn Fn(&str)) -> Result<PushReport> {
+    push_known(store, client, manifest, dest, &mut HashSet::new(), progress)
+}
+
+/// [`push`] for several images to one repository: `known` holds the blobs already
+/// there (checked or uploaded by an earlier call), which are not asked about again.
+pub fn push_known(
+    store: &Store,
+    client: &Client,
+    manifest: &Descriptor,
+    dest: &ImageName,
+    known: &mut HashSet<Digest>,
+    progress: &dyn Fn(&str),
+) -> Result<PushReport> {
     let (repo, reference) = repo_and_reference(dest);
     let digest = descriptor_digest(manifest)?;
     let m = store.read_manifest(&digest)?;
     let mut report = PushReport::default();
     for blob in m.layers().iter().chain(std::iter::once(m.config())) {
         let d = descriptor_digest(blob)?;
-        if client.has_blob(&repo, &d)? {
+        if known.contains(&d) || client.has_blob(&repo, &d)? {
             progress(&format!("Copying blob {} skipped: already exists", d.short()));
             report.skipped += 1;
+            known.insert(d);
             continue;
         }
         progress(&format!("Copying blob {} ({} bytes)", d.short(), blob.size()));
@@ -112,6 +127,7 @@ pub fn push(store: &Store, client: &Client, manifest: &Descriptor, dest: &ImageN
         let mut open = || -> Result<Box<dyn Read>> { Ok(Box::new(BufReader::with_capacity(1 << 20, store.open_blob(&d)?))) };
         client.upload_blob(&repo, &d, blob.size(), None, &mut open)?;
         report.uploaded += 1;
+        known.insert(d);
     }
     let mut bytes = Vec::new();
     store.open_blob(&digest)?.read_to_end(&mut bytes).map_err(|source| RegistryError::Io {
