@@ -86,6 +86,7 @@ pub fn prune(ws: &Workspace, args: PruneArgs) -> Result<ExitCode> {
         }
     }
     let (blobs, bytes) = ws.store.sweep(&keep)?;
+    crate::registry::sources::BlobSources::of(&ws.store).retain_present(&ws.store);
     let keep_dirs: HashSet<String> = diff_ids.iter().map(|d| d.digest().hex().to_string()).collect();
     let mut dirs = 0;
     if let Ok(entries) = fs::read_dir(ws.root.join("layers")) {

@@ -105,7 +105,7 @@ pub fn push(store: &Store, args: PushArgs) -> Result<ExitCode> {
     let dest = registry_name(args.destination.as_deref().unwrap_or(&args.image))?;
     let client = client_for(dest.domain(), &args.flags)?;
     let report = transfer::push(store, &client, &manifest, &dest, &progress).with_context(|| format!("pushing to {dest}"))?;
-    eprintln!("{} blobs uploaded, {} already there", report.uploaded, report.skipped);
+    eprintln!("{} blobs uploaded, {} mounted, {} already there", report.uploaded, report.mounted, report.skipped);
     if let Some(d) = report.manifest {
         println!("{d}");
     }

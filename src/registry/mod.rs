@@ -2,13 +2,15 @@
 //!
 //! `client` speaks HTTP to one registry (scheme choice, auth challenges, retries),
 //! `auth` finds credentials the way podman and docker keep them (and writes them for
-//! `strata login`), `transfer` moves images between a registry and the local store,
+//! `strata login`), `sources` remembers which repositories held a blob (for
+//! cross-repository mounts), `transfer` moves images between a registry and the local store,
 //! streaming every blob with its digest checked on the way.
 //!
 //! Layering: uses `oci` only.
 
 pub mod auth;
 pub mod client;
+pub mod sources;
 pub mod transfer;
 
 use std::path::PathBuf;

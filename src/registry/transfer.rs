@@ -4,7 +4,9 @@
 //! the store's file onto the socket) with its digest computed on the way: memory
 //! stays flat whatever the layer size, and a blob whose content does not match its
 //! digest never enters the store. The manifest goes in last, so the store never
-//! names a blob it lacks. A push asks the registry first and skips blobs it has.
+//! names a blob it lacks. A push asks the registry first and skips blobs it has;
+//! one it lacks but another repository of the same registry had (see `sources`) is
+//! mounted from there.
 
 use std::collections::HashSet;
 use std::io::{BufReader, Read};
@@ -12,6 +14,7 @@ use std::io::{BufReader, Read};
 use oci_spec::image::{Arch, Descriptor, ImageIndex, ImageManifest, Os};
 
 use super::client::Client;
+use super::sources::BlobSources;
 use super::{RegistryError, Result};
 use crate::oci::{descriptor, descriptor_digest, Digest, ImageName, Store};
 
@@ -46,15 +49,17 @@ pub fn pull(store: &Store, client: &Client, name: &ImageName, progress: &dyn Fn(
         fetched = client.get_manifest(&repo, &digest.to_string())?;
     }
     let manifest: ImageManifest = serde_json::from_slice(&fetched.bytes).map_err(|e| bad(name, format!("manifest: {e}")))?;
+    let sources = BlobSources::of(store);
     for blob in manifest.layers().iter().chain(std::iter::once(manifest.config())) {
         let digest = descriptor_digest(blob)?;
         if store.has_blob(&digest) {
             progress(&format!("Copying blob {} skipped: already exists", digest.short()));
-            continue;
+        } else {
+            progress(&format!("Copying blob {} ({} bytes)", digest.short(), blob.size()));
+            let body = BufReader::with_capacity(1 << 20, client.get_blob(&repo, &digest)?);
+            store.put_blob_verified(body, &digest, Some(blob.size()))?;
         }
-        progress(&format!("Copying blob {} ({} bytes)", digest.short(), blob.size()));
-        let body = BufReader::with_capacity(1 << 20, client.get_blob(&repo, &digest)?);
-        store.put_blob_verified(body, &digest, Some(blob.size()))?;
+        sources.note(&digest, client.registry(), &repo);
     }
     let size = fetched.bytes.len() as u64;
     store.put_blob_verified(&fetched.bytes[..], &fetched.digest, Some(size))?;
@@ -91,6 +96,8 @@ fn bad(name: &ImageName, reason: String) -> RegistryError {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct PushReport {
     pub uploaded: usize,
+    /// Blobs the registry linked from another of its repositories.
+    pub mounted: usize,
     pub skipped: usize,
     pub manifest: Option<Digest>,
 }
@@ -114,19 +121,29 @@ pub fn push_known(
     let digest = descriptor_digest(manifest)?;
     let m = store.read_manifest(&digest)?;
     let mut report = PushReport::default();
+    let sources = BlobSources::of(store);
     for blob in m.layers().iter().chain(std::iter::once(m.config())) {
         let d = descriptor_digest(blob)?;
         if known.contains(&d) || client.has_blob(&repo, &d)? {
             progress(&format!("Copying blob {} skipped: already exists", d.short()));
             report.skipped += 1;
-            known.insert(d);
-            continue;
+        } else {
+            // Another repository of this registry that had the blob: the registry can
+            // link it there instead of receiving it again (it falls back to an upload
+            // when it cannot, e.g. without read access to that repository).
+            let seen = sources.of_blob(&d);
+            let mount_from = seen.iter().find(|(r, p)| r == client.registry() && *p != repo).map(|(_, p)| p.as_str());
+            // Re-opened for every attempt: a retried upload starts from the first byte.
+            let mut open = || -> Result<Box<dyn Read>> { Ok(Box::new(BufReader::with_capacity(1 << 20, store.open_blob(&d)?))) };
+            if client.upload_blob(&repo, &d, blob.size(), mount_from, &mut open)? {
+                progress(&format!("Copying blob {} ({} bytes)", d.short(), blob.size()));
+                report.uploaded += 1;
+            } else {
+                progress(&format!("Copying blob {} skipped: mounted from {}", d.short(), mount_from.unwrap_or_default()));
+                report.mounted += 1;
+            }
         }
-        progress(&format!("Copying blob {} ({} bytes)", d.short(), blob.size()));
-        // Re-opened for every attempt: a retried upload starts from the first byte.
-        let mut open = || -> Result<Box<dyn Read>> { Ok(Box::new(BufReader::with_capacity(1 << 20, store.open_blob(&d)?))) };
-        client.upload_blob(&repo, &d, blob.size(), None, &mut open)?;
-        report.uploaded += 1;
+        sources.note(&d, client.registry(), &repo);
         known.insert(d);
     }
     let mut bytes = Vec::new();

@@ -1,6 +1,6 @@
 //! Against a real registry (Debian's docker-registry, started on 127.0.0.1 by each
 //! test and stopped after): push then pull with equal digests, blobs the registry has
-//! are not sent again, FROM pulls a base, `--output docker://` pushes, and htpasswd
+//! are not sent again (nor to another repository: they are mounted), FROM pulls a base, `--output docker://` pushes, and htpasswd
 //! basic auth through `strata login`.
 
 use std::fs;
@@ -30,6 +30,12 @@ fn push_then_pull_round_trips_and_skips_known_blobs() {
     assert!(again.stderr.contains("0 blobs uploaded"), "{}", again.describe());
     assert_eq!(registry.finished_uploads(), uploads, "no blob uploaded twice");
 
+    // Another repository of the same registry: every blob is mounted, none sent.
+    let copy = strata(["push", hello, &format!("{}/e2e/copy:v1", registry.addr)]).ok();
+    assert!(copy.stderr.contains("0 blobs uploaded") && !copy.stderr.contains(" 0 mounted"), "{}", copy.describe());
+    assert_eq!(registry.finished_uploads(), uploads, "mounted, not uploaded");
+    assert!(registry.log_text().contains("mount=sha256"), "the registry was asked to mount: {}", registry.log_text());
+
     // A runner with an empty store pulls the same manifest and runs it.
     let other = dir.join("other-store");
     strata_at(&other, None, &[], &["pull", &dest]).ok();
@@ -38,6 +44,10 @@ fn push_then_pull_round_trips_and_skips_known_blobs() {
     let ran = strata_at(&other, None, &[], &["run", "--rm", &dest]).ok();
     assert!(ran.stdout.contains("Hello from strata!"), "{}", ran.describe());
     strata_at(&other, None, &[], &["fsck"]).ok();
+    // What it pulled from one repository it can promote to another without uploads.
+    let promoted = strata_at(&other, None, &[], &["push", &dest, &format!("{}/e2e/promoted:v1", registry.addr)]).ok();
+    assert!(promoted.stderr.contains("0 blobs uploaded"), "{}", promoted.describe());
+    assert_eq!(registry.finished_uploads(), uploads, "mounted, not uploaded");
     let skopeo = run("skopeo", ["inspect", "--tls-verify=false", &format!("docker://{dest}")]).ok().json();
     assert_eq!(skopeo["Digest"], digest);
 
