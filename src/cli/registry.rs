@@ -85,16 +85,11 @@ pub fn client_for(registry: &str, flags: &RegistryFlags) -> Result<Client> {
     Ok(Client::new(registry, if flags.tls_verify { TlsVerify::Yes } else { TlsVerify::No }, creds))
 }
 
-fn progress(line: &str) {
-    eprintln!("{line}");
-}
-
 pub fn pull(store: &Store, args: PullArgs) -> Result<ExitCode> {
     let name = registry_name(&args.image)?;
     let client = client_for(name.domain(), &args.flags)?;
-    let quiet = |_: &str| {};
-    let manifest = transfer::pull_into_store(store, &client, &name, if args.quiet { &quiet } else { &progress })
-        .with_context(|| format!("pulling {name}"))?;
+    let progress = crate::report::transfer_progress(args.quiet);
+    let manifest = transfer::pull_into_store(store, &client, &name, progress.as_ref()).with_context(|| format!("pulling {name}"))?;
     let config = store.read_manifest(&crate::oci::descriptor_digest(&manifest)?)?;
     println!("{}", crate::oci::descriptor_digest(config.config())?.hex());
     Ok(ExitCode::SUCCESS)
@@ -104,7 +99,8 @@ pub fn push(store: &Store, args: PushArgs) -> Result<ExitCode> {
     let manifest = store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
     let dest = registry_name(args.destination.as_deref().unwrap_or(&args.image))?;
     let client = client_for(dest.domain(), &args.flags)?;
-    let report = transfer::push(store, &client, &manifest, &dest, &progress).with_context(|| format!("pushing to {dest}"))?;
+    let progress = crate::report::transfer_progress(false);
+    let report = transfer::push(store, &client, &manifest, &dest, progress.as_ref()).with_context(|| format!("pushing to {dest}"))?;
     eprintln!("{} blobs uploaded, {} mounted, {} already there", report.uploaded, report.mounted, report.skipped);
     if let Some(d) = report.manifest {
         println!("{d}");

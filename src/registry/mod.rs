@@ -2,7 +2,7 @@
 //!
 //! `client` speaks HTTP to one registry (scheme choice, auth challenges, retries),
 //! `auth` finds credentials the way podman and docker keep them (and writes them for
-//! `strata login`), `sources` remembers which repositories held a blob (for
+//! `strata login`), `progress` is how transfers report bytes moving, `sources` remembers which repositories held a blob (for
 //! cross-repository mounts), `transfer` moves images between a registry and the local store,
 //! streaming every blob with its digest checked on the way.
 //!
@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod progress;
 pub mod sources;
 pub mod transfer;
 

@@ -8,12 +8,14 @@
 //! one it lacks but another repository of the same registry had (see `sources`) is
 //! mounted from there.
 
+use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::io::{BufReader, Read};
 
 use oci_spec::image::{Arch, Descriptor, ImageIndex, ImageManifest, Os};
 
 use super::client::Client;
+use super::progress::{Counted, Progress};
 use super::sources::BlobSources;
 use super::{RegistryError, Result};
 use crate::oci::{descriptor, descriptor_digest, Digest, ImageName, Store};
@@ -33,7 +35,7 @@ fn repo_and_reference(name: &ImageName) -> (String, String) {
 /// Pulls `name` (for this host's platform, when it is an index) into `store` and
 /// returns the manifest's descriptor; tagging is the caller's. `progress` gets one
 /// line per blob.
-pub fn pull(store: &Store, client: &Client, name: &ImageName, progress: &dyn Fn(&str)) -> Result<Descriptor> {
+pub fn pull(store: &Store, client: &Client, name: &ImageName, progress: &dyn Progress) -> Result<Descriptor> {
     let (repo, reference) = repo_and_reference(name);
     let mut fetched = client.get_manifest(&repo, &reference)?;
     if INDEX_TYPES.contains(&fetched.media_type.as_str()) || is_index_json(&fetched.bytes) {
@@ -45,7 +47,7 @@ pub fn pull(store: &Store, client: &Client, name: &ImageName, progress: &dyn Fn(
             .find(|d| d.platform().as_ref().is_some_and(|p| p.os() == &os && p.architecture() == &arch))
             .ok_or_else(|| bad(name, format!("no manifest for {os}/{arch} in the image index")))?;
         let digest = descriptor_digest(chosen)?;
-        progress(&format!("Resolved {os}/{arch} to {digest}"));
+        progress.line(&format!("Resolved {os}/{arch} to {digest}"));
         fetched = client.get_manifest(&repo, &digest.to_string())?;
     }
     let manifest: ImageManifest = serde_json::from_slice(&fetched.bytes).map_err(|e| bad(name, format!("manifest: {e}")))?;
@@ -53,11 +55,12 @@ pub fn pull(store: &Store, client: &Client, name: &ImageName, progress: &dyn Fn(
     for blob in manifest.layers().iter().chain(std::iter::once(manifest.config())) {
         let digest = descriptor_digest(blob)?;
         if store.has_blob(&digest) {
-            progress(&format!("Copying blob {} skipped: already exists", digest.short()));
+            progress.line(&format!("Copying blob {} skipped: already exists", digest.short()));
         } else {
-            progress(&format!("Copying blob {} ({} bytes)", digest.short(), blob.size()));
-            let body = BufReader::with_capacity(1 << 20, client.get_blob(&repo, &digest)?);
-            store.put_blob_verified(body, &digest, Some(blob.size()))?;
+            let bar = progress.blob(&digest, blob.size());
+            let body = Counted::new(client.get_blob(&repo, &digest)?, bar.as_ref());
+            store.put_blob_verified(BufReader::with_capacity(1 << 20, body), &digest, Some(blob.size()))?;
+            bar.finish();
         }
         sources.note(&digest, client.registry(), &repo);
     }
@@ -68,13 +71,13 @@ pub fn pull(store: &Store, client: &Client, name: &ImageName, progress: &dyn Fn(
     } else {
         fetched.media_type.clone()
     };
-    progress(&format!("Writing manifest {}", fetched.digest));
+    progress.line(&format!("Writing manifest {}", fetched.digest));
     Ok(descriptor(&media_type, &fetched.digest, size))
 }
 
 /// [`pull`], then names the image in the store as it was pulled (`name:tag`); a
 /// pull by digest stays unnamed, as podman keeps it.
-pub fn pull_into_store(store: &Store, client: &Client, name: &ImageName, progress: &dyn Fn(&str)) -> Result<Descriptor> {
+pub fn pull_into_store(store: &Store, client: &Client, name: &ImageName, progress: &dyn Progress) -> Result<Descriptor> {
     let manifest = pull(store, client, name, progress)?;
     if name.digest().is_none() {
         store.tag(name, &manifest)?;
@@ -103,7 +106,7 @@ pub struct PushReport {
 }
 
 /// Pushes the stored image `manifest` to `dest` on `client`'s registry.
-pub fn push(store: &Store, client: &Client, manifest: &Descriptor, dest: &ImageName, progress: &dyn Fn(&str)) -> Result<PushReport> {
+pub fn push(store: &Store, client: &Client, manifest: &Descriptor, dest: &ImageName, progress: &dyn Progress) -> Result<PushReport> {
     push_known(store, client, manifest, dest, &mut HashSet::new(), progress)
 }
 
@@ -115,7 +118,7 @@ pub fn push_known(
     manifest: &Descriptor,
     dest: &ImageName,
     known: &mut HashSet<Digest>,
-    progress: &dyn Fn(&str),
+    progress: &dyn Progress,
 ) -> Result<PushReport> {
     let (repo, reference) = repo_and_reference(dest);
     let digest = descriptor_digest(manifest)?;
@@ -125,7 +128,7 @@ pub fn push_known(
     for blob in m.layers().iter().chain(std::iter::once(m.config())) {
         let d = descriptor_digest(blob)?;
         if known.contains(&d) || client.has_blob(&repo, &d)? {
-            progress(&format!("Copying blob {} skipped: already exists", d.short()));
+            progress.line(&format!("Copying blob {} skipped: already exists", d.short()));
             report.skipped += 1;
         } else {
             // Another repository of this registry that had the blob: the registry can
@@ -133,13 +136,19 @@ pub fn push_known(
             // when it cannot, e.g. without read access to that repository).
             let seen = sources.of_blob(&d);
             let mount_from = seen.iter().find(|(r, p)| r == client.registry() && *p != repo).map(|(_, p)| p.as_str());
-            // Re-opened for every attempt: a retried upload starts from the first byte.
-            let mut open = || -> Result<Box<dyn Read>> { Ok(Box::new(BufReader::with_capacity(1 << 20, store.open_blob(&d)?))) };
+            // The bar starts with the upload (a mount sends nothing); the body is
+            // re-opened for every attempt, so a retry starts from the first byte.
+            let bar = OnceCell::new();
+            let mut open = || -> Result<Box<dyn Read + '_>> {
+                let bar = bar.get_or_init(|| progress.blob(&d, blob.size()));
+                bar.restart();
+                Ok(Box::new(Counted::new(BufReader::with_capacity(1 << 20, store.open_blob(&d)?), bar.as_ref())))
+            };
             if client.upload_blob(&repo, &d, blob.size(), mount_from, &mut open)? {
-                progress(&format!("Copying blob {} ({} bytes)", d.short(), blob.size()));
+                bar.get().inspect(|b| b.finish());
                 report.uploaded += 1;
             } else {
-                progress(&format!("Copying blob {} skipped: mounted from {}", d.short(), mount_from.unwrap_or_default()));
+                progress.line(&format!("Copying blob {} skipped: mounted from {}", d.short(), mount_from.unwrap_or_default()));
                 report.mounted += 1;
             }
         }
@@ -153,7 +162,7 @@ pub fn push_known(
         source,
     })?;
     client.put_manifest(&repo, &reference, &bytes, manifest.media_type().as_ref())?;
-    progress(&format!("Writing manifest {digest} to {}", dest));
+    progress.line(&format!("Writing manifest {digest} to {}", dest));
     report.manifest = Some(digest);
     Ok(report)
 }

@@ -44,6 +44,13 @@ fn push_then_pull_round_trips_and_skips_known_blobs() {
     let ran = strata_at(&other, None, &[], &["run", "--rm", &dest]).ok();
     assert!(ran.stdout.contains("Hello from strata!"), "{}", ran.describe());
     strata_at(&other, None, &[], &["fsck"]).ok();
+    // On a terminal the pull draws a bar per blob; a log gets plain lines only.
+    let tty_store = dir.join("tty-store");
+    let cmd = format!("TERM=xterm '{}' --root '{}' pull '{dest}'", path_str(&strata_bin()), path_str(&tty_store));
+    let tty = run("script", ["-qefc", cmd.as_str(), "/dev/null"]).ok();
+    assert!(tty.stdout.contains("Copying blob") && tty.stdout.contains("====") && tty.stdout.contains("done"), "{}", tty.describe());
+    assert!(!pushed.stderr.contains('\x1b') && !pushed.stderr.contains("===="), "{}", pushed.describe());
+
     // What it pulled from one repository it can promote to another without uploads.
     let promoted = strata_at(&other, None, &[], &["push", &dest, &format!("{}/e2e/promoted:v1", registry.addr)]).ok();
     assert!(promoted.stderr.contains("0 blobs uploaded"), "{}", promoted.describe());
