@@ -13,6 +13,10 @@
 #              strata rebuild must mark each step CACHED and give the first build's
 #              image id, and the figure is judged against the goal (PASS/FAIL: under
 #              0.2 s and at least 10x faster than buildah)
+#   registry2g (not in the default set) a 2 GiB layer of random data built, pushed
+#              to a local docker-registry and pulled into an empty store: seconds
+#              and peak RSS (GNU time's maximum resident set) of strata for each,
+#              judged against the goal (PASS/FAIL: push and pull under 100 MiB)
 #
 # STRATA_BENCH_WORKLOADS (default "base hello manyfiles bigfile cached20") picks
 # workloads; base always runs, the others build on it.
@@ -31,7 +35,7 @@ cd "$STRATA_REPO"
 
 if [ "$(id -u)" -eq 0 ] && [ -z "${STRATA_BENCH_INNER:-}" ]; then
     bash scripts/deps.sh </dev/null
-    for p in buildah bc; do
+    for p in buildah bc time docker-registry; do
         command -v "$p" >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" </dev/null
     done
     ensure_cargo
@@ -161,6 +165,43 @@ if want cached20; then
     T[cached20.warm.buildah]=$(median <"$work/buildah.times")
 fi
 
+# A 2 GiB layer through a registry: memory must stay flat, whatever the layer size.
+reg_ok=1
+if want registry2g; then
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    reg="127.0.0.1:$port"
+    mkdir -p "$work/registry" "$work/huge"
+    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
+        "$work/registry/data" "$reg" >"$work/registry/config.yml"
+    docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
+    reg_pid=$!
+    for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    printf 'FROM busybox\nRUN head -c %s /dev/urandom > /huge\n' $((2 * 1024 * 1024 * 1024)) >"$work/huge/Dockerfile"
+    # GNU time appends "seconds kib" to the file after the command's own output.
+    timed() { # name command...
+        local name=$1
+        shift
+        /usr/bin/time -f '%e %M' -o "$work/time.$name" "$@" >/dev/null 2>"$work/err.$name" || {
+            cat "$work/err.$name" >&2
+            die "$name failed"
+        }
+        read -r "REG_S[$name]" "REG_K[$name]" <"$work/time.$name"
+    }
+    declare -A REG_S REG_K
+    timed build "$strata_bin" --root "$sroot" build -t huge "$work/huge"
+    timed push "$strata_bin" --root "$sroot" push huge "$reg/bench/huge:1"
+    timed pull "$strata_bin" --root "$work/pull-store" pull "$reg/bench/huge:1"
+    pushed_id="$("$strata_bin" --root "$sroot" inspect huge 2>/dev/null | jq -r '.[0].Digest' || true)"
+    pulled_id="$("$strata_bin" --root "$work/pull-store" inspect "$reg/bench/huge:1" 2>/dev/null | jq -r '.[0].Digest' || true)"
+    kill "$reg_pid" 2>/dev/null || true
+    wait "$reg_pid" 2>/dev/null || true
+    layer_bytes=$(du -sb "$work/registry/data" | cut -f1)
+    for step in push pull; do
+        [ "${REG_K[$step]}" -lt $((100 * 1024)) ] || reg_ok=0
+    done
+    [ -n "$pushed_id" ] && [ "$pushed_id" = "$pulled_id" ] || reg_ok=0
+fi
+
 printf '%-18s %10s %10s %8s\n' workload strata_s buildah_s ratio
 for w in base hello manyfiles bigfile cached20; do
     want "$w" || [ "$w" = base ] || continue
@@ -181,6 +222,13 @@ if want cached20; then
     fi
     printf 'cached20 goal (median of %s; every step CACHED, same id; < 0.2 s; >= 10x buildah): %s (strata %.3f s, buildah %.3f s, %s)\n' \
         "$runs" "$verdict" "$st" "$bt" "$([ "$cached_ok" -eq 1 ] && echo "all runs fully cached, same id" || echo "NOT fully cached")"
+fi
+if want registry2g; then
+    for step in build push pull; do
+        printf 'registry2g %-5s %8.1f s  peak RSS %7.1f MiB\n' "$step" "${REG_S[$step]}" "$(echo "${REG_K[$step]} / 1024" | bc -l)"
+    done
+    printf 'registry2g goal (2 GiB layer, %s bytes in the registry; push and pull peak RSS < 100 MiB; same digest after the round trip): %s\n' \
+        "$layer_bytes" "$([ "$reg_ok" -eq 1 ] && echo PASS || echo FAIL)"
 fi
 "$strata_bin" --root "$sroot" unshare rm -rf "$work" 2>/dev/null || true
 buildah unshare rm -rf "$work" 2>/dev/null || true
