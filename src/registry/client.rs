@@ -79,21 +79,16 @@ impl Client {
 
     /// Checks that the registry answers and accepts our credentials (`login`).
     pub fn ping(&self) -> Result<()> {
-        let resp = self.send("GET", "/v2/", &[], None)?;
+        let resp = self.send("GET", "/v2/", "the API check", &[], None)?;
         self.expect(resp, &[StatusCode::OK], "the API check").map(drop)
     }
 
     pub fn get_manifest(&self, repo: &str, reference: &str) -> Result<FetchedManifest> {
         let what = format!("manifest {repo}:{reference}");
-        let resp = self.send("GET", &format!("/v2/{repo}/manifests/{reference}"), &[("Accept", MANIFEST_ACCEPT)], None)?;
+        let resp = self.send("GET", &format!("/v2/{repo}/manifests/{reference}"), &what, &[("Accept", MANIFEST_ACCEPT)], None)?;
         let mut resp = self.expect(resp, &[StatusCode::OK], &what)?;
         let media_type = header(&resp, "content-type").unwrap_or_default();
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(4 << 20)
-            .read_to_vec()
-            .map_err(|e| RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) })?;
+        let bytes = resp.body_mut().with_config().limit(4 << 20).read_to_vec().map_err(|e| self.http(&what, e))?;
         let digest = Digest::of_bytes(&bytes);
         if let Ok(d) = Digest::parse(reference) {
             if d != digest {
@@ -106,14 +101,14 @@ impl Client {
     /// A blob's content as a stream; the caller checks its digest while storing it.
     pub fn get_blob(&self, repo: &str, digest: &Digest) -> Result<impl Read + 'static> {
         let what = format!("blob {digest} of {repo}");
-        let resp = self.send("GET", &format!("/v2/{repo}/blobs/{digest}"), &[], None)?;
+        let resp = self.send("GET", &format!("/v2/{repo}/blobs/{digest}"), &what, &[], None)?;
         let resp = self.expect(resp, &[StatusCode::OK], &what)?;
         Ok(resp.into_body().into_reader())
     }
 
     pub fn has_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
         let what = format!("blob {digest} of {repo}");
-        let resp = self.send("HEAD", &format!("/v2/{repo}/blobs/{digest}"), &[], None)?;
+        let resp = self.send("HEAD", &format!("/v2/{repo}/blobs/{digest}"), &what, &[], None)?;
         match resp.status() {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -129,7 +124,7 @@ impl Client {
             Some(from) => format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}"),
             None => format!("/v2/{repo}/blobs/uploads/"),
         };
-        let resp = self.send("POST", &start, &[("Content-Length", "0")], None)?;
+        let resp = self.send("POST", &start, &what, &[("Content-Length", "0")], None)?;
         if resp.status() == StatusCode::CREATED && mount_from.is_some() {
             return Ok(false);
         }
@@ -140,7 +135,7 @@ impl Client {
         let url = format!("{location}{sep}digest={digest}");
         let length = size.to_string();
         let headers = [("Content-Type", "application/octet-stream"), ("Content-Length", length.as_str())];
-        let resp = self.send("PUT", &url, &headers, Some(body))?;
+        let resp = self.send("PUT", &url, &what, &headers, Some(body))?;
         self.expect(resp, &[StatusCode::CREATED], &what)?;
         Ok(true)
     }
@@ -152,6 +147,7 @@ impl Client {
         let resp = self.send(
             "PUT",
             &format!("/v2/{repo}/manifests/{reference}"),
+            &what,
             &[("Content-Type", media_type), ("Content-Length", &length)],
             Some(&mut body),
         )?;
@@ -179,8 +175,16 @@ impl Client {
     }
 
     /// One request with auth, retries and the scheme fallback. `path` is absolute
-    /// (`/v2/...`) or a full URL the registry gave (an upload Location).
-    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], mut body: Option<&mut BodyOpener<'_>>) -> Result<Response<Body>> {
+    /// (`/v2/...`) or a full URL the registry gave (an upload Location); `what` names
+    /// it in errors.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        what: &str,
+        headers: &[(&str, &str)],
+        mut body: Option<&mut BodyOpener<'_>>,
+    ) -> Result<Response<Body>> {
         let mut answered_challenge = false;
         let mut attempt = 0;
         loop {
@@ -193,7 +197,7 @@ impl Client {
                 // A relative Location is relative to the registry's root.
                 format!("{}://{}/{path}", self.scheme()?, self.registry)
             };
-            let result = self.once(method, &url, headers, body.as_deref_mut());
+            let result = self.once(method, &url, what, headers, body.as_deref_mut());
             match result {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !answered_challenge => {
                     answered_challenge = true;
@@ -208,8 +212,15 @@ impl Client {
         }
     }
 
-    fn once(&self, method: &str, url: &str, headers: &[(&str, &str)], body: Option<&mut BodyOpener<'_>>) -> Result<Response<Body>> {
-        let http = |e| RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) };
+    fn once(
+        &self,
+        method: &str,
+        url: &str,
+        what: &str,
+        headers: &[(&str, &str)],
+        body: Option<&mut BodyOpener<'_>>,
+    ) -> Result<Response<Body>> {
+        let http = |e| self.http(what, e);
         let auth = self.authorization.lock().expect("auth lock").clone();
         macro_rules! with_headers {
             ($req:expr) => {{
@@ -236,6 +247,10 @@ impl Client {
         }
     }
 
+    fn http(&self, what: &str, source: ureq::Error) -> RegistryError {
+        RegistryError::Http { registry: self.registry.clone(), what: what.to_string(), source: Box::new(source) }
+    }
+
     /// Picks https, or http when allowed and https cannot connect; decided once.
     fn scheme(&self) -> Result<&'static str> {
         if let Some(s) = *self.scheme.lock().expect("scheme lock") {
@@ -244,7 +259,7 @@ impl Client {
         let chosen = match self.agent.get(&format!("https://{}/v2/", self.registry)).call() {
             Ok(_) => "https",
             Err(_) if self.insecure_allowed => "http",
-            Err(e) => return Err(RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) }),
+            Err(e) => return Err(self.http("the HTTPS check", e)),
         };
         *self.scheme.lock().expect("scheme lock") = Some(chosen);
         Ok(chosen)
@@ -278,19 +293,14 @@ impl Client {
         if let Some(c) = &self.creds {
             req = req.header("Authorization", c.basic_header());
         }
-        let mut resp = req.call().map_err(|e| RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) })?;
+        let mut resp = req.call().map_err(|e| self.http("the token request", e))?;
         if !resp.status().is_success() {
             return Err(match &self.creds {
                 Some(c) => RegistryError::Unauthorized { registry: self.registry.clone(), user: c.user.clone() },
                 None => RegistryError::NoCredentials { registry: self.registry.clone(), what: "a token".into() },
             });
         }
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_vec()
-            .map_err(|e| RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) })?;
+        let bytes = resp.body_mut().with_config().limit(1 << 20).read_to_vec().map_err(|e| self.http("the token request", e))?;
         let json: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| RegistryError::Protocol { what: format!("token from {url}"), reason: e.to_string() })?;
         let token = json.get("token").or_else(|| json.get("access_token")).and_then(|t| t.as_str()).ok_or_else(bad)?;

@@ -17,9 +17,11 @@ use std::path::PathBuf;
 /// repository or blob involved.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("{registry}: {source}")]
+    /// The request for `what` failed without an answer (the cause is the source).
+    #[error("{registry}: {what}")]
     Http {
         registry: String,
+        what: String,
         #[source]
         source: Box<ureq::Error>,
     },
