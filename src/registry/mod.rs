@@ -1,7 +1,7 @@
 //! Registries: the OCI distribution API, enough to pull base images and push results.
 //!
-//! `client` speaks HTTP to one registry (scheme choice, auth challenges, retries),
-//! `auth` finds credentials the way podman and docker keep them (and writes them for
+//! `client` speaks HTTP to one registry (scheme choice, auth challenges), `retry`
+//! bounds how often and how long one operation tries again, `auth` finds credentials the way podman and docker keep them (and writes them for
 //! `strata login`), `transfer` moves images between a registry and the local store,
 //! streaming every blob with its digest checked on the way.
 //!
@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod retry;
 pub mod transfer;
 
 use std::path::PathBuf;
@@ -24,6 +25,15 @@ pub enum RegistryError {
         what: String,
         #[source]
         source: Box<ureq::Error>,
+    },
+    /// A download's connection broke in the middle of the body.
+    #[error("{registry}: {what}: the connection broke after {received} bytes")]
+    Interrupted {
+        registry: String,
+        what: String,
+        received: u64,
+        #[source]
+        source: std::io::Error,
     },
     #[error("{registry}: {what} answered {status}: {body}")]
     Status { registry: String, what: String, status: u16, body: String },

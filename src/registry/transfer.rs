@@ -3,8 +3,9 @@
 //! Every blob streams straight from the socket into the store's temp file (or from
 //! the store's file onto the socket) with its digest computed on the way: memory
 //! stays flat whatever the layer size, and a blob whose content does not match its
-//! digest never enters the store. The manifest goes in last, so the store never
-//! names a blob it lacks. A push asks the registry first and skips blobs it has.
+//! digest never enters the store. A download cut short leaves no temp file and is
+//! fetched again within the retry budget. The manifest goes in last, so the store
+//! never names a blob it lacks. A push asks the registry first and skips blobs it has.
 
 use std::io::{BufReader, Read};
 
@@ -52,8 +53,10 @@ pub fn pull(store: &Store, client: &Client, name: &ImageName, progress: &dyn Fn(
             continue;
         }
         progress(&format!("Copying blob {} ({} bytes)", digest.short(), blob.size()));
-        let body = BufReader::with_capacity(1 << 20, client.get_blob(&repo, &digest)?);
-        store.put_blob_verified(body, &digest, Some(blob.size()))?;
+        client.fetch_blob(&repo, &digest, progress, |body| {
+            let body = BufReader::with_capacity(1 << 20, body);
+            Ok(store.put_blob_verified(body, &digest, Some(blob.size()))?)
+        })?;
     }
     let size = fetched.bytes.len() as u64;
     store.put_blob_verified(&fetched.bytes[..], &fetched.digest, Some(size))?;
@@ -110,7 +113,7 @@ pub fn push(store: &Store, client: &Client, manifest: &Descriptor, dest: &ImageN
         progress(&format!("Copying blob {} ({} bytes)", d.short(), blob.size()));
         // Re-opened for every attempt: a retried upload starts from the first byte.
         let mut open = || -> Result<Box<dyn Read>> { Ok(Box::new(BufReader::with_capacity(1 << 20, store.open_blob(&d)?))) };
-        client.upload_blob(&repo, &d, blob.size(), None, &mut open)?;
+        client.upload_blob(&repo, &d, blob.size(), None, &mut open, progress)?;
         report.uploaded += 1;
     }
     let mut bytes = Vec::new();
