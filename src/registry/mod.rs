@@ -35,6 +35,12 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+    #[error("blob {digest} from {registry}/{repo}: content has digest {found}")]
+    BlobDigest { registry: String, repo: String, digest: crate::oci::Digest, found: crate::oci::Digest },
+    #[error("blob {digest} from {registry}/{repo}: {found} bytes, the manifest says {expected}")]
+    BlobSize { registry: String, repo: String, digest: crate::oci::Digest, expected: u64, found: u64 },
+    #[error("the image index has no manifest for {wanted}, only for {}", if available.is_empty() { "no platform".to_string() } else { available.join(", ") })]
+    NoPlatform { wanted: String, available: Vec<String> },
     #[error("{registry}: {what} answered {status}: {body}")]
     Status { registry: String, what: String, status: u16, body: String },
     #[error("{registry}: authentication failed for {user}: check the user name and password (strata login {registry})")]
