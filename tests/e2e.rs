@@ -44,6 +44,8 @@ mod language_stages;
 mod layout;
 #[path = "e2e/registry.rs"]
 mod registry;
+#[path = "e2e/registry_faults.rs"]
+mod registry_faults;
 #[path = "e2e/registry_server.rs"]
 mod registry_server;
 #[path = "e2e/reproducible.rs"]
