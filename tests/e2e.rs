@@ -46,6 +46,8 @@ mod layout;
 mod registry;
 #[path = "e2e/registry_cache.rs"]
 mod registry_cache;
+#[path = "e2e/registry_faults.rs"]
+mod registry_faults;
 #[path = "e2e/registry_server.rs"]
 mod registry_server;
 #[path = "e2e/reproducible.rs"]

@@ -5,8 +5,10 @@
 //! `--tls-verify=false`, after HTTPS failed to connect. A 401 is answered once:
 //! with basic credentials, or with a bearer token fetched from the realm the
 //! challenge names, for the scope it names. Server errors (5xx) and broken
-//! connections are retried with backoff; a request body is re-opened for each try,
-//! so nothing is buffered in memory.
+//! connections are retried with backoff within one budget per operation (see
+//! `retry`); a request body is re-opened for each try, so nothing is buffered in
+//! memory. A blob upload that fails starts over with a new upload session, and a
+//! blob download whose connection breaks mid-body is fetched again.
 
 use std::io::Read;
 use std::sync::Mutex;
@@ -16,11 +18,9 @@ use ureq::http::{Response, StatusCode};
 use ureq::Body;
 
 use super::auth::Credentials;
+use super::retry::{is_transient, reason, Retry, WatchedBody};
 use super::{RegistryError, Result};
 use crate::oci::Digest;
-
-/// Attempts per request when the registry fails or the connection breaks.
-const ATTEMPTS: u32 = 4;
 
 /// Media types strata accepts for a manifest, most specific first.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -79,21 +79,16 @@ impl Client {
 
     /// Checks that the registry answers and accepts our credentials (`login`).
     pub fn ping(&self) -> Result<()> {
-        let resp = self.send("GET", "/v2/", &[], None)?;
+        let resp = self.send("GET", "/v2/", "the API check", &[], None)?;
         self.expect(resp, &[StatusCode::OK], "the API check").map(drop)
     }
 
     pub fn get_manifest(&self, repo: &str, reference: &str) -> Result<FetchedManifest> {
         let what = format!("manifest {repo}:{reference}");
-        let resp = self.send("GET", &format!("/v2/{repo}/manifests/{reference}"), &[("Accept", MANIFEST_ACCEPT)], None)?;
+        let resp = self.send("GET", &format!("/v2/{repo}/manifests/{reference}"), &what, &[("Accept", MANIFEST_ACCEPT)], None)?;
         let mut resp = self.expect(resp, &[StatusCode::OK], &what)?;
         let media_type = header(&resp, "content-type").unwrap_or_default();
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(4 << 20)
-            .read_to_vec()
-            .map_err(|e| RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) })?;
+        let bytes = resp.body_mut().with_config().limit(4 << 20).read_to_vec().map_err(|e| self.http(&what, e))?;
         let digest = Digest::of_bytes(&bytes);
         if let Ok(d) = Digest::parse(reference) {
             if d != digest {
@@ -103,17 +98,40 @@ impl Client {
         Ok(FetchedManifest { bytes, media_type: media_type.split(';').next().unwrap_or_default().trim().to_string(), digest })
     }
 
-    /// A blob's content as a stream; the caller checks its digest while storing it.
-    pub fn get_blob(&self, repo: &str, digest: &Digest) -> Result<impl Read + 'static> {
-        let what = format!("blob {digest} of {repo}");
-        let resp = self.send("GET", &format!("/v2/{repo}/blobs/{digest}"), &[], None)?;
-        let resp = self.expect(resp, &[StatusCode::OK], &what)?;
-        Ok(resp.into_body().into_reader())
+    /// Streams a blob's content into `sink`, which checks its digest while storing
+    /// it. When the connection breaks mid-body the blob is fetched again from the
+    /// start (the sink drops what it had), within one retry budget; an error of the
+    /// sink's own (a full disk, a digest mismatch) ends the download at once, since
+    /// fetching the same content again would not change it. Retries go to `notice`.
+    pub fn fetch_blob<T>(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        notice: &dyn Fn(&str),
+        mut sink: impl FnMut(&mut dyn Read) -> Result<T>,
+    ) -> Result<T> {
+        let mut retry = Retry::reported(format!("blob {digest} of {repo}"), notice);
+        loop {
+            let resp = self.send_with(&mut retry, "GET", &format!("/v2/{repo}/blobs/{digest}"), &[], None)?;
+            let resp = self.expect(resp, &[StatusCode::OK], retry.what())?;
+            let mut body = WatchedBody::new(resp.into_body().into_reader());
+            let stored = sink(&mut body);
+            let Some(source) = body.take_broken().filter(|_| stored.is_err()) else { return stored };
+            let broken = RegistryError::Interrupted {
+                registry: self.registry.clone(),
+                what: retry.what().to_string(),
+                received: body.received(),
+                source,
+            };
+            if !retry.again(&format!("the connection broke after {} bytes: {}", body.received(), reason(&broken))) {
+                return Err(broken);
+            }
+        }
     }
 
     pub fn has_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
         let what = format!("blob {digest} of {repo}");
-        let resp = self.send("HEAD", &format!("/v2/{repo}/blobs/{digest}"), &[], None)?;
+        let resp = self.send("HEAD", &format!("/v2/{repo}/blobs/{digest}"), &what, &[], None)?;
         match resp.status() {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -123,26 +141,55 @@ impl Client {
 
     /// Uploads a blob unless the registry can mount it from `mount_from` (another
     /// repository of the same registry that has it). Returns false when mounted.
-    pub fn upload_blob(&self, repo: &str, digest: &Digest, size: u64, mount_from: Option<&str>, body: &mut BodyOpener<'_>) -> Result<bool> {
+    ///
+    /// The PUT is never retried on its own: its Location names an upload session
+    /// that may not have survived the failure (a restarted registry has forgotten
+    /// it, and answers a retried PUT by closing the connection mid-body). A failed
+    /// PUT starts over with a new POST, within the same budget. Retries go to `notice`.
+    pub fn upload_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        mount_from: Option<&str>,
+        body: &mut BodyOpener<'_>,
+        notice: &dyn Fn(&str),
+    ) -> Result<bool> {
         let what = format!("upload of {digest} to {repo}");
         let start = match mount_from {
             Some(from) => format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}"),
             None => format!("/v2/{repo}/blobs/uploads/"),
         };
-        let resp = self.send("POST", &start, &[("Content-Length", "0")], None)?;
-        if resp.status() == StatusCode::CREATED && mount_from.is_some() {
-            return Ok(false);
-        }
-        let resp = self.expect(resp, &[StatusCode::ACCEPTED], &what)?;
-        let location = header(&resp, "location")
-            .ok_or_else(|| RegistryError::Protocol { what: what.clone(), reason: "no Location for the upload".into() })?;
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let url = format!("{location}{sep}digest={digest}");
         let length = size.to_string();
         let headers = [("Content-Type", "application/octet-stream"), ("Content-Length", length.as_str())];
-        let resp = self.send("PUT", &url, &headers, Some(body))?;
-        self.expect(resp, &[StatusCode::CREATED], &what)?;
-        Ok(true)
+        let mut retry = Retry::reported(what.as_str(), notice);
+        loop {
+            let resp = self.send_with(&mut retry, "POST", &start, &[("Content-Length", "0")], None)?;
+            if resp.status() == StatusCode::CREATED && mount_from.is_some() {
+                return Ok(false);
+            }
+            let resp = self.expect(resp, &[StatusCode::ACCEPTED], &what)?;
+            let location = header(&resp, "location")
+                .ok_or_else(|| RegistryError::Protocol { what: what.clone(), reason: "no Location for the upload".into() })?;
+            let sep = if location.contains('?') { '&' } else { '?' };
+            let url = format!("{location}{sep}digest={digest}");
+            let failed = match self.send_with(&mut Retry::once(what.as_str()), "PUT", &url, &headers, Some(body)) {
+                Ok(resp) if resp.status() == StatusCode::CREATED => return Ok(true),
+                // A server error, or the session is unknown: a new session may work.
+                Ok(resp) if resp.status().is_server_error() || resp.status() == StatusCode::NOT_FOUND => {
+                    match self.expect(resp, &[StatusCode::CREATED], &what) {
+                        Ok(_) => return Ok(true),
+                        Err(e) => e,
+                    }
+                }
+                Ok(resp) => return self.expect(resp, &[StatusCode::CREATED], &what).map(|_| true),
+                Err(e) if is_transient(&e) => e,
+                Err(e) => return Err(e),
+            };
+            if !retry.again(&reason(&failed)) {
+                return Err(failed);
+            }
+        }
     }
 
     pub fn put_manifest(&self, repo: &str, reference: &str, bytes: &[u8], media_type: &str) -> Result<()> {
@@ -152,6 +199,7 @@ impl Client {
         let resp = self.send(
             "PUT",
             &format!("/v2/{repo}/manifests/{reference}"),
+            &what,
             &[("Content-Type", media_type), ("Content-Length", &length)],
             Some(&mut body),
         )?;
@@ -178,13 +226,31 @@ impl Client {
         })
     }
 
-    /// One request with auth, retries and the scheme fallback. `path` is absolute
-    /// (`/v2/...`) or a full URL the registry gave (an upload Location).
-    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], mut body: Option<&mut BodyOpener<'_>>) -> Result<Response<Body>> {
+    /// One request with a retry budget of its own; `what` names it in errors.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        what: &str,
+        headers: &[(&str, &str)],
+        body: Option<&mut BodyOpener<'_>>,
+    ) -> Result<Response<Body>> {
+        self.send_with(&mut Retry::new(what), method, path, headers, body)
+    }
+
+    /// One request with auth and the scheme fallback, retried within `retry`'s
+    /// budget. `path` is absolute (`/v2/...`) or a full URL the registry gave (an
+    /// upload Location). A 5xx left over when the budget is spent is returned as is.
+    fn send_with(
+        &self,
+        retry: &mut Retry<'_>,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        mut body: Option<&mut BodyOpener<'_>>,
+    ) -> Result<Response<Body>> {
         let mut answered_challenge = false;
-        let mut attempt = 0;
         loop {
-            attempt += 1;
             let url = if path.starts_with("http://") || path.starts_with("https://") {
                 path.to_string()
             } else if path.starts_with('/') {
@@ -193,23 +259,30 @@ impl Client {
                 // A relative Location is relative to the registry's root.
                 format!("{}://{}/{path}", self.scheme()?, self.registry)
             };
-            let result = self.once(method, &url, headers, body.as_deref_mut());
+            let result = self.once(method, &url, retry.what(), headers, body.as_deref_mut());
             match result {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !answered_challenge => {
                     answered_challenge = true;
                     let challenge = header(&resp, "www-authenticate").unwrap_or_default();
                     self.answer(&challenge)?;
                 }
-                Ok(resp) if resp.status().is_server_error() && attempt < ATTEMPTS => backoff(attempt),
+                Ok(resp) if resp.status().is_server_error() && retry.again(&format!("the registry answered {}", resp.status())) => {}
                 Ok(resp) => return Ok(resp),
-                Err(e) if attempt < ATTEMPTS && is_transient(&e) => backoff(attempt),
+                Err(e) if is_transient(&e) && retry.again(&reason(&e)) => {}
                 Err(e) => return Err(e),
             }
         }
     }
 
-    fn once(&self, method: &str, url: &str, headers: &[(&str, &str)], body: Option<&mut BodyOpener<'_>>) -> Result<Response<Body>> {
-        let http = |e| RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) };
+    fn once(
+        &self,
+        method: &str,
+        url: &str,
+        what: &str,
+        headers: &[(&str, &str)],
+        body: Option<&mut BodyOpener<'_>>,
+    ) -> Result<Response<Body>> {
+        let http = |e| self.http(what, e);
         let auth = self.authorization.lock().expect("auth lock").clone();
         macro_rules! with_headers {
             ($req:expr) => {{
@@ -236,6 +309,10 @@ impl Client {
         }
     }
 
+    fn http(&self, what: &str, source: ureq::Error) -> RegistryError {
+        RegistryError::Http { registry: self.registry.clone(), what: what.to_string(), source: Box::new(source) }
+    }
+
     /// Picks https, or http when allowed and https cannot connect; decided once.
     fn scheme(&self) -> Result<&'static str> {
         if let Some(s) = *self.scheme.lock().expect("scheme lock") {
@@ -244,7 +321,7 @@ impl Client {
         let chosen = match self.agent.get(&format!("https://{}/v2/", self.registry)).call() {
             Ok(_) => "https",
             Err(_) if self.insecure_allowed => "http",
-            Err(e) => return Err(RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) }),
+            Err(e) => return Err(self.http("the HTTPS check", e)),
         };
         *self.scheme.lock().expect("scheme lock") = Some(chosen);
         Ok(chosen)
@@ -278,19 +355,14 @@ impl Client {
         if let Some(c) = &self.creds {
             req = req.header("Authorization", c.basic_header());
         }
-        let mut resp = req.call().map_err(|e| RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) })?;
+        let mut resp = req.call().map_err(|e| self.http("the token request", e))?;
         if !resp.status().is_success() {
             return Err(match &self.creds {
                 Some(c) => RegistryError::Unauthorized { registry: self.registry.clone(), user: c.user.clone() },
                 None => RegistryError::NoCredentials { registry: self.registry.clone(), what: "a token".into() },
             });
         }
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_vec()
-            .map_err(|e| RegistryError::Http { registry: self.registry.clone(), source: Box::new(e) })?;
+        let bytes = resp.body_mut().with_config().limit(1 << 20).read_to_vec().map_err(|e| self.http("the token request", e))?;
         let json: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| RegistryError::Protocol { what: format!("token from {url}"), reason: e.to_string() })?;
         let token = json.get("token").or_else(|| json.get("access_token")).and_then(|t| t.as_str()).ok_or_else(bad)?;
@@ -301,14 +373,6 @@ impl Client {
 
 fn header(resp: &Response<Body>, name: &str) -> Option<String> {
     resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
-}
-
-fn is_transient(e: &RegistryError) -> bool {
-    matches!(e, RegistryError::Http { source, .. } if matches!(**source, ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed))
-}
-
-fn backoff(attempt: u32) {
-    std::thread::sleep(Duration::from_millis(250 << attempt.min(4)));
 }
 
 /// `realm="https://auth",service="registry",scope="repository:a:pull"` as pairs.

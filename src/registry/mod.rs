@@ -1,9 +1,11 @@
 //! Registries: the OCI distribution API, enough to pull base images and push results.
 //!
-//! `client` speaks HTTP to one registry (scheme choice, auth challenges, retries),
-//! `auth` finds credentials the way podman and docker keep them (and writes them for
-//! `strata login`), `progress` is how transfers report bytes moving, `sources` remembers which repositories held a blob (for
-//! cross-repository mounts), `transfer` moves images between a registry and the local store,
+//! `client` speaks HTTP to one registry (scheme choice, auth challenges), `retry`
+//! bounds how often and how long one operation tries again, `auth` finds
+//! credentials the way podman and docker keep them (and writes them for `strata
+//! login`), `progress` is how transfers report bytes moving, `sources` remembers
+//! which repositories held a blob (for cross-repository mounts), `transfer` moves
+//! images between a registry and the local store,
 //! streaming every blob with its digest checked on the way.
 //!
 //! Layering: uses `oci` only.
@@ -11,6 +13,7 @@
 pub mod auth;
 pub mod client;
 pub mod progress;
+pub mod retry;
 pub mod sources;
 pub mod transfer;
 
@@ -20,12 +23,29 @@ use std::path::PathBuf;
 /// repository or blob involved.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("{registry}: {source}")]
+    /// The request for `what` failed without an answer (the cause is the source).
+    #[error("{registry}: {what}")]
     Http {
         registry: String,
+        what: String,
         #[source]
         source: Box<ureq::Error>,
     },
+    /// A download's connection broke in the middle of the body.
+    #[error("{registry}: {what}: the connection broke after {received} bytes")]
+    Interrupted {
+        registry: String,
+        what: String,
+        received: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("blob {digest} from {registry}/{repo}: content has digest {found}")]
+    BlobDigest { registry: String, repo: String, digest: crate::oci::Digest, found: crate::oci::Digest },
+    #[error("blob {digest} from {registry}/{repo}: {found} bytes, the manifest says {expected}")]
+    BlobSize { registry: String, repo: String, digest: crate::oci::Digest, expected: u64, found: u64 },
+    #[error("the image index has no manifest for {wanted}, only for {}", if available.is_empty() { "no platform".to_string() } else { available.join(", ") })]
+    NoPlatform { wanted: String, available: Vec<String> },
     #[error("{registry}: {what} answered {status}: {body}")]
     Status { registry: String, what: String, status: u16, body: String },
     #[error("{registry}: authentication failed for {user}: check the user name and password (strata login {registry})")]

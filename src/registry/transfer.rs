@@ -3,9 +3,11 @@
 //! Every blob streams straight from the socket into the store's temp file (or from
 //! the store's file onto the socket) with its digest computed on the way: memory
 //! stays flat whatever the layer size, and a blob whose content does not match its
-//! digest never enters the store. The manifest goes in last, so the store never
-//! names a blob it lacks. A push asks the registry first and skips blobs it has;
-//! one it lacks but another repository of the same registry had (see `sources`) is
+//! digest never enters the store (the error names the blob and the registry, not
+//! the temp file). A download cut short leaves no temp file and is fetched again
+//! within the retry budget. The manifest goes in last, so the store never names a
+//! blob it lacks. A push asks the registry first and skips blobs it has; one it
+//! lacks but another repository of the same registry had (see `sources`) is
 //! mounted from there.
 
 use std::cell::OnceCell;
@@ -18,7 +20,7 @@ use super::client::Client;
 use super::progress::{Counted, Progress};
 use super::sources::BlobSources;
 use super::{RegistryError, Result};
-use crate::oci::{descriptor, descriptor_digest, Digest, ImageName, Store};
+use crate::oci::{descriptor, descriptor_digest, Digest, ImageName, OciError, Store};
 
 const INDEX_TYPES: [&str; 2] = ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
 
@@ -41,11 +43,11 @@ pub fn pull(store: &Store, client: &Client, name: &ImageName, progress: &dyn Pro
     if INDEX_TYPES.contains(&fetched.media_type.as_str()) || is_index_json(&fetched.bytes) {
         let index: ImageIndex = serde_json::from_slice(&fetched.bytes).map_err(|e| bad(name, format!("index: {e}")))?;
         let (os, arch) = (Os::default(), Arch::default());
-        let chosen = index
-            .manifests()
-            .iter()
-            .find(|d| d.platform().as_ref().is_some_and(|p| p.os() == &os && p.architecture() == &arch))
-            .ok_or_else(|| bad(name, format!("no manifest for {os}/{arch} in the image index")))?;
+        let chosen = index.manifests().iter().find(|d| d.platform().as_ref().is_some_and(|p| p.os() == &os && p.architecture() == &arch));
+        let chosen = chosen.ok_or_else(|| RegistryError::NoPlatform {
+            wanted: format!("{os}/{arch}"),
+            available: index.manifests().iter().filter_map(|d| d.platform().as_ref()).map(platform_name).collect(),
+        })?;
         let digest = descriptor_digest(chosen)?;
         progress.line(&format!("Resolved {os}/{arch} to {digest}"));
         fetched = client.get_manifest(&repo, &digest.to_string())?;
@@ -58,8 +60,13 @@ pub fn pull(store: &Store, client: &Client, name: &ImageName, progress: &dyn Pro
             progress.line(&format!("Copying blob {} skipped: already exists", digest.short()));
         } else {
             let bar = progress.blob(&digest, blob.size());
-            let body = Counted::new(client.get_blob(&repo, &digest)?, bar.as_ref());
-            store.put_blob_verified(BufReader::with_capacity(1 << 20, body), &digest, Some(blob.size()))?;
+            let notice = |line: &str| progress.line(line);
+            client.fetch_blob(&repo, &digest, &notice, |body| {
+                // A retried download starts from the first byte again.
+                bar.restart();
+                let body = BufReader::with_capacity(1 << 20, Counted::new(body, bar.as_ref()));
+                store.put_blob_verified(body, &digest, Some(blob.size())).map_err(|e| from_registry(e, client, &repo))
+            })?;
             bar.finish();
         }
         sources.note(&digest, client.registry(), &repo);
@@ -85,6 +92,25 @@ pub fn pull_into_store(store: &Store, client: &Client, name: &ImageName, progres
         store.add_unnamed(&manifest)?;
     }
     Ok(manifest)
+}
+
+/// The store's verdict on a downloaded blob, said about the registry it came from:
+/// the store path a mismatch names was never written.
+fn from_registry(e: OciError, client: &Client, repo: &str) -> RegistryError {
+    let (registry, repo) = (client.registry().to_string(), repo.to_string());
+    match e {
+        OciError::DigestMismatch { expected, found, .. } => RegistryError::BlobDigest { registry, repo, digest: expected, found },
+        OciError::SizeMismatch { digest, expected, found } => RegistryError::BlobSize { registry, repo, digest, expected, found },
+        other => other.into(),
+    }
+}
+
+/// `linux/arm64/v8`, as podman names platforms.
+fn platform_name(p: &oci_spec::image::Platform) -> String {
+    match p.variant() {
+        Some(v) => format!("{}/{}/{v}", p.os(), p.architecture()),
+        None => format!("{}/{}", p.os(), p.architecture()),
+    }
 }
 
 fn is_index_json(bytes: &[u8]) -> bool {
@@ -144,7 +170,8 @@ pub fn push_known(
                 bar.restart();
                 Ok(Box::new(Counted::new(BufReader::with_capacity(1 << 20, store.open_blob(&d)?), bar.as_ref())))
             };
-            if client.upload_blob(&repo, &d, blob.size(), mount_from, &mut open)? {
+            let notice = |line: &str| progress.line(line);
+            if client.upload_blob(&repo, &d, blob.size(), mount_from, &mut open, &notice)? {
                 bar.get().inspect(|b| b.finish());
                 report.uploaded += 1;
             } else {
@@ -165,4 +192,32 @@ pub fn push_known(
     progress.line(&format!("Writing manifest {digest} to {}", dest));
     report.manifest = Some(digest);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::client::TlsVerify;
+
+    #[test]
+    fn a_bad_download_is_named_by_its_registry() {
+        let client = Client::new("127.0.0.1:5000", TlsVerify::Yes, None);
+        let (expected, found) = (Digest::of_bytes(b"right"), Digest::of_bytes(b"wrong"));
+        let e = OciError::DigestMismatch { path: "/store/blobs/sha256/x".into(), expected: expected.clone(), found: found.clone() };
+        assert_eq!(
+            from_registry(e, &client, "e2e/a").to_string(),
+            format!("blob {expected} from 127.0.0.1:5000/e2e/a: content has digest {found}")
+        );
+        let e = OciError::SizeMismatch { digest: expected.clone(), expected: 5, found: 4 };
+        assert_eq!(
+            from_registry(e, &client, "e2e/a").to_string(),
+            format!("blob {expected} from 127.0.0.1:5000/e2e/a: 4 bytes, the manifest says 5")
+        );
+    }
+
+    #[test]
+    fn a_missing_platform_names_the_ones_there_are() {
+        let e = RegistryError::NoPlatform { wanted: "linux/amd64".into(), available: vec!["linux/arm64/v8".into(), "linux/s390x".into()] };
+        assert_eq!(e.to_string(), "the image index has no manifest for linux/amd64, only for linux/arm64/v8, linux/s390x");
+    }
 }

@@ -110,6 +110,7 @@ fn a_fresh_runner_hits_every_step_from_the_registry_cache() {
     assert_eq!(seen.cached.len(), copy_at, "the tool stage's RUN and the steps before the COPY hit: {}", c.describe());
     assert!(seen.cached.iter().all(|s| !s.starts_with("COPY input.txt")), "{}", c.describe());
     assert!(ran(&c, "after-copy-ran") && !ran(&c, "main-step-ran"), "{}", c.describe());
+    assert!(!c.stderr.contains("warning"), "a miss is no failure: {}", c.describe());
     assert_eq!(random(&runner_c, "/random"), random(&runner_a, "/random"));
 
     // Bad repository names are refused before anything is built.

@@ -1,6 +1,7 @@
 //! A real registry for the tests: Debian's docker-registry serving a private
 //! directory on 127.0.0.1, with optional htpasswd basic auth and TLS, killed on drop.
-//! `restart` brings it back on the same port and storage (the fault tests kill it).
+//! `restart` brings it back on the same port and storage (the fault tests freeze and
+//! kill it).
 
 use std::fs;
 use std::net::TcpListener;
@@ -84,6 +85,16 @@ impl Registry {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Stops the registry where it is (SIGSTOP): a transfer it is in the middle of
+    /// stays half done, however fast it was going, until `kill`.
+    pub fn freeze(&self) {
+        if let Some(child) = &self.child {
+            let pid = i32::try_from(child.id()).expect("a pid fits in pid_t");
+            // SAFETY: kill(2) on our own child, which is not reaped before `kill`.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
         }
     }
 
