@@ -27,7 +27,7 @@ pub fn resolve(ws: &Workspace, reference: &str) -> Result<ImageState> {
     }
     match name {
         Some(name) if ws.pull != PullPolicy::Never => {
-            let client = registry::connect(name.domain(), ws.tls_verify)?;
+            let client = registry::connect(name.domain(), &ws.tls)?;
             let progress = crate::report::transfer_progress(false);
             let manifest = registry::transfer::pull_into_store(&ws.store, &client, &name, progress.as_ref()).with_context(|| format!("pulling base image {name}"))?;
             ws.load_image(&manifest)

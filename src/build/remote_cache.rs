@@ -89,11 +89,7 @@ impl RemoteCache {
             names
                 .iter()
                 .map(|name| {
-                    Ok(Repo {
-                        name: name.clone(),
-                        client: registry::connect(name.domain(), ws.tls_verify)?,
-                        unreachable: AtomicBool::new(false),
-                    })
+                    Ok(Repo { name: name.clone(), client: registry::connect(name.domain(), &ws.tls)?, unreachable: AtomicBool::new(false) })
                 })
                 .collect()
         };

@@ -61,9 +61,10 @@ pub struct Workspace {
     pub driver_choice: DriverChoice,
     /// How new layers are compressed (`build --compression`).
     pub compression: oci::LayerCompression,
-    /// When FROM fetches from a registry (`build --pull`) and how (`--tls-verify`).
+    /// When FROM fetches from a registry (`build --pull`) and how (`--tls-verify`,
+    /// `--cert-dir`).
     pub pull: PullPolicy,
-    pub tls_verify: crate::registry::client::TlsVerify,
+    pub tls: crate::registry::tls::TlsOptions,
 }
 
 /// `--pull`: when a base image comes from its registry rather than the local store.
@@ -120,7 +121,7 @@ impl Workspace {
             driver_choice,
             compression: oci::LayerCompression::default(),
             pull: PullPolicy::default(),
-            tls_verify: crate::registry::client::TlsVerify::Yes,
+            tls: crate::registry::tls::TlsOptions::default(),
         })
     }
 

@@ -10,7 +10,7 @@ use clap::Args;
 use crate::build::workspace::{PullPolicy, Workspace};
 use crate::build::{self, BuildRequest};
 use crate::oci::LayerCompression;
-use crate::registry::client::TlsVerify;
+use crate::registry::tls::TlsOptions;
 use crate::report::Reporter;
 use crate::sandbox::Network;
 
@@ -71,6 +71,10 @@ pub struct BuildArgs {
     /// Check registries' TLS certificates (false: also allow plain HTTP).
     #[arg(long, value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set)]
     pub tls_verify: bool,
+    /// Certificates for the registries FROM pulls from (*.crt CAs, NAME.cert +
+    /// NAME.key), instead of certs.d/REGISTRY.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
     /// Build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -103,7 +107,7 @@ pub fn run(ws: &mut Workspace, args: BuildArgs) -> Result<ExitCode> {
         "never" => PullPolicy::Never,
         _ => PullPolicy::Missing,
     };
-    ws.tls_verify = if args.tls_verify { TlsVerify::Yes } else { TlsVerify::No };
+    ws.tls = TlsOptions::from_flags(args.tls_verify, args.cert_dir);
     let quiet = args.quiet || args.progress == "quiet";
     let req = BuildRequest {
         context: args.context,

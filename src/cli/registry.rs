@@ -8,7 +8,8 @@ use clap::Args;
 
 use crate::oci::{ImageName, Store};
 use crate::registry::auth::{self, Credentials};
-use crate::registry::client::{Client, TlsVerify};
+use crate::registry::client::Client;
+use crate::registry::tls::TlsOptions;
 use crate::registry::transfer;
 
 /// Flags every registry command shares.
@@ -17,6 +18,10 @@ pub struct RegistryFlags {
     /// Check the registry's TLS certificate (false: also allow plain HTTP).
     #[arg(long, value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set)]
     pub tls_verify: bool,
+    /// Trust the CA certificates (*.crt) in DIR and present the client certificate
+    /// (NAME.cert + NAME.key) there, instead of certs.d/REGISTRY.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<std::path::PathBuf>,
     /// Credentials USER:PASSWORD instead of the stored ones.
     #[arg(long, value_name = "USER:PASSWORD")]
     pub creds: Option<String>,
@@ -45,8 +50,12 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
+    /// Check the registry's TLS certificate (false: also allow plain HTTP).
     #[arg(long, value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set)]
     pub tls_verify: bool,
+    /// Certificates for the registry, as for pull and push.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<std::path::PathBuf>,
     #[arg(short = 'u', long)]
     pub username: Option<String>,
     #[arg(short = 'p', long)]
@@ -82,7 +91,7 @@ pub fn client_for(registry: &str, flags: &RegistryFlags) -> Result<Client> {
         }
         None => auth::lookup(registry)?,
     };
-    Ok(Client::new(registry, if flags.tls_verify { TlsVerify::Yes } else { TlsVerify::No }, creds))
+    Ok(Client::new(registry, &TlsOptions::from_flags(flags.tls_verify, flags.cert_dir.clone()), creds)?)
 }
 
 pub fn pull(store: &Store, args: PullArgs) -> Result<ExitCode> {
@@ -125,7 +134,7 @@ pub fn login(args: LoginArgs) -> Result<ExitCode> {
         (None, false) => bail!("no password: use --password-stdin or -p"),
     };
     let creds = Credentials { user, password };
-    let client = Client::new(&args.registry, if args.tls_verify { TlsVerify::Yes } else { TlsVerify::No }, Some(creds.clone()));
+    let client = Client::new(&args.registry, &TlsOptions::from_flags(args.tls_verify, args.cert_dir), Some(creds.clone()))?;
     client.ping().with_context(|| format!("logging in to {}", args.registry))?;
     auth::save(&args.registry, &creds)?;
     println!("Login Succeeded!");

@@ -2,7 +2,11 @@
 //! (basic and bearer token), plain HTTP where it is allowed, retries.
 //!
 //! Plain HTTP is used for loopback registries (as docker allows) and with
-//! `--tls-verify=false`, after HTTPS failed to connect. A 401 is answered once:
+//! `--tls-verify=false`, after HTTPS failed because the server does not speak TLS
+//! at all. A server that does speak TLS but whose certificate is not trusted is an
+//! error naming the registry, never a quiet switch to plain HTTP: only
+//! `--tls-verify=false` skips the check (see [`super::tls`] for what is trusted).
+//! A 401 is answered once:
 //! with basic credentials, or with a bearer token fetched from the realm the
 //! challenge names, for the scope it names. Server errors (5xx) and broken
 //! connections are retried with backoff within one budget per operation (see
@@ -19,18 +23,13 @@ use ureq::Body;
 
 use super::auth::Credentials;
 use super::retry::{is_transient, reason, Retry, WatchedBody};
+pub use super::tls::TlsVerify;
+use super::tls::{self, TlsOptions};
 use super::{RegistryError, Result};
 use crate::oci::Digest;
 
 /// Media types strata accepts for a manifest, most specific first.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
-
-/// Whether a registry's certificate is checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TlsVerify {
-    Yes,
-    No,
-}
 
 /// A manifest as the registry sent it.
 pub struct FetchedManifest {
@@ -42,6 +41,8 @@ pub struct FetchedManifest {
 /// A connection to one registry, e.g. `127.0.0.1:5000` or `quay.io`.
 pub struct Client {
     registry: String,
+    /// Where requests go: `registry`, except Docker Hub's API host for docker.io.
+    endpoint: String,
     agent: ureq::Agent,
     insecure_allowed: bool,
     scheme: Mutex<Option<&'static str>>,
@@ -53,8 +54,10 @@ pub struct Client {
 pub type BodyOpener<'r> = dyn FnMut() -> Result<Box<dyn Read + 'r>> + 'r;
 
 impl Client {
-    pub fn new(registry: &str, tls: TlsVerify, creds: Option<Credentials>) -> Client {
-        let tls_config = ureq::tls::TlsConfig::builder().disable_verification(tls == TlsVerify::No).build();
+    /// A client trusting what `tls` says for this registry; fails on unreadable
+    /// certificate files.
+    pub fn new(registry: &str, tls: &TlsOptions, creds: Option<Credentials>) -> Result<Client> {
+        let tls_config = tls::config(registry, tls)?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .tls_config(tls_config)
@@ -63,14 +66,17 @@ impl Client {
             .into();
         let host = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
         let loopback = host == "localhost" || host.starts_with("127.") || host == "[::1]";
-        Client {
+        // docker.io names Docker Hub, whose API is served from another host.
+        let endpoint = if registry == "docker.io" { "registry-1.docker.io" } else { registry };
+        Ok(Client {
             registry: registry.to_string(),
+            endpoint: endpoint.to_string(),
             agent,
-            insecure_allowed: loopback || tls == TlsVerify::No,
+            insecure_allowed: loopback || tls.verify == TlsVerify::No,
             scheme: Mutex::new(None),
             creds,
             authorization: Mutex::new(None),
-        }
+        })
     }
 
     pub fn registry(&self) -> &str {
@@ -254,10 +260,10 @@ impl Client {
             let url = if path.starts_with("http://") || path.starts_with("https://") {
                 path.to_string()
             } else if path.starts_with('/') {
-                format!("{}://{}{path}", self.scheme()?, self.registry)
+                format!("{}://{}{path}", self.scheme()?, self.endpoint)
             } else {
                 // A relative Location is relative to the registry's root.
-                format!("{}://{}/{path}", self.scheme()?, self.registry)
+                format!("{}://{}/{path}", self.scheme()?, self.endpoint)
             };
             let result = self.once(method, &url, retry.what(), headers, body.as_deref_mut());
             match result {
@@ -309,18 +315,28 @@ impl Client {
         }
     }
 
+    /// A failed request for `what` as an error naming the registry; a certificate
+    /// that was not trusted says how to trust it (and is not worth a retry).
     fn http(&self, what: &str, source: ureq::Error) -> RegistryError {
-        RegistryError::Http { registry: self.registry.clone(), what: what.to_string(), source: Box::new(source) }
+        match tls_failure(&source) {
+            Some(tls) if is_certificate_problem(tls) => RegistryError::CertificateRejected {
+                registry: self.registry.clone(),
+                reason: tls.to_string(),
+                suggested: tls::default_cert_dirs(&self.registry)[0].display().to_string(),
+            },
+            _ => RegistryError::Http { registry: self.registry.clone(), what: what.to_string(), source: Box::new(source) },
+        }
     }
 
-    /// Picks https, or http when allowed and https cannot connect; decided once.
+    /// Picks https, or http when allowed and the server does not speak TLS;
+    /// decided once.
     fn scheme(&self) -> Result<&'static str> {
         if let Some(s) = *self.scheme.lock().expect("scheme lock") {
             return Ok(s);
         }
-        let chosen = match self.agent.get(&format!("https://{}/v2/", self.registry)).call() {
+        let chosen = match self.agent.get(&format!("https://{}/v2/", self.endpoint)).call() {
             Ok(_) => "https",
-            Err(_) if self.insecure_allowed => "http",
+            Err(e) if self.insecure_allowed && !speaks_tls(&e) => "http",
             Err(e) => return Err(self.http("the HTTPS check", e)),
         };
         *self.scheme.lock().expect("scheme lock") = Some(chosen);
@@ -369,6 +385,33 @@ impl Client {
         *self.authorization.lock().expect("auth lock") = Some(format!("Bearer {token}"));
         Ok(())
     }
+}
+
+/// The TLS error behind a failed request, if TLS is what failed. rustls reports
+/// through the socket's `io::Error`, which ureq passes on as it is.
+fn tls_failure(e: &ureq::Error) -> Option<&rustls::Error> {
+    match e {
+        ureq::Error::Rustls(t) => Some(t),
+        ureq::Error::Io(io) => io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    }
+}
+
+fn is_certificate_problem(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::InvalidCertRevocationList(_)
+            | rustls::Error::UnsupportedNameType
+    )
+}
+
+/// Whether the https attempt reached a TLS server: anything but a connection that
+/// failed or a reply that was not TLS records (a plain HTTP server answering the
+/// handshake) means the server speaks TLS, so plain HTTP is no way around it.
+fn speaks_tls(e: &ureq::Error) -> bool {
+    tls_failure(e).is_some_and(|t| !matches!(t, rustls::Error::InvalidMessage(_)))
 }
 
 fn header(resp: &Response<Body>, name: &str) -> Option<String> {

@@ -1,6 +1,7 @@
 //! Registries: the OCI distribution API, enough to pull base images and push results.
 //!
-//! `client` speaks HTTP to one registry (scheme choice, auth challenges), `retry`
+//! `client` speaks HTTP to one registry (scheme choice, auth challenges), `tls`
+//! decides which certificates it trusts (system roots and certs.d), `retry`
 //! bounds how often and how long one operation tries again, `auth` finds
 //! credentials the way podman and docker keep them (and writes them for `strata
 //! login`), `progress` is how transfers report bytes moving, `sources` remembers
@@ -15,6 +16,7 @@ pub mod client;
 pub mod progress;
 pub mod retry;
 pub mod sources;
+pub mod tls;
 pub mod transfer;
 
 use std::path::PathBuf;
@@ -52,6 +54,10 @@ pub enum RegistryError {
     Unauthorized { registry: String, user: String },
     #[error("{registry}: access denied to {what}: log in first (strata login {registry})")]
     NoCredentials { registry: String, what: String },
+    #[error("{registry}: its TLS certificate is not trusted ({reason}): give its CA certificate with --cert-dir DIR (a directory of *.crt files) or as {suggested}/ca.crt, or skip the check with --tls-verify=false")]
+    CertificateRejected { registry: String, reason: String, suggested: String },
+    #[error("certificates in {path}: {reason}")]
+    Certificates { path: PathBuf, reason: String },
     #[error("{registry}: bad authentication challenge {challenge:?}")]
     BadChallenge { registry: String, challenge: String },
     #[error("{what}: {reason}")]
@@ -70,6 +76,6 @@ pub enum RegistryError {
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 /// A client for `registry` with the credentials stored for it (see [`auth`]).
-pub fn connect(registry: &str, tls: client::TlsVerify) -> Result<client::Client> {
-    Ok(client::Client::new(registry, tls, auth::lookup(registry)?))
+pub fn connect(registry: &str, tls: &tls::TlsOptions) -> Result<client::Client> {
+    client::Client::new(registry, tls, auth::lookup(registry)?)
 }

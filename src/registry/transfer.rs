@@ -197,11 +197,11 @@ pub fn push_known(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::client::TlsVerify;
+    use crate::registry::tls::TlsOptions;
 
     #[test]
     fn a_bad_download_is_named_by_its_registry() {
-        let client = Client::new("127.0.0.1:5000", TlsVerify::Yes, None);
+        let client = Client::new("127.0.0.1:5000", &TlsOptions::default(), None).unwrap();
         let (expected, found) = (Digest::of_bytes(b"right"), Digest::of_bytes(b"wrong"));
         let e = OciError::DigestMismatch { path: "/store/blobs/sha256/x".into(), expected: expected.clone(), found: found.clone() };
         assert_eq!(
