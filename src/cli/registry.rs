@@ -9,6 +9,7 @@ use clap::Args;
 use crate::oci::{ImageName, Store};
 use crate::registry::auth::{self, Credentials};
 use crate::registry::client::Client;
+use crate::registry::shortnames::{self, ShortNames};
 use crate::registry::tls::TlsOptions;
 use crate::registry::transfer;
 
@@ -34,7 +35,8 @@ pub struct PullArgs {
     /// Print only the image id.
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Image to pull: REGISTRY/REPOSITORY[:TAG|@DIGEST] (or docker://...).
+    /// Image to pull: REGISTRY/REPOSITORY[:TAG|@DIGEST] (or docker://...), or a
+    /// short name resolved through registries.conf.
     pub image: String,
 }
 
@@ -82,23 +84,47 @@ pub fn registry_name(reference: &str) -> Result<ImageName> {
     Ok(name)
 }
 
-/// A client for `registry` with the given flags' TLS choice and credentials.
-pub fn client_for(registry: &str, flags: &RegistryFlags) -> Result<Client> {
-    let creds = match &flags.creds {
+/// Makes clients with the given flags' TLS choice and credentials: `--creds` for
+/// every registry, else the ones stored for each.
+fn connector(flags: &RegistryFlags) -> Result<impl Fn(&str) -> crate::registry::Result<Client> + '_> {
+    let explicit = match &flags.creds {
         Some(c) => {
             let (user, password) = c.split_once(':').context("--creds takes USER:PASSWORD")?;
             Some(Credentials { user: user.into(), password: password.into() })
         }
-        None => auth::lookup(registry)?,
+        None => None,
     };
-    Ok(Client::new(registry, &TlsOptions::from_flags(flags.tls_verify, flags.cert_dir.clone()), creds)?)
+    let tls = TlsOptions::from_flags(flags.tls_verify, flags.cert_dir.clone());
+    Ok(move |registry: &str| {
+        let creds = match &explicit {
+            Some(c) => Some(c.clone()),
+            None => auth::lookup(registry)?,
+        };
+        Client::new(registry, &tls, creds)
+    })
+}
+
+/// Prints what registries.conf files were skipped; the command goes on without them.
+fn warn_skipped(names: &ShortNames) {
+    for w in &names.warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 pub fn pull(store: &Store, args: PullArgs) -> Result<ExitCode> {
-    let name = registry_name(&args.image)?;
-    let client = client_for(name.domain(), &args.flags)?;
+    let connect = connector(&args.flags)?;
     let progress = crate::report::transfer_progress(args.quiet);
-    let manifest = transfer::pull_into_store(store, &client, &name, progress.as_ref()).with_context(|| format!("pulling {name}"))?;
+    let bare = args.image.strip_prefix("docker://").unwrap_or(&args.image);
+    let manifest = if shortnames::is_short(bare) {
+        let names = ShortNames::load()?;
+        warn_skipped(&names);
+        let candidates = names.candidates(bare)?;
+        transfer::pull_first(store, bare, &candidates, &connect, progress.as_ref()).with_context(|| format!("pulling {bare}"))?.1
+    } else {
+        let name = registry_name(&args.image)?;
+        let client = connect(name.domain())?;
+        transfer::pull_into_store(store, &client, &name, progress.as_ref()).with_context(|| format!("pulling {name}"))?
+    };
     let config = store.read_manifest(&crate::oci::descriptor_digest(&manifest)?)?;
     println!("{}", crate::oci::descriptor_digest(config.config())?.hex());
     Ok(ExitCode::SUCCESS)
@@ -107,7 +133,7 @@ pub fn pull(store: &Store, args: PullArgs) -> Result<ExitCode> {
 pub fn push(store: &Store, args: PushArgs) -> Result<ExitCode> {
     let manifest = store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
     let dest = registry_name(args.destination.as_deref().unwrap_or(&args.image))?;
-    let client = client_for(dest.domain(), &args.flags)?;
+    let client = connector(&args.flags)?(dest.domain())?;
     let progress = crate::report::transfer_progress(false);
     let report = transfer::push(store, &client, &manifest, &dest, progress.as_ref()).with_context(|| format!("pushing to {dest}"))?;
     eprintln!("{} blobs uploaded, {} mounted, {} already there", report.uploaded, report.mounted, report.skipped);

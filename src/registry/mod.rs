@@ -4,10 +4,11 @@
 //! decides which certificates it trusts (system roots and certs.d), `retry`
 //! bounds how often and how long one operation tries again, `auth` finds
 //! credentials the way podman and docker keep them (and writes them for `strata
-//! login`), `progress` is how transfers report bytes moving, `sources` remembers
-//! which repositories held a blob (for cross-repository mounts), `transfer` moves
-//! images between a registry and the local store,
-//! streaming every blob with its digest checked on the way.
+//! login`), `shortnames` turns `alpine` into the registries to try
+//! (registries.conf), `progress` is how transfers report bytes moving, `sources`
+//! remembers which repositories held a blob (for cross-repository mounts),
+//! `transfer` moves images between a registry and the local store, streaming every
+//! blob with its digest checked on the way.
 //!
 //! Layering: uses `oci` only.
 
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod client;
 pub mod progress;
 pub mod retry;
+pub mod shortnames;
 pub mod sources;
 pub mod tls;
 pub mod transfer;
@@ -58,6 +60,12 @@ pub enum RegistryError {
     CertificateRejected { registry: String, reason: String, suggested: String },
     #[error("certificates in {path}: {reason}")]
     Certificates { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    RegistriesConf { path: PathBuf, reason: String },
+    #[error("short name {name:?} resolves to no registry: no alias for it and no unqualified-search-registries in {}; name the registry (e.g. docker.io/{name}) or add one", .searched.join(", "))]
+    NoSearchRegistries { name: String, searched: Vec<String> },
+    #[error("{name:?} was found in none of the registries tried:{}", .tried.iter().map(|(n, e)| format!("\n  {n}: {e}")).collect::<String>())]
+    ShortNameNotFound { name: String, tried: Vec<(String, String)> },
     #[error("{registry}: bad authentication challenge {challenge:?}")]
     BadChallenge { registry: String, challenge: String },
     #[error("{what}: {reason}")]

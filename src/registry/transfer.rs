@@ -113,6 +113,29 @@ fn platform_name(p: &oci_spec::image::Platform) -> String {
     }
 }
 
+/// Pulls the first of a short name's `candidates` that can be pulled, trying them
+/// in order, and names it in the store as pulled. `connect` makes the client for a
+/// registry. One candidate fails with its own error; several with every one tried
+/// and what it answered, as podman reports them.
+pub fn pull_first(
+    store: &Store,
+    short: &str,
+    candidates: &[ImageName],
+    connect: &dyn Fn(&str) -> Result<Client>,
+    progress: &dyn Progress,
+) -> Result<(ImageName, Descriptor)> {
+    let mut tried = Vec::new();
+    for name in candidates {
+        progress.line(&format!("Trying to pull {name}..."));
+        match connect(name.domain()).and_then(|client| pull_into_store(store, &client, name, progress)) {
+            Ok(manifest) => return Ok((name.clone(), manifest)),
+            Err(e) if candidates.len() == 1 => return Err(e),
+            Err(e) => tried.push((name.to_string(), e.to_string())),
+        }
+    }
+    Err(RegistryError::ShortNameNotFound { name: short.to_string(), tried })
+}
+
 fn is_index_json(bytes: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v.get("manifests").is_some() && v.get("layers").is_none())
 }
