@@ -50,6 +50,8 @@ mod registry_cache;
 mod registry_faults;
 #[path = "e2e/registry_server.rs"]
 mod registry_server;
+#[path = "e2e/registry_tls.rs"]
+mod registry_tls;
 #[path = "e2e/reproducible.rs"]
 mod reproducible;
 #[path = "e2e/single_id.rs"]
