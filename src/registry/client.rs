@@ -318,12 +318,14 @@ impl Client {
     /// A failed request for `what` as an error naming the registry; a certificate
     /// that was not trusted says how to trust it (and is not worth a retry).
     fn http(&self, what: &str, source: ureq::Error) -> RegistryError {
+        let suggested = || tls::default_cert_dirs(&self.registry)[0].display().to_string();
         match tls_failure(&source) {
-            Some(tls) if is_certificate_problem(tls) => RegistryError::CertificateRejected {
-                registry: self.registry.clone(),
-                reason: tls.to_string(),
-                suggested: tls::default_cert_dirs(&self.registry)[0].display().to_string(),
-            },
+            Some(tls) if is_certificate_problem(tls) => {
+                RegistryError::CertificateRejected { registry: self.registry.clone(), reason: tls.to_string(), suggested: suggested() }
+            }
+            Some(tls @ rustls::Error::AlertReceived(alert)) if is_certificate_alert(*alert) => {
+                RegistryError::ClientCertificateRefused { registry: self.registry.clone(), reason: tls.to_string(), suggested: suggested() }
+            }
             _ => RegistryError::Http { registry: self.registry.clone(), what: what.to_string(), source: Box::new(source) },
         }
     }
@@ -404,6 +406,22 @@ fn is_certificate_problem(e: &rustls::Error) -> bool {
             | rustls::Error::NoCertificatesPresented
             | rustls::Error::InvalidCertRevocationList(_)
             | rustls::Error::UnsupportedNameType
+    )
+}
+
+/// An alert by which a server refuses the certificate we presented, or our lack of one.
+fn is_certificate_alert(alert: rustls::AlertDescription) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        alert,
+        A::BadCertificate
+            | A::CertificateRequired
+            | A::UnsupportedCertificate
+            | A::CertificateUnknown
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::UnknownCA
+            | A::AccessDenied
     )
 }
 

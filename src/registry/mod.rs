@@ -58,6 +58,8 @@ pub enum RegistryError {
     NoCredentials { registry: String, what: String },
     #[error("{registry}: its TLS certificate is not trusted ({reason}): give its CA certificate with --cert-dir DIR (a directory of *.crt files) or as {suggested}/ca.crt, or skip the check with --tls-verify=false")]
     CertificateRejected { registry: String, reason: String, suggested: String },
+    #[error("{registry}: the registry refused our TLS connection ({reason}): if it wants a client certificate, put NAME.cert and NAME.key in --cert-dir DIR or in {suggested}/")]
+    ClientCertificateRefused { registry: String, reason: String, suggested: String },
     #[error("certificates in {path}: {reason}")]
     Certificates { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
