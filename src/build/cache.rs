@@ -4,12 +4,13 @@
 //! instruction as written and its words after expansion, heredoc bodies, for RUN
 //! the stage's ARG values (proxy ARGs excluded) and network, for COPY/ADD a hash of
 //! what the copy keeps of its sources (see [`content_digest`]) or the key of the
-//! `--from` stage, the layer compression and SOURCE_DATE_EPOCH. Environment, SHELL,
+//! `--from` stage, for ADD the name, digest and date of each URL's download (fetched
+//! to compute the key, as BuildKit does), the layer compression and SOURCE_DATE_EPOCH. Environment, SHELL,
 //! USER and WORKDIR are part of the parent's state, hence of its key.
 //!
 //! The parent's key is the key of its *result*: an entry records the key it hands
 //! on, and a step that ran hands on [`result_key`] (its input key with its layers and
-//! config, times aside), so a step that re-ran (`--no-cache-filter`, ADD of a URL) never lets a
+//! config, times aside), so a step that re-ran (`--no-cache-filter`, `--no-cache`) never lets a
 //! later step or a stage built on it hit an entry made over an older result.
 //!
 //! Look-up is one file read (`cache/<key>.json`), never a scan of images; an entry

@@ -9,6 +9,7 @@ use anyhow::Result;
 
 use super::cache;
 use super::stage::StageBuilder;
+use super::transfer::{download, Prefetched};
 use super::workspace::{source_date_epoch, ImageState};
 use super::{base, is_proxy_arg};
 use crate::dockerfile::{CopySource, Instruction, Located};
@@ -18,9 +19,10 @@ impl StageBuilder<'_> {
     /// up before running; metadata steps always run (they are cheap and update the
     /// stage's ARG scope) and then take a cached result's identical timestamps.
     pub(super) fn step(&mut self, step: &Located, n: usize, total: usize) -> Result<()> {
+        self.downloads.borrow_mut().clear();
         let key = self.step_key(step)?;
         let fs_step = matches!(step.instr, Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_));
-        if fs_step && !self.no_cache && !downloads(step) {
+        if fs_step && !self.no_cache {
             if let Some(hit) = self.lookup(&key) {
                 self.report.line(&format!("{}--> CACHED", self.label));
                 self.image = hit;
@@ -30,9 +32,8 @@ impl StageBuilder<'_> {
         }
         self.execute(step, n, total)?;
         if !self.no_cache {
-            // A metadata step, or an ADD of a URL that downloaded what it did last
-            // time: the recorded result differs at most in its timestamps, and taking
-            // it keeps the steps after it cached.
+            // A metadata step: the recorded result differs at most in its
+            // timestamps, and taking it keeps the steps after it cached.
             if let Some(hit) = self.lookup(&key).filter(|hit| same_layers(hit, &self.image)) {
                 if !fs_step {
                     self.report.line(&format!("{}--> CACHED", self.label));
@@ -88,6 +89,7 @@ impl StageBuilder<'_> {
             }
             Instruction::Add(a) => {
                 extra.push_str(&self.sources_key(&a.sources, None)?);
+                extra.push_str(&self.downloads_key(&a.sources, a.checksum.as_deref())?);
                 if a.heredocs.iter().any(|h| h.expand) {
                     seen_args = self.arg_values(true);
                 }
@@ -170,6 +172,26 @@ impl StageBuilder<'_> {
     }
 }
 
+impl StageBuilder<'_> {
+    /// ADD's URLs: their content is only known by fetching it, as BuildKit keys
+    /// them, so they are fetched now (once: the step itself uses these files) and
+    /// the key holds each one's name, digest and date.
+    fn downloads_key(&self, sources: &[CopySource], checksum: Option<&str>) -> Result<String> {
+        let mut key = String::new();
+        for p in path_sources(sources) {
+            let url = self.expand(p)?;
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                continue;
+            }
+            let dir = self.ws.layers.scratch()?;
+            let got = download(&url, dir.path(), checksum)?;
+            key.push_str(&format!("url={url}\0{}\0{}\0{:?}\0", got.name, got.digest, got.modified));
+            self.downloads.borrow_mut().insert(url, Prefetched { dir, name: got.name });
+        }
+        Ok(key)
+    }
+}
+
 fn path_sources(sources: &[CopySource]) -> impl Iterator<Item = &str> {
     sources.iter().filter_map(|s| match s {
         CopySource::Path(p) => Some(p.as_str()),
@@ -180,13 +202,4 @@ fn path_sources(sources: &[CopySource]) -> impl Iterator<Item = &str> {
 /// True when two states have the same layers (their configs may differ in times).
 fn same_layers(a: &ImageState, b: &ImageState) -> bool {
     a.layers.len() == b.layers.len() && a.layers.iter().zip(&b.layers).all(|(x, y)| x.diff_id == y.diff_id)
-}
-
-/// True for an ADD of a URL: its content is only known by downloading it, so such a
-/// step is never answered from the cache before it ran.
-fn downloads(step: &Located) -> bool {
-    match &step.instr {
-        Instruction::Add(a) => a.sources.iter().any(|s| matches!(s, CopySource::Path(p) if p.contains("://"))),
-        _ => false,
-    }
 }

@@ -6,6 +6,7 @@
 //! becomes the next layer (no layer when it changed nothing, as BuildKit does).
 //! Words are expanded here, with the stage's ENV and ARG values at that point.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -14,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::cache::{self, Cache};
 use super::remote_cache::RemoteCache;
-use super::transfer::{AddOptions, CopyRequest};
+use super::transfer::{AddOptions, CopyRequest, Prefetched};
 use super::workspace::{source_date_epoch, ImageState, Workspace};
 use super::{base, is_proxy_arg};
 use crate::dockerfile::ignore::Ignore;
@@ -53,6 +54,8 @@ pub struct StageBuilder<'a> {
     pub(super) no_cache: bool,
     /// `--cache-from`/`--cache-to` repositories, if any.
     pub(super) remote: Option<&'a RemoteCache>,
+    /// ADD's URLs fetched for the current step's cache key, by URL.
+    pub(super) downloads: RefCell<HashMap<String, Prefetched>>,
 }
 
 impl<'a> StageBuilder<'a> {
@@ -90,6 +93,7 @@ impl<'a> StageBuilder<'a> {
             memo: cache::Memo::load(&ws.root),
             no_cache: false,
             remote: None,
+            downloads: RefCell::new(HashMap::new()),
         }
     }
 

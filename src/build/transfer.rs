@@ -94,7 +94,16 @@ impl StageBuilder<'_> {
             bail!("ADD --checksum needs exactly one source");
         }
         for url in &urls {
-            inline_names.push(download(url, inline.path(), add.checksum)?);
+            // Fetched once already, for the step's cache key: the same bytes go in.
+            let name = match self.downloads.borrow_mut().remove(url) {
+                Some(done) => {
+                    let (from, to) = (done.dir.path().join(&done.name), inline.path().join(&done.name));
+                    fs::rename(&from, &to).with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+                    done.name
+                }
+                None => download(url, inline.path(), add.checksum)?.name,
+            };
+            inline_names.push(name);
         }
 
         // --from: an earlier stage's or an image's tree, mounted read-only-ish.
@@ -193,7 +202,7 @@ fn split_archives(sources: Vec<copy::Source>) -> Result<(Vec<Archive>, Vec<copy:
 
 /// Downloads `url` into `dir`, checking `--checksum` when given; returns the file
 /// name (the URL's last path segment, as Docker names it).
-fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<String> {
+pub(super) fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Downloaded> {
     let name = url
         .split(['?', '#'])
         .next()
@@ -225,20 +234,34 @@ fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<String> {
     let (mut inner, digest, _) = writer.finish();
     inner.flush()?;
     drop(inner);
-    // The reference: a downloaded file is 0600, dated by Last-Modified when sent.
+    // The reference: a downloaded file is 0600, dated by Last-Modified when sent;
+    // without it Docker and BuildKit date it at the epoch, so the same bytes give
+    // the same layer whenever they were fetched.
     fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    if let Some(secs) = modified {
-        let t = nix::sys::time::TimeSpec::new(secs, 0);
-        nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, &path, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
-            .with_context(|| format!("dating {}", path.display()))?;
-    }
+    let t = nix::sys::time::TimeSpec::new(modified.unwrap_or(0), 0);
+    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, &path, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
+        .with_context(|| format!("dating {}", path.display()))?;
     if let Some(want) = checksum {
         let want = Digest::parse(want).map_err(|e| anyhow!("--checksum={want}: {e}"))?;
         if want != digest {
             bail!("ADD {url}: checksum mismatch: expected {want}, got {digest}");
         }
     }
-    Ok(name)
+    Ok(Downloaded { name, digest, modified })
+}
+
+/// A file ADD fetched: its name in the download dir, content digest and date.
+pub(super) struct Downloaded {
+    pub name: String,
+    pub digest: Digest,
+    pub modified: Option<i64>,
+}
+
+/// A download made for a step's cache key, kept for the step itself.
+pub(super) struct Prefetched {
+    /// Holds the file until the step moves it (removed with the dir otherwise).
+    pub dir: tempfile::TempDir,
+    pub name: String,
 }
 
 /// `--chown=user[:group]` resolved in the destination image's passwd and group files.
