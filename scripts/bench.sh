@@ -35,9 +35,11 @@ cd "$STRATA_REPO"
 
 if [ "$(id -u)" -eq 0 ] && [ -z "${STRATA_BENCH_INNER:-}" ]; then
     bash scripts/deps.sh </dev/null
-    for p in buildah bc time docker-registry; do
+    for p in buildah bc docker-registry; do
         command -v "$p" >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" </dev/null
     done
+    # `time` is also a shell keyword: look for GNU time's binary itself.
+    [ -x /usr/bin/time ] || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time </dev/null
     ensure_cargo
     cargo build --release -q
     user="${STRATA_TEST_USER:-strata-test}"
@@ -175,6 +177,8 @@ if want registry2g; then
         "$work/registry/data" "$reg" >"$work/registry/config.yml"
     docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
     reg_pid=$!
+    # Stopped on any exit, a failed step's included.
+    trap 'kill "$reg_pid" 2>/dev/null || true' EXIT
     for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     printf 'FROM busybox\nRUN head -c %s /dev/urandom > /huge\n' $((2 * 1024 * 1024 * 1024)) >"$work/huge/Dockerfile"
     # GNU time appends "seconds kib" to the file after the command's own output.

@@ -40,13 +40,28 @@ impl Reporter {
     }
 }
 
+/// How registry transfers show themselves (`--progress`, `-q`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TransferView {
+    /// Bars on a terminal, lines otherwise.
+    #[default]
+    Auto,
+    /// Lines even on a terminal (`--progress=plain`).
+    Plain,
+    /// Nothing (`-q`).
+    Quiet,
+}
+
 /// How registry transfers show their progress: bars per blob on a terminal (not a
 /// dumb one), the
 /// plain `Copying blob …` lines otherwise (CI logs), nothing when `quiet`.
-pub fn transfer_progress(quiet: bool) -> Box<dyn Progress> {
-    if quiet {
+pub fn transfer_progress(view: TransferView) -> Box<dyn Progress> {
+    if view == TransferView::Quiet {
         Box::new(|_: &str| {})
-    } else if std::io::stderr().is_terminal() && std::env::var("TERM").is_ok_and(|t| !t.is_empty() && t != "dumb") {
+    } else if view == TransferView::Auto
+        && std::io::stderr().is_terminal()
+        && std::env::var("TERM").is_ok_and(|t| !t.is_empty() && t != "dumb")
+    {
         // indicatif draws nothing on a dumb terminal (or without TERM): lines then.
         Box::new(Bars { multi: MultiProgress::new() })
     } else {

@@ -33,7 +33,7 @@ pub fn resolve(ws: &Workspace, reference: &str) -> Result<ImageState> {
     match name {
         Some(name) if ws.pull != PullPolicy::Never => {
             let client = registry::connect(name.domain(), &ws.tls)?;
-            let progress = crate::report::transfer_progress(false);
+            let progress = crate::report::transfer_progress(ws.transfer_view);
             let manifest = registry::transfer::pull_into_store(&ws.store, &client, &name, progress.as_ref()).with_context(|| format!("pulling base image {name}"))?;
             ws.load_image(&manifest)
         }
@@ -74,7 +74,7 @@ fn resolve_short(ws: &Workspace, reference: &str) -> Result<ImageState> {
             looked.join(", ")
         );
     }
-    let progress = crate::report::transfer_progress(false);
+    let progress = crate::report::transfer_progress(ws.transfer_view);
     let connect = |registry: &str| registry::connect(registry, &ws.tls);
     let (_, manifest) = registry::transfer::pull_first(&ws.store, reference, &candidates, &connect, progress.as_ref())
         .with_context(|| format!("pulling base image {reference}"))?;

@@ -1,15 +1,17 @@
 //! Steps through the build cache: computing a step's key and answering it from
 //! `cache` when every input is unchanged (see `cache` for what a key covers).
 //!
-//! A hit hands the next step the key its entry recorded; a step that actually ran
-//! hands on a key derived from what it produced (its layers and config), so nothing
-//! after a re-run step can hit an entry that was built on top of an older result.
+//! A local hit hands the next step the key its entry recorded, a hit from a
+//! `--cache-from` registry the key recomputed from what was pulled; a step that
+//! actually ran hands on a key derived from what it produced (its layers and
+//! config), so nothing after a re-run step can hit an entry that was built on top of
+//! an older result.
 
 use anyhow::Result;
 
 use super::cache;
 use super::stage::StageBuilder;
-use super::transfer::{download, Prefetched};
+use super::transfer::{download, is_url, Prefetched};
 use super::workspace::{source_date_epoch, ImageState};
 use super::{base, is_proxy_arg};
 use crate::dockerfile::{CopySource, Instruction, Located};
@@ -31,13 +33,11 @@ impl StageBuilder<'_> {
             }
         }
         self.execute(step, n, total)?;
-        if !self.no_cache {
+        if !self.no_cache && !fs_step {
             // A metadata step: the recorded result differs at most in its
             // timestamps, and taking it keeps the steps after it cached.
             if let Some(hit) = self.lookup(&key).filter(|hit| same_layers(hit, &self.image)) {
-                if !fs_step {
-                    self.report.line(&format!("{}--> CACHED", self.label));
-                }
+                self.report.line(&format!("{}--> CACHED", self.label));
                 self.image = hit;
                 self.remember(&key);
                 return Ok(());
@@ -158,7 +158,7 @@ impl StageBuilder<'_> {
         let mut patterns = Vec::new();
         for p in path_sources(sources) {
             let p = self.expand(p)?;
-            if !p.starts_with("http://") && !p.starts_with("https://") {
+            if !is_url(&p) {
                 patterns.push(p);
             }
         }
@@ -180,7 +180,7 @@ impl StageBuilder<'_> {
         let mut key = String::new();
         for p in path_sources(sources) {
             let url = self.expand(p)?;
-            if !url.starts_with("http://") && !url.starts_with("https://") {
+            if !is_url(&url) {
                 continue;
             }
             let dir = self.ws.layers.scratch()?;

@@ -145,7 +145,7 @@ pub fn export(ws: &Workspace, manifest: &oci::Descriptor, dest: &Destination, na
             let name =
                 oci::ImageName::parse(&path.to_string_lossy()).with_context(|| format!("invalid registry reference {}", path.display()))?;
             let client = crate::registry::connect(name.domain(), &ws.tls)?;
-            let progress = crate::report::transfer_progress(false);
+            let progress = crate::report::transfer_progress(ws.transfer_view);
             crate::registry::transfer::push(store, &client, manifest, &name, progress.as_ref()).map(drop).map_err(anyhow::Error::from)
         }
         Destination::OciDir { path, .. } => Ok(oci::export_oci_dir(store, manifest, path, tag)?),

@@ -171,7 +171,7 @@ impl StageBuilder<'_> {
     }
 }
 
-fn is_url(s: &str) -> bool {
+pub(super) fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 

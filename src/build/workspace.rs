@@ -64,6 +64,8 @@ pub struct Workspace {
     /// When FROM fetches from a registry (`build --pull`) and how (`--tls-verify`,
     /// `--cert-dir`).
     pub pull: PullPolicy,
+    /// How pulls for FROM and pushes for `--output docker://` show progress.
+    pub transfer_view: crate::report::TransferView,
     pub tls: crate::registry::tls::TlsOptions,
 }
 
@@ -121,6 +123,7 @@ impl Workspace {
             driver_choice,
             compression: oci::LayerCompression::default(),
             pull: PullPolicy::default(),
+            transfer_view: crate::report::TransferView::default(),
             tls: crate::registry::tls::TlsOptions::default(),
         })
     }

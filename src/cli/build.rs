@@ -11,7 +11,7 @@ use crate::build::workspace::{PullPolicy, Workspace};
 use crate::build::{self, BuildRequest};
 use crate::oci::LayerCompression;
 use crate::registry::tls::TlsOptions;
-use crate::report::Reporter;
+use crate::report::{Reporter, TransferView};
 use crate::sandbox::Network;
 
 #[derive(Debug, Args)]
@@ -34,7 +34,8 @@ pub struct BuildArgs {
     /// Print only the image id.
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Output style; strata always prints plain lines when not on a terminal.
+    /// Output style: plain also draws no transfer bars on a terminal, quiet is -q;
+    /// strata always prints plain lines when not on a terminal.
     #[arg(long, value_name = "TYPE", default_value = "auto", value_parser = ["auto", "plain", "tty", "quiet"])]
     pub progress: String,
     /// Network for RUN instructions: host (default) or none.
@@ -109,6 +110,11 @@ pub fn run(ws: &mut Workspace, args: BuildArgs) -> Result<ExitCode> {
     };
     ws.tls = TlsOptions::from_flags(args.tls_verify, args.cert_dir);
     let quiet = args.quiet || args.progress == "quiet";
+    ws.transfer_view = match (quiet, args.progress.as_str()) {
+        (true, _) => TransferView::Quiet,
+        (false, "plain") => TransferView::Plain,
+        _ => TransferView::Auto,
+    };
     let req = BuildRequest {
         context: args.context,
         file: args.file,

@@ -12,6 +12,7 @@ use crate::registry::client::Client;
 use crate::registry::shortnames::{self, ShortNames};
 use crate::registry::tls::TlsOptions;
 use crate::registry::transfer;
+use crate::report::TransferView;
 
 /// Flags every registry command shares.
 #[derive(Debug, Args)]
@@ -76,6 +77,11 @@ pub struct LogoutArgs {
 
 /// A registry reference with an optional `docker://` in front, as skopeo writes it.
 pub fn registry_name(reference: &str) -> Result<ImageName> {
+    // skopeo's docker://NAME is a Docker reference: a name without a registry is
+    // Docker Hub's, never a search.
+    if let Some(bare) = reference.strip_prefix("docker://").filter(|b| shortnames::is_short(b)) {
+        return ImageName::parse(&format!("docker.io/{bare}")).with_context(|| format!("invalid image reference {reference:?}"));
+    }
     let bare = reference.strip_prefix("docker://").unwrap_or(reference);
     let name = ImageName::parse(bare).with_context(|| format!("invalid image reference {reference:?}"))?;
     if name.domain() == "localhost" && !bare.starts_with("localhost") {
@@ -113,9 +119,9 @@ fn warn_skipped(names: &ShortNames) {
 
 pub fn pull(store: &Store, args: PullArgs) -> Result<ExitCode> {
     let connect = connector(&args.flags)?;
-    let progress = crate::report::transfer_progress(args.quiet);
+    let progress = crate::report::transfer_progress(if args.quiet { TransferView::Quiet } else { TransferView::Auto });
     let bare = args.image.strip_prefix("docker://").unwrap_or(&args.image);
-    let manifest = if shortnames::is_short(bare) {
+    let manifest = if shortnames::is_short(&args.image) {
         let names = ShortNames::load()?;
         warn_skipped(&names);
         let candidates = names.candidates(bare)?;
@@ -134,7 +140,7 @@ pub fn push(store: &Store, args: PushArgs) -> Result<ExitCode> {
     let manifest = store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
     let dest = registry_name(args.destination.as_deref().unwrap_or(&args.image))?;
     let client = connector(&args.flags)?(dest.domain())?;
-    let progress = crate::report::transfer_progress(false);
+    let progress = crate::report::transfer_progress(TransferView::Auto);
     let report = transfer::push(store, &client, &manifest, &dest, progress.as_ref()).with_context(|| format!("pushing to {dest}"))?;
     eprintln!("{} blobs uploaded, {} mounted, {} already there", report.uploaded, report.mounted, report.skipped);
     if let Some(d) = report.manifest {
@@ -173,5 +179,18 @@ pub fn logout(args: LogoutArgs) -> Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         bail!("not logged into {}", args.registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_transport_names_are_docker_references() {
+        assert_eq!(registry_name("docker://alpine").unwrap().to_string(), "docker.io/library/alpine:latest");
+        assert_eq!(registry_name("docker://me/app:1").unwrap().to_string(), "docker.io/me/app:1");
+        assert_eq!(registry_name("docker://127.0.0.1:5000/a/b:2").unwrap().to_string(), "127.0.0.1:5000/a/b:2");
+        assert!(registry_name("alpine").is_err(), "a bare short name is for the search list, not a push target");
     }
 }

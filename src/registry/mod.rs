@@ -85,6 +85,22 @@ pub enum RegistryError {
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
+/// An error with its causes, `a: b: c`, for a one-line warning or list entry
+/// (`RegistryError::Http` keeps the network's reason as its source).
+pub fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// A client for `registry` with the credentials stored for it (see [`auth`]).
 pub fn connect(registry: &str, tls: &tls::TlsOptions) -> Result<client::Client> {
     client::Client::new(registry, tls, auth::lookup(registry)?)

@@ -35,8 +35,8 @@ fn repo_and_reference(name: &ImageName) -> (String, String) {
 }
 
 /// Pulls `name` (for this host's platform, when it is an index) into `store` and
-/// returns the manifest's descriptor; tagging is the caller's. `progress` gets one
-/// line per blob.
+/// returns the manifest's descriptor; tagging is the caller's. `progress` is told
+/// of every blob and its bytes.
 pub fn pull(store: &Store, client: &Client, name: &ImageName, progress: &dyn Progress) -> Result<Descriptor> {
     let (repo, reference) = repo_and_reference(name);
     let mut fetched = client.get_manifest(&repo, &reference)?;
@@ -130,7 +130,7 @@ pub fn pull_first(
         match connect(name.domain()).and_then(|client| pull_into_store(store, &client, name, progress)) {
             Ok(manifest) => return Ok((name.clone(), manifest)),
             Err(e) if candidates.len() == 1 => return Err(e),
-            Err(e) => tried.push((name.to_string(), e.to_string())),
+            Err(e) => tried.push((name.to_string(), super::describe(&e))),
         }
     }
     Err(RegistryError::ShortNameNotFound { name: short.to_string(), tried })

@@ -113,6 +113,20 @@ fn a_fresh_runner_hits_every_step_from_the_registry_cache() {
     assert!(!c.stderr.contains("warning"), "a miss is no failure: {}", c.describe());
     assert_eq!(random(&runner_c, "/random"), random(&runner_a, "/random"));
 
+    // Exporting back what the same repository answered rewrites nothing.
+    let both = build(&runner_b, &ctx, &["--no-cache", "--cache-from", &cache_repo, "--cache-to", &cache_repo]);
+    assert!(both.stderr.contains("exported") && both.stderr.contains(&format!("to {cache_repo}")), "{}", both.describe());
+    let back = build(&dir.join("runner-d"), &ctx, &["--cache-from", &cache_repo, "--cache-to", &cache_repo]);
+    assert!(back.stderr.contains("exported 0 cache entries"), "{}", back.describe());
+
+    // A cache registry that is gone fails the export, unless ignore-error=true.
+    let gone = format!("127.0.0.1:{}/e2e/cache", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let failed = strata_at(&runner_b, None, &[], &["build", "-t", "e2e-gone", "--cache-to", &gone, &path_str(&ctx)]);
+    assert_eq!(failed.code, Some(1), "{}", failed.describe());
+    assert!(failed.stderr.contains("exporting the build cache"), "{}", failed.describe());
+    let ignored = build(&runner_b, &ctx, &["--cache-to", &format!("type=registry,ref={gone},ignore-error=true")]);
+    assert!(ignored.stderr.contains("ignore-error=true"), "{}", ignored.describe());
+
     // Bad repository names are refused before anything is built.
     let tagged = strata_at(&runner_c, None, &[], &["build", "--cache-to", &format!("{cache_repo}:v1"), &path_str(&ctx)]);
     assert_eq!(tagged.code, Some(1), "{}", tagged.describe());
