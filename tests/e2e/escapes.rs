@@ -1,10 +1,23 @@
 //! Container escapes other runtimes shipped, tried against strata's sandbox: a
-//! read-only volume with a writable mount below it and a writable /sys/fs/cgroup.
+//! read-only volume with a writable mount below it, a writable /sys/fs/cgroup, a
+//! working directory reached through a leaked host descriptor (runc's
+//! CVE-2024-21626) and the runtime's binary through /proc/1/exe (runc's
+//! CVE-2019-5736).
 
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 
-use crate::support::{path_str, run_command, scratch, skip_without_sandbox, strata, strata_bin, with_base, world};
+use crate::support::{path_str, run_command, scratch, skip_without_sandbox, strata, strata_bin, with_base, world, Run};
+
+/// Runs `script` with `bash -c` on the host, `$STRATA` being `strata --root <store>`.
+#[track_caller]
+fn host_sh(script: &str, strata: &Path) -> Run {
+    // bash: dash cannot redirect descriptors above 9.
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(script).env("STRATA", format!("{} --root {}", path_str(strata), path_str(&world().root)));
+    run_command(cmd)
+}
 
 /// The lines `KEY VALUE` the container printed for `key`.
 fn facts<'a>(out: &'a str, key: &str) -> Vec<&'a str> {
@@ -93,4 +106,81 @@ fn sys_is_read_only_all_the_way_down() {
             assert!(refused, "{label}: /sys/fs/cgroup refuses writes as read-only:\n{out}");
         }
     }
+}
+
+/// Opens host directory `dir` as descriptors 3 to 10 in the shell that runs strata.
+fn leak_fds(dir: &Path) -> String {
+    (3..=10).map(|n| format!("exec {n}<\"{}\"; ", path_str(dir))).collect()
+}
+
+#[test]
+fn workdir_through_a_leaked_descriptor_is_refused() {
+    if skip_without_sandbox("workdir_through_a_leaked_descriptor_is_refused") {
+        return;
+    }
+    with_base();
+    let host = scratch("leaked-dir");
+    fs::write(host.join("host-marker"), "outside").unwrap();
+    let leak = leak_fds(&host);
+    for n in 3..=10 {
+        let out = host_sh(&format!("{leak}exec $STRATA run --rm -w /proc/self/fd/{n} busybox sh -c 'ls; ls ..; pwd'"), &strata_bin());
+        let all = out.describe();
+        assert!(!out.stdout.contains("host-marker"), "fd {n}: the command saw the host directory:\n{all}");
+        assert!(!out.success(), "fd {n}: a working directory through a leaked descriptor must fail:\n{all}");
+        assert!(out.stderr.contains(&format!("/proc/self/fd/{n}")), "fd {n}: the error names the working directory:\n{all}");
+    }
+    // A descriptor strata cannot close, stdin, is caught by the getcwd check.
+    let out =
+        host_sh(&format!("exec $STRATA run --rm -i -w /proc/self/fd/0 busybox sh -c 'ls; pwd' < \"{}\"", path_str(&host)), &strata_bin());
+    let all = out.describe();
+    assert!(!out.stdout.contains("host-marker") && !out.success(), "stdin as working directory must fail:\n{all}");
+    assert!(out.stderr.contains("outside the container"), "the error says why:\n{all}");
+
+    let ctx = scratch("leaked-dir-ctx");
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nWORKDIR /proc/self/fd/7\nRUN ls; ls ..; pwd\n").unwrap();
+    let out = host_sh(&format!("{leak}exec $STRATA build -t e2e-leaked-workdir {}", path_str(&ctx)), &strata_bin());
+    let all = out.describe();
+    assert!(!out.stdout.contains("host-marker") && !out.stderr.contains("host-marker"), "the RUN saw the host directory:\n{all}");
+    assert!(!out.success(), "WORKDIR through a leaked descriptor must fail the build:\n{all}");
+    assert!(out.stderr.contains("/proc/self/fd/7"), "the error names the working directory:\n{all}");
+}
+
+fn sha256(path: &Path) -> String {
+    let out = crate::support::run("sha256sum", [path_str(path)]).ok();
+    out.stdout.split_whitespace().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn pid_1_executable_is_out_of_reach() {
+    if skip_without_sandbox("pid_1_executable_is_out_of_reach") {
+        return;
+    }
+    with_base();
+    // A strata the test user owns, as after a `cargo build` in their home: without a
+    // guard, container root (that user) may open it through /proc/1/exe.
+    let own = scratch("own-strata").join("strata");
+    fs::copy(strata_bin(), &own).unwrap();
+    let before = sha256(&own);
+    let probe = "for p in /proc/[0-9]*; do \
+                   n=${p#/proc/}; \
+                   dd if=$p/exe of=/dev/null bs=1 count=1 2>/dev/null && echo \"read $n\"; \
+                   ( echo x >> $p/exe ) 2>/dev/null && echo \"wrote $n\"; \
+                   readlink $p/exe >/dev/null 2>&1 && echo \"link $n\"; \
+                   grep -q . $p/environ 2>/dev/null && echo \"environ $n\"; \
+                 done; echo probed";
+    let run = host_sh(&format!("exec $STRATA run --rm busybox sh -c '{probe}'"), &own).ok();
+    let ctx = scratch("own-strata-ctx");
+    fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nRUN {probe}\n")).unwrap();
+    let build = host_sh(&format!("exec $STRATA build --no-cache -t e2e-own-strata {}", path_str(&ctx)), &own).ok();
+    let build_out = step_output(&build.stdout);
+    for (label, out) in [("run", &run.stdout), ("RUN", &build_out)] {
+        assert!(out.contains("probed"), "{label}: the probe did not run:\n{out}");
+        for fact in ["read 1", "wrote 1", "link 1", "environ 1"] {
+            assert!(!out.lines().any(|l| l.ends_with(fact)), "{label}: pid 1 (strata) allows `{fact}`:\n{out}");
+        }
+        assert!(!out.lines().any(|l| l.contains("wrote")), "{label}: an executable was written:\n{out}");
+        // The command's own executable (busybox) stays readable: the guard is pid 1's.
+        assert!(out.lines().any(|l| l.starts_with("read ") && l != "read 1"), "{label}: busybox's exe should be readable:\n{out}");
+    }
+    assert_eq!(sha256(&own), before, "the strata binary changed");
 }
