@@ -467,7 +467,11 @@ fn drop_privileges(user: &ResolvedUser) -> Result<(), String> {
         }
     }
     let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    // setgroups is denied in a single-id namespace; the process then keeps none.
+    // Only the image's groups (buildah's CVE-2022-2990): the caller's supplementary
+    // groups must not follow the command in. setgroups is denied in a single-id
+    // namespace (the kernel demands that before an unprivileged gid_map is written, and
+    // newgidmap does the same without a subgid range), so there the caller's groups
+    // stay, shown as 65534; `userns::enter` warns when there are any.
     if fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() != "deny").unwrap_or(true) {
         setgroups(&groups).map_err(|e| format!("setgroups {:?}: {e}", user.groups))?;
     }

@@ -1,13 +1,15 @@
 //! Container escapes other runtimes shipped, tried against strata's sandbox: a
 //! read-only volume with a writable mount below it, a writable /sys/fs/cgroup, a
 //! working directory reached through a leaked host descriptor (runc's
-//! CVE-2024-21626) and the runtime's binary through /proc/1/exe (runc's
-//! CVE-2019-5736).
+//! CVE-2024-21626), writing the runtime's binary through /proc/1/exe (runc's
+//! CVE-2019-5736) and the caller's supplementary groups following the command in
+//! (buildah's CVE-2022-2990).
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use crate::drivers::{build_busybox_in, strata_at};
 use crate::support::{path_str, run_command, scratch, skip_without_sandbox, strata, strata_bin, with_base, world, Run};
 
 /// Runs `script` with `bash -c` on the host, `$STRATA` being `strata --root <store>`.
@@ -183,4 +185,57 @@ fn pid_1_executable_is_out_of_reach() {
         assert!(out.lines().any(|l| l.starts_with("read ") && l != "read 1"), "{label}: busybox's exe should be readable:\n{out}");
     }
     assert_eq!(sha256(&own), before, "the strata binary changed");
+}
+
+/// The ids of the `Groups:` line the container printed.
+fn groups(out: &str) -> Vec<u32> {
+    let line = out.lines().find_map(|l| Some(l.split_once("Groups:")?.1)).unwrap_or_else(|| panic!("no Groups line in:\n{out}"));
+    line.split_whitespace().map(|g| g.parse().unwrap()).collect()
+}
+
+#[test]
+fn only_the_images_groups_reach_the_command() {
+    if skip_without_sandbox("only_the_images_groups_reach_the_command") {
+        return;
+    }
+    with_base();
+    // busybox's /etc/group: root:x:0:, nobody:x:65534:, app:x:1000:.
+    let app = strata(["run", "--rm", "--user", "app", "busybox", "grep", "Groups", "/proc/self/status"]).ok();
+    assert_eq!(groups(&app.stdout), [1000], "app's groups: {}", app.describe());
+    let root = strata(["run", "--rm", "busybox", "grep", "Groups", "/proc/self/status"]).ok();
+    assert_eq!(groups(&root.stdout), [0], "root's groups: {}", root.describe());
+    let ctx = scratch("groups-ctx");
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nUSER app\nRUN grep Groups /proc/self/status\n").unwrap();
+    let build = strata(["build", "--no-cache", "-t", "e2e-groups", &path_str(&ctx)]).ok();
+    assert_eq!(groups(&build.stdout), [1000], "a RUN as app: {}", build.describe());
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN grep Groups /proc/self/status\n").unwrap();
+    let build = strata(["build", "--no-cache", "-t", "e2e-groups-root", &path_str(&ctx)]).ok();
+    assert_eq!(groups(&build.stdout), [0], "a RUN as root: {}", build.describe());
+
+    // Single-id mode: setgroups is denied in such a namespace, so the caller's
+    // supplementary groups cannot be dropped; they show as the overflow gid 65534
+    // and strata says so in its warning.
+    let root_dir = scratch("groups-single").join("store");
+    let single = [("STRATA_IGNORE_SUBIDS", "1")];
+    build_busybox_in(&root_dir, None, &single).unwrap();
+    let out = strata_at(&root_dir, None, &single, &["run", "--rm", "busybox", "grep", "Groups", "/proc/self/status"]).ok();
+    let got = groups(&out.stdout);
+    assert!(got.iter().all(|g| *g == 0 || *g == 65534), "single-id: only root's group and unmapped ones: {}", out.describe());
+    let ctx = scratch("groups-single-ctx");
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN grep Groups /proc/self/status\n").unwrap();
+    let build = strata_at(&root_dir, None, &single, &["build", "-t", "e2e-groups-single", &path_str(&ctx)]).ok();
+    let got = groups(&build.stdout);
+    assert!(got.iter().all(|g| *g == 0 || *g == 65534), "single-id RUN: only root's group and unmapped ones: {}", build.describe());
+    // SAFETY: getgroups with a null buffer only counts.
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    let mut mine = vec![0 as libc::gid_t; n.max(0) as usize];
+    // SAFETY: the buffer holds `n` gids.
+    unsafe { libc::getgroups(n, mine.as_mut_ptr()) };
+    let extra = mine.iter().any(|g| *g != crate::support::egid());
+    assert_eq!(
+        out.stderr.contains("keep your supplementary groups"),
+        extra,
+        "the warning names kept groups when there are any: {}",
+        out.describe()
+    );
 }
