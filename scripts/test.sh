@@ -86,6 +86,10 @@ if [ "$(id -u)" -eq 0 ]; then
     fi
     ensure_subids /etc/subuid --add-subuids
     ensure_subids /etc/subgid --add-subgids
+    # A supplementary group of the caller, to show it never follows a command into a
+    # container (buildah's CVE-2022-2990; tests/e2e/escapes.rs).
+    groupadd -f strata-test-extra
+    id -nG "$test_user" | grep -qw strata-test-extra || usermod -aG strata-test-extra "$test_user"
     # Debian ships /dev/fuse 0666; some machines have it 0600: make it like a normal host
     # so that the unprivileged fuse-overlayfs path can be tested.
     if [ -c /dev/fuse ]; then

@@ -26,6 +26,8 @@ mod dockerfile;
 mod driver_cases;
 #[path = "e2e/drivers.rs"]
 mod drivers;
+#[path = "e2e/escapes.rs"]
+mod escapes;
 #[path = "e2e/hardening.rs"]
 mod hardening;
 #[path = "e2e/hostile.rs"]

@@ -141,6 +141,7 @@ const FORWARDED: [Signal; 8] =
 /// orphans (a shell's background jobs, daemons that double-fork) and forwards
 /// signals, so the command never runs as a pid 1 that ignores SIGTERM.
 fn setup_and_exec(spec: &RunSpec, err_w: &std::os::fd::OwnedFd) -> Result<Never, String> {
+    seal_pid1(err_w.as_raw_fd())?;
     let prepared = setup(spec)?;
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
@@ -274,6 +275,7 @@ fn setup(spec: &RunSpec) -> Result<Prepared, String> {
         fs::create_dir_all(&cwd).map_err(|e| format!("create working directory {cwd}: {e}"))?;
     }
     chdir(cwd.as_str()).map_err(|e| format!("chdir {cwd}: {e}"))?;
+    check_cwd_inside_root(&cwd)?;
 
     let mut env = spec.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -294,6 +296,49 @@ fn setup(spec: &RunSpec) -> Result<Prepared, String> {
     let argv = spec.argv.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     let envp = env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     Ok(Prepared { exe, argv, envp, user })
+}
+
+/// Closes what pid 1 inherited and hides its executable, before anything the
+/// container controls is looked at.
+///
+/// Every descriptor above stderr but `keep` (the setup-error pipe) is closed: a
+/// directory descriptor leaked from whoever started strata (`strata run ... 7</etc`)
+/// would otherwise make `-w /proc/self/fd/7` or `WORKDIR /proc/self/fd/7` a host
+/// directory (runc's CVE-2024-21626). Marking them close-on-exec is not enough: the
+/// working directory is entered here, before any exec.
+///
+/// pid 1 is strata itself, so /proc/1/exe is the host's strata binary. When the user
+/// who runs strata owns that binary (a `cargo build` in their home), container root is
+/// that user and could open it for writing (runc's CVE-2019-5736), or read pid 1's
+/// memory and environment. A non-dumpable process's /proc entries need
+/// CAP_SYS_PTRACE, which no container process has. The flag is per process and
+/// reset by exec, so the command's own /proc/self stays usable. It is cheaper than
+/// re-executing from a sealed memfd copy and covers the whole pid 1, not only exe.
+fn seal_pid1(keep: std::os::fd::RawFd) -> Result<(), String> {
+    let keep = keep as libc::c_uint;
+    for (first, last) in [(3, keep.saturating_sub(1)), (keep + 1, libc::c_uint::MAX)] {
+        // SAFETY: close_range with integer arguments; nothing of ours holds these fds.
+        if first <= last && unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } != 0 {
+            return Err(format!("closing inherited descriptors: {}", std::io::Error::last_os_error()));
+        }
+    }
+    // SAFETY: plain prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(format!("prctl(PR_SET_DUMPABLE): {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// The second guard against CVE-2024-21626: whatever `cwd` resolved through (a
+/// /proc/self/fd link, a descriptor inherited as stdin), the directory we are in must
+/// be reachable from the container's root. Outside it, the kernel's path starts with
+/// "(unreachable)" and glibc's getcwd fails with ENOENT.
+fn check_cwd_inside_root(cwd: &str) -> Result<(), String> {
+    match nix::unistd::getcwd() {
+        Ok(path) if path.as_os_str().as_bytes().starts_with(b"/") => Ok(()),
+        Ok(path) => Err(format!("working directory {cwd} is outside the container ({})", path.display())),
+        Err(e) => Err(format!("working directory {cwd} is outside the container (getcwd: {e})")),
+    }
 }
 
 /// Sets IFF_UP on `lo` in the current network namespace.
@@ -422,7 +467,11 @@ fn drop_privileges(user: &ResolvedUser) -> Result<(), String> {
         }
     }
     let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    // setgroups is denied in a single-id namespace; the process then keeps none.
+    // Only the image's groups (buildah's CVE-2022-2990): the caller's supplementary
+    // groups must not follow the command in. setgroups is denied in a single-id
+    // namespace (the kernel demands that before an unprivileged gid_map is written, and
+    // newgidmap does the same without a subgid range), so there the caller's groups
+    // stay, shown as 65534; `userns::enter` warns when there are any.
     if fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() != "deny").unwrap_or(true) {
         setgroups(&groups).map_err(|e| format!("setgroups {:?}: {e}", user.groups))?;
     }

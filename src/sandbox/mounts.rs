@@ -34,14 +34,106 @@ fn bind(src: &Path, dst: &Path, read_only: bool) -> Result<(), SandboxError> {
     mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .map_err(|e| SandboxError::sys(format!("bind {} on {}", src.display(), dst.display()), e))?;
     if read_only {
-        // Best effort: a remount must keep flags the kernel locked on the source
-        // (nosuid/nodev/noexec) or it is refused; losing read-only is not fatal here.
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-        if mount(None::<&str>, dst, None::<&str>, flags, None::<&str>).is_err() {
-            let _ = mount(None::<&str>, dst, None::<&str>, flags | MsFlags::MS_NOEXEC, None::<&str>);
+        if let Err(e) = make_tree_read_only(dst) {
+            // Never leave behind a writable bind that was asked to be read-only.
+            let _ = nix::mount::umount2(dst, nix::mount::MntFlags::MNT_DETACH);
+            return Err(e);
         }
     }
     Ok(())
+}
+
+/// Makes the attached mount at `path` and every mount below it read-only: with
+/// mount_setattr, or, on kernels older than 5.12 that lack it, one remount per mount
+/// of the tree as /proc/self/mountinfo lists it.
+fn make_tree_read_only(path: &Path) -> Result<(), SandboxError> {
+    match set_read_only(libc::AT_FDCWD, &c_path(path)?, 0) {
+        Err(nix::errno::Errno::ENOSYS) => {}
+        other => return other.map_err(|e| SandboxError::sys(format!("make {} read-only", path.display()), e)),
+    }
+    let info = fs::read_to_string("/proc/self/mountinfo").map_err(|e| SandboxError::io("/proc/self/mountinfo", e))?;
+    let mut points: Vec<std::path::PathBuf> =
+        info.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape_mountinfo).filter(|p| p.starts_with(path)).collect();
+    points.dedup();
+    if !points.iter().any(|p| p == path) {
+        points.insert(0, path.to_path_buf());
+    }
+    points.iter().try_for_each(|p| remount_read_only(p))
+}
+
+/// Mount points in mountinfo escape space, tab, newline and backslash as \ooo.
+fn unescape_mountinfo(field: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8).wrapping_add(c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out).into()
+}
+
+/// A read-only bind remount of one mount; it must repeat the flags the kernel locked
+/// on the source (nosuid, nodev, noexec) or it is refused.
+fn remount_read_only(path: &Path) -> Result<(), SandboxError> {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let locked = statvfs(path).map_err(|e| SandboxError::sys(format!("statvfs {}", path.display()), e))?.flags();
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    for (f, m) in
+        [(FsFlags::ST_NOSUID, MsFlags::MS_NOSUID), (FsFlags::ST_NODEV, MsFlags::MS_NODEV), (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC)]
+    {
+        if locked.contains(f) {
+            flags |= m;
+        }
+    }
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+        .map_err(|e| SandboxError::sys(format!("make {} read-only", path.display()), e))
+}
+
+fn c_path(path: &Path) -> Result<std::ffi::CString, SandboxError> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| SandboxError::Setup(format!("{} has a NUL byte", path.display())))
+}
+
+/// `struct mount_attr` of mount_setattr(2) (linux/mount.h; not in the libc crate).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// Makes the mount at `dirfd`/`path` and every mount below it read-only.
+///
+/// A bind remount with MS_RDONLY changes one mount only: a submount of a `-v SRC:DST:ro`
+/// source, or the cgroup mounts below a bound /sys, would stay writable. mount_setattr
+/// with AT_RECURSIVE covers the whole tree, and only sets the flag, so the flags the
+/// kernel locked on the source (nosuid, nodev, noexec) need not be repeated.
+fn set_read_only(dirfd: libc::c_int, path: &std::ffi::CStr, extra_flags: libc::c_uint) -> Result<(), nix::errno::Errno> {
+    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let flags = AT_RECURSIVE | extra_flags;
+    // SAFETY: mount_setattr with a valid C string and a mount_attr of the size passed.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, dirfd, path.as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(nix::errno::Errno::last())
+    }
 }
 
 /// Mounts /proc, /dev, /sys and the resolver files below `root` (the merged dir).
@@ -83,7 +175,9 @@ pub fn mount_system(root: &Path) -> Result<(), SandboxError> {
     ensure_dir(&sys)?;
     // A fresh sysfs shows the container's own network namespace; it can only be
     // mounted when that namespace is ours (`--network none`). With the host's network
-    // the host's sysfs is bound read-only instead.
+    // the host's sysfs is bound instead, read-only with every mount below it (the
+    // cgroup hierarchies under /sys/fs/cgroup are submounts); a bind that cannot be
+    // made read-only is taken away again, leaving /sys empty rather than writable.
     let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     if mount(Some("sysfs"), &sys, Some("sysfs"), ro, None::<&str>).is_err() {
         let _ = bind(Path::new("/sys"), &sys, true);
@@ -141,6 +235,7 @@ pub fn mask_paths(root: &Path) {
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const AT_EMPTY_PATH: libc::c_uint = 0x1000;
 
 /// Clones each volume source's mount tree (open_tree, detached) while the host is
 /// still in view: after pivot_root only these descriptors reach the host paths.
@@ -179,6 +274,17 @@ pub fn bind_volumes(binds: &[BindMount], sources: Vec<std::os::fd::OwnedFd>) -> 
         } else {
             ensure_file(target)?
         }
+        // On the detached clone, before it is attached: the tree is never writable
+        // inside the container, not even for an instant (kernels without
+        // mount_setattr get it read-only right after attaching, below).
+        let mut still_writable = false;
+        if b.read_only {
+            match set_read_only(tree.as_raw_fd(), c"", AT_EMPTY_PATH) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::ENOSYS) => still_writable = true,
+                Err(e) => return Err(SandboxError::sys(format!("make volume {} read-only", b.source.display()), e)),
+            }
+        }
         let dest = std::ffi::CString::new(b.target.as_bytes())
             .map_err(|_| SandboxError::Setup(format!("volume target {:?} has a NUL byte", b.target)))?;
         // SAFETY: move_mount of a detached tree fd onto a path; plain integer and string arguments.
@@ -188,22 +294,22 @@ pub fn bind_volumes(binds: &[BindMount], sources: Vec<std::os::fd::OwnedFd>) -> 
         if rc != 0 {
             return Err(SandboxError::sys(format!("bind {} on {}", b.source.display(), b.target), nix::errno::Errno::last()));
         }
-        if b.read_only {
-            // A remount must repeat the flags the kernel locked on the source mount.
-            let locked = nix::sys::statvfs::statvfs(target).map_err(|e| SandboxError::sys(format!("statvfs {}", b.target), e))?.flags();
-            let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-            for (f, m) in [
-                (nix::sys::statvfs::FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-                (nix::sys::statvfs::FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-                (nix::sys::statvfs::FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-            ] {
-                if locked.contains(f) {
-                    flags |= m;
-                }
-            }
-            mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-                .map_err(|e| SandboxError::sys(format!("make {} read-only", b.target), e))?;
+        if still_writable {
+            make_tree_read_only(target)?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/a\\040b/c\\134d"), Path::new("/a b/c\\d"));
+        assert_eq!(unescape_mountinfo("/tab\\011nl\\012"), Path::new("/tab\tnl\n"));
+        // Not an escape: left as it is.
+        assert_eq!(unescape_mountinfo("/x\\09y\\"), Path::new("/x\\09y\\"));
+    }
 }

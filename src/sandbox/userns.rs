@@ -150,15 +150,19 @@ pub fn enter() -> Result<Privilege, SandboxError> {
     let ignore_ranges = std::env::var("STRATA_IGNORE_SUBIDS").is_ok_and(|v| v == "1");
     let multi = helpers && !subuids.is_empty() && !subgids.is_empty() && !ignore_ranges;
     if !multi {
+        // setgroups is denied in a single-id namespace: the caller's supplementary
+        // groups cannot be dropped there (see `child::drop_privileges`).
+        let extra_groups = nix::unistd::getgroups().unwrap_or_default().iter().any(|g| g.as_raw() != gid);
         eprintln!(
-            "strata: warning: {} for user {user}: only uid {uid} and gid {gid} are mapped; other owners are recorded in user.containers.override_stat xattrs and written to layers, but processes cannot switch to other users (add ranges to /etc/subuid and /etc/subgid and install uidmap)",
+            "strata: warning: {} for user {user}: only uid {uid} and gid {gid} are mapped; other owners are recorded in user.containers.override_stat xattrs and written to layers, but processes cannot switch to other users{} (add ranges to /etc/subuid and /etc/subgid and install uidmap)",
             if ignore_ranges {
                 "STRATA_IGNORE_SUBIDS=1"
             } else if helpers {
                 "no /etc/subuid or /etc/subgid range"
             } else {
                 "newuidmap/newgidmap not found"
-            }
+            },
+            if extra_groups { ", and they keep your supplementary groups" } else { "" }
         );
     }
 
