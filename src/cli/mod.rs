@@ -112,7 +112,7 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         }
         Command::Unshare(a) => {
             let privilege = userns::enter()?;
-            std::fs::create_dir_all(&root)?;
+            crate::build::workspace::secure_root(&root)?;
             run::unshare(a, privilege)
         }
         Command::Images(a) => images::images(&shared_store(&root)?.0, a),
