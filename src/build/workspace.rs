@@ -93,7 +93,15 @@ pub fn default_root() -> Result<PathBuf> {
 
 impl Workspace {
     /// Opens the image store alone: enough for commands that never touch layer dirs.
+    /// Temp files of writers that died are removed (their names carry the pid).
     pub fn open_store(root: &Path) -> Result<Store> {
+        let store = Self::open_store_as_found(root)?;
+        store.remove_stale_temps().with_context(|| format!("cleaning up after dead writers in {}", store.root().display()))?;
+        Ok(store)
+    }
+
+    /// Opens the image store and leaves dead writers' temp files for `fsck` to report.
+    pub fn open_store_as_found(root: &Path) -> Result<Store> {
         secure_root(root)?;
         Store::open(root.join("oci")).with_context(|| format!("opening image store {}", root.join("oci").display()))
     }

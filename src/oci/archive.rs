@@ -131,7 +131,7 @@ pub fn import_oci_dir(store: &Store, dir: &Path, ref_name: Option<&str>) -> Resu
 pub fn import_oci_archive(store: &Store, file: &Path, ref_name: Option<&str>) -> Result<Descriptor> {
     // Extract inside the store so adopting blobs is a rename, not a second copy.
     let tmp = tempfile::Builder::new()
-        .prefix(".tmp-import-")
+        .prefix(&super::temps::temp_prefix("import-"))
         .tempdir_in(store.root())
         .map_err(OciError::io("create temp dir in", store.root()))?;
     let reader = File::open(file).map_err(OciError::io("open", file))?;

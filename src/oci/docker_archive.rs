@@ -145,7 +145,7 @@ fn append_plain_layer<W: Write>(
     let reader = BufReader::with_capacity(1 << 20, store.open_blob(&blob)?);
     let mut plain = layer_decoder(layer.media_type().as_ref(), &blob, reader)?;
     let tmp = tempfile::Builder::new()
-        .prefix(".tmp-export-")
+        .prefix(&super::temps::temp_prefix("export-"))
         .tempfile_in(store.root())
         .map_err(OciError::io("create temp file in", store.root()))?;
     let tmp_path = tmp.path().to_path_buf();
@@ -173,7 +173,7 @@ pub fn load_archive(store: &Store, file: &Path, reference: Option<&str>) -> Resu
 /// [`load_archive`] from any reader (standard input for `strata load`).
 pub fn load_archive_from(store: &Store, reader: impl Read, label: &Path, reference: Option<&str>) -> Result<LoadedImage> {
     let tmp = tempfile::Builder::new()
-        .prefix(".tmp-import-")
+        .prefix(&super::temps::temp_prefix("import-"))
         .tempdir_in(store.root())
         .map_err(OciError::io("create temp dir in", store.root()))?;
     let links = extract(reader, label, tmp.path(), LinkPolicy::Record)?;

@@ -23,6 +23,7 @@ mod layer_writer;
 mod name;
 mod pgzip;
 mod store;
+mod temps;
 
 use std::path::PathBuf;
 
@@ -38,6 +39,7 @@ pub use image::{
 pub use layer_writer::{LayerBlob, LayerCompression, LayerWriter, LAYER_COMPRESSION_LEVEL};
 pub use name::ImageName;
 pub use store::{BlobInfo, ImageSummary, Store};
+pub use temps::StaleTemp;
 
 /// Re-exported so callers name manifests and descriptors without depending on oci-spec
 /// directly (and so a later switch to our own serde types touches only this module).

@@ -51,15 +51,17 @@ pub(super) fn read(path: &Path, status: ExitStatus) -> Result<Outcome, SandboxEr
             full_hint(path)
         )));
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        SandboxError::Setup(format!("outcome file {} is cut short or damaged ({e}){}", path.display(), full_hint(path)))
-    })
+    serde_json::from_slice(&bytes)
+        .map_err(|e| SandboxError::Setup(format!("outcome file {} is cut short or damaged ({e}){}", path.display(), full_hint(path))))
 }
 
 /// An error for a file the builder could not create, saying "disk full" when it is.
 fn disk_error(path: &Path, op: &str, e: io::Error) -> SandboxError {
     if is_disk_full(&e) {
-        SandboxError::Setup(format!("no space left on device: cannot {op} {}; free space there or move the store with --root", path.display()))
+        SandboxError::Setup(format!(
+            "no space left on device: cannot {op} {}; free space there or move the store with --root",
+            path.display()
+        ))
     } else {
         SandboxError::io(path, e)
     }
