@@ -177,11 +177,12 @@ pub fn load_archive_from(store: &Store, reader: impl Read, label: &Path, referen
         .tempdir_in(store.root())
         .map_err(OciError::io("create temp dir in", store.root()))?;
     let links = extract(reader, label, tmp.path(), LinkPolicy::Record)?;
+    let in_archive = |e| super::archive::in_archive(e, tmp.path(), label);
     match detect(tmp.path()) {
-        Some(ArchiveFormat::Docker) => import_docker_dir(store, tmp.path(), &links, label, reference),
+        Some(ArchiveFormat::Docker) => import_docker_dir(store, tmp.path(), &links, label, reference).map_err(in_archive),
         Some(ArchiveFormat::Oci) => {
             let names = oci_names(tmp.path(), reference);
-            let manifest = import_layout(store, tmp.path(), reference, Transfer::Move)?;
+            let manifest = import_layout(store, tmp.path(), reference, Transfer::Move).map_err(in_archive)?;
             Ok(LoadedImage { manifest, names })
         }
         None => Err(OciError::InvalidLayout {
@@ -261,7 +262,10 @@ fn import_docker_dir(store: &Store, dir: &Path, links: &Links, label: &Path, ref
     // The config goes in byte for byte, so the image id is the one docker shows.
     let config_desc = store.put_blob(&config_bytes[..])?.descriptor(MEDIA_TYPE_CONFIG);
     let manifest = build_manifest(&config_desc, &layers);
-    let manifest = store.put_json(MEDIA_TYPE_MANIFEST, &manifest)?;
+    let manifest_desc = store.put_json(MEDIA_TYPE_MANIFEST, &manifest)?;
+    // Diff ids were checked as layers came in; this adds their tar structure.
+    super::validate::check_image(store, &descriptor_digest(&manifest_desc)?, &manifest)?;
+    let manifest = manifest_desc;
 
     let names = entry.repo_tags.iter().flatten().filter_map(|t| ImageName::parse(t).ok()).collect();
     Ok(LoadedImage { manifest: plain_descriptor(&manifest), names })

@@ -24,6 +24,7 @@ mod name;
 mod pgzip;
 mod store;
 mod temps;
+mod validate;
 
 use std::path::PathBuf;
 
@@ -102,6 +103,8 @@ pub enum OciError {
     AmbiguousManifest { layout: PathBuf, available: Vec<String> },
     #[error("image index {digest} has no manifest for {os}/{architecture}")]
     NoPlatformMatch { digest: Digest, os: String, architecture: String },
+    #[error("image {manifest}: {reason}")]
+    InvalidImage { manifest: Digest, reason: String },
     #[error("archive {archive}: refusing unsafe member {member:?}")]
     UnsafeArchivePath { archive: PathBuf, member: String },
     #[error("lock {path}")]
