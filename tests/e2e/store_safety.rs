@@ -346,3 +346,40 @@ fn load_checks_a_whole_archive_before_tagging() {
     let fsck = strata_at(&root, &["fsck"], &[]);
     assert!(fsck.success() && fsck.stdout.contains("no problems"), "{}", fsck.describe());
 }
+
+#[test]
+fn a_run_that_fills_the_disk_says_so() {
+    if skip_without_sandbox("a_run_that_fills_the_disk_says_so") {
+        return;
+    }
+    with_base();
+    let dir = scratch("enospc");
+    let base_ctx = dir.join("base");
+    fs::create_dir_all(&base_ctx).expect("create context");
+    fs::write(base_ctx.join("Dockerfile"), "FROM busybox\n").expect("write Dockerfile");
+    let layout = dir.join("layout");
+    strata(["build", "-q", "--output", &format!("oci:{}:latest", path_str(&layout)), &path_str(&base_ctx)]).ok();
+    let ctx = dir.join("ctx");
+    fs::create_dir_all(&ctx).expect("create context");
+    // The RUN itself succeeds with the disk full; the step's layer (incompressible)
+    // then has no room.
+    let dockerfile = format!("FROM oci:{}:latest\nRUN dd if=/dev/urandom of=/fill bs=1M count=64 2>/dev/null; true\n", path_str(&layout));
+    fs::write(ctx.join("Dockerfile"), dockerfile).expect("write Dockerfile");
+    // A store of its own on a 12 MiB tmpfs, mounted in strata's namespace (where the
+    // nested strata runs as its root, under the same id mapping).
+    let root = dir.join("store");
+    fs::create_dir_all(&root).expect("create store dir");
+    let script = format!(
+        "mount -t tmpfs -o size=12m tmpfs {root} && exec {strata} --root {root} build -t enospc {ctx}",
+        root = path_str(&root),
+        strata = path_str(&crate::support::strata_bin()),
+        ctx = path_str(&ctx)
+    );
+    let r = strata(["unshare", "sh", "-c", &script]);
+    assert!(!r.success(), "a build on a full disk fails: {}", r.describe());
+    let err = r.stderr.to_lowercase();
+    assert!(err.contains("no space left on device"), "the error says the disk is full: {}", r.describe());
+    assert!(err.contains(&path_str(&root).to_lowercase()), "the error names a path in the store: {}", r.describe());
+    assert!(!err.contains("eof"), "no parser's EOF: {}", r.describe());
+    eprintln!("{}", r.stderr);
+}
