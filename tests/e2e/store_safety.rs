@@ -135,6 +135,12 @@ fn a_sparse_layer_takes_the_disk_its_data_takes() {
     let out = strata(["run", "--rm", "store-safety-sparse", "cat", "/result"]).ok();
     let words: Vec<&str> = out.stdout.split_whitespace().collect();
     assert_eq!(words, ["53687091200", "3145728", "0", "0", "xyz", "0"], "sizes, data and holes: {}", out.describe());
+    // The copying driver copies the layer stack for the step: holes stay holes there.
+    let ctx = scratch("sparse-vfs");
+    fs::write(ctx.join("Dockerfile"), format!("{dockerfile}RUN stat -c %s /huge > /vfs\n")).expect("write Dockerfile");
+    let vfs = strata(["--storage-driver", "vfs", "build", "-t", "store-safety-sparse-vfs", &path_str(&ctx)]).ok();
+    let out = strata(["run", "--rm", "store-safety-sparse-vfs", "cat", "/vfs"]).ok();
+    assert_eq!(out.stdout.trim(), "53687091200", "{}\n{}", vfs.describe(), out.describe());
     let mut huge = Vec::new();
     for e in fs::read_dir(world().root.join("layers")).expect("read layers/").flatten() {
         if let Ok(m) = fs::symlink_metadata(e.path().join("huge")) {
