@@ -96,7 +96,10 @@ impl Workspace {
     /// Temp files of writers that died are removed (their names carry the pid).
     pub fn open_store(root: &Path) -> Result<Store> {
         let store = Self::open_store_as_found(root)?;
-        store.remove_stale_temps().with_context(|| format!("cleaning up after dead writers in {}", store.root().display()))?;
+        // Best effort: a leftover that will not go is no reason to refuse the store.
+        if let Err(e) = store.remove_stale_temps() {
+            eprintln!("strata: warning: cleaning up after dead writers in {}: {e}", store.root().display());
+        }
         Ok(store)
     }
 
@@ -315,7 +318,7 @@ pub fn secure_root(root: &Path) -> Result<()> {
         match fs::symlink_metadata(dir) {
             Ok(m) if m.is_dir() && m.permissions().mode() & 0o077 == 0 => Ok(()),
             Ok(m) if m.is_dir() => fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("making {} private (mode 0700)", dir.display())),
+                .with_context(|| format!("cannot make {} private (mode 0700)", dir.display())),
             Ok(_) => bail!("{} is not a directory", dir.display()),
             Err(_) => {
                 fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -328,7 +331,11 @@ pub fn secure_root(root: &Path) -> Result<()> {
         private(root)?;
     }
     for sub in PRIVATE_DIRS {
-        private(&root.join(sub))?;
+        // Another user's store, read by image commands, cannot be changed: say so, and
+        // let whatever needs the dir fail on its own.
+        if let Err(e) = private(&root.join(sub)) {
+            eprintln!("strata: warning: {e:#}");
+        }
     }
     Ok(())
 }
