@@ -60,6 +60,8 @@ mod reproducible;
 mod single_id;
 #[path = "e2e/store.rs"]
 mod store;
+#[path = "e2e/store_safety.rs"]
+mod store_safety;
 #[path = "e2e/support.rs"]
 mod support;
 #[path = "e2e/workload.rs"]

@@ -93,14 +93,25 @@ pub fn default_root() -> Result<PathBuf> {
 
 impl Workspace {
     /// Opens the image store alone: enough for commands that never touch layer dirs.
+    /// Temp files of writers that died are removed (their names carry the pid).
     pub fn open_store(root: &Path) -> Result<Store> {
+        let store = Self::open_store_as_found(root)?;
+        // Best effort: a leftover that will not go is no reason to refuse the store.
+        if let Err(e) = store.remove_stale_temps() {
+            eprintln!("strata: warning: cleaning up after dead writers in {}: {e}", store.root().display());
+        }
+        Ok(store)
+    }
+
+    /// Opens the image store and leaves dead writers' temp files for `fsck` to report.
+    pub fn open_store_as_found(root: &Path) -> Result<Store> {
+        secure_root(root)?;
         Store::open(root.join("oci")).with_context(|| format!("opening image store {}", root.join("oci").display()))
     }
 
     /// Opens everything; the caller must already be inside strata's namespace.
     /// `driver` forces a storage driver; None probes the best one the host allows.
     pub fn open(root: &Path, privilege: Privilege, driver: Option<Driver>) -> Result<Workspace> {
-        fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         let store = Self::open_store(root)?;
         let (mapping, opaque) = match &privilege {
             Privilege::RealRoot => ("host ids (real root)".to_string(), "trusted.overlay.opaque"),
@@ -290,6 +301,43 @@ impl Workspace {
         let m = self.store.read_manifest(&oci::descriptor_digest(manifest)?)?;
         Ok(oci::descriptor_digest(m.config())?)
     }
+}
+
+/// strata's own dirs below the store root. Each is private: container root is the
+/// user on the host, so a setuid file of any image is a setuid file of the user in
+/// a layer dir or an upper dir, and no other account may reach it.
+const PRIVATE_DIRS: [&str; 6] = ["oci", "layers", "tmp", "init", "containers", "cache"];
+
+/// Creates the store root 0700 when it is missing, and creates or tightens strata's
+/// own subdirs to 0700 on every open (a store made by an older strata was 0755).
+/// An existing root keeps its mode, as podman keeps an existing `--root`: it may be
+/// a directory the user chose to share; the private subdirs protect the content.
+pub fn secure_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let private = |dir: &Path| -> Result<()> {
+        match fs::symlink_metadata(dir) {
+            Ok(m) if m.is_dir() && m.permissions().mode() & 0o077 == 0 => Ok(()),
+            Ok(m) if m.is_dir() => fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot make {} private (mode 0700)", dir.display())),
+            Ok(_) => bail!("{} is not a directory", dir.display()),
+            Err(_) => {
+                fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
+                // The umask may have taken bits away, never added any: set it exactly.
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).with_context(|| format!("making {} private", dir.display()))
+            }
+        }
+    };
+    if fs::symlink_metadata(root).is_err() {
+        private(root)?;
+    }
+    for sub in PRIVATE_DIRS {
+        // Another user's store, read by image commands, cannot be changed: say so, and
+        // let whatever needs the dir fail on its own.
+        if let Err(e) = private(&root.join(sub)) {
+            eprintln!("strata: warning: {e:#}");
+        }
+    }
+    Ok(())
 }
 
 /// Takes `store.lock` of the store at `root` (see [`Workspace::lock`]); image

@@ -194,6 +194,14 @@ pub fn fsck(store: &Store, _args: FsckArgs) -> Result<ExitCode> {
     for d in &report.invalid {
         println!("unreadable manifest or index {d}");
     }
+    for t in &report.stale_temps {
+        println!(
+            "leftover temp file {} ({} bytes) of writer pid {}, which is gone: removed on the next open",
+            t.path.display(),
+            t.bytes,
+            t.pid
+        );
+    }
     if report.is_clean() {
         println!("{}: {} blobs verified, no problems", store.root().display(), report.checked);
         Ok(ExitCode::SUCCESS)

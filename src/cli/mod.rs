@@ -112,14 +112,19 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         }
         Command::Unshare(a) => {
             let privilege = userns::enter()?;
-            std::fs::create_dir_all(&root)?;
+            crate::build::workspace::secure_root(&root)?;
             run::unshare(a, privilege)
         }
         Command::Images(a) => images::images(&shared_store(&root)?.0, a),
         Command::Inspect(a) => images::inspect(&shared_store(&root)?.0, a),
         Command::Rmi(a) => images::rmi(&shared_store(&root)?.0, a),
         Command::Tag(a) => images::tag(&shared_store(&root)?.0, a),
-        Command::Fsck(a) => images::fsck(&shared_store(&root)?.0, a),
+        Command::Fsck(a) => {
+            // As found: fsck reports dead writers' temp files that any other open removes.
+            let store = Workspace::open_store_as_found(&root)?;
+            let _readers = crate::build::workspace::lock_root(&root, false)?;
+            images::fsck(&store, a)
+        }
         Command::History(a) => images::history(&shared_store(&root)?.0, a),
         Command::Pull(a) => registry::pull(&shared_store(&root)?.0, a),
         Command::Push(a) => registry::push(&shared_store(&root)?.0, a),

@@ -131,12 +131,32 @@ pub fn import_oci_dir(store: &Store, dir: &Path, ref_name: Option<&str>) -> Resu
 pub fn import_oci_archive(store: &Store, file: &Path, ref_name: Option<&str>) -> Result<Descriptor> {
     // Extract inside the store so adopting blobs is a rename, not a second copy.
     let tmp = tempfile::Builder::new()
-        .prefix(".tmp-import-")
+        .prefix(&super::temps::temp_prefix("import-"))
         .tempdir_in(store.root())
         .map_err(OciError::io("create temp dir in", store.root()))?;
     let reader = File::open(file).map_err(OciError::io("open", file))?;
     extract(reader, file, tmp.path(), LinkPolicy::Refuse)?;
-    import_layout(store, tmp.path(), ref_name, Transfer::Move)
+    import_layout(store, tmp.path(), ref_name, Transfer::Move).map_err(|e| in_archive(e, tmp.path(), file))
+}
+
+/// Names the archive and its member, not strata's temp dir, in an error about a
+/// member extracted to `tmp`.
+pub(super) fn in_archive(e: OciError, tmp: &Path, archive: &Path) -> OciError {
+    let member = |p: PathBuf| match p.strip_prefix(tmp) {
+        Ok(rel) => PathBuf::from(format!("{}:{}", archive.display(), rel.display())),
+        Err(_) => p,
+    };
+    match e {
+        OciError::BlobNotFound { digest, layout } => OciError::BlobNotFound { digest, layout: member(layout) },
+        OciError::DigestMismatch { path, expected, found } => OciError::DigestMismatch { path: member(path), expected, found },
+        OciError::Json { path, source } => OciError::Json { path: member(path), source },
+        OciError::InvalidLayout { path, reason } => OciError::InvalidLayout { path: member(path), reason },
+        OciError::ManifestNotFound { layout, ref_name, available } => {
+            OciError::ManifestNotFound { layout: member(layout), ref_name, available }
+        }
+        OciError::AmbiguousManifest { layout, available } => OciError::AmbiguousManifest { layout: member(layout), available },
+        other => other,
+    }
 }
 
 /// (digest, size) of every blob of an image: layers, config, then the manifest.
@@ -301,6 +321,7 @@ pub(super) fn import_layout(store: &Store, dir: &Path, ref_name: Option<&str>, t
     }
     // The manifest goes in last so it never names blobs the store lacks.
     transfer_blob(store, dir, &digest, chosen.size(), transfer)?;
+    super::validate::check_image(store, &digest, &manifest)?;
     Ok(plain_descriptor(&chosen))
 }
 

@@ -145,7 +145,7 @@ fn append_plain_layer<W: Write>(
     let reader = BufReader::with_capacity(1 << 20, store.open_blob(&blob)?);
     let mut plain = layer_decoder(layer.media_type().as_ref(), &blob, reader)?;
     let tmp = tempfile::Builder::new()
-        .prefix(".tmp-export-")
+        .prefix(&super::temps::temp_prefix("export-"))
         .tempfile_in(store.root())
         .map_err(OciError::io("create temp file in", store.root()))?;
     let tmp_path = tmp.path().to_path_buf();
@@ -173,15 +173,16 @@ pub fn load_archive(store: &Store, file: &Path, reference: Option<&str>) -> Resu
 /// [`load_archive`] from any reader (standard input for `strata load`).
 pub fn load_archive_from(store: &Store, reader: impl Read, label: &Path, reference: Option<&str>) -> Result<LoadedImage> {
     let tmp = tempfile::Builder::new()
-        .prefix(".tmp-import-")
+        .prefix(&super::temps::temp_prefix("import-"))
         .tempdir_in(store.root())
         .map_err(OciError::io("create temp dir in", store.root()))?;
     let links = extract(reader, label, tmp.path(), LinkPolicy::Record)?;
+    let in_archive = |e| super::archive::in_archive(e, tmp.path(), label);
     match detect(tmp.path()) {
-        Some(ArchiveFormat::Docker) => import_docker_dir(store, tmp.path(), &links, label, reference),
+        Some(ArchiveFormat::Docker) => import_docker_dir(store, tmp.path(), &links, label, reference).map_err(in_archive),
         Some(ArchiveFormat::Oci) => {
             let names = oci_names(tmp.path(), reference);
-            let manifest = import_layout(store, tmp.path(), reference, Transfer::Move)?;
+            let manifest = import_layout(store, tmp.path(), reference, Transfer::Move).map_err(in_archive)?;
             Ok(LoadedImage { manifest, names })
         }
         None => Err(OciError::InvalidLayout {
@@ -261,7 +262,10 @@ fn import_docker_dir(store: &Store, dir: &Path, links: &Links, label: &Path, ref
     // The config goes in byte for byte, so the image id is the one docker shows.
     let config_desc = store.put_blob(&config_bytes[..])?.descriptor(MEDIA_TYPE_CONFIG);
     let manifest = build_manifest(&config_desc, &layers);
-    let manifest = store.put_json(MEDIA_TYPE_MANIFEST, &manifest)?;
+    let manifest_desc = store.put_json(MEDIA_TYPE_MANIFEST, &manifest)?;
+    // Diff ids were checked as layers came in; this adds their tar structure.
+    super::validate::check_image(store, &descriptor_digest(&manifest_desc)?, &manifest)?;
+    let manifest = manifest_desc;
 
     let names = entry.repo_tags.iter().flatten().filter_map(|t| ImageName::parse(t).ok()).collect();
     Ok(LoadedImage { manifest: plain_descriptor(&manifest), names })

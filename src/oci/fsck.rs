@@ -11,7 +11,7 @@ use oci_spec::image::{Descriptor, ImageIndex};
 
 use super::image::descriptor_digest;
 use super::store::{is_index, is_manifest};
-use super::{Digest, OciError, Result, Store};
+use super::{Digest, OciError, Result, StaleTemp, Store};
 
 /// A blob whose content no longer matches its name or descriptor.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +31,9 @@ pub struct FsckReport {
     pub corrupt: Vec<CorruptBlob>,
     /// Manifests or indexes that hash correctly but do not parse.
     pub invalid: Vec<Digest>,
+    /// Temp files of writers that died (killed mid-blob); not damage, but disk
+    /// space the next open of the store frees.
+    pub stale_temps: Vec<StaleTemp>,
 }
 
 impl FsckReport {
@@ -123,6 +126,7 @@ impl Store {
             |d| invalid.push(d),
         )?;
         report.invalid = invalid;
+        report.stale_temps = self.stale_temps();
         Ok(report)
     }
 

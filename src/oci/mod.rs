@@ -23,6 +23,8 @@ mod layer_writer;
 mod name;
 mod pgzip;
 mod store;
+mod temps;
+mod validate;
 
 use std::path::PathBuf;
 
@@ -38,6 +40,7 @@ pub use image::{
 pub use layer_writer::{LayerBlob, LayerCompression, LayerWriter, LAYER_COMPRESSION_LEVEL};
 pub use name::ImageName;
 pub use store::{BlobInfo, ImageSummary, Store};
+pub use temps::StaleTemp;
 
 /// Re-exported so callers name manifests and descriptors without depending on oci-spec
 /// directly (and so a later switch to our own serde types touches only this module).
@@ -100,6 +103,8 @@ pub enum OciError {
     AmbiguousManifest { layout: PathBuf, available: Vec<String> },
     #[error("image index {digest} has no manifest for {os}/{architecture}")]
     NoPlatformMatch { digest: Digest, os: String, architecture: String },
+    #[error("image {manifest}: {reason}")]
+    InvalidImage { manifest: Digest, reason: String },
     #[error("archive {archive}: refusing unsafe member {member:?}")]
     UnsafeArchivePath { archive: PathBuf, member: String },
     #[error("lock {path}")]

@@ -16,7 +16,7 @@ fn leftover_temps(store: &Store) -> Vec<String> {
     for dir in [store.root().to_path_buf(), store.blob_dir()] {
         for e in fs::read_dir(dir).unwrap() {
             let name = e.unwrap().file_name().to_string_lossy().into_owned();
-            if name.starts_with(TEMP_PREFIX) {
+            if name.starts_with(".tmp-") {
                 out.push(name);
             }
         }

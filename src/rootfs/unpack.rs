@@ -39,7 +39,19 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
         let mut entry = entry.map_err(|e| RootfsError::io(dest, e))?;
         let raw = entry.path_bytes().into_owned();
         let rel = clean_path(&raw)?;
-        let Some(rel) = rel else { continue };
+        let Some(rel) = rel else {
+            // umoci's CVE-2021-29136: `.` as a symlink would redirect every later
+            // entry. The root is the layer dir itself; only a directory may name it.
+            match entry.header().entry_type() {
+                EntryType::Directory | EntryType::XGlobalHeader | EntryType::XHeader => continue,
+                other => {
+                    return Err(RootfsError::BadEntry {
+                        path: display(&raw),
+                        reason: format!("names the layer root but is a {other:?}, not a directory"),
+                    })
+                }
+            }
+        };
         let target = dest.join(&rel);
         let parent = target.parent().expect("joined path has a parent").to_path_buf();
         ensure_parents(dest, &parent, &raw)?;
@@ -76,6 +88,14 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
                 match ext.key() {
                     Ok("uid") => uid = parse().unwrap_or(uid),
                     Ok("gid") => gid = parse().unwrap_or(gid),
+                    // The tar crate reads PAX sparse files as plain files: their map and
+                    // packed data would land as the file's content, under a mangled name.
+                    Ok(k) if k.starts_with("GNU.sparse.") => return Err(RootfsError::BadEntry {
+                        path: display(&raw),
+                        reason:
+                            "PAX sparse files (GNU.sparse.* records) are not supported; write the layer without --sparse or in GNU format"
+                                .into(),
+                    }),
                     _ => {}
                 }
             }
@@ -97,7 +117,8 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
                 }
                 dir_times.push((target.clone(), mtime));
             }
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+            EntryType::GNUSparse => unpack_sparse(&mut entry, &target, &raw)?,
+            EntryType::Regular | EntryType::Continuous => {
                 let mut f = OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -189,6 +210,27 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
         set_mtime(&dir, mtime)?;
     }
     Ok(())
+}
+
+/// The largest logical size of a sparse file: beyond any real file an image ships
+/// (lastlog of a 2^32 uid is 1.25 TB of holes), small enough that the file stays
+/// within what ext4 and xfs accept.
+pub const MAX_SPARSE_SIZE: u64 = 4 << 40;
+
+/// Writes a GNU sparse entry with its holes as holes: the tar crate's own unpack
+/// seeks over them. Disk use is then the data extents, which the tar crate checks lie
+/// inside the declared size, in order, and are present in the archive (their sum is
+/// the entry's size in the archive): a 2 KB layer cannot fill the disk.
+fn unpack_sparse<R: Read>(entry: &mut tar::Entry<R>, target: &Path, raw: &[u8]) -> Result<(), RootfsError> {
+    let bad = |reason: String| RootfsError::BadEntry { path: display(raw), reason };
+    let gnu = entry.header().as_gnu().ok_or_else(|| bad("sparse entry without a GNU header".into()))?;
+    let size = gnu.real_size().map_err(|e| bad(format!("unreadable sparse size: {e}")))?;
+    if size > MAX_SPARSE_SIZE {
+        return Err(bad(format!("sparse file of {size} bytes exceeds the {MAX_SPARSE_SIZE} bytes strata unpacks")));
+    }
+    // The target was removed above and the tar crate creates it with O_EXCL, so a
+    // symlink planted there is never followed.
+    entry.unpack(target).map(drop).map_err(|e| bad(format!("cannot write the sparse file: {e}")))
 }
 
 fn display(raw: &[u8]) -> String {
@@ -375,3 +417,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "unpack_sparse_tests.rs"]
+mod sparse_tests;

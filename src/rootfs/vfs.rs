@@ -89,7 +89,7 @@ fn copy_node(src: &Path, target: &Path, meta: &Metadata, links: &mut HashMap<(u6
         let link = fs::read_link(src).map_err(|e| RootfsError::io(src, e))?;
         std::os::unix::fs::symlink(&link, target).map_err(|e| RootfsError::io(target, e))?;
     } else if ft.is_file() {
-        fs::copy(src, target).map_err(|e| RootfsError::io(target, e))?;
+        copy_file(src, target, meta).map_err(|e| RootfsError::io(target, e))?;
     } else {
         let kind = if ft.is_char_device() {
             SFlag::S_IFCHR
@@ -107,6 +107,33 @@ fn copy_node(src: &Path, target: &Path, meta: &Metadata, links: &mut HashMap<(u6
         set_times(target, meta)?;
     }
     Ok(())
+}
+
+/// Copies a regular file; a sparse one (fewer blocks than its size) keeps its holes,
+/// so an image's 50 GiB lastlog of holes is not written out in full.
+fn copy_file(src: &Path, target: &Path, meta: &Metadata) -> io::Result<()> {
+    use nix::unistd::{lseek, Whence};
+    use std::io::{Read, Seek, SeekFrom};
+    if meta.blocks() * 512 >= meta.len() {
+        return fs::copy(src, target).map(drop);
+    }
+    let from = fs::File::open(src)?;
+    let mut to = fs::OpenOptions::new().write(true).create(true).truncate(true).open(target)?;
+    let (fd, len) = (&from, meta.len() as i64);
+    let mut pos = 0;
+    while pos < len {
+        let data = match lseek(fd, pos, Whence::SeekData) {
+            Ok(d) => d,
+            Err(nix::errno::Errno::ENXIO) => break, // only a hole is left
+            Err(e) => return Err(e.into()),
+        };
+        let hole = lseek(fd, data, Whence::SeekHole)?.min(len);
+        (&from).seek(SeekFrom::Start(data as u64))?;
+        to.seek(SeekFrom::Start(data as u64))?;
+        io::copy(&mut (&from).take((hole - data) as u64), &mut to)?;
+        pos = hole;
+    }
+    to.set_len(len as u64)
 }
 
 fn copy_metadata(src: &Path, target: &Path, meta: &Metadata) -> Result<(), RootfsError> {
@@ -360,6 +387,34 @@ mod tests {
     use super::*;
 
     const OPAQUE: [&str; 1] = ["user.overlay.opaque"];
+
+    #[test]
+    fn a_sparse_file_is_copied_with_its_holes() {
+        use std::io::{Seek, SeekFrom, Write};
+        let d = tempfile::tempdir().unwrap();
+        let (l1, merged) = (d.path().join("l1"), d.path().join("m"));
+        fs::create_dir(&l1).unwrap();
+        fs::create_dir(&merged).unwrap();
+        let mut f = fs::File::create(l1.join("sparse")).unwrap();
+        f.write_all(b"head").unwrap();
+        f.seek(SeekFrom::Start(1 << 30)).unwrap();
+        f.write_all(b"tail").unwrap();
+        drop(f);
+        flatten(std::slice::from_ref(&l1), &merged, &OPAQUE).unwrap();
+        let m = fs::metadata(merged.join("sparse")).unwrap();
+        assert_eq!(m.len(), (1 << 30) + 4);
+        assert!(m.blocks() * 512 <= 1 << 20, "1 GiB of holes took {} bytes", m.blocks() * 512);
+        let mut content = fs::File::open(merged.join("sparse")).unwrap();
+        let mut buf = [0u8; 4];
+        std::io::Read::read_exact(&mut content, &mut buf).unwrap();
+        assert_eq!(&buf, b"head");
+        content.seek(SeekFrom::Start(1 << 29)).unwrap();
+        std::io::Read::read_exact(&mut content, &mut buf).unwrap();
+        assert_eq!(buf, [0; 4]);
+        content.seek(SeekFrom::Start(1 << 30)).unwrap();
+        std::io::Read::read_exact(&mut content, &mut buf).unwrap();
+        assert_eq!(&buf, b"tail");
+    }
 
     #[test]
     fn xattr_and_file_names_that_are_not_utf8_are_copied_as_they_are() {

@@ -15,6 +15,7 @@ pub mod child;
 pub mod chown_notify;
 mod forward;
 pub mod mounts;
+mod outcome;
 pub mod overlay;
 mod tty;
 pub mod userns;
@@ -239,7 +240,7 @@ pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outco
     let result_path = scratch.join("outcome.json");
     let json = serde_json::to_vec(spec).expect("RunSpec serialises");
     fs::write(&spec_path, json).map_err(|e| SandboxError::io(&spec_path, e))?;
-    let _ = fs::remove_file(&result_path);
+    outcome::reserve(&result_path)?;
     let exe = std::env::current_exe().map_err(|e| SandboxError::io("/proc/self/exe", e))?;
     let stdin = match spec.stdin {
         Stdin::Null => Stdio::null(),
@@ -295,10 +296,7 @@ pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outco
     for r in relays {
         let _ = r.join();
     }
-    match fs::read(&result_path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| SandboxError::Setup(format!("bad outcome file: {e}"))),
-        Err(_) => Err(SandboxError::Setup(format!("sandbox helper ended with {status} without an outcome"))),
-    }
+    outcome::read(&result_path, status)
 }
 
 /// Copies lines from a child's pipe to our stdout or stderr with a prefix.
@@ -332,11 +330,11 @@ pub fn helper_main(spec_path: &Path, outcome_path: &Path) -> ! {
         Ok(spec) => child::contain(&spec),
         Err(e) => Outcome::SetupFailed(e.to_string()),
     };
-    let text = serde_json::to_vec(&outcome).expect("Outcome serialises");
-    let code = match fs::write(outcome_path, text) {
+    let code = match outcome::write(outcome_path, &outcome) {
         Ok(()) => outcome.code(),
         Err(e) => {
-            eprintln!("strata: cannot write {}: {e}", outcome_path.display());
+            let full = if outcome::is_disk_full(&e) { " (disk full)" } else { "" };
+            eprintln!("strata: cannot write {}{full}: {e}", outcome_path.display());
             125
         }
     };

@@ -104,13 +104,26 @@ impl RawTar {
         self
     }
 
-    fn symlink(mut self, path: &str, target: &str) -> Self {
+    pub fn symlink(mut self, path: &str, target: &str) -> Self {
         self.entry(tar::EntryType::Symlink, path, target, b"", 0o777);
         self
     }
 
     fn hardlink(mut self, path: &str, target: &str) -> Self {
         self.entry(tar::EntryType::Link, path, target, b"", 0o644);
+        self
+    }
+
+    /// Appends ready-made header and data blocks (entries this builder cannot make).
+    pub fn raw(mut self, blocks: &[u8]) -> Self {
+        assert_eq!(blocks.len() % 512, 0, "tar blocks are 512 bytes");
+        self.0.extend_from_slice(blocks);
+        self
+    }
+
+    /// A regular file from bytes (a binary).
+    pub fn file_bytes(mut self, path: &str, data: &[u8], mode: u32) -> Self {
+        self.entry(tar::EntryType::Regular, path, "", data, mode);
         self
     }
 
