@@ -91,6 +91,9 @@ pub fn contain(spec: &RunSpec) -> Outcome {
             // If the helper dies, so does the whole container (pid 1 takes the pid
             // namespace with it).
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            // The helper's argv and environment name strata's binary and the store;
+            // the container sees pid 1's in /proc/1.
+            super::title::neutralise();
             let err = match setup_and_exec(spec, &err_w) {
                 Err(msg) => msg,
                 Ok(never) => match never {},

@@ -9,7 +9,8 @@
 //!
 //! Submodules: `userns` (entering strata's user namespace), `mounts` (overlay, /proc,
 //! /dev, bind mounts), `child` (what pid 1 does before exec), `tty` (the pty of
-//! `run -t`), `stdio` (the pipes `run` relays instead of the caller's descriptors).
+//! `run -t`), `stdio` (the pipes `run` relays instead of the caller's descriptors),
+//! `title` (pid 1's neutral name).
 
 pub mod child;
 pub mod chown_notify;
@@ -17,6 +18,7 @@ mod forward;
 pub mod mounts;
 pub mod overlay;
 mod stdio;
+mod title;
 mod tty;
 pub mod userns;
 
