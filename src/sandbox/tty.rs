@@ -141,6 +141,8 @@ fn follow_resizes(master: RawFd) {
     let action = SigAction::new(SigHandler::Handler(resize), SaFlags::SA_RESTART, SigSet::empty());
     // SAFETY: the handler reads an atomic and calls ioctl(2).
     let _ = unsafe { sigaction(Signal::SIGWINCH, &action) };
+    // A resize between openpty and now sent its SIGWINCH to nobody: catch up once.
+    resize(libc::SIGWINCH);
 }
 
 /// Back to SIGWINCH's default (ignored) before the master is closed.
