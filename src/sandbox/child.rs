@@ -91,6 +91,9 @@ pub fn contain(spec: &RunSpec) -> Outcome {
             // If the helper dies, so does the whole container (pid 1 takes the pid
             // namespace with it).
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            // The helper's argv and environment name strata's binary and the store;
+            // the container sees pid 1's in /proc/1.
+            super::title::neutralise();
             let err = match setup_and_exec(spec, &err_w) {
                 Err(msg) => msg,
                 Ok(never) => match never {},
@@ -155,10 +158,11 @@ fn setup_and_exec(spec: &RunSpec, err_w: &std::os::fd::OwnedFd) -> Result<Never,
         ForkResult::Child => {
             reset_signal_dispositions();
             let _ = set.thread_unblock();
+            // The command leads a session of its own (the helper's already left the
+            // caller's). With `-t` the pty becomes its controlling terminal: Ctrl-C
+            // typed there becomes SIGINT for its process group, as in docker -t.
+            nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
             if spec.tty {
-                // Its own session with the pty as controlling terminal: Ctrl-C typed
-                // there becomes SIGINT for the command's process group, as in docker -t.
-                nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
                 // SAFETY: TIOCSCTTY on our stdin (the pty slave) with an integer argument.
                 if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
                     return Err(format!("making the pty the controlling terminal: {}", std::io::Error::last_os_error()));
@@ -255,6 +259,9 @@ fn setup(spec: &RunSpec) -> Result<Prepared, String> {
         overlay::mount_rootfs(&spec.rootfs).map_err(|e| e.to_string())?;
     }
     mounts::mount_system(&spec.rootfs.merged).map_err(|e| e.to_string())?;
+    if spec.tty {
+        mounts::mount_tty(&spec.rootfs.merged).map_err(|e| e.to_string())?;
+    }
     mounts::mask_paths(&spec.rootfs.merged);
     write_pipes(&spec.rootfs.merged, &spec.pipes)?;
     // Volume sources are opened now, while the host is still in view; they are bound

@@ -9,7 +9,8 @@
 //!
 //! Submodules: `userns` (entering strata's user namespace), `mounts` (overlay, /proc,
 //! /dev, bind mounts), `child` (what pid 1 does before exec), `tty` (the pty of
-//! `run -t`).
+//! `run -t`), `stdio` (the pipes `run` relays instead of the caller's descriptors),
+//! `title` (pid 1's neutral name).
 
 pub mod child;
 pub mod chown_notify;
@@ -17,6 +18,8 @@ mod forward;
 pub mod mounts;
 mod outcome;
 pub mod overlay;
+mod stdio;
+mod title;
 mod tty;
 pub mod userns;
 
@@ -242,12 +245,15 @@ pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outco
     fs::write(&spec_path, json).map_err(|e| SandboxError::io(&spec_path, e))?;
     outcome::reserve(&result_path)?;
     let exe = std::env::current_exe().map_err(|e| SandboxError::io("/proc/self/exe", e))?;
+    // None of the caller's descriptors enter the container (see `stdio`): with `-i`
+    // our stdin is fed through a pipe, output always comes back through pipes.
     let stdin = match spec.stdin {
         Stdin::Null => Stdio::null(),
-        Stdin::Inherit => Stdio::inherit(),
+        Stdin::Inherit => Stdio::piped(),
     };
     let mut cmd = Command::new(exe);
     cmd.arg(HELPER_COMMAND).arg(&spec_path).arg(&result_path).stdin(stdin);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let terminal = if spec.tty {
         let mut relay = tty::Relay::attach(&mut cmd, spec.stdin == Stdin::Inherit)?;
         if spec.stdin == Stdin::Inherit {
@@ -257,28 +263,39 @@ pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outco
     } else {
         None
     };
-    // SAFETY: prctl is async-signal-safe; it ties the helper's life to ours so an
-    // interrupted build leaves no container behind.
+    // SAFETY: setsid and prctl are async-signal-safe. A session of its own leaves the
+    // container without the caller's controlling terminal: /dev/tty cannot be opened and
+    // TIOCSTI cannot type into the caller's shell. The death signal ties the helper's
+    // life to ours so an interrupted build leaves no container behind.
     unsafe {
         cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
-    }
-    if prefix.is_some() {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
     let mut child = cmd.spawn().map_err(|e| SandboxError::io("spawn sandbox helper", e))?;
     // The Command still holds our copies of the pty slave: the relay sees the end of
     // the container's output only once every slave descriptor is closed.
     drop(cmd);
+    if let Some(pipe) = child.stdin.take() {
+        stdio::feed(pipe);
+    }
+    let out = child.stdout.take();
+    let err = child.stderr.take();
     let relays: Vec<_> = match prefix {
         Some(p) => {
-            let out = child.stdout.take().map(|r| relay(r, p.to_string(), false));
-            let err = child.stderr.take().map(|r| relay(r, p.to_string(), true));
+            let out = out.map(|r| relay(r, p.to_string(), false));
+            let err = err.map(|r| relay(r, p.to_string(), true));
             out.into_iter().chain(err).collect()
         }
-        None => Vec::new(),
+        None => {
+            let out = out.map(|r| stdio::relay(r, stdio::Sink::Stdout));
+            let err = err.map(|r| stdio::relay(r, stdio::Sink::Stderr));
+            out.into_iter().chain(err).collect()
+        }
     };
     if let Some(t) = &terminal {
         t.start();

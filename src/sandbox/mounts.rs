@@ -13,8 +13,9 @@ use nix::mount::{mount, MsFlags};
 use super::{BindMount, SandboxError};
 
 /// Device nodes every container gets, bind-mounted from the host because mknod is
-/// refused in a user namespace.
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// refused in a user namespace. Not /dev/tty (see [`mount_tty`]), never /dev/console:
+/// both would lead to a terminal of the host.
+const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
 fn ensure_dir(path: &Path) -> Result<(), SandboxError> {
     fs::create_dir_all(path).map_err(|e| SandboxError::io(path, e))
@@ -191,6 +192,14 @@ pub fn mount_system(root: &Path) -> Result<(), SandboxError> {
         }
     }
     Ok(())
+}
+
+/// /dev/tty for `run -t`, whose command has the container's own pty as controlling
+/// terminal, so /dev/tty opens that pty. Without `-t` there is no terminal to open.
+pub fn mount_tty(root: &Path) -> Result<(), SandboxError> {
+    let target = root.join("dev/tty");
+    ensure_file(&target)?;
+    bind(Path::new("/dev/tty"), &target, false)
 }
 
 /// Hides /proc and /sys entries that expose the host, as Docker's default masked

@@ -4,16 +4,20 @@
 //! When strata's own stdin is a terminal it is put in raw mode for the duration, so
 //! keys (Ctrl-C included) travel to the container's terminal and its line discipline
 //! acts on them there, as with `docker run -it`. The pty starts with the size of
-//! strata's terminal.
+//! strata's terminal and follows it: on SIGWINCH (which the terminal sends strata's
+//! process group when resized) the new size is set on the pty, and the kernel then
+//! sends SIGWINCH to the container's foreground process group.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use nix::pty::{openpty, Winsize};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 
 use super::SandboxError;
@@ -39,6 +43,7 @@ impl Relay {
 
     /// Starts relaying (after the helper was spawned and holds the slave).
     pub fn start(&self) {
+        follow_resizes(self.master.as_raw_fd());
         if let Ok(mut out) = self.master.try_clone() {
             *self.output.lock().expect("relay lock") = Some(std::thread::spawn(move || {
                 let mut buf = [0u8; 8192];
@@ -92,6 +97,7 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        stop_following();
         if let Some(t) = self.saved.take() {
             let _ = tcsetattr(io::stdin().as_fd(), SetArg::TCSANOW, &t);
         }
@@ -108,4 +114,41 @@ fn terminal_size() -> Option<Winsize> {
         }
     }
     None
+}
+
+/// The pty master the SIGWINCH handler resizes; -1 when there is none.
+static MASTER: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn resize(_: libc::c_int) {
+    // SAFETY: only ioctl(2) runs here (async-signal-safe); errno is put back so the
+    // interrupted code never sees ours.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let master = MASTER.load(Ordering::SeqCst);
+        if master >= 0 {
+            if let Some(size) = terminal_size() {
+                libc::ioctl(master, libc::TIOCSWINSZ, &size);
+            }
+        }
+        *libc::__errno_location() = errno;
+    }
+}
+
+/// Copies strata's terminal size to `master` on every SIGWINCH. SA_RESTART: the relay
+/// threads sit in read(2), which must not fail with EINTR on a resize.
+fn follow_resizes(master: RawFd) {
+    MASTER.store(master, Ordering::SeqCst);
+    let action = SigAction::new(SigHandler::Handler(resize), SaFlags::SA_RESTART, SigSet::empty());
+    // SAFETY: the handler reads an atomic and calls ioctl(2).
+    let _ = unsafe { sigaction(Signal::SIGWINCH, &action) };
+    // A resize between openpty and now sent its SIGWINCH to nobody: catch up once.
+    resize(libc::SIGWINCH);
+}
+
+/// Back to SIGWINCH's default (ignored) before the master is closed.
+fn stop_following() {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_DFL runs no handler code.
+    let _ = unsafe { sigaction(Signal::SIGWINCH, &default) };
+    MASTER.store(-1, Ordering::SeqCst);
 }
