@@ -10,6 +10,7 @@ pub mod base;
 pub mod bundle;
 pub mod cache;
 pub mod cached;
+pub mod chmod;
 pub mod container;
 pub mod context;
 pub mod copy;
