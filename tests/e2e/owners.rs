@@ -3,7 +3,7 @@
 //! - `user.containers.override_stat` is writable by any file's owner: a RUN that
 //!   sets it must not change the owner the layer records (with subuid ranges it is
 //!   ignored; in single-id mode only values strata sealed count), and the xattr
-//!   never appears in a layer.
+//!   never appears in a layer, nor is it unpacked from a base layer.
 //! - A context directory swapped for a symlink to a host directory while COPY runs
 //!   must never bring the host's files into the image, and a `.dockerignore` or
 //!   `Dockerfile` that is a symlink to a host file is resolved inside the context.
@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::drivers::{build_busybox_in, rich_entries, strata_at, Rich};
+use crate::hostile::{hostile_layout, RawTar};
 use crate::layout::Layout;
 use crate::support::{path_str, scratch, skip_without_sandbox, strata, with_base};
 
@@ -132,6 +133,28 @@ fn exchange(a: &Path, b: &Path) -> bool {
     let (a, b) = (std::ffi::CString::new(a.as_os_str().as_bytes()).unwrap(), std::ffi::CString::new(b.as_os_str().as_bytes()).unwrap());
     // SAFETY: two NUL-terminated paths that outlive the call.
     unsafe { libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) == 0 }
+}
+
+#[test]
+fn owners_record_in_a_base_layer_is_not_unpacked() {
+    if skip_without_sandbox("owners_record_in_a_base_layer_is_not_unpacked") {
+        return;
+    }
+    with_base();
+    // A layer whose root-owned file claims, in the record, another owner: a RUN
+    // that copies it up must not give that owner to the next layer.
+    let layer = RawTar::default().file_with_xattr("claimed", "x\n", 0o644, RECORD, b"1000:1000:0644").finish();
+    let dir = scratch("owners-base-layer");
+    hostile_layout(&dir.join("layout"), &[layer], true);
+    let ctx = dir.join("context");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), format!("FROM oci:{}:hostile\nRUN echo more >> /claimed\n", path_str(&dir.join("layout")))).unwrap();
+    let out = scratch("owners-base-layer-out").join("layout");
+    strata(["build", "--no-cache", "--output", &format!("oci:{}:t", path_str(&out)), &path_str(&ctx)]).ok();
+    let entries = top_layer(&out);
+    let claimed = find(&entries, "claimed");
+    assert_eq!((claimed.uid, claimed.gid), (0, 0), "the layer's record was believed: {claimed:?}");
+    assert_no_record(&entries);
 }
 
 /// Swaps the directory `dir` with a symlink to `host` and back (about a
