@@ -11,160 +11,25 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
+pub use super::chmod::Chmod;
 use crate::dockerfile::glob as pattern;
 use crate::dockerfile::ignore::Ignore;
 use crate::rootfs::is_private_xattr;
-use crate::rootfs::resolve::{resolve_in, Last};
+use crate::rootfs::resolve::{file_type, resolve_in, DirFd, Entry, Last};
+use nix::sys::stat::SFlag;
 
 /// Ownership and mode overrides from `--chown` and `--chmod`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CopyOwnership {
     pub owner: Option<(u32, u32)>,
     pub mode: Option<Chmod>,
-}
-
-/// Most actions one symbolic `--chmod` may hold (`u=rwX,go=rX` has two).
-const MAX_ACTIONS: usize = 16;
-
-/// A `--chmod` value: an octal mode, or chmod(1)'s symbolic form (`u=rwX,go=rX`,
-/// `+x`, `g=u`), applied to every copied file and directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Chmod {
-    Octal(u32),
-    Symbolic { actions: [Action; MAX_ACTIONS], len: usize },
-}
-
-/// One `who op perms` step of a symbolic mode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Action {
-    /// The bits `u`, `g`, `o` select (`u` = 0o4700 with setuid, ...); 0 = no
-    /// `who` given, which means all of them (no umask applies in a build).
-    who: u32,
-    op: u8,
-    /// PERM_* flags.
-    perms: u16,
-}
-
-const PERM_R: u16 = 1;
-const PERM_W: u16 = 2;
-const PERM_X: u16 = 4;
-/// `X`: execute only for directories and files that already have an execute bit.
-const PERM_COND_X: u16 = 8;
-const PERM_S: u16 = 16;
-const PERM_T: u16 = 32;
-const PERM_U: u16 = 64;
-const PERM_G: u16 = 128;
-const PERM_O: u16 = 256;
-
-impl Chmod {
-    /// Parses an octal (`755`, `0644`) or symbolic (`u+x,go-w`, `a=rX`) mode.
-    pub fn parse(text: &str) -> Result<Chmod> {
-        let bad = |why: &str| anyhow::anyhow!("--chmod={text}: {why}");
-        if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
-            let mode = u32::from_str_radix(text, 8).map_err(|_| bad("not an octal mode"))?;
-            if mode > 0o7777 {
-                bail!(bad("an octal mode is at most 7777"));
-            }
-            return Ok(Chmod::Octal(mode));
-        }
-        let mut actions = [Action::default(); MAX_ACTIONS];
-        let mut len = 0;
-        for clause in text.split(',') {
-            let mut chars = clause.chars().peekable();
-            let mut who = 0;
-            while let Some(c) = chars.peek().copied() {
-                who |= match c {
-                    'u' => 0o4700,
-                    'g' => 0o2070,
-                    'o' => 0o1007,
-                    'a' => 0o7777,
-                    _ => break,
-                };
-                chars.next();
-            }
-            let mut any = false;
-            while let Some(op) = chars.next() {
-                if !matches!(op, '+' | '-' | '=') {
-                    bail!(bad(&format!("unexpected {op:?}: expected [ugoa...][+-=][rwxXstugo...][,...] or an octal mode")));
-                }
-                let mut perms = 0;
-                while let Some(c) = chars.peek().copied() {
-                    perms |= match c {
-                        'r' => PERM_R,
-                        'w' => PERM_W,
-                        'x' => PERM_X,
-                        'X' => PERM_COND_X,
-                        's' => PERM_S,
-                        't' => PERM_T,
-                        'u' => PERM_U,
-                        'g' => PERM_G,
-                        'o' => PERM_O,
-                        _ => break,
-                    };
-                    chars.next();
-                }
-                if len == MAX_ACTIONS {
-                    bail!(bad("too many clauses"));
-                }
-                actions[len] = Action { who, op: op as u8, perms };
-                len += 1;
-                any = true;
-            }
-            if !any {
-                bail!(bad("expected [ugoa...][+-=][rwxXstugo...][,...] or an octal mode"));
-            }
-        }
-        Ok(Chmod::Symbolic { actions, len })
-    }
-
-    /// The mode a file of mode `mode` gets.
-    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
-        let (actions, len) = match self {
-            Chmod::Octal(m) => return *m,
-            Chmod::Symbolic { actions, len } => (actions, *len),
-        };
-        let mut m = mode & 0o7777;
-        for a in &actions[..len] {
-            let who = if a.who == 0 { 0o7777 } else { a.who };
-            let has = |flag: u16| a.perms & flag != 0;
-            let mut bits = 0;
-            if has(PERM_R) {
-                bits |= 0o444;
-            }
-            if has(PERM_W) {
-                bits |= 0o222;
-            }
-            if has(PERM_X) || (has(PERM_COND_X) && (is_dir || m & 0o111 != 0)) {
-                bits |= 0o111;
-            }
-            if has(PERM_S) {
-                bits |= 0o6000;
-            }
-            if has(PERM_T) {
-                bits |= 0o1000;
-            }
-            // `u`, `g`, `o` copy another class's current rwx bits.
-            for (flag, shift) in [(PERM_U, 6), (PERM_G, 3), (PERM_O, 0)] {
-                if has(flag) {
-                    bits |= ((m >> shift) & 0o7) * 0o111;
-                }
-            }
-            let bits = bits & who;
-            match a.op {
-                b'+' => m |= bits,
-                b'-' => m &= !bits,
-                _ => m = (m & !who) | bits,
-            }
-        }
-        m
-    }
 }
 
 /// One matched source.
@@ -280,6 +145,8 @@ pub struct CopyOptions<'a> {
     pub exclude: &'a Ignore,
     /// `--parents`: keep each source's path below the root under the destination.
     pub parents: bool,
+    /// How owners are set (recorded in single-id mode).
+    pub owners: &'a crate::owner::Owners,
 }
 
 /// Copies `patterns` from `src_root` to `dest` (absolute, in the image) below `tree`.
@@ -311,7 +178,18 @@ pub fn copy_sources(tree: &Path, src_root: &Path, sources: &[Source], dest: &str
             names.join(", ")
         );
     }
-    let mut copier = Copier { own: opts.own, links: HashMap::new(), ignore: opts.ignore, exclude: opts.exclude, src_root };
+    let mut copier = Copier {
+        own: opts.own,
+        owners: opts.owners,
+        links: HashMap::new(),
+        ignore: opts.ignore,
+        exclude: opts.exclude,
+        dir_times: Vec::new(),
+    };
+    // Sources are read through descriptors from here on: a directory of the context
+    // swapped for a symlink after matching is refused, never followed (see
+    // `rootfs::resolve::DirFd`).
+    let root = DirFd::open_root(src_root)?;
     for src in sources {
         // With --parents the source's own path below the root is kept.
         let dest_host = if opts.parents {
@@ -320,32 +198,46 @@ pub fn copy_sources(tree: &Path, src_root: &Path, sources: &[Source], dest: &str
         } else {
             dest_host.clone()
         };
+        let rel = src.host.strip_prefix(src_root).unwrap_or(Path::new(""));
         if src.is_dir {
             let target = if opts.parents { dest_host.join(&src.name) } else { dest_host.clone() };
             copier.ensure_dir(tree, &target)?;
-            copier.copy_dir_contents(tree, &src.host, &target)?;
-        } else if into_dir {
+            let dir = root.open_below(rel)?;
+            copier.copy_dir_contents(tree, &dir, rel, Path::new(""), &target)?;
+            continue;
+        }
+        let name = rel.file_name().ok_or_else(|| anyhow::anyhow!("{what} source {} has no file name", src.matched.display()))?;
+        let parent_dir = root.open_below(rel.parent().unwrap_or(Path::new("")))?;
+        let entry = parent_dir.open_entry(name)?;
+        if matches!(entry, Entry::Symlink(..) | Entry::Dir(..)) {
+            // Matching followed every symlink: one now means the context changed.
+            bail!("{what} source {}: changed while being read (now a symlink or directory); refusing to follow it", src.matched.display());
+        }
+        let target = if into_dir {
             copier.ensure_dir(tree, &dest_host)?;
             if src.name.is_empty() {
                 bail!("{what} source {} has no file name", src.matched.display());
             }
-            copier.copy_entry(&src.host, &dest_host.join(&src.name))?;
+            dest_host.join(&src.name)
         } else {
             let parent = dest_host.parent().unwrap_or(tree).to_path_buf();
             copier.ensure_dir(tree, &parent)?;
-            copier.copy_entry(&src.host, &dest_host)?;
-        }
+            dest_host.clone()
+        };
+        copier.copy_entry(entry, &src.host, &target)?;
     }
-    Ok(())
+    copier.finish()
 }
 
 struct Copier<'a> {
     own: CopyOwnership,
+    owners: &'a crate::owner::Owners,
     ignore: &'a Ignore,
     exclude: &'a Ignore,
-    src_root: &'a Path,
     /// (dev, inode) of copied files -> where they went, to keep hard links linked.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Copied directories and their source times, set last: filling them changes them.
+    dir_times: Vec<(PathBuf, i64, i64)>,
 }
 
 impl Copier<'_> {
@@ -365,7 +257,7 @@ impl Copier<'_> {
                     fs::create_dir(&cur).with_context(|| format!("creating {}", display_in(tree, &cur)))?;
                     fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))?;
                     if let Some((uid, gid)) = self.own.owner {
-                        chown(&cur, uid, gid)?;
+                        self.chown(&cur, uid, gid)?;
                     }
                 }
             }
@@ -373,24 +265,27 @@ impl Copier<'_> {
         Ok(())
     }
 
-    fn copy_dir_contents(&mut self, tree: &Path, src: &Path, dest: &Path) -> Result<()> {
-        let mut walker = walkdir::WalkDir::new(src).min_depth(1).follow_links(false).sort_by_file_name().into_iter();
-        let mut dirs = Vec::new();
-        while let Some(entry) = walker.next() {
-            let entry = entry.with_context(|| format!("reading {}", src.display()))?;
-            let rel = entry.path().strip_prefix(src).expect("below the walk root");
-            if !self.ignore.is_empty() {
-                let ctx_rel = entry.path().strip_prefix(self.src_root).unwrap_or(entry.path()).to_string_lossy().into_owned();
-                if self.ignore.excluded(&ctx_rel) {
-                    if entry.file_type().is_dir() && !self.ignore.may_reinclude(&ctx_rel) {
-                        walker.skip_current_dir();
-                    }
-                    continue;
-                }
-            }
-            if !self.exclude.is_empty() && self.exclude.excluded(&rel.to_string_lossy()) {
-                if entry.file_type().is_dir() && !self.exclude.may_reinclude(&rel.to_string_lossy()) {
-                    walker.skip_current_dir();
+    /// Copies what is below `dir` (the source at `root_rel` below the source root;
+    /// `rel` below the copied directory) into `dest`, in name order, reading every
+    /// entry through `dir`'s descriptor.
+    fn copy_dir_contents(&mut self, tree: &Path, dir: &DirFd, root_rel: &Path, rel: &Path, dest: &Path) -> Result<()> {
+        for name in dir.names()? {
+            let rel = rel.join(&name);
+            let ctx_rel = root_rel.join(&rel).to_string_lossy().into_owned();
+            let rel_str = rel.to_string_lossy().into_owned();
+            let is_dir = || {
+                nix::sys::stat::fstatat(dir.fd(), name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| file_type(&st) == SFlag::S_IFDIR)
+            };
+            let ignored = !self.ignore.is_empty() && self.ignore.excluded(&ctx_rel);
+            let excluded = !ignored && !self.exclude.is_empty() && self.exclude.excluded(&rel_str);
+            if ignored || excluded {
+                // A directory is still walked when a later `!pattern` may bring back
+                // something below it (its own entry is not copied).
+                let reinclude = if ignored { self.ignore.may_reinclude(&ctx_rel) } else { self.exclude.may_reinclude(&rel_str) };
+                if reinclude && is_dir() {
+                    let sub = dir.open_dir(&name)?;
+                    self.copy_dir_contents(tree, &sub, root_rel, &rel, dest)?;
                 }
                 continue;
             }
@@ -400,28 +295,24 @@ impl Copier<'_> {
                 &Path::new("/").join(dest.strip_prefix(tree).unwrap_or(dest)).join(rel.parent().unwrap_or(Path::new(""))),
                 Last::Follow,
             )?;
-            let target = parent.join(entry.file_name());
+            let target = parent.join(&name);
             // A re-included file's excluded parents were skipped: create them now.
             self.ensure_dir(tree, &parent)?;
-            self.copy_entry(entry.path(), &target)?;
-            if entry.file_type().is_dir() {
-                dirs.push((entry.path().to_path_buf(), target));
+            let entry = dir.open_entry(&name)?;
+            if let Some(sub) = self.copy_entry(entry, &dir.path().join(&name), &target)? {
+                self.copy_dir_contents(tree, &sub, root_rel, &rel, dest)?;
             }
-        }
-        // Directory times last: filling them changed them.
-        for (src, target) in dirs.into_iter().rev() {
-            let m = fs::symlink_metadata(&src)?;
-            set_times(&target, m.mtime(), m.mtime_nsec())?;
         }
         Ok(())
     }
 
-    /// Copies one file, symlink, directory (itself, not its contents) or special file.
-    fn copy_entry(&mut self, src: &Path, target: &Path) -> Result<()> {
-        let meta = fs::symlink_metadata(src).with_context(|| format!("reading {}", src.display()))?;
-        let ft = meta.file_type();
+    /// Copies one opened entry: a file from its descriptor, a symlink as a symlink,
+    /// a directory itself (returned, for its contents). `shown` names the source.
+    fn copy_entry(&mut self, entry: Entry, shown: &Path, target: &Path) -> Result<Option<DirFd>> {
+        let st = *entry.stat();
+        let is_dir = matches!(entry, Entry::Dir(..));
         if let Ok(existing) = fs::symlink_metadata(target) {
-            if !(existing.is_dir() && ft.is_dir()) {
+            if !(existing.is_dir() && is_dir) {
                 if existing.is_dir() {
                     fs::remove_dir_all(target)?;
                 } else {
@@ -429,57 +320,82 @@ impl Copier<'_> {
                 }
             }
         }
-        if ft.is_dir() {
-            if fs::symlink_metadata(target).is_err() {
-                fs::create_dir(target).with_context(|| format!("creating {}", target.display()))?;
-            }
-        } else if ft.is_symlink() {
-            let link = fs::read_link(src)?;
-            std::os::unix::fs::symlink(&link, target).with_context(|| format!("creating {}", target.display()))?;
-        } else if ft.is_file() {
-            if meta.nlink() > 1 {
-                let key = (meta.dev(), meta.ino());
-                if let Some(first) = self.links.get(&key) {
-                    fs::hard_link(first, target).with_context(|| format!("linking {}", target.display()))?;
-                    return Ok(());
+        let mut opened_dir = None;
+        let xattr_source = match entry {
+            Entry::Dir(d, _) => {
+                if fs::symlink_metadata(target).is_err() {
+                    fs::create_dir(target).with_context(|| format!("creating {}", target.display()))?;
                 }
-                self.links.insert(key, target.to_path_buf());
+                opened_dir = Some(d);
+                None
             }
-            let mut from = File::open(src).with_context(|| format!("reading {}", src.display()))?;
-            let mut to = File::create(target).with_context(|| format!("creating {}", target.display()))?;
-            io::copy(&mut from, &mut to).with_context(|| format!("copying {} to {}", src.display(), target.display()))?;
-        } else {
+            Entry::Symlink(link, _) => {
+                std::os::unix::fs::symlink(&link, target).with_context(|| format!("creating {}", target.display()))?;
+                None
+            }
+            Entry::File(mut from, _) => {
+                if st.st_nlink > 1 {
+                    let key = (st.st_dev, st.st_ino);
+                    if let Some(first) = self.links.get(&key) {
+                        fs::hard_link(first, target).with_context(|| format!("linking {}", target.display()))?;
+                        return Ok(None);
+                    }
+                    self.links.insert(key, target.to_path_buf());
+                }
+                let mut to = File::create(target).with_context(|| format!("creating {}", target.display()))?;
+                io::copy(&mut from, &mut to).with_context(|| format!("copying {} to {}", shown.display(), target.display()))?;
+                Some(from)
+            }
             // Devices, fifos and sockets from a build context are not image content.
-            return Ok(());
-        }
+            Entry::Other(_) => return Ok(None),
+        };
         let (uid, gid) = self.own.owner.unwrap_or((0, 0));
-        chown(target, uid, gid)?;
-        if !ft.is_symlink() {
-            let mode = self.own.mode.map_or(meta.mode() & 0o7777, |c| c.apply(meta.mode(), ft.is_dir()));
+        self.chown(target, uid, gid)?;
+        if file_type(&st) != SFlag::S_IFLNK {
+            let mode = st.st_mode & 0o7777;
+            let mode = self.own.mode.map_or(mode, |c| c.apply(mode, is_dir));
             fs::set_permissions(target, fs::Permissions::from_mode(mode))?;
-            copy_xattrs(src, target);
+            if let Some(src) = xattr_source.as_ref().or(opened_dir.as_ref().map(DirFd::file)) {
+                copy_xattrs(src, target);
+            }
         }
-        set_times(target, meta.mtime(), meta.mtime_nsec())?;
+        if is_dir {
+            self.dir_times.push((target.to_path_buf(), st.st_mtime, st.st_mtime_nsec));
+        } else {
+            set_times(target, st.st_mtime, st.st_mtime_nsec)?;
+        }
+        Ok(opened_dir)
+    }
+
+    fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<()> {
+        self.owners.set_owner(path, uid, gid).with_context(|| format!("chown {uid}:{gid} {}", path.display()))
+    }
+
+    /// Directory times last, innermost first: filling them changed them.
+    fn finish(self) -> Result<()> {
+        for (target, secs, nsecs) in self.dir_times.into_iter().rev() {
+            set_times(&target, secs, nsecs)?;
+        }
         Ok(())
     }
 }
 
-fn copy_xattrs(src: &Path, target: &Path) {
-    if let Ok(names) = xattr::list(src) {
+/// Copies a source's xattrs, read from its descriptor. Overlay markers, the host's
+/// SELinux label and owner records are not content (an owner record in a context
+/// is a claim anyone could write; see `crate::owner`).
+fn copy_xattrs(src: &File, target: &Path) {
+    use xattr::FileExt;
+    if let Ok(names) = src.list_xattr() {
         for name in names {
             let n = name.to_string_lossy();
-            if is_private_xattr(&n) || n.starts_with("security.selinux") {
+            if is_private_xattr(&n) || n.starts_with("security.selinux") || n == crate::owner::OVERRIDE_XATTR {
                 continue;
             }
-            if let Ok(Some(v)) = xattr::get(src, &name) {
+            if let Ok(Some(v)) = src.get_xattr(&name) {
                 let _ = xattr::set(target, &name, &v);
             }
         }
     }
-}
-
-fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
-    crate::owner::set_owner(path, uid, gid).with_context(|| format!("chown {uid}:{gid} {}", path.display()))
 }
 
 fn set_times(path: &Path, secs: i64, nsecs: i64) -> Result<()> {
@@ -496,38 +412,6 @@ fn display_in(tree: &Path, p: &Path) -> String {
 mod tests {
     use super::*;
 
-    fn mode(spec: &str, from: u32, is_dir: bool) -> u32 {
-        Chmod::parse(spec).unwrap_or_else(|e| panic!("{e}")).apply(from, is_dir)
-    }
-
-    #[test]
-    fn chmod_octal_and_symbolic() {
-        assert_eq!(mode("755", 0o600, false), 0o755);
-        assert_eq!(mode("0640", 0o777, true), 0o640);
-        // The reference's example: directories 755, files 644, executables kept 755.
-        assert_eq!(mode("u=rwX,go=rX", 0o700, true), 0o755);
-        assert_eq!(mode("u=rwX,go=rX", 0o666, false), 0o644);
-        assert_eq!(mode("u=rwX,go=rX", 0o700, false), 0o755);
-        assert_eq!(mode("+x", 0o644, false), 0o755);
-        assert_eq!(mode("a+x", 0o600, false), 0o711);
-        assert_eq!(mode("g=u", 0o640, false), 0o660);
-        assert_eq!(mode("g=u", 0o751, false), 0o771);
-        assert_eq!(mode("o=", 0o777, false), 0o770);
-        assert_eq!(mode("go-w", 0o777, false), 0o755);
-        assert_eq!(mode("u+s,g+s", 0o755, false), 0o6755);
-        assert_eq!(mode("+t", 0o777, true), 0o1777);
-        assert_eq!(mode("u+r-w", 0o200, false), 0o400);
-        assert_eq!(mode("a=rwx,o-rwx", 0o000, false), 0o770);
-        assert_eq!(mode("=r", 0o777, false), 0o444);
-    }
-
-    #[test]
-    fn chmod_errors() {
-        for bad in ["", "u", "x", "u+q", "8", "77777", "u+x,", "ug"] {
-            assert!(Chmod::parse(bad).is_err(), "{bad:?} must be refused");
-        }
-    }
-
     #[test]
     fn sources_may_not_leave_the_context() {
         assert_eq!(clean_relative("../etc/passwd"), "etc/passwd");
@@ -538,7 +422,7 @@ mod tests {
     }
 
     fn opts<'a>(own: CopyOwnership, none: &'a Ignore) -> CopyOptions<'a> {
-        CopyOptions { own, ignore: none, exclude: none, parents: false }
+        CopyOptions { own, ignore: none, exclude: none, parents: false, owners: &crate::owner::Owners::Real }
     }
 
     #[test]
@@ -552,15 +436,22 @@ mod tests {
         let own = CopyOwnership { owner: Some(me), mode: None };
         let none = Ignore::default();
         let ex = Ignore::parse("**/*.md\n");
-        copy(tree.path(), ctx.path(), &["x".into()], "/e/", CopyOptions { own, ignore: &none, exclude: &ex, parents: false }, "COPY")
-            .unwrap();
+        copy(
+            tree.path(),
+            ctx.path(),
+            &["x".into()],
+            "/e/",
+            CopyOptions { own, ignore: &none, exclude: &ex, parents: false, owners: &crate::owner::Owners::Real },
+            "COPY",
+        )
+        .unwrap();
         assert!(tree.path().join("e/y/a.txt").exists() && !tree.path().join("e/y/b.md").exists());
         copy(
             tree.path(),
             ctx.path(),
             &["x/y/a.txt".into()],
             "/p/",
-            CopyOptions { own, ignore: &none, exclude: &none, parents: true },
+            CopyOptions { own, ignore: &none, exclude: &none, parents: true, owners: &crate::owner::Owners::Real },
             "COPY",
         )
         .unwrap();
@@ -659,8 +550,15 @@ mod tests {
         let ig = Ignore::parse("docs\n!docs/keep.md\n*.key\n");
         let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
         let own = CopyOwnership { owner: Some(me), mode: None };
-        copy(tree.path(), ctx.path(), &[".".into()], "/app/", CopyOptions { own, ignore: &ig, exclude: &none, parents: false }, "COPY")
-            .unwrap();
+        copy(
+            tree.path(),
+            ctx.path(),
+            &[".".into()],
+            "/app/",
+            CopyOptions { own, ignore: &ig, exclude: &none, parents: false, owners: &crate::owner::Owners::Real },
+            "COPY",
+        )
+        .unwrap();
         assert!(tree.path().join("app/main.c").exists());
         assert!(tree.path().join("app/docs/keep.md").exists());
         assert!(!tree.path().join("app/docs/drop.md").exists());
@@ -670,9 +568,37 @@ mod tests {
             ctx.path(),
             &["secret.key".into()],
             "/x",
-            CopyOptions { own, ignore: &ig, exclude: &none, parents: false },
+            CopyOptions { own, ignore: &ig, exclude: &none, parents: false, owners: &crate::owner::Owners::Real },
             "COPY"
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_host_symlink_mid_copy_is_not_followed() {
+        use crate::rootfs::resolve::BEFORE_OPEN;
+        let none = Ignore::default();
+        let host = tempfile::tempdir().unwrap();
+        fs::write(host.path().join("host-secret"), b"s").unwrap();
+        let ctx = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        fs::create_dir_all(ctx.path().join("d/sub")).unwrap();
+        fs::write(ctx.path().join("d/sub/f"), b"f").unwrap();
+        // Matching saw a real directory; the swap strikes right before its open.
+        let (sub, host_dir) = (ctx.path().join("d/sub"), host.path().to_path_buf());
+        *BEFORE_OPEN.lock().unwrap() = Some(Box::new(move |p: &Path| {
+            if p == sub && fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
+                fs::rename(p, p.with_file_name("moved")).unwrap();
+                std::os::unix::fs::symlink(&host_dir, p).unwrap();
+            }
+        }));
+        let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let own = CopyOwnership { owner: Some(me), mode: None };
+        let result = copy(tree.path(), ctx.path(), &["d".into()], "/x/", opts(own, &none), "COPY");
+        *BEFORE_OPEN.lock().unwrap() = None;
+        let err = result.unwrap_err();
+        assert!(format!("{err:#}").contains("changed while being read"), "{err:#}");
+        let copied: Vec<_> = walkdir::WalkDir::new(tree.path()).into_iter().map(|e| e.unwrap().file_name().to_os_string()).collect();
+        assert!(!copied.iter().any(|n| n == "host-secret"), "a host file was copied: {copied:?}");
     }
 }

@@ -10,7 +10,9 @@ pub mod base;
 pub mod bundle;
 pub mod cache;
 pub mod cached;
+pub mod chmod;
 pub mod container;
+pub mod context;
 pub mod copy;
 pub mod export;
 pub mod remote_cache;
@@ -62,7 +64,8 @@ pub struct BuildOutcome {
 }
 
 /// Finds the Dockerfile: `-f` as given (relative to the working directory, as docker
-/// does), else `Containerfile`, else `Dockerfile` in the context.
+/// does), else `Containerfile`, else `Dockerfile` in the context, a symlink there
+/// resolved inside the context (see `context`).
 pub fn find_dockerfile(context: &Path, file: Option<&Path>) -> Result<PathBuf> {
     if let Some(f) = file {
         if !f.is_file() {
@@ -72,7 +75,7 @@ pub fn find_dockerfile(context: &Path, file: Option<&Path>) -> Result<PathBuf> {
     }
     for name in ["Containerfile", "Dockerfile"] {
         let p = context.join(name);
-        if p.is_file() {
+        if fs::symlink_metadata(self::context::resolve(context, &p)?).is_ok_and(|m| m.is_file()) {
             return Ok(p);
         }
     }
@@ -89,11 +92,15 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
     }
     let context = req.context.canonicalize().with_context(|| format!("resolving context {}", req.context.display()))?;
     let path = find_dockerfile(&context, req.file.as_deref())?;
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = if req.file.is_some() { fs::read_to_string(&path) } else { context::read_to_string(&context, &path) };
+    let text = text.with_context(|| format!("reading {}", path.display()))?;
     let file_label = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
     let df = dockerfile::parse(&text, &file_label)?;
     let plan = plan::plan(&df, &file_label, &req.build_args, req.target.as_deref())?;
-    let ignore = Ignore::for_build(&context, &path).context("reading the ignore file")?;
+    // The ignore file is the context's: read inside it even beside a `-f` Dockerfile
+    // that lies in the context; one elsewhere was named by the user.
+    let read_ignore = |p: &Path| if p.starts_with(&context) { context::read_to_string(&context, p) } else { fs::read_to_string(p) };
+    let ignore = Ignore::for_build(&context, &path, read_ignore).context("reading the ignore file")?;
     let parse_repos = |specs: &[String]| specs.iter().map(|s| remote_cache::parse_repo(s)).collect::<Result<Vec<_>>>();
     let remote = remote_cache::RemoteCache::new(ws, &parse_repos(&req.cache_from)?, &parse_repos(&req.cache_to)?)?;
 

@@ -427,6 +427,7 @@ impl<'a> StageBuilder<'a> {
             pipes,
             network,
             fake_chown: self.ws.single_id(),
+            owner_key: self.ws.owners.key().cloned(),
             binds: Vec::new(),
             tty: false,
         };

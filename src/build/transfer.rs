@@ -16,7 +16,7 @@ use crate::dockerfile::words::Lexer;
 use crate::dockerfile::{CopySource, Heredoc};
 use crate::oci::{Digest, HashingWriter};
 use crate::rootfs::extract;
-use crate::rootfs::resolve::{resolve_in, Last};
+use crate::rootfs::resolve::{resolve_in, DirFd, Entry, Last};
 use crate::sandbox::overlay;
 
 /// ADD's own options.
@@ -131,6 +131,7 @@ impl StageBuilder<'_> {
         let excluded = req.exclude.iter().map(|p| self.expand(p)).collect::<Result<Vec<_>>>()?;
         let exclude = Ignore::parse(&excluded.join("\n"));
         let parents = req.parents;
+        let owners = &self.ws.owners.clone();
 
         self.fs_step(|tree| {
             let owner = match &chown {
@@ -138,22 +139,23 @@ impl StageBuilder<'_> {
                 None => None,
             };
             let own = CopyOwnership { owner, mode };
-            let opts = CopyOptions { own, ignore, exclude: &exclude, parents };
+            let opts = CopyOptions { own, ignore, exclude: &exclude, parents, owners };
             let sources = copy::match_sources(&src_root, &paths, ignore, what)?;
-            let (archives, plain) = if unpack_local { split_archives(sources)? } else { (Vec::new(), sources) };
+            let (archives, plain) = if unpack_local { split_archives(&src_root, sources)? } else { (Vec::new(), sources) };
             copy::copy_sources(tree, &src_root, &plain, &abs, opts, what)?;
-            for (file, compression) in archives {
-                extract_into(tree, &abs, &file, compression, owner)?;
+            for (file, compression, shown) in archives {
+                extract_into(tree, &abs, (file, &shown), compression, owner, owners)?;
             }
             for name in &inline_names {
                 let path = inline_dir.join(name);
                 if unpack_urls && url_names.contains(name) {
-                    if let Some(c) = extract::detect(&path)? {
-                        extract_into(tree, &abs, &path, c, owner)?;
+                    let mut file = fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+                    if let Some(c) = extract::detect_file(&mut file)? {
+                        extract_into(tree, &abs, (file, &path), c, owner, owners)?;
                         continue;
                     }
                 }
-                let inline_opts = CopyOptions { own, ignore: &no_ignore, exclude: &no_ignore, parents: false };
+                let inline_opts = CopyOptions { own, ignore: &no_ignore, exclude: &no_ignore, parents: false, owners };
                 copy::copy(tree, &inline_dir, std::slice::from_ref(name), &abs, inline_opts, what)?;
             }
             Ok(())
@@ -175,25 +177,45 @@ pub(super) fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 
-fn extract_into(tree: &Path, dest: &str, archive: &Path, compression: extract::Compression, owner: Option<(u32, u32)>) -> Result<()> {
+fn extract_into(
+    tree: &Path,
+    dest: &str,
+    (archive, shown): (fs::File, &Path),
+    compression: extract::Compression,
+    owner: Option<(u32, u32)>,
+    owners: &crate::owner::Owners,
+) -> Result<()> {
     let dir = resolve_in(tree, Path::new(dest), Last::Follow)?;
     fs::create_dir_all(&dir).with_context(|| format!("creating {dest}"))?;
-    let input = extract::open_archive(archive, compression).with_context(|| format!("opening archive {}", archive.display()))?;
-    extract::extract(input, tree, &dir, owner).with_context(|| format!("extracting {} into {dest}", archive.display()))
+    let archive_name = shown.display();
+    let input = extract::open_archive_file(archive, compression).with_context(|| format!("opening archive {archive_name}"))?;
+    extract::extract(input, tree, &dir, owner, owners).with_context(|| format!("extracting {archive_name} into {dest}"))
 }
 
-/// A local archive to extract and how it is compressed.
-type Archive = (PathBuf, extract::Compression);
+/// A local archive to extract: the file opened beneath the source root, how it is
+/// compressed, and its path for messages.
+type Archive = (fs::File, extract::Compression, PathBuf);
 
 /// Separates local archives (to be extracted) from other sources; each wildcard
-/// match is classified on its own.
-fn split_archives(sources: Vec<copy::Source>) -> Result<(Vec<Archive>, Vec<copy::Source>)> {
+/// match is classified on its own. An archive is read from the descriptor opened
+/// here, so a context path swapped for a symlink meanwhile is never followed.
+fn split_archives(src_root: &Path, sources: Vec<copy::Source>) -> Result<(Vec<Archive>, Vec<copy::Source>)> {
     let mut archives = Vec::new();
     let mut plain = Vec::new();
+    let root = DirFd::open_root(src_root)?;
     for source in sources {
-        let is_file = fs::symlink_metadata(&source.host).is_ok_and(|m| m.is_file());
-        match if is_file { extract::detect(&source.host)? } else { None } {
-            Some(c) => archives.push((source.host, c)),
+        let rel = source.host.strip_prefix(src_root).unwrap_or(&source.host);
+        let (Some(name), false) = (rel.file_name(), source.is_dir) else {
+            plain.push(source);
+            continue;
+        };
+        // Not a regular file (a device, a fifo): copy_sources decides.
+        let Entry::File(mut file, _) = root.open_below(rel.parent().unwrap_or(Path::new("")))?.open_entry(name)? else {
+            plain.push(source);
+            continue;
+        };
+        match extract::detect_file(&mut file)? {
+            Some(c) => archives.push((file, c, source.host)),
             None => plain.push(source),
         }
     }

@@ -67,6 +67,8 @@ pub struct Workspace {
     /// How pulls for FROM and pushes for `--output docker://` show progress.
     pub transfer_view: crate::report::TransferView,
     pub tls: crate::registry::tls::TlsOptions,
+    /// How owners are kept: sealed records in single-id mode, real chown otherwise.
+    pub owners: crate::owner::Owners,
 }
 
 /// `--pull`: when a base image comes from its registry rather than the local store.
@@ -117,7 +119,17 @@ impl Workspace {
             Privilege::RealRoot => ("host ids (real root)".to_string(), "trusted.overlay.opaque"),
             Privilege::Namespaced(m) => (m.to_string(), "user.overlay.opaque"),
         };
-        let layers = LayerDirs::open(root, &mapping, opaque)?;
+        let mut layers = LayerDirs::open(root, &mapping, opaque)?;
+        let owners = match &privilege {
+            Privilege::Namespaced(m) if m.is_single_id() => {
+                let path = root.join(crate::owner::KEY_FILE);
+                let key =
+                    crate::owner::OwnerKey::load_or_create(&path).with_context(|| format!("opening the owner key {}", path.display()))?;
+                crate::owner::Owners::Recorded(key)
+            }
+            _ => crate::owner::Owners::Real,
+        };
+        layers.set_owners(owners.clone());
         let (driver, driver_choice) = match driver {
             Some(d) => (d, DriverChoice::Forced),
             None => {
@@ -136,6 +148,7 @@ impl Workspace {
             pull: PullPolicy::default(),
             transfer_view: crate::report::TransferView::default(),
             tls: crate::registry::tls::TlsOptions::default(),
+            owners,
         })
     }
 
@@ -270,6 +283,7 @@ impl Workspace {
             opaque_xattrs: OPAQUE_XATTRS.iter().map(|s| s.to_string()).collect(),
             clamp_mtime: source_date_epoch(),
             lowers: self.layer_dirs(below)?,
+            owners: self.owners.clone(),
         })
     }
 

@@ -152,6 +152,7 @@ fn run_container(
         pipes: Vec::new(),
         network: if args.network == "none" { Network::None } else { Network::Host },
         fake_chown: ws.single_id(),
+        owner_key: ws.owners.key().cloned(),
         binds: args.volumes.iter().map(|v| BindMount::parse(v)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?,
         tty: args.tty,
     };

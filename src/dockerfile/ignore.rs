@@ -66,7 +66,9 @@ impl Ignore {
 
     /// Loads the ignore file for a build: `<Dockerfile>.dockerignore` next to the
     /// Dockerfile wins, then `.containerignore`, then `.dockerignore` in the context.
-    pub fn for_build(context: &Path, dockerfile: &Path) -> std::io::Result<Ignore> {
+    /// `read` reads one candidate (NotFound when absent); the builder's reader keeps
+    /// a context's files inside the context.
+    pub fn for_build(context: &Path, dockerfile: &Path, read: impl Fn(&Path) -> std::io::Result<String>) -> std::io::Result<Ignore> {
         let mut candidates = Vec::new();
         if let Some(name) = dockerfile.file_name() {
             let mut n = name.to_os_string();
@@ -76,7 +78,7 @@ impl Ignore {
         candidates.push(context.join(".containerignore"));
         candidates.push(context.join(".dockerignore"));
         for c in candidates {
-            match std::fs::read_to_string(&c) {
+            match read(&c) {
                 Ok(text) => return Ok(Ignore::parse(&text)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(std::io::Error::new(e.kind(), format!("{}: {e}", c.display()))),

@@ -30,6 +30,8 @@ pub struct DiffOptions {
     /// written where it hides a directory of these: fuse-overlayfs marks every new
     /// directory opaque, kernel overlay does not, and the layer must not depend on it.
     pub lowers: Vec<std::path::PathBuf>,
+    /// Where owners recorded in single-id mode are honoured (sealed values only).
+    pub owners: crate::owner::Owners,
 }
 
 /// Writes the tar of `upper` to `out`; returns the number of entries written.
@@ -69,8 +71,9 @@ pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<
         }
         let xattrs = read_xattrs(path)?;
         let mut h = base_header(&meta, mtime);
-        // A single-id namespace records the true owner beside the file.
-        if let Some((uid, gid)) = crate::owner::recorded_owner(path) {
+        // A single-id namespace records the true owner beside the file; only a value
+        // strata sealed counts (see `crate::owner`).
+        if let Some((uid, gid)) = opts.owners.recorded(path) {
             h.set_uid(u64::from(uid));
             h.set_gid(u64::from(gid));
         }
@@ -461,5 +464,48 @@ mod tests {
         let mut ar = tar::Archive::new(&buf[..]);
         let e = ar.entries().unwrap().next().unwrap().unwrap();
         assert_eq!(e.header().mtime().unwrap(), 10);
+    }
+
+    #[test]
+    fn only_sealed_owner_records_count_and_none_reaches_the_layer() {
+        use crate::owner::{OwnerKey, Owners, KEY_FILE, OVERRIDE_XATTR};
+        let d = tempfile::tempdir().unwrap();
+        let up = d.path().join("upper");
+        fs::create_dir(&up).unwrap();
+        for f in ["forged", "sealed"] {
+            fs::write(up.join(f), b"x").unwrap();
+            fs::set_permissions(up.join(f), std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+        }
+        if xattr::set(up.join("forged"), OVERRIDE_XATTR, b"0:0:04755").is_err() {
+            eprintln!("skipping: no user xattrs on this filesystem");
+            return;
+        }
+        let key = OwnerKey::load_or_create(&d.path().join(KEY_FILE)).unwrap();
+        xattr::set(up.join("sealed"), OVERRIDE_XATTR, key.seal(1000, 100, 0o4755).as_bytes()).unwrap();
+        let me = fs::metadata(up.join("forged")).unwrap();
+        let owners_of = |opts: &DiffOptions| {
+            let mut buf = Vec::new();
+            write_diff(&up, &mut buf, opts).unwrap();
+            let mut ar = tar::Archive::new(&buf[..]);
+            let mut out = Vec::new();
+            for e in ar.entries().unwrap() {
+                let mut e = e.unwrap();
+                let pax: Vec<String> =
+                    e.pax_extensions().unwrap().map(|x| x.map(|r| r.unwrap().key().unwrap().to_string()).collect()).unwrap_or_default();
+                assert!(!pax.iter().any(|k| k.contains(OVERRIDE_XATTR)), "the record never reaches a layer: {pax:?}");
+                let h = e.header();
+                out.push((e.path().unwrap().display().to_string(), h.uid().unwrap(), h.gid().unwrap()));
+            }
+            out
+        };
+        let mine = (u64::from(me.uid()), u64::from(me.gid()));
+        let single = DiffOptions { owners: Owners::Recorded(key), ..Default::default() };
+        assert_eq!(owners_of(&single), vec![("forged".into(), mine.0, mine.1), ("sealed".into(), 1000, 100)]);
+        let mapped = DiffOptions::default();
+        assert_eq!(
+            owners_of(&mapped),
+            vec![("forged".into(), mine.0, mine.1), ("sealed".into(), mine.0, mine.1)],
+            "every id mapped: no record counts"
+        );
     }
 }

@@ -31,8 +31,12 @@ pub enum Compression {
 
 /// Detects the compression of `file`; `None` when it is not an archive at all.
 pub fn detect(file: &Path) -> io::Result<Option<Compression>> {
+    detect_file(&mut File::open(file)?)
+}
+
+/// Detects the compression of an open file from its first bytes, then rewinds it.
+pub fn detect_file(f: &mut File) -> io::Result<Option<Compression>> {
     let mut head = [0u8; 512];
-    let mut f = File::open(file)?;
     let mut n = 0;
     while n < head.len() {
         match f.read(&mut head[n..])? {
@@ -40,6 +44,7 @@ pub fn detect(file: &Path) -> io::Result<Option<Compression>> {
             k => n += k,
         }
     }
+    io::Seek::rewind(f)?;
     let h = &head[..n];
     Ok(if h.starts_with(&[0x1f, 0x8b]) {
         Some(Compression::Gzip)
@@ -58,7 +63,12 @@ pub fn detect(file: &Path) -> io::Result<Option<Compression>> {
 
 /// Opens `file` as a decompressed tar stream.
 pub fn open_archive(file: &Path, compression: Compression) -> io::Result<Box<dyn Read>> {
-    let reader = BufReader::with_capacity(1 << 20, File::open(file)?);
+    open_archive_file(File::open(file)?, compression)
+}
+
+/// Reads an open file as a decompressed tar stream.
+pub fn open_archive_file(file: File, compression: Compression) -> io::Result<Box<dyn Read>> {
+    let reader = BufReader::with_capacity(1 << 20, file);
     Ok(match compression {
         Compression::None => Box::new(reader),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
@@ -69,8 +79,14 @@ pub fn open_archive(file: &Path, compression: Compression) -> io::Result<Box<dyn
 }
 
 /// Extracts `input` into the directory `dest` (a host path below `tree`). `owner`
-/// overrides the archive's ownership (ADD --chown).
-pub fn extract<R: Read>(input: R, tree: &Path, dest: &Path, owner: Option<(u32, u32)>) -> Result<(), RootfsError> {
+/// overrides the archive's ownership (ADD --chown); `owners` says how owners are set.
+pub fn extract<R: Read>(
+    input: R,
+    tree: &Path,
+    dest: &Path,
+    owner: Option<(u32, u32)>,
+    owners: &crate::owner::Owners,
+) -> Result<(), RootfsError> {
     let mut archive = tar::Archive::new(BufReader::new(input));
     let mut dirs: Vec<(PathBuf, u64)> = Vec::new();
     let dest_in_tree = Path::new("/").join(dest.strip_prefix(tree).unwrap_or(Path::new("")));
@@ -135,7 +151,7 @@ pub fn extract<R: Read>(input: R, tree: &Path, dest: &Path, owner: Option<(u32, 
             // Devices and fifos from a user archive are skipped, as in rootless Docker.
             _ => continue,
         }
-        crate::owner::set_owner(&target, uid, gid).map_err(|e| RootfsError::Chown {
+        owners.set_owner(&target, uid, gid).map_err(|e| RootfsError::Chown {
             path: target.display().to_string(),
             uid: uid.into(),
             gid: gid.into(),
@@ -205,7 +221,7 @@ mod tests {
         enc.finish().unwrap();
         let c = detect(&gz).unwrap().unwrap();
         assert_eq!(c, Compression::Gzip);
-        extract(open_archive(&gz, c).unwrap(), &tree, &tree.join("usr/lib"), None).unwrap();
+        extract(open_archive(&gz, c).unwrap(), &tree, &tree.join("usr/lib"), None, &crate::owner::Owners::Real).unwrap();
         assert_eq!(fs::read(tree.join("usr/lib/a/b.txt")).unwrap(), b"hello");
         assert_eq!(fs::metadata(tree.join("usr/lib/x")).unwrap().permissions().mode() & 0o777, 0o640);
         let plain = d.path().join("plain.txt");
@@ -226,7 +242,7 @@ mod tests {
         h.set_cksum();
         b.append(&h, &b"hi"[..]).unwrap();
         let t = b.into_inner().unwrap();
-        extract(&t[..], d.path(), d.path(), None).unwrap();
+        extract(&t[..], d.path(), d.path(), None, &crate::owner::Owners::Real).unwrap();
         let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
         assert_eq!(fs::read(d.path().join(name).join("x")).unwrap(), b"hi");
         assert!(!d.path().join("caf\u{fffd}").exists(), "no lossy replacement name");
@@ -236,7 +252,7 @@ mod tests {
     fn climbing_out_is_refused() {
         let d = tempfile::tempdir().unwrap();
         let t = tar_bytes(&[("../../evil", b"x")]);
-        let err = extract(&t[..], d.path(), d.path(), None).unwrap_err();
+        let err = extract(&t[..], d.path(), d.path(), None, &crate::owner::Owners::Real).unwrap_err();
         assert!(err.to_string().contains("evil"));
     }
 }

@@ -23,6 +23,8 @@ use super::RootfsError;
 pub struct LayerDirs {
     root: PathBuf,
     opaque_xattr: String,
+    /// How unpacked files get their owners (single-id mode records them).
+    owners: crate::owner::Owners,
 }
 
 impl LayerDirs {
@@ -47,10 +49,15 @@ impl LayerDirs {
             }
             Err(_) => write_atomic(&record, mapping.as_bytes())?,
         }
-        let dirs = LayerDirs { root: root.to_path_buf(), opaque_xattr: opaque_xattr.to_string() };
+        let dirs = LayerDirs { root: root.to_path_buf(), opaque_xattr: opaque_xattr.to_string(), owners: crate::owner::Owners::Real };
         dirs.ensure_init()?;
         dirs.remove_abandoned_scratch();
         Ok(dirs)
+    }
+
+    /// Unpacks give owners this way from now on (the workspace sets it once).
+    pub fn set_owners(&mut self, owners: crate::owner::Owners) {
+        self.owners = owners;
     }
 
     pub fn opaque_xattr(&self) -> &str {
@@ -119,7 +126,7 @@ impl LayerDirs {
         let target = tmp.path().join("diff");
         fs::create_dir(&target).map_err(|e| RootfsError::io(&target, e))?;
         let mut hashing = HashingReader::new(input);
-        unpack(&mut hashing, &target, &UnpackOptions { opaque_xattr: self.opaque_xattr.clone() })?;
+        unpack(&mut hashing, &target, &UnpackOptions { opaque_xattr: self.opaque_xattr.clone(), owners: self.owners.clone() })?;
         // Drain trailing padding so the hash covers the whole stream.
         io::copy(&mut hashing, &mut io::sink()).map_err(|e| RootfsError::io(&target, e))?;
         let found = hashing.finish().1.hex().to_string();

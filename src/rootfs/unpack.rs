@@ -27,6 +27,8 @@ use super::{is_private_xattr, RootfsError, OPAQUE_MARKER, WHITEOUT_PREFIX};
 pub struct UnpackOptions {
     /// Xattr written on opaque dirs (user.overlay.opaque in a user namespace).
     pub opaque_xattr: String,
+    /// How owners are set (recorded in single-id mode).
+    pub owners: crate::owner::Owners,
 }
 
 /// Unpacks the uncompressed tar `input` into the empty directory `dest`.
@@ -177,7 +179,7 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
             other => return Err(RootfsError::BadEntry { path: display(&raw), reason: format!("unsupported tar entry type {other:?}") }),
         }
 
-        crate::owner::set_owner(&target, uid as u32, gid as u32).map_err(|e| RootfsError::Chown {
+        opts.owners.set_owner(&target, uid as u32, gid as u32).map_err(|e| RootfsError::Chown {
             path: target.display().to_string(),
             uid,
             gid,
@@ -192,7 +194,9 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
                 let ext = ext.map_err(|e| RootfsError::io(&target, e))?;
                 if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
                     let name = String::from_utf8_lossy(name).into_owned();
-                    if is_private_xattr(&name) {
+                    // An owner record in a layer is a claim anyone could write, never
+                    // strata's own record (see `crate::owner`).
+                    if is_private_xattr(&name) || name == crate::owner::OVERRIDE_XATTR {
                         continue;
                     }
                     if let Err(e) = xattr::set(&target, &name, ext.value_bytes()) {
@@ -336,7 +340,7 @@ mod tests {
     }
 
     fn opts() -> UnpackOptions {
-        UnpackOptions { opaque_xattr: "user.overlay.opaque".into() }
+        UnpackOptions { opaque_xattr: "user.overlay.opaque".into(), owners: crate::owner::Owners::Real }
     }
 
     #[test]
@@ -415,6 +419,31 @@ mod tests {
             // Unprivileged test runs cannot mknod; the error must name the path.
             Err(e) => assert!(e.to_string().contains("etc/group"), "{e}"),
         }
+    }
+
+    #[test]
+    fn an_owner_record_in_a_layer_is_not_unpacked() {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("SCHILY.xattr.user.containers.override_stat", &b"0:0:04755"[..]), ("SCHILY.xattr.user.kept", &b"v"[..])])
+            .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_path("f").unwrap();
+        h.set_size(1);
+        h.set_mode(0o755);
+        h.set_uid(nix::unistd::geteuid().as_raw().into());
+        h.set_gid(nix::unistd::getegid().as_raw().into());
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        unpack(&t[..], d.path(), &opts()).unwrap();
+        let f = d.path().join("f");
+        if xattr::get(&f, "user.kept").unwrap().is_none() {
+            eprintln!("skipping: no user xattrs on this filesystem");
+            return;
+        }
+        assert_eq!(xattr::get(&f, crate::owner::OVERRIDE_XATTR).unwrap(), None);
+        assert_eq!(fs::metadata(&f).unwrap().mode() & 0o7777, 0o755);
     }
 }
 

@@ -6,7 +6,10 @@
 //! that turns chown, fchown, lchown and fchownat into notifications for pid 1, which
 //! performs them on the command's behalf: mapped ids for real, other ids recorded in
 //! `user.containers.override_stat` (see `crate::owner`), from which the layer writer
-//! takes the true owner. Only installed in single-id mode.
+//! takes the true owner. Only installed in single-id mode. pid 1 seals each record
+//! with the store's owner key (from the run spec, read before the container starts);
+//! the command cannot read pid 1's memory (it holds fewer capabilities, so ptrace
+//! access is refused) and the key file is outside its root.
 
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -14,6 +17,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
@@ -120,6 +124,15 @@ fn at_path(pid: u32, dirfd: i32, path: &std::path::Path) -> PathBuf {
     }
 }
 
+/// How pid 1 records owners: set once from the run spec, before the container starts.
+static OWNERS: OnceLock<crate::owner::Owners> = OnceLock::new();
+
+/// Keeps the store's owner key for the records pid 1 writes.
+pub fn set_owners(key: &Option<crate::owner::OwnerKey>) {
+    let owners = key.clone().map_or(crate::owner::Owners::Real, crate::owner::Owners::Recorded);
+    let _ = OWNERS.set(owners);
+}
+
 /// Handles one pending notification on `listener`.
 pub fn serve_one(listener: &OwnedFd) {
     // SAFETY: zeroed plain-data structs filled in by the kernel.
@@ -143,7 +156,7 @@ pub fn serve_one(listener: &OwnedFd) {
             }
             _ => return Err(io::Error::from_raw_os_error(libc::ENOSYS)),
         };
-        crate::owner::chown_request(&path, follow, uid, gid)
+        OWNERS.get_or_init(Default::default).chown_request(&path, follow, uid, gid)
     })();
     let error = match result {
         Ok(()) => 0,

@@ -162,6 +162,10 @@ pub struct RunSpec {
     /// recorded (see `chown_notify`).
     #[serde(default)]
     pub fake_chown: bool,
+    /// The store's owner key, with which pid 1 seals the owners it records in
+    /// single-id mode (see `crate::owner`); None with every id mapped.
+    #[serde(default)]
+    pub owner_key: Option<crate::owner::OwnerKey>,
     /// Host paths bound into the container (`run -v`).
     #[serde(default)]
     pub binds: Vec<BindMount>,
@@ -344,7 +348,10 @@ pub fn helper_main(spec_path: &Path, outcome_path: &Path) -> ! {
         .map_err(|e| SandboxError::io(spec_path, e))
         .and_then(|b| serde_json::from_slice::<RunSpec>(&b).map_err(|e| SandboxError::Setup(format!("bad spec: {e}"))))
     {
-        Ok(spec) => child::contain(&spec),
+        Ok(spec) => {
+            chown_notify::set_owners(&spec.owner_key);
+            child::contain(&spec)
+        }
         Err(e) => Outcome::SetupFailed(e.to_string()),
     };
     let code = match outcome::write(outcome_path, &outcome) {
