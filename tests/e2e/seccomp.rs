@@ -98,6 +98,17 @@ fn seccomp_unconfined_turns_the_filter_off() {
         // The same call the default profile denies works: the EPERM above was the filter's.
         assert_eq!(unshare, "0", "{label}: unshare(CLONE_NEWUSER) works unconfined:\n{all}");
     }
+    // A step's cached result stands in only for a run under the same profile.
+    let ctx = scratch("seccomp-cache");
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN grep -E '^Seccomp:' /proc/self/status > /mode\n").unwrap();
+    let ctx = path_str(&ctx);
+    strata(["build", "-t", "seccomp-cache", &ctx]).ok();
+    strata(["build", "-t", "seccomp-cache-unconfined", "--security-opt", "seccomp=unconfined", &ctx]).ok();
+    strata(["build", "-t", "seccomp-cache-again", &ctx]).ok();
+    let mode = |tag: &str| strata(["run", "--rm", "--security-opt", "seccomp=unconfined", tag, "cat", "/mode"]).ok().stdout;
+    assert_eq!(mode("seccomp-cache"), "Seccomp:\t2\n");
+    assert_eq!(mode("seccomp-cache-unconfined"), "Seccomp:\t0\n", "the unconfined build ran its RUN, not the default one's cache");
+    assert_eq!(mode("seccomp-cache-again"), "Seccomp:\t2\n", "and the default build did not take the unconfined result");
 }
 
 #[test]
