@@ -151,8 +151,13 @@ fn bad_security_opts_and_profiles_are_refused_with_the_reason() {
         (format!("seccomp={}", path_str(&missing)), &[&path_str(&missing), "No such file"]),
         ("label=disable".to_string(), &["invalid --security-opt \"label=disable\""]),
     ];
-    for (opt, expected) in &cases {
-        for cmd in [vec!["run", "--rm", "--security-opt", opt, "busybox", "true"], vec!["build", "--security-opt", opt, &path_str(&dir)]] {
+    for (n, (opt, expected)) in cases.iter().enumerate() {
+        // Named and without --rm: a container made before the options were checked
+        // would stay in `ps -a`.
+        let name = format!("seccomp-refused-{n}");
+        for cmd in
+            [vec!["run", "--name", &name, "--security-opt", opt, "busybox", "true"], vec!["build", "--security-opt", opt, &path_str(&dir)]]
+        {
             let out = strata(&cmd);
             assert!(!out.success(), "{cmd:?} must fail: {}", out.describe());
             for e in expected.iter() {
@@ -161,7 +166,7 @@ fn bad_security_opts_and_profiles_are_refused_with_the_reason() {
         }
     }
     let left = strata(["ps", "-a"]).ok();
-    assert!(!left.stdout.contains("missing.json"), "a refused run leaves no container: {}", left.stdout);
+    assert!(!left.stdout.contains("seccomp-refused-"), "a refused run leaves no container: {}", left.stdout);
 }
 
 /// Single-id mode: the chown notifications and the profile are one filter; chown to
