@@ -5,10 +5,10 @@
 //! mount namespace (with the overlay in it), mounts /proc, /dev and /sys, pivots into
 //! it, resolves the user in the container's own /etc/passwd, drops to Docker's
 //! default capability set with no_new_privs, loads the seccomp filter, and execs the
-//! command. A setup failure
-//! travels back over a close-on-exec pipe, so "the command exited 125" and "the
-//! sandbox could not start" are never confused. Pid 1 then stays as a minimal init:
-//! the command runs as its child, orphans are reaped and signals forwarded.
+//! command. A setup failure travels back over a close-on-exec pipe, so "the command
+//! exited 125" and "the sandbox could not start" are never confused. Pid 1 then
+//! stays as a minimal init: the command runs as its child, orphans are reaped and
+//! signals forwarded.
 
 use std::ffi::CString;
 use std::fs;
