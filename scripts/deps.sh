@@ -7,6 +7,8 @@ set -euo pipefail
 
 packages=(
     uidmap          # newuidmap/newgidmap: map the subuid ranges into the user namespace
+    libseccomp-dev  # the libseccomp crate links libseccomp (>= 2.5 for seccomp notify)
+    pkg-config      # -sys crates look system libraries up with it (libseccomp-sys links -lseccomp)
     fuse-overlayfs  # overlay fallback where kernel overlayfs is not allowed
     busybox-static  # the static busybox copied into the base image
     skopeo          # tests: inspect oci: and oci-archive: outputs

@@ -58,6 +58,8 @@ mod registry_server;
 mod registry_tls;
 #[path = "e2e/reproducible.rs"]
 mod reproducible;
+#[path = "e2e/seccomp.rs"]
+mod seccomp;
 #[path = "e2e/session.rs"]
 mod session;
 #[path = "e2e/single_id.rs"]

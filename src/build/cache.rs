@@ -2,7 +2,8 @@
 //!
 //! A key chains the parent's key with everything the step's result depends on: the
 //! instruction as written and its words after expansion, heredoc bodies, for RUN
-//! the stage's ARG values (proxy ARGs excluded) and network, for COPY/ADD a hash of
+//! the stage's ARG values (proxy ARGs excluded), network and a non-default seccomp
+//! profile, for COPY/ADD a hash of
 //! what the copy keeps of its sources (see [`content_digest`]) or the key of the
 //! `--from` stage, for ADD the name, digest and date of each URL's download (fetched
 //! to compute the key, as BuildKit does), the layer compression and SOURCE_DATE_EPOCH. Environment, SHELL,

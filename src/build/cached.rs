@@ -15,6 +15,7 @@ use super::transfer::{download, is_url, Prefetched};
 use super::workspace::{source_date_epoch, ImageState};
 use super::{base, is_proxy_arg};
 use crate::dockerfile::{CopySource, Instruction, Located};
+use crate::sandbox::seccomp::SeccompPolicy;
 
 impl StageBuilder<'_> {
     /// Applies one instruction through the build cache. Filesystem steps are looked
@@ -77,6 +78,13 @@ impl StageBuilder<'_> {
                 // The shell expands RUN's text, so its key holds the values it sees
                 // instead (proxy args excepted: they never cause a miss).
                 extra.push_str(&format!("net={:?}/{:?}", self.network, r.network));
+                // A step run under another seccomp profile may have done what the
+                // default profile refuses: it must not stand in for a default run.
+                // (Default runs keep the keys they had before profiles existed.)
+                if self.seccomp != SeccompPolicy::DockerDefault {
+                    let policy = serde_json::to_vec(&self.seccomp).expect("a policy serialises");
+                    extra.push_str(&format!("/seccomp={}", crate::oci::Digest::of_bytes(&policy).hex()));
+                }
                 seen_args = args;
                 r.heredocs.as_slice()
             }

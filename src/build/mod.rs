@@ -46,6 +46,8 @@ pub struct BuildRequest {
     pub target: Option<String>,
     /// Network for RUN steps (`--network`): the host's, or none.
     pub network: crate::sandbox::Network,
+    /// `--security-opt seccomp=...`: the seccomp profile of RUN steps.
+    pub seccomp: crate::sandbox::seccomp::SeccompPolicy,
     /// `--no-cache`: run every step.
     pub no_cache: bool,
     /// `--no-cache-filter`: stages (names or indexes) whose steps all run.
@@ -112,6 +114,7 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
         let label = if stage_count > 1 { format!("[{}/{}] ", n + 1, stage_count) } else { String::new() };
         let mut builder = StageBuilder::new(ws, &plan, stage, &df, &file_label, &context, &ignore, &req.build_args, &built, report, label);
         builder.network = req.network;
+        builder.seccomp = req.seccomp.clone();
         let filtered = req
             .no_cache_filter
             .iter()

@@ -23,6 +23,7 @@ use crate::dockerfile::{expand_word, CommandForm, Dockerfile, HealthTest, Heredo
 use crate::oci::{self, ContainerConfig, History};
 use crate::plan::{BuildPlan, Stage};
 use crate::report::Reporter;
+use crate::sandbox::seccomp::SeccompPolicy;
 use crate::sandbox::{self, overlay, Network, RunSpec, Stdin};
 
 /// The shell for shell-form commands when SHELL never set one.
@@ -48,6 +49,8 @@ pub struct StageBuilder<'a> {
     cmd_set_here: bool,
     /// RUN's network unless a RUN says otherwise (`build --network`).
     pub(super) network: Network,
+    /// RUN's seccomp profile (`build --security-opt`).
+    pub(super) seccomp: SeccompPolicy,
     pub(super) cache: Cache,
     pub(super) memo: cache::Memo,
     /// `--no-cache`: run every step (results are still recorded).
@@ -89,6 +92,7 @@ impl<'a> StageBuilder<'a> {
             args: BTreeMap::new(),
             cmd_set_here: false,
             network: Network::Host,
+            seccomp: SeccompPolicy::DockerDefault,
             cache: Cache::open(ws).unwrap_or_else(|_| Cache::disabled()),
             memo: cache::Memo::load(&ws.root),
             no_cache: false,
@@ -430,6 +434,7 @@ impl<'a> StageBuilder<'a> {
             owner_key: self.ws.owners.key().cloned(),
             binds: Vec::new(),
             tty: false,
+            seccomp: self.seccomp.clone(),
         };
         let prefix = if self.report.is_quiet() { None } else { Some(format!("{}{n}/{total} | ", self.label)) };
         let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;

@@ -76,6 +76,11 @@ pub struct BuildArgs {
     /// NAME.key), instead of certs.d/REGISTRY.
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
+    /// Security options for RUN: seccomp=unconfined, seccomp=FILE (a profile in
+    /// Docker's JSON format; default: Docker's default profile), no-new-privileges
+    /// (always on).
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
     /// Build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -123,6 +128,7 @@ pub fn run(ws: &mut Workspace, args: BuildArgs) -> Result<ExitCode> {
         output: args.output,
         target: args.target,
         network: if args.network == "none" { Network::None } else { Network::Host },
+        seccomp: super::security::seccomp_policy(&args.security_opt)?,
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter,
         cache_from: args.cache_from,

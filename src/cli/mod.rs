@@ -13,6 +13,7 @@ mod info;
 mod prune;
 mod registry;
 mod run;
+mod security;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -10,6 +10,7 @@ use clap::Args;
 use crate::build::bundle::{write_bundle, BundleProcess};
 use crate::build::container::{ContainerState, Containers};
 use crate::build::workspace::{ImageState, Workspace};
+use crate::sandbox::seccomp::SeccompPolicy;
 use crate::sandbox::userns::Privilege;
 use crate::sandbox::{self, BindMount, Network, RunSpec, Stdin};
 
@@ -49,6 +50,10 @@ pub struct RunArgs {
     /// Container host name.
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Security options: seccomp=unconfined, seccomp=FILE (a profile in Docker's JSON
+    /// format; default: Docker's default profile), no-new-privileges (always on).
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
     /// Image name or id.
     pub image: String,
     /// Command and arguments (default: the image's CMD).
@@ -109,11 +114,12 @@ pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         env.retain(|x| x.split('=').next() != Some(key.as_str()));
         env.push(entry);
     }
+    let seccomp = super::security::seccomp_policy(&args.security_opt)?;
     let containers = Containers::open(&ws.root);
     let image_id = ws.image_id(&manifest)?;
     let mut record = containers.create(args.name.as_deref(), &args.image, &manifest, &image_id, &argv)?;
     let dir = containers.dir_of(&record.id);
-    let result = run_container(ws, &args, &image, &cfg, argv, env, &dir);
+    let result = run_container(ws, &args, &image, &cfg, (argv, env, seccomp), &dir);
     // Recorded whatever happened, so `ps -a` tells how the container ended.
     let code = match &result {
         Ok(code) => *code,
@@ -135,8 +141,7 @@ fn run_container(
     args: &RunArgs,
     image: &ImageState,
     cfg: &crate::oci::ContainerConfig,
-    argv: Vec<String>,
-    env: Vec<String>,
+    (argv, env, seccomp): (Vec<String>, Vec<String>, SeccompPolicy),
     dir: &std::path::Path,
 ) -> Result<i32> {
     let rootfs = ws.overlay_for(image, dir, true)?;
@@ -155,6 +160,7 @@ fn run_container(
         owner_key: ws.owners.key().cloned(),
         binds: args.volumes.iter().map(|v| BindMount::parse(v)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?,
         tty: args.tty,
+        seccomp,
     };
     let outcome = sandbox::run(&spec, dir, None)?;
     if let sandbox::Outcome::SetupFailed(msg) = &outcome {

@@ -4,10 +4,11 @@
 //! pid, uts and ipc namespaces, forks pid 1 and waits for it. Pid 1 takes its own
 //! mount namespace (with the overlay in it), mounts /proc, /dev and /sys, pivots into
 //! it, resolves the user in the container's own /etc/passwd, drops to Docker's
-//! default capability set with no_new_privs, and execs the command. A setup failure
-//! travels back over a close-on-exec pipe, so "the command exited 125" and "the
-//! sandbox could not start" are never confused. Pid 1 then stays as a minimal init:
-//! the command runs as its child, orphans are reaped and signals forwarded.
+//! default capability set with no_new_privs, loads the seccomp filter, and execs the
+//! command. A setup failure travels back over a close-on-exec pipe, so "the command
+//! exited 125" and "the sandbox could not start" are never confused. Pid 1 then
+//! stays as a minimal init: the command runs as its child, orphans are reaped and
+//! signals forwarded.
 
 use std::ffi::CString;
 use std::fs;
@@ -22,7 +23,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, fork, pipe2, pivot_root, setgid, setgroups, sethostname, setuid, ForkResult, Gid, Uid};
 use std::os::fd::AsRawFd;
 
-use super::{chown_notify, mounts, overlay, Driver, Network, Outcome, RunSpec};
+use super::{chown_notify, mounts, overlay, seccomp, Driver, Network, Outcome, RunSpec};
 use std::os::unix::net::UnixStream;
 
 /// Docker's default capability set for containers.
@@ -47,7 +48,7 @@ pub const DEFAULT_CAPS: [Capability; 14] = [
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs the spec's command in new namespaces and reports how it ended.
-pub fn contain(spec: &RunSpec) -> Outcome {
+pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>) -> Outcome {
     // The overlay is mounted here, in the helper's mount namespace, not in pid 1's:
     // fuse-overlayfs serves its mount from a daemon, and pivot_root re-roots every
     // process of the namespace it runs in, so a daemon in pid 1's namespace would have
@@ -94,7 +95,7 @@ pub fn contain(spec: &RunSpec) -> Outcome {
             // The helper's argv and environment name strata's binary and the store;
             // the container sees pid 1's in /proc/1.
             super::title::neutralise();
-            let err = match setup_and_exec(spec, &err_w) {
+            let err = match setup_and_exec(spec, seccomp, &err_w) {
                 Err(msg) => msg,
                 Ok(never) => match never {},
             };
@@ -143,7 +144,7 @@ const FORWARDED: [Signal; 8] =
 /// Pid 1: prepares the root, then runs the command as its child while it reaps
 /// orphans (a shell's background jobs, daemons that double-fork) and forwards
 /// signals, so the command never runs as a pid 1 that ignores SIGTERM.
-fn setup_and_exec(spec: &RunSpec, err_w: &std::os::fd::OwnedFd) -> Result<Never, String> {
+fn setup_and_exec(spec: &RunSpec, seccomp: Option<&seccomp::Program>, err_w: &std::os::fd::OwnedFd) -> Result<Never, String> {
     seal_pid1(err_w.as_raw_fd())?;
     let prepared = setup(spec)?;
     let mut set = SigSet::empty();
@@ -169,9 +170,14 @@ fn setup_and_exec(spec: &RunSpec, err_w: &std::os::fd::OwnedFd) -> Result<Never,
                 }
             }
             drop_privileges(&prepared.user)?;
-            if let Some((_, theirs)) = &notify_pair {
-                let listener = chown_notify::install().map_err(|e| format!("installing the chown filter: {e}"))?;
-                chown_notify::send_listener(theirs, &listener).map_err(|e| format!("passing the chown listener: {e}"))?;
+            // Last before exec, in the command's process only: pid 1 stays unfiltered
+            // to serve the chown notifications.
+            let listener = match seccomp {
+                Some(p) => p.load().map_err(|e| e.to_string())?,
+                None => None,
+            };
+            if let (Some((_, theirs)), Some(listener)) = (&notify_pair, &listener) {
+                chown_notify::send_listener(theirs, listener).map_err(|e| format!("passing the chown listener: {e}"))?;
             }
             drop(notify_pair);
             // Nothing of the builder's may leak into the command: every descriptor

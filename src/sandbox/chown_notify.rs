@@ -2,8 +2,9 @@
 //!
 //! With only one id mapped, the kernel refuses `chown 1000 f` with EINVAL before any
 //! filesystem sees it, so a RUN that sets ownership (package installs, `chown -R`)
-//! would fail or lose the owner. The command therefore runs under a seccomp filter
-//! that turns chown, fchown, lchown and fchownat into notifications for pid 1, which
+//! would fail or lose the owner. The command's seccomp filter (`super::seccomp`, which
+//! adds notify rules for the chown syscalls to the profile in single-id mode) therefore
+//! turns chown, fchown, lchown and fchownat into notifications for pid 1, which
 //! performs them on the command's behalf: mapped ids for real, other ids recorded in
 //! `user.containers.override_stat` (see `crate::owner`), from which the layer writer
 //! takes the true owner. Only installed in single-id mode. pid 1 seals each record
@@ -19,64 +20,8 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use libseccomp::{ScmpArch, ScmpNotifReq, ScmpNotifResp};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
-
-#[cfg(target_arch = "x86_64")]
-mod arch {
-    pub const AUDIT_ARCH: u32 = 0xC000_003E;
-    pub const CHOWN: i32 = 92;
-    pub const FCHOWN: i32 = 93;
-    pub const LCHOWN: i32 = 94;
-    pub const FCHOWNAT: i32 = 260;
-}
-#[cfg(target_arch = "aarch64")]
-mod arch {
-    pub const AUDIT_ARCH: u32 = 0xC000_00B7;
-    // aarch64 has no chown/lchown syscalls; -1 never matches a syscall number.
-    pub const CHOWN: i32 = -1;
-    pub const FCHOWN: i32 = 55;
-    pub const LCHOWN: i32 = -1;
-    pub const FCHOWNAT: i32 = 54;
-}
-
-fn stmt(code: u16, k: u32) -> libc::sock_filter {
-    libc::sock_filter { code, jt: 0, jf: 0, k }
-}
-
-fn jump_eq(k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt, jf, k }
-}
-
-/// Installs the filter on the calling thread (no_new_privs must be set) and returns
-/// the notification listener.
-pub fn install() -> io::Result<OwnedFd> {
-    let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    let ret = (libc::BPF_RET | libc::BPF_K) as u16;
-    let nrs = [arch::CHOWN, arch::FCHOWN, arch::LCHOWN, arch::FCHOWNAT];
-    let mut prog = vec![
-        stmt(ld, 4), // seccomp_data.arch
-        jump_eq(arch::AUDIT_ARCH, 1, 0),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-        stmt(ld, 0), // seccomp_data.nr
-    ];
-    for (i, nr) in nrs.iter().enumerate() {
-        // On a match jump to the final NOTIFY; else fall through to the next test.
-        let to_notify = (nrs.len() - i) as u8;
-        prog.push(jump_eq(*nr as u32, to_notify, 0));
-    }
-    prog.push(stmt(ret, libc::SECCOMP_RET_ALLOW));
-    prog.push(stmt(ret, libc::SECCOMP_RET_USER_NOTIF));
-    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_mut_ptr() };
-    // SAFETY: fprog points at a live filter for the duration of the call.
-    let fd = unsafe {
-        libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog as *const _)
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
 
 /// Sends the listener to pid 1 over `sock`.
 pub fn send_listener(sock: &UnixStream, fd: &OwnedFd) -> io::Result<()> {
@@ -133,36 +78,41 @@ pub fn set_owners(key: &Option<crate::owner::OwnerKey>) {
     let _ = OWNERS.set(owners);
 }
 
-/// Handles one pending notification on `listener`.
-pub fn serve_one(listener: &OwnedFd) {
-    // SAFETY: zeroed plain-data structs filled in by the kernel.
-    let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
-    // SAFETY: RECV writes one seccomp_notif into req.
-    if unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) } != 0 {
-        return;
-    }
+/// What one chown-family call asks: the file (through /proc, as the command sees
+/// it), whether to follow a final symlink, and the new owner.
+fn decode(req: &ScmpNotifReq) -> io::Result<(PathBuf, bool, u32, u32)> {
     let a = req.data.args;
     let pid = req.pid;
-    let result = (|| -> io::Result<()> {
-        let (path, follow, uid, gid) = match req.data.nr {
-            nr if nr == arch::CHOWN => (at_path(pid, libc::AT_FDCWD, &read_path(pid, a[0])?), true, a[1] as u32, a[2] as u32),
-            nr if nr == arch::LCHOWN => (at_path(pid, libc::AT_FDCWD, &read_path(pid, a[0])?), false, a[1] as u32, a[2] as u32),
-            nr if nr == arch::FCHOWN => (PathBuf::from(format!("/proc/{pid}/fd/{}", a[0] as i32)), true, a[1] as u32, a[2] as u32),
-            nr if nr == arch::FCHOWNAT => {
-                let flags = a[4] as i32;
-                let path = read_path(pid, a[1])?;
-                let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
-                (at_path(pid, a[0] as i32, &path), follow, a[2] as u32, a[3] as u32)
-            }
-            _ => return Err(io::Error::from_raw_os_error(libc::ENOSYS)),
-        };
-        OWNERS.get_or_init(Default::default).chown_request(&path, follow, uid, gid)
-    })();
+    // The name, not the number: the filter covers the native arch and its 32-bit
+    // sub-architectures, whose numbers (and uid widths) differ.
+    let name = req.data.syscall.get_name_by_arch(req.data.arch).map_err(|_| io::Error::from_raw_os_error(libc::ENOSYS))?;
+    // i386's and arm's plain chown, fchown and lchown take 16-bit ids (-1 is 0xffff).
+    let narrow = matches!(req.data.arch, ScmpArch::X86 | ScmpArch::Arm) && !name.ends_with("32") && name != "fchownat";
+    let id = |v: u64| match (narrow, v as u32) {
+        (true, 0xffff) => u32::MAX,
+        (true, v) => v & 0xffff,
+        (false, v) => v,
+    };
+    Ok(match name.as_str() {
+        "chown" | "chown32" => (at_path(pid, libc::AT_FDCWD, &read_path(pid, a[0])?), true, id(a[1]), id(a[2])),
+        "lchown" | "lchown32" => (at_path(pid, libc::AT_FDCWD, &read_path(pid, a[0])?), false, id(a[1]), id(a[2])),
+        "fchown" | "fchown32" => (PathBuf::from(format!("/proc/{pid}/fd/{}", a[0] as i32)), true, id(a[1]), id(a[2])),
+        "fchownat" => {
+            let follow = (a[4] as i32) & libc::AT_SYMLINK_NOFOLLOW == 0;
+            (at_path(pid, a[0] as i32, &read_path(pid, a[1])?), follow, a[2] as u32, a[3] as u32)
+        }
+        _ => return Err(io::Error::from_raw_os_error(libc::ENOSYS)),
+    })
+}
+
+/// Handles one pending notification on `listener`.
+pub fn serve_one(listener: &OwnedFd) {
+    let Ok(req) = ScmpNotifReq::receive(listener.as_raw_fd()) else { return };
+    let result = decode(&req).and_then(|(path, follow, uid, gid)| OWNERS.get_or_init(Default::default).chown_request(&path, follow, uid, gid));
     let error = match result {
         Ok(()) => 0,
         Err(e) => -e.raw_os_error().unwrap_or(libc::EPERM),
     };
-    let mut resp = libc::seccomp_notif_resp { id: req.id, val: 0, error, flags: 0 };
-    // SAFETY: SEND reads one seccomp_notif_resp; a stale id just fails with ENOENT.
-    unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
+    // A stale id (the command died meanwhile) just fails with ENOENT.
+    let _ = ScmpNotifResp::new(req.id, 0, error, 0).respond(listener.as_raw_fd());
 }

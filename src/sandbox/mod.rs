@@ -8,9 +8,10 @@
 //! pid 1, waits for it and records a typed [`Outcome`] the builder reads back.
 //!
 //! Submodules: `userns` (entering strata's user namespace), `mounts` (overlay, /proc,
-//! /dev, bind mounts), `child` (what pid 1 does before exec), `tty` (the pty of
+//! /dev, bind mounts), `child` (what pid 1 does before exec), `seccomp` (the command's
+//! syscall filter), `chown_notify` (chown served by pid 1), `tty` (the pty of
 //! `run -t`), `stdio` (the pipes `run` relays instead of the caller's descriptors),
-//! `title` (pid 1's neutral name).
+//! `title` (pid 1's neutral name), `outcome` (the file the helper reports through).
 
 pub mod child;
 pub mod chown_notify;
@@ -18,6 +19,7 @@ mod forward;
 pub mod mounts;
 mod outcome;
 pub mod overlay;
+pub mod seccomp;
 mod stdio;
 mod title;
 mod tty;
@@ -173,6 +175,10 @@ pub struct RunSpec {
     /// error are the slave side of a pty whose master strata relays.
     #[serde(default)]
     pub tty: bool,
+    /// The command's seccomp profile (`--security-opt seccomp=...`); Docker's default
+    /// when absent.
+    #[serde(default)]
+    pub seccomp: seccomp::SeccompPolicy,
 }
 
 /// One `-v SOURCE:TARGET[:ro]`.
@@ -245,7 +251,8 @@ impl Outcome {
 pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outcome, SandboxError> {
     let spec_path = scratch.join("spec.json");
     let result_path = scratch.join("outcome.json");
-    let json = serde_json::to_vec(spec).expect("RunSpec serialises");
+    let program = seccomp::program(&spec.seccomp, spec.fake_chown).map_err(|e| SandboxError::Setup(e.to_string()))?;
+    let json = serde_json::to_vec(&HelperInput { spec, seccomp_program: program.as_deref() }).expect("RunSpec serialises");
     fs::write(&spec_path, json).map_err(|e| SandboxError::io(&spec_path, e))?;
     outcome::reserve(&result_path)?;
     let exe = std::env::current_exe().map_err(|e| SandboxError::io("/proc/self/exe", e))?;
@@ -342,15 +349,32 @@ fn relay(pipe: impl io::Read + Send + 'static, prefix: String, to_stderr: bool) 
     })
 }
 
+/// What the helper reads: the spec and the seccomp program the builder generated
+/// for it (once per policy, not once per RUN; see `seccomp::program`).
+#[derive(Serialize)]
+struct HelperInput<'a> {
+    #[serde(flatten)]
+    spec: &'a RunSpec,
+    seccomp_program: Option<&'a seccomp::Program>,
+}
+
+#[derive(Deserialize)]
+struct HelperSpec {
+    #[serde(flatten)]
+    spec: RunSpec,
+    #[serde(default)]
+    seccomp_program: Option<seccomp::Program>,
+}
+
 /// Entry point of the hidden `__sandbox SPEC OUTCOME` subcommand; never returns.
 pub fn helper_main(spec_path: &Path, outcome_path: &Path) -> ! {
     let outcome = match fs::read(spec_path)
         .map_err(|e| SandboxError::io(spec_path, e))
-        .and_then(|b| serde_json::from_slice::<RunSpec>(&b).map_err(|e| SandboxError::Setup(format!("bad spec: {e}"))))
+        .and_then(|b| serde_json::from_slice::<HelperSpec>(&b).map_err(|e| SandboxError::Setup(format!("bad spec: {e}"))))
     {
-        Ok(spec) => {
-            chown_notify::set_owners(&spec.owner_key);
-            child::contain(&spec)
+        Ok(input) => {
+            chown_notify::set_owners(&input.spec.owner_key);
+            child::contain(&input.spec, input.seccomp_program.as_ref())
         }
         Err(e) => Outcome::SetupFailed(e.to_string()),
     };
