@@ -108,7 +108,8 @@ fn decode(req: &ScmpNotifReq) -> io::Result<(PathBuf, bool, u32, u32)> {
 /// Handles one pending notification on `listener`.
 pub fn serve_one(listener: &OwnedFd) {
     let Ok(req) = ScmpNotifReq::receive(listener.as_raw_fd()) else { return };
-    let result = decode(&req).and_then(|(path, follow, uid, gid)| OWNERS.get_or_init(Default::default).chown_request(&path, follow, uid, gid));
+    let result =
+        decode(&req).and_then(|(path, follow, uid, gid)| OWNERS.get_or_init(Default::default).chown_request(&path, follow, uid, gid));
     let error = match result {
         Ok(()) => 0,
         Err(e) => -e.raw_os_error().unwrap_or(libc::EPERM),
