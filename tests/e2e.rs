@@ -56,6 +56,8 @@ mod registry_tls;
 mod reproducible;
 #[path = "e2e/single_id.rs"]
 mod single_id;
+#[path = "e2e/stalls.rs"]
+mod stalls;
 #[path = "e2e/store.rs"]
 mod store;
 #[path = "e2e/support.rs"]

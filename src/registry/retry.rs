@@ -60,7 +60,13 @@ impl<'n> Retry<'n> {
 
 /// Whether `e` is worth another try: the connection failed, broke or timed out.
 pub fn is_transient(e: &RegistryError) -> bool {
-    matches!(e, RegistryError::Http { source, .. } if matches!(**source, ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed))
+    match e {
+        RegistryError::TimedOut { .. } => true,
+        RegistryError::Http { source, .. } => {
+            matches!(**source, ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed)
+        }
+        _ => false,
+    }
 }
 
 /// The innermost cause of `e`, for a one-line retry notice.
