@@ -138,6 +138,22 @@ mod tests {
     }
 
     #[test]
+    fn a_timeout_is_worth_another_try() {
+        let stalled = RegistryError::TimedOut {
+            registry: "127.0.0.1:5000".into(),
+            what: "manifest e2e/a:1".into(),
+            source: crate::registry::timeout::Stalled { seconds: 2 },
+        };
+        assert!(is_transient(&stalled));
+        assert_eq!(
+            crate::registry::describe(&stalled),
+            "127.0.0.1:5000: manifest e2e/a:1: timed out: no answer for 2 s (see --registry-timeout)"
+        );
+        let refused = RegistryError::Status { registry: "r".into(), what: "w".into(), status: 400, body: String::new() };
+        assert!(!is_transient(&refused));
+    }
+
+    #[test]
     fn a_watched_body_tells_its_own_failure() {
         struct Breaks(usize);
         impl Read for Breaks {
