@@ -3,7 +3,8 @@
 //! and in the middle of a big layer either way, and an `ADD <url>` server that never
 //! answers or stalls mid-body. Each command must fail with exit 1 within the
 //! timeout (`--registry-timeout 2`) times the retry budget, naming the server and
-//! saying it timed out, and leave a store that passes `strata fsck`.
+//! saying it timed out, and leave a store that passes `strata fsck`. A TLS
+//! registry frozen mid-body shows that the timeout holds through TLS too.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -18,7 +19,8 @@ use serde_json::Value;
 
 use crate::drivers::strata_at;
 use crate::registry_faults::{big_image, biggest_layer, has_file_at_least, temp_files, while_running, IN_FLIGHT};
-use crate::registry_server::Registry;
+use crate::registry_server::{Registry, RegistryOptions};
+use crate::registry_tls::make_certs;
 use crate::support::{hello_image, path_str, scratch, skip_without_sandbox, strata, Run};
 
 /// The idle timeout the tests give strata, in seconds.
@@ -119,6 +121,37 @@ fn a_registry_frozen_mid_push_times_out_cleanly() {
     timed_out(&failed, frozen.elapsed(), &registry.addr);
     assert!(failed.stderr.contains(&format!("pushing to {dest}")), "{}", failed.describe());
     strata(["fsck"]).ok();
+}
+
+#[test]
+fn a_tls_registry_frozen_mid_pull_times_out() {
+    if skip_without_sandbox("a_tls_registry_frozen_mid_pull_times_out") {
+        return;
+    }
+    let big = big_image();
+    let dir = scratch("stalls-tls");
+    let certs = make_certs(&dir.join("pki"));
+    let options = RegistryOptions { htpasswd: None, tls: Some((certs.server_cert.clone(), certs.server_key.clone())) };
+    fs::create_dir_all(dir.join("registry")).unwrap();
+    let registry = Registry::start_with(&dir.join("registry"), &options);
+    let cert_dir = dir.join("certs");
+    fs::create_dir_all(&cert_dir).unwrap();
+    fs::copy(&certs.ca, cert_dir.join("ca.crt")).unwrap();
+    let cd = path_str(&cert_dir);
+    let dest = format!("{}/e2e/big:1", registry.addr);
+    strata(["push", "--cert-dir", &cd, big, &dest]).ok();
+
+    // Over TLS the stall is seen through rustls, which ureq's errors pass through.
+    let store = dir.join("puller");
+    let job = spawn_at(&store, &["pull", "--cert-dir", &cd, &dest]);
+    let blobs = store.join("oci/blobs/sha256");
+    while_running(&job, "the big layer's download", || has_file_at_least(&blobs, &|n| n.starts_with(".tmp-"), IN_FLIGHT));
+    registry.freeze();
+    let frozen = Instant::now();
+    let failed = job.join().expect("pull thread");
+    timed_out(&failed, frozen.elapsed(), &registry.addr);
+    assert_eq!(temp_files(&store), Vec::<String>::new(), "no temp file is left behind");
+    strata_at(&store, None, &[], &["fsck"]).ok();
 }
 
 /// An HTTP server on 127.0.0.1 that answers every connection with `reply` (maybe
