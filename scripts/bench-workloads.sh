@@ -28,7 +28,7 @@
 # Buildah: `buildah bud --layers --isolation chroot --jobs 2`, overlay storage.
 # STRATA_BENCH_FLAGS adds strata build flags for A/B comparisons (for example
 # "--network host --security-opt seccomp=unconfined").
-set -euo pipefail
+set -Eeuo pipefail
 trap 'echo "bench-workloads.sh: line $LINENO: $BASH_COMMAND failed" >&2' ERR
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -67,7 +67,7 @@ workload_dir() {
 
 # The base a workload's Dockerfile names: ARG BASE=localhost/<name>.
 base_of() {
-    sed -n 's|^ARG BASE=localhost/||p' "$1/Dockerfile" | head -n1
+    sed -n 's|^ARG BASE=localhost/||p;T;q' "$1/Dockerfile"
 }
 
 # The debootstrap minbase tarball, made (minutes) only when the cache lacks it.
@@ -144,8 +144,9 @@ w3_tree() {
     python3 "$shared/w3-ctx1g/gen-context.py" "$cache/w3"
     mkdir -p "$ctx"
     cp -al "$cache/w3/tree" "$ctx/tree" 2>/dev/null || cp -a "$cache/w3/tree" "$ctx/tree"
-    deep="$(cd "$ctx" && find tree -mindepth 3 -type f -size 8k | sort | head -n1)"
-    [ -n "$deep" ] || deep="$(cd "$ctx" && find tree -type f -size -9k | sort | tail -n1)"
+    # (sed, not head, reads all its input: no SIGPIPE under pipefail)
+    deep="$(cd "$ctx" && find tree -mindepth 3 -type f -size 8k | sort | sed -n 1p)"
+    [ -n "$deep" ] || deep="$(cd "$ctx" && find tree -type f -size -9k | sort | sed -n 1p)"
     cp "$ctx/$deep" "$work/deep.orig"
 }
 
@@ -182,7 +183,7 @@ one_run() {
     printf 'changed by the benchmark\n' >>"$ctx/stamp.txt"
     metric=change_last build "$tool"
     if [ -n "${deep:-}" ]; then
-        yes 'changed by the benchmark' | head -c 8192 >"$ctx/$deep.new"
+        printf '%*s' 8192 '' | tr ' ' 'c' >"$ctx/$deep.new"
         mv "$ctx/$deep.new" "$ctx/$deep"
         metric=change_deep build "$tool"
     fi
