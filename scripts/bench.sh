@@ -21,6 +21,16 @@
 # STRATA_BENCH_WORKLOADS (default "base hello manyfiles bigfile cached20") picks
 # workloads; base always runs, the others build on it.
 #
+# The shared workloads w1 ... w7 (the shared directory's bench/README.md) run when
+# named there, e.g. STRATA_BENCH_WORKLOADS="w1 w2 w5": scripts/bench-workloads.sh
+# reads them in place from STRATA_BENCH_SHARED (default
+# $STRATA_REPO/../shared/bench/workloads) and prints workload, metric, seconds of
+# each tool, the ratio strata/buildah and peak RSS. STRATA_BENCH_RUNS_W5 (etc.) sets
+# one workload's runs; STRATA_BENCH_FLAGS adds strata build flags for A/B runs
+# (e.g. "--network host"); the debian base's debootstrap tarball is cached in
+# STRATA_CACHE (default /var/cache/strata-e2e when run as root, shared with the e2e
+# tests); STRATA_DEBIAN_MIRROR picks the mirror.
+#
 # Buildah runs with --isolation chroot: its OCI-runtime isolation fails on hosts with
 # hybrid cgroups (crun: "cgroups in hybrid mode not supported"), and chroot is the
 # lighter of its modes, so the comparison does not favour strata.
@@ -35,7 +45,7 @@ cd "$STRATA_REPO"
 
 if [ "$(id -u)" -eq 0 ] && [ -z "${STRATA_BENCH_INNER:-}" ]; then
     bash scripts/deps.sh </dev/null
-    for p in buildah bc docker-registry; do
+    for p in buildah bc docker-registry debootstrap python3; do
         command -v "$p" >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" </dev/null
     done
     # `time` is also a shell keyword: look for GNU time's binary itself.
@@ -48,13 +58,22 @@ if [ "$(id -u)" -eq 0 ] && [ -z "${STRATA_BENCH_INNER:-}" ]; then
     chmod 0755 "$work"
     cp target/release/strata "$work/strata"
     cp -a fixtures scripts "$work/"
+    # The shared workloads stay where they are: only their path goes along.
+    shared="${STRATA_BENCH_SHARED:-$STRATA_REPO/../shared/bench/workloads}"
+    [ -d "$shared" ] && shared="$(cd "$shared" && pwd)"
+    cache="${STRATA_CACHE:-/var/cache/strata-e2e}"
+    mkdir -p "$cache"
+    chown "$user:" "$cache"
     chmod -R a+rX "$work"
     mkdir -p "$work/home"
     chown "$user:" "$work/home"
     chown "$user:" "$work"
     trap 'runuser -u "$user" -- env HOME="$work/home" "$work/strata" --root "$work/s" unshare rm -rf "$work" >/dev/null 2>&1 || true; rm -rf "$work" 2>/dev/null || true' EXIT
     runuser -u "$user" -- env -i HOME="$work/home" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-        STRATA_BENCH_WORKLOADS="${STRATA_BENCH_WORKLOADS:-}" STRATA_BENCH_RUNS="${STRATA_BENCH_RUNS:-}" STRATA_BENCH_INNER=1 STRATA="$work/strata" STRATA_REPO="$work" bash "$work/scripts/bench.sh" </dev/null
+        STRATA_BENCH_WORKLOADS="${STRATA_BENCH_WORKLOADS:-}" STRATA_BENCH_RUNS="${STRATA_BENCH_RUNS:-}" STRATA_BENCH_INNER=1 STRATA="$work/strata" STRATA_REPO="$work" \
+        STRATA_BENCH_SHARED="$shared" STRATA_CACHE="$cache" STRATA_BENCH_FLAGS="${STRATA_BENCH_FLAGS:-}" \
+        STRATA_DEBIAN_MIRROR="${STRATA_DEBIAN_MIRROR:-http://deb.debian.org/debian}" \
+        $(env | grep -E '^STRATA_BENCH_RUNS_W[1-7]=' || true) bash "$work/scripts/bench.sh" </dev/null
     exit 0
 fi
 
@@ -63,6 +82,19 @@ strata_bin="${STRATA:-$STRATA_REPO/target/release/strata}"
 command -v buildah >/dev/null || die "buildah is not installed (apt-get install buildah)"
 workloads="${STRATA_BENCH_WORKLOADS:-base hello manyfiles bigfile cached20}"
 runs="${STRATA_BENCH_RUNS:-5}"
+# The shared workloads (w1 ... w7) first, then the rest, if any was named.
+shared_workloads=()
+own_workloads=()
+for w in $workloads; do
+    case "$w" in
+        w[1-7]) shared_workloads+=("$w") ;;
+        *) own_workloads+=("$w") ;;
+    esac
+done
+if [ "${#shared_workloads[@]}" -gt 0 ]; then
+    STRATA="$strata_bin" bash scripts/bench-workloads.sh "${shared_workloads[@]}"
+    [ "${#own_workloads[@]}" -gt 0 ] || exit 0
+fi
 want() { [[ " $workloads " == *" $1 "* ]]; }
 work="$(mktemp -d)"
 sroot="$work/strata-store"

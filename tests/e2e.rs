@@ -64,6 +64,8 @@ mod seccomp;
 mod session;
 #[path = "e2e/single_id.rs"]
 mod single_id;
+#[path = "e2e/stalls.rs"]
+mod stalls;
 #[path = "e2e/store.rs"]
 mod store;
 #[path = "e2e/store_safety.rs"]

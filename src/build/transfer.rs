@@ -15,6 +15,7 @@ use crate::dockerfile::ignore::Ignore;
 use crate::dockerfile::words::Lexer;
 use crate::dockerfile::{CopySource, Heredoc};
 use crate::oci::{Digest, HashingWriter};
+use crate::registry::timeout::{self, Stalled};
 use crate::rootfs::extract;
 use crate::rootfs::resolve::{resolve_in, DirFd, Entry, Last};
 use crate::sandbox::overlay;
@@ -233,7 +234,9 @@ pub(super) fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<
         .find(|s| !s.is_empty() && !s.contains(':'))
         .unwrap_or("download")
         .to_string();
-    let resp = ureq::get(url).call().with_context(|| format!("ADD {url}: download failed"))?;
+    // A server that goes silent fails the step after the idle timeout, as a registry does.
+    let agent: ureq::Agent = timeout::agent_config().build().into();
+    let resp = agent.get(url).call().map_err(|e| stalled_or(Stalled::of(&e), e)).with_context(|| format!("ADD {url}: download failed"))?;
     let modified = resp
         .headers()
         .get("last-modified")
@@ -247,7 +250,10 @@ pub(super) fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<
     let mut reader = body.as_reader();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = reader.read(&mut buf).with_context(|| format!("ADD {url}: reading the response"))?;
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| stalled_or(Stalled::of_io(&e), e))
+            .with_context(|| format!("ADD {url}: reading the response"))?;
         if n == 0 {
             break;
         }
@@ -270,6 +276,14 @@ pub(super) fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<
         }
     }
     Ok(Downloaded { name, digest, modified })
+}
+
+/// `stalled` when the request timed out (it says so plainly), else `e` itself.
+fn stalled_or(stalled: Option<Stalled>, e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
+    match stalled {
+        Some(s) => s.into(),
+        None => e.into(),
+    }
 }
 
 /// A file ADD fetched: its name in the download dir, content digest and date.

@@ -35,6 +35,10 @@ pub struct Cli {
     /// Storage driver: overlay, fuse-overlayfs or vfs (default: the best the host allows).
     #[arg(long, global = true, env = "STRATA_STORAGE_DRIVER", value_name = "NAME", value_parser = ["overlay", "fuse-overlayfs", "vfs"])]
     pub storage_driver: Option<String>,
+    /// Seconds a registry (or the server of an ADD URL) may stay silent before the
+    /// request fails or is retried (default 60).
+    #[arg(long, global = true, env = "STRATA_REGISTRY_TIMEOUT", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub registry_timeout: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -100,6 +104,9 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         None => default_root()?,
     };
     let driver = cli.storage_driver.as_deref().and_then(Driver::from_name);
+    if let Some(seconds) = cli.registry_timeout {
+        crate::registry::timeout::set_idle(seconds);
+    }
     match cli.command {
         Command::Build(a) => {
             let mut ws = enter_workspace(&root, driver)?;

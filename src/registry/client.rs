@@ -12,17 +12,19 @@
 //! connections are retried with backoff within one budget per operation (see
 //! `retry`); a request body is re-opened for each try, so nothing is buffered in
 //! memory. A blob upload that fails starts over with a new upload session, and a
-//! blob download whose connection breaks mid-body is fetched again.
+//! blob download whose connection breaks mid-body is fetched again. A registry that
+//! goes silent (frozen, or stalled mid-body) times out as [`super::timeout`] says,
+//! and that counts as a broken connection.
 
 use std::io::Read;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use ureq::http::{Response, StatusCode};
 use ureq::Body;
 
 use super::auth::Credentials;
 use super::retry::{is_transient, reason, Retry, WatchedBody};
+use super::timeout::{self, Stalled};
 pub use super::tls::TlsVerify;
 use super::tls::{self, TlsOptions};
 use super::{RegistryError, Result};
@@ -58,12 +60,7 @@ impl Client {
     /// certificate files.
     pub fn new(registry: &str, tls: &TlsOptions, creds: Option<Credentials>) -> Result<Client> {
         let tls_config = tls::config(registry, tls)?;
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .tls_config(tls_config)
-            .timeout_connect(Some(Duration::from_secs(15)))
-            .build()
-            .into();
+        let agent: ureq::Agent = timeout::agent_config().http_status_as_error(false).tls_config(tls_config).build().into();
         let host = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
         let loopback = host == "localhost" || host.starts_with("127.") || host == "[::1]";
         // docker.io names Docker Hub, whose API is served from another host.
@@ -123,11 +120,18 @@ impl Client {
             let mut body = WatchedBody::new(resp.into_body().into_reader());
             let stored = sink(&mut body);
             let Some(source) = body.take_broken().filter(|_| stored.is_err()) else { return stored };
-            let broken = RegistryError::Interrupted {
-                registry: self.registry.clone(),
-                what: retry.what().to_string(),
-                received: body.received(),
-                source,
+            let broken = match Stalled::of_io(&source) {
+                Some(stalled) => RegistryError::TimedOut {
+                    registry: self.registry.clone(),
+                    what: format!("{} (after {} bytes)", retry.what(), body.received()),
+                    source: stalled,
+                },
+                None => RegistryError::Interrupted {
+                    registry: self.registry.clone(),
+                    what: retry.what().to_string(),
+                    received: body.received(),
+                    source,
+                },
             };
             if !retry.again(&format!("the connection broke after {} bytes: {}", body.received(), reason(&broken))) {
                 return Err(broken);
@@ -257,15 +261,7 @@ impl Client {
     ) -> Result<Response<Body>> {
         let mut answered_challenge = false;
         loop {
-            let url = if path.starts_with("http://") || path.starts_with("https://") {
-                path.to_string()
-            } else if path.starts_with('/') {
-                format!("{}://{}{path}", self.scheme()?, self.endpoint)
-            } else {
-                // A relative Location is relative to the registry's root.
-                format!("{}://{}/{path}", self.scheme()?, self.endpoint)
-            };
-            let result = self.once(method, &url, retry.what(), headers, body.as_deref_mut());
+            let result = self.url(path).and_then(|url| self.once(method, &url, retry.what(), headers, body.as_deref_mut()));
             match result {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !answered_challenge => {
                     answered_challenge = true;
@@ -278,6 +274,18 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// `path` as a full URL: absolute (`/v2/...`), relative to the registry's
+    /// root (an upload Location), or already a URL.
+    fn url(&self, path: &str) -> Result<String> {
+        Ok(if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else if path.starts_with('/') {
+            format!("{}://{}{path}", self.scheme()?, self.endpoint)
+        } else {
+            format!("{}://{}/{path}", self.scheme()?, self.endpoint)
+        })
     }
 
     fn once(
@@ -319,6 +327,9 @@ impl Client {
     /// that was not trusted says how to trust it (and is not worth a retry).
     fn http(&self, what: &str, source: ureq::Error) -> RegistryError {
         let suggested = || tls::default_cert_dirs(&self.registry)[0].display().to_string();
+        if let Some(stalled) = Stalled::of(&source) {
+            return RegistryError::TimedOut { registry: self.registry.clone(), what: what.to_string(), source: stalled };
+        }
         match tls_failure(&source) {
             Some(tls) if is_certificate_problem(tls) => {
                 RegistryError::CertificateRejected { registry: self.registry.clone(), reason: tls.to_string(), suggested: suggested() }
@@ -338,6 +349,8 @@ impl Client {
         }
         let chosen = match self.agent.get(&format!("https://{}/v2/", self.endpoint)).call() {
             Ok(_) => "https",
+            // A server that does not answer says nothing about TLS: try again later.
+            Err(e) if Stalled::of(&e).is_some() => return Err(self.http("the HTTPS check", e)),
             Err(e) if self.insecure_allowed && !speaks_tls(&e) => "http",
             Err(e) => return Err(self.http("the HTTPS check", e)),
         };

@@ -7,7 +7,8 @@
 //! login`), `shortnames` turns `alpine` into the registries to try
 //! (registries.conf), `progress` is how transfers report bytes moving, `sources`
 //! remembers which repositories held a blob (for cross-repository mounts),
-//! `transfer` moves images between a registry and the local store, streaming every
+//! `timeout` bounds how long a silent server is waited for (ADD of a URL uses it
+//! too), `transfer` moves images between a registry and the local store, streaming every
 //! blob with its digest checked on the way.
 //!
 //! Layering: uses `oci` only.
@@ -18,6 +19,7 @@ pub mod progress;
 pub mod retry;
 pub mod shortnames;
 pub mod sources;
+pub mod timeout;
 pub mod tls;
 pub mod transfer;
 
@@ -34,6 +36,14 @@ pub enum RegistryError {
         what: String,
         #[source]
         source: Box<ureq::Error>,
+    },
+    /// The server stopped answering for `what` (see [`timeout`]).
+    #[error("{registry}: {what}")]
+    TimedOut {
+        registry: String,
+        what: String,
+        #[source]
+        source: timeout::Stalled,
     },
     /// A download's connection broke in the middle of the body.
     #[error("{registry}: {what}: the connection broke after {received} bytes")]

@@ -60,7 +60,13 @@ impl<'n> Retry<'n> {
 
 /// Whether `e` is worth another try: the connection failed, broke or timed out.
 pub fn is_transient(e: &RegistryError) -> bool {
-    matches!(e, RegistryError::Http { source, .. } if matches!(**source, ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed))
+    match e {
+        RegistryError::TimedOut { .. } => true,
+        RegistryError::Http { source, .. } => {
+            matches!(**source, ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed)
+        }
+        _ => false,
+    }
 }
 
 /// The innermost cause of `e`, for a one-line retry notice.
@@ -129,6 +135,22 @@ mod tests {
         assert!(!retry.again(&"boom again"), "no try is left");
         assert_eq!(*lines.borrow(), ["Retrying blob x (try 2 of 2) after: boom"]);
         assert!(!Retry::once("manifest").again(&"boom"), "a single try never sleeps");
+    }
+
+    #[test]
+    fn a_timeout_is_worth_another_try() {
+        let stalled = RegistryError::TimedOut {
+            registry: "127.0.0.1:5000".into(),
+            what: "manifest e2e/a:1".into(),
+            source: crate::registry::timeout::Stalled { seconds: 2 },
+        };
+        assert!(is_transient(&stalled));
+        assert_eq!(
+            crate::registry::describe(&stalled),
+            "127.0.0.1:5000: manifest e2e/a:1: timed out: no answer for 2 s (see --registry-timeout)"
+        );
+        let refused = RegistryError::Status { registry: "r".into(), what: "w".into(), status: 400, body: String::new() };
+        assert!(!is_transient(&refused));
     }
 
     #[test]

@@ -29,7 +29,7 @@ const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+j
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// The registry is killed once this much of the big layer has moved.
-const IN_FLIGHT: u64 = 8 << 20;
+pub(crate) const IN_FLIGHT: u64 = 8 << 20;
 
 /// The host's architecture as image configs spell it.
 fn host_arch() -> &'static str {
@@ -196,7 +196,7 @@ static BIG: OnceLock<Result<(), String>> = OnceLock::new();
 
 /// An image whose top layer is 128 MiB of random bytes (stored, not compressed), built
 /// once into the shared store: big enough that a transfer is caught in flight.
-fn big_image() -> &'static str {
+pub(crate) fn big_image() -> &'static str {
     const TAG: &str = "e2e-faults-big";
     with_base();
     let built = BIG.get_or_init(|| {
@@ -216,7 +216,7 @@ fn big_image() -> &'static str {
 }
 
 /// The digest of the biggest layer of `manifest` (JSON).
-fn biggest_layer(manifest: &Value) -> String {
+pub(crate) fn biggest_layer(manifest: &Value) -> String {
     let layers = manifest["layers"].as_array().expect("layers");
     let big = layers.iter().max_by_key(|l| l["size"].as_u64().unwrap()).expect("a layer");
     big["digest"].as_str().unwrap().to_string()
@@ -224,7 +224,7 @@ fn biggest_layer(manifest: &Value) -> String {
 
 /// Files under `dir` (recursively) whose name satisfies `name` and which hold at
 /// least `size` bytes.
-fn has_file_at_least(dir: &Path, name: &dyn Fn(&str) -> bool, size: u64) -> bool {
+pub(crate) fn has_file_at_least(dir: &Path, name: &dyn Fn(&str) -> bool, size: u64) -> bool {
     let Ok(entries) = fs::read_dir(dir) else { return false };
     entries.flatten().any(|e| {
         let path = e.path();
@@ -238,7 +238,7 @@ fn has_file_at_least(dir: &Path, name: &dyn Fn(&str) -> bool, size: u64) -> bool
 
 /// Waits until `cond` holds while `job` still runs; panics when `job` ends first or
 /// nothing happens within a minute.
-fn while_running(job: &JoinHandle<Run>, what: &str, cond: impl Fn() -> bool) {
+pub(crate) fn while_running(job: &JoinHandle<Run>, what: &str, cond: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !cond() {
         assert!(!job.is_finished(), "the command ended before {what}");
@@ -248,7 +248,7 @@ fn while_running(job: &JoinHandle<Run>, what: &str, cond: impl Fn() -> bool) {
 }
 
 /// The names in a store's blob directory that are not finished blobs.
-fn temp_files(store: &Path) -> Vec<String> {
+pub(crate) fn temp_files(store: &Path) -> Vec<String> {
     let blobs = store.join("oci/blobs/sha256");
     let names = fs::read_dir(&blobs).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect());
     names.unwrap_or_else(|_: std::io::Error| Vec::new()).into_iter().filter(|n| n.len() != 64).collect()

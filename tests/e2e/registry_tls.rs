@@ -22,13 +22,13 @@ fn registry_dir(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// A test CA and a server certificate for IP 127.0.0.1 signed by it.
-struct Certs {
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
+pub(crate) struct Certs {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
 }
 
-fn make_certs(dir: &Path) -> Certs {
+pub(crate) fn make_certs(dir: &Path) -> Certs {
     fs::create_dir_all(dir).unwrap();
     let p = |name: &str| path_str(&dir.join(name));
     run(
