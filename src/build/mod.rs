@@ -42,7 +42,7 @@ pub struct BuildRequest {
     /// `--output` destination (`oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`).
     pub output: Option<String>,
     pub target: Option<String>,
-    /// Network for RUN steps (`--network`): the host's, or none.
+    /// Network for RUN steps (`--network`): private (the default), the host's, or none.
     pub network: crate::sandbox::Network,
     /// `--no-cache`: run every step.
     pub no_cache: bool,

@@ -88,7 +88,7 @@ impl<'a> StageBuilder<'a> {
             image: ImageState::scratch(),
             args: BTreeMap::new(),
             cmd_set_here: false,
-            network: Network::Host,
+            network: Network::default(),
             cache: Cache::open(ws).unwrap_or_else(|_| Cache::disabled()),
             memo: cache::Memo::load(&ws.root),
             no_cache: false,
@@ -425,10 +425,11 @@ impl<'a> StageBuilder<'a> {
             hostname: "strata-build".into(),
             stdin: Stdin::Null,
             pipes,
-            network,
+            network: sandbox::network::resolve(network, &[])?,
             fake_chown: self.ws.single_id(),
             binds: Vec::new(),
             tty: false,
+            publish: Vec::new(),
         };
         let prefix = if self.report.is_quiet() { None } else { Some(format!("{}{n}/{total} | ", self.label)) };
         let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;

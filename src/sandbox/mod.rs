@@ -9,12 +9,13 @@
 //!
 //! Submodules: `userns` (entering strata's user namespace), `mounts` (overlay, /proc,
 //! /dev, bind mounts), `child` (what pid 1 does before exec), `tty` (the pty of
-//! `run -t`).
+//! `run -t`), `network` (the private network and its helper, pasta or slirp4netns).
 
 pub mod child;
 pub mod chown_notify;
 mod forward;
 pub mod mounts;
+pub mod network;
 pub mod overlay;
 mod tty;
 pub mod userns;
@@ -100,13 +101,48 @@ pub enum DriverChoice {
 }
 
 /// The container's network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Network {
-    /// The host's network namespace (what RUN uses by default, as BuildKit does).
-    #[default]
+    /// The host's network namespace (`--network host`, an explicit opt-in).
     Host,
     /// A new network namespace with only loopback.
     None,
+    /// A new network namespace with outbound access through a user-mode helper and
+    /// no route to the host's loopback (the default, as BuildKit and podman do).
+    Private(Via),
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network::Private(Via::Auto)
+    }
+}
+
+impl Network {
+    /// Parses a `--network` value: `private` (or docker's `default`/`bridge`),
+    /// `host`, `none`, or a helper by name (`pasta`, `slirp4netns`).
+    pub fn from_name(name: &str) -> Option<Network> {
+        match name {
+            "private" | "default" | "bridge" => Some(Network::Private(Via::Auto)),
+            "host" => Some(Network::Host),
+            "none" => Some(Network::None),
+            "pasta" => Some(Network::Private(Via::Pasta)),
+            "slirp4netns" => Some(Network::Private(Via::Slirp4netns)),
+            _ => None,
+        }
+    }
+
+    /// The values [`Network::from_name`] takes, for clap.
+    pub const NAMES: [&'static str; 7] = ["private", "default", "bridge", "host", "none", "pasta", "slirp4netns"];
+}
+
+/// The helper that gives a private network its outbound access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Via {
+    /// pasta when installed, else slirp4netns ([`network::resolve`] picks).
+    Auto,
+    Pasta,
+    Slirp4netns,
 }
 
 /// What the container's standard input is connected to.
@@ -165,6 +201,9 @@ pub struct RunSpec {
     /// error are the slave side of a pty whose master strata relays.
     #[serde(default)]
     pub tty: bool,
+    /// Host ports forwarded into a private network (`run -p`).
+    #[serde(default)]
+    pub publish: Vec<network::PortMapping>,
 }
 
 /// One `-v SOURCE:TARGET[:ro]`.
@@ -329,7 +368,7 @@ pub fn helper_main(spec_path: &Path, outcome_path: &Path) -> ! {
         .map_err(|e| SandboxError::io(spec_path, e))
         .and_then(|b| serde_json::from_slice::<RunSpec>(&b).map_err(|e| SandboxError::Setup(format!("bad spec: {e}"))))
     {
-        Ok(spec) => child::contain(&spec),
+        Ok(spec) => child::contain(&spec, spec_path.parent().unwrap_or(Path::new("/"))),
         Err(e) => Outcome::SetupFailed(e.to_string()),
     };
     let text = serde_json::to_vec(&outcome).expect("Outcome serialises");

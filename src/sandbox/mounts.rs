@@ -44,8 +44,9 @@ fn bind(src: &Path, dst: &Path, read_only: bool) -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// Mounts /proc, /dev, /sys and the resolver files below `root` (the merged dir).
-pub fn mount_system(root: &Path) -> Result<(), SandboxError> {
+/// Mounts /proc, /dev, /sys and the resolver files below `root` (the merged dir);
+/// `resolv_conf` replaces the host's (a private network's DNS forwarder).
+pub fn mount_system(root: &Path, resolv_conf: Option<&Path>) -> Result<(), SandboxError> {
     let proc_dir = root.join("proc");
     ensure_dir(&proc_dir)?;
     let nsx = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -82,7 +83,7 @@ pub fn mount_system(root: &Path) -> Result<(), SandboxError> {
     let sys = root.join("sys");
     ensure_dir(&sys)?;
     // A fresh sysfs shows the container's own network namespace; it can only be
-    // mounted when that namespace is ours (`--network none`). With the host's network
+    // mounted when that namespace is ours (`none` or private). With the host's network
     // the host's sysfs is bound read-only instead.
     let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     if mount(Some("sysfs"), &sys, Some("sysfs"), ro, None::<&str>).is_err() {
@@ -90,7 +91,10 @@ pub fn mount_system(root: &Path) -> Result<(), SandboxError> {
     }
 
     for file in ["resolv.conf", "hosts"] {
-        let host = Path::new("/etc").join(file);
+        let host = match (file, resolv_conf) {
+            ("resolv.conf", Some(generated)) => generated.to_path_buf(),
+            _ => Path::new("/etc").join(file),
+        };
         let target = root.join("etc").join(file);
         if host.exists() && target.is_file() {
             bind(&host, &target, true)?;
