@@ -42,6 +42,8 @@ mod language_copy;
 mod language_stages;
 #[path = "e2e/layout.rs"]
 mod layout;
+#[path = "e2e/network.rs"]
+mod network;
 #[path = "e2e/registry.rs"]
 mod registry;
 #[path = "e2e/registry_cache.rs"]
