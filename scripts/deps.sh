@@ -8,6 +8,8 @@ set -euo pipefail
 packages=(
     uidmap          # newuidmap/newgidmap: map the subuid ranges into the user namespace
     fuse-overlayfs  # overlay fallback where kernel overlayfs is not allowed
+    passt           # pasta: the private network of RUN and run (outbound, DNS, run -p)
+    slirp4netns     # the same where pasta is missing; tests run both
     busybox-static  # the static busybox copied into the base image
     skopeo          # tests: inspect oci: and oci-archive: outputs
     umoci           # tests: unpack the output rootless and compare files

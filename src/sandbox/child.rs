@@ -159,10 +159,10 @@ fn start_network(via: super::Via, spec: &RunSpec, scratch: &Path) -> Result<(std
 /// Reads pid 1's setup error (empty once the command was exec'd), failing early if
 /// the network helper exits before that: pid 1 would otherwise wait for a network
 /// that never comes.
-fn read_setup_message(err_r: std::os::fd::OwnedFd, mut helper: Option<&mut network::Running>) -> Result<String, String> {
+fn read_setup_message(err_r: std::os::fd::OwnedFd, helper: Option<&mut network::Running>) -> Result<String, String> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
-    if let Some(h) = helper.as_deref_mut() {
+    if let Some(h) = helper {
         loop {
             let mut fds = [PollFd::new(err_r.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::from(50u8)) {
