@@ -240,7 +240,7 @@ pub fn wait_configured() -> Result<(), String> {
             return Err(format!("the network helper did not configure the container's interface within {}s", READY_TIMEOUT.as_secs()));
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+        pause = (pause * 2).min(Duration::from_millis(2));
     }
 }
 

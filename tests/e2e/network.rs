@@ -262,3 +262,32 @@ fn bad_publish_specs_and_publishing_without_a_private_network_are_refused() {
     let out = strata(["run", "--rm", "--network", "host", "-p", "8080:80", "busybox", "true"]);
     assert!(!out.success() && out.stderr.contains("publishing ports needs a private network"), "{}", out.describe());
 }
+
+#[test]
+fn without_a_helper_the_default_falls_back_to_the_host_with_a_warning() {
+    if skip_without_sandbox("without_a_helper_the_default_falls_back_to_the_host_with_a_warning") {
+        return;
+    }
+    let world = with_base();
+    // A PATH with what strata needs besides the network helpers.
+    let bin = scratch("network-no-helpers");
+    for tool in ["newuidmap", "newgidmap", "fuse-overlayfs"] {
+        if let Some(found) = ["/usr/bin", "/bin", "/usr/sbin"].iter().map(|d| Path::new(d).join(tool)).find(|p| p.exists()) {
+            std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+        }
+    }
+    let strata_without = |args: &[&str]| {
+        let mut cmd = Command::new(strata_bin());
+        cmd.env("PATH", &bin).arg("--root").arg(&world.root).args(args);
+        crate::support::run_command(cmd)
+    };
+    let name = format!("strata-e2e-fallback-{}", std::process::id());
+    let _abstract = UnixListener::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).expect("abstract socket");
+    let probe = format!("grep -q @{name} /proc/net/unix && echo abstract=visible || echo abstract=hidden");
+    let out = strata_without(&["run", "--rm", "busybox", "sh", "-c", &probe]).ok();
+    assert!(out.stdout.contains("abstract=visible"), "the host's network: {}", out.describe());
+    let warnings: Vec<&str> = out.stderr.lines().filter(|l| l.contains("warning: neither pasta nor slirp4netns is installed")).collect();
+    assert_eq!(warnings.len(), 1, "one warning line: {}", out.stderr);
+    let out = strata_without(&["run", "--rm", "--network", "pasta", "busybox", "true"]);
+    assert!(!out.success() && out.stderr.contains("pasta is not installed (Debian package passt)"), "{}", out.describe());
+}
