@@ -263,6 +263,7 @@ pub fn start(via: Via, netns: &OwnedFd, publish: &[PortMapping], log: &Path) -> 
     cmd.stdin(Stdio::null()).stdout(stderr.try_clone().map_err(|e| NetworkError::Spawn { helper: program, source: e })?).stderr(stderr);
     let mut keep: Vec<RawFd> = vec![netns.as_raw_fd()];
     let mut exit_fd = None;
+    let mut slirp_api = None;
     match via {
         Via::Pasta => {
             // -T/-U none: nothing in the container reaches the host's loopback ports;
@@ -282,14 +283,22 @@ pub fn start(via: Via, netns: &OwnedFd, publish: &[PortMapping], log: &Path) -> 
             cmd.args(["--netns", &ns_path]);
         }
         Via::Slirp4netns => {
-            if !publish.is_empty() {
-                return Err(NetworkError::Failed { helper: program, message: "publishing ports (-p) is supported with pasta only".into() });
-            }
-            let (r, w) =
-                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| NetworkError::Spawn { helper: program, source: e.into() })?;
+            let pipe =
+                || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| NetworkError::Spawn { helper: program, source: e.into() });
+            let (r, w) = pipe()?;
             keep.push(r.as_raw_fd());
             cmd.args(["--configure", "--mtu=65520", "--disable-host-loopback", "--netns-type=path"]);
-            cmd.arg(format!("--exit-fd={}", r.as_raw_fd())).arg(&ns_path).arg("tap0");
+            cmd.arg(format!("--exit-fd={}", r.as_raw_fd()));
+            if !publish.is_empty() {
+                // Ports are added through its API once it is ready.
+                let (ready_r, ready_w) = pipe()?;
+                keep.push(ready_w.as_raw_fd());
+                cmd.arg(format!("--ready-fd={}", ready_w.as_raw_fd()));
+                let api = std::env::temp_dir().join(format!("strata-slirp-{}.sock", std::process::id()));
+                cmd.arg(format!("--api-socket={}", api.display()));
+                slirp_api = Some((ready_r, ready_w, api));
+            }
+            cmd.arg(&ns_path).arg("tap0");
             exit_fd = Some((r, w));
         }
         Via::Auto => unreachable!("resolved before the sandbox starts"),
@@ -307,7 +316,45 @@ pub fn start(via: Via, netns: &OwnedFd, publish: &[PortMapping], log: &Path) -> 
     }
     let child = cmd.spawn().map_err(|e| NetworkError::Spawn { helper: program, source: e })?;
     // Our copy of the read end goes; the write end stays open as long as we live.
-    Ok(Running { via, child, log: log.to_path_buf(), _exit_fd: exit_fd.map(|(_r, w)| w) })
+    let mut running = Running { via, child, log: log.to_path_buf(), _exit_fd: exit_fd.map(|(_r, w)| w) };
+    if let Some((ready_r, ready_w, api)) = slirp_api {
+        drop(ready_w);
+        let result = slirp_forward(ready_r, &api, publish);
+        let _ = fs::remove_file(&api);
+        result.map_err(|message| NetworkError::Failed { helper: program, message: running.failure().unwrap_or(message) })?;
+    }
+    Ok(running)
+}
+
+/// Waits for slirp4netns to be ready, then asks its API for each published port.
+fn slirp_forward(ready: OwnedFd, api: &Path, publish: &[PortMapping]) -> Result<(), String> {
+    let mut byte = [0u8; 1];
+    if !matches!(fs::File::from(ready).read(&mut byte), Ok(1)) {
+        return Err("it exited before the network was ready".into());
+    }
+    for p in publish {
+        let host_addr = match p.host_ip {
+            None => "0.0.0.0".to_string(),
+            Some(IpAddr::V4(ip)) => ip.to_string(),
+            Some(IpAddr::V6(ip)) => return Err(format!("cannot publish on the IPv6 address {ip}")),
+        };
+        let proto = if p.proto == Proto::Tcp { "tcp" } else { "udp" };
+        for offset in 0..=(p.host.1 - p.host.0) {
+            let request = serde_json::json!({"execute": "add_hostfwd", "arguments": {
+                "proto": proto, "host_addr": host_addr, "host_port": p.host.0 + offset, "guest_port": p.container.0 + offset}});
+            let mut stream = std::os::unix::net::UnixStream::connect(api).map_err(|e| format!("{}: {e}", api.display()))?;
+            stream.write_all(request.to_string().as_bytes()).map_err(|e| format!("{}: {e}", api.display()))?;
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply).map_err(|e| format!("{}: {e}", api.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
+            if let Some(err) = value.get("error") {
+                let desc = err.get("desc").and_then(|d| d.as_str()).unwrap_or("refused");
+                return Err(format!("publishing {host_addr}:{}: {desc}", p.host.0 + offset));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Running {

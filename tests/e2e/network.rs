@@ -207,17 +207,14 @@ fn wait_for_helpers(child: &mut Child, what: &str) -> Vec<u32> {
     }
 }
 
-#[test]
-fn published_low_port_answers_on_the_host_and_no_helper_outlives_its_container() {
-    if skip_without_sandbox("published_low_port_answers_on_the_host_and_no_helper_outlives_its_container") {
-        return;
-    }
-    let world = with_base();
+/// `strata run -p` of busybox httpd on port 80 answers on 127.0.0.1; killing that
+/// `strata run` takes its network helper with it.
+fn serve_published_then_kill(root: &Path, network: &str) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // Port 80 in the container: below 1024, refused in the host's network namespace.
-    let script = "mkdir -p /www && echo hello-published > /www/index.html && exec httpd -f -p 80 -h /www";
+    let script = format!("mkdir -p /www && echo hello-{network} > /www/index.html && exec httpd -f -p 80 -h /www");
     let publish = format!("127.0.0.1:{port}:80");
-    let mut child = spawn_strata(&world.root, &["run", "--rm", "-p", &publish, "busybox", "sh", "-c", script]);
+    let mut child = spawn_strata(root, &["run", "--rm", "--network", network, "-p", &publish, "busybox", "sh", "-c", &script]);
     let helpers = wait_for_helpers(&mut child, "strata run -p");
     let deadline = Instant::now() + Duration::from_secs(30);
     let body = loop {
@@ -229,16 +226,25 @@ fn published_low_port_answers_on_the_host_and_no_helper_outlives_its_container()
             Ok(text)
         });
         match answer {
-            Ok(text) if text.contains("hello-published") => break text,
-            _ if Instant::now() > deadline => panic!("no answer on 127.0.0.1:{port}: {answer:?}"),
+            Ok(text) if text.contains(&format!("hello-{network}")) => break text,
+            _ if Instant::now() > deadline => panic!("--network {network}: no answer on 127.0.0.1:{port}: {answer:?}"),
             _ => thread::sleep(Duration::from_millis(100)),
         }
     };
     assert!(body.lines().next().is_some_and(|l| l.starts_with("HTTP/1.") && l.contains(" 200 ")), "{body}");
-    // A killed `strata run` takes its network helper with it.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     let _ = child.wait();
-    assert_eq!(still_helpers(&helpers), Vec::<u32>::new(), "network helpers left after strata run was killed");
+    assert_eq!(still_helpers(&helpers), Vec::<u32>::new(), "--network {network}: helpers left after strata run was killed");
+}
+
+#[test]
+fn published_low_port_answers_on_the_host_and_no_helper_outlives_its_container() {
+    if skip_without_sandbox("published_low_port_answers_on_the_host_and_no_helper_outlives_its_container") {
+        return;
+    }
+    let world = with_base();
+    serve_published_then_kill(&world.root, "private");
+    serve_published_then_kill(&world.root, "slirp4netns");
 
     // And a build's helpers end with their RUN steps.
     let ctx = scratch("network-teardown");
