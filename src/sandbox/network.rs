@@ -494,6 +494,17 @@ mod tests {
     }
 
     #[test]
+    fn network_names_map_like_docker_and_podman() {
+        assert_eq!(Network::from_name("default"), Some(Network::Private(Via::Auto)));
+        assert_eq!(Network::from_name("private"), Some(Network::Private(Via::Auto)));
+        assert_eq!(Network::from_name("slirp4netns"), Some(Network::Private(Via::Slirp4netns)));
+        assert_eq!(Network::from_name("host"), Some(Network::Host));
+        assert_eq!(Network::from_name("container:x"), None);
+        assert_eq!(Network::default(), Network::Private(Via::Auto));
+        assert!(Network::NAMES.iter().all(|n| Network::from_name(n).is_some()));
+    }
+
+    #[test]
     fn publishing_needs_a_private_network() {
         let ports = [p("8080:80")];
         assert!(matches!(resolve(Network::Host, &ports), Err(NetworkError::PublishWithout("host"))));
