@@ -10,6 +10,8 @@ packages=(
     libseccomp-dev  # the libseccomp crate links libseccomp (>= 2.5 for seccomp notify)
     pkg-config      # -sys crates look system libraries up with it (libseccomp-sys links -lseccomp)
     fuse-overlayfs  # overlay fallback where kernel overlayfs is not allowed
+    passt           # pasta: the private network of RUN and run (outbound, DNS, run -p)
+    slirp4netns     # the same where pasta is missing; tests run both
     busybox-static  # the static busybox copied into the base image
     skopeo          # tests: inspect oci: and oci-archive: outputs
     umoci           # tests: unpack the output rootless and compare files

@@ -95,6 +95,11 @@ if [ "$(id -u)" -eq 0 ]; then
     if [ -c /dev/fuse ]; then
         chmod 0666 /dev/fuse
     fi
+    # Likewise /dev/net/tun (udev makes it 0666): pasta and slirp4netns need it for
+    # the private network of RUN steps.
+    if [ -c /dev/net/tun ]; then
+        chmod 0666 /dev/net/tun
+    fi
 
     work="$(mktemp -d /tmp/strata-e2e.XXXXXX)"
     trap 'rm -rf "$work" >/dev/null 2>&1 || true' EXIT

@@ -44,6 +44,8 @@ mod language_copy;
 mod language_stages;
 #[path = "e2e/layout.rs"]
 mod layout;
+#[path = "e2e/network.rs"]
+mod network;
 #[path = "e2e/owners.rs"]
 mod owners;
 #[path = "e2e/registry.rs"]

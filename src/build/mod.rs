@@ -44,7 +44,7 @@ pub struct BuildRequest {
     /// `--output` destination (`oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`).
     pub output: Option<String>,
     pub target: Option<String>,
-    /// Network for RUN steps (`--network`): the host's, or none.
+    /// Network for RUN steps (`--network`): private (the default), the host's, or none.
     pub network: crate::sandbox::Network,
     /// `--security-opt seccomp=...`: the seccomp profile of RUN steps.
     pub seccomp: crate::sandbox::seccomp::SeccompPolicy,

@@ -91,7 +91,7 @@ impl<'a> StageBuilder<'a> {
             image: ImageState::scratch(),
             args: BTreeMap::new(),
             cmd_set_here: false,
-            network: Network::Host,
+            network: Network::default(),
             seccomp: SeccompPolicy::DockerDefault,
             cache: Cache::open(ws).unwrap_or_else(|_| Cache::disabled()),
             memo: cache::Memo::load(&ws.root),
@@ -429,12 +429,13 @@ impl<'a> StageBuilder<'a> {
             hostname: "strata-build".into(),
             stdin: Stdin::Null,
             pipes,
-            network,
+            network: sandbox::network::resolve(network, &[])?,
             fake_chown: self.ws.single_id(),
             owner_key: self.ws.owners.key().cloned(),
             binds: Vec::new(),
             tty: false,
             seccomp: self.seccomp.clone(),
+            publish: Vec::new(),
         };
         let prefix = if self.report.is_quiet() { None } else { Some(format!("{}{n}/{total} | ", self.label)) };
         let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;

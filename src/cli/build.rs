@@ -38,8 +38,10 @@ pub struct BuildArgs {
     /// strata always prints plain lines when not on a terminal.
     #[arg(long, value_name = "TYPE", default_value = "auto", value_parser = ["auto", "plain", "tty", "quiet"])]
     pub progress: String,
-    /// Network for RUN instructions: host (default) or none.
-    #[arg(long, value_name = "MODE", default_value = "host", value_parser = ["host", "none", "default"])]
+    /// Network for RUN instructions: private (default: its own namespace with outbound
+    /// access through pasta or slirp4netns, not the host's loopback), host, none, or
+    /// pasta/slirp4netns to pick the helper.
+    #[arg(long, value_name = "MODE", default_value = "private", value_parser = Network::NAMES)]
     pub network: String,
     /// Clamp file times and set created times to this Unix time, for reproducible
     /// images (default: $SOURCE_DATE_EPOCH).
@@ -127,7 +129,7 @@ pub fn run(ws: &mut Workspace, args: BuildArgs) -> Result<ExitCode> {
         build_args: parse_build_args(&args.build_args)?,
         output: args.output,
         target: args.target,
-        network: if args.network == "none" { Network::None } else { Network::Host },
+        network: Network::from_name(&args.network).expect("clap checked the name"),
         seccomp: super::security::seccomp_policy(&args.security_opt)?,
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter,

@@ -10,6 +10,7 @@ use clap::Args;
 use crate::build::bundle::{write_bundle, BundleProcess};
 use crate::build::container::{ContainerState, Containers};
 use crate::build::workspace::{ImageState, Workspace};
+use crate::sandbox::network::PortMapping;
 use crate::sandbox::seccomp::SeccompPolicy;
 use crate::sandbox::userns::Privilege;
 use crate::sandbox::{self, BindMount, Network, RunSpec, Stdin};
@@ -44,9 +45,15 @@ pub struct RunArgs {
     /// Override the image's ENTRYPOINT.
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// Network: host (default) or none.
-    #[arg(long, value_name = "MODE", default_value = "host", value_parser = ["host", "none"])]
+    /// Network: private (default: its own namespace with outbound access through pasta
+    /// or slirp4netns, not the host's loopback), host, none, or pasta/slirp4netns to
+    /// pick the helper.
+    #[arg(long, value_name = "MODE", default_value = "private", value_parser = Network::NAMES)]
     pub network: String,
+    /// Publish a container port on the host: [IP:]HOST:CONTAINER[/tcp|udp], ports or
+    /// equal-length ranges (A-B); may be repeated.
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CONTAINER")]
+    pub publish: Vec<String>,
     /// Container host name.
     #[arg(long)]
     pub hostname: Option<String>,
@@ -144,6 +151,7 @@ fn run_container(
     (argv, env, seccomp): (Vec<String>, Vec<String>, SeccompPolicy),
     dir: &std::path::Path,
 ) -> Result<i32> {
+    let publish = args.publish.iter().map(|p| PortMapping::parse(p)).collect::<Result<Vec<_>, _>>()?;
     let rootfs = ws.overlay_for(image, dir, true)?;
     let spec = RunSpec {
         rootfs,
@@ -155,12 +163,13 @@ fn run_container(
         // As docker: without -i the command reads an empty stdin.
         stdin: if args.interactive { Stdin::Inherit } else { Stdin::Null },
         pipes: Vec::new(),
-        network: if args.network == "none" { Network::None } else { Network::Host },
+        network: sandbox::network::resolve(Network::from_name(&args.network).expect("clap checked the name"), &publish)?,
         fake_chown: ws.single_id(),
         owner_key: ws.owners.key().cloned(),
         binds: args.volumes.iter().map(|v| BindMount::parse(v)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?,
         tty: args.tty,
         seccomp,
+        publish,
     };
     let outcome = sandbox::run(&spec, dir, None)?;
     if let sandbox::Outcome::SetupFailed(msg) = &outcome {

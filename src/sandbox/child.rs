@@ -23,7 +23,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, fork, pipe2, pivot_root, setgid, setgroups, sethostname, setuid, ForkResult, Gid, Uid};
 use std::os::fd::AsRawFd;
 
-use super::{chown_notify, mounts, overlay, seccomp, Driver, Network, Outcome, RunSpec};
+use super::{chown_notify, mounts, network, overlay, seccomp, Driver, Network, Outcome, RunSpec};
 use std::os::unix::net::UnixStream;
 
 /// Docker's default capability set for containers.
@@ -47,8 +47,10 @@ pub const DEFAULT_CAPS: [Capability; 14] = [
 /// The PATH a container gets when its image sets none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Runs the spec's command in new namespaces and reports how it ended.
-pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>) -> Outcome {
+/// Runs the spec's command in new namespaces and reports how it ended. `scratch`
+/// is the run's own directory (the generated resolv.conf and the network helper's
+/// log go there).
+pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>, scratch: &Path) -> Outcome {
     // The overlay is mounted here, in the helper's mount namespace, not in pid 1's:
     // fuse-overlayfs serves its mount from a daemon, and pivot_root re-roots every
     // process of the namespace it runs in, so a daemon in pid 1's namespace would have
@@ -63,6 +65,15 @@ pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>) -> Outcome {
             Ok(m) => Some(m),
             Err(e) => return Outcome::SetupFailed(e.to_string()),
         }
+    };
+    // A private network is made, and its helper started, before the pid namespace:
+    // the helper must not be a process of the container (see `network`).
+    let (netns, mut helper, resolv) = match spec.network {
+        Network::Private(via) => match start_network(via, spec, scratch) {
+            Ok((ns, h, r)) => (Some(ns), Some(h), Some(r)),
+            Err(msg) => return Outcome::SetupFailed(msg),
+        },
+        _ => (None, None, None),
     };
     let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if spec.network == Network::None {
@@ -95,7 +106,7 @@ pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>) -> Outcome {
             // The helper's argv and environment name strata's binary and the store;
             // the container sees pid 1's in /proc/1.
             super::title::neutralise();
-            let err = match setup_and_exec(spec, seccomp, &err_w) {
+            let err = match setup_and_exec(spec, seccomp, &err_w, netns.as_ref(), resolv.as_deref()) {
                 Err(msg) => msg,
                 Ok(never) => match never {},
             };
@@ -105,11 +116,19 @@ pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>) -> Outcome {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(err_w);
+            drop(netns);
             // pid 1 hands these on to the command; dying of them here would SIGKILL
             // the container before the command could act on them.
             super::forward::forward_to(child.as_raw());
-            let mut msg = String::new();
-            let _ = fs::File::from(err_r).read_to_string(&mut msg);
+            let msg = match read_setup_message(err_r, helper.as_mut()) {
+                Ok(msg) => msg,
+                Err(msg) => {
+                    if let Some(h) = helper {
+                        h.stop();
+                    }
+                    return kill_and_fail(child, msg);
+                }
+            };
             let status = loop {
                 match waitpid(child, None) {
                     Ok(WaitStatus::Exited(_, c)) => break Outcome::Exited(c),
@@ -118,6 +137,9 @@ pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>) -> Outcome {
                     Err(e) => break Outcome::SetupFailed(format!("waitpid: {e}")),
                 }
             };
+            if let Some(h) = helper {
+                h.stop();
+            }
             if msg.is_empty() {
                 status
             } else {
@@ -125,6 +147,46 @@ pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>) -> Outcome {
             }
         }
     }
+}
+
+/// Makes the container's network namespace, writes its resolv.conf and starts the
+/// helper that serves it.
+fn start_network(via: super::Via, spec: &RunSpec, scratch: &Path) -> Result<(std::os::fd::OwnedFd, network::Running, PathBuf), String> {
+    let resolv = scratch.join("resolv.conf");
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    fs::write(&resolv, network::resolv_conf(&host)).map_err(|e| format!("writing {}: {e}", resolv.display()))?;
+    let netns = network::create_namespace()?;
+    let helper = network::start(via, &netns, &spec.publish, &scratch.join("network.log")).map_err(|e| e.to_string())?;
+    Ok((netns, helper, resolv))
+}
+
+/// Reads pid 1's setup error (empty once the command was exec'd), failing early if
+/// the network helper exits before that: pid 1 would otherwise wait for a network
+/// that never comes.
+fn read_setup_message(err_r: std::os::fd::OwnedFd, helper: Option<&mut network::Running>) -> Result<String, String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    if let Some(h) = helper {
+        loop {
+            let mut fds = [PollFd::new(err_r.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(50u8)) {
+                Ok(n) if n > 0 => break,
+                _ => {}
+            }
+            if let Some(why) = h.failure() {
+                return Err(format!("network: {why}"));
+            }
+        }
+    }
+    let mut msg = String::new();
+    let _ = fs::File::from(err_r).read_to_string(&mut msg);
+    Ok(msg)
+}
+
+fn kill_and_fail(child: nix::unistd::Pid, msg: String) -> Outcome {
+    let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+    let _ = waitpid(child, None);
+    Outcome::SetupFailed(msg)
 }
 
 enum Never {}
@@ -144,9 +206,23 @@ const FORWARDED: [Signal; 8] =
 /// Pid 1: prepares the root, then runs the command as its child while it reaps
 /// orphans (a shell's background jobs, daemons that double-fork) and forwards
 /// signals, so the command never runs as a pid 1 that ignores SIGTERM.
-fn setup_and_exec(spec: &RunSpec, seccomp: Option<&seccomp::Program>, err_w: &std::os::fd::OwnedFd) -> Result<Never, String> {
+fn setup_and_exec(
+    spec: &RunSpec,
+    seccomp: Option<&seccomp::Program>,
+    err_w: &std::os::fd::OwnedFd,
+    netns: Option<&std::os::fd::OwnedFd>,
+    resolv: Option<&Path>,
+) -> Result<Never, String> {
+    // Joined before the seal: the namespace's descriptor is one of those it closes.
+    if let Some(ns) = netns {
+        network::join(ns)?;
+    }
     seal_pid1(err_w.as_raw_fd())?;
-    let prepared = setup(spec)?;
+    let prepared = setup(spec, resolv)?;
+    if netns.is_some() {
+        // The mounts above overlapped with the helper's start; the command needs it done.
+        network::wait_configured()?;
+    }
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
     for s in FORWARDED {
@@ -253,7 +329,7 @@ fn reap_and_forward(main: nix::unistd::Pid, set: &SigSet, listener: Option<&std:
     }
 }
 
-fn setup(spec: &RunSpec) -> Result<Prepared, String> {
+fn setup(spec: &RunSpec, resolv: Option<&Path>) -> Result<Prepared, String> {
     // pid 1 gets a mount namespace of its own: pivot_root re-roots every process of
     // its namespace, and the helper must keep the host's view to write the outcome.
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(mount namespace): {e}"))?;
@@ -264,7 +340,7 @@ fn setup(spec: &RunSpec) -> Result<Prepared, String> {
         // drivers were mounted by the helper, see `contain`).
         overlay::mount_rootfs(&spec.rootfs).map_err(|e| e.to_string())?;
     }
-    mounts::mount_system(&spec.rootfs.merged).map_err(|e| e.to_string())?;
+    mounts::mount_system(&spec.rootfs.merged, resolv).map_err(|e| e.to_string())?;
     if spec.tty {
         mounts::mount_tty(&spec.rootfs.merged).map_err(|e| e.to_string())?;
     }
@@ -355,7 +431,7 @@ fn check_cwd_inside_root(cwd: &str) -> Result<(), String> {
 }
 
 /// Sets IFF_UP on `lo` in the current network namespace.
-fn loopback_up() -> std::io::Result<()> {
+pub(super) fn loopback_up() -> std::io::Result<()> {
     // SAFETY: a socket used only for the two interface ioctls, closed on return;
     // ifreq is plain data initialised from zeroes.
     unsafe {

@@ -11,12 +11,14 @@
 //! /dev, bind mounts), `child` (what pid 1 does before exec), `seccomp` (the command's
 //! syscall filter), `chown_notify` (chown served by pid 1), `tty` (the pty of
 //! `run -t`), `stdio` (the pipes `run` relays instead of the caller's descriptors),
-//! `title` (pid 1's neutral name), `outcome` (the file the helper reports through).
+//! `title` (pid 1's neutral name), `outcome` (the file the helper reports through),
+//! `network` (the private network and its helper, pasta or slirp4netns).
 
 pub mod child;
 pub mod chown_notify;
 mod forward;
 pub mod mounts;
+pub mod network;
 mod outcome;
 pub mod overlay;
 pub mod seccomp;
@@ -106,13 +108,48 @@ pub enum DriverChoice {
 }
 
 /// The container's network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Network {
-    /// The host's network namespace (what RUN uses by default, as BuildKit does).
-    #[default]
+    /// The host's network namespace (`--network host`, an explicit opt-in).
     Host,
     /// A new network namespace with only loopback.
     None,
+    /// A new network namespace with outbound access through a user-mode helper and
+    /// no route to the host's loopback (the default, as BuildKit and podman do).
+    Private(Via),
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network::Private(Via::Auto)
+    }
+}
+
+impl Network {
+    /// Parses a `--network` value: `private` (or docker's `default`/`bridge`),
+    /// `host`, `none`, or a helper by name (`pasta`, `slirp4netns`).
+    pub fn from_name(name: &str) -> Option<Network> {
+        match name {
+            "private" | "default" | "bridge" => Some(Network::Private(Via::Auto)),
+            "host" => Some(Network::Host),
+            "none" => Some(Network::None),
+            "pasta" => Some(Network::Private(Via::Pasta)),
+            "slirp4netns" => Some(Network::Private(Via::Slirp4netns)),
+            _ => None,
+        }
+    }
+
+    /// The values [`Network::from_name`] takes, for clap.
+    pub const NAMES: [&'static str; 7] = ["private", "default", "bridge", "host", "none", "pasta", "slirp4netns"];
+}
+
+/// The helper that gives a private network its outbound access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Via {
+    /// pasta when installed, else slirp4netns ([`network::resolve`] picks).
+    Auto,
+    Pasta,
+    Slirp4netns,
 }
 
 /// What the container's standard input is connected to.
@@ -179,6 +216,9 @@ pub struct RunSpec {
     /// when absent.
     #[serde(default)]
     pub seccomp: seccomp::SeccompPolicy,
+    /// Host ports forwarded into a private network (`run -p`).
+    #[serde(default)]
+    pub publish: Vec<network::PortMapping>,
 }
 
 /// One `-v SOURCE:TARGET[:ro]`.
@@ -374,7 +414,7 @@ pub fn helper_main(spec_path: &Path, outcome_path: &Path) -> ! {
     {
         Ok(input) => {
             chown_notify::set_owners(&input.spec.owner_key);
-            child::contain(&input.spec, input.seccomp_program.as_ref())
+            child::contain(&input.spec, input.seccomp_program.as_ref(), spec_path.parent().unwrap_or(Path::new("/")))
         }
         Err(e) => Outcome::SetupFailed(e.to_string()),
     };

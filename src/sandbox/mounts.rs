@@ -137,8 +137,9 @@ fn set_read_only(dirfd: libc::c_int, path: &std::ffi::CStr, extra_flags: libc::c
     }
 }
 
-/// Mounts /proc, /dev, /sys and the resolver files below `root` (the merged dir).
-pub fn mount_system(root: &Path) -> Result<(), SandboxError> {
+/// Mounts /proc, /dev, /sys and the resolver files below `root` (the merged dir);
+/// `resolv_conf` replaces the host's (a private network's DNS forwarder).
+pub fn mount_system(root: &Path, resolv_conf: Option<&Path>) -> Result<(), SandboxError> {
     let proc_dir = root.join("proc");
     ensure_dir(&proc_dir)?;
     let nsx = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -175,7 +176,7 @@ pub fn mount_system(root: &Path) -> Result<(), SandboxError> {
     let sys = root.join("sys");
     ensure_dir(&sys)?;
     // A fresh sysfs shows the container's own network namespace; it can only be
-    // mounted when that namespace is ours (`--network none`). With the host's network
+    // mounted when that namespace is ours (`none` or private). With the host's network
     // the host's sysfs is bound instead, read-only with every mount below it (the
     // cgroup hierarchies under /sys/fs/cgroup are submounts); a bind that cannot be
     // made read-only is taken away again, leaving /sys empty rather than writable.
@@ -185,7 +186,10 @@ pub fn mount_system(root: &Path) -> Result<(), SandboxError> {
     }
 
     for file in ["resolv.conf", "hosts"] {
-        let host = Path::new("/etc").join(file);
+        let host = match (file, resolv_conf) {
+            ("resolv.conf", Some(generated)) => generated.to_path_buf(),
+            _ => Path::new("/etc").join(file),
+        };
         let target = root.join("etc").join(file);
         if host.exists() && target.is_file() {
             bind(&host, &target, true)?;
