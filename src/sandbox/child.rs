@@ -246,9 +246,7 @@ fn setup_and_exec(
                 }
             }
             drop_privileges(&prepared.user)?;
-            // Nothing of the builder's may leak into the command: every descriptor
-            // above stderr closes on exec (the setup-error pipe included). Before the
-            // filter, which may deny close_range.
+            // Nothing of the builder's may leak into the command (see `fds`).
             super::fds::close_on_exec_above_stderr()?;
             // Last before exec, in the command's process only: pid 1 stays unfiltered
             // to serve the chown notifications.
@@ -259,8 +257,7 @@ fn setup_and_exec(
             if let (Some((_, theirs)), Some(listener)) = (&notify_pair, &listener) {
                 chown_notify::send_listener(theirs, listener).map_err(|e| format!("passing the chown listener: {e}"))?;
             }
-            // Both were made close-on-exec (the listener by the kernel, the socket by
-            // std) after the sweep; closed here all the same, pid 1 holds its copies.
+            // Close-on-exec already (kernel, std); closed here all the same.
             drop(listener);
             drop(notify_pair);
             let err = nix::unistd::execve(&prepared.exe, &prepared.argv, &prepared.envp).unwrap_err();
