@@ -296,7 +296,7 @@ pub(super) struct Downloaded {
 /// A download made for a step's cache key, kept for the step itself.
 pub(super) struct Prefetched {
     /// Holds the file until the step moves it (removed with the dir otherwise).
-    pub dir: tempfile::TempDir,
+    pub dir: crate::oci::TempDir,
     pub name: String,
 }
 

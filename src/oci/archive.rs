@@ -130,10 +130,7 @@ pub fn import_oci_dir(store: &Store, dir: &Path, ref_name: Option<&str>) -> Resu
 /// Imports from an oci-archive tar; see [`import_oci_dir`].
 pub fn import_oci_archive(store: &Store, file: &Path, ref_name: Option<&str>) -> Result<Descriptor> {
     // Extract inside the store so adopting blobs is a rename, not a second copy.
-    let tmp = tempfile::Builder::new()
-        .prefix(&super::temps::temp_prefix("import-"))
-        .tempdir_in(store.root())
-        .map_err(OciError::io("create temp dir in", store.root()))?;
+    let tmp = super::temps::create_dir(store.root(), "import-")?;
     let reader = File::open(file).map_err(OciError::io("open", file))?;
     extract(reader, file, tmp.path(), LinkPolicy::Refuse)?;
     import_layout(store, tmp.path(), ref_name, Transfer::Move).map_err(|e| in_archive(e, tmp.path(), file))

@@ -144,10 +144,7 @@ fn append_plain_layer<W: Write>(
     let blob_path = store.blob_path(&blob);
     let reader = BufReader::with_capacity(1 << 20, store.open_blob(&blob)?);
     let mut plain = layer_decoder(layer.media_type().as_ref(), &blob, reader)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&super::temps::temp_prefix("export-"))
-        .tempfile_in(store.root())
-        .map_err(OciError::io("create temp file in", store.root()))?;
+    let tmp = super::temps::create_file(store.root(), "export-")?;
     let tmp_path = tmp.path().to_path_buf();
     let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp));
     io::copy(&mut plain, &mut w).map_err(OciError::io("decompress layer", &blob_path))?;
@@ -172,10 +169,7 @@ pub fn load_archive(store: &Store, file: &Path, reference: Option<&str>) -> Resu
 
 /// [`load_archive`] from any reader (standard input for `strata load`).
 pub fn load_archive_from(store: &Store, reader: impl Read, label: &Path, reference: Option<&str>) -> Result<LoadedImage> {
-    let tmp = tempfile::Builder::new()
-        .prefix(&super::temps::temp_prefix("import-"))
-        .tempdir_in(store.root())
-        .map_err(OciError::io("create temp dir in", store.root()))?;
+    let tmp = super::temps::create_dir(store.root(), "import-")?;
     let links = extract(reader, label, tmp.path(), LinkPolicy::Record)?;
     let in_archive = |e| super::archive::in_archive(e, tmp.path(), label);
     match detect(tmp.path()) {

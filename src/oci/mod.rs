@@ -9,8 +9,9 @@
 //! `registry`, `build`) talks to images only through the types re-exported here.
 //!
 //! Durability model: a blob becomes visible only by an atomic rename of a fully written,
-//! fsynced temp file, so a crash leaves at worst a stray `.tmp-*` file, never a blob
-//! whose name lies about its content. `index.json` is rewritten the same way under an
+//! fsynced temp file, so a crash leaves at worst a stray `.tmp-*` file (its writer's
+//! lock gone, so the next open removes it: `temps`), never a blob whose name lies
+//! about its content. `index.json` is rewritten the same way under an
 //! exclusive `flock`, so concurrent taggers never lose each other's entries and readers
 //! never see a half-written index.
 
@@ -40,7 +41,7 @@ pub use image::{
 pub use layer_writer::{LayerBlob, LayerCompression, LayerWriter, LAYER_COMPRESSION_LEVEL};
 pub use name::ImageName;
 pub use store::{BlobInfo, ImageSummary, Store};
-pub use temps::StaleTemp;
+pub use temps::{remove_if_abandoned, StaleTemp, TempDir};
 
 /// Re-exported so callers name manifests and descriptors without depending on oci-spec
 /// directly (and so a later switch to our own serde types touches only this module).

@@ -24,7 +24,7 @@ use tempfile::NamedTempFile;
 
 use super::image::{descriptor, descriptor_digest, ANNOTATION_REF_NAME, MEDIA_TYPE_CONFIG};
 use super::image::{MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_MANIFEST};
-use super::temps::temp_prefix;
+use super::temps;
 use super::{build_manifest, Digest, HashingReader, HashingWriter, ImageConfig, ImageName};
 use super::{OciError, Result};
 
@@ -144,7 +144,7 @@ impl Store {
     /// A temp file beside the blobs, so the final rename never crosses filesystems.
     pub(crate) fn temp_blob(&self) -> Result<NamedTempFile> {
         let dir = self.blob_dir();
-        tempfile::Builder::new().prefix(&temp_prefix("")).tempfile_in(&dir).map_err(OciError::io("create temp file in", dir))
+        temps::create_file(&dir, "")
     }
 
     /// Makes a fully written temp file the blob `digest`: fsync, rename, fsync the dir.
@@ -474,7 +474,7 @@ fn check_blob(path: PathBuf, expected: &Digest, expected_size: Option<u64>, foun
 /// Replaces `dir/name` with `bytes` so readers see the old or the new file, never a mix.
 /// `before_rename` runs once the temp file is durable (the crash tests' hook).
 pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8], before_rename: impl FnOnce()) -> Result<()> {
-    let mut tmp = tempfile::Builder::new().prefix(&temp_prefix("")).tempfile_in(dir).map_err(OciError::io("create temp file in", dir))?;
+    let mut tmp = temps::create_file(dir, "")?;
     let dest = dir.join(name);
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644)))

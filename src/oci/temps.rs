@@ -1,18 +1,35 @@
 //! Temp files and dirs of the store's writers, and what dead writers left behind.
 //!
-//! Every temp name carries its writer's pid (`.tmp-PID-XXXXXX` beside the blobs and
-//! index, `.tmp-import-PID-XXXXXX` and `.tmp-export-PID-XXXXXX` in the layout dir),
-//! so a leftover whose writer is gone can be told from one being written right now:
-//! a killed build or load no longer leaves a half-written blob behind for ever. The
-//! same rule already frees `tmp/step-PID-*` scratch dirs (`rootfs::layers`).
+//! Every writer holds an exclusive `flock` on its temp file or dir from right after
+//! creating it until it is done; the kernel drops the lock when the writer dies, however
+//! it dies. A leftover is one nobody holds the lock of: clean-up takes the lock without
+//! waiting and removes the temp while holding it. A lock, unlike a pid, means the same
+//! in every pid namespace, so two containers (or a container and the host) sharing one
+//! store volume never remove each other's live temps, and a killed build or load no
+//! longer leaves a half-written blob behind for ever.
+//!
+//! Temp names still carry the writer's pid (`.tmp-PID-XXXXXX` beside the blobs and
+//! index, `.tmp-import-PID-XXXXXX` and `.tmp-export-PID-XXXXXX` in the layout dir), for
+//! diagnostics, and a pid that runs in our namespace spares its temps without a look at
+//! the lock (a strata from before the lock, in this namespace, is covered that way).
 
-use std::fs;
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use tempfile::NamedTempFile;
 
 use super::{OciError, Result, Store};
 
 /// The prefix of every temp name; blobs never start with a dot.
 const TEMP_PREFIX: &str = ".tmp-";
+
+/// Creations a concurrent clean-up may undo before a writer gives up (it can only
+/// undo one in the instant between create and lock).
+const ATTEMPTS: usize = 5;
 
 /// The name prefix for a temp file of this process; `kind` is "", "import-" or
 /// "export-".
@@ -29,10 +46,108 @@ pub(crate) fn writer_of(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// Whether process `pid` still runs (strata never changes pid namespace, so /proc
-/// shows its writers' pids). A reused pid only delays the clean-up.
-fn alive(pid: u32) -> bool {
+/// Whether process `pid` runs in our pid namespace. A writer in another namespace is
+/// not seen here (its lock protects its temps); a reused pid only delays the clean-up.
+fn alive_here(pid: u32) -> bool {
     pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// A temp file in `dir` named for this process (`kind` as in [`temp_prefix`]), its
+/// writer's lock held until the file is dropped or persisted and closed.
+pub(crate) fn create_file(dir: &Path, kind: &str) -> Result<NamedTempFile> {
+    let make = || tempfile::Builder::new().prefix(&temp_prefix(kind)).tempfile_in(dir);
+    // A duplicate shares the open file description, and so the lock, with the file.
+    create_locked(make, |t| t.as_file().try_clone().map(|f| (t.path().to_path_buf(), f)))
+        .map(|(t, _)| t)
+        .map_err(OciError::io("create temp file in", dir))
+}
+
+/// A temp dir in `dir` named for this process (`kind` as in [`temp_prefix`]).
+pub(crate) fn create_dir(dir: &Path, kind: &str) -> Result<TempDir> {
+    TempDir::new_in(dir, &temp_prefix(kind)).map_err(OciError::io("create temp dir in", dir))
+}
+
+/// A temp dir whose writer's lock is held while it lives; removed when dropped.
+/// Also the step scratch dirs' (`rootfs::layers`), so they get the same clean-up.
+#[derive(Debug)]
+pub struct TempDir {
+    // Declared first, so dropped first: the dir goes before its lock is released.
+    dir: tempfile::TempDir,
+    _lock: File,
+}
+
+impl TempDir {
+    /// Creates `parent/PREFIX` + random characters and takes its lock.
+    pub fn new_in(parent: &Path, prefix: &str) -> io::Result<TempDir> {
+        let make = || tempfile::Builder::new().prefix(prefix).tempdir_in(parent);
+        let (dir, lock) = create_locked(make, |t| File::open(t.path()).map(|f| (t.path().to_path_buf(), f)))?;
+        Ok(TempDir { dir, _lock: lock })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Creates a temp with `make` and takes the writer's lock on `lock_fd`'s descriptor.
+/// In the instant before the lock, a clean-up in another pid namespace may take the
+/// temp for a dead writer's and remove it: then the name no longer leads to what we
+/// locked, and we start again.
+fn create_locked<T>(make: impl Fn() -> io::Result<T>, lock_fd: impl Fn(&T) -> io::Result<(PathBuf, File)>) -> io::Result<(T, File)> {
+    for _ in 0..ATTEMPTS {
+        let temp = make()?;
+        let (path, file) = lock_fd(&temp)?;
+        lock_for_writing(&file).map_err(|e| io::Error::new(e.kind(), format!("locking {}: {e}", path.display())))?;
+        if names(&path, &file) {
+            return Ok((temp, file));
+        }
+    }
+    Err(io::Error::other("each new temp was removed at once by a concurrent clean-up"))
+}
+
+/// Takes the exclusive lock on `file`'s open file description, waiting for a clean-up
+/// that holds it (briefly). Held until every descriptor of it is closed.
+fn lock_for_writing(file: &File) -> io::Result<()> {
+    loop {
+        // SAFETY: flock on a descriptor we own, with integer arguments. Not nix's
+        // `Flock`: it takes the file, and our lock must stay on the writer's own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Whether `path` still names the file or dir open as `file`.
+fn names(path: &Path, file: &File) -> bool {
+    match (fs::symlink_metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// The lock of the temp at `path` when no writer holds it, in any pid namespace: the
+/// temp is then a dead writer's, and stays so while the lock is held.
+fn lock_abandoned(path: &Path) -> Option<Flock<File>> {
+    let file = File::open(path).ok()?;
+    let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()?;
+    names(path, &lock).then_some(lock)
+}
+
+/// Removes the temp file or dir at `path` if its writer is gone (nobody holds its
+/// lock), holding the lock meanwhile; whether it went.
+pub fn remove_if_abandoned(path: &Path) -> io::Result<bool> {
+    let Some(_lock) = lock_abandoned(path) else { return Ok(false) };
+    let r = if path.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
+    match r {
+        Ok(()) => Ok(true),
+        // Another opener removed it first.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// A temp file or dir whose writer is gone.
@@ -44,37 +159,40 @@ pub struct StaleTemp {
 }
 
 impl Store {
-    /// Temp files and dirs of dead writers, in the layout dir and beside the blobs.
-    pub fn stale_temps(&self) -> Vec<StaleTemp> {
+    /// Temp names of writers that do not run in our pid namespace, in the layout dir
+    /// and beside the blobs, with the pid each name carries.
+    fn temp_candidates(&self) -> Vec<(PathBuf, u32)> {
         let mut out = Vec::new();
         for dir in [self.root().to_path_buf(), self.root().join("blobs").join("sha256")] {
             let Ok(entries) = fs::read_dir(&dir) else { continue };
             for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                match writer_of(&name) {
-                    Some(pid) if !alive(pid) => out.push(StaleTemp { path: e.path(), pid, bytes: disk_usage(&e.path()) }),
+                match writer_of(&e.file_name().to_string_lossy()) {
+                    Some(pid) if !alive_here(pid) => out.push((e.path(), pid)),
                     _ => {}
                 }
             }
         }
-        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out.sort();
         out
     }
 
-    /// Removes [`Store::stale_temps`]; returns what went. Safe beside live writers:
-    /// only a dead writer's names are touched.
+    /// Temp files and dirs of dead writers: those whose lock nobody holds.
+    pub fn stale_temps(&self) -> Vec<StaleTemp> {
+        let abandoned = |(path, pid): (PathBuf, u32)| lock_abandoned(&path).map(|_| StaleTemp { bytes: disk_usage(&path), path, pid });
+        self.temp_candidates().into_iter().filter_map(abandoned).collect()
+    }
+
+    /// Removes dead writers' temps, each while holding its lock, so no writer can have
+    /// it; returns what went. Safe beside live writers in any pid namespace.
     pub fn remove_stale_temps(&self) -> Result<Vec<StaleTemp>> {
-        let stale = self.stale_temps();
-        for t in &stale {
-            let r = if t.path.is_dir() { fs::remove_dir_all(&t.path) } else { fs::remove_file(&t.path) };
-            match r {
-                Ok(()) => {}
-                // Another opener removed it first.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(OciError::io("remove leftover temp file", &t.path)(e)),
+        let mut removed = Vec::new();
+        for (path, pid) in self.temp_candidates() {
+            let bytes = disk_usage(&path);
+            if remove_if_abandoned(&path).map_err(OciError::io("remove leftover temp file", &path))? {
+                removed.push(StaleTemp { path, pid, bytes });
             }
         }
-        Ok(stale)
+        Ok(removed)
     }
 }
 
@@ -125,5 +243,51 @@ mod tests {
         assert!(!dead.exists() && !dead_dir.exists());
         assert!(live.path().exists(), "a live writer's temp file stays");
         assert!(old_style.exists(), "a name without a pid is left to prune");
+    }
+
+    /// A temp whose writer runs in another pid namespace: its pid means nothing here,
+    /// its lock is all we see.
+    fn held_by_another_namespace(path: &Path) -> Flock<File> {
+        Flock::lock(File::open(path).unwrap(), FlockArg::LockExclusive).unwrap()
+    }
+
+    #[test]
+    fn a_temp_locked_by_a_writer_we_cannot_see_stays() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let blobs = d.path().join("blobs/sha256");
+        let held = blobs.join(".tmp-4999998-held01");
+        fs::write(&held, b"being written").unwrap();
+        let held_dir = d.path().join(".tmp-import-4999998-held02");
+        fs::create_dir(&held_dir).unwrap();
+        let abandoned = blobs.join(".tmp-4999998-gone01");
+        fs::write(&abandoned, b"x").unwrap();
+        let writer = held_by_another_namespace(&held);
+        let dir_writer = held_by_another_namespace(&held_dir);
+
+        let paths = |ts: Vec<StaleTemp>| ts.into_iter().map(|t| t.path).collect::<Vec<_>>();
+        assert_eq!(paths(store.stale_temps()), vec![abandoned.clone()]);
+        assert_eq!(paths(store.remove_stale_temps().unwrap()), vec![abandoned.clone()]);
+        assert!(held.exists() && held_dir.exists(), "a temp whose lock is held stays");
+        assert!(!abandoned.exists(), "one nobody holds the lock of goes");
+        drop((writer, dir_writer));
+        assert_eq!(paths(store.remove_stale_temps().unwrap()), vec![held_dir, held]);
+    }
+
+    #[test]
+    fn every_writer_holds_its_temps_lock() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let file = store.temp_blob().unwrap();
+        let dir = create_dir(d.path(), "import-").unwrap();
+        let export = create_file(d.path(), "export-").unwrap();
+        // Renamed to a pid that does not run here: only the lock keeps them now.
+        for (i, p) in [file.path(), dir.path(), export.path()].into_iter().enumerate() {
+            let parent = p.parent().unwrap();
+            fs::rename(p, parent.join(format!(".tmp-4999997-moved{i}"))).unwrap();
+        }
+        assert_eq!(store.stale_temps(), vec![]);
+        drop((file, dir, export));
+        assert_eq!(store.remove_stale_temps().unwrap().len(), 3, "closed, they are a dead writer's");
     }
 }

@@ -13,7 +13,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::oci::HashingReader;
+use crate::oci::{remove_if_abandoned, HashingReader, TempDir};
 
 use super::unpack::{unpack, UnpackOptions};
 use super::RootfsError;
@@ -79,14 +79,16 @@ impl LayerDirs {
     }
 
     /// A fresh scratch dir for one step; removed when the handle is dropped unless
-    /// its upper dir was adopted.
-    pub fn scratch(&self) -> Result<tempfile::TempDir, RootfsError> {
-        let prefix = format!("step-{}-", std::process::id());
-        tempfile::Builder::new().prefix(&prefix).tempdir_in(self.root.join("tmp")).map_err(|e| RootfsError::io(self.root.join("tmp"), e))
+    /// its upper dir was adopted. Its lock (see `oci::temps`) tells a live step's dir
+    /// from an abandoned one in every pid namespace that shares the store.
+    pub fn scratch(&self) -> Result<TempDir, RootfsError> {
+        let tmp = self.root.join("tmp");
+        TempDir::new_in(&tmp, &format!("step-{}-", std::process::id())).map_err(|e| RootfsError::io(&tmp, e))
     }
 
     /// Removes scratch dirs of builds that died without cleaning up (Ctrl-C, a kill):
-    /// each is named after its owner's pid, and a dir whose owner is gone is garbage.
+    /// those whose lock nobody holds. The owner's pid in the name spares a dir of a
+    /// process running here without a look at the lock (a strata from before the lock).
     fn remove_abandoned_scratch(&self) {
         let Ok(entries) = fs::read_dir(self.root.join("tmp")) else { return };
         for e in entries.flatten() {
@@ -94,8 +96,8 @@ impl LayerDirs {
             let Some(pid) = name.strip_prefix("step-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
                 continue;
             };
-            if !Path::new("/proc").join(pid.to_string()).exists() {
-                let _ = fs::remove_dir_all(e.path());
+            if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+                let _ = remove_if_abandoned(&e.path());
             }
         }
     }
@@ -152,4 +154,30 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RootfsError> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, data).map_err(|e| RootfsError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| RootfsError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::fcntl::{Flock, FlockArg};
+
+    #[test]
+    fn only_unlocked_scratch_dirs_of_writers_gone_from_here_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let dirs = LayerDirs::open(d.path(), "0 1000 1\n", "user.overlay.opaque").unwrap();
+        let ours = dirs.scratch().unwrap();
+        // pids that do not run here: a build in another pid namespace holds the
+        // first dir's lock, the second's writer is gone.
+        let held = d.path().join("tmp/step-4999999-held");
+        let gone = d.path().join("tmp/step-4999999-gone");
+        fs::create_dir(&held).unwrap();
+        fs::create_dir(&gone).unwrap();
+        let lock = Flock::lock(fs::File::open(&held).unwrap(), FlockArg::LockExclusive).unwrap();
+        let again = LayerDirs::open(d.path(), "0 1000 1\n", "user.overlay.opaque").unwrap();
+        assert!(ours.path().is_dir() && held.is_dir() && !gone.exists());
+        drop(lock);
+        drop(again);
+        LayerDirs::open(d.path(), "0 1000 1\n", "user.overlay.opaque").unwrap();
+        assert!(!held.exists());
+    }
 }

@@ -246,6 +246,8 @@ fn setup_and_exec(
                 }
             }
             drop_privileges(&prepared.user)?;
+            // Nothing of the builder's may leak into the command (see `fds`).
+            super::fds::close_on_exec_above_stderr()?;
             // Last before exec, in the command's process only: pid 1 stays unfiltered
             // to serve the chown notifications.
             let listener = match seccomp {
@@ -255,11 +257,9 @@ fn setup_and_exec(
             if let (Some((_, theirs)), Some(listener)) = (&notify_pair, &listener) {
                 chown_notify::send_listener(theirs, listener).map_err(|e| format!("passing the chown listener: {e}"))?;
             }
+            // Close-on-exec already (kernel, std); closed here all the same.
+            drop(listener);
             drop(notify_pair);
-            // Nothing of the builder's may leak into the command: every descriptor
-            // above stderr closes on exec (the setup-error pipe included).
-            // SAFETY: plain syscall with integer arguments.
-            unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
             let err = nix::unistd::execve(&prepared.exe, &prepared.argv, &prepared.envp).unwrap_err();
             Err(format!("exec {}: {err}", prepared.exe.to_string_lossy()))
         }

@@ -16,6 +16,7 @@
 
 pub mod child;
 pub mod chown_notify;
+mod fds;
 mod forward;
 pub mod mounts;
 pub mod network;
@@ -286,8 +287,9 @@ impl Outcome {
 /// Runs `spec` in a new sandbox and returns how the command ended. The caller must
 /// already be root in strata's namespace (see [`userns::enter`]). With a `prefix`,
 /// the command's output lines are relayed live with it in front (build steps);
-/// without, the command owns stdout and stderr and gets the signals strata receives
-/// (`strata run`).
+/// without, its standard streams are pipes strata relays to and from its own (a pty
+/// with `-t`; never the caller's descriptors, see `stdio`) and it gets the signals
+/// strata receives (`strata run`).
 pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outcome, SandboxError> {
     let spec_path = scratch.join("spec.json");
     let result_path = scratch.join("outcome.json");

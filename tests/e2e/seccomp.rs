@@ -208,3 +208,44 @@ fn assert_chowned(out: &Path) {
     let owned = entries.iter().find(|e| e.path == "owned").unwrap_or_else(|| panic!("no /owned in the layer: {entries:?}"));
     assert_eq!((owned.uid, owned.gid), (1000, 1000), "pid 1 served the chown");
 }
+
+/// Docker's default profile (the copy strata embeds, the same file as
+/// ../shared/testdata/docker-default-seccomp.json) with close_range taken out of its
+/// allow list, so the default action (EPERM) applies to it; with `kill`, a rule that
+/// kills the process calling it besides, so a call under the filter cannot go unseen.
+fn profile_without_close_range(kill: bool) -> serde_json::Value {
+    let mut profile: serde_json::Value =
+        serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sandbox/seccomp/docker-default.json"))).unwrap();
+    let rules = profile["syscalls"].as_array_mut().unwrap();
+    let mut removed = false;
+    for rule in rules.iter_mut() {
+        if let Some(names) = rule["names"].as_array_mut() {
+            let before = names.len();
+            names.retain(|n| n != "close_range");
+            removed |= names.len() != before;
+        }
+    }
+    assert!(removed, "Docker's profile allows close_range");
+    if kill {
+        rules.push(serde_json::json!({"names": ["close_range"], "action": "SCMP_ACT_KILL_PROCESS"}));
+    }
+    profile
+}
+
+#[test]
+fn a_profile_denying_close_range_still_gets_a_swept_command() {
+    if skip_without_sandbox("a_profile_denying_close_range_still_gets_a_swept_command") {
+        return;
+    }
+    with_base();
+    let dir = scratch("seccomp-close-range");
+    for (label, kill) in [("denied", false), ("killed", true)] {
+        let file = dir.join(format!("{label}.json"));
+        fs::write(&file, serde_json::to_vec(&profile_without_close_range(kill)).unwrap()).unwrap();
+        let opt = format!("seccomp={}", path_str(&file));
+        let run = strata(["run", "--rm", "--security-opt", &opt, "busybox", "ls", "/proc/self/fd"]);
+        assert!(run.success(), "{label}: the sweep runs before the filter: {}", run.describe());
+        // 3 is ls's own listing of the directory; nothing of strata's is open.
+        assert_eq!(run.stdout.lines().collect::<Vec<_>>(), ["0", "1", "2", "3"], "{label}: {}", run.describe());
+    }
+}

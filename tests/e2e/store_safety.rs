@@ -4,8 +4,10 @@
 //! temp blobs of killed writers, and `strata load` checking an archive whole.
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
@@ -248,9 +250,20 @@ fn a_dead_writers_temp_blob_is_reported_then_removed() {
     };
     let dead = temps();
     assert!(!dead.is_empty(), "the killed writer left its temp blob");
-    // A writer still running (this test process) keeps its temp file.
-    let live = blobs.join(format!(".tmp-{}-live", std::process::id()));
+    // A writer still running keeps its temp file, even in another pid namespace
+    // (a container sharing the store): its pid means nothing here, its lock does.
+    // flock(1) holds the lock until its `cat` sees the end of its input.
+    let live = blobs.join(".tmp-4999999-live");
     fs::write(&live, b"being written").expect("write live temp");
+    let mut writer = Command::new("flock")
+        .args([&path_str(&live), "sh", "-c", "echo locked; exec cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run flock");
+    let mut ready = String::new();
+    BufReader::new(writer.stdout.take().expect("flock's stdout")).read_line(&mut ready).expect("read flock");
+    assert_eq!(ready, "locked\n");
     let fsck = strata_at(&root, &["fsck"], &[]);
     assert!(fsck.success(), "{}", fsck.describe());
     for d in &dead {
@@ -260,7 +273,10 @@ fn a_dead_writers_temp_blob_is_reported_then_removed() {
     assert!(!fsck.stdout.contains("-live"), "a live writer's temp file is no leftover: {}", fsck.describe());
     strata_at(&root, &["images"], &[]).ok();
     assert_eq!(temps(), vec![live.clone()], "the next open removed the dead writer's temp blob, and only it");
-    fs::remove_file(&live).expect("remove live temp");
+    drop(writer.stdin.take());
+    writer.wait().expect("wait for flock");
+    strata_at(&root, &["images"], &[]).ok();
+    assert_eq!(temps(), Vec::<PathBuf>::new(), "once its writer is gone, it goes too");
 }
 
 /// A one-layer OCI layout named `localhost/NAME:latest`; returns the layer blob's
