@@ -44,8 +44,8 @@ type Hashed = (usize, Vec<u8>, Result<String>);
 /// ends in `\0`, so no two different trees give the same text. Content is always
 /// read (in parallel, up to one thread per core, while the walk goes on) unless the
 /// memo knows the file, so a change that keeps size and mtime is seen. The walk
-/// only opens and checks entries; the per-file work (xattrs, memo, content) is the
-/// threads'.
+/// opens and checks entries; the threads read a file's xattrs and content (a file
+/// the memo knows is described by the walk without being opened).
 pub fn content_digest(root: &Path, paths: &[PathBuf], ignore: &Ignore, memo: &Memo) -> Result<String> {
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
     // Bounded: at most this many batches of files are open and waiting at any
@@ -431,6 +431,25 @@ mod tests {
             xattr::set(root.join("t/a"), "user.overlay.opaque", b"y").unwrap();
             assert_eq!(tagged, digest_of(root), "overlay-private xattrs are not copied, so not hashed");
         }
+    }
+
+    #[test]
+    fn files_the_memo_knows_are_described_as_when_read() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("t/sub")).unwrap();
+        fs::write(d.path().join("t/sub/a"), b"a").unwrap();
+        fs::write(d.path().join("t/b"), b"b").unwrap();
+        let _ = xattr::set(d.path().join("t/sub/a"), "user.strata-test", b"1");
+        let read = digest_of(d.path());
+        // Teach the memo every file (remember() waits for settled files).
+        let memo = Memo::load(d.path());
+        for (rel, content) in [("t/sub/a", &b"a"[..]), ("t/b", b"b")] {
+            let st = nix::sys::stat::lstat(&d.path().join(rel)).unwrap();
+            let hash = crate::oci::Digest::of_bytes(content).hex().to_string();
+            memo.map.lock().unwrap().insert(MemoKey::of(&st), hash);
+        }
+        let known = content_digest(d.path(), &[PathBuf::from("t")], &Ignore::default(), &memo).unwrap();
+        assert_eq!(read, known, "the memo's shortcut describes a file exactly as reading it does");
     }
 
     #[test]
