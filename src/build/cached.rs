@@ -10,6 +10,7 @@
 use anyhow::Result;
 
 use super::cache;
+use super::source_digest::content_digest;
 use super::stage::StageBuilder;
 use super::transfer::{download, is_url, Prefetched};
 use super::workspace::{source_date_epoch, ImageState};
@@ -173,8 +174,8 @@ impl StageBuilder<'_> {
         if patterns.is_empty() {
             return Ok(String::new());
         }
-        let matched = super::copy::matched_paths(self.context, &patterns, self.ignore, "COPY")?;
-        let digest = cache::content_digest(self.context, &matched, self.ignore, &self.memo);
+        let matched = super::source_match::matched_paths(self.context, &patterns, self.ignore, "COPY")?;
+        let digest = content_digest(self.context, &matched, self.ignore, &self.memo);
         self.memo.save();
         digest
     }

@@ -10,16 +10,15 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
 pub use super::chmod::Chmod;
-use crate::dockerfile::glob as pattern;
+use super::source_match::{match_sources, Source};
 use crate::dockerfile::ignore::Ignore;
 use crate::rootfs::is_private_xattr;
 use crate::rootfs::resolve::{file_type, resolve_in, DirFd, Entry, Last};
@@ -32,107 +31,6 @@ pub struct CopyOwnership {
     pub mode: Option<Chmod>,
 }
 
-/// One matched source.
-#[derive(Clone, Debug)]
-pub struct Source {
-    /// Where it is: below the root, every symlink on the way (its own name
-    /// included) resolved inside the root, never on the host.
-    pub host: PathBuf,
-    /// The path below the root it was matched as (a symlink's own path, not its
-    /// target's), which `--parents` keeps.
-    pub matched: PathBuf,
-    /// The name a copy into a directory gives it: the matched name, as BuildKit.
-    pub name: String,
-    pub is_dir: bool,
-}
-
-/// The sources `patterns` (already variable-expanded) match below `root`, as paths
-/// relative to it with every symlink resolved (for the build cache).
-pub fn matched_paths(root: &Path, patterns: &[String], ignore: &Ignore, what: &str) -> Result<Vec<PathBuf>> {
-    Ok(match_sources(root, patterns, ignore, what)?
-        .into_iter()
-        .map(|s| s.host.strip_prefix(root).unwrap_or(&s.host).to_path_buf())
-        .collect())
-}
-
-/// Expands source patterns (already variable-expanded) against `root`, with
-/// BuildKit's rules: a path that names nothing is an error; a wildcard that
-/// matches nothing copies nothing (AllowEmptyWildcard), but the plain directory
-/// before its first wildcard must exist. Every path is resolved inside `root`:
-/// a symlink in the build context or in a `--from` tree, absolute or climbing with
-/// `..`, is followed as if `root` were `/`, so nothing outside it is ever read.
-pub fn match_sources(root: &Path, patterns: &[String], ignore: &Ignore, what: &str) -> Result<Vec<Source>> {
-    let mut out = Vec::new();
-    for pat in patterns {
-        let clean = clean_relative(pat);
-        let wildcard = pattern::has_meta(&clean);
-        let found: Vec<PathBuf> = if wildcard {
-            let (prefix, parts) = pattern::split_wildcards(&clean);
-            let base = resolve_in(root, Path::new(&prefix), Last::Follow)?;
-            if fs::symlink_metadata(&base).is_err() {
-                bail!("{what} source {pat:?}: {prefix:?} not found in the build context{}", outside_hint(pat));
-            }
-            let base_rel = base.strip_prefix(root).unwrap_or(Path::new("")).to_path_buf();
-            let matches = pattern::glob_below(&base, &parts).with_context(|| format!("{what} source pattern {pat:?}"))?;
-            matches.into_iter().map(|m| base_rel.join(m)).collect()
-        } else {
-            vec![PathBuf::from(&clean)]
-        };
-        for rel in found {
-            let host = resolve_in(root, &rel, Last::Follow)?;
-            let resolved = host.strip_prefix(root).unwrap_or(Path::new("")).to_string_lossy().into_owned();
-            let excluded = ignore.excluded(&rel.to_string_lossy()) || ignore.excluded(&resolved);
-            if wildcard && excluded {
-                continue;
-            }
-            let meta = match fs::symlink_metadata(&host) {
-                Ok(m) if !excluded => m,
-                _ if !wildcard => bail!(
-                    "{what} source {pat:?}: not found in the build context{}",
-                    if excluded { " (excluded by .dockerignore)".to_string() } else { outside_hint(pat).to_string() }
-                ),
-                Err(_) => bail!("{what} source {}: a symlink to {resolved:?}, which does not exist", rel.display()),
-                Ok(_) => unreachable!("excluded wildcard matches were skipped"),
-            };
-            let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            out.push(Source { is_dir: meta.is_dir(), host, matched: rel, name });
-        }
-    }
-    Ok(out)
-}
-
-/// Cleans a source path lexically and anchors it at the source root, as the
-/// reference specifies: a leading `/` and any `../` that would climb above the root
-/// are removed, so nothing outside the context can ever be named.
-fn clean_relative(p: &str) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for c in Path::new(p).components() {
-        match c {
-            Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
-            Component::ParentDir => {
-                parts.pop();
-            }
-            _ => {}
-        }
-    }
-    if parts.is_empty() {
-        ".".into()
-    } else {
-        parts.join("/")
-    }
-}
-
-/// Explains a missing source whose `../` was removed, so a user who meant a file
-/// outside the context learns why it was not found.
-fn outside_hint(pattern: &str) -> &'static str {
-    if Path::new(pattern).components().any(|c| c == Component::ParentDir) {
-        " (sources are relative to the build context: \"../\" cannot leave it)"
-    } else {
-        ""
-    }
-}
-
-/// Copies `patterns` from `src_root` to `dest` (absolute, in the image) below `tree`.
 /// How one COPY/ADD treats its sources.
 #[derive(Clone, Copy)]
 pub struct CopyOptions<'a> {
@@ -333,7 +231,7 @@ impl Copier<'_> {
                 std::os::unix::fs::symlink(&link, target).with_context(|| format!("creating {}", target.display()))?;
                 None
             }
-            Entry::File(mut from, _) => {
+            Entry::File(from, _) => {
                 if st.st_nlink > 1 {
                     let key = (st.st_dev, st.st_ino);
                     if let Some(first) = self.links.get(&key) {
@@ -343,7 +241,11 @@ impl Copier<'_> {
                     self.links.insert(key, target.to_path_buf());
                 }
                 let mut to = File::create(target).with_context(|| format!("creating {}", target.display()))?;
-                io::copy(&mut from, &mut to).with_context(|| format!("copying {} to {}", shown.display(), target.display()))?;
+                // Holes stay holes: a base image's sparse lastlog copied with
+                // `--from` must not be written out in full.
+                let (len, blocks) = (st.st_size as u64, st.st_blocks as u64);
+                crate::rootfs::vfs::copy_data(&from, &mut to, len, blocks)
+                    .with_context(|| format!("copying {} to {}", shown.display(), target.display()))?;
                 Some(from)
             }
             // Devices, fifos and sockets from a build context are not image content.
@@ -411,15 +313,6 @@ fn display_in(tree: &Path, p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sources_may_not_leave_the_context() {
-        assert_eq!(clean_relative("../etc/passwd"), "etc/passwd");
-        assert_eq!(clean_relative("a/../../b"), "b");
-        assert_eq!(clean_relative("./a/./b/../c"), "a/c");
-        assert_eq!(clean_relative("/abs/x"), "abs/x");
-        assert_eq!(clean_relative("."), ".");
-    }
 
     fn opts<'a>(own: CopyOwnership, none: &'a Ignore) -> CopyOptions<'a> {
         CopyOptions { own, ignore: none, exclude: none, parents: false, owners: &crate::owner::Owners::Real }
@@ -501,7 +394,7 @@ mod tests {
         copy(tree.path(), ctx.path(), &["abs".into()], "/y", opts(own, &none), "COPY").unwrap();
         assert!(tree.path().join("y/inside").exists() && !tree.path().join("y/host-secret").exists());
         // `up` clamps at the context root: up/* is the context's own top level.
-        let matched = matched_paths(ctx.path(), &["up/*".into()], &none, "COPY").unwrap();
+        let matched = crate::build::source_match::matched_paths(ctx.path(), &["up/*".into()], &none, "COPY").unwrap();
         assert!(matched.iter().all(|p| !p.to_string_lossy().contains("host-secret")), "{matched:?}");
         assert!(matched.contains(&host.path().strip_prefix("/").unwrap().to_path_buf()), "abs resolved in the context: {matched:?}");
         assert!(matched.iter().all(|p| p.is_relative() && !p.to_string_lossy().contains("..")), "{matched:?}");
@@ -576,7 +469,8 @@ mod tests {
 
     #[test]
     fn a_directory_swapped_for_a_host_symlink_mid_copy_is_not_followed() {
-        use crate::rootfs::resolve::BEFORE_OPEN;
+        use crate::rootfs::resolve::{BEFORE_OPEN, HOOK_LOCK};
+        let _serial = HOOK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let none = Ignore::default();
         let host = tempfile::tempdir().unwrap();
         fs::write(host.path().join("host-secret"), b"s").unwrap();
@@ -600,5 +494,37 @@ mod tests {
         assert!(format!("{err:#}").contains("changed while being read"), "{err:#}");
         let copied: Vec<_> = walkdir::WalkDir::new(tree.path()).into_iter().map(|e| e.unwrap().file_name().to_os_string()).collect();
         assert!(!copied.iter().any(|n| n == "host-secret"), "a host file was copied: {copied:?}");
+    }
+
+    #[test]
+    fn a_sparse_file_is_copied_with_its_holes() {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        use std::os::unix::fs::MetadataExt;
+        let none = Ignore::default();
+        let (src, tree) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut f = File::create(src.path().join("lastlog")).unwrap();
+        f.write_all(b"head").unwrap();
+        f.seek(SeekFrom::Start(1 << 30)).unwrap();
+        f.write_all(b"tail").unwrap();
+        drop(f);
+        let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let own = CopyOwnership { owner: Some(me), mode: None };
+        copy(tree.path(), src.path(), &["lastlog".into()], "/x", opts(own, &none), "COPY").unwrap();
+        let m = fs::metadata(tree.path().join("x")).unwrap();
+        assert_eq!(m.len(), (1 << 30) + 4);
+        assert!(m.blocks() * 512 <= 1 << 20, "1 GiB of holes took {} bytes", m.blocks() * 512);
+        let mut content = File::open(tree.path().join("x")).unwrap();
+        let mut buf = [0u8; 4];
+        content.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"head");
+        content.seek(SeekFrom::Start(1 << 29)).unwrap();
+        content.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, [0; 4], "a hole reads as zeros");
+        content.seek(SeekFrom::Start(1 << 30)).unwrap();
+        content.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"tail");
+        let mut rest = Vec::new();
+        content.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "nothing past the end");
     }
 }

@@ -16,6 +16,8 @@ pub mod context;
 pub mod copy;
 pub mod export;
 pub mod remote_cache;
+pub mod source_digest;
+pub mod source_match;
 pub mod stage;
 pub mod transfer;
 pub mod workspace;

@@ -13,8 +13,9 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 
-use super::cache::{self, Cache};
+use super::cache::Cache;
 use super::remote_cache::RemoteCache;
+use super::source_digest::Memo;
 use super::transfer::{AddOptions, CopyRequest, Prefetched};
 use super::workspace::{source_date_epoch, ImageState, Workspace};
 use super::{base, is_proxy_arg};
@@ -52,7 +53,7 @@ pub struct StageBuilder<'a> {
     /// RUN's seccomp profile (`build --security-opt`).
     pub(super) seccomp: SeccompPolicy,
     pub(super) cache: Cache,
-    pub(super) memo: cache::Memo,
+    pub(super) memo: Memo,
     /// `--no-cache`: run every step (results are still recorded).
     pub(super) no_cache: bool,
     /// `--cache-from`/`--cache-to` repositories, if any.
@@ -94,7 +95,7 @@ impl<'a> StageBuilder<'a> {
             network: Network::default(),
             seccomp: SeccompPolicy::DockerDefault,
             cache: Cache::open(ws).unwrap_or_else(|_| Cache::disabled()),
-            memo: cache::Memo::load(&ws.root),
+            memo: Memo::load(&ws.root),
             no_cache: false,
             remote: None,
             downloads: RefCell::new(HashMap::new()),

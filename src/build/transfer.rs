@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::copy::{self, Chmod, CopyOptions, CopyOwnership};
+use super::source_match;
 use super::stage::{join_workdir, StageBuilder};
 use super::{base, workspace::ImageState};
 use crate::dockerfile::ignore::Ignore;
@@ -141,7 +142,7 @@ impl StageBuilder<'_> {
             };
             let own = CopyOwnership { owner, mode };
             let opts = CopyOptions { own, ignore, exclude: &exclude, parents, owners };
-            let sources = copy::match_sources(&src_root, &paths, ignore, what)?;
+            let sources = source_match::match_sources(&src_root, &paths, ignore, what)?;
             let (archives, plain) = if unpack_local { split_archives(&src_root, sources)? } else { (Vec::new(), sources) };
             copy::copy_sources(tree, &src_root, &plain, &abs, opts, what)?;
             for (file, compression, shown) in archives {
@@ -200,7 +201,7 @@ type Archive = (fs::File, extract::Compression, PathBuf);
 /// Separates local archives (to be extracted) from other sources; each wildcard
 /// match is classified on its own. An archive is read from the descriptor opened
 /// here, so a context path swapped for a symlink meanwhile is never followed.
-fn split_archives(src_root: &Path, sources: Vec<copy::Source>) -> Result<(Vec<Archive>, Vec<copy::Source>)> {
+fn split_archives(src_root: &Path, sources: Vec<source_match::Source>) -> Result<(Vec<Archive>, Vec<source_match::Source>)> {
     let mut archives = Vec::new();
     let mut plain = Vec::new();
     let root = DirFd::open_root(src_root)?;

@@ -129,6 +129,9 @@ const DIR_FLAGS: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY).union(OFlag::
 pub(crate) static BEFORE_OPEN: std::sync::Mutex<Option<OpenHook>> = std::sync::Mutex::new(None);
 #[cfg(test)]
 pub(crate) type OpenHook = Box<dyn Fn(&Path) + Send>;
+/// Serialises the tests that set [`BEFORE_OPEN`]: one hook at a time.
+#[cfg(test)]
+pub(crate) static HOOK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl DirFd {
     /// Opens the root itself (a path strata chose or canonicalised).
@@ -306,6 +309,7 @@ mod tests {
     fn a_swap_between_check_and_open_is_refused() {
         // The hook swaps the checked directory for a symlink to the host right
         // before the open, as a racing process would.
+        let _serial = HOOK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let host = tempfile::tempdir().unwrap();
         fs::write(host.path().join("secret"), b"s").unwrap();
         let ctx = tempfile::tempdir().unwrap();

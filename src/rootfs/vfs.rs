@@ -112,25 +112,36 @@ fn copy_node(src: &Path, target: &Path, meta: &Metadata, links: &mut HashMap<(u6
 /// Copies a regular file; a sparse one (fewer blocks than its size) keeps its holes,
 /// so an image's 50 GiB lastlog of holes is not written out in full.
 fn copy_file(src: &Path, target: &Path, meta: &Metadata) -> io::Result<()> {
-    use nix::unistd::{lseek, Whence};
-    use std::io::{Read, Seek, SeekFrom};
     if meta.blocks() * 512 >= meta.len() {
         return fs::copy(src, target).map(drop);
     }
     let from = fs::File::open(src)?;
     let mut to = fs::OpenOptions::new().write(true).create(true).truncate(true).open(target)?;
-    let (fd, len) = (&from, meta.len() as i64);
+    copy_data(&from, &mut to, meta.len(), meta.blocks())
+}
+
+/// Copies the content of `from` (at offset 0, `len` bytes, `blocks` 512-byte blocks
+/// allocated) into the empty `to`. A sparse file copies only its data extents
+/// (SEEK_DATA/SEEK_HOLE) and keeps its holes as holes: a 4 TiB lastlog of holes in
+/// a base image takes a few blocks, not 4 TiB, wherever it is copied.
+pub fn copy_data(from: &fs::File, to: &mut fs::File, len: u64, blocks: u64) -> io::Result<()> {
+    use nix::unistd::{lseek, Whence};
+    use std::io::{Read, Seek, SeekFrom};
+    if blocks * 512 >= len {
+        return io::copy(&mut &*from, to).map(drop);
+    }
+    let len = len as i64;
     let mut pos = 0;
     while pos < len {
-        let data = match lseek(fd, pos, Whence::SeekData) {
+        let data = match lseek(from, pos, Whence::SeekData) {
             Ok(d) => d,
             Err(nix::errno::Errno::ENXIO) => break, // only a hole is left
             Err(e) => return Err(e.into()),
         };
-        let hole = lseek(fd, data, Whence::SeekHole)?.min(len);
-        (&from).seek(SeekFrom::Start(data as u64))?;
+        let hole = lseek(from, data, Whence::SeekHole)?.min(len);
+        (&*from).seek(SeekFrom::Start(data as u64))?;
         to.seek(SeekFrom::Start(data as u64))?;
-        io::copy(&mut (&from).take((hole - data) as u64), &mut to)?;
+        io::copy(&mut from.take((hole - data) as u64), to)?;
         pos = hole;
     }
     to.set_len(len as u64)
