@@ -345,42 +345,41 @@ pub fn start(via: Via, netns: &OwnedFd, publish: &[PortMapping], scratch: &Path)
     if let Some((ready_r, ready_w, api)) = slirp_api {
         drop(ready_w);
         let result = slirp_forward(ready_r, &api.path, publish);
+        // Its directory goes with it: slirp4netns needs the socket no more.
         drop(api);
         result.map_err(|message| NetworkError::Failed { helper: program, message: running.failure().unwrap_or(message) })?;
     }
     Ok(running)
 }
 
-/// Where slirp4netns's API socket goes: the run's scratch dir, unless that path
-/// would not fit a unix socket address (108 bytes with its NUL); then a fresh 0700
-/// directory of random name in $XDG_RUNTIME_DIR (else $TMPDIR), removed with it.
+/// Where slirp4netns's API socket goes: a fresh 0700 directory of random name in the
+/// run's scratch dir (whatever that dir's own mode), unless that path would not fit
+/// a unix socket address (108 bytes with its NUL); then in $XDG_RUNTIME_DIR (else
+/// $TMPDIR). Either way no other user can pre-create the socket or connect to it.
 struct ApiSocket {
     path: PathBuf,
-    _dir: Option<tempfile::TempDir>,
+    _dir: tempfile::TempDir,
 }
 
 impl ApiSocket {
     const NAME: &'static str = "slirp.sock";
     const MAX_PATH: usize = 107;
+    /// "/net-" and tempfile's 6 random characters.
+    const DIR_LEN: usize = 11;
 
     fn new(scratch: &Path) -> std::io::Result<ApiSocket> {
-        let path = scratch.join(Self::NAME);
-        if path.as_os_str().len() <= Self::MAX_PATH {
-            return Ok(ApiSocket { path, _dir: None });
+        let fits = |base: &Path| base.as_os_str().len() + Self::DIR_LEN + 1 + Self::NAME.len() <= Self::MAX_PATH;
+        let base = if fits(scratch) {
+            scratch.to_path_buf()
+        } else {
+            std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|d| d.is_dir()).unwrap_or_else(std::env::temp_dir)
+        };
+        if !fits(&base) {
+            return Err(std::io::Error::other(format!("{}: too long for a unix socket's directory", base.display())));
         }
-        let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|d| d.is_dir()).unwrap_or_else(std::env::temp_dir);
-        let dir = tempfile::Builder::new().prefix("strata-slirp-").tempdir_in(&base)?;
-        let path = dir.path().join(Self::NAME);
-        if path.as_os_str().len() > Self::MAX_PATH {
-            return Err(std::io::Error::other(format!("{}: too long for a unix socket", path.display())));
-        }
-        Ok(ApiSocket { path, _dir: Some(dir) })
-    }
-}
-
-impl Drop for ApiSocket {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        let perms = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+        let dir = tempfile::Builder::new().prefix("net-").rand_bytes(6).permissions(perms).tempdir_in(&base)?;
+        Ok(ApiSocket { path: dir.path().join(Self::NAME), _dir: dir })
     }
 }
 
@@ -574,6 +573,22 @@ mod tests {
         assert_ne!(cache_key(Network::Host), cache_key(Network::None));
         // What every step held while the host's network was the default.
         assert_eq!(cache_key(Network::Host), format!("net={:?}/{:?}", Network::Host, None::<String>));
+    }
+
+    #[test]
+    fn the_api_socket_goes_to_the_scratch_dir_or_a_private_one_when_too_long() {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = tempfile::tempdir().unwrap();
+        let long = PathBuf::from(format!("/x/{}", "d".repeat(90)));
+        for (base, inside) in [(scratch.path(), true), (long.as_path(), false)] {
+            let api = ApiSocket::new(base).unwrap();
+            assert_eq!(api.path.starts_with(base), inside, "{}", api.path.display());
+            assert!(api.path.as_os_str().len() <= ApiSocket::MAX_PATH, "{}", api.path.display());
+            let dir = api.path.parent().unwrap().to_path_buf();
+            assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700, "{}", dir.display());
+            drop(api);
+            assert!(!dir.exists(), "{}: removed with the socket", dir.display());
+        }
     }
 
     #[test]
