@@ -2,7 +2,8 @@
 //!
 //! A key chains the parent's key with everything the step's result depends on: the
 //! instruction as written and its words after expansion, heredoc bodies, for RUN
-//! the stage's ARG values (proxy ARGs excluded), network and a non-default seccomp
+//! the stage's ARG values (proxy ARGs excluded), the kind of network the step gets
+//! (host, none or private) and a non-default seccomp
 //! profile, for COPY/ADD a hash of
 //! what the copy keeps of its sources (see [`super::source_digest::content_digest`]) or the key of the
 //! `--from` stage, for ADD the name, digest and date of each URL's download (fetched

@@ -78,10 +78,12 @@ impl StageBuilder<'_> {
             Instruction::Run(r) => {
                 // The shell expands RUN's text, so its key holds the values it sees
                 // instead (proxy args excepted: they never cause a miss).
-                extra.push_str(&format!("net={:?}/{:?}", self.network, r.network));
+                // The network it resolved to, not the one asked for: see `cache_key`.
+                extra.push_str(crate::sandbox::network::cache_key(self.run_network(r)?));
                 // A step run under another seccomp profile may have done what the
                 // default profile refuses: it must not stand in for a default run.
-                // (Default runs keep the keys they had before profiles existed.)
+                // (Runs under the default profile add nothing here, so they keep the
+                // keys they had before profiles existed.)
                 if self.seccomp != SeccompPolicy::DockerDefault {
                     let policy = serde_json::to_vec(&self.seccomp).expect("a policy serialises");
                     extra.push_str(&format!("/seccomp={}", crate::oci::Digest::of_bytes(&policy).hex()));

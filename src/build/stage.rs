@@ -20,7 +20,7 @@ use super::transfer::{AddOptions, CopyRequest, Prefetched};
 use super::workspace::{source_date_epoch, ImageState, Workspace};
 use super::{base, is_proxy_arg};
 use crate::dockerfile::ignore::Ignore;
-use crate::dockerfile::{expand_word, CommandForm, Dockerfile, HealthTest, Heredoc, Instruction, Located};
+use crate::dockerfile::{expand_word, CommandForm, Dockerfile, HealthTest, Heredoc, Instruction, Located, RunArgs};
 use crate::oci::{self, ContainerConfig, History};
 use crate::plan::{BuildPlan, Stage};
 use crate::report::Reporter;
@@ -307,12 +307,7 @@ impl<'a> StageBuilder<'a> {
                 if !run.devices.is_empty() {
                     bail!("RUN --device is not supported");
                 }
-                let network = match run.network.as_deref() {
-                    None | Some("default") => self.network,
-                    Some("host") => Network::Host,
-                    Some("none") => Network::None,
-                    Some(other) => bail!("RUN --network={other}: expected default, none or host"),
-                };
+                let network = self.run_network(run)?;
                 let (argv, pipes) = self.run_argv(&run.command, &run.heredocs);
                 let layer = self.run_step(argv, pipes, network, n, total)?;
                 self.history(step, !layer);
@@ -417,6 +412,17 @@ impl<'a> StageBuilder<'a> {
         env
     }
 
+    /// The network a RUN step gets, resolved (the cache key holds its kind).
+    pub(super) fn run_network(&self, run: &RunArgs) -> Result<Network> {
+        let requested = match run.network.as_deref() {
+            None | Some("default") => self.network,
+            Some("host") => Network::Host,
+            Some("none") => Network::None,
+            Some(other) => bail!("RUN --network={other}: expected default, none or host"),
+        };
+        Ok(sandbox::network::resolve(requested, &[])?)
+    }
+
     fn run_step(&mut self, argv: Vec<String>, pipes: Vec<(String, String)>, network: Network, n: usize, total: usize) -> Result<bool> {
         let scratch = self.ws.layers.scratch()?;
         let rootfs = self.ws.overlay_for(&self.image, scratch.path(), true)?;
@@ -430,7 +436,7 @@ impl<'a> StageBuilder<'a> {
             hostname: "strata-build".into(),
             stdin: Stdin::Null,
             pipes,
-            network: sandbox::network::resolve(network, &[])?,
+            network,
             fake_chown: self.ws.single_id(),
             owner_key: self.ws.owners.key().cloned(),
             binds: Vec::new(),

@@ -38,10 +38,11 @@ pub struct BuildArgs {
     /// strata always prints plain lines when not on a terminal.
     #[arg(long, value_name = "TYPE", default_value = "auto", value_parser = ["auto", "plain", "tty", "quiet"])]
     pub progress: String,
-    /// Network for RUN instructions: private (default: its own namespace with outbound
-    /// access through pasta or slirp4netns, not the host's loopback), host, none, or
-    /// pasta/slirp4netns to pick the helper.
-    #[arg(long, value_name = "MODE", default_value = "private", value_parser = Network::NAMES)]
+    /// Network for RUN instructions: private (its own namespace with outbound access
+    /// through pasta or slirp4netns, not the host's loopback; an error without
+    /// either), host, none, or pasta/slirp4netns to pick the helper. The default is
+    /// private, falling back to host with a warning where no helper is usable.
+    #[arg(long, value_name = "MODE", default_value = "default", value_parser = Network::NAMES)]
     pub network: String,
     /// Clamp file times and set created times to this Unix time, for reproducible
     /// images (default: $SOURCE_DATE_EPOCH).

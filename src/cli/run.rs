@@ -45,10 +45,11 @@ pub struct RunArgs {
     /// Override the image's ENTRYPOINT.
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// Network: private (default: its own namespace with outbound access through pasta
-    /// or slirp4netns, not the host's loopback), host, none, or pasta/slirp4netns to
-    /// pick the helper.
-    #[arg(long, value_name = "MODE", default_value = "private", value_parser = Network::NAMES)]
+    /// Network: private (its own namespace with outbound access through pasta or
+    /// slirp4netns, not the host's loopback; an error without either), host, none,
+    /// or pasta/slirp4netns to pick the helper. The default is private, falling back
+    /// to host with a warning where no helper is usable.
+    #[arg(long, value_name = "MODE", default_value = "default", value_parser = Network::NAMES)]
     pub network: String,
     /// Publish a container port on the host: [IP:]HOST:CONTAINER[/tcp|udp], ports or
     /// equal-length ranges (A-B); may be repeated.

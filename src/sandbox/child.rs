@@ -123,10 +123,10 @@ pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>, scratch: &Pat
             let msg = match read_setup_message(err_r, helper.as_mut()) {
                 Ok(msg) => msg,
                 Err(msg) => {
-                    if let Some(h) = helper {
-                        h.stop();
-                    }
-                    return kill_and_fail(child, msg);
+                    // pid 1 first: ending the helper stops reaping children by hand.
+                    let failed = kill_and_fail(child, msg);
+                    drop(helper);
+                    return failed;
                 }
             };
             let status = loop {
@@ -137,9 +137,8 @@ pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>, scratch: &Pat
                     Err(e) => break Outcome::SetupFailed(format!("waitpid: {e}")),
                 }
             };
-            if let Some(h) = helper {
-                h.stop();
-            }
+            // pid 1 is reaped: the helper may go (see `network::Running`'s drop).
+            drop(helper);
             if msg.is_empty() {
                 status
             } else {
@@ -156,7 +155,7 @@ fn start_network(via: super::Via, spec: &RunSpec, scratch: &Path) -> Result<(std
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     fs::write(&resolv, network::resolv_conf(&host)).map_err(|e| format!("writing {}: {e}", resolv.display()))?;
     let netns = network::create_namespace()?;
-    let helper = network::start(via, &netns, &spec.publish, &scratch.join("network.log")).map_err(|e| e.to_string())?;
+    let helper = network::start(via, &netns, &spec.publish, scratch).map_err(|e| e.to_string())?;
     Ok((netns, helper, resolv))
 }
 

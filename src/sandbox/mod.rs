@@ -122,16 +122,18 @@ pub enum Network {
 
 impl Default for Network {
     fn default() -> Self {
-        Network::Private(Via::Auto)
+        Network::Private(Via::Default)
     }
 }
 
 impl Network {
-    /// Parses a `--network` value: `private` (or docker's `default`/`bridge`),
-    /// `host`, `none`, or a helper by name (`pasta`, `slirp4netns`).
+    /// Parses a `--network` value: `private` (or docker's `bridge`), `host`, `none`,
+    /// a helper by name (`pasta`, `slirp4netns`), or `default`, which names the
+    /// default as if no `--network` were given.
     pub fn from_name(name: &str) -> Option<Network> {
         match name {
-            "private" | "default" | "bridge" => Some(Network::Private(Via::Auto)),
+            "default" => Some(Network::default()),
+            "private" | "bridge" => Some(Network::Private(Via::Auto)),
             "host" => Some(Network::Host),
             "none" => Some(Network::None),
             "pasta" => Some(Network::Private(Via::Pasta)),
@@ -147,7 +149,11 @@ impl Network {
 /// The helper that gives a private network its outbound access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Via {
-    /// pasta when installed, else slirp4netns ([`network::resolve`] picks).
+    /// The implicit default (no `--network`): as `Auto`, but where neither helper is
+    /// usable the host's network, with a warning ([`network::resolve`] decides).
+    Default,
+    /// pasta when installed, else slirp4netns (`--network private`): one must be
+    /// usable, as podman requires.
     Auto,
     Pasta,
     Slirp4netns,

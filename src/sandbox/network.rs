@@ -12,8 +12,9 @@
 //! host's other addresses are reached like any outside address.
 //!
 //! The network helper runs in the foreground, tied to the sandbox helper with
-//! PR_SET_PDEATHSIG (and, for slirp4netns, an exit fd), and is killed and reaped
-//! when the container ends, so none outlives its container.
+//! PR_SET_PDEATHSIG (and, for slirp4netns, an exit fd), and is killed when the
+//! container ends and reaped by the kernel (SIGCHLD ignored from then on), so none
+//! outlives its container, not even as a zombie.
 
 use std::fmt;
 use std::fs;
@@ -45,8 +46,12 @@ pub enum NetworkError {
     Missing(&'static str, &'static str, &'static str),
     #[error("--network {0}: /dev/net/tun is not usable: {1}")]
     NoTun(&'static str, std::io::Error),
+    #[error("--network {0}: {1}")]
+    Unusable(&'static str, String),
     #[error("publishing ports needs a private network (pasta or slirp4netns), not --network {0}")]
     PublishWithout(&'static str),
+    #[error("publishing ports needs a private network, and no private network helper is usable: {0}")]
+    PublishNoHelper(String),
     #[error("invalid port mapping {spec:?}: {reason}")]
     BadPort { spec: String, reason: String },
     #[error("starting {helper}: {source}")]
@@ -137,7 +142,7 @@ fn port_range(text: &str) -> Result<(u16, u16), String> {
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Via::Auto => "private",
+            Via::Default | Via::Auto => "private",
             Via::Pasta => "pasta",
             Via::Slirp4netns => "slirp4netns",
         })
@@ -147,7 +152,7 @@ impl fmt::Display for Via {
 impl Via {
     fn program(self) -> Option<&'static str> {
         match self {
-            Via::Auto => None,
+            Via::Default | Via::Auto => None,
             Via::Pasta => Some("pasta"),
             Via::Slirp4netns => Some("slirp4netns"),
         }
@@ -155,19 +160,23 @@ impl Via {
 }
 
 /// Turns the requested network into the one a container gets: a private network
-/// names the helper that will serve it. Without any helper (or without a usable
-/// /dev/net/tun) a default private network falls back to the host's, with a
-/// one-line warning per process; a helper asked for by name must be there.
+/// names the helper that will serve it. Only the implicit default may fall back to
+/// the host's network (with a one-line warning per process) where no helper is
+/// usable; a private network asked for by name must get one, as podman's does.
 pub fn resolve(requested: Network, publish: &[PortMapping]) -> Result<Network, NetworkError> {
     let network = match requested {
-        Network::Private(Via::Auto) => match probe() {
+        Network::Private(Via::Default) => match probe() {
             Ok(via) => Network::Private(via),
+            // Publishing needs the private network the user did not get: say so
+            // rather than blame a --network the user never gave.
+            Err(reason) if !publish.is_empty() => return Err(NetworkError::PublishNoHelper(reason)),
             Err(reason) => {
                 static WARNED: OnceLock<()> = OnceLock::new();
-                WARNED.get_or_init(|| eprintln!("strata: warning: {reason}; using the host's network (install passt for a private one)"));
+                WARNED.get_or_init(|| eprintln!("strata: warning: {reason}; using the host's network"));
                 Network::Host
             }
         },
+        Network::Private(Via::Auto) => Network::Private(probe().map_err(|reason| NetworkError::Unusable("private", reason))?),
         Network::Private(via) => {
             let program = via.program().expect("a named helper");
             if find_program(program).is_none() {
@@ -186,7 +195,20 @@ pub fn resolve(requested: Network, publish: &[PortMapping]) -> Result<Network, N
     }
 }
 
-/// The helper a default private network uses, probed once per process.
+/// What a step's cache key holds of its network: the kind it resolved to, so that
+/// `private`, `pasta` and `slirp4netns` (which behave alike) share results and a
+/// fallback to the host's network keys as the host's. The host's is keyed as it
+/// was while the host's network was the default, so those results stay usable.
+pub fn cache_key(resolved: Network) -> &'static str {
+    match resolved {
+        Network::Host => "net=Host/None",
+        Network::None => "net=none",
+        Network::Private(_) => "net=private",
+    }
+}
+
+/// The helper a private network uses, probed once per process; the error says
+/// what is missing.
 fn probe() -> Result<Via, String> {
     static FOUND: OnceLock<Result<Via, String>> = OnceLock::new();
     FOUND
@@ -194,7 +216,7 @@ fn probe() -> Result<Via, String> {
             let via = [Via::Pasta, Via::Slirp4netns]
                 .into_iter()
                 .find(|v| find_program(v.program().expect("named")).is_some())
-                .ok_or_else(|| "neither pasta nor slirp4netns is installed".to_string())?;
+                .ok_or_else(|| "neither pasta nor slirp4netns is installed (Debian package passt or slirp4netns)".to_string())?;
             tun_usable().map_err(|e| format!("/dev/net/tun is not usable ({e})"))?;
             Ok(via)
         })
@@ -244,7 +266,7 @@ pub fn wait_configured() -> Result<(), String> {
     }
 }
 
-/// A running network helper; [`Running::stop`] ends it.
+/// A running network helper; dropping it ends it.
 pub struct Running {
     via: Via,
     child: Child,
@@ -254,9 +276,12 @@ pub struct Running {
 }
 
 /// Starts the helper for `via` against the network namespace `netns` (an fd the
-/// helper inherits). Its messages go to `log`, read back if it fails.
-pub fn start(via: Via, netns: &OwnedFd, publish: &[PortMapping], log: &Path) -> Result<Running, NetworkError> {
+/// helper inherits). `scratch` is the run's private (0700) directory: the helper's
+/// messages go to a log there, read back if it fails, and slirp4netns's API socket
+/// is made there, where no other user can pre-create or connect to it.
+pub fn start(via: Via, netns: &OwnedFd, publish: &[PortMapping], scratch: &Path) -> Result<Running, NetworkError> {
     let program = via.program().expect("resolved before the sandbox starts");
+    let log = &scratch.join("network.log");
     let ns_path = format!("/proc/self/fd/{}", netns.as_raw_fd());
     let stderr = fs::File::create(log).map_err(|e| NetworkError::Spawn { helper: program, source: e })?;
     let mut cmd = Command::new(program);
@@ -294,14 +319,14 @@ pub fn start(via: Via, netns: &OwnedFd, publish: &[PortMapping], log: &Path) -> 
                 let (ready_r, ready_w) = pipe()?;
                 keep.push(ready_w.as_raw_fd());
                 cmd.arg(format!("--ready-fd={}", ready_w.as_raw_fd()));
-                let api = std::env::temp_dir().join(format!("strata-slirp-{}.sock", std::process::id()));
-                cmd.arg(format!("--api-socket={}", api.display()));
+                let api = ApiSocket::new(scratch).map_err(|e| NetworkError::Spawn { helper: program, source: e })?;
+                cmd.arg(format!("--api-socket={}", api.path.display()));
                 slirp_api = Some((ready_r, ready_w, api));
             }
             cmd.arg(&ns_path).arg("tap0");
             exit_fd = Some((r, w));
         }
-        Via::Auto => unreachable!("resolved before the sandbox starts"),
+        Via::Default | Via::Auto => unreachable!("resolved before the sandbox starts"),
     }
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
@@ -319,11 +344,43 @@ pub fn start(via: Via, netns: &OwnedFd, publish: &[PortMapping], log: &Path) -> 
     let mut running = Running { via, child, log: log.to_path_buf(), _exit_fd: exit_fd.map(|(_r, w)| w) };
     if let Some((ready_r, ready_w, api)) = slirp_api {
         drop(ready_w);
-        let result = slirp_forward(ready_r, &api, publish);
-        let _ = fs::remove_file(&api);
+        let result = slirp_forward(ready_r, &api.path, publish);
+        // Its directory goes with it: slirp4netns needs the socket no more.
+        drop(api);
         result.map_err(|message| NetworkError::Failed { helper: program, message: running.failure().unwrap_or(message) })?;
     }
     Ok(running)
+}
+
+/// Where slirp4netns's API socket goes: a fresh 0700 directory of random name in the
+/// run's scratch dir (whatever that dir's own mode), unless that path would not fit
+/// a unix socket address (108 bytes with its NUL); then in $XDG_RUNTIME_DIR (else
+/// $TMPDIR). Either way no other user can pre-create the socket or connect to it.
+struct ApiSocket {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ApiSocket {
+    const NAME: &'static str = "slirp.sock";
+    const MAX_PATH: usize = 107;
+    /// "/net-" and tempfile's 6 random characters.
+    const DIR_LEN: usize = 11;
+
+    fn new(scratch: &Path) -> std::io::Result<ApiSocket> {
+        let fits = |base: &Path| base.as_os_str().len() + Self::DIR_LEN + 1 + Self::NAME.len() <= Self::MAX_PATH;
+        let base = if fits(scratch) {
+            scratch.to_path_buf()
+        } else {
+            std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|d| d.is_dir()).unwrap_or_else(std::env::temp_dir)
+        };
+        if !fits(&base) {
+            return Err(std::io::Error::other(format!("{}: too long for a unix socket's directory", base.display())));
+        }
+        let perms = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+        let dir = tempfile::Builder::new().prefix("net-").rand_bytes(6).permissions(perms).tempdir_in(&base)?;
+        Ok(ApiSocket { path: dir.path().join(Self::NAME), _dir: dir })
+    }
 }
 
 /// Waits for slirp4netns to be ready, then asks its API for each published port.
@@ -382,17 +439,20 @@ impl Running {
             lines.join("; ")
         }
     }
-
-    /// Ends the helper (as dropping it does, on any path).
-    pub fn stop(self) {}
 }
 
 impl Drop for Running {
+    /// Kills the helper, and has the kernel reap it without waiting for it: its
+    /// exit tears down the namespace's devices, which takes some 25 ms that no RUN
+    /// should wait for. Dropped once pid 1 is reaped (or was never forked), so the
+    /// sandbox helper has no other child whose status it still needs.
     fn drop(&mut self) {
-        // SIGKILL, not reaped here: its exit tears down the namespace's devices,
-        // which takes the kernel some 25 ms, and nothing needs to wait for that. The
-        // sandbox helper exits right after and init reaps it.
-        let _ = self.child.kill();
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: setting a signal disposition; with SIGCHLD ignored, children
+            // that exit from now on are reaped by the kernel and leave no zombie.
+            unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+            let _ = self.child.kill();
+        }
         let _ = fs::remove_file(&self.log);
     }
 }
@@ -495,13 +555,40 @@ mod tests {
 
     #[test]
     fn network_names_map_like_docker_and_podman() {
-        assert_eq!(Network::from_name("default"), Some(Network::Private(Via::Auto)));
+        assert_eq!(Network::from_name("default"), Some(Network::Private(Via::Default)));
         assert_eq!(Network::from_name("private"), Some(Network::Private(Via::Auto)));
         assert_eq!(Network::from_name("slirp4netns"), Some(Network::Private(Via::Slirp4netns)));
         assert_eq!(Network::from_name("host"), Some(Network::Host));
         assert_eq!(Network::from_name("container:x"), None);
-        assert_eq!(Network::default(), Network::Private(Via::Auto));
+        assert_eq!(Network::default(), Network::Private(Via::Default));
         assert!(Network::NAMES.iter().all(|n| Network::from_name(n).is_some()));
+    }
+
+    #[test]
+    fn cache_keys_hold_the_kind_of_network_not_its_helper() {
+        let private = cache_key(Network::Private(Via::Pasta));
+        assert_eq!(private, cache_key(Network::Private(Via::Slirp4netns)));
+        assert_ne!(private, cache_key(Network::Host));
+        assert_ne!(private, cache_key(Network::None));
+        assert_ne!(cache_key(Network::Host), cache_key(Network::None));
+        // What every step held while the host's network was the default.
+        assert_eq!(cache_key(Network::Host), format!("net={:?}/{:?}", Network::Host, None::<String>));
+    }
+
+    #[test]
+    fn the_api_socket_goes_to_the_scratch_dir_or_a_private_one_when_too_long() {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = tempfile::tempdir().unwrap();
+        let long = PathBuf::from(format!("/x/{}", "d".repeat(90)));
+        for (base, inside) in [(scratch.path(), true), (long.as_path(), false)] {
+            let api = ApiSocket::new(base).unwrap();
+            assert_eq!(api.path.starts_with(base), inside, "{}", api.path.display());
+            assert!(api.path.as_os_str().len() <= ApiSocket::MAX_PATH, "{}", api.path.display());
+            let dir = api.path.parent().unwrap().to_path_buf();
+            assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700, "{}", dir.display());
+            drop(api);
+            assert!(!dir.exists(), "{}: removed with the socket", dir.display());
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The container's network: private by default (pasta or slirp4netns), with no way
-//! to the host's loopback or its abstract unix sockets; `--network host` as the
-//! opt-in; outbound traffic, DNS and `run -p` through the helper; and no helper
-//! process left once a build ends or a `strata run` is killed.
+//! to the host's loopback (its own 127.0.0.1 or the gateway) or its abstract unix
+//! sockets; `--network host` as the opt-in; outbound traffic, DNS and `run -p`
+//! through the helper; no helper process left once a build ends or a `strata run`
+//! is killed; a fallback to the host only for the implicit default; cache keys on
+//! the kind of network a step got.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -69,9 +71,16 @@ fn default_network_cannot_reach_the_hosts_loopback_but_host_network_can() {
     let name = format!("strata-e2e-net-{}", std::process::id());
     let _abstract = UnixListener::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).expect("abstract socket");
     // Abstract unix sockets belong to a network namespace: the container's
-    // /proc/net/unix lists exactly the ones it could connect to.
+    // /proc/net/unix lists exactly the ones it could connect to. The container's
+    // own 127.0.0.1 is not the host's (unless pasta's -T forwards it), and its
+    // gateway and DNS addresses lead to the host's loopback unless pasta gets
+    // --no-map-gw and slirp4netns --disable-host-loopback.
     let probe = |token: &str| {
-        format!("{}; grep -q @{name} /proc/net/unix && echo abstract=visible || echo abstract=hidden", send(token, "127.0.0.1", rec.port))
+        let sends: Vec<String> = [("lo", "127.0.0.1"), ("gw", "10.0.2.2"), ("dns", "10.0.2.3")]
+            .iter()
+            .map(|(via, ip)| send(&format!("{token}-{via}"), ip, rec.port))
+            .collect();
+        format!("{}; grep -q @{name} /proc/net/unix && echo abstract=visible || echo abstract=hidden", sends.join("; "))
     };
     for (network, token) in [("private", "run-default"), ("pasta", "run-pasta"), ("slirp4netns", "run-slirp"), ("host", "run-host")] {
         let out = strata(["run", "--rm", "--network", network, "busybox", "sh", "-c", &probe(token)]).ok();
@@ -83,14 +92,15 @@ fn default_network_cannot_reach_the_hosts_loopback_but_host_network_can() {
 
     let ctx = scratch("network-loopback");
     let dockerfile = format!(
-        "FROM busybox\nRUN {}\nRUN --network=host {}\nRUN --network=default {}\n",
-        send("build-default", "127.0.0.1", rec.port),
-        send("build-host", "127.0.0.1", rec.port),
-        send("build-flag-default", "127.0.0.1", rec.port),
+        "FROM busybox\nRUN {}; {}\nRUN --network=host {}\nRUN --network=default {}\n",
+        send("build-default-lo", "127.0.0.1", rec.port),
+        send("build-default-gw", "10.0.2.2", rec.port),
+        send("build-host-lo", "127.0.0.1", rec.port),
+        send("build-flag-default-gw", "10.0.2.2", rec.port),
     );
     std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
     strata(["build", "-q", &path_str(&ctx)]).ok();
-    assert_eq!(rec.seen(), set(&["build-host", "run-host"]), "only --network host reaches the host's 127.0.0.1");
+    assert_eq!(rec.seen(), set(&["build-host-lo", "run-host-lo"]), "only --network host reaches the host's 127.0.0.1");
 }
 
 /// The machine's first global IPv4 address (not loopback), if it has one.
@@ -179,6 +189,7 @@ fn still_helpers(pids: &[u32]) -> Vec<u32> {
 
 fn spawn_strata(root: &Path, args: &[&str]) -> Child {
     Command::new(strata_bin())
+        .env("TMPDIR", "/nonexistent/strata-e2e-shared-tmp")
         .arg("--root")
         .arg(root)
         .args(args)
@@ -208,7 +219,8 @@ fn wait_for_helpers(child: &mut Child, what: &str) -> Vec<u32> {
 }
 
 /// `strata run -p` of busybox httpd on port 80 answers on 127.0.0.1; killing that
-/// `strata run` takes its network helper with it.
+/// `strata run` takes its network helper with it. $TMPDIR is unusable: nothing of
+/// the network (slirp4netns's API socket) may live in a directory other users share.
 fn serve_published_then_kill(root: &Path, network: &str) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // Port 80 in the container: below 1024, refused in the host's network namespace.
@@ -296,4 +308,55 @@ fn without_a_helper_the_default_falls_back_to_the_host_with_a_warning() {
     assert_eq!(warnings.len(), 1, "one warning line: {}", out.stderr);
     let out = strata_without(&["run", "--rm", "--network", "pasta", "busybox", "true"]);
     assert!(!out.success() && out.stderr.contains("pasta is not installed (Debian package passt)"), "{}", out.describe());
+
+    // Only the implicit default falls back: a private network asked for by name
+    // fails, naming what is missing, and so does publishing a port without one.
+    let missing = "neither pasta nor slirp4netns is installed (Debian package passt or slirp4netns)";
+    for args in
+        [&["run", "--rm", "--network", "private", "busybox", "true"][..], &["run", "--rm", "--network", "bridge", "busybox", "true"]]
+    {
+        let out = strata_without(args);
+        assert_eq!(out.code, Some(1), "{}", out.describe());
+        assert!(out.stderr.contains(&format!("--network private: {missing}")), "{}", out.describe());
+    }
+    let out = strata_without(&["run", "--rm", "-p", "8080:80", "busybox", "true"]);
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("no private network helper is usable") && !out.stderr.contains("not --network host"), "{}", out.describe());
+    let ctx = scratch("network-no-helpers-build");
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nRUN {probe}\n")).unwrap();
+    let out = strata_without(&["build", "--network", "private", &path_str(&ctx)]);
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(out.stderr.contains(&format!("--network private: {missing}")), "{}", out.describe());
+    let out = strata_without(&["build", "--no-cache", &path_str(&ctx)]).ok();
+    assert!(out.stderr.contains("abstract=visible") || out.stdout.contains("abstract=visible"), "RUN falls back: {}", out.describe());
+}
+
+/// The build steps of `strata build` output that were answered from the cache.
+fn cached_runs(out: &crate::support::Run) -> usize {
+    let mut last_run = false;
+    let mut hits = 0;
+    for line in out.stderr.lines() {
+        if line.contains("STEP ") {
+            last_run = line.contains(": RUN ");
+        } else if line.trim_end().ends_with("--> CACHED") && last_run {
+            hits += 1;
+        }
+    }
+    hits
+}
+
+#[test]
+fn cache_keys_follow_the_network_a_step_gets_not_its_name() {
+    if skip_without_sandbox("cache_keys_follow_the_network_a_step_gets_not_its_name") {
+        return;
+    }
+    with_base();
+    let ctx = scratch("network-cache-key");
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nRUN echo {} > /made\n", std::process::id())).unwrap();
+    let build = |network: &str| strata(["build", "--network", network, &path_str(&ctx)]).ok();
+    assert_eq!(cached_runs(&build("private")), 0, "a fresh step");
+    for (network, hits) in [("pasta", 1), ("slirp4netns", 1), ("default", 1), ("host", 0), ("none", 0)] {
+        let out = build(network);
+        assert_eq!(cached_runs(&out), hits, "--network {network} after --network private: {}", out.stderr);
+    }
 }
