@@ -23,6 +23,7 @@ packages=(
     docker-registry # tests: a real registry on 127.0.0.1 for pull, push and login
     apache2-utils   # tests: htpasswd for the registry's basic auth
     openssl         # tests: a CA and a server certificate for the TLS registry
+    g++             # scripts/fuzz.sh: libfuzzer-sys compiles libFuzzer (C++)
 )
 
 missing=()
