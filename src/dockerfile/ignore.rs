@@ -6,6 +6,7 @@
 //! A directory that is excluded may still hold re-included files, so callers ask
 //! [`Ignore::may_reinclude`] before skipping a whole subtree.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 /// One element of a compiled pattern.
@@ -241,33 +242,48 @@ fn compile_class(chars: &[char], start: usize) -> Option<(Tok, usize)> {
 }
 
 fn match_toks(toks: &[Tok], s: &[char]) -> bool {
-    match toks.first() {
-        None => s.is_empty(),
-        Some(Tok::Any) => (0..=s.len()).any(|k| match_toks(&toks[1..], &s[k..])),
-        Some(Tok::Dirs) => {
-            // Zero directories, or any prefix ending in '/'.
-            match_toks(&toks[1..], s) || (0..s.len()).any(|k| s[k] == '/' && match_toks(&toks[1..], &s[k + 1..]))
-        }
-        Some(Tok::Star) => {
-            let mut k = 0;
-            loop {
-                if match_toks(&toks[1..], &s[k..]) {
-                    return true;
-                }
-                if k == s.len() || s[k] == '/' {
-                    return false;
-                }
-                k += 1;
+    Matcher { toks, s, seen: HashMap::new() }.at(0, 0)
+}
+
+/// Backtracking matcher that remembers what it found at each wildcard: without the
+/// memo, a pattern of many `**` or `*` against a path of many `/` is exponential (a
+/// .dockerignore line of 33 `**` hung the build on a 60-character path). With it,
+/// each (wildcard, position) pair is tried once.
+struct Matcher<'a> {
+    toks: &'a [Tok],
+    s: &'a [char],
+    seen: HashMap<(usize, usize), bool>,
+}
+
+impl Matcher<'_> {
+    /// Whether `toks[t..]` matches `s[i..]`.
+    fn at(&mut self, t: usize, i: usize) -> bool {
+        let (toks, s) = (self.toks, self.s);
+        let wildcard = matches!(toks.get(t), Some(Tok::Any | Tok::Dirs | Tok::Star));
+        if wildcard {
+            if let Some(&known) = self.seen.get(&(t, i)) {
+                return known;
             }
         }
-        Some(Tok::One) => !s.is_empty() && s[0] != '/' && match_toks(&toks[1..], &s[1..]),
-        Some(Tok::Class { negate, ranges }) => {
-            !s.is_empty()
-                && s[0] != '/'
-                && (ranges.iter().any(|(lo, hi)| *lo <= s[0] && s[0] <= *hi) != *negate)
-                && match_toks(&toks[1..], &s[1..])
+        let found = match toks.get(t) {
+            None => i == s.len(),
+            Some(Tok::Any) => (i..=s.len()).any(|k| self.at(t + 1, k)),
+            // Zero directories, or any prefix ending in '/'.
+            Some(Tok::Dirs) => self.at(t + 1, i) || (i..s.len()).any(|k| s[k] == '/' && self.at(t + 1, k + 1)),
+            Some(Tok::Star) => {
+                let end = s[i..].iter().position(|c| *c == '/').map_or(s.len(), |p| i + p);
+                (i..=end).any(|k| self.at(t + 1, k))
+            }
+            Some(Tok::One) => i < s.len() && s[i] != '/' && self.at(t + 1, i + 1),
+            Some(Tok::Class { negate, ranges }) => {
+                i < s.len() && s[i] != '/' && (ranges.iter().any(|(lo, hi)| *lo <= s[i] && s[i] <= *hi) != *negate) && self.at(t + 1, i + 1)
+            }
+            Some(Tok::Lit(c)) => i < s.len() && s[i] == *c && self.at(t + 1, i + 1),
+        };
+        if wildcard {
+            self.seen.insert((t, i), found);
         }
-        Some(Tok::Lit(c)) => !s.is_empty() && s[0] == *c && match_toks(&toks[1..], &s[1..]),
+        found
     }
 }
 
@@ -312,6 +328,20 @@ mod tests {
         let ig = Ignore::parse("dir/**\nx**\n");
         assert!(ig.excluded("dir/a/b") && !ig.excluded("dir") && ig.excluded("xyz") && ig.excluded("x/y"));
         assert!(Ignore::parse("**\n").excluded("any/thing"));
+    }
+
+    #[test]
+    fn many_double_stars_match_in_polynomial_time() {
+        // Found by fuzz/patterns: 33 `**` against a path of many slashes backtracked
+        // exponentially (the build hung reading the context).
+        let ig = Ignore::parse(&format!("{}s@\n", "*".repeat(66)));
+        let path = format!("x{}y/{}", "/".repeat(40), "*".repeat(50));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(ig.excluded(&path)).unwrap());
+        let excluded = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("matching took more than 10 s");
+        assert!(!excluded);
+        let ig = Ignore::parse(&format!("{}s@\n", "*".repeat(66)));
+        assert!(ig.excluded(&format!("x{}s@", "/".repeat(40))));
     }
 
     #[test]
