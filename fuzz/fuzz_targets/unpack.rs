@@ -86,7 +86,7 @@ fn names(dir: &Path) -> Vec<String> {
 /// otherwise almost every mutation fails the checksum and never reaches unpack.
 fn fix_checksums(data: &mut [u8]) {
     let mut off = 0;
-    while off + 512 <= data.len() {
+    while off.checked_add(512).is_some_and(|end| end <= data.len()) {
         let block = &mut data[off..off + 512];
         if block.iter().all(|b| *b == 0) {
             break;
