@@ -85,7 +85,7 @@ fn names(dir: &Path) -> Vec<String> {
 /// Gives every header block a valid checksum (walking the entries by their sizes):
 /// otherwise almost every mutation fails the checksum and never reaches unpack.
 fn fix_checksums(data: &mut [u8]) {
-    let mut off = 0;
+    let mut off: usize = 0;
     while off.checked_add(512).is_some_and(|end| end <= data.len()) {
         let block = &mut data[off..off + 512];
         if block.iter().all(|b| *b == 0) {
