@@ -28,6 +28,7 @@ packages=(
     apache2-utils   # tests: htpasswd for the registry's basic auth
     openssl         # tests: a CA and a server certificate for the TLS registry
     gcc libc6-dev   # tests: static probes compiled with cc -static at test time
+    g++             # scripts/fuzz.sh: libfuzzer-sys compiles libFuzzer (C++)
 )
 
 missing=()

@@ -12,7 +12,8 @@
 #
 # Ends with the e2e runner's summary line; exits non-zero on any failure.
 # Environment: STRATA_TEST_USER (default strata-test), STRATA_E2E_THREADS (default 2),
-# STRATA_E2E_FILTER (a libtest name filter for the e2e tests).
+# STRATA_E2E_FILTER (a libtest name filter for the e2e tests), STRATA_FUZZ_SECONDS (the
+# fuzz smoke pass per target, default 15; 0 skips it).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -57,6 +58,14 @@ for t in tests/*.rs tests/*/main.rs; do
     log "integration tests: cargo test --test $name"
     cargo test --test "$name" </dev/null
 done
+
+# A short pass of each fuzz target: catches a target that no longer builds and
+# findings the corpus reaches quickly. STRATA_FUZZ_SECONDS=0 skips it.
+fuzz_seconds="${STRATA_FUZZ_SECONDS:-15}"
+if [ "$fuzz_seconds" -gt 0 ]; then
+    log "fuzz smoke pass: scripts/fuzz.sh all $fuzz_seconds"
+    bash scripts/fuzz.sh all "$fuzz_seconds"
+fi
 
 log "building the e2e test binary and strata"
 artifacts="$(cargo test --test e2e --no-run --message-format=json-render-diagnostics </dev/null)"

@@ -182,7 +182,9 @@ pub fn glob_below(base: &Path, parts: &[String]) -> Result<Vec<PathBuf>, BadPatt
             }
             if !has_meta(part) {
                 let name = unescape(part);
-                if fs::symlink_metadata(host.join(&name)).is_ok() {
+                // `\..` unescapes to `..`, which a directory listing never names: it
+                // matches nothing, as in BuildKit, rather than climbing out of `base`.
+                if name != "." && name != ".." && fs::symlink_metadata(host.join(&name)).is_ok() {
                     next.push(dir.join(name));
                 }
                 continue;
@@ -278,6 +280,16 @@ mod tests {
     fn glob(base: &Path, pattern: &str) -> Vec<PathBuf> {
         let (prefix, parts) = split_wildcards(pattern);
         glob_below(&base.join(&prefix), &parts).unwrap().into_iter().map(|p| Path::new(&prefix).join(p)).collect()
+    }
+
+    #[test]
+    fn escaped_dot_dot_matches_nothing() {
+        // Found by fuzz/patterns: `*/\..` unescaped to `..` and climbed out of the base.
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("base/a")).unwrap();
+        fs::write(d.path().join("secret"), b"").unwrap();
+        assert!(glob(&d.path().join("base"), "*/\\../\\../secret").is_empty());
+        assert!(glob(&d.path().join("base"), "*/\\.").is_empty());
     }
 
     #[test]

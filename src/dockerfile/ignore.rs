@@ -242,34 +242,54 @@ fn compile_class(chars: &[char], start: usize) -> Option<(Tok, usize)> {
     }
 }
 
+/// Runs the pattern as an automaton over `s`, one character at a time, keeping the
+/// set of tokens that could come next: time linear in the path for each token.
+/// Backtracking was exponential (a .dockerignore line of 33 `**` hung the build on a
+/// 60-character path) and, memoised, still too slow for deep paths.
 fn match_toks(toks: &[Tok], s: &[char]) -> bool {
-    match toks.first() {
-        None => s.is_empty(),
-        Some(Tok::Any) => (0..=s.len()).any(|k| match_toks(&toks[1..], &s[k..])),
-        Some(Tok::Dirs) => {
-            // Zero directories, or any prefix ending in '/'.
-            match_toks(&toks[1..], s) || (0..s.len()).any(|k| s[k] == '/' && match_toks(&toks[1..], &s[k + 1..]))
-        }
-        Some(Tok::Star) => {
-            let mut k = 0;
-            loop {
-                if match_toks(&toks[1..], &s[k..]) {
-                    return true;
+    let n = toks.len();
+    // at[t]: the pattern before token t matched what was read so far.
+    let mut at = vec![false; n + 1];
+    // inside[t]: token t is a `**` (Dirs) that has read part of its `(.*/)`.
+    let mut inside = vec![false; n];
+    at[0] = true;
+    skip_empty(toks, &mut at);
+    for &c in s {
+        let mut next = vec![false; n + 1];
+        let mut next_inside = vec![false; n];
+        for (t, tok) in toks.iter().enumerate() {
+            let here = at[t];
+            match tok {
+                Tok::Any => next[t] |= here,
+                Tok::Dirs => {
+                    if here || inside[t] {
+                        next_inside[t] = true;
+                        next[t + 1] |= c == '/';
+                    }
                 }
-                if k == s.len() || s[k] == '/' {
-                    return false;
+                Tok::Star => next[t] |= here && c != '/',
+                Tok::One => next[t + 1] |= here && c != '/',
+                Tok::Class { negate, ranges } => {
+                    next[t + 1] |= here && c != '/' && (ranges.iter().any(|(lo, hi)| *lo <= c && c <= *hi) != *negate)
                 }
-                k += 1;
+                Tok::Lit(l) => next[t + 1] |= here && c == *l,
             }
         }
-        Some(Tok::One) => !s.is_empty() && s[0] != '/' && match_toks(&toks[1..], &s[1..]),
-        Some(Tok::Class { negate, ranges }) => {
-            !s.is_empty()
-                && s[0] != '/'
-                && (ranges.iter().any(|(lo, hi)| *lo <= s[0] && s[0] <= *hi) != *negate)
-                && match_toks(&toks[1..], &s[1..])
+        skip_empty(toks, &mut next);
+        if !next.iter().chain(&next_inside).any(|b| *b) {
+            return false;
         }
-        Some(Tok::Lit(c)) => !s.is_empty() && s[0] == *c && match_toks(&toks[1..], &s[1..]),
+        (at, inside) = (next, next_inside);
+    }
+    at[n]
+}
+
+/// `**`, `*` and a `**` as a whole may match nothing: reaching them reaches the next token.
+fn skip_empty(toks: &[Tok], at: &mut [bool]) {
+    for (t, tok) in toks.iter().enumerate() {
+        if at[t] && matches!(tok, Tok::Any | Tok::Dirs | Tok::Star) {
+            at[t + 1] = true;
+        }
     }
 }
 
@@ -314,6 +334,30 @@ mod tests {
         let ig = Ignore::parse("dir/**\nx**\n");
         assert!(ig.excluded("dir/a/b") && !ig.excluded("dir") && ig.excluded("xyz") && ig.excluded("x/y"));
         assert!(Ignore::parse("**\n").excluded("any/thing"));
+    }
+
+    #[test]
+    fn many_double_stars_match_in_polynomial_time() {
+        // Found by fuzz/patterns: 33 `**` against a path of many slashes backtracked
+        // exponentially (the build hung reading the context); a memo still took
+        // seconds on deep paths.
+        let ig = Ignore::parse(&format!("{}s@\n", "*".repeat(66)));
+        let path = format!("x{}y/{}", "/".repeat(40), "*".repeat(50));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(ig.excluded(&path)).unwrap());
+        let excluded = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("matching took more than 10 s");
+        assert!(!excluded);
+        let ig = Ignore::parse(&format!("{}s@\n", "*".repeat(66)));
+        assert!(ig.excluded(&format!("x{}s@", "/".repeat(40))));
+        // Every parent of a deep path, as a context walk asks.
+        let ig = Ignore::parse(&format!("{}/*/c*c\n", "*".repeat(21)));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let deep = format!("{}cxc", "d/".repeat(100));
+            tx.send((1..=deep.len()).filter(|&i| deep.is_char_boundary(i)).filter(|&i| ig.excluded(&deep[..i])).count()).unwrap()
+        });
+        let matched = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("matching took more than 10 s");
+        assert!(matched > 0);
     }
 
     #[test]

@@ -240,6 +240,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn numbers_we_do_not_model_survive_a_round_trip() {
+        // Found by fuzz/oci: without serde_json's float_roundtrip, a large number in
+        // an unknown field was read as a neighbouring float, so building FROM the
+        // image rewrote the base image's config.
+        let big = "1044444444444444444444444444444444444444444444444444440";
+        let text = format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"x":{big},"y":0.1e-310}}"#);
+        let config: ImageConfig = serde_json::from_str(&text).unwrap();
+        assert_eq!(config.extra["x"].as_f64(), Some(big.parse::<f64>().unwrap()));
+        let again: ImageConfig = serde_json::from_slice(&serde_json::to_vec(&config).unwrap()).unwrap();
+        assert_eq!(again, config);
+    }
+
     fn sample() -> Value {
         json!({
             "created": "2024-05-01T12:34:56.123456789Z",

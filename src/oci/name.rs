@@ -68,6 +68,12 @@ impl ImageName {
             validate_component(component).map_err(bad)?;
         }
         let path = if domain == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path.to_string() };
+        // The limit holds for the normalised name too (as distribution checks it after
+        // adding the domain): a short name that fits only without `localhost/` would
+        // print as a reference that no longer parses.
+        if domain.len() + 1 + path.len() > MAX_NAME_LEN {
+            return Err(bad("name longer than 255 characters"));
+        }
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_string()),
             (None, Some(_)) => None,
@@ -327,5 +333,16 @@ mod tests {
             assert!(msg.contains(&format!("{bad:?}")), "{bad}: {msg}");
         }
         assert!(ImageName::parse(&format!("x:{}", "a".repeat(128))).is_ok());
+    }
+
+    #[test]
+    fn the_length_limit_holds_for_the_normalised_name() {
+        // Found by fuzz/registry_config: 250 characters parsed, but printed with
+        // `localhost/` (260) the name no longer parsed back.
+        let err = ImageName::parse(&"a".repeat(250)).unwrap_err().to_string();
+        assert!(err.contains("longer than 255"), "{err}");
+        assert!(ImageName::parse(&format!("docker.io/{}", "a".repeat(240))).is_err(), "library/ counts");
+        let longest = ImageName::parse(&"a".repeat(245)).unwrap();
+        assert_eq!(ImageName::parse(&longest.to_string()).unwrap(), longest);
     }
 }

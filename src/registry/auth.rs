@@ -84,28 +84,50 @@ fn host_of(key: &str) -> &str {
 pub fn lookup(registry: &str) -> Result<Option<Credentials>> {
     for file in auth_files() {
         let Ok(bytes) = fs::read(&file) else { continue };
-        let json: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| RegistryError::Protocol { what: file.display().to_string(), reason: format!("not valid JSON: {e}") })?;
-        if let Some(auths) = json.get("auths").and_then(Value::as_object) {
-            for (key, entry) in auths {
-                if host_of(key) != registry {
-                    continue;
-                }
-                if let Some(creds) = entry.get("auth").and_then(Value::as_str).and_then(decode_auth) {
-                    return Ok(Some(creds));
-                }
-            }
-        }
-        let helper = json
-            .get("credHelpers")
-            .and_then(Value::as_object)
-            .and_then(|h| h.iter().find(|(k, _)| host_of(k) == registry).map(|(_, v)| v.clone()))
-            .or_else(|| json.get("credsStore").cloned());
-        if let Some(Value::String(helper)) = helper {
-            return helper_get(&helper, registry).map(Some);
+        match stored_in(&file, &bytes, registry)? {
+            Some(Stored::Credentials(creds)) => return Ok(Some(creds)),
+            Some(Stored::Helper(helper)) => return helper_get(&helper, registry).map(Some),
+            None => {}
         }
     }
     Ok(None)
+}
+
+/// What one auth file says about a registry.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Stored {
+    Credentials(Credentials),
+    /// The credential helper to ask (`docker-credential-NAME`).
+    Helper(String),
+}
+
+/// Reads the auth file `bytes` (named `file` in errors) for `registry`: its own
+/// credentials first, else the helper it names. Runs nothing; public for the fuzz
+/// targets.
+#[doc(hidden)]
+pub fn stored_in(file: &Path, bytes: &[u8], registry: &str) -> Result<Option<Stored>> {
+    let json: Value = serde_json::from_slice(bytes)
+        .map_err(|e| RegistryError::Protocol { what: file.display().to_string(), reason: format!("not valid JSON: {e}") })?;
+    if let Some(auths) = json.get("auths").and_then(Value::as_object) {
+        for (key, entry) in auths {
+            if host_of(key) != registry {
+                continue;
+            }
+            if let Some(creds) = entry.get("auth").and_then(Value::as_str).and_then(decode_auth) {
+                return Ok(Some(Stored::Credentials(creds)));
+            }
+        }
+    }
+    let helper = json
+        .get("credHelpers")
+        .and_then(Value::as_object)
+        .and_then(|h| h.iter().find(|(k, _)| host_of(k) == registry).map(|(_, v)| v.clone()))
+        .or_else(|| json.get("credsStore").cloned());
+    Ok(match helper {
+        Some(Value::String(helper)) => Some(Stored::Helper(helper)),
+        _ => None,
+    })
 }
 
 fn decode_auth(text: &str) -> Option<Credentials> {
@@ -202,5 +224,22 @@ mod tests {
         let c = decode_auth("dXNlcjpwYTpzcw==").unwrap();
         assert_eq!((c.user.as_str(), c.password.as_str()), ("user", "pa:ss"));
         assert!(format!("{c:?}").contains("<hidden>"));
+    }
+
+    #[test]
+    fn auth_file_entries_then_helpers() {
+        let file = Path::new("/x/auth.json");
+        let json = br#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"},"bad:1":{"auth":"!"}},
+                        "credHelpers":{"bad:1":"one"},"credsStore":"store"}"#;
+        match stored_in(file, json, "docker.io").unwrap() {
+            Some(Stored::Credentials(c)) => assert_eq!((c.user.as_str(), c.password.as_str()), ("user", "pass")),
+            other => panic!("{other:?}"),
+        }
+        // An entry that does not decode falls through to the helpers.
+        assert!(matches!(stored_in(file, json, "bad:1").unwrap(), Some(Stored::Helper(h)) if h == "one"));
+        assert!(matches!(stored_in(file, json, "quay.io").unwrap(), Some(Stored::Helper(h)) if h == "store"));
+        assert!(stored_in(file, b"{}", "quay.io").unwrap().is_none());
+        let err = stored_in(file, b"{", "quay.io").unwrap_err().to_string();
+        assert!(err.contains("/x/auth.json"), "{err}");
     }
 }

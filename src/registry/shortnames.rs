@@ -135,6 +135,16 @@ impl ShortNames {
         Ok(names)
     }
 
+    /// The configuration of one file's `text` (named `path` in errors) over the
+    /// defaults: what [`ShortNames::load_from`] does for each file, without the
+    /// filesystem. For the fuzz targets.
+    #[doc(hidden)]
+    pub fn from_text(path: &Path, text: &str) -> Result<ShortNames> {
+        let mut names = ShortNames::default();
+        names.apply(path, text)?;
+        Ok(names)
+    }
+
     /// Lays one file's settings over what earlier files said.
     fn apply(&mut self, path: &Path, text: &str) -> Result<()> {
         let bad = |reason: String| RegistryError::RegistriesConf { path: path.to_path_buf(), reason };
