@@ -110,7 +110,7 @@ fuzz_target!(|data: &[u8]| {
     let sb = sandbox();
     let root = sb.layers.join("root");
     fs::create_dir(&root).expect("fresh layer root");
-    let opts = UnpackOptions { opaque_xattr: "user.overlay.opaque".into() };
+    let opts = UnpackOptions { opaque_xattr: "user.overlay.opaque".into(), owners: strata::owner::Owners::Real };
     let _ = unpack(data, &root, &opts);
 
     let top = sb.layers.parent().expect("sandbox");
