@@ -254,9 +254,12 @@ fn match_toks(toks: &[Tok], s: &[char]) -> bool {
     let mut inside = vec![false; n];
     at[0] = true;
     skip_empty(toks, &mut at);
+    // Two buffers swapped per character: the matcher runs for every path of a context.
+    let mut next = vec![false; n + 1];
+    let mut next_inside = vec![false; n];
     for &c in s {
-        let mut next = vec![false; n + 1];
-        let mut next_inside = vec![false; n];
+        next.fill(false);
+        next_inside.fill(false);
         for (t, tok) in toks.iter().enumerate() {
             let here = at[t];
             match tok {
@@ -279,7 +282,8 @@ fn match_toks(toks: &[Tok], s: &[char]) -> bool {
         if !next.iter().chain(&next_inside).any(|b| *b) {
             return false;
         }
-        (at, inside) = (next, next_inside);
+        std::mem::swap(&mut at, &mut next);
+        std::mem::swap(&mut inside, &mut next_inside);
     }
     at[n]
 }
