@@ -16,9 +16,10 @@
 //!
 //! Data flow of `strata build` is described in ARCHITECTURE.md.
 
-pub mod build;
 pub mod cli;
+pub mod container;
 pub mod dockerfile;
+pub mod engine;
 pub mod oci;
 pub mod owner;
 pub mod plan;
@@ -26,3 +27,5 @@ pub mod registry;
 pub mod report;
 pub mod rootfs;
 pub mod sandbox;
+pub mod store;
+pub mod transport;

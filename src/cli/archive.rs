@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::build::export::docker_repo_tags;
 use crate::oci::{self, ImageName, Store};
+use crate::transport::docker_repo_tags;
 
 #[derive(Debug, Args)]
 pub struct SaveArgs {

@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::build::workspace::{PullPolicy, Workspace};
-use crate::build::{self, BuildRequest};
+use crate::engine::{self, BuildRequest};
 use crate::oci::LayerCompression;
 use crate::registry::tls::TlsOptions;
 use crate::report::{Reporter, TransferView};
 use crate::sandbox::Network;
+use crate::store::{LayerFormat, LocalStore};
+use crate::transport::{PullPolicy, RegistryOptions};
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -109,16 +110,9 @@ fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-pub fn run(ws: &mut Workspace, args: BuildArgs) -> Result<ExitCode> {
-    ws.compression = LayerCompression::from_name(&args.compression, args.compression_level).expect("clap checked the name");
-    ws.pull = match args.pull.as_str() {
-        "always" | "true" => PullPolicy::Always,
-        "never" => PullPolicy::Never,
-        _ => PullPolicy::Missing,
-    };
-    ws.tls = TlsOptions::from_flags(args.tls_verify, args.cert_dir);
+pub fn run(store: &LocalStore, args: BuildArgs) -> Result<ExitCode> {
     let quiet = args.quiet || args.progress == "quiet";
-    ws.transfer_view = match (quiet, args.progress.as_str()) {
+    let view = match (quiet, args.progress.as_str()) {
         (true, _) => TransferView::Quiet,
         (false, "plain") => TransferView::Plain,
         _ => TransferView::Auto,
@@ -136,12 +130,17 @@ pub fn run(ws: &mut Workspace, args: BuildArgs) -> Result<ExitCode> {
         no_cache_filter: args.no_cache_filter,
         cache_from: args.cache_from,
         cache_to: args.cache_to,
+        layers: LayerFormat {
+            compression: LayerCompression::from_name(&args.compression, args.compression_level).expect("clap checked the name"),
+            source_date_epoch: args.source_date_epoch.or_else(super::source_date_epoch),
+        },
+        registry: RegistryOptions {
+            pull: PullPolicy::from_name(&args.pull).expect("clap checked the name"),
+            tls: TlsOptions::from_flags(args.tls_verify, args.cert_dir),
+            view,
+        },
     };
-    if let Some(epoch) = args.source_date_epoch {
-        // Read by the layer writer and the build clock; set before any thread exists.
-        std::env::set_var("SOURCE_DATE_EPOCH", epoch.to_string());
-    }
-    let outcome = build::build(ws, &req, &Reporter::new(quiet))?;
+    let outcome = engine::build(store, &req, &Reporter::new(quiet))?;
     println!("{}", outcome.image_id.hex());
     Ok(ExitCode::SUCCESS)
 }

@@ -6,9 +6,10 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::Args;
 
-use crate::build::container::{apply_change, commit_layer, ContainerRecord, ContainerState, Containers};
-use crate::build::workspace::Workspace;
+use crate::container::{apply_change, commit_layer};
 use crate::oci::{self, History, ImageName};
+use crate::store::LocalStore;
+use crate::store::{ContainerRecord, ContainerState, Containers};
 
 #[derive(Debug, Args)]
 pub struct PsArgs {
@@ -119,8 +120,8 @@ fn shell_words(argv: &[String]) -> String {
         .join(" ")
 }
 
-pub fn rm(ws: &Workspace, args: RmArgs) -> Result<ExitCode> {
-    let containers = Containers::open(&ws.root);
+pub fn rm(store: &LocalStore, args: RmArgs) -> Result<ExitCode> {
+    let containers = Containers::open(&store.root);
     let mut failed = false;
     for reference in &args.containers {
         let result = containers.find(reference).and_then(|c| {
@@ -144,15 +145,16 @@ pub fn rm(ws: &Workspace, args: RmArgs) -> Result<ExitCode> {
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-pub fn commit(ws: &Workspace, args: CommitArgs) -> Result<ExitCode> {
-    let containers = Containers::open(&ws.root);
+pub fn commit(store: &LocalStore, args: CommitArgs) -> Result<ExitCode> {
+    let containers = Containers::open(&store.root);
     let record = containers.find(&args.container)?;
     if record.is_running() {
         bail!("container {} is still running: commit it once it has exited", record.name);
     }
     let name = args.image.as_deref().map(|n| ImageName::parse(n).with_context(|| format!("invalid image name {n:?}"))).transpose()?;
-    let image = ws.load_image(&record.manifest).with_context(|| format!("loading the image of container {}", record.name))?;
-    let mut state = commit_layer(ws, &containers, &record, &image)?;
+    let image = store.load_image(&record.manifest).with_context(|| format!("loading the image of container {}", record.name))?;
+    let format = crate::store::LayerFormat { source_date_epoch: super::source_date_epoch(), ..Default::default() };
+    let mut state = commit_layer(store, &containers, &record, &image, format)?;
     let config = &mut state.config;
     for change in &args.changes {
         apply_change(config, change)?;
@@ -170,12 +172,12 @@ pub fn commit(ws: &Workspace, args: CommitArgs) -> Result<ExitCode> {
         empty_layer: state.layers.len() == image.layers.len(),
         ..Default::default()
     });
-    let manifest = ws.save_image(&state)?;
+    let manifest = store.save_image(&state)?;
     match &name {
-        Some(n) => ws.store.tag(n, &manifest)?,
-        None => ws.store.add_unnamed(&manifest)?,
+        Some(n) => store.images.tag(n, &manifest)?,
+        None => store.images.add_unnamed(&manifest)?,
     }
-    let id = ws.image_id(&manifest)?;
+    let id = store.image_id(&manifest)?;
     println!("{}", if args.quiet { id.hex().to_string() } else { id.to_string() });
     Ok(ExitCode::SUCCESS)
 }

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use crate::build::workspace::Workspace;
 use crate::sandbox::userns::{which, Privilege};
+use crate::store::LocalStore;
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -21,9 +21,9 @@ fn first_line(cmd: &str, args: &[&str]) -> Option<String> {
     text.lines().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
 }
 
-pub fn info(ws: &Workspace, args: InfoArgs) -> Result<ExitCode> {
+pub fn info(store: &LocalStore, args: InfoArgs) -> Result<ExitCode> {
     let uname = nix::sys::utsname::uname()?;
-    let (mode, mapping) = match &ws.privilege {
+    let (mode, mapping) = match &store.privilege {
         Privilege::RealRoot => ("real root (no user namespace)".to_string(), "host ids".to_string()),
         Privilege::Namespaced(m) if m.is_single_id() => ("rootless, single id (no subuid range)".to_string(), m.to_string()),
         Privilege::Namespaced(m) => ("rootless, user namespace with subordinate ids".to_string(), m.to_string()),
@@ -39,10 +39,10 @@ pub fn info(ws: &Workspace, args: InfoArgs) -> Result<ExitCode> {
             format!("{} {} {}", uname.sysname().to_string_lossy(), uname.release().to_string_lossy(), uname.machine().to_string_lossy()),
         ),
         ("platform", crate::plan::host_platform()),
-        ("storage driver", ws.driver.name().to_string()),
+        ("storage driver", store.driver.name().to_string()),
         ("privilege", mode),
         ("id mapping", mapping),
-        ("store", ws.root.display().to_string()),
+        ("store", store.root.display().to_string()),
         ("newuidmap", newuidmap),
         ("fuse-overlayfs", fuse),
     ];

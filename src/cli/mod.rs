@@ -22,8 +22,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::build::workspace::{default_root, Workspace};
 use crate::sandbox::{userns, Driver};
+use crate::store::{default_root, LocalStore};
 
 /// A daemonless, rootless container image builder.
 #[derive(Debug, Parser)]
@@ -109,18 +109,18 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
     }
     match cli.command {
         Command::Build(a) => {
-            let mut ws = enter_workspace(&root, driver)?;
-            let _writers = ws.lock(false)?;
-            build::run(&mut ws, a)
+            let store = enter_store(&root, driver)?;
+            let _writers = store.lock(false)?;
+            build::run(&store, a)
         }
         Command::Run(a) => {
-            let ws = enter_workspace(&root, driver)?;
-            let _users = ws.lock(false)?;
-            run::run(&ws, a)
+            let store = enter_store(&root, driver)?;
+            let _users = store.lock(false)?;
+            run::run(&store, a)
         }
         Command::Unshare(a) => {
             let privilege = userns::enter()?;
-            crate::build::workspace::secure_root(&root)?;
+            crate::store::secure_root(&root)?;
             run::unshare(a, privilege)
         }
         Command::Images(a) => images::images(&shared_store(&root)?.0, a),
@@ -129,8 +129,8 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         Command::Tag(a) => images::tag(&shared_store(&root)?.0, a),
         Command::Fsck(a) => {
             // As found: fsck reports dead writers' temp files that any other open removes.
-            let store = Workspace::open_store_as_found(&root)?;
-            let _readers = crate::build::workspace::lock_root(&root, false)?;
+            let store = LocalStore::open_images_as_found(&root)?;
+            let _readers = crate::store::lock_root(&root, false)?;
             images::fsck(&store, a)
         }
         Command::History(a) => images::history(&shared_store(&root)?.0, a),
@@ -141,36 +141,42 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         Command::Save(a) => archive::save(&shared_store(&root)?.0, a),
         Command::Load(a) => archive::load(&shared_store(&root)?.0, a),
         Command::Prune(a) => {
-            let ws = enter_workspace(&root, driver)?;
-            prune::prune(&ws, a)
+            let store = enter_store(&root, driver)?;
+            prune::prune(&store, a)
         }
         Command::Ps(a) => container::ps(&root, a),
-        Command::Rm(a) => container::rm(&enter_workspace(&root, driver)?, a),
+        Command::Rm(a) => container::rm(&enter_store(&root, driver)?, a),
         Command::Commit(a) => {
-            let ws = enter_workspace(&root, driver)?;
-            let _writers = ws.lock(false)?;
-            container::commit(&ws, a)
+            let store = enter_store(&root, driver)?;
+            let _writers = store.lock(false)?;
+            container::commit(&store, a)
         }
         Command::Bundle(a) => {
-            let ws = enter_workspace(&root, driver)?;
-            let _users = ws.lock(false)?;
-            run::bundle(&ws, a)
+            let store = enter_store(&root, driver)?;
+            let _users = store.lock(false)?;
+            run::bundle(&store, a)
         }
         Command::Info(a) => {
-            let ws = enter_workspace(&root, driver)?;
-            info::info(&ws, a)
+            let store = enter_store(&root, driver)?;
+            info::info(&store, a)
         }
     }
 }
 
 /// The image store with `store.lock` held shared for as long as the pair lives.
 fn shared_store(root: &std::path::Path) -> Result<(crate::oci::Store, nix::fcntl::Flock<std::fs::File>)> {
-    let store = Workspace::open_store(root)?;
-    let lock = crate::build::workspace::lock_root(root, false)?;
+    let store = LocalStore::open_images(root)?;
+    let lock = crate::store::lock_root(root, false)?;
     Ok((store, lock))
 }
 
-fn enter_workspace(root: &std::path::Path, driver: Option<Driver>) -> Result<Workspace> {
+fn enter_store(root: &std::path::Path, driver: Option<Driver>) -> Result<LocalStore> {
     let privilege = userns::enter()?;
-    Workspace::open(root, privilege, driver)
+    LocalStore::open(root, privilege, driver)
+}
+
+/// $SOURCE_DATE_EPOCH, read once here: the build and commit get it in their request
+/// (a value that is not a number is ignored, as before the flag existed).
+fn source_date_epoch() -> Option<u64> {
+    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok())
 }

@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::build::container::Containers;
-use crate::build::workspace::Workspace;
 use crate::oci::{self, DiffId};
+use crate::store::Containers;
+use crate::store::LocalStore;
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
@@ -23,13 +23,13 @@ pub struct PruneArgs {
     pub all: bool,
 }
 
-pub fn prune(ws: &Workspace, args: PruneArgs) -> Result<ExitCode> {
-    let _exclusive = ws.lock(true)?;
+pub fn prune(store: &LocalStore, args: PruneArgs) -> Result<ExitCode> {
+    let _exclusive = store.lock(true)?;
     // Images that containers stand on stay, named or not, as docker keeps them.
-    let containers = Containers::open(&ws.root).list()?;
+    let containers = Containers::open(&store.root).list()?;
     let in_use: HashSet<oci::Digest> = containers.iter().filter_map(|c| oci::descriptor_digest(&c.manifest).ok()).collect();
     // Dangling: index entries without a name.
-    let dangling = ws.store.update_index(|index| {
+    let dangling = store.images.update_index(|index| {
         let before = index.manifests().len();
         let kept: Vec<_> = index
             .manifests()
@@ -43,22 +43,24 @@ pub fn prune(ws: &Workspace, args: PruneArgs) -> Result<ExitCode> {
         index.set_manifests(kept);
         Ok(before - index.manifests().len())
     })?;
-    let cache_dir = ws.root.join("cache");
+    let cache_dir = store.root.join("cache");
     if args.all {
         let _ = fs::remove_dir_all(&cache_dir);
     }
     // A tagged manifest that cannot be read would make its blobs look like garbage:
     // then nothing is swept.
-    let reachable = ws.store.reachable().context("prune aborted before removing any blob")?;
+    let reachable = store.images.reachable().context("prune aborted before removing any blob")?;
     let mut keep = reachable.blobs;
     let mut diff_ids: HashSet<DiffId> = HashSet::new();
     for digest in &reachable.configs {
-        let config = ws.store.read_config(digest).with_context(|| format!("prune aborted: reading image config {digest}"))?;
+        let config = store.images.read_config(digest).with_context(|| format!("prune aborted: reading image config {digest}"))?;
         diff_ids.extend(config.rootfs.diff_ids);
     }
     // So do containers, whose image may have lost every name (`rmi -f`).
     for c in &containers {
-        let Ok(manifest) = oci::descriptor_digest(&c.manifest).and_then(|d| ws.store.read_manifest(&d).map(|m| (d, m))) else { continue };
+        let Ok(manifest) = oci::descriptor_digest(&c.manifest).and_then(|d| store.images.read_manifest(&d).map(|m| (d, m))) else {
+            continue;
+        };
         let (digest, manifest) = manifest;
         keep.insert(digest);
         for d in manifest.layers().iter().chain(std::iter::once(manifest.config())) {
@@ -66,7 +68,7 @@ pub fn prune(ws: &Workspace, args: PruneArgs) -> Result<ExitCode> {
                 keep.insert(b);
             }
         }
-        if let Ok(config) = oci::descriptor_digest(manifest.config()).and_then(|d| ws.store.read_config(&d)) {
+        if let Ok(config) = oci::descriptor_digest(manifest.config()).and_then(|d| store.images.read_config(&d)) {
             diff_ids.extend(config.rootfs.diff_ids);
         }
     }
@@ -85,11 +87,11 @@ pub fn prune(ws: &Workspace, args: PruneArgs) -> Result<ExitCode> {
             }
         }
     }
-    let (blobs, bytes) = ws.store.sweep(&keep)?;
-    crate::registry::sources::BlobSources::of(&ws.store).retain_present(&ws.store);
+    let (blobs, bytes) = store.images.sweep(&keep)?;
+    crate::registry::sources::BlobSources::of(&store.images).retain_present(&store.images);
     let keep_dirs: HashSet<String> = diff_ids.iter().map(|d| d.digest().hex().to_string()).collect();
     let mut dirs = 0;
-    if let Ok(entries) = fs::read_dir(ws.root.join("layers")) {
+    if let Ok(entries) = fs::read_dir(store.root.join("layers")) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.len() == 64 && e.path().is_dir() && !keep_dirs.contains(&name) && fs::remove_dir_all(e.path()).is_ok() {
@@ -97,7 +99,7 @@ pub fn prune(ws: &Workspace, args: PruneArgs) -> Result<ExitCode> {
             }
         }
     }
-    let leftovers = remove_leftovers(&ws.root);
+    let leftovers = remove_leftovers(&store.root);
     println!(
         "removed {dangling} dangling images, {blobs} blobs ({} MB), {dirs} layer dirs, {leftovers} leftover temp files{}",
         bytes / 1_000_000,

@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::build::bundle::{write_bundle, BundleProcess};
-use crate::build::container::{ContainerState, Containers};
-use crate::build::workspace::{ImageState, Workspace};
+use crate::container::{write_bundle, BundleProcess};
 use crate::sandbox::network::PortMapping;
 use crate::sandbox::seccomp::SeccompPolicy;
 use crate::sandbox::userns::Privilege;
 use crate::sandbox::{self, BindMount, Network, RunSpec, Stdin};
+use crate::store::{ContainerState, Containers};
+use crate::store::{ImageState, LocalStore};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -87,9 +87,9 @@ pub struct UnshareArgs {
     pub command: Vec<String>,
 }
 
-pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
-    let manifest = ws.store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
-    let image = ws.load_image(&manifest)?;
+pub fn run(store: &LocalStore, args: RunArgs) -> Result<ExitCode> {
+    let manifest = store.images.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
+    let image = store.load_image(&manifest)?;
     let cfg = image.config.config.clone().unwrap_or_default();
     let entrypoint = match &args.entrypoint {
         Some(e) if e.is_empty() => Vec::new(),
@@ -123,11 +123,11 @@ pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         env.push(entry);
     }
     let seccomp = super::security::seccomp_policy(&args.security_opt)?;
-    let containers = Containers::open(&ws.root);
-    let image_id = ws.image_id(&manifest)?;
+    let containers = Containers::open(&store.root);
+    let image_id = store.image_id(&manifest)?;
     let mut record = containers.create(args.name.as_deref(), &args.image, &manifest, &image_id, &argv)?;
     let dir = containers.dir_of(&record.id);
-    let result = run_container(ws, &args, &image, &cfg, (argv, env, seccomp), &dir);
+    let result = run_container(store, &args, &image, &cfg, (argv, env, seccomp), &dir);
     // Recorded whatever happened, so `ps -a` tells how the container ended.
     let code = match &result {
         Ok(code) => *code,
@@ -145,7 +145,7 @@ pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
 
 /// Runs the container whose writable layer lives in `dir`; returns its exit code.
 fn run_container(
-    ws: &Workspace,
+    store: &LocalStore,
     args: &RunArgs,
     image: &ImageState,
     cfg: &crate::oci::ContainerConfig,
@@ -153,7 +153,7 @@ fn run_container(
     dir: &std::path::Path,
 ) -> Result<i32> {
     let publish = args.publish.iter().map(|p| PortMapping::parse(p)).collect::<Result<Vec<_>, _>>()?;
-    let rootfs = ws.overlay_for(image, dir, true)?;
+    let rootfs = store.overlay_for(image, dir, true)?;
     let spec = RunSpec {
         rootfs,
         argv,
@@ -165,8 +165,8 @@ fn run_container(
         stdin: if args.interactive { Stdin::Inherit } else { Stdin::Null },
         pipes: Vec::new(),
         network: sandbox::network::resolve(Network::from_name(&args.network).expect("clap checked the name"), &publish)?,
-        fake_chown: ws.single_id(),
-        owner_key: ws.owners.key().cloned(),
+        fake_chown: store.single_id(),
+        owner_key: store.owners.key().cloned(),
         binds: args.volumes.iter().map(|v| BindMount::parse(v)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?,
         tty: args.tty,
         seccomp,
@@ -177,7 +177,7 @@ fn run_container(
         bail!("cannot start container: {msg}");
     }
     // The vfs driver worked on a copy: find what the container changed, for commit.
-    ws.settle(&spec.rootfs)?;
+    store.settle(&spec.rootfs)?;
     Ok(outcome.code())
 }
 
@@ -189,12 +189,12 @@ fn manifest_host(config: &crate::oci::ImageConfig) -> String {
 }
 
 /// Writes an OCI runtime bundle of an image for runc or crun.
-pub fn bundle(ws: &Workspace, args: BundleArgs) -> Result<ExitCode> {
-    let manifest = ws.store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
-    let image = ws.load_image(&manifest)?;
+pub fn bundle(store: &LocalStore, args: BundleArgs) -> Result<ExitCode> {
+    let manifest = store.images.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
+    let image = store.load_image(&manifest)?;
     let process = BundleProcess::from_image(&image, &args.command)?;
     let dir = std::path::absolute(&args.dir)?;
-    write_bundle(ws, &image, &process, &dir)?;
+    write_bundle(store, &image, &process, &dir)?;
     println!("{}", dir.display());
     Ok(ExitCode::SUCCESS)
 }

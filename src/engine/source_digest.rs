@@ -22,10 +22,10 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{fstat, fstatat, FileStat, SFlag};
 use serde::{Deserialize, Serialize};
 
-use super::cache::write_durably;
 use crate::dockerfile::ignore::Ignore;
 use crate::oci::HashingWriter;
 use crate::rootfs::resolve::{file_type, DirFd, Entry};
+use crate::store::write_durably;
 
 /// A file whose xattrs and content a hashing thread reads: its item's index, the
 /// descriptor the walk opened and checked, its memo key and its path (for messages).

@@ -14,9 +14,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::workspace::{ImageState, Workspace};
 use crate::sandbox::child::{resolve_user_in, DEFAULT_CAPS, DEFAULT_PATH};
 use crate::sandbox::userns::{IdExtent, IdMapping, Privilege};
+use crate::store::{ImageState, LocalStore};
 
 /// What the bundle's process runs, after the image's config and the user's overrides.
 pub struct BundleProcess {
@@ -50,16 +50,16 @@ impl BundleProcess {
 }
 
 /// Writes the bundle of `image` to `dir` (missing or empty).
-pub fn write_bundle(ws: &Workspace, image: &ImageState, process: &BundleProcess, dir: &Path) -> Result<()> {
+pub fn write_bundle(store: &LocalStore, image: &ImageState, process: &BundleProcess, dir: &Path) -> Result<()> {
     if dir.exists() && fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.next().is_some() {
         bail!("bundle directory {} is not empty", dir.display());
     }
     let rootfs = dir.join("rootfs");
     fs::create_dir_all(&rootfs).with_context(|| format!("creating {}", rootfs.display()))?;
-    ws.flatten_image(image, &rootfs)?;
+    store.flatten_image(image, &rootfs)?;
     let read = |f: &str| fs::read_to_string(rootfs.join(f)).unwrap_or_default();
     let user = resolve_user_in(&process.user, &read("etc/passwd"), &read("etc/group")).map_err(anyhow::Error::msg)?;
-    let mapping = match &ws.privilege {
+    let mapping = match &store.privilege {
         Privilege::Namespaced(m) => Some(m.clone()),
         Privilege::RealRoot => None,
     };

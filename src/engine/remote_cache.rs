@@ -21,12 +21,12 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
-use super::cache::{self, Key};
-use super::workspace::{ImageState, Workspace};
+use super::step_key::{self as cache, Key};
 use crate::oci::{Digest, ImageName};
 use crate::registry::client::Client;
 use crate::registry::{self, transfer, RegistryError};
 use crate::report::Reporter;
+use crate::store::{ImageState, LocalStore};
 
 /// A cache repository as `--cache-from`/`--cache-to` named it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,7 +98,7 @@ pub fn parse_repo(spec: &str) -> Result<CacheRepo> {
 
 impl RemoteCache {
     /// Connects to the registries of `from` and `to` (credentials as for pull and push).
-    pub fn new(ws: &Workspace, from: &[CacheRepo], to: &[CacheRepo]) -> Result<Option<RemoteCache>> {
+    pub fn new(tls: &crate::registry::tls::TlsOptions, from: &[CacheRepo], to: &[CacheRepo]) -> Result<Option<RemoteCache>> {
         if from.is_empty() && to.is_empty() {
             return Ok(None);
         }
@@ -109,7 +109,7 @@ impl RemoteCache {
                     Ok(Repo {
                         name: repo.name.clone(),
                         ignore_error: repo.ignore_error,
-                        client: registry::connect(repo.name.domain(), &ws.tls)?,
+                        client: registry::connect(repo.name.domain(), tls)?,
                         unreachable: AtomicBool::new(false),
                     })
                 })
@@ -126,12 +126,12 @@ impl RemoteCache {
     /// The result of step `key` from the first `--cache-from` repository that has it,
     /// with its blobs now in the store. A repository that cannot be read is a miss
     /// with a warning: a cache only ever saves work.
-    pub fn fetch(&self, ws: &Workspace, key: &str, report: &Reporter) -> Option<ImageState> {
+    pub fn fetch(&self, store: &LocalStore, key: &str, report: &Reporter) -> Option<ImageState> {
         for repo in self.from.iter().filter(|r| !r.unreachable.load(Ordering::Relaxed)) {
             let Ok(entry) = repo.name.with_tag(key) else { continue };
             let quiet = |_: &str| {};
-            match transfer::pull(&ws.store, &repo.client, &entry, &quiet) {
-                Ok(manifest) => match ws.load_image(&manifest) {
+            match transfer::pull(&store.images, &repo.client, &entry, &quiet) {
+                Ok(manifest) => match store.load_image(&manifest) {
                     Ok(mut state) => {
                         state.cache_key = cache::result_key(key, &state);
                         self.fetched.lock().expect("remote cache lock").insert((key.to_string(), repo.name.clone()));
@@ -173,13 +173,13 @@ impl RemoteCache {
 
     /// Pushes every recorded result to each `--cache-to` repository as an image
     /// tagged with its key.
-    pub fn export(&self, ws: &Workspace, report: &Reporter) -> Result<()> {
+    pub fn export(&self, store: &LocalStore, report: &Reporter) -> Result<()> {
         let results = self.results.lock().expect("remote cache lock");
         let fetched = self.fetched.lock().expect("remote cache lock");
         for repo in &self.to {
             let fresh: Vec<&(Key, ImageState)> =
                 results.iter().filter(|(k, _)| !fetched.contains(&(k.clone(), repo.name.clone()))).collect();
-            match self.export_to(ws, repo, &fresh) {
+            match self.export_to(store, repo, &fresh) {
                 Ok(uploaded) => report.line(&format!(
                     "exported {} cache entries to {} ({uploaded} blobs uploaded)",
                     fresh.len(),
@@ -193,14 +193,14 @@ impl RemoteCache {
     }
 
     /// Pushes `entries` to one repository; returns how many blobs went up.
-    fn export_to(&self, ws: &Workspace, repo: &Repo, entries: &[&(Key, ImageState)]) -> Result<usize> {
+    fn export_to(&self, store: &LocalStore, repo: &Repo, entries: &[&(Key, ImageState)]) -> Result<usize> {
         let mut known: HashSet<Digest> = HashSet::new();
         let mut uploaded = 0;
         for (key, state) in entries {
-            let manifest = ws.save_image(state)?;
+            let manifest = store.save_image(state)?;
             let dest = repo.name.with_tag(key)?;
             let quiet = |_: &str| {};
-            let pushed = transfer::push_known(&ws.store, &repo.client, &manifest, &dest, &mut known, &quiet)
+            let pushed = transfer::push_known(&store.images, &repo.client, &manifest, &dest, &mut known, &quiet)
                 .with_context(|| format!("exporting the build cache to {}", repo.name.repository()))?;
             uploaded += pushed.uploaded;
         }

@@ -1,4 +1,4 @@
-//! The build cache: step key -> the image state the step produced.
+//! Step keys: a pure function of everything a step's result depends on.
 //!
 //! A key chains the parent's key with everything the step's result depends on: the
 //! instruction as written and its words after expansion, heredoc bodies, for RUN
@@ -19,28 +19,8 @@
 //! whose blobs are gone is a miss. Entries and the memo are written temp -> fsync ->
 //! rename, so a crash leaves none half-written.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-
-use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
-
-use super::workspace::{ImageState, LayerRef, Workspace};
-use crate::oci::{self, DiffId, Digest, ImageConfig};
-
-/// One stored result.
-#[derive(Serialize, Deserialize)]
-struct Entry {
-    /// The key this result hands on to the next step.
-    key: Key,
-    layers: Vec<(DiffId, oci::Descriptor)>,
-    config: ImageConfig,
-}
-
-/// The cache directory of a store.
-pub struct Cache {
-    dir: PathBuf,
-}
+use crate::oci::Digest;
+use crate::store::ImageState;
 
 /// Hex key of the chain so far.
 pub type Key = String;
@@ -80,19 +60,6 @@ pub fn result_key(input: &str, state: &ImageState) -> Key {
     key_of(&["ran", input, &layers.join(","), &config.to_string()])
 }
 
-/// Writes `bytes` to `path` durably: temp file, fsync, rename (best effort).
-pub(super) fn write_durably(path: &Path, tmp: &Path, bytes: &[u8]) {
-    let written = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(tmp)?;
-        std::io::Write::write_all(&mut f, bytes)?;
-        f.sync_all()?;
-        fs::rename(tmp, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(tmp);
-    }
-}
-
 /// The key of a base image: its layers and config, as stored.
 pub fn base_key(image: &ImageState) -> Key {
     let layers: Vec<String> = image.layers.iter().map(|l| l.diff_id.to_string()).collect();
@@ -100,54 +67,10 @@ pub fn base_key(image: &ImageState) -> Key {
     key_of(&["base", &layers.join(","), &config])
 }
 
-impl Cache {
-    pub fn open(ws: &Workspace) -> Result<Cache> {
-        let dir = ws.root.join("cache");
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Cache { dir })
-    }
-
-    /// A cache that finds nothing and keeps nothing (the store's cache dir could not
-    /// be created; builds still work, uncached).
-    pub fn disabled() -> Cache {
-        Cache { dir: PathBuf::from("/nonexistent/strata-cache") }
-    }
-
-    fn path(&self, key: &str) -> PathBuf {
-        self.dir.join(format!("{key}.json"))
-    }
-
-    /// The cached result for `key`, if it and all its blobs are present.
-    pub fn get(&self, ws: &Workspace, key: &str) -> Option<ImageState> {
-        let bytes = fs::read(self.path(key)).ok()?;
-        let entry: Entry = serde_json::from_slice(&bytes).ok()?;
-        for (_, blob) in &entry.layers {
-            let digest = oci::descriptor_digest(blob).ok()?;
-            if !ws.store.has_blob(&digest) {
-                return None;
-            }
-        }
-        let layers = entry.layers.into_iter().map(|(diff_id, blob)| LayerRef { diff_id, blob }).collect();
-        Some(ImageState { layers, config: entry.config, cache_key: entry.key })
-    }
-
-    /// Records `state` as the result of `key` (best effort: a cache that cannot be
-    /// written only costs a rebuild).
-    pub fn put(&self, key: &str, state: &ImageState) {
-        let entry = Entry {
-            key: state.cache_key.clone(),
-            layers: state.layers.iter().map(|l| (l.diff_id.clone(), l.blob.clone())).collect(),
-            config: state.config.clone(),
-        };
-        let Ok(bytes) = serde_json::to_vec(&entry) else { return };
-        let tmp = self.dir.join(format!(".{key}.{}.tmp", std::process::id()));
-        write_durably(&self.path(key), &tmp, &bytes);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci;
 
     #[test]
     fn result_keys_name_what_a_step_produced() {

@@ -1,26 +1,27 @@
-//! Runs a build: Dockerfile -> plan -> stages -> a stored, tagged image.
+//! The build engine: Dockerfile -> plan -> stages -> steps -> a stored, tagged image.
 //!
-//! The only module that combines the others: it reads the Dockerfile
-//! (`dockerfile`), orders the stages (`plan`), resolves bases and writes images
-//! (`oci` through [`workspace::Workspace`]), runs RUN steps (`sandbox`) and turns
-//! upper dirs into layers (`rootfs`). Tags are written only after the whole build
+//! [`build`] reads the Dockerfile (`dockerfile`), orders the stages (`plan`) and
+//! walks them (`stage`); each step goes through the build cache once (`step`): its
+//! inputs are gathered, its key computed by a pure function (`step_key`), and on a
+//! miss it runs as RUN (`run_step`), COPY/ADD (`copy_step`) or a metadata
+//! instruction (`metadata`). Images come from and go to the store (`store`) and
+//! other locations (`transport`). Tags are written only after the whole build
 //! succeeded, so a failed build never leaves a name pointing at a half-built image.
 
-pub mod base;
-pub mod bundle;
-pub mod cache;
-pub mod cached;
-pub mod chmod;
-pub mod container;
-pub mod context;
-pub mod copy;
-pub mod export;
-pub mod remote_cache;
-pub mod source_digest;
-pub mod source_match;
-pub mod stage;
-pub mod transfer;
-pub mod workspace;
+mod base;
+mod chmod;
+mod context;
+mod copy;
+mod copy_step;
+mod remote_cache;
+mod source_digest;
+mod source_match;
+mod stage;
+mod step;
+mod step_key;
+
+pub use stage::{env_set, join_workdir, normalize_port};
+pub use step_key::{base_key, key_of, result_key, Key};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -30,10 +31,13 @@ use anyhow::{bail, Context, Result};
 
 use crate::dockerfile::{self, ignore::Ignore};
 use crate::oci::{self, Digest, ImageName};
-use crate::plan;
+use crate::plan::{self, BuildPlan};
 use crate::report::Reporter;
+use crate::store::{Cache, ImageState, LayerFormat, LocalStore};
+use crate::transport::{self, Location, RegistryOptions};
+use remote_cache::RemoteCache;
+use source_digest::Memo;
 use stage::StageBuilder;
-use workspace::{ImageState, Workspace};
 
 /// What the user asked `strata build` for.
 #[derive(Clone, Debug, Default)]
@@ -58,6 +62,29 @@ pub struct BuildRequest {
     pub cache_from: Vec<String>,
     /// `--cache-to`: registry repositories to export every step's result to.
     pub cache_to: Vec<String>,
+    /// How new layers are written (`--compression`, SOURCE_DATE_EPOCH).
+    pub layers: LayerFormat,
+    /// How FROM pulls and `--output docker://` pushes (`--pull`, `--tls-verify`, progress).
+    pub registry: RegistryOptions,
+}
+
+/// What every stage of one build shares: the store, the request, and what was read
+/// and opened for it.
+pub(crate) struct Build<'a> {
+    store: &'a LocalStore,
+    req: &'a BuildRequest,
+    plan: &'a BuildPlan,
+    /// The Dockerfile's escape character.
+    escape: char,
+    /// The Dockerfile's name, for `FILE:LINE` in errors.
+    file: &'a str,
+    /// The context dir, canonical.
+    context: &'a Path,
+    ignore: &'a Ignore,
+    report: &'a Reporter,
+    cache: Cache,
+    memo: Memo,
+    remote: Option<RemoteCache>,
 }
 
 /// The result of a successful build.
@@ -87,10 +114,10 @@ pub fn find_dockerfile(context: &Path, file: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// Builds the request's target stage, stores and tags the image, and exports it.
-pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<BuildOutcome> {
+pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Result<BuildOutcome> {
     let tags =
         req.tags.iter().map(|t| ImageName::parse_tag(t).with_context(|| format!("invalid tag {t:?}"))).collect::<Result<Vec<_>>>()?;
-    let output = req.output.as_deref().map(export::Destination::parse).transpose()?;
+    let output = req.output.as_deref().map(Location::parse).transpose()?;
     if !req.context.is_dir() {
         bail!("context directory {} does not exist", req.context.display());
     }
@@ -106,7 +133,22 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
     let read_ignore = |p: &Path| if p.starts_with(&context) { context::read_to_string(&context, p) } else { fs::read_to_string(p) };
     let ignore = Ignore::for_build(&context, &path, read_ignore).context("reading the ignore file")?;
     let parse_repos = |specs: &[String]| specs.iter().map(|s| remote_cache::parse_repo(s)).collect::<Result<Vec<_>>>();
-    let remote = remote_cache::RemoteCache::new(ws, &parse_repos(&req.cache_from)?, &parse_repos(&req.cache_to)?)?;
+    let remote = RemoteCache::new(&req.registry.tls, &parse_repos(&req.cache_from)?, &parse_repos(&req.cache_to)?)?;
+    let cache = Cache::open(&store.root).unwrap_or_else(|_| Cache::disabled());
+    let memo = Memo::load(&store.root);
+    let b = Build {
+        store,
+        req,
+        plan: &plan,
+        escape: df.escape(),
+        file: &file_label,
+        context: &context,
+        ignore: &ignore,
+        report,
+        cache,
+        memo,
+        remote,
+    };
 
     let mut built: HashMap<usize, ImageState> = HashMap::new();
     let mut used_args: Vec<String> = Vec::new();
@@ -114,15 +156,7 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
     for (n, &index) in plan.order.iter().enumerate() {
         let stage = &plan.stages[index];
         let label = if stage_count > 1 { format!("[{}/{}] ", n + 1, stage_count) } else { String::new() };
-        let mut builder = StageBuilder::new(ws, &plan, stage, &df, &file_label, &context, &ignore, &req.build_args, &built, report, label);
-        builder.network = req.network;
-        builder.seccomp = req.seccomp.clone();
-        let filtered = req
-            .no_cache_filter
-            .iter()
-            .any(|f| stage.name.as_deref() == Some(f.to_ascii_lowercase().as_str()) || f.parse::<usize>().ok() == Some(index));
-        builder.no_cache = req.no_cache || filtered;
-        builder.remote = remote.as_ref();
+        let mut builder = StageBuilder::new(&b, stage, &built, label);
         let image = builder.run()?;
         used_args.extend(builder.used_args());
         built.insert(index, image);
@@ -135,21 +169,21 @@ pub fn build(ws: &Workspace, req: &BuildRequest, report: &Reporter) -> Result<Bu
         report.warn(&format!("one or more build-args {unused:?} were not consumed"));
     }
 
-    let manifest = ws.save_image(&target)?;
-    if let Some(remote) = &remote {
-        remote.export(ws, report)?;
+    let manifest = store.save_image(&target)?;
+    if let Some(remote) = &b.remote {
+        remote.export(store, report)?;
     }
-    let image_id = ws.image_id(&manifest)?;
+    let image_id = store.image_id(&manifest)?;
     // The output first: a build whose --output fails tags nothing (the store lock we
     // hold keeps prune off the untagged blobs meanwhile).
     if let Some(dest) = output {
-        export::export(ws, &manifest, &dest, tags.first())?;
+        transport::export(store, &manifest, &dest, tags.first(), &req.registry)?;
         report.line(&format!("exported to {}", dest));
     }
     if tags.is_empty() {
-        ws.store.add_unnamed(&manifest)?;
+        store.images.add_unnamed(&manifest)?;
     } else {
-        ws.store.tag_all(&tags, &manifest)?;
+        store.images.tag_all(&tags, &manifest)?;
     }
     for tag in &tags {
         report.line(&format!("COMMIT {tag}"));

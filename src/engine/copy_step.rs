@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::base;
 use super::copy::{self, Chmod, CopyOptions, CopyOwnership};
 use super::source_match;
 use super::stage::{join_workdir, StageBuilder};
-use super::{base, workspace::ImageState};
 use crate::dockerfile::ignore::Ignore;
 use crate::dockerfile::words::Lexer;
 use crate::dockerfile::{CopySource, Heredoc};
@@ -20,6 +20,7 @@ use crate::registry::timeout::{self, Stalled};
 use crate::rootfs::extract;
 use crate::rootfs::resolve::{resolve_in, DirFd, Entry, Last};
 use crate::sandbox::overlay;
+use crate::store::ImageState;
 
 /// ADD's own options.
 #[derive(Clone, Copy, Debug)]
@@ -80,7 +81,7 @@ impl StageBuilder<'_> {
                 }
             }
         }
-        let inline = self.ws.layers.scratch()?;
+        let inline = self.b.store.layers.scratch()?;
         let mut inline_names = Vec::new();
         for doc in docs {
             let content = if doc.expand { self.expand_heredoc(&doc.content)? } else { doc.content.clone() };
@@ -111,21 +112,20 @@ impl StageBuilder<'_> {
         // --from: an earlier stage's or an image's tree, mounted read-only-ish.
         let from_image: Option<ImageState> = match &req.from {
             None => None,
-            Some(f) => Some(match self.plan.find_stage(f, self.stage.index) {
+            Some(f) => Some(match self.b.plan.find_stage(f, self.stage.index) {
                 Some(i) => self.built.get(&i).cloned().ok_or_else(|| anyhow!("stage {f} was not built"))?,
-                None => {
-                    base::resolve(self.ws, f).with_context(|| format!("--from={f}: not a stage of this Dockerfile nor a known image"))?
-                }
+                None => base::resolve(self.b.store, f, &self.b.req.registry)
+                    .with_context(|| format!("--from={f}: not a stage of this Dockerfile nor a known image"))?,
             }),
         };
-        let from_scratch = if from_image.is_some() { Some(self.ws.layers.scratch()?) } else { None };
+        let from_scratch = if from_image.is_some() { Some(self.b.store.layers.scratch()?) } else { None };
         let from_mount = match (&from_image, &from_scratch) {
-            (Some(img), Some(s)) => Some(overlay::mount_overlay(&self.ws.overlay_for(img, s.path(), false)?)?),
+            (Some(img), Some(s)) => Some(overlay::mount_overlay(&self.b.store.overlay_for(img, s.path(), false)?)?),
             _ => None,
         };
-        let src_root: PathBuf = from_mount.as_ref().map(|m| m.merged().to_path_buf()).unwrap_or_else(|| self.context.to_path_buf());
+        let src_root: PathBuf = from_mount.as_ref().map(|m| m.merged().to_path_buf()).unwrap_or_else(|| self.b.context.to_path_buf());
         let no_ignore = Ignore::default();
-        let ignore = if from_mount.is_some() { &no_ignore } else { self.ignore };
+        let ignore = if from_mount.is_some() { &no_ignore } else { self.b.ignore };
         let unpack_local = req.add.is_some() && add.unpack != Some(false);
         let unpack_urls = add.unpack == Some(true);
         let inline_dir = inline.path().to_path_buf();
@@ -133,7 +133,7 @@ impl StageBuilder<'_> {
         let excluded = req.exclude.iter().map(|p| self.expand(p)).collect::<Result<Vec<_>>>()?;
         let exclude = Ignore::parse(&excluded.join("\n"));
         let parents = req.parents;
-        let owners = &self.ws.owners.clone();
+        let owners = &self.b.store.owners.clone();
 
         self.fs_step(|tree| {
             let owner = match &chown {
@@ -167,7 +167,7 @@ impl StageBuilder<'_> {
     /// Heredoc bodies expand like a shell here-document: variables, but quotes are
     /// kept as written.
     fn expand_heredoc(&self, body: &str) -> Result<String> {
-        let mut lexer = Lexer::new(self.escape);
+        let mut lexer = Lexer::new(self.b.escape);
         lexer.raw_quotes = true;
         lexer.raw_escapes = true;
         let lookup = |name: &str| self.lookup_var(name);

@@ -1,5 +1,5 @@
-//! Containers that outlive `strata run`: their records, their writable layer, and
-//! turning that layer into an image (`strata commit`).
+//! Containers that outlive `strata run`: their records and the dirs of their
+//! writable layers. Running and committing them is `container`'s job.
 //!
 //! A container is a directory `containers/<id>/` in the store holding its record
 //! (`container.json`, rewritten by temp file and rename) and the overlay dirs of its
@@ -15,7 +15,6 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::workspace::{ImageState, Workspace};
 use crate::oci::{self, Digest};
 
 /// What a container is doing, as `ps` shows it.
@@ -225,80 +224,4 @@ fn generated_name(id: &str) -> String {
     ];
     let byte = |i: usize| usize::from_str_radix(&id[i..i + 2], 16).unwrap_or(0);
     format!("{}_{}_{}", ADJECTIVES[byte(0) % 16], NAMES[byte(2) % 16], &id[4..8])
-}
-
-/// Turns a stopped container's writable layer into a new image over `image`:
-/// the layer is written from the upper dir (which stays the container's), and one
-/// history entry records the commit.
-pub fn commit_layer(ws: &Workspace, containers: &Containers, record: &ContainerRecord, image: &ImageState) -> Result<ImageState> {
-    let upper = containers.dir_of(&record.id).join("upper");
-    let mut state = image.clone();
-    if let Some(layer) = ws.layer_from_upper(&upper, image)? {
-        state.layers.push(layer);
-    }
-    Ok(state)
-}
-
-/// The instructions `commit --change` accepts (docker's list).
-const CHANGE_INSTRUCTIONS: &str = "CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR";
-
-/// Applies one `--change` Dockerfile instruction to `config`, with words expanded in
-/// the config's environment as a build step would.
-pub fn apply_change(config: &mut oci::ImageConfig, change: &str) -> Result<()> {
-    use crate::dockerfile::{expand_word, CommandForm, Instruction};
-    let df = crate::dockerfile::parse(change, "--change").with_context(|| format!("invalid --change {change:?}"))?;
-    let [step] = df.instructions.as_slice() else { bail!("--change {change:?}: give exactly one instruction per --change") };
-    let cfg = config.config.get_or_insert_with(Default::default);
-    let env: std::collections::HashMap<String, String> =
-        cfg.env.iter().flatten().filter_map(|e| e.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let expand = |w: &str| expand_word(w, &env, df.escape()).with_context(|| format!("--change {change:?}"));
-    let shell = cfg.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-    let argv = |form: &CommandForm| match form {
-        CommandForm::Exec(v) => v.clone(),
-        CommandForm::Shell(s) => shell.iter().cloned().chain(std::iter::once(s.clone())).collect(),
-    };
-    match &step.instr {
-        Instruction::Cmd(form) => cfg.cmd = Some(argv(form)),
-        Instruction::Entrypoint(form) => cfg.entrypoint = Some(argv(form)),
-        Instruction::Env(pairs) => {
-            let values = pairs.iter().map(|(k, v)| Ok((expand(k)?, expand(v)?))).collect::<Result<Vec<_>>>()?;
-            let env = cfg.env.get_or_insert_with(Vec::new);
-            for (k, v) in values {
-                super::stage::env_set(env, &k, &v);
-            }
-        }
-        Instruction::Label(pairs) => {
-            let values = pairs.iter().map(|(k, v)| Ok((expand(k)?, expand(v)?))).collect::<Result<Vec<_>>>()?;
-            cfg.labels.get_or_insert_with(Default::default).extend(values);
-        }
-        Instruction::Expose(ports) => {
-            for p in ports {
-                for word in expand(p)?.split_whitespace() {
-                    for port in super::stage::normalize_port(word)? {
-                        cfg.expose_port(&port);
-                    }
-                }
-            }
-        }
-        Instruction::Volume(paths) => {
-            for p in paths {
-                let p = expand(p)?;
-                if !p.is_empty() {
-                    cfg.add_volume(&p);
-                }
-            }
-        }
-        Instruction::User(u) => cfg.user = Some(expand(u)?),
-        Instruction::StopSignal(s) => cfg.stop_signal = Some(expand(s)?),
-        Instruction::Workdir(w) => {
-            let w = expand(w)?;
-            cfg.working_dir = Some(super::stage::join_workdir(cfg.working_dir.as_deref().unwrap_or("/"), &w));
-        }
-        Instruction::Onbuild { expression, .. } => cfg.on_build.get_or_insert_with(Vec::new).push(expression.clone()),
-        _ => bail!(
-            "--change {change:?}: {} cannot be changed by commit (allowed: {CHANGE_INSTRUCTIONS})",
-            step.original.split_whitespace().next().unwrap_or("")
-        ),
-    }
-    Ok(())
 }

@@ -9,14 +9,14 @@
 
 use anyhow::Result;
 
-use super::cache;
+use super::copy_step::{download, is_url, Prefetched};
 use super::source_digest::content_digest;
 use super::stage::StageBuilder;
-use super::transfer::{download, is_url, Prefetched};
-use super::workspace::{source_date_epoch, ImageState};
+use super::step_key as cache;
 use super::{base, is_proxy_arg};
 use crate::dockerfile::{CopySource, Instruction, Located};
 use crate::sandbox::seccomp::SeccompPolicy;
+use crate::store::ImageState;
 
 impl StageBuilder<'_> {
     /// Applies one instruction through the build cache. Filesystem steps are looked
@@ -28,7 +28,7 @@ impl StageBuilder<'_> {
         let fs_step = matches!(step.instr, Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_));
         if fs_step && !self.no_cache {
             if let Some(hit) = self.lookup(&key) {
-                self.report.line(&format!("{}--> CACHED", self.label));
+                self.b.report.line(&format!("{}--> CACHED", self.label));
                 self.image = hit;
                 self.remember(&key);
                 return Ok(());
@@ -39,14 +39,14 @@ impl StageBuilder<'_> {
             // A metadata step: the recorded result differs at most in its
             // timestamps, and taking it keeps the steps after it cached.
             if let Some(hit) = self.lookup(&key).filter(|hit| same_layers(hit, &self.image)) {
-                self.report.line(&format!("{}--> CACHED", self.label));
+                self.b.report.line(&format!("{}--> CACHED", self.label));
                 self.image = hit;
                 self.remember(&key);
                 return Ok(());
             }
         }
         self.image.cache_key = cache::result_key(&key, &self.image);
-        self.cache.put(&key, &self.image);
+        self.b.cache.put(&key, &self.image);
         self.remember(&key);
         Ok(())
     }
@@ -54,17 +54,17 @@ impl StageBuilder<'_> {
     /// The recorded result of `key`: the local cache's, else a `--cache-from`
     /// repository's (then kept locally too, so the next build asks nobody).
     fn lookup(&self, key: &str) -> Option<ImageState> {
-        if let Some(hit) = self.cache.get(self.ws, key) {
+        if let Some(hit) = self.b.cache.get(self.b.store, key) {
             return Some(hit);
         }
-        let hit = self.remote?.fetch(self.ws, key, self.report)?;
-        self.cache.put(key, &hit);
+        let hit = self.b.remote.as_ref()?.fetch(self.b.store, key, self.b.report)?;
+        self.b.cache.put(key, &hit);
         Some(hit)
     }
 
     /// Hands the step's result to `--cache-to`, if the build exports its cache.
     fn remember(&self, key: &str) {
-        if let Some(remote) = self.remote {
+        if let Some(remote) = self.b.remote.as_ref() {
             remote.record(key, &self.image);
         }
     }
@@ -84,8 +84,8 @@ impl StageBuilder<'_> {
                 // default profile refuses: it must not stand in for a default run.
                 // (Runs under the default profile add nothing here, so they keep the
                 // keys they had before profiles existed.)
-                if self.seccomp != SeccompPolicy::DockerDefault {
-                    let policy = serde_json::to_vec(&self.seccomp).expect("a policy serialises");
+                if self.b.req.seccomp != SeccompPolicy::DockerDefault {
+                    let policy = serde_json::to_vec(&self.b.req.seccomp).expect("a policy serialises");
                     extra.push_str(&format!("/seccomp={}", crate::oci::Digest::of_bytes(&policy).hex()));
                 }
                 seen_args = args;
@@ -112,7 +112,7 @@ impl StageBuilder<'_> {
         let docs: Vec<String> = heredocs.iter().map(|h| format!("{}\0{}\0{}", h.name, h.expand, h.content)).collect();
         // The layer format and the clamped times are part of the result: a zstd
         // layer never answers a gzip build, nor an unclamped one a reproducible one.
-        let format = format!("{:?}/epoch={:?}", self.ws.compression, source_date_epoch());
+        let format = format!("{:?}/epoch={:?}", self.b.req.layers.compression, self.b.req.layers.source_date_epoch);
         Ok(cache::key_of(&[&self.image.cache_key, &step.original, &expanded, &docs.join("\0"), &seen_args, &extra, &format]))
     }
 
@@ -122,7 +122,7 @@ impl StageBuilder<'_> {
         let mut lines: Vec<String> =
             self.args.iter().filter(|(k, _)| !is_proxy_arg(k)).map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("\u{0}"))).collect();
         if proxies {
-            lines.extend(self.build_args.iter().filter(|(k, _)| is_proxy_arg(k)).map(|(k, v)| format!("{k}={v}")));
+            lines.extend(self.b.req.build_args.iter().filter(|(k, _)| is_proxy_arg(k)).map(|(k, v)| format!("{k}={v}")));
         }
         lines.join("\0")
     }
@@ -161,9 +161,9 @@ impl StageBuilder<'_> {
     fn sources_key(&self, sources: &[CopySource], from: Option<&str>) -> Result<String> {
         if let Some(f) = from {
             let f = self.expand(f)?;
-            return Ok(match self.plan.find_stage(&f, self.stage.index) {
+            return Ok(match self.b.plan.find_stage(&f, self.stage.index) {
                 Some(i) => self.built.get(&i).map(|s| s.cache_key.clone()).unwrap_or_default(),
-                None => cache::base_key(&base::resolve(self.ws, &f)?),
+                None => base::resolve(self.b.store, &f, &self.b.req.registry)?.cache_key,
             });
         }
         let mut patterns = Vec::new();
@@ -176,9 +176,9 @@ impl StageBuilder<'_> {
         if patterns.is_empty() {
             return Ok(String::new());
         }
-        let matched = super::source_match::matched_paths(self.context, &patterns, self.ignore, "COPY")?;
-        let digest = content_digest(self.context, &matched, self.ignore, &self.memo);
-        self.memo.save();
+        let matched = super::source_match::matched_paths(self.b.context, &patterns, self.b.ignore, "COPY")?;
+        let digest = content_digest(self.b.context, &matched, self.b.ignore, &self.b.memo);
+        self.b.memo.save();
         digest
     }
 }
@@ -194,7 +194,7 @@ impl StageBuilder<'_> {
             if !is_url(&url) {
                 continue;
             }
-            let dir = self.ws.layers.scratch()?;
+            let dir = self.b.store.layers.scratch()?;
             let got = download(&url, dir.path(), checksum)?;
             key.push_str(&format!("url={url}\0{}\0{}\0{:?}\0", got.name, got.digest, got.modified));
             self.downloads.borrow_mut().insert(url, Prefetched { dir, name: got.name });

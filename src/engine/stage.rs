@@ -13,91 +13,53 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 
-use super::cache::Cache;
-use super::remote_cache::RemoteCache;
-use super::source_digest::Memo;
-use super::transfer::{AddOptions, CopyRequest, Prefetched};
-use super::workspace::{source_date_epoch, ImageState, Workspace};
-use super::{base, is_proxy_arg};
-use crate::dockerfile::ignore::Ignore;
-use crate::dockerfile::{expand_word, CommandForm, Dockerfile, HealthTest, Heredoc, Instruction, Located, RunArgs};
+use super::copy_step::{AddOptions, CopyRequest, Prefetched};
+use super::{base, is_proxy_arg, Build};
+use crate::dockerfile::{expand_word, CommandForm, HealthTest, Heredoc, Instruction, Located, RunArgs};
 use crate::oci::{self, ContainerConfig, History};
-use crate::plan::{BuildPlan, Stage};
-use crate::report::Reporter;
-use crate::sandbox::seccomp::SeccompPolicy;
+use crate::plan::Stage;
 use crate::sandbox::{self, overlay, Network, RunSpec, Stdin};
+use crate::store::ImageState;
 
 /// The shell for shell-form commands when SHELL never set one.
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
 /// Builds one stage of a plan.
 pub struct StageBuilder<'a> {
-    pub(super) ws: &'a Workspace,
-    pub(super) plan: &'a BuildPlan,
+    pub(super) b: &'a Build<'a>,
     pub(super) stage: &'a Stage,
-    pub(super) escape: char,
-    pub(super) file: &'a str,
-    pub(super) context: &'a Path,
-    pub(super) ignore: &'a Ignore,
-    pub(super) build_args: &'a BTreeMap<String, String>,
+    /// Stages built so far, by index (FROM and `--from` may name them).
     pub(super) built: &'a HashMap<usize, ImageState>,
-    pub(super) report: &'a Reporter,
+    /// `[n/m] ` before each line when the build has several stages.
     pub(super) label: String,
     pub(super) image: ImageState,
     /// ARGs declared in this stage so far; `None` = declared without a value.
     pub(super) args: BTreeMap<String, Option<String>>,
     /// True once this stage set CMD itself (ENTRYPOINT then keeps it).
     cmd_set_here: bool,
-    /// RUN's network unless a RUN says otherwise (`build --network`).
-    pub(super) network: Network,
-    /// RUN's seccomp profile (`build --security-opt`).
-    pub(super) seccomp: SeccompPolicy,
-    pub(super) cache: Cache,
-    pub(super) memo: Memo,
-    /// `--no-cache`: run every step (results are still recorded).
+    /// `--no-cache`, or this stage in `--no-cache-filter`: run every step (results
+    /// are still recorded).
     pub(super) no_cache: bool,
-    /// `--cache-from`/`--cache-to` repositories, if any.
-    pub(super) remote: Option<&'a RemoteCache>,
     /// ADD's URLs fetched for the current step's cache key, by URL.
     pub(super) downloads: RefCell<HashMap<String, Prefetched>>,
 }
 
 impl<'a> StageBuilder<'a> {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        ws: &'a Workspace,
-        plan: &'a BuildPlan,
-        stage: &'a Stage,
-        df: &Dockerfile,
-        file: &'a str,
-        context: &'a Path,
-        ignore: &'a Ignore,
-        build_args: &'a BTreeMap<String, String>,
-        built: &'a HashMap<usize, ImageState>,
-        report: &'a Reporter,
-        label: String,
-    ) -> StageBuilder<'a> {
+    pub fn new(b: &'a Build<'a>, stage: &'a Stage, built: &'a HashMap<usize, ImageState>, label: String) -> StageBuilder<'a> {
+        let req = b.req;
+        let filtered = req
+            .no_cache_filter
+            .iter()
+            .any(|f| stage.name.as_deref() == Some(f.to_ascii_lowercase().as_str()) || f.parse::<usize>().ok() == Some(stage.index));
         StageBuilder {
-            ws,
-            plan,
+            b,
             stage,
-            escape: df.escape(),
-            file,
-            context,
-            ignore,
-            build_args,
             built,
-            report,
             label,
             image: ImageState::scratch(),
             args: BTreeMap::new(),
             cmd_set_here: false,
-            network: Network::default(),
-            seccomp: SeccompPolicy::DockerDefault,
-            cache: Cache::open(ws).unwrap_or_else(|_| Cache::disabled()),
-            memo: Memo::load(&ws.root),
-            no_cache: false,
-            remote: None,
+            no_cache: req.no_cache || filtered,
             downloads: RefCell::new(HashMap::new()),
         }
     }
@@ -108,22 +70,22 @@ impl<'a> StageBuilder<'a> {
     }
 
     fn at(&self, step: &Located) -> String {
-        format!("{}:{}", self.file, step.line)
+        format!("{}:{}", self.b.file, step.line)
     }
 
     /// Runs the stage and returns the image it produced.
     pub fn run(&mut self) -> Result<ImageState> {
         let total = self.stage.steps.len() + 1;
         let from = &self.stage.from;
-        self.report.line(&format!("{}STEP 1/{total}: {}", self.label, from.original));
+        self.b.report.line(&format!("{}STEP 1/{total}: {}", self.label, from.original));
         self.image = match self.stage.base_stage {
             Some(i) => self.built.get(&i).cloned().ok_or_else(|| anyhow!("stage {i} was not built"))?,
-            None => base::resolve(self.ws, &self.stage.base)
+            None => base::resolve(self.b.store, &self.stage.base, &self.b.req.registry)
                 .with_context(|| format!("{}step 1/{total} ({}): {}", self.label, self.at(from), from.original))?,
         };
         self.run_triggers(from, total)?;
         for (i, step) in self.stage.steps.iter().enumerate() {
-            self.report.line(&format!("{}STEP {}/{total}: {}", self.label, i + 2, step.original));
+            self.b.report.line(&format!("{}STEP {}/{total}: {}", self.label, i + 2, step.original));
             self.step(step, i + 2, total)
                 .with_context(|| format!("{}step {}/{total} ({}): {}", self.label, i + 2, self.at(step), step.original))?;
         }
@@ -148,7 +110,7 @@ impl<'a> StageBuilder<'a> {
             let parsed = crate::dockerfile::parse(&trigger, "ONBUILD")
                 .with_context(|| format!("{}: base image ONBUILD trigger {trigger:?}", self.at(from)))?;
             for step in &parsed.instructions {
-                self.report.line(&format!("{}--> ONBUILD {}", self.label, step.original));
+                self.b.report.line(&format!("{}--> ONBUILD {}", self.label, step.original));
                 self.step(step, 1, total)
                     .with_context(|| format!("{}step 1/{total} ({}): ONBUILD {}", self.label, self.at(from), step.original))?;
             }
@@ -158,7 +120,7 @@ impl<'a> StageBuilder<'a> {
 
     pub(super) fn expand(&self, word: &str) -> Result<String> {
         let lookup = |name: &str| self.lookup_var(name);
-        expand_word(word, &lookup, self.escape).map_err(|e| anyhow!("{e}"))
+        expand_word(word, &lookup, self.b.escape).map_err(|e| anyhow!("{e}"))
     }
 
     pub(super) fn config_ro(&self) -> ContainerConfig {
@@ -174,11 +136,11 @@ impl<'a> StageBuilder<'a> {
             Instruction::From { .. } => unreachable!("the plan splits stages at FROM"),
             Instruction::Arg(pairs) => {
                 for (name, default) in pairs {
-                    let value = match self.build_args.get(name) {
+                    let value = match self.b.req.build_args.get(name) {
                         Some(v) => Some(v.clone()),
                         None => match default {
                             Some(d) => Some(self.expand(d)?),
-                            None => self.plan.meta_args.get(name).cloned().flatten(),
+                            None => self.b.plan.meta_args.get(name).cloned().flatten(),
                         },
                     };
                     self.args.insert(name.clone(), value);
@@ -290,7 +252,7 @@ impl<'a> StageBuilder<'a> {
                 let user = self.config_ro().user.filter(|u| !u.is_empty());
                 // BuildKit creates a missing WORKDIR owned by the current USER.
                 let layer = self.fs_step(|tree| {
-                    let owner = user.as_deref().map(|u| super::transfer::resolve_owner(tree, u)).transpose()?;
+                    let owner = user.as_deref().map(|u| super::copy_step::resolve_owner(tree, u)).transpose()?;
                     make_workdir(tree, &path, owner)
                 })?;
                 self.history(step, !layer);
@@ -404,7 +366,7 @@ impl<'a> StageBuilder<'a> {
                 }
             }
         }
-        for (k, v) in self.build_args {
+        for (k, v) in &self.b.req.build_args {
             if is_proxy_arg(k) && env_get(&env, k).is_none() {
                 env.push(format!("{k}={v}"));
             }
@@ -415,7 +377,7 @@ impl<'a> StageBuilder<'a> {
     /// The network a RUN step gets, resolved (the cache key holds its kind).
     pub(super) fn run_network(&self, run: &RunArgs) -> Result<Network> {
         let requested = match run.network.as_deref() {
-            None | Some("default") => self.network,
+            None | Some("default") => self.b.req.network,
             Some("host") => Network::Host,
             Some("none") => Network::None,
             Some(other) => bail!("RUN --network={other}: expected default, none or host"),
@@ -424,8 +386,8 @@ impl<'a> StageBuilder<'a> {
     }
 
     fn run_step(&mut self, argv: Vec<String>, pipes: Vec<(String, String)>, network: Network, n: usize, total: usize) -> Result<bool> {
-        let scratch = self.ws.layers.scratch()?;
-        let rootfs = self.ws.overlay_for(&self.image, scratch.path(), true)?;
+        let scratch = self.b.store.layers.scratch()?;
+        let rootfs = self.b.store.overlay_for(&self.image, scratch.path(), true)?;
         let cfg = self.config_ro();
         let spec = RunSpec {
             rootfs: rootfs.clone(),
@@ -437,16 +399,16 @@ impl<'a> StageBuilder<'a> {
             stdin: Stdin::Null,
             pipes,
             network,
-            fake_chown: self.ws.single_id(),
-            owner_key: self.ws.owners.key().cloned(),
+            fake_chown: self.b.store.single_id(),
+            owner_key: self.b.store.owners.key().cloned(),
             binds: Vec::new(),
             tty: false,
-            seccomp: self.seccomp.clone(),
+            seccomp: self.b.req.seccomp.clone(),
             publish: Vec::new(),
         };
-        let prefix = if self.report.is_quiet() { None } else { Some(format!("{}{n}/{total} | ", self.label)) };
+        let prefix = if self.b.report.is_quiet() { None } else { Some(format!("{}{n}/{total} | ", self.label)) };
         let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;
-        self.ws.settle(&rootfs)?;
+        self.b.store.settle(&rootfs)?;
         match outcome {
             sandbox::Outcome::Exited(0) => {}
             sandbox::Outcome::Exited(code) => bail!("command `{}` failed with exit status {code}", describe(&argv)),
@@ -458,18 +420,18 @@ impl<'a> StageBuilder<'a> {
 
     /// Runs `write` against the mounted tree of a new step and commits the result.
     pub(super) fn fs_step(&mut self, write: impl FnOnce(&Path) -> Result<()>) -> Result<bool> {
-        let scratch = self.ws.layers.scratch()?;
-        let spec = self.ws.overlay_for(&self.image, scratch.path(), false)?;
+        let scratch = self.b.store.layers.scratch()?;
+        let spec = self.b.store.overlay_for(&self.image, scratch.path(), false)?;
         {
             let mount = overlay::mount_overlay(&spec)?;
             write(mount.merged())?;
         }
-        self.ws.settle(&spec)?;
+        self.b.store.settle(&spec)?;
         self.commit(&spec.upper)
     }
 
     fn commit(&mut self, upper: &Path) -> Result<bool> {
-        match self.ws.commit_upper(upper, &self.image)? {
+        match self.b.store.commit_upper(upper, &self.image, self.b.req.layers)? {
             Some(layer) => {
                 self.image.layers.push(layer);
                 Ok(true)
@@ -479,7 +441,7 @@ impl<'a> StageBuilder<'a> {
     }
 
     fn history(&mut self, step: &Located, empty_layer: bool) {
-        let created = now();
+        let created = now(self.b.req.layers.source_date_epoch);
         let entry = History {
             created: Some(created.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
             created_by: Some(step.original.clone()),
@@ -493,8 +455,8 @@ impl<'a> StageBuilder<'a> {
 }
 
 /// The build's clock: SOURCE_DATE_EPOCH when set, for reproducible configs.
-pub(super) fn now() -> DateTime<Utc> {
-    match source_date_epoch() {
+pub(super) fn now(source_date_epoch: Option<u64>) -> DateTime<Utc> {
+    match source_date_epoch {
         Some(s) => DateTime::from_timestamp(s as i64, 0).unwrap_or_else(Utc::now),
         None => Utc::now(),
     }
@@ -521,7 +483,7 @@ fn env_get(env: &[String], key: &str) -> Option<String> {
     env.iter().find_map(|e| e.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
 }
 
-pub(super) fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
+pub fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
     let entry = format!("{key}={value}");
     match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
         Some(e) => *e = entry,
@@ -529,7 +491,7 @@ pub(super) fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
     }
 }
 
-pub(super) fn join_workdir(current: &str, path: &str) -> String {
+pub fn join_workdir(current: &str, path: &str) -> String {
     if path.starts_with('/') {
         path.to_string()
     } else {
@@ -577,7 +539,7 @@ fn clean_abs(path: &str) -> String {
 /// `EXPOSE 80` means 80/tcp; protocols are lower-cased as Docker stores them, and
 /// a range (`8000-8002/tcp`) is one port per number, as BuildKit's
 /// `nat.ParsePortSpecs` expands it.
-pub(super) fn normalize_port(word: &str) -> Result<Vec<String>> {
+pub fn normalize_port(word: &str) -> Result<Vec<String>> {
     let (port, proto) = word.split_once('/').unwrap_or((word, "tcp"));
     let proto = proto.to_ascii_lowercase();
     let bad = || anyhow!("invalid port {word:?}: expected PORT[-END][/tcp|udp|sctp]");

@@ -394,7 +394,7 @@ mod tests {
         copy(tree.path(), ctx.path(), &["abs".into()], "/y", opts(own, &none), "COPY").unwrap();
         assert!(tree.path().join("y/inside").exists() && !tree.path().join("y/host-secret").exists());
         // `up` clamps at the context root: up/* is the context's own top level.
-        let matched = crate::build::source_match::matched_paths(ctx.path(), &["up/*".into()], &none, "COPY").unwrap();
+        let matched = crate::engine::source_match::matched_paths(ctx.path(), &["up/*".into()], &none, "COPY").unwrap();
         assert!(matched.iter().all(|p| !p.to_string_lossy().contains("host-secret")), "{matched:?}");
         assert!(matched.contains(&host.path().strip_prefix("/").unwrap().to_path_buf()), "abs resolved in the context: {matched:?}");
         assert!(matched.iter().all(|p| p.is_relative() && !p.to_string_lossy().contains("..")), "{matched:?}");

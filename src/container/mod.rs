@@ -1,0 +1,9 @@
+//! Containers from images: `run` (a command in a new container, kept or removed),
+//! `commit` (a container's changes as an image) and `bundle` (an OCI runtime bundle
+//! for runc or crun). Their records on disk are the store's (`store::Containers`).
+
+mod bundle;
+mod commit;
+
+pub use bundle::{write_bundle, BundleProcess};
+pub use commit::{apply_change, commit_layer};

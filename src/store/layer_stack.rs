@@ -1,0 +1,146 @@
+//! An image's layer dirs stacked for a step (overlay, or a copy with the vfs
+//! driver), and a finished step's upper dir turned into a layer blob and dir.
+
+use std::fs;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::{ImageState, LayerRef, LocalStore};
+use crate::oci::{self, Store};
+use crate::rootfs::diff::{write_diff, DiffOptions};
+use crate::rootfs::normalise::normalise_upper;
+use crate::rootfs::vfs;
+use crate::sandbox::{Driver, OverlaySpec};
+
+/// Xattrs that mark an opaque dir in an upper dir, whichever driver wrote it.
+const OPAQUE_XATTRS: [&str; 3] = ["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"];
+
+/// How new layers are written: one build's or one commit's choice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerFormat {
+    /// `build --compression` (and its level).
+    pub compression: oci::LayerCompression,
+    /// SOURCE_DATE_EPOCH: file times above it are clamped to it.
+    pub source_date_epoch: Option<u64>,
+}
+
+impl LocalStore {
+    /// Makes sure every layer has a layer dir (unpacking blobs not yet unpacked) and
+    /// returns the dirs top-most first, as overlay wants them.
+    pub fn layer_dirs(&self, image: &ImageState) -> Result<Vec<PathBuf>> {
+        let mut dirs = Vec::with_capacity(image.layers.len());
+        for layer in &image.layers {
+            let hex = layer.diff_id.digest().hex().to_string();
+            if !self.layers.has(&hex) {
+                let blob = oci::descriptor_digest(&layer.blob)?;
+                let media = layer.blob.media_type().to_string();
+                let file = self.images.open_blob(&blob)?;
+                let reader = std::io::BufReader::with_capacity(1 << 20, file);
+                let decoder = oci::layer_decoder(&media, &blob, reader)?;
+                let unpacked = self.layers.unpack_layer(decoder, &hex);
+                unpacked.with_context(|| format!("unpacking layer {blob}"))?;
+            }
+            dirs.push(self.layers.dir(&hex));
+        }
+        dirs.reverse();
+        Ok(dirs)
+    }
+
+    /// The overlay for a new step over `image`, in a fresh scratch dir.
+    pub fn overlay_for(&self, image: &ImageState, scratch: &Path, with_init: bool) -> Result<OverlaySpec> {
+        let mut lower = Vec::new();
+        if with_init {
+            lower.push(self.layers.init_dir());
+        }
+        lower.extend(self.layer_dirs(image)?);
+        let (upper, work, merged) = (scratch.join("upper"), scratch.join("work"), scratch.join("merged"));
+        for d in [&upper, &work, &merged] {
+            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        if lower.is_empty() {
+            // Overlay needs at least one lower dir; an empty one stands for scratch.
+            let empty = scratch.join("empty");
+            fs::create_dir_all(&empty).with_context(|| format!("creating {}", empty.display()))?;
+            lower.push(empty);
+        }
+        let spec = OverlaySpec {
+            lower,
+            upper,
+            work,
+            merged,
+            driver: self.driver,
+            choice: self.driver_choice,
+            userxattr: self.privilege.is_namespaced(),
+        };
+        if spec.driver == Driver::Vfs {
+            // The copying driver: the step works on a full copy of the stack.
+            vfs::flatten(&spec.lower, &spec.merged, &OPAQUE_XATTRS).context("copying the layers (vfs driver)")?;
+        }
+        Ok(spec)
+    }
+
+    /// Copies the image's merged tree into the empty or missing dir `dest` (an OCI
+    /// runtime bundle's rootfs), whiteouts applied and owners kept.
+    pub fn flatten_image(&self, image: &ImageState, dest: &Path) -> Result<()> {
+        let lowers = self.layer_dirs(image)?;
+        vfs::flatten(&lowers, dest, &OPAQUE_XATTRS).with_context(|| format!("copying the image's files to {}", dest.display()))?;
+        Ok(vfs::forget_dir_inodes(dest)?)
+    }
+
+    /// After a step wrote into `spec`: with the vfs driver, computes its upper dir by
+    /// comparing the copy with the layers; overlay drivers filled it already.
+    pub fn settle(&self, spec: &OverlaySpec) -> Result<()> {
+        if spec.driver == Driver::Vfs {
+            vfs::diff_trees(&spec.lower, &spec.merged, &spec.upper, &OPAQUE_XATTRS, self.layers.opaque_xattr())
+                .context("finding the step's changes (vfs driver)")?;
+        }
+        Ok(())
+    }
+
+    /// Turns a finished step's upper dir into a layer: streams its diff into a blob
+    /// (digest and diff id in the same pass), then renames the dir into place. An
+    /// upper dir with no changes gives no layer, as BuildKit does.
+    pub fn commit_upper(&self, upper: &Path, below: &ImageState, format: LayerFormat) -> Result<Option<LayerRef>> {
+        let opts = self.diff_options(below, format)?;
+        let layer = self.write_upper_layer(upper, &opts, format)?;
+        if let Some(layer) = &layer {
+            // Any driver may stack this dir later: fuse-overlayfs's markers become overlay's.
+            normalise_upper(upper, &opts, self.layers.opaque_xattr())?;
+            self.layers.adopt(upper, layer.diff_id.digest().hex())?;
+        }
+        Ok(layer)
+    }
+
+    /// Writes the layer blob of an upper dir over `below` and leaves the dir where it
+    /// is (a container keeps its writable layer after `commit`; the layer dir is
+    /// unpacked from the blob when an image first needs it). None when unchanged.
+    pub fn layer_from_upper(&self, upper: &Path, below: &ImageState, format: LayerFormat) -> Result<Option<LayerRef>> {
+        self.write_upper_layer(upper, &self.diff_options(below, format)?, format)
+    }
+
+    fn diff_options(&self, below: &ImageState, format: LayerFormat) -> Result<DiffOptions> {
+        Ok(DiffOptions {
+            opaque_xattrs: OPAQUE_XATTRS.iter().map(|s| s.to_string()).collect(),
+            clamp_mtime: format.source_date_epoch,
+            lowers: self.layer_dirs(below)?,
+            owners: self.owners.clone(),
+        })
+    }
+
+    fn write_upper_layer(&self, upper: &Path, opts: &DiffOptions, format: LayerFormat) -> Result<Option<LayerRef>> {
+        let empty = fs::read_dir(upper).with_context(|| format!("reading {}", upper.display()))?.next().is_none();
+        if empty {
+            return Ok(None);
+        }
+        // A crash test's "after the RUN, before its layer" point.
+        Store::abort_if_asked("run");
+        let blob = self.images.write_layer_with(format.compression, |w| {
+            let mut out = BufWriter::with_capacity(1 << 20, w);
+            write_diff(upper, &mut out, opts).map_err(std::io::Error::other)?;
+            std::io::Write::flush(&mut out)
+        })?;
+        Ok(Some(LayerRef { diff_id: blob.diff_id.clone(), blob: blob.descriptor() }))
+    }
+}

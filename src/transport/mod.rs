@@ -1,0 +1,48 @@
+//! Images crossing the store's edge: locations outside it (`oci:`, `oci-archive:`,
+//! `docker-archive:`, `dir:`, `docker://`) parsed in one place (`reference`), images
+//! written there or read from there (`exchange`), and images found by reference,
+//! pulled from a registry when the pull policy allows (`pull`).
+
+mod exchange;
+mod pull;
+mod reference;
+
+pub use exchange::{docker_repo_tags, export, import};
+pub use pull::find_image;
+pub use reference::Location;
+
+use crate::registry::tls::TlsOptions;
+use crate::report::TransferView;
+
+/// `--pull`: when a base image comes from its registry rather than the local store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Only when the store lacks it (podman's and docker's default).
+    #[default]
+    Missing,
+    /// Every time, so a moved tag is followed.
+    Always,
+    /// Never: a base the store lacks is an error.
+    Never,
+}
+
+impl PullPolicy {
+    /// `--pull`'s values as podman and docker spell them (`true` = always).
+    pub fn from_name(name: &str) -> Option<PullPolicy> {
+        match name {
+            "always" | "true" => Some(PullPolicy::Always),
+            "never" => Some(PullPolicy::Never),
+            "missing" | "false" => Some(PullPolicy::Missing),
+            _ => None,
+        }
+    }
+}
+
+/// How one command reaches registries: when to pull, which certificates to trust
+/// (`--tls-verify`, `--cert-dir`), and how transfers show progress.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryOptions {
+    pub pull: PullPolicy,
+    pub tls: TlsOptions,
+    pub view: TransferView,
+}
