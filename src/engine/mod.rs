@@ -10,10 +10,13 @@
 
 mod base;
 mod chmod;
+mod chown;
 mod context;
 mod copy;
 mod copy_step;
+mod download;
 mod remote_cache;
+mod run_step;
 mod source_digest;
 mod source_match;
 mod stage;

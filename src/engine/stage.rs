@@ -6,19 +6,19 @@
 //! becomes the next layer (no layer when it changed nothing, as BuildKit does).
 //! Words are expanded here, with the stage's ENV and ARG values at that point.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 
-use super::copy_step::{AddOptions, CopyRequest, Prefetched};
-use super::{base, is_proxy_arg, Build};
-use crate::dockerfile::{expand_word, CommandForm, HealthTest, Heredoc, Instruction, Located, RunArgs};
+use super::copy_step::{AddOptions, CopyRequest};
+use super::step::Fetched;
+use super::{base, Build};
+use crate::dockerfile::{expand_word, CommandForm, HealthTest, Instruction, Located};
 use crate::oci::{self, ContainerConfig, History};
 use crate::plan::Stage;
-use crate::sandbox::{self, overlay, Network, RunSpec, Stdin};
+use crate::sandbox::overlay;
 use crate::store::ImageState;
 
 /// The shell for shell-form commands when SHELL never set one.
@@ -40,8 +40,6 @@ pub struct StageBuilder<'a> {
     /// `--no-cache`, or this stage in `--no-cache-filter`: run every step (results
     /// are still recorded).
     pub(super) no_cache: bool,
-    /// ADD's URLs fetched for the current step's cache key, by URL.
-    pub(super) downloads: RefCell<HashMap<String, Prefetched>>,
 }
 
 impl<'a> StageBuilder<'a> {
@@ -60,7 +58,6 @@ impl<'a> StageBuilder<'a> {
             args: BTreeMap::new(),
             cmd_set_here: false,
             no_cache: req.no_cache || filtered,
-            downloads: RefCell::new(HashMap::new()),
         }
     }
 
@@ -131,7 +128,7 @@ impl<'a> StageBuilder<'a> {
         self.image.config.config.get_or_insert_with(ContainerConfig::default)
     }
 
-    pub(super) fn execute(&mut self, step: &Located, n: usize, total: usize) -> Result<()> {
+    pub(super) fn execute(&mut self, step: &Located, fetched: Fetched, n: usize, total: usize) -> Result<()> {
         match &step.instr {
             Instruction::From { .. } => unreachable!("the plan splits stages at FROM"),
             Instruction::Arg(pairs) => {
@@ -252,41 +249,26 @@ impl<'a> StageBuilder<'a> {
                 let user = self.config_ro().user.filter(|u| !u.is_empty());
                 // BuildKit creates a missing WORKDIR owned by the current USER.
                 let layer = self.fs_step(|tree| {
-                    let owner = user.as_deref().map(|u| super::copy_step::resolve_owner(tree, u)).transpose()?;
+                    let owner = user.as_deref().map(|u| super::chown::resolve_owner(tree, u)).transpose()?;
                     make_workdir(tree, &path, owner)
                 })?;
                 self.history(step, !layer);
             }
             Instruction::Run(run) => {
-                if !run.mounts.is_empty() {
-                    bail!("RUN --mount is not supported yet");
-                }
-                match run.security.as_deref() {
-                    None | Some("sandbox") => {}
-                    Some("insecure") => bail!("RUN --security=insecure is not allowed: strata grants no insecure entitlement"),
-                    Some(other) => bail!("RUN --security={other}: expected sandbox or insecure"),
-                }
-                if !run.devices.is_empty() {
-                    bail!("RUN --device is not supported");
-                }
-                let network = self.run_network(run)?;
-                let (argv, pipes) = self.run_argv(&run.command, &run.heredocs);
-                let layer = self.run_step(argv, pipes, network, n, total)?;
+                let layer = self.run_step(run, n, total)?;
                 self.history(step, !layer);
             }
             Instruction::Copy(c) => {
-                let from = c.from.as_deref().map(|f| self.expand(f)).transpose()?;
                 let req = CopyRequest {
                     sources: &c.sources,
                     dest: &c.dest,
-                    from,
                     chown: c.chown.as_deref(),
                     chmod: c.chmod.as_deref(),
                     add: None,
                     exclude: &c.exclude,
                     parents: c.parents,
                 };
-                let layer = self.copy_step(req)?;
+                let layer = self.copy_step(req, fetched)?;
                 self.history(step, !layer);
             }
             Instruction::Add(a) => {
@@ -294,14 +276,13 @@ impl<'a> StageBuilder<'a> {
                 let req = CopyRequest {
                     sources: &a.sources,
                     dest: &a.dest,
-                    from: None,
                     chown: a.chown.as_deref(),
                     chmod: a.chmod.as_deref(),
                     add: Some(add),
                     exclude: &a.exclude,
                     parents: false,
                 };
-                let layer = self.copy_step(req)?;
+                let layer = self.copy_step(req, fetched)?;
                 self.history(step, !layer);
             }
         }
@@ -309,7 +290,7 @@ impl<'a> StageBuilder<'a> {
     }
 
     /// Shell form runs through the stage's SHELL; exec form runs as written.
-    fn command_argv(&self, form: &CommandForm) -> Vec<String> {
+    pub(super) fn command_argv(&self, form: &CommandForm) -> Vec<String> {
         match form {
             CommandForm::Exec(v) => v.clone(),
             CommandForm::Shell(cmd) => {
@@ -320,102 +301,8 @@ impl<'a> StageBuilder<'a> {
         }
     }
 
-    /// RUN's argv and any /dev/pipes scripts, with BuildKit's heredoc rules: a
-    /// command that is only a heredoc runs its body with the shell (or, with a
-    /// shebang, as an executable file); anything else gets the bodies appended so
-    /// the shell reads them as ordinary here-documents.
-    fn run_argv(&self, form: &CommandForm, heredocs: &[Heredoc]) -> (Vec<String>, Vec<(String, String)>) {
-        let CommandForm::Shell(cmd) = form else { return (self.command_argv(form), Vec::new()) };
-        if heredocs.is_empty() {
-            return (self.command_argv(form), Vec::new());
-        }
-        let mut argv = self.shell();
-        if is_only_heredoc(cmd, &heredocs[0].name) {
-            let doc = &heredocs[0];
-            if doc.content.starts_with("#!") {
-                return (vec![format!("/dev/pipes/{}", doc.name)], vec![(doc.name.clone(), doc.content.clone())]);
-            }
-            argv.push(doc.content.clone());
-            return (argv, Vec::new());
-        }
-        let mut script = cmd.clone();
-        for h in heredocs {
-            script.push('\n');
-            script.push_str(&h.content);
-            if !h.content.ends_with('\n') {
-                script.push('\n');
-            }
-            script.push_str(&h.name);
-        }
-        argv.push(script);
-        (argv, Vec::new())
-    }
-
-    fn shell(&self) -> Vec<String> {
+    pub(super) fn shell(&self) -> Vec<String> {
         self.config_ro().shell.filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
-    }
-
-    /// The environment a RUN sees: the image's Env plus this stage's ARG values
-    /// (an ENV of the same name wins), never written into the image.
-    fn run_env(&self) -> Vec<String> {
-        let mut env = self.config_ro().env.unwrap_or_default();
-        for (k, v) in &self.args {
-            if let Some(v) = v {
-                if env_get(&env, k).is_none() {
-                    env.push(format!("{k}={v}"));
-                }
-            }
-        }
-        for (k, v) in &self.b.req.build_args {
-            if is_proxy_arg(k) && env_get(&env, k).is_none() {
-                env.push(format!("{k}={v}"));
-            }
-        }
-        env
-    }
-
-    /// The network a RUN step gets, resolved (the cache key holds its kind).
-    pub(super) fn run_network(&self, run: &RunArgs) -> Result<Network> {
-        let requested = match run.network.as_deref() {
-            None | Some("default") => self.b.req.network,
-            Some("host") => Network::Host,
-            Some("none") => Network::None,
-            Some(other) => bail!("RUN --network={other}: expected default, none or host"),
-        };
-        Ok(sandbox::network::resolve(requested, &[])?)
-    }
-
-    fn run_step(&mut self, argv: Vec<String>, pipes: Vec<(String, String)>, network: Network, n: usize, total: usize) -> Result<bool> {
-        let scratch = self.b.store.layers.scratch()?;
-        let rootfs = self.b.store.overlay_for(&self.image, scratch.path(), true)?;
-        let cfg = self.config_ro();
-        let spec = RunSpec {
-            rootfs: rootfs.clone(),
-            argv: argv.clone(),
-            env: self.run_env(),
-            cwd: cfg.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
-            user: cfg.user.clone().unwrap_or_default(),
-            hostname: "strata-build".into(),
-            stdin: Stdin::Null,
-            pipes,
-            network,
-            fake_chown: self.b.store.single_id(),
-            owner_key: self.b.store.owners.key().cloned(),
-            binds: Vec::new(),
-            tty: false,
-            seccomp: self.b.req.seccomp.clone(),
-            publish: Vec::new(),
-        };
-        let prefix = if self.b.report.is_quiet() { None } else { Some(format!("{}{n}/{total} | ", self.label)) };
-        let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;
-        self.b.store.settle(&rootfs)?;
-        match outcome {
-            sandbox::Outcome::Exited(0) => {}
-            sandbox::Outcome::Exited(code) => bail!("command `{}` failed with exit status {code}", describe(&argv)),
-            sandbox::Outcome::Signaled(sig) => bail!("command `{}` was killed by signal {sig}", describe(&argv)),
-            sandbox::Outcome::SetupFailed(msg) => bail!("command `{}` could not start: {msg}", describe(&argv)),
-        }
-        self.commit(&rootfs.upper)
     }
 
     /// Runs `write` against the mounted tree of a new step and commits the result.
@@ -430,7 +317,7 @@ impl<'a> StageBuilder<'a> {
         self.commit(&spec.upper)
     }
 
-    fn commit(&mut self, upper: &Path) -> Result<bool> {
+    pub(super) fn commit(&mut self, upper: &Path) -> Result<bool> {
         match self.b.store.commit_upper(upper, &self.image, self.b.req.layers)? {
             Some(layer) => {
                 self.image.layers.push(layer);
@@ -462,24 +349,7 @@ pub(super) fn now(source_date_epoch: Option<u64>) -> DateTime<Utc> {
     }
 }
 
-/// True when a shell-form command is nothing but the marker of heredoc `name`
-/// (`<<EOF`, `<<-EOF`, `<<"EOF"`, `<<'EOF'`).
-fn is_only_heredoc(cmd: &str, name: &str) -> bool {
-    let Some(rest) = cmd.trim().strip_prefix("<<") else { return false };
-    let rest = rest.strip_prefix('-').unwrap_or(rest).trim();
-    let unquoted = rest
-        .strip_prefix('"')
-        .and_then(|r| r.strip_suffix('"'))
-        .or_else(|| rest.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')))
-        .unwrap_or(rest);
-    unquoted == name
-}
-
-fn describe(argv: &[String]) -> String {
-    argv.iter().map(|a| if a.contains(' ') { format!("{a:?}") } else { a.clone() }).collect::<Vec<_>>().join(" ")
-}
-
-fn env_get(env: &[String], key: &str) -> Option<String> {
+pub(super) fn env_get(env: &[String], key: &str) -> Option<String> {
     env.iter().find_map(|e| e.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
 }
 
@@ -565,15 +435,6 @@ mod tests {
         assert_eq!(clean_abs(&join_workdir("/a", "b")), "/a/b");
         assert_eq!(clean_abs(&join_workdir("/a", "/c")), "/c");
         assert_eq!(clean_abs(&join_workdir("", "x/../y")), "/y");
-    }
-
-    #[test]
-    fn heredoc_only_commands_are_recognised() {
-        assert!(is_only_heredoc("<<EOF", "EOF"));
-        assert!(is_only_heredoc("<<-'EOF' ", "EOF"));
-        assert!(is_only_heredoc("<<\"EOT\"", "EOT"));
-        assert!(!is_only_heredoc("<<EOF bash", "EOF"));
-        assert!(!is_only_heredoc("cat <<EOF", "EOF"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Steps through the build cache: computing a step's key and answering it from
-//! `cache` when every input is unchanged (see `cache` for what a key covers).
+//! One step, as one straight walk: gather its inputs (what it reads and fetches),
+//! compute its key ([`step_key`], pure), answer it from the build cache when every
+//! input is unchanged, and otherwise run it and record the result.
 //!
 //! A local hit hands the next step the key its entry recorded, a hit from a
 //! `--cache-from` registry the key recomputed from what was pulled; a step that
@@ -7,48 +8,62 @@
 //! config), so nothing after a re-run step can hit an entry that was built on top of
 //! an older result.
 
-use anyhow::Result;
+use std::collections::HashMap;
 
-use super::copy_step::{download, is_url, Prefetched};
+use anyhow::{anyhow, Context, Result};
+
+use super::download::{download, is_url, Prefetched};
 use super::source_digest::content_digest;
 use super::stage::StageBuilder;
-use super::step_key as cache;
+use super::step_key::{self, Download, StepInputs};
 use super::{base, is_proxy_arg};
-use crate::dockerfile::{CopySource, Instruction, Located};
+use crate::dockerfile::{CopySource, Heredoc, Instruction, Located};
 use crate::sandbox::seccomp::SeccompPolicy;
 use crate::store::ImageState;
+
+/// What gathering a step's inputs fetched, handed to the step so that nothing is
+/// fetched or resolved twice.
+#[derive(Default)]
+pub(super) struct Fetched {
+    /// ADD's URLs, downloaded for the key, by URL.
+    pub downloads: HashMap<String, Prefetched>,
+    /// COPY `--from`: the stage's or image's state.
+    pub from: Option<ImageState>,
+}
 
 impl StageBuilder<'_> {
     /// Applies one instruction through the build cache. Filesystem steps are looked
     /// up before running; metadata steps always run (they are cheap and update the
     /// stage's ARG scope) and then take a cached result's identical timestamps.
     pub(super) fn step(&mut self, step: &Located, n: usize, total: usize) -> Result<()> {
-        self.downloads.borrow_mut().clear();
-        let key = self.step_key(step)?;
+        let (inputs, fetched) = self.gather(step)?;
+        let key = step_key::step_key(&inputs);
         let fs_step = matches!(step.instr, Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_));
         if fs_step && !self.no_cache {
             if let Some(hit) = self.lookup(&key) {
-                self.b.report.line(&format!("{}--> CACHED", self.label));
-                self.image = hit;
-                self.remember(&key);
+                self.take_hit(&key, hit);
                 return Ok(());
             }
         }
-        self.execute(step, n, total)?;
+        self.execute(step, fetched, n, total)?;
         if !self.no_cache && !fs_step {
             // A metadata step: the recorded result differs at most in its
             // timestamps, and taking it keeps the steps after it cached.
             if let Some(hit) = self.lookup(&key).filter(|hit| same_layers(hit, &self.image)) {
-                self.b.report.line(&format!("{}--> CACHED", self.label));
-                self.image = hit;
-                self.remember(&key);
+                self.take_hit(&key, hit);
                 return Ok(());
             }
         }
-        self.image.cache_key = cache::result_key(&key, &self.image);
+        self.image.cache_key = step_key::result_key(&key, &self.image);
         self.b.cache.put(&key, &self.image);
         self.remember(&key);
         Ok(())
+    }
+
+    fn take_hit(&mut self, key: &str, hit: ImageState) {
+        self.b.report.line(&format!("{}--> CACHED", self.label));
+        self.image = hit;
+        self.remember(key);
     }
 
     /// The recorded result of `key`: the local cache's, else a `--cache-from`
@@ -64,56 +79,64 @@ impl StageBuilder<'_> {
 
     /// Hands the step's result to `--cache-to`, if the build exports its cache.
     fn remember(&self, key: &str) {
-        if let Some(remote) = self.b.remote.as_ref() {
+        if let Some(remote) = &self.b.remote {
             remote.record(key, &self.image);
         }
     }
 
-    /// Everything a step's result depends on beyond its parent state.
-    fn step_key(&self, step: &Located) -> Result<String> {
-        let args = self.arg_values(false);
-        let mut extra = String::new();
-        let mut seen_args = String::new();
-        let heredocs = match &step.instr {
+    /// Everything the step's result depends on, and what was fetched to know it.
+    fn gather(&self, step: &Located) -> Result<(StepInputs, Fetched)> {
+        let mut inputs = StepInputs {
+            parent: self.image.cache_key.clone(),
+            text: step.original.clone(),
+            words: self.expanded_words(&step.instr)?,
+            format: self.b.req.layers,
+            ..Default::default()
+        };
+        let mut fetched = Fetched::default();
+        let heredocs: &[Heredoc] = match &step.instr {
             Instruction::Run(r) => {
                 // The shell expands RUN's text, so its key holds the values it sees
                 // instead (proxy args excepted: they never cause a miss).
                 // The network it resolved to, not the one asked for: see `cache_key`.
-                extra.push_str(crate::sandbox::network::cache_key(self.run_network(r)?));
-                // A step run under another seccomp profile may have done what the
-                // default profile refuses: it must not stand in for a default run.
-                // (Runs under the default profile add nothing here, so they keep the
-                // keys they had before profiles existed.)
-                if self.b.req.seccomp != SeccompPolicy::DockerDefault {
-                    let policy = serde_json::to_vec(&self.b.req.seccomp).expect("a policy serialises");
-                    extra.push_str(&format!("/seccomp={}", crate::oci::Digest::of_bytes(&policy).hex()));
-                }
-                seen_args = args;
-                r.heredocs.as_slice()
+                inputs.network = Some(crate::sandbox::network::cache_key(self.run_network(r)?));
+                inputs.seccomp = self.seccomp_key();
+                inputs.args = self.arg_values(false);
+                &r.heredocs
             }
             Instruction::Copy(c) => {
-                extra.push_str(&self.sources_key(&c.sources, c.from.as_deref())?);
-                if c.heredocs.iter().any(|h| h.expand) {
-                    seen_args = self.arg_values(true);
+                match &c.from {
+                    Some(from) => {
+                        let image = self.copy_from(&self.expand(from)?)?;
+                        inputs.sources = image.cache_key.clone();
+                        fetched.from = Some(image);
+                    }
+                    None => inputs.sources = self.sources_digest(&c.sources)?,
                 }
-                c.heredocs.as_slice()
+                &c.heredocs
             }
             Instruction::Add(a) => {
-                extra.push_str(&self.sources_key(&a.sources, None)?);
-                extra.push_str(&self.downloads_key(&a.sources, a.checksum.as_deref())?);
-                if a.heredocs.iter().any(|h| h.expand) {
-                    seen_args = self.arg_values(true);
-                }
-                a.heredocs.as_slice()
+                inputs.sources = self.sources_digest(&a.sources)?;
+                inputs.downloads = self.fetch_urls(&a.sources, a.checksum.as_deref(), &mut fetched)?;
+                &a.heredocs
             }
             _ => &[],
         };
-        let expanded = self.expanded_words(&step.instr)?.join("\0");
-        let docs: Vec<String> = heredocs.iter().map(|h| format!("{}\0{}\0{}", h.name, h.expand, h.content)).collect();
-        // The layer format and the clamped times are part of the result: a zstd
-        // layer never answers a gzip build, nor an unclamped one a reproducible one.
-        let format = format!("{:?}/epoch={:?}", self.b.req.layers.compression, self.b.req.layers.source_date_epoch);
-        Ok(cache::key_of(&[&self.image.cache_key, &step.original, &expanded, &docs.join("\0"), &seen_args, &extra, &format]))
+        if !matches!(step.instr, Instruction::Run(_)) && heredocs.iter().any(|h| h.expand) {
+            inputs.args = self.arg_values(true);
+        }
+        inputs.heredocs = heredocs.iter().map(|h| (h.name.clone(), h.expand, h.content.clone())).collect();
+        Ok((inputs, fetched))
+    }
+
+    /// A step run under another seccomp profile may have done what the default
+    /// profile refuses: it must not stand in for a default run. (Runs under the
+    /// default profile add nothing, so they keep the keys they had before profiles
+    /// existed.)
+    fn seccomp_key(&self) -> Option<String> {
+        let policy = &self.b.req.seccomp;
+        (*policy != SeccompPolicy::DockerDefault)
+            .then(|| crate::oci::Digest::of_bytes(&serde_json::to_vec(policy).expect("a policy serialises")).hex().to_string())
     }
 
     /// `K=V` lines of the stage's ARGs (`\0` for declared without a value); with
@@ -156,16 +179,19 @@ impl StageBuilder<'_> {
         raw.into_iter().map(|w| self.expand(w)).collect()
     }
 
-    /// COPY/ADD inputs: the content of context sources, or the source stage's key
-    /// (which, like every key, names the result that stage produced).
-    fn sources_key(&self, sources: &[CopySource], from: Option<&str>) -> Result<String> {
-        if let Some(f) = from {
-            let f = self.expand(f)?;
-            return Ok(match self.b.plan.find_stage(&f, self.stage.index) {
-                Some(i) => self.built.get(&i).map(|s| s.cache_key.clone()).unwrap_or_default(),
-                None => base::resolve(self.b.store, &f, &self.b.req.registry)?.cache_key,
-            });
+    /// COPY `--from`: an earlier stage's result, else an image (by name or
+    /// transport), resolved once for both the key and the copy.
+    fn copy_from(&self, from: &str) -> Result<ImageState> {
+        match self.b.plan.find_stage(from, self.stage.index) {
+            Some(i) => self.built.get(&i).cloned().ok_or_else(|| anyhow!("stage {from} was not built")),
+            None => base::resolve(self.b.store, from, &self.b.req.registry)
+                .with_context(|| format!("--from={from}: not a stage of this Dockerfile nor a known image")),
         }
+    }
+
+    /// The content digest of what COPY/ADD keeps of its context sources (empty when
+    /// it has none).
+    fn sources_digest(&self, sources: &[CopySource]) -> Result<String> {
         let mut patterns = Vec::new();
         for p in path_sources(sources) {
             let p = self.expand(p)?;
@@ -181,14 +207,11 @@ impl StageBuilder<'_> {
         self.b.memo.save();
         digest
     }
-}
 
-impl StageBuilder<'_> {
     /// ADD's URLs: their content is only known by fetching it, as BuildKit keys
-    /// them, so they are fetched now (once: the step itself uses these files) and
-    /// the key holds each one's name, digest and date.
-    fn downloads_key(&self, sources: &[CopySource], checksum: Option<&str>) -> Result<String> {
-        let mut key = String::new();
+    /// them, so they are fetched now (once: the step itself uses these files).
+    fn fetch_urls(&self, sources: &[CopySource], checksum: Option<&str>, fetched: &mut Fetched) -> Result<Vec<Download>> {
+        let mut keys = Vec::new();
         for p in path_sources(sources) {
             let url = self.expand(p)?;
             if !is_url(&url) {
@@ -196,10 +219,10 @@ impl StageBuilder<'_> {
             }
             let dir = self.b.store.layers.scratch()?;
             let got = download(&url, dir.path(), checksum)?;
-            key.push_str(&format!("url={url}\0{}\0{}\0{:?}\0", got.name, got.digest, got.modified));
-            self.downloads.borrow_mut().insert(url, Prefetched { dir, name: got.name });
+            keys.push(Download { url: url.clone(), name: got.name.clone(), digest: got.digest, modified: got.modified });
+            fetched.downloads.insert(url, Prefetched { dir, name: got.name });
         }
-        Ok(key)
+        Ok(keys)
     }
 }
 

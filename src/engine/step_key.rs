@@ -15,15 +15,68 @@
 //! config, times aside), so a step that re-ran (`--no-cache-filter`, `--no-cache`) never lets a
 //! later step or a stage built on it hit an entry made over an older result.
 //!
-//! Look-up is one file read (`cache/<key>.json`), never a scan of images; an entry
-//! whose blobs are gone is a miss. Entries and the memo are written temp -> fsync ->
-//! rename, so a crash leaves none half-written.
+//! [`step_key`] is pure: `step` gathers the inputs first (hashing context sources,
+//! fetching ADD's URLs, resolving `--from`) and hands what it fetched to the step,
+//! so nothing is fetched twice and the key can be tested without a store.
 
 use crate::oci::Digest;
-use crate::store::ImageState;
+use crate::store::{ImageState, LayerFormat};
 
 /// Hex key of the chain so far.
 pub type Key = String;
+
+/// Everything a step's result depends on beyond the state it starts from, as
+/// values (see the module doc for what each holds and why).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StepInputs {
+    /// The key of the state the step starts from (its parent's result).
+    pub parent: Key,
+    /// The instruction as written.
+    pub text: String,
+    /// Its words after expansion, for instructions strata expands itself.
+    pub words: Vec<String>,
+    /// Heredocs: name, whether the body is expanded, body.
+    pub heredocs: Vec<(String, bool, String)>,
+    /// `K=V` lines of the ARG values the step sees (RUN's shell, expanded heredocs).
+    pub args: String,
+    /// RUN: the kind of network it resolved to (`sandbox::network::cache_key`).
+    pub network: Option<&'static str>,
+    /// RUN under a profile other than Docker's default: the profile's digest.
+    pub seccomp: Option<String>,
+    /// COPY/ADD: the content digest of context sources, or the `--from` image's key.
+    pub sources: String,
+    /// ADD's URLs: name, digest and date of each download, in order.
+    pub downloads: Vec<Download>,
+    /// The layer format: a zstd layer never answers a gzip build, nor an unclamped
+    /// one a reproducible one.
+    pub format: LayerFormat,
+}
+
+/// One fetched ADD URL as the key sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Download {
+    pub url: String,
+    pub name: String,
+    pub digest: Digest,
+    /// Last-Modified, as Unix seconds, when the server sent one.
+    pub modified: Option<i64>,
+}
+
+/// The key of a step: a hash of its inputs, in a fixed order.
+pub fn step_key(i: &StepInputs) -> Key {
+    let docs: Vec<String> = i.heredocs.iter().map(|(name, expand, body)| format!("{name}\0{expand}\0{body}")).collect();
+    let mut extra = String::new();
+    extra.extend(i.network);
+    if let Some(profile) = &i.seccomp {
+        extra.push_str(&format!("/seccomp={profile}"));
+    }
+    extra.push_str(&i.sources);
+    for d in &i.downloads {
+        extra.push_str(&format!("url={}\0{}\0{}\0{:?}\0", d.url, d.name, d.digest, d.modified));
+    }
+    let format = format!("{:?}/epoch={:?}", i.format.compression, i.format.source_date_epoch);
+    key_of(&[&i.parent, &i.text, &i.words.join("\0"), &docs.join("\0"), &i.args, &extra, &format])
+}
 
 /// Hashes text into a key.
 pub fn key_of(parts: &[&str]) -> Key {
@@ -84,5 +137,59 @@ mod tests {
         state.config.set_created(chrono::Utc::now());
         assert_eq!(b, result_key("k", &state), "times are not part of a result");
         assert_ne!(a, result_key("j", &state));
+    }
+
+    fn inputs() -> StepInputs {
+        StepInputs {
+            parent: "p".into(),
+            text: "RUN echo $A".into(),
+            words: vec!["w".into()],
+            heredocs: vec![("EOF".into(), true, "body".into())],
+            args: "A=1".into(),
+            network: Some("net=Private"),
+            seccomp: None,
+            sources: "s".into(),
+            downloads: vec![Download { url: "http://h/f".into(), name: "f".into(), digest: Digest::of_bytes(b"x"), modified: Some(1) }],
+            format: LayerFormat::default(),
+        }
+    }
+
+    #[test]
+    fn step_keys_are_deterministic_and_hold_every_input() {
+        let base = step_key(&inputs());
+        assert_eq!(base, step_key(&inputs()));
+        type Change = (&'static str, fn(&mut StepInputs));
+        let changes: Vec<Change> = vec![
+            ("parent", |i| i.parent = "q".into()),
+            ("text", |i| i.text = "RUN echo $B".into()),
+            ("words", |i| i.words.push("x".into())),
+            ("heredoc body", |i| i.heredocs[0].2 = "other".into()),
+            ("heredoc expansion", |i| i.heredocs[0].1 = false),
+            ("args", |i| i.args = "A=2".into()),
+            ("network", |i| i.network = Some("net=Host")),
+            ("seccomp", |i| i.seccomp = Some("abc".into())),
+            ("sources", |i| i.sources = "t".into()),
+            ("download digest", |i| i.downloads[0].digest = Digest::of_bytes(b"y")),
+            ("download date", |i| i.downloads[0].modified = None),
+            ("compression", |i| i.format.compression = oci::LayerCompression::Zstd(3)),
+            ("epoch", |i| i.format.source_date_epoch = Some(0)),
+        ];
+        for (what, change) in changes {
+            let mut i = inputs();
+            change(&mut i);
+            assert_ne!(step_key(&i), base, "{what} must be part of the key");
+        }
+    }
+
+    #[test]
+    fn fields_do_not_run_into_each_other() {
+        // Each part is length-prefixed, so moving text between parts changes the key.
+        let mut a = inputs();
+        a.text = "RUN x".into();
+        a.args = "y".into();
+        let mut b = inputs();
+        b.text = "RUN xy".into();
+        b.args = String::new();
+        assert_ne!(step_key(&a), step_key(&b));
     }
 }
