@@ -1,0 +1,130 @@
+//! Structure rules of the source tree, checked by reading it (no build of strata
+//! is involved). Each rule is one test whose failure lists every violation as
+//! `file:line: what`, so one run shows all the work there is.
+//!
+//! - `no_file_over_700_lines`: every `.rs` file under `src/` and `tests/` has at
+//!   most 700 lines. A file that long holds more than one idea; split it by idea
+//!   (a `*_tests.rs` file beside it for long unit tests).
+//! - `no_function_over_120_lines`: every `fn` with a body (free, method, nested;
+//!   `src/` and `tests/`) spans at most 120 lines from its `fn` line to its closing
+//!   brace. Longer functions hide their steps; name the steps as functions. Braces
+//!   are counted on tokens (see `lexer`), so braces in strings, raw strings, chars
+//!   and comments do not count, and a lifetime is not a char literal.
+//! - `no_set_var_outside_namespace_entry`: `std::env::set_var` (and `remove_var`)
+//!   appears in `src/` only in `src/sandbox/userns.rs`. Changing the environment
+//!   races with every thread reading it (it is `unsafe` from edition 2024); only the
+//!   namespace entry, which runs before any thread exists, may do it. Others should
+//!   pass values explicitly (or set them on a `Command`).
+//!
+//! The checks are std-only: a small tokenizer (`lexer`) instead of a parser crate.
+
+mod lexer;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const MAX_FILE_LINES: usize = 700;
+const MAX_FN_LINES: usize = 120;
+/// The only file that may change the process environment.
+const NAMESPACE_ENTRY: &str = "src/sandbox/userns.rs";
+
+fn package_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `.rs` file under `dir` (a directory of the package), sorted: its path
+/// relative to the package root, and its text.
+fn rust_files(dir: &str) -> Vec<(String, String)> {
+    let root = package_root();
+    let mut paths = Vec::new();
+    collect_rs(&root.join(dir), &mut paths);
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p.strip_prefix(&root).unwrap_or(&p).to_string_lossy().into_owned(), text)
+        })
+        .collect()
+}
+
+fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) {
+    let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.unwrap_or_else(|e| panic!("{}: {e}", dir.display())).path();
+        if path.is_dir() {
+            collect_rs(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Fails with every violation, one per line, under `rule`.
+fn assert_no_violations(rule: &str, violations: Vec<String>) {
+    if !violations.is_empty() {
+        panic!("{rule}: {} violation(s):\n  {}\n", violations.len(), violations.join("\n  "));
+    }
+}
+
+#[test]
+fn no_file_over_700_lines() {
+    let mut violations = Vec::new();
+    for (rel, text) in rust_files("src").into_iter().chain(rust_files("tests")) {
+        let lines = text.lines().count();
+        if lines > MAX_FILE_LINES {
+            violations.push(format!("{rel}: {lines} lines (at most {MAX_FILE_LINES})"));
+        }
+    }
+    assert_no_violations("files over 700 lines", violations);
+}
+
+#[test]
+fn no_function_over_120_lines() {
+    let mut violations = Vec::new();
+    for (rel, text) in rust_files("src").into_iter().chain(rust_files("tests")) {
+        let tokens = lexer::tokenize(&text);
+        // Unbalanced braces would mean the tokenizer misread the file and every
+        // length after the error is wrong: say so rather than report nonsense.
+        if !lexer::balanced(&tokens) {
+            violations.push(format!("{rel}: braces do not balance as tokenized; the checks cannot read this file"));
+            continue;
+        }
+        for f in lexer::functions(&tokens) {
+            if f.lines() > MAX_FN_LINES {
+                violations.push(format!("{rel}:{}: fn {} is {} lines (at most {MAX_FN_LINES})", f.first_line, f.name, f.lines()));
+            }
+        }
+    }
+    assert_no_violations("functions over 120 lines", violations);
+}
+
+#[test]
+fn no_set_var_outside_namespace_entry() {
+    let mut violations = Vec::new();
+    for (rel, text) in rust_files("src") {
+        if rel == NAMESPACE_ENTRY {
+            continue;
+        }
+        let tokens = lexer::tokenize(&text);
+        for (i, t) in tokens.iter().enumerate() {
+            if t.kind == lexer::Kind::Ident && (t.text == "set_var" || t.text == "remove_var") {
+                violations.push(format!(
+                    "{rel}:{}: {} (only {NAMESPACE_ENTRY} may change the environment)",
+                    t.line,
+                    path_ending_at(&tokens, i)
+                ));
+            }
+        }
+    }
+    assert_no_violations("environment changed outside the namespace entry", violations);
+}
+
+/// `std::env::set_var` from the tokens ending at `end`.
+fn path_ending_at(tokens: &[lexer::Token], end: usize) -> String {
+    let mut start = end;
+    while start >= 2 && tokens[start - 1].is_punct("::") && tokens[start - 2].kind == lexer::Kind::Ident {
+        start -= 2;
+    }
+    tokens[start..=end].iter().map(|t| t.text.as_str()).collect()
+}
