@@ -15,13 +15,36 @@
 //!   races with every thread reading it (it is `unsafe` from edition 2024); only the
 //!   namespace entry, which runs before any thread exists, may do it. Others should
 //!   pass values explicitly (or set them on a `Command`).
+//! - `no_import_cycle_between_files`: the graph of which file of the library uses
+//!   which has no cycle. Two files that need each other are one unit split in two:
+//!   neither can be understood, tested or moved alone. An edge goes from a file to
+//!   the file that *defines* what it names through a path: `use crate::..`,
+//!   `use super::..`, `use self::..`, `use child::..` (with `{..}` groups), and paths
+//!   in code such as `crate::oci::Digest::of_bytes(..)`, `super::cache::key_of(..)`
+//!   or `oci::Store::open(..)` after `use crate::oci`. A name a module re-exports is
+//!   followed to its definition (`crate::oci::Digest` -> `src/oci/digest.rs`). Not
+//!   edges: `mod x;` (declaring a child is not using it), and a `pub use` of an item
+//!   from the module's own subtree (`pub use digest::Digest;` in `oci/mod.rs`): that
+//!   is how a folder exposes its API, and its users get an edge to the defining file
+//!   instead. A mod.rs that *uses* a child (a private `use child::X`, or `child::f()`
+//!   in code) does depend on it. Comments and strings are not code; `src/main.rs` is
+//!   another crate (it sees the library as `strata::`) and cannot be in a cycle.
+//!   `#[cfg(test)]` modules count like any code: their `use super::*` is a self-edge.
+//!   Set `STRATA_ARCH_DUMP=1` to print every edge (`cargo test --test architecture
+//!   -- --nocapture no_import_cycle`).
 //!
-//! The checks are std-only: a small tokenizer (`lexer`) instead of a parser crate.
+//! The checks are std-only: a small tokenizer (`lexer`) and a resolver that maps
+//! module paths to files the way rustc does (`modules`), instead of a parser crate.
 
+mod cycles;
 mod lexer;
+mod modules;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+
+use modules::{Crate, Edge};
 
 const MAX_FILE_LINES: usize = 700;
 const MAX_FN_LINES: usize = 120;
@@ -127,4 +150,53 @@ fn path_ending_at(tokens: &[lexer::Token], end: usize) -> String {
         start -= 2;
     }
     tokens[start..=end].iter().map(|t| t.text.as_str()).collect()
+}
+
+fn load_crate() -> Crate {
+    Crate::load(&package_root())
+}
+
+#[test]
+fn no_import_cycle_between_files() {
+    let krate = load_crate();
+    let edges: Vec<Edge> = krate.edges().into_iter().filter(|e| e.from != e.to && !e.reexport).collect();
+    if std::env::var_os("STRATA_ARCH_DUMP").is_some_and(|v| v == "1") {
+        for e in &edges {
+            println!("{}:{} -> {} ({})", krate.files[e.from].rel, e.line, krate.files[e.to].rel, e.path);
+        }
+    }
+    // The first line (and path) where each file uses each other one, as evidence.
+    let mut first: BTreeMap<(usize, usize), &Edge> = BTreeMap::new();
+    for e in &edges {
+        first
+            .entry((e.from, e.to))
+            .and_modify(|old| {
+                if e.line < old.line {
+                    *old = e
+                }
+            })
+            .or_insert(e);
+    }
+    let mut graph: cycles::Graph = vec![BTreeSet::new(); krate.files.len()];
+    for &(from, to) in first.keys() {
+        graph[from].insert(to);
+    }
+    let mut violations = Vec::new();
+    for members in cycles::components(&graph) {
+        let names: Vec<&str> = members.iter().map(|&m| krate.files[m].rel.as_str()).collect();
+        let mut report = format!("{} files depend on each other: {}", members.len(), names.join(", "));
+        for cycle in cycles::cycles_covering(&graph, &members) {
+            let steps: Vec<String> = cycle
+                .iter()
+                .zip(cycle.iter().cycle().skip(1))
+                .map(|(&a, &b)| {
+                    let e = first[&(a, b)];
+                    format!("{}:{} ({})", krate.files[a].rel, e.line, e.path)
+                })
+                .collect();
+            report.push_str(&format!("\n      cycle: {} -> {}", steps.join(" -> "), krate.files[cycle[0]].rel));
+        }
+        violations.push(report);
+    }
+    assert_no_violations("import cycles between files", violations);
 }
