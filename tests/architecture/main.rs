@@ -32,11 +32,22 @@
 //!   `#[cfg(test)]` modules count like any code: their `use super::*` is a self-edge.
 //!   Set `STRATA_ARCH_DUMP=1` to print every edge (`cargo test --test architecture
 //!   -- --nocapture no_import_cycle`).
+//! - `imports_follow_the_layering_table`: ARCHITECTURE.md's table under "Modules
+//!   and who may use whom" is the layering; code must not drift from it. Every
+//!   top-level module under `src/` needs a row (and every row a module). A path
+//!   written from a file of module `x` that starts at another top-level module `z`
+//!   (`crate::z::..`, or `super::..` reaching it) needs `z` in `x`'s "may use"
+//!   column: its backticked names (`registry::progress` counts as `registry`),
+//!   "everything above" (every earlier row), "everything"; backticks inside
+//!   parentheses are commentary. `lib.rs` and `main.rs` wire modules together and
+//!   are exempt. A path through a `use` binding (`oci::Store` after
+//!   `use crate::oci`) is not reported again: the `use` line was.
 //!
 //! The checks are std-only: a small tokenizer (`lexer`) and a resolver that maps
 //! module paths to files the way rustc does (`modules`), instead of a parser crate.
 
 mod cycles;
+mod layering;
 mod lexer;
 mod modules;
 
@@ -199,4 +210,60 @@ fn no_import_cycle_between_files() {
         violations.push(report);
     }
     assert_no_violations("import cycles between files", violations);
+}
+
+#[test]
+fn imports_follow_the_layering_table() {
+    let root = package_root();
+    let markdown = fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md at the package root");
+    let rows = layering::parse(&markdown).unwrap_or_else(|e| panic!("{e}"));
+    let may_use: BTreeMap<&str, &BTreeSet<String>> = rows.iter().map(|r| (r.module.as_str(), &r.may_use)).collect();
+    let mut violations = Vec::new();
+
+    let modules = top_level_modules(&root.join("src"));
+    for m in &modules {
+        if !may_use.contains_key(m.as_str()) {
+            violations.push(format!("src/{m}: no row in ARCHITECTURE.md's table \"{}\"", &layering::HEADING[3..]));
+        }
+    }
+    for row in &rows {
+        if !modules.contains(&row.module) {
+            violations.push(format!("ARCHITECTURE.md: the row for `{}` names no module under src/", row.module));
+        }
+    }
+
+    let krate = load_crate();
+    // By file and line, each (file, line, module) once.
+    let mut uses = BTreeSet::new();
+    for r in krate.refs.iter().filter(|r| r.explicit()) {
+        let file = &krate.files[r.file];
+        // lib.rs (module path []) declares the modules; main.rs is not loaded.
+        let Some(from) = file.module.first() else { continue };
+        let Some(to) = krate.absolute(r).and_then(|abs| abs.first().cloned()) else { continue };
+        // A module without a row was reported above.
+        let Some(allowed) = may_use.get(from.as_str()) else { continue };
+        if &to != from && !allowed.contains(&to) {
+            uses.insert((file.rel.as_str(), r.line, from.as_str(), to));
+        }
+    }
+    for (rel, line, from, to) in uses {
+        violations.push(format!("{rel}:{line} uses crate::{to} ({to} is not in {from}'s \"may use\" column)"));
+    }
+    assert_no_violations("imports against ARCHITECTURE.md's layering", violations);
+}
+
+/// Directories and `.rs` files directly under `src/`, but lib.rs and main.rs.
+fn top_level_modules(src: &Path) -> BTreeSet<String> {
+    let entries = fs::read_dir(src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    entries
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            if path.is_dir() {
+                Some(name)
+            } else {
+                name.strip_suffix(".rs").filter(|n| *n != "lib" && *n != "main").map(str::to_string)
+            }
+        })
+        .collect()
 }
