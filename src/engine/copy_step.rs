@@ -6,21 +6,24 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::chown::resolve_owner;
 use super::copy::{self, Chmod, CopyOptions, CopyOwnership};
 use super::download::{download, is_url, Prefetched};
+use super::layer::fs_step;
+use super::metadata::join_workdir;
 use super::source_match;
-use super::stage::{join_workdir, StageBuilder};
-use super::step::Fetched;
+use super::step_inputs::Fetched;
+use super::vars::Vars;
+use super::Build;
 use crate::dockerfile::ignore::Ignore;
-use crate::dockerfile::words::Lexer;
 use crate::dockerfile::{CopySource, Heredoc};
 use crate::oci::TempDir;
 use crate::rootfs::extract;
 use crate::rootfs::resolve::{resolve_in, DirFd, Entry, Last};
 use crate::sandbox::overlay;
+use crate::store::{ImageState, LayerRef};
 
 /// ADD's own options.
 #[derive(Clone, Copy, Debug)]
@@ -71,114 +74,108 @@ struct CopyPlan<'a> {
     owners: crate::owner::Owners,
 }
 
-impl StageBuilder<'_> {
-    /// Runs a COPY or ADD; returns whether it produced a layer. `fetched` holds
-    /// what gathering its key fetched: ADD's downloads, `--from`'s image.
-    pub(super) fn copy_step(&mut self, req: CopyRequest<'_>, fetched: Fetched) -> Result<bool> {
-        let what = if req.add.is_some() { "ADD" } else { "COPY" };
-        let dest = self.copy_dest(req.dest, req.sources.len(), what)?;
-        let add = req.add.unwrap_or(AddOptions { checksum: None, unpack: None });
-        let sources = self.gather_sources(&req, add, fetched.downloads)?;
-        // --from: an earlier stage's or an image's tree, mounted for reading.
-        let from_scratch = fetched.from.as_ref().map(|_| self.b.store.layers.scratch()).transpose()?;
-        let from_mount = match (&fetched.from, &from_scratch) {
-            (Some(img), Some(s)) => Some(overlay::mount_overlay(&self.b.store.overlay_for(img, s.path(), false)?)?),
-            _ => None,
-        };
-        let no_ignore = Ignore::default();
-        let excluded = req.exclude.iter().map(|p| self.expand(p)).collect::<Result<Vec<_>>>()?;
-        let plan = CopyPlan {
-            what,
-            dest,
-            src_root: from_mount.as_ref().map(|m| m.merged().to_path_buf()).unwrap_or_else(|| self.b.context.to_path_buf()),
-            ignore: if from_mount.is_some() { &no_ignore } else { self.b.ignore },
-            exclude: Ignore::parse(&excluded.join("\n")),
-            chown: req.chown.map(|c| self.expand(c)).transpose()?,
-            mode: req.chmod.map(|c| self.expand(c)).transpose()?.map(|m| Chmod::parse(&m)).transpose()?,
-            parents: req.parents,
-            unpack_local: req.add.is_some() && add.unpack != Some(false),
-            unpack_urls: add.unpack == Some(true),
-            sources: &sources,
-            owners: self.b.store.owners.clone(),
-        };
-        self.fs_step(|tree| plan.write(tree))
-    }
+/// Runs a COPY or ADD; returns whether it produced a layer. `fetched` holds
+/// what gathering its key fetched: ADD's downloads, `--from`'s image.
+pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyRequest<'_>, fetched: Fetched) -> Result<Option<LayerRef>> {
+    let what = if req.add.is_some() { "ADD" } else { "COPY" };
+    let dest = copy_dest(image, vars, req.dest, req.sources.len(), what)?;
+    let add = req.add.unwrap_or(AddOptions { checksum: None, unpack: None });
+    let sources = gather_sources(b, vars, &req, add, fetched.downloads)?;
+    // --from: an earlier stage's or an image's tree, mounted for reading.
+    let from_scratch = fetched.from.as_ref().map(|_| b.store.layers.scratch()).transpose()?;
+    let from_mount = match (&fetched.from, &from_scratch) {
+        (Some(img), Some(s)) => Some(overlay::mount_overlay(&b.store.overlay_for(img, s.path(), false)?)?),
+        _ => None,
+    };
+    let no_ignore = Ignore::default();
+    let excluded = req.exclude.iter().map(|p| vars.expand(p)).collect::<Result<Vec<_>>>()?;
+    let plan = CopyPlan {
+        what,
+        dest,
+        src_root: from_mount.as_ref().map(|m| m.merged().to_path_buf()).unwrap_or_else(|| b.context.to_path_buf()),
+        ignore: if from_mount.is_some() { &no_ignore } else { b.ignore },
+        exclude: Ignore::parse(&excluded.join("\n")),
+        chown: req.chown.map(|c| vars.expand(c)).transpose()?,
+        mode: req.chmod.map(|c| vars.expand(c)).transpose()?.map(|m| Chmod::parse(&m)).transpose()?,
+        parents: req.parents,
+        unpack_local: req.add.is_some() && add.unpack != Some(false),
+        unpack_urls: add.unpack == Some(true),
+        sources: &sources,
+        owners: b.store.owners.clone(),
+    };
+    fs_step(b, image, |tree| plan.write(tree))
+}
 
-    /// The destination as an absolute path in the image: relative to WORKDIR, and
-    /// ending in `/` when it names a directory.
-    fn copy_dest(&self, dest: &str, sources: usize, what: &str) -> Result<String> {
-        let dest = self.expand(dest)?;
-        if sources > 1 && !dest.ends_with('/') {
-            bail!("when using {what} with more than one source file, the destination must be a directory and end with a /");
-        }
-        let workdir = self.config_ro().working_dir.unwrap_or_default();
-        let mut abs = join_workdir(&workdir, &dest);
-        if dest.ends_with('/') && !abs.ends_with('/') {
-            abs.push('/');
-        }
-        Ok(abs)
+/// The destination as an absolute path in the image: relative to WORKDIR, and
+/// ending in `/` when it names a directory.
+fn copy_dest(image: &ImageState, vars: &Vars, dest: &str, sources: usize, what: &str) -> Result<String> {
+    let dest = vars.expand(dest)?;
+    if sources > 1 && !dest.ends_with('/') {
+        bail!("when using {what} with more than one source file, the destination must be a directory and end with a /");
     }
+    let workdir = image.config.config.as_ref().and_then(|c| c.working_dir.clone()).unwrap_or_default();
+    let mut abs = join_workdir(&workdir, &dest);
+    if dest.ends_with('/') && !abs.ends_with('/') {
+        abs.push('/');
+    }
+    Ok(abs)
+}
 
-    /// Sorts the sources by root: context paths, URLs and heredocs. Heredocs are
-    /// written and downloads moved into the inline dir.
-    fn gather_sources(&self, req: &CopyRequest<'_>, add: AddOptions<'_>, mut downloads: HashMap<String, Prefetched>) -> Result<Gathered> {
-        let mut paths = Vec::new();
-        let mut urls = Vec::new();
-        let mut docs: Vec<&Heredoc> = Vec::new();
-        for s in req.sources {
-            match s {
-                CopySource::Heredoc(h) => docs.push(h),
-                CopySource::Path(p) => {
-                    let p = self.expand(p)?;
-                    match is_url(&p) {
-                        true if req.add.is_none() => bail!("source can't be a URL for COPY: {p}"),
-                        true => urls.push(p),
-                        false => paths.push(p),
-                    }
+/// Sorts the sources by root: context paths, URLs and heredocs. Heredocs are
+/// written and downloads moved into the inline dir.
+fn gather_sources(
+    b: &Build,
+    vars: &Vars,
+    req: &CopyRequest<'_>,
+    add: AddOptions<'_>,
+    mut downloads: HashMap<String, Prefetched>,
+) -> Result<Gathered> {
+    let mut paths = Vec::new();
+    let mut urls = Vec::new();
+    let mut docs: Vec<&Heredoc> = Vec::new();
+    for s in req.sources {
+        match s {
+            CopySource::Heredoc(h) => docs.push(h),
+            CopySource::Path(p) => {
+                let p = vars.expand(p)?;
+                match is_url(&p) {
+                    true if req.add.is_none() => bail!("source can't be a URL for COPY: {p}"),
+                    true => urls.push(p),
+                    false => paths.push(p),
                 }
             }
         }
-        if let (Some(_), Some(p)) = (add.checksum, paths.first()) {
-            bail!("ADD --checksum can only be used with an HTTP(S) URL source, not with the local path {p:?}");
-        }
-        if add.checksum.is_some() && urls.len() + paths.len() != 1 {
-            bail!("ADD --checksum needs exactly one source");
-        }
-        let inline = self.b.store.layers.scratch()?;
-        let mut inline_names = Vec::new();
-        for doc in docs {
-            let content = if doc.expand { self.expand_heredoc(&doc.content)? } else { doc.content.clone() };
-            let path = inline.path().join(&doc.name);
-            fs::write(&path, content).with_context(|| format!("writing heredoc {}", doc.name))?;
-            fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-            inline_names.push(doc.name.clone());
-        }
-        let mut url_names = Vec::new();
-        for url in &urls {
-            // Fetched once already, for the step's cache key: the same bytes go in.
-            let name = match downloads.remove(url) {
-                Some(done) => {
-                    let (from, to) = (done.dir.path().join(&done.name), inline.path().join(&done.name));
-                    fs::rename(&from, &to).with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
-                    done.name
-                }
-                None => download(url, inline.path(), add.checksum)?.name,
-            };
-            url_names.push(name);
-        }
-        inline_names.extend(url_names.iter().cloned());
-        Ok(Gathered { paths, inline, inline_names, url_names })
     }
-
-    /// Heredoc bodies expand like a shell here-document: variables, but quotes are
-    /// kept as written.
-    fn expand_heredoc(&self, body: &str) -> Result<String> {
-        let mut lexer = Lexer::new(self.b.escape);
-        lexer.raw_quotes = true;
-        lexer.raw_escapes = true;
-        let lookup = |name: &str| self.lookup_var(name);
-        Ok(lexer.process(body, &lookup).map_err(|e| anyhow!("{e}"))?.0)
+    if let (Some(_), Some(p)) = (add.checksum, paths.first()) {
+        bail!("ADD --checksum can only be used with an HTTP(S) URL source, not with the local path {p:?}");
     }
+    if add.checksum.is_some() && urls.len() + paths.len() != 1 {
+        bail!("ADD --checksum needs exactly one source");
+    }
+    let inline = b.store.layers.scratch()?;
+    let mut inline_names = Vec::new();
+    for doc in docs {
+        let content = if doc.expand { vars.expand_heredoc(&doc.content)? } else { doc.content.clone() };
+        let path = inline.path().join(&doc.name);
+        fs::write(&path, content).with_context(|| format!("writing heredoc {}", doc.name))?;
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        inline_names.push(doc.name.clone());
+    }
+    let mut url_names = Vec::new();
+    for url in &urls {
+        // Fetched once already, for the step's cache key: the same bytes go in.
+        let name = match downloads.remove(url) {
+            Some(done) => {
+                let (from, to) = (done.dir.path().join(&done.name), inline.path().join(&done.name));
+                fs::rename(&from, &to).with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+                done.name
+            }
+            None => download(url, inline.path(), add.checksum)?.name,
+        };
+        url_names.push(name);
+    }
+    inline_names.extend(url_names.iter().cloned());
+    Ok(Gathered { paths, inline, inline_names, url_names })
 }
 
 impl CopyPlan<'_> {

@@ -15,15 +15,18 @@ mod context;
 mod copy;
 mod copy_step;
 mod download;
+mod layer;
+mod metadata;
 mod remote_cache;
 mod run_step;
 mod source_digest;
 mod source_match;
 mod stage;
-mod step;
+mod step_inputs;
 mod step_key;
+mod vars;
 
-pub use stage::{env_set, join_workdir, normalize_port};
+pub use metadata::{env_set, join_workdir, normalize_port};
 pub use step_key::{base_key, key_of, result_key, Key};
 
 use std::collections::{BTreeMap, HashMap};

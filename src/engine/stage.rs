@@ -1,45 +1,49 @@
-//! One build stage: its instructions applied in order to an image state.
+//! One build stage: its steps applied in order to an image state, each one a
+//! straight walk (see [`StageBuilder::step`]): gather its inputs, compute its key,
+//! answer it from the build cache or run it, record the result.
 //!
-//! Metadata instructions change the config and add an `empty_layer` history entry.
-//! RUN runs in the sandbox over the current layer dirs; COPY/ADD and WORKDIR write
-//! through an overlay mounted by the builder itself. Each filesystem step's upper dir
-//! becomes the next layer (no layer when it changed nothing, as BuildKit does).
-//! Words are expanded here, with the stage's ENV and ARG values at that point.
+//! Metadata instructions change the config and add an `empty_layer` history entry
+//! (`metadata`); RUN runs in the sandbox (`run_step`); COPY/ADD (`copy_step`) and
+//! WORKDIR (`layer`) write through an overlay the builder mounts. Each filesystem
+//! step's upper dir becomes the next layer (none when it changed nothing, as
+//! BuildKit does). A local hit hands the next step the key its entry recorded, a
+//! hit from a `--cache-from` registry the key recomputed from what was pulled; a
+//! step that ran hands on a key derived from what it produced, so nothing after a
+//! re-run step can hit an entry built on top of an older result.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 
-use super::copy_step::{AddOptions, CopyRequest};
-use super::step::Fetched;
-use super::{base, Build};
-use crate::dockerfile::{expand_word, CommandForm, HealthTest, Instruction, Located};
-use crate::oci::{self, ContainerConfig, History};
+use super::copy_step::{copy_step, AddOptions, CopyRequest};
+use super::layer::workdir_step;
+use super::metadata::{clean_abs, env_set, join_workdir, normalize_port};
+use super::run_step::{command_argv, run_step};
+use super::step_inputs::{gather, Fetched, StepSite};
+use super::vars::Vars;
+use super::{base, step_key, Build};
+use crate::dockerfile::{CommandForm, HealthTest, Instruction, Located};
+use crate::oci::{self, ContainerConfig, History, ImageConfig};
 use crate::plan::Stage;
-use crate::sandbox::overlay;
-use crate::store::ImageState;
-
-/// The shell for shell-form commands when SHELL never set one.
-const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+use crate::store::{ImageState, LayerRef};
 
 /// Builds one stage of a plan.
 pub struct StageBuilder<'a> {
-    pub(super) b: &'a Build<'a>,
-    pub(super) stage: &'a Stage,
+    b: &'a Build<'a>,
+    stage: &'a Stage,
     /// Stages built so far, by index (FROM and `--from` may name them).
-    pub(super) built: &'a HashMap<usize, ImageState>,
+    built: &'a HashMap<usize, ImageState>,
     /// `[n/m] ` before each line when the build has several stages.
-    pub(super) label: String,
-    pub(super) image: ImageState,
+    label: String,
+    image: ImageState,
     /// ARGs declared in this stage so far; `None` = declared without a value.
-    pub(super) args: BTreeMap<String, Option<String>>,
+    args: BTreeMap<String, Option<String>>,
     /// True once this stage set CMD itself (ENTRYPOINT then keeps it).
     cmd_set_here: bool,
     /// `--no-cache`, or this stage in `--no-cache-filter`: run every step (results
     /// are still recorded).
-    pub(super) no_cache: bool,
+    no_cache: bool,
 }
 
 impl<'a> StageBuilder<'a> {
@@ -89,16 +93,6 @@ impl<'a> StageBuilder<'a> {
         Ok(self.image.clone())
     }
 
-    /// A variable's value for expansion: ENV wins over ARG. The predefined proxy
-    /// ARGs are not variables of the Dockerfile until an `ARG` declares them, as in
-    /// BuildKit: undeclared, they reach only RUN's environment ([`Self::run_env`]).
-    pub(super) fn lookup_var(&self, name: &str) -> Option<String> {
-        if let Some(v) = env_get(self.config_ro().env.as_deref().unwrap_or(&[]), name) {
-            return Some(v);
-        }
-        self.args.get(name).cloned().flatten()
-    }
-
     /// Runs the base image's ONBUILD triggers right after FROM, as Docker does; they
     /// are consumed, not inherited by this image.
     fn run_triggers(&mut self, from: &Located, total: usize) -> Result<()> {
@@ -115,148 +109,84 @@ impl<'a> StageBuilder<'a> {
         Ok(())
     }
 
-    pub(super) fn expand(&self, word: &str) -> Result<String> {
-        let lookup = |name: &str| self.lookup_var(name);
-        expand_word(word, &lookup, self.b.escape).map_err(|e| anyhow!("{e}"))
+    /// The stage's variables as they stand.
+    fn vars(&self) -> Vars<'_> {
+        let env = self.image.config.config.as_ref().and_then(|c| c.env.as_deref()).unwrap_or(&[]);
+        Vars { env, args: &self.args, escape: self.b.escape }
     }
 
-    pub(super) fn config_ro(&self) -> ContainerConfig {
-        self.image.config.config.clone().unwrap_or_default()
+    /// One step through the build cache. Filesystem steps are looked up before
+    /// running; metadata steps always run (they are cheap and update the stage's
+    /// ARG scope) and then take a cached result's identical timestamps.
+    fn step(&mut self, step: &Located, n: usize, total: usize) -> Result<()> {
+        let site = StepSite { b: self.b, image: &self.image, vars: self.vars(), stage: self.stage.index, built: self.built };
+        let (inputs, fetched) = gather(&site, step)?;
+        let key = step_key::step_key(&inputs);
+        let fs_step = matches!(step.instr, Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_));
+        if fs_step && !self.no_cache {
+            if let Some(hit) = self.lookup(&key) {
+                self.take_hit(&key, hit);
+                return Ok(());
+            }
+        }
+        self.execute(step, fetched, n, total)?;
+        if !self.no_cache && !fs_step {
+            // A metadata step: the recorded result differs at most in its
+            // timestamps, and taking it keeps the steps after it cached.
+            if let Some(hit) = self.lookup(&key).filter(|hit| same_layers(hit, &self.image)) {
+                self.take_hit(&key, hit);
+                return Ok(());
+            }
+        }
+        self.image.cache_key = step_key::result_key(&key, &self.image);
+        self.b.cache.put(&key, &self.image);
+        self.remember(&key);
+        Ok(())
     }
 
-    fn config(&mut self) -> &mut ContainerConfig {
-        self.image.config.config.get_or_insert_with(ContainerConfig::default)
+    fn take_hit(&mut self, key: &str, hit: ImageState) {
+        self.b.report.line(&format!("{}--> CACHED", self.label));
+        self.image = hit;
+        self.remember(key);
     }
 
-    pub(super) fn execute(&mut self, step: &Located, fetched: Fetched, n: usize, total: usize) -> Result<()> {
-        match &step.instr {
+    /// The recorded result of `key`: the local cache's, else a `--cache-from`
+    /// repository's (then kept locally too, so the next build asks nobody).
+    fn lookup(&self, key: &str) -> Option<ImageState> {
+        if let Some(hit) = self.b.cache.get(self.b.store, key) {
+            return Some(hit);
+        }
+        let hit = self.b.remote.as_ref()?.fetch(self.b.store, key, self.b.report)?;
+        self.b.cache.put(key, &hit);
+        Some(hit)
+    }
+
+    /// Hands the step's result to `--cache-to`, if the build exports its cache.
+    fn remember(&self, key: &str) {
+        if let Some(remote) = &self.b.remote {
+            remote.record(key, &self.image);
+        }
+    }
+
+    /// Runs one instruction (the cache missed, or metadata): ARG here, metadata in
+    /// `metadata`, filesystem steps in their own files.
+    fn execute(&mut self, step: &Located, fetched: Fetched, n: usize, total: usize) -> Result<()> {
+        let layer = match &step.instr {
             Instruction::From { .. } => unreachable!("the plan splits stages at FROM"),
             Instruction::Arg(pairs) => {
-                for (name, default) in pairs {
-                    let value = match self.b.req.build_args.get(name) {
-                        Some(v) => Some(v.clone()),
-                        None => match default {
-                            Some(d) => Some(self.expand(d)?),
-                            None => self.b.plan.meta_args.get(name).cloned().flatten(),
-                        },
-                    };
-                    self.args.insert(name.clone(), value);
-                }
-                self.history(step, true);
-            }
-            Instruction::Env(pairs) => {
-                // Every value is expanded with the environment from before this
-                // instruction: `ENV a=1 b=$a` sees the old a.
-                let values = pairs.iter().map(|(k, v)| Ok((self.expand(k)?, self.expand(v)?))).collect::<Result<Vec<_>>>()?;
-                let cfg = self.config();
-                let env = cfg.env.get_or_insert_with(Vec::new);
-                for (k, v) in values {
-                    env_set(env, &k, &v);
-                }
-                self.history(step, true);
-            }
-            Instruction::Label(pairs) => {
-                let values = pairs.iter().map(|(k, v)| Ok((self.expand(k)?, self.expand(v)?))).collect::<Result<Vec<_>>>()?;
-                let labels = self.config().labels.get_or_insert_with(BTreeMap::new);
-                labels.extend(values);
-                self.history(step, true);
-            }
-            Instruction::Maintainer(who) => {
-                self.image.config.author = Some(who.clone());
-                self.history(step, true);
-            }
-            Instruction::Expose(ports) => {
-                let mut expanded = Vec::new();
-                for p in ports {
-                    for word in self.expand(p)?.split_whitespace() {
-                        expanded.extend(normalize_port(word)?);
-                    }
-                }
-                for p in expanded {
-                    self.config().expose_port(&p);
-                }
-                self.history(step, true);
-            }
-            Instruction::Volume(paths) => {
-                let expanded = paths.iter().map(|p| self.expand(p)).collect::<Result<Vec<_>>>()?;
-                for p in expanded.iter().filter(|p| !p.is_empty()) {
-                    self.config().add_volume(p);
-                }
-                self.history(step, true);
-            }
-            Instruction::User(user) => {
-                let u = self.expand(user)?;
-                self.config().user = Some(u);
-                self.history(step, true);
-            }
-            Instruction::StopSignal(sig) => {
-                let s = self.expand(sig)?;
-                if !crate::dockerfile::is_signal(&s) {
-                    bail!("invalid signal: {s:?} (expected a signal name such as SIGTERM or TERM, or a number)");
-                }
-                self.config().stop_signal = Some(s);
-                self.history(step, true);
-            }
-            Instruction::Shell(shell) => {
-                self.config().shell = Some(shell.clone());
-                self.history(step, true);
-            }
-            Instruction::Cmd(form) => {
-                let argv = self.command_argv(form);
-                self.config().cmd = Some(argv);
-                self.cmd_set_here = true;
-                self.history(step, true);
-            }
-            Instruction::Entrypoint(form) => {
-                let argv = self.command_argv(form);
-                let keep_cmd = self.cmd_set_here;
-                let cfg = self.config();
-                cfg.entrypoint = Some(argv);
-                // An ENTRYPOINT resets a CMD inherited from the base image.
-                if !keep_cmd {
-                    cfg.cmd = None;
-                }
-                self.history(step, true);
-            }
-            Instruction::Healthcheck(h) => {
-                let test = match &h.test {
-                    HealthTest::None => vec!["NONE".to_string()],
-                    HealthTest::Cmd(CommandForm::Exec(v)) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
-                    HealthTest::Cmd(CommandForm::Shell(s)) => vec!["CMD-SHELL".to_string(), s.clone()],
-                };
-                let nanos = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64).filter(|n| *n != 0);
-                let hc = oci::Healthcheck {
-                    test: Some(test),
-                    interval: nanos(h.interval),
-                    timeout: nanos(h.timeout),
-                    start_period: nanos(h.start_period),
-                    start_interval: nanos(h.start_interval),
-                    retries: h.retries.map(i64::from).filter(|r| *r != 0),
-                    extra: Default::default(),
-                };
-                self.config().healthcheck = Some(hc);
-                self.history(step, true);
-            }
-            Instruction::Onbuild { expression, .. } => {
-                self.config().on_build.get_or_insert_with(Vec::new).push(expression.clone());
-                self.history(step, true);
+                self.declare_args(pairs)?;
+                None
             }
             Instruction::Workdir(dir) => {
-                let dir = self.expand(dir)?;
-                let current = self.config_ro().working_dir.unwrap_or_default();
-                let path = clean_abs(&join_workdir(&current, &dir));
-                self.config().working_dir = Some(path.clone());
-                let user = self.config_ro().user.filter(|u| !u.is_empty());
-                // BuildKit creates a missing WORKDIR owned by the current USER.
-                let layer = self.fs_step(|tree| {
-                    let owner = user.as_deref().map(|u| super::chown::resolve_owner(tree, u)).transpose()?;
-                    make_workdir(tree, &path, owner)
-                })?;
-                self.history(step, !layer);
+                let dir = self.vars().expand(dir)?;
+                let cfg = self.image.config.config.get_or_insert_with(ContainerConfig::default);
+                let path = clean_abs(&join_workdir(cfg.working_dir.as_deref().unwrap_or_default(), &dir));
+                cfg.working_dir = Some(path.clone());
+                workdir_step(self.b, &self.image, &path)?
             }
             Instruction::Run(run) => {
-                let layer = self.run_step(run, n, total)?;
-                self.history(step, !layer);
+                let prefix = (!self.b.report.is_quiet()).then(|| format!("{}{n}/{total} | ", self.label));
+                run_step(self.b, &self.image, &self.vars(), run, prefix)?
             }
             Instruction::Copy(c) => {
                 let req = CopyRequest {
@@ -268,66 +198,51 @@ impl<'a> StageBuilder<'a> {
                     exclude: &c.exclude,
                     parents: c.parents,
                 };
-                let layer = self.copy_step(req, fetched)?;
-                self.history(step, !layer);
+                copy_step(self.b, &self.image, &self.vars(), req, fetched)?
             }
             Instruction::Add(a) => {
-                let add = AddOptions { checksum: a.checksum.as_deref(), unpack: a.unpack };
                 let req = CopyRequest {
                     sources: &a.sources,
                     dest: &a.dest,
                     chown: a.chown.as_deref(),
                     chmod: a.chmod.as_deref(),
-                    add: Some(add),
+                    add: Some(AddOptions { checksum: a.checksum.as_deref(), unpack: a.unpack }),
                     exclude: &a.exclude,
                     parents: false,
                 };
-                let layer = self.copy_step(req, fetched)?;
-                self.history(step, !layer);
+                copy_step(self.b, &self.image, &self.vars(), req, fetched)?
             }
+            instr => {
+                // The config changes under the instruction: expand with a copy of its Env.
+                let env = self.vars().env.to_vec();
+                let vars = Vars { env: &env, args: &self.args, escape: self.b.escape };
+                apply_metadata(&mut self.image.config, instr, &mut self.cmd_set_here, &vars)?;
+                None
+            }
+        };
+        self.history(step, layer)
+    }
+
+    /// ARG: a build arg's value, else the default (expanded), else the value of
+    /// an ARG of that name before the first FROM.
+    fn declare_args(&mut self, pairs: &[(String, Option<String>)]) -> Result<()> {
+        for (name, default) in pairs {
+            let value = match self.b.req.build_args.get(name) {
+                Some(v) => Some(v.clone()),
+                None => match default {
+                    Some(d) => Some(self.vars().expand(d)?),
+                    None => self.b.plan.meta_args.get(name).cloned().flatten(),
+                },
+            };
+            self.args.insert(name.clone(), value);
         }
         Ok(())
     }
 
-    /// Shell form runs through the stage's SHELL; exec form runs as written.
-    pub(super) fn command_argv(&self, form: &CommandForm) -> Vec<String> {
-        match form {
-            CommandForm::Exec(v) => v.clone(),
-            CommandForm::Shell(cmd) => {
-                let mut argv = self.shell();
-                argv.push(cmd.clone());
-                argv
-            }
-        }
-    }
-
-    pub(super) fn shell(&self) -> Vec<String> {
-        self.config_ro().shell.filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
-    }
-
-    /// Runs `write` against the mounted tree of a new step and commits the result.
-    pub(super) fn fs_step(&mut self, write: impl FnOnce(&Path) -> Result<()>) -> Result<bool> {
-        let scratch = self.b.store.layers.scratch()?;
-        let spec = self.b.store.overlay_for(&self.image, scratch.path(), false)?;
-        {
-            let mount = overlay::mount_overlay(&spec)?;
-            write(mount.merged())?;
-        }
-        self.b.store.settle(&spec)?;
-        self.commit(&spec.upper)
-    }
-
-    pub(super) fn commit(&mut self, upper: &Path) -> Result<bool> {
-        match self.b.store.commit_upper(upper, &self.image, self.b.req.layers)? {
-            Some(layer) => {
-                self.image.layers.push(layer);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    fn history(&mut self, step: &Located, empty_layer: bool) {
+    /// Adds the step's layer, if it made one, and its history entry.
+    fn history(&mut self, step: &Located, layer: Option<LayerRef>) -> Result<()> {
+        let empty_layer = layer.is_none();
+        self.image.layers.extend(layer);
         let created = now(self.b.req.layers.source_date_epoch);
         let entry = History {
             created: Some(created.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
@@ -338,7 +253,102 @@ impl<'a> StageBuilder<'a> {
         };
         self.image.config.history.push(entry);
         self.image.config.set_created(created);
+        Ok(())
     }
+}
+
+/// Applies a metadata instruction to the config.
+fn apply_metadata(image: &mut ImageConfig, instr: &Instruction, cmd_set_here: &mut bool, vars: &Vars) -> Result<()> {
+    if let Instruction::Maintainer(who) = instr {
+        image.author = Some(who.clone());
+        return Ok(());
+    }
+    let config_ro = image.config.clone().unwrap_or_default();
+    let cfg = image.config.get_or_insert_with(ContainerConfig::default);
+    match instr {
+        Instruction::Env(pairs) => {
+            // Every value is expanded with the environment from before this
+            // instruction: `ENV a=1 b=$a` sees the old a.
+            let values = pairs.iter().map(|(k, v)| Ok((vars.expand(k)?, vars.expand(v)?))).collect::<Result<Vec<_>>>()?;
+            let env = cfg.env.get_or_insert_with(Vec::new);
+            for (k, v) in values {
+                env_set(env, &k, &v);
+            }
+        }
+        Instruction::Label(pairs) => {
+            let values = pairs.iter().map(|(k, v)| Ok((vars.expand(k)?, vars.expand(v)?))).collect::<Result<Vec<_>>>()?;
+            let labels = cfg.labels.get_or_insert_with(BTreeMap::new);
+            labels.extend(values);
+        }
+        Instruction::Expose(ports) => {
+            let mut expanded = Vec::new();
+            for p in ports {
+                for word in vars.expand(p)?.split_whitespace() {
+                    expanded.extend(normalize_port(word)?);
+                }
+            }
+            for p in expanded {
+                cfg.expose_port(&p);
+            }
+        }
+        Instruction::Volume(paths) => {
+            let expanded = paths.iter().map(|p| vars.expand(p)).collect::<Result<Vec<_>>>()?;
+            for p in expanded.iter().filter(|p| !p.is_empty()) {
+                cfg.add_volume(p);
+            }
+        }
+        Instruction::User(user) => {
+            let u = vars.expand(user)?;
+            cfg.user = Some(u);
+        }
+        Instruction::StopSignal(sig) => {
+            let s = vars.expand(sig)?;
+            if !crate::dockerfile::is_signal(&s) {
+                bail!("invalid signal: {s:?} (expected a signal name such as SIGTERM or TERM, or a number)");
+            }
+            cfg.stop_signal = Some(s);
+        }
+        Instruction::Shell(shell) => {
+            cfg.shell = Some(shell.clone());
+        }
+        Instruction::Cmd(form) => {
+            let argv = command_argv(&config_ro, form);
+            cfg.cmd = Some(argv);
+            *cmd_set_here = true;
+        }
+        Instruction::Entrypoint(form) => {
+            let argv = command_argv(&config_ro, form);
+            let keep_cmd = *cmd_set_here;
+            cfg.entrypoint = Some(argv);
+            // An ENTRYPOINT resets a CMD inherited from the base image.
+            if !keep_cmd {
+                cfg.cmd = None;
+            }
+        }
+        Instruction::Healthcheck(h) => {
+            let test = match &h.test {
+                HealthTest::None => vec!["NONE".to_string()],
+                HealthTest::Cmd(CommandForm::Exec(v)) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+                HealthTest::Cmd(CommandForm::Shell(s)) => vec!["CMD-SHELL".to_string(), s.clone()],
+            };
+            let nanos = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64).filter(|n| *n != 0);
+            let hc = oci::Healthcheck {
+                test: Some(test),
+                interval: nanos(h.interval),
+                timeout: nanos(h.timeout),
+                start_period: nanos(h.start_period),
+                start_interval: nanos(h.start_interval),
+                retries: h.retries.map(i64::from).filter(|r| *r != 0),
+                extra: Default::default(),
+            };
+            cfg.healthcheck = Some(hc);
+        }
+        Instruction::Onbuild { expression, .. } => {
+            cfg.on_build.get_or_insert_with(Vec::new).push(expression.clone());
+        }
+        other => unreachable!("not a metadata instruction: {other:?}"),
+    }
+    Ok(())
 }
 
 /// The build's clock: SOURCE_DATE_EPOCH when set, for reproducible configs.
@@ -349,111 +359,7 @@ pub(super) fn now(source_date_epoch: Option<u64>) -> DateTime<Utc> {
     }
 }
 
-pub(super) fn env_get(env: &[String], key: &str) -> Option<String> {
-    env.iter().find_map(|e| e.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
-}
-
-pub fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
-    let entry = format!("{key}={value}");
-    match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
-        Some(e) => *e = entry,
-        None => env.push(entry),
-    }
-}
-
-pub fn join_workdir(current: &str, path: &str) -> String {
-    if path.starts_with('/') {
-        path.to_string()
-    } else {
-        let base = if current.is_empty() { "/" } else { current };
-        format!("{}/{}", base.trim_end_matches('/'), path)
-    }
-}
-
-/// Creates the missing components of `path` inside `tree`, 0755, owned by `owner`.
-fn make_workdir(tree: &Path, path: &str, owner: Option<(u32, u32)>) -> Result<()> {
-    use crate::rootfs::resolve::{resolve_in, Last};
-    let mut cur = String::new();
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        cur.push('/');
-        cur.push_str(part);
-        let host = resolve_in(tree, Path::new(&cur), Last::Follow)?;
-        if host.is_dir() {
-            continue;
-        }
-        std::fs::create_dir(&host).with_context(|| format!("creating working directory {cur}"))?;
-        std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        if let Some((uid, gid)) = owner {
-            nix::unistd::chown(&host, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
-                .with_context(|| format!("chown {uid}:{gid} {cur}"))?;
-        }
-    }
-    Ok(())
-}
-
-/// Lexically cleans an absolute path (`/a/./b/../c` -> `/a/c`).
-fn clean_abs(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
-/// `EXPOSE 80` means 80/tcp; protocols are lower-cased as Docker stores them, and
-/// a range (`8000-8002/tcp`) is one port per number, as BuildKit's
-/// `nat.ParsePortSpecs` expands it.
-pub fn normalize_port(word: &str) -> Result<Vec<String>> {
-    let (port, proto) = word.split_once('/').unwrap_or((word, "tcp"));
-    let proto = proto.to_ascii_lowercase();
-    let bad = || anyhow!("invalid port {word:?}: expected PORT[-END][/tcp|udp|sctp]");
-    let (first, last) = match port.split_once('-') {
-        Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
-        None => {
-            let p = port.parse::<u16>().map_err(|_| bad())?;
-            (p, p)
-        }
-    };
-    if first > last || !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(bad());
-    }
-    Ok((first..=last).map(|p| format!("{p}/{proto}")).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workdir_paths_chain_and_clean() {
-        assert_eq!(clean_abs(&join_workdir("/a", "b")), "/a/b");
-        assert_eq!(clean_abs(&join_workdir("/a", "/c")), "/c");
-        assert_eq!(clean_abs(&join_workdir("", "x/../y")), "/y");
-    }
-
-    #[test]
-    fn ports_get_a_protocol() {
-        assert_eq!(normalize_port("80").unwrap(), ["80/tcp"]);
-        assert_eq!(normalize_port("53/UDP").unwrap(), ["53/udp"]);
-        assert_eq!(normalize_port("8000-8002/tcp").unwrap(), ["8000/tcp", "8001/tcp", "8002/tcp"]);
-        assert_eq!(normalize_port("7-7/sctp").unwrap(), ["7/sctp"]);
-        assert!(normalize_port("http").is_err());
-        assert!(normalize_port("9-8").is_err());
-        assert!(normalize_port("80/icmp").is_err());
-    }
-
-    #[test]
-    fn env_set_replaces_in_place() {
-        let mut env = vec!["A=1".to_string(), "B=2".to_string()];
-        env_set(&mut env, "A", "3");
-        env_set(&mut env, "C", "x=y");
-        assert_eq!(env, vec!["A=3", "B=2", "C=x=y"]);
-        assert_eq!(env_get(&env, "C").as_deref(), Some("x=y"));
-    }
+/// True when two states have the same layers (their configs may differ in times).
+fn same_layers(a: &ImageState, b: &ImageState) -> bool {
+    a.layers.len() == b.layers.len() && a.layers.iter().zip(&b.layers).all(|(x, y)| x.diff_id == y.diff_id)
 }

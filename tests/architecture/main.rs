@@ -26,8 +26,10 @@
 //!   edges: `mod x;` (declaring a child is not using it), and a `pub use` of an item
 //!   from the module's own subtree (`pub use digest::Digest;` in `oci/mod.rs`): that
 //!   is how a folder exposes its API, and its users get an edge to the defining file
-//!   instead. A mod.rs that *uses* a child (a private `use child::X`, or `child::f()`
-//!   in code) does depend on it. Comments and strings are not code; `src/main.rs` is
+//!   instead. Nor is any use a folder's `mod.rs` makes of its own folder: a mod.rs is
+//!   the folder's front door, which declares, re-exports and wires its children;
+//!   children sharing a type their mod.rs defines is the folder's shape, not a cycle
+//!   between peers (two sibling files using each other still is). Comments and strings are not code; `src/main.rs` is
 //!   another crate (it sees the library as `strata::`) and cannot be in a cycle.
 //!   `#[cfg(test)]` modules count like any code: their `use super::*` is a self-edge.
 //!   Set `STRATA_ARCH_DUMP=1` to print every edge (`cargo test --test architecture

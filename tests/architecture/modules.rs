@@ -103,7 +103,11 @@ impl Crate {
             let Some(abs) = self.absolutize(&r.scope, &r.segs, 0) else { continue };
             let Some(to) = self.locate(&abs, 0) else { continue };
             let own = &self.files[r.file].module;
-            let reexport = r.public_use && abs.len() > own.len() && abs.starts_with(own);
+            // A folder's mod.rs is its front door: it declares its children, re-exports
+            // them and may call them. Such an edge into its own folder is how a folder
+            // is built, not a dependency between peers, so it never closes a cycle.
+            let front = self.files[r.file].rel.ends_with("/mod.rs");
+            let reexport = (r.public_use || front) && abs.len() > own.len() && abs.starts_with(own);
             out.push(Edge { from: r.file, to, line: r.line, path: format!("crate::{}", abs.join("::")), reexport });
         }
         out

@@ -60,7 +60,7 @@ fn paths_resolve_to_the_defining_file() {
             // The re-exports are edges the cycle check skips; the private use is not.
             "src/a/mod.rs:3 -> src/a/x.rs (re-export)",
             "src/a/mod.rs:4 -> src/a/y.rs (re-export)",
-            "src/a/mod.rs:5 -> src/a/y.rs",
+            "src/a/mod.rs:5 -> src/a/y.rs (re-export)",
             "src/a/x.rs:1 -> src/a/mod.rs",
             // `use super::*` in a `#[path]` file is its parent, x.rs.
             "src/a/x_tests.rs:1 -> src/a/x.rs",

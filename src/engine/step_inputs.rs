@@ -1,0 +1,187 @@
+//! A step's inputs gathered for its key: the words it will see, the ARG values,
+//! RUN's network and seccomp profile, the content of COPY/ADD sources, ADD's URLs
+//! (fetched, as BuildKit keys them) and `--from`'s image (resolved once). What was
+//! fetched is handed to the step as a value, so nothing is fetched twice.
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, Context, Result};
+
+use super::download::{download, is_url, Prefetched};
+use super::run_step::run_network;
+use super::source_digest::content_digest;
+use super::step_key::{Download, StepInputs};
+use super::vars::Vars;
+use super::{base, is_proxy_arg, Build};
+use crate::dockerfile::{CopySource, Heredoc, Instruction, Located};
+use crate::sandbox::seccomp::SeccompPolicy;
+use crate::store::ImageState;
+
+/// What gathering a step's inputs fetched, handed to the step so that nothing is
+/// fetched or resolved twice.
+#[derive(Default)]
+pub(super) struct Fetched {
+    /// ADD's URLs, downloaded for the key, by URL.
+    pub downloads: HashMap<String, Prefetched>,
+    /// COPY `--from`: the stage's or image's state.
+    pub from: Option<ImageState>,
+}
+
+/// Where a step stands: the build, the stage's state and variables, and the
+/// stages built before it.
+pub(super) struct StepSite<'a> {
+    pub b: &'a Build<'a>,
+    pub image: &'a ImageState,
+    pub vars: Vars<'a>,
+    /// The stage's index, for `--from` look-ups.
+    pub stage: usize,
+    pub built: &'a HashMap<usize, ImageState>,
+}
+
+/// Everything the step's result depends on, and what was fetched to know it.
+pub(super) fn gather(s: &StepSite, step: &Located) -> Result<(StepInputs, Fetched)> {
+    let mut inputs = StepInputs {
+        parent: s.image.cache_key.clone(),
+        text: step.original.clone(),
+        words: expanded_words(&s.vars, &step.instr)?,
+        format: s.b.req.layers,
+        ..Default::default()
+    };
+    let mut fetched = Fetched::default();
+    let heredocs: &[Heredoc] = match &step.instr {
+        Instruction::Run(r) => {
+            // The shell expands RUN's text, so its key holds the values it sees
+            // instead (proxy args excepted: they never cause a miss).
+            // The network it resolved to, not the one asked for: see `cache_key`.
+            inputs.network = Some(crate::sandbox::network::cache_key(run_network(s.b.req.network, r)?));
+            inputs.seccomp = seccomp_key(s.b);
+            inputs.args = arg_values(s, false);
+            &r.heredocs
+        }
+        Instruction::Copy(c) => {
+            match &c.from {
+                Some(from) => {
+                    let image = copy_from(s, &s.vars.expand(from)?)?;
+                    inputs.sources = image.cache_key.clone();
+                    fetched.from = Some(image);
+                }
+                None => inputs.sources = sources_digest(s, &c.sources)?,
+            }
+            &c.heredocs
+        }
+        Instruction::Add(a) => {
+            inputs.sources = sources_digest(s, &a.sources)?;
+            inputs.downloads = fetch_urls(s, &a.sources, a.checksum.as_deref(), &mut fetched)?;
+            &a.heredocs
+        }
+        _ => &[],
+    };
+    if !matches!(step.instr, Instruction::Run(_)) && heredocs.iter().any(|h| h.expand) {
+        inputs.args = arg_values(s, true);
+    }
+    inputs.heredocs = heredocs.iter().map(|h| (h.name.clone(), h.expand, h.content.clone())).collect();
+    Ok((inputs, fetched))
+}
+
+/// A step run under another seccomp profile may have done what the default
+/// profile refuses: it must not stand in for a default run. (Runs under the
+/// default profile add nothing, so they keep the keys they had before profiles
+/// existed.)
+fn seccomp_key(b: &Build) -> Option<String> {
+    let policy = &b.req.seccomp;
+    (*policy != SeccompPolicy::DockerDefault)
+        .then(|| crate::oci::Digest::of_bytes(&serde_json::to_vec(policy).expect("a policy serialises")).hex().to_string())
+}
+
+/// `K=V` lines of the stage's ARGs (`\0` for declared without a value); with
+/// `proxies`, the proxy build args too, for text strata itself expands.
+fn arg_values(s: &StepSite, proxies: bool) -> String {
+    let mut lines: Vec<String> =
+        s.vars.args.iter().filter(|(k, _)| !is_proxy_arg(k)).map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("\u{0}"))).collect();
+    if proxies {
+        lines.extend(s.b.req.build_args.iter().filter(|(k, _)| is_proxy_arg(k)).map(|(k, v)| format!("{k}={v}")));
+    }
+    lines.join("\0")
+}
+
+/// The words of a non-RUN instruction as the step will see them, so an edit of
+/// a variable they use is a miss even when the Dockerfile text is unchanged.
+fn expanded_words(vars: &Vars, instr: &Instruction) -> Result<Vec<String>> {
+    let raw: Vec<&str> = match instr {
+        Instruction::Env(pairs) | Instruction::Label(pairs) => pairs.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]).collect(),
+        Instruction::Expose(words) | Instruction::Volume(words) => words.iter().map(String::as_str).collect(),
+        Instruction::User(w) | Instruction::StopSignal(w) | Instruction::Workdir(w) => vec![w.as_str()],
+        Instruction::Copy(c) => {
+            let mut w = vec![c.dest.as_str()];
+            w.extend(c.from.as_deref());
+            w.extend(c.chown.as_deref());
+            w.extend(c.chmod.as_deref());
+            w.extend(c.exclude.iter().map(String::as_str));
+            w.extend(path_sources(&c.sources));
+            w
+        }
+        Instruction::Add(a) => {
+            let mut w = vec![a.dest.as_str()];
+            w.extend(a.chown.as_deref());
+            w.extend(a.chmod.as_deref());
+            w.extend(a.exclude.iter().map(String::as_str));
+            w.extend(path_sources(&a.sources));
+            w
+        }
+        _ => Vec::new(),
+    };
+    raw.into_iter().map(|w| vars.expand(w)).collect()
+}
+
+/// COPY `--from`: an earlier stage's result, else an image (by name or
+/// transport), resolved once for both the key and the copy.
+fn copy_from(s: &StepSite, from: &str) -> Result<ImageState> {
+    match s.b.plan.find_stage(from, s.stage) {
+        Some(i) => s.built.get(&i).cloned().ok_or_else(|| anyhow!("stage {from} was not built")),
+        None => base::resolve(s.b.store, from, &s.b.req.registry)
+            .with_context(|| format!("--from={from}: not a stage of this Dockerfile nor a known image")),
+    }
+}
+
+/// The content digest of what COPY/ADD keeps of its context sources (empty when
+/// it has none).
+fn sources_digest(s: &StepSite, sources: &[CopySource]) -> Result<String> {
+    let mut patterns = Vec::new();
+    for p in path_sources(sources) {
+        let p = s.vars.expand(p)?;
+        if !is_url(&p) {
+            patterns.push(p);
+        }
+    }
+    if patterns.is_empty() {
+        return Ok(String::new());
+    }
+    let matched = super::source_match::matched_paths(s.b.context, &patterns, s.b.ignore, "COPY")?;
+    let digest = content_digest(s.b.context, &matched, s.b.ignore, &s.b.memo);
+    s.b.memo.save();
+    digest
+}
+
+/// ADD's URLs: their content is only known by fetching it, as BuildKit keys
+/// them, so they are fetched now (once: the step itself uses these files).
+fn fetch_urls(s: &StepSite, sources: &[CopySource], checksum: Option<&str>, fetched: &mut Fetched) -> Result<Vec<Download>> {
+    let mut keys = Vec::new();
+    for p in path_sources(sources) {
+        let url = s.vars.expand(p)?;
+        if !is_url(&url) {
+            continue;
+        }
+        let dir = s.b.store.layers.scratch()?;
+        let got = download(&url, dir.path(), checksum)?;
+        keys.push(Download { url: url.clone(), name: got.name.clone(), digest: got.digest, modified: got.modified });
+        fetched.downloads.insert(url, Prefetched { dir, name: got.name });
+    }
+    Ok(keys)
+}
+
+fn path_sources(sources: &[CopySource]) -> impl Iterator<Item = &str> {
+    sources.iter().filter_map(|s| match s {
+        CopySource::Path(p) => Some(p.as_str()),
+        CopySource::Heredoc(_) => None,
+    })
+}
