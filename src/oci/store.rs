@@ -66,15 +66,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// The fault hook of the crash tests: with `STRATA_TEST_ABORT_AT=<point>` the
-    /// process SIGKILLs itself when it reaches `point` (`run`: a step's upper dir is
-    /// full, nothing committed; `commit`: a blob is written and synced but not yet
-    /// renamed; `index`: a new index.json is written but not yet renamed), so each
-    /// crash point is hit exactly, not by timing.
+    /// The crash tests' fault hook, [`crate::fault::abort_if_asked`]: nothing unless
+    /// strata is built with the `fault-injection` feature.
+    #[inline(always)]
     pub fn abort_if_asked(point: &str) {
-        if std::env::var_os("STRATA_TEST_ABORT_AT").is_some_and(|v| v == point) {
-            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-        }
+        crate::fault::abort_if_asked(point);
     }
 
     /// Opens the layout at `dir`, creating the directory and layout files if missing.
