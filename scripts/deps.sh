@@ -19,6 +19,7 @@ packages=(
     crun            # podman's runtime
     runc            # tests: podman runs rootless with runc (crun refuses hybrid cgroups)
     jq              # scripts/test.sh: find the test binary in cargo's JSON output
+    binutils        # scripts/test.sh: strings, to check no test hook is in the release binary
     tar gzip        # tests: list layer tarballs
     util-linux      # runuser, unshare
     passwd          # useradd, usermod --add-subuids

@@ -2,13 +2,18 @@
 # The README's second command, and what CI runs (.ci/run).
 #
 # 1. scripts/deps.sh: the Debian packages and a Rust toolchain.
-# 2. cargo fmt --check; cargo clippy --all-targets -- -D warnings.
-# 3. Unit and conformance tests as whoever runs this script.
-# 4. End-to-end tests (tests/e2e.rs) as an UNPRIVILEGED user with subuid/subgid ranges:
+# 2. cargo fmt --check; cargo clippy --all-targets -- -D warnings, once without and once
+#    with the fault-injection feature so that both sides of its cfg are linted.
+# 3. cargo build --release, and a check that the release binary has no test hook in it
+#    (`strings | grep STRATA_TEST_`: the hooks exist only with --features fault-injection).
+# 4. Unit and conformance tests as whoever runs this script.
+# 5. End-to-end tests (tests/e2e.rs) as an UNPRIVILEGED user with subuid/subgid ranges:
 #    as root, user strata-test is created when missing and the test binary, strata and
 #    the fixtures are copied to a fresh directory that user can read; otherwise they run
 #    as the current user. STRATA_REQUIRE_SANDBOX=1 turns "cannot sandbox here" skips into
-#    failures.
+#    failures. The tests, and the strata binary they run, are built with
+#    --features fault-injection: the crash and single-id tests need its hooks (and fail,
+#    saying so, against a binary without them).
 #
 # Ends with the e2e runner's summary line; exits non-zero on any failure.
 # Environment: STRATA_TEST_USER (default strata-test), STRATA_E2E_THREADS (default 2),
@@ -23,6 +28,9 @@ test_user="${STRATA_TEST_USER:-strata-test}"
 threads="${STRATA_E2E_THREADS:-2}"
 subid_range="200000-265535"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Every build of the tests, and of the strata binary the e2e tests run: with the test
+# hooks of src/fault.rs. Release builds (below, demo.sh, bench.sh) never have them.
+test_features=(--features fault-injection)
 
 log "dependencies"
 bash scripts/deps.sh </dev/null
@@ -33,13 +41,30 @@ cargo fmt --all -- --check
 
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+log "cargo clippy --all-targets ${test_features[*]} -- -D warnings"
+cargo clippy --all-targets "${test_features[@]}" -- -D warnings
+
+# What users run: no fault-injection hook may be compiled in. The names of all of them
+# start with STRATA_TEST_ (src/fault.rs); `strings` is in binutils (scripts/deps.sh).
+log "cargo build --release, and no test hook in it"
+release="$(cargo build --release --message-format=json-render-diagnostics </dev/null)"
+release_bin="$(jq -r 'select(.reason == "compiler-artifact" and .target.name == "strata"
+                             and (.target.kind | index("bin"))) | .executable // empty' <<<"$release" | tail -n1)"
+[[ -n $release_bin && -x $release_bin ]] || die "could not find the release strata binary in cargo's output"
+command -v strings >/dev/null 2>&1 || die "strings is missing (binutils): run scripts/deps.sh"
+release_strings="$(strings -a "$release_bin")" || die "strings $release_bin failed"
+if hooks="$(grep STRATA_TEST_ <<<"$release_strings")"; then
+    printf '%s\n' "$hooks" >&2
+    die "$release_bin contains test hooks (above): they must be under #[cfg(feature = \"fault-injection\")]"
+fi
+unset release_strings
 
 if [ -f src/lib.rs ]; then
     log "unit tests: cargo test --lib"
-    cargo test --lib -- --skip conformance_tests </dev/null
+    cargo test "${test_features[@]}" --lib -- --skip conformance_tests </dev/null
     # The conformance tests print an N/N tally per corpus: show it even when they pass.
     log "conformance: ../shared/conformance/buildkit"
-    if conformance="$(cargo test --lib conformance_tests -- --show-output </dev/null 2>&1)"; then
+    if conformance="$(cargo test "${test_features[@]}" --lib conformance_tests -- --show-output </dev/null 2>&1)"; then
         grep -E '^(parser|parser-negative|envVarTest|wordsTest) [0-9]+/[0-9]+$|^test result' <<<"$conformance"
     else
         printf '%s\n' "$conformance"
@@ -56,7 +81,7 @@ for t in tests/*.rs tests/*/main.rs; do
     esac
     [ "$name" = e2e ] && continue
     log "integration tests: cargo test --test $name"
-    cargo test --test "$name" </dev/null
+    cargo test "${test_features[@]}" --test "$name" </dev/null
 done
 
 # A short pass of each fuzz target: catches a target that no longer builds and
@@ -67,14 +92,19 @@ if [ "$fuzz_seconds" -gt 0 ]; then
     bash scripts/fuzz.sh all "$fuzz_seconds"
 fi
 
-log "building the e2e test binary and strata"
-artifacts="$(cargo test --test e2e --no-run --message-format=json-render-diagnostics </dev/null)"
+log "building the e2e test binary and strata (${test_features[*]})"
+artifacts="$(cargo test "${test_features[@]}" --test e2e --no-run --message-format=json-render-diagnostics </dev/null)"
 e2e_bin="$(jq -r 'select(.reason == "compiler-artifact" and .target.name == "e2e"
                          and .profile.test == true) | .executable // empty' <<<"$artifacts" | tail -n1)"
 strata_bin="$(jq -r 'select(.reason == "compiler-artifact" and .target.name == "strata"
                             and (.target.kind | index("bin"))) | .executable // empty' <<<"$artifacts" | tail -n1)"
 [[ -n $e2e_bin && -x $e2e_bin ]] || die "could not find the e2e test binary in cargo's output"
 [[ -n $strata_bin && -x $strata_bin ]] || die "could not find the strata binary in cargo's output"
+# The other side of the release check: the hooks' names are found where they exist, so
+# an empty grep above means they are absent, not that the pattern is wrong. (No grep -q:
+# under pipefail, strings killed by SIGPIPE would fail the pipeline.)
+strings -a "$strata_bin" | grep STRATA_TEST_ >/dev/null ||
+    die "$strata_bin was built with ${test_features[*]} but has no STRATA_TEST_ hook in it"
 
 filter=()
 [ -n "${STRATA_E2E_FILTER:-}" ] && filter=("$STRATA_E2E_FILTER")

@@ -2,7 +2,8 @@
 //!
 //! Layering (each arrow means "may use"; nothing else is allowed):
 //! - `dockerfile`: Dockerfile text -> typed instructions; uses no other strata module.
-//! - `oci`: content store, image config/manifest types, archives; uses no other module.
+//! - `oci`: content store, image config/manifest types, archives; uses no other module
+//!   but `fault`.
 //! - `plan` -> `dockerfile`: stages, their dependencies and build order.
 //! - `rootfs` -> `oci`: layer dirs, tar unpacking and diffing.
 //! - `registry` -> `oci`: the OCI distribution API (pull, push, credentials).
@@ -13,6 +14,8 @@
 //! - `report`: progress output, used by `build` and `cli`.
 //! - `owner`: file ownership that survives a single-id namespace (a leaf; used by
 //!   `rootfs`, `sandbox` and `build`).
+//! - `fault`: test hooks (`STRATA_TEST_*`), compiled only with the `fault-injection`
+//!   feature (a leaf; any module may call it).
 //!
 //! Data flow of `strata build` is described in ARCHITECTURE.md.
 
@@ -20,6 +23,7 @@ pub mod cli;
 pub mod container;
 pub mod dockerfile;
 pub mod engine;
+pub mod fault;
 pub mod oci;
 pub mod owner;
 pub mod plan;

@@ -4,6 +4,8 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A test hook (fault-injection builds only): how the e2e tests tell such a build.
+    strata::fault::abort_if_asked("start");
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // The sandbox helper is an internal re-exec, not a user command; it must stay
     // single-threaded and skip argument parsing entirely.

@@ -3,7 +3,10 @@
 //!
 //! `scripts/test.sh` runs this binary as an unprivileged user with subordinate id ranges
 //! and `STRATA_REQUIRE_SANDBOX=1`, so a machine that cannot sandbox fails instead of
-//! skipping. Environment:
+//! skipping. Both this binary and strata are built with `--features fault-injection`:
+//! the crash and single-id tests use its hooks (`STRATA_TEST_*`, through
+//! `support::abort_at_env` and `support::single_id_env`) and fail, saying so, when the
+//! strata under test lacks them. Environment:
 //! - `STRATA_BIN`: the strata binary (default: the one cargo built with the tests);
 //! - `STRATA_FIXTURES`: the fixtures directory (default: the repository's `fixtures/`);
 //! - `STRATA_BUSYBOX`: the static busybox of the base image (default `/bin/busybox`);

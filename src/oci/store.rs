@@ -66,17 +66,6 @@ pub struct Store {
 }
 
 impl Store {
-    /// The fault hook of the crash tests: with `STRATA_TEST_ABORT_AT=<point>` the
-    /// process SIGKILLs itself when it reaches `point` (`run`: a step's upper dir is
-    /// full, nothing committed; `commit`: a blob is written and synced but not yet
-    /// renamed; `index`: a new index.json is written but not yet renamed), so each
-    /// crash point is hit exactly, not by timing.
-    pub fn abort_if_asked(point: &str) {
-        if std::env::var_os("STRATA_TEST_ABORT_AT").is_some_and(|v| v == point) {
-            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-        }
-    }
-
     /// Opens the layout at `dir`, creating the directory and layout files if missing.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
         let root = dir.as_ref().to_path_buf();
@@ -158,7 +147,7 @@ impl Store {
         // NamedTempFile is 0600; blobs are public content and exported layouts must be
         // readable by other users' tools.
         file.set_permissions(fs::Permissions::from_mode(0o644)).and_then(|()| file.sync_all()).map_err(OciError::io("sync", tmp.path()))?;
-        Self::abort_if_asked("commit");
+        crate::fault::abort_if_asked("commit");
         tmp.persist(&dest).map_err(|e| OciError::io("rename blob to", &dest)(e.error))?;
         sync_dir(&self.blob_dir())
     }
@@ -267,7 +256,7 @@ impl Store {
 
     fn write_index(&self, index: &ImageIndex) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(index).map_err(|source| OciError::Serialize { what: "index.json", source })?;
-        write_atomic(&self.root, INDEX_FILE, &bytes, || Self::abort_if_asked("index"))
+        write_atomic(&self.root, INDEX_FILE, &bytes, || crate::fault::abort_if_asked("index"))
     }
 
     fn lock(&self) -> Result<Flock<File>> {

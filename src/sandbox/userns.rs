@@ -146,17 +146,17 @@ pub fn enter() -> Result<Privilege, SandboxError> {
     let subuids = fs::read_to_string("/etc/subuid").map(|t| parse_subid(&t, &user, uid)).unwrap_or_default();
     let subgids = fs::read_to_string("/etc/subgid").map(|t| parse_subid(&t, &user, uid)).unwrap_or_default();
     let helpers = which("newuidmap").is_some() && which("newgidmap").is_some();
-    // STRATA_IGNORE_SUBIDS=1 behaves as a host without ranges (tests of that mode).
-    let ignore_ranges = std::env::var("STRATA_IGNORE_SUBIDS").is_ok_and(|v| v == "1");
-    let multi = helpers && !subuids.is_empty() && !subgids.is_empty() && !ignore_ranges;
+    // A test hook (fault-injection builds only) behaves as a host without ranges.
+    let ignored = crate::fault::subids_ignored();
+    let multi = helpers && !subuids.is_empty() && !subgids.is_empty() && ignored.is_none();
     if !multi {
         // setgroups is denied in a single-id namespace: the caller's supplementary
         // groups cannot be dropped there (see `child::drop_privileges`).
         let extra_groups = nix::unistd::getgroups().unwrap_or_default().iter().any(|g| g.as_raw() != gid);
         eprintln!(
             "strata: warning: {} for user {user}: only uid {uid} and gid {gid} are mapped; other owners are recorded in user.containers.override_stat xattrs and written to layers, but processes cannot switch to other users{} (add ranges to /etc/subuid and /etc/subgid and install uidmap)",
-            if ignore_ranges {
-                "STRATA_IGNORE_SUBIDS=1"
+            if let Some(hook) = ignored {
+                hook
             } else if helpers {
                 "no /etc/subuid or /etc/subgid range"
             } else {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{ImageState, LayerRef, LocalStore};
-use crate::oci::{self, Store};
+use crate::oci;
 use crate::rootfs::diff::{write_diff, DiffOptions};
 use crate::rootfs::normalise::normalise_upper;
 use crate::rootfs::vfs;
@@ -135,7 +135,7 @@ impl LocalStore {
             return Ok(None);
         }
         // A crash test's "after the RUN, before its layer" point.
-        Store::abort_if_asked("run");
+        crate::fault::abort_if_asked("run");
         let blob = self.images.write_layer_with(format.compression, |w| {
             let mut out = BufWriter::with_capacity(1 << 20, w);
             write_diff(upper, &mut out, opts).map_err(std::io::Error::other)?;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::drivers::{build_busybox_in, strata_at};
-use crate::support::{path_str, run_command, scratch, skip_without_sandbox, strata, strata_bin, with_base, world, Run};
+use crate::support::{path_str, run_command, scratch, single_id_env, skip_without_sandbox, strata, strata_bin, with_base, world, Run};
 
 /// Runs `script` with `bash -c` on the host, `$STRATA` being `strata --root <store>`.
 #[track_caller]
@@ -217,7 +217,7 @@ fn only_the_images_groups_reach_the_command() {
     // supplementary groups cannot be dropped; they show as the overflow gid 65534
     // and strata says so in its warning.
     let root_dir = scratch("groups-single").join("store");
-    let single = [("STRATA_IGNORE_SUBIDS", "1")];
+    let single = single_id_env();
     build_busybox_in(&root_dir, None, &single).unwrap();
     let out = strata_at(&root_dir, None, &single, &["run", "--rm", "busybox", "grep", "Groups", "/proc/self/status"]).ok();
     let got = groups(&out.stdout);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::drivers::{build_busybox_in, rich_entries, strata_at, Rich};
 use crate::hostile::{hostile_layout, RawTar};
 use crate::layout::Layout;
-use crate::support::{path_str, scratch, skip_without_sandbox, strata, with_base};
+use crate::support::{path_str, scratch, single_id_env, skip_without_sandbox, strata, with_base};
 
 const RECORD: &str = "user.containers.override_stat";
 
@@ -102,9 +102,9 @@ fn owners_single_id_honours_chown_but_not_a_forged_record() {
     if skip_without_sandbox("owners_single_id_honours_chown_but_not_a_forged_record") {
         return;
     }
-    const SINGLE: [(&str, &str); 1] = [("STRATA_IGNORE_SUBIDS", "1")];
+    let single = single_id_env();
     let root = scratch("owners-single").join("store");
-    build_busybox_in(&root, None, &SINGLE).unwrap();
+    build_busybox_in(&root, None, &single).unwrap();
     let ctx = scratch("owners-single-ctx");
     build_setx(&ctx);
     fs::write(
@@ -115,7 +115,7 @@ fn owners_single_id_honours_chown_but_not_a_forged_record() {
     .unwrap();
     let out = scratch("owners-single-out").join("layout");
     let dest = format!("oci:{}:t", path_str(&out));
-    strata_at(&root, None, &SINGLE, &["build", "-t", "owners-single", "--output", &dest, &path_str(&ctx)]).ok();
+    strata_at(&root, None, &single, &["build", "-t", "owners-single", "--output", &dest, &path_str(&ctx)]).ok();
     let entries = top_layer(&out);
     let forged = find(&entries, "forged");
     assert_eq!((forged.uid, forged.gid), (0, 0), "a record strata did not write is not honoured: {forged:?}");

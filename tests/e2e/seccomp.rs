@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::drivers::{build_busybox_in, strata_at};
 use crate::layout::Layout;
-use crate::support::{path_str, scratch, skip_without_sandbox, strata, with_base, Run};
+use crate::support::{path_str, scratch, single_id_env, skip_without_sandbox, strata, with_base, Run};
 
 /// Reports the filter mode and tries a call Docker's profile denies without
 /// CAP_SYS_ADMIN: `unshare(CLONE_NEWUSER)`, which needs no capability otherwise.
@@ -176,7 +176,7 @@ fn single_id_chown_notify_composes_with_the_profile() {
     if skip_without_sandbox("single_id_chown_notify_composes_with_the_profile") {
         return;
     }
-    let single = [("STRATA_IGNORE_SUBIDS", "1")];
+    let single = single_id_env();
     let root = scratch("seccomp-single").join("store");
     build_busybox_in(&root, None, &single).unwrap();
     for (policy, denies) in [(None, true), (Some("seccomp=unconfined"), false)] {

@@ -1,28 +1,28 @@
-//! Single-id mode (a host without /etc/subuid ranges, simulated with
-//! STRATA_IGNORE_SUBIDS=1): builds still work, one warning says what is lost, and a
-//! RUN's chown to ids the namespace cannot map still reaches the layer exactly.
+//! Single-id mode (a host without /etc/subuid ranges, simulated with the
+//! fault-injection hook STRATA_TEST_IGNORE_SUBIDS=1): builds still work, one warning
+//! says what is lost, and a RUN's chown to ids the namespace cannot map still reaches
+//! the layer exactly.
 
 use std::fs;
 
 use crate::drivers::{build_busybox_in, strata_at};
 use crate::layout::Layout;
-use crate::support::{path_str, scratch, skip_without_sandbox};
-
-const SINGLE: [(&str, &str); 1] = [("STRATA_IGNORE_SUBIDS", "1")];
+use crate::support::{path_str, scratch, single_id_env, skip_without_sandbox};
 
 #[test]
 fn single_id_mode_keeps_chowned_owners_in_the_layer() {
     if skip_without_sandbox("single_id_mode_keeps_chowned_owners_in_the_layer") {
         return;
     }
+    let single = single_id_env();
     let root = scratch("single-id").join("store");
-    let map = strata_at(&root, None, &SINGLE, &["unshare", "cat", "/proc/self/uid_map"]).ok();
+    let map = strata_at(&root, None, &single, &["unshare", "cat", "/proc/self/uid_map"]).ok();
     let extents: Vec<&str> = map.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(extents.len(), 1, "one id mapped: {}", map.stdout);
     assert!(extents[0].split_whitespace().nth(2) == Some("1"), "a single id: {}", map.stdout);
     assert_eq!(map.stderr.matches("warning:").count(), 1, "the warning is printed once: {}", map.stderr);
 
-    build_busybox_in(&root, None, &SINGLE).unwrap();
+    build_busybox_in(&root, None, &single).unwrap();
     let ctx = scratch("single-id-ctx");
     fs::write(
         ctx.join("Dockerfile"),
@@ -31,7 +31,7 @@ fn single_id_mode_keeps_chowned_owners_in_the_layer() {
     .unwrap();
     let out = scratch("single-id-out").join("layout");
     let build =
-        strata_at(&root, None, &SINGLE, &["build", "-t", "single", "--output", &format!("oci:{}:t", path_str(&out)), &path_str(&ctx)]).ok();
+        strata_at(&root, None, &single, &["build", "-t", "single", "--output", &format!("oci:{}:t", path_str(&out)), &path_str(&ctx)]).ok();
     assert_eq!(build.stderr.matches("warning:").count(), 1, "the warning is printed once per run: {}", build.stderr);
 
     let layout = Layout::open(&out);

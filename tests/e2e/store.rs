@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::support::{path_str, run_command, scratch, skip_without_sandbox, strata, strata_bin, with_base, world, Run};
+use crate::support::{abort_at_env, path_str, run_command, scratch, skip_without_sandbox, strata, strata_bin, with_base, world, Run};
 
 /// `strata --root ROOT ARGS...` with extra environment.
 pub fn strata_at(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
@@ -56,7 +56,7 @@ fn a_kill_at_each_crash_point_leaves_the_store_consistent() {
         fs::write(ctx.join("Dockerfile"), format!("FROM base\nRUN echo {point} > /ran\nCOPY f /f\n")).unwrap();
         fs::write(ctx.join("f"), format!("file {point}\n")).unwrap();
         let tag = format!("crash-{point}");
-        let killed = strata_at(&root, &["build", "-t", &tag, &path_str(&ctx)], &[("STRATA_TEST_ABORT_AT", point)]);
+        let killed = strata_at(&root, &["build", "-t", &tag, &path_str(&ctx)], &abort_at_env(point));
         // Killed by SIGKILL: the namespace parent relays it as 128 + 9.
         assert_eq!(killed.code, Some(137), "the build died at {point} by SIGKILL: {}", killed.describe());
         let left = leftovers(&root);

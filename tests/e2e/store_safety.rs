@@ -15,7 +15,7 @@ use crate::drivers::sha256_hex;
 use crate::hostile::{hostile_layout, RawTar};
 use crate::layout::Layout;
 use crate::store::{private_store, strata_at};
-use crate::support::{path_str, run, scratch, skip_without_sandbox, strata, with_base, world};
+use crate::support::{abort_at_env, path_str, run, scratch, skip_without_sandbox, strata, with_base, world};
 
 /// strata's own dirs below a store root, each 0700.
 const PRIVATE_DIRS: [&str; 6] = ["oci", "layers", "tmp", "init", "containers", "cache"];
@@ -242,7 +242,7 @@ fn a_dead_writers_temp_blob_is_reported_then_removed() {
     let root = private_store("temps");
     let ctx = scratch("temps-ctx");
     fs::write(ctx.join("Dockerfile"), "FROM base\nRUN echo x > /x\n").expect("write Dockerfile");
-    let killed = strata_at(&root, &["build", "-t", "temps", &path_str(&ctx)], &[("STRATA_TEST_ABORT_AT", "commit")]);
+    let killed = strata_at(&root, &["build", "-t", "temps", &path_str(&ctx)], &abort_at_env("commit"));
     assert_eq!(killed.code, Some(137), "killed mid-blob: {}", killed.describe());
     let blobs = root.join("oci/blobs/sha256");
     let temps = || -> Vec<PathBuf> {

@@ -21,6 +21,62 @@ pub fn strata_bin() -> PathBuf {
     }
 }
 
+static FAULT_INJECTION: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Panics unless the strata binary under test was built with the `fault-injection`
+/// feature, whose test hooks (`STRATA_TEST_*`, src/fault.rs) the calling test needs:
+/// without it a hook is silently ignored and the test would check the wrong thing.
+/// Checked once, by using a hook and observing its effect: such a build run with
+/// `STRATA_TEST_ABORT_AT=start` is SIGKILLed first thing; any other prints its version.
+#[track_caller]
+pub fn require_fault_injection() {
+    let checked = FAULT_INJECTION.get_or_init(|| {
+        let bin = strata_bin();
+        let out = Command::new(&bin)
+            .arg("--version")
+            .env("STRATA_TEST_ABORT_AT", "start")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        match std::os::unix::process::ExitStatusExt::signal(&out.status) {
+            Some(libc::SIGKILL) => Ok(()),
+            _ if out.status.success() => Err(format!(
+                "{} was built without the fault-injection feature, and this test needs its hooks (STRATA_TEST_*): \
+                 build it with `cargo build --features fault-injection`, or run `cargo test --features fault-injection` \
+                 (scripts/test.sh does)",
+                bin.display()
+            )),
+            _ => Err(format!(
+                "checking {} for the fault-injection feature: `STRATA_TEST_ABORT_AT=start strata --version` ended with {}: {}{}",
+                bin.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )),
+        }
+    });
+    if let Err(e) = checked {
+        panic!("{e}");
+    }
+}
+
+/// The environment of single-id mode on a host with subuid ranges (the hook
+/// `STRATA_TEST_IGNORE_SUBIDS=1`); panics unless the binary has the hooks.
+#[track_caller]
+pub fn single_id_env() -> [(&'static str, &'static str); 1] {
+    require_fault_injection();
+    [("STRATA_TEST_IGNORE_SUBIDS", "1")]
+}
+
+/// The environment that SIGKILLs strata at a crash point (the hook
+/// `STRATA_TEST_ABORT_AT`: `run`, `commit` or `index`); panics unless the binary has
+/// the hooks.
+#[track_caller]
+pub fn abort_at_env(point: &str) -> [(&'static str, &str); 1] {
+    require_fault_injection();
+    [("STRATA_TEST_ABORT_AT", point)]
+}
+
 /// The fixtures directory: `$STRATA_FIXTURES`, else the repository's `fixtures/`.
 pub fn fixtures() -> PathBuf {
     match std::env::var_os("STRATA_FIXTURES") {
