@@ -13,6 +13,7 @@ mod chmod;
 mod context;
 mod copy;
 mod copy_step;
+mod metadata;
 mod remote_cache;
 mod source_digest;
 mod source_match;
@@ -20,7 +21,7 @@ mod stage;
 mod step;
 mod step_key;
 
-pub use stage::{env_set, join_workdir, normalize_port};
+pub use metadata::{apply_metadata, env_set, join_workdir, normalize_port, Applied, MetadataScope};
 pub use step_key::{base_key, key_of, result_key, Key};
 
 use std::collections::{BTreeMap, HashMap};

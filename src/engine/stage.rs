@@ -14,15 +14,17 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 
 use super::copy_step::{AddOptions, CopyRequest, Prefetched};
+use super::metadata::{self, apply_metadata, Applied, MetadataScope};
 use super::{base, is_proxy_arg, Build};
-use crate::dockerfile::{expand_word, CommandForm, HealthTest, Heredoc, Instruction, Located, RunArgs};
-use crate::oci::{self, ContainerConfig, History};
+use crate::dockerfile::{expand_word, CommandForm, Heredoc, Instruction, Located, RunArgs};
+use crate::oci::{ContainerConfig, History};
 use crate::plan::Stage;
 use crate::sandbox::{self, overlay, Network, RunSpec, Stdin};
 use crate::store::ImageState;
 
-/// The shell for shell-form commands when SHELL never set one.
-const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+/// Moved to `metadata`; still importable from here, where other engine modules
+/// (and code moving out of this file) have always found it.
+pub(super) use super::metadata::join_workdir;
 
 /// Builds one stage of a plan.
 pub struct StageBuilder<'a> {
@@ -35,8 +37,8 @@ pub struct StageBuilder<'a> {
     pub(super) image: ImageState,
     /// ARGs declared in this stage so far; `None` = declared without a value.
     pub(super) args: BTreeMap<String, Option<String>>,
-    /// True once this stage set CMD itself (ENTRYPOINT then keeps it).
-    cmd_set_here: bool,
+    /// What the metadata rules remember within this stage (CMD set here or not).
+    meta: MetadataScope,
     /// `--no-cache`, or this stage in `--no-cache-filter`: run every step (results
     /// are still recorded).
     pub(super) no_cache: bool,
@@ -58,7 +60,7 @@ impl<'a> StageBuilder<'a> {
             label,
             image: ImageState::scratch(),
             args: BTreeMap::new(),
-            cmd_set_here: false,
+            meta: MetadataScope::default(),
             no_cache: req.no_cache || filtered,
             downloads: RefCell::new(HashMap::new()),
         }
@@ -127,10 +129,6 @@ impl<'a> StageBuilder<'a> {
         self.image.config.config.clone().unwrap_or_default()
     }
 
-    fn config(&mut self) -> &mut ContainerConfig {
-        self.image.config.config.get_or_insert_with(ContainerConfig::default)
-    }
-
     pub(super) fn execute(&mut self, step: &Located, n: usize, total: usize) -> Result<()> {
         match &step.instr {
             Instruction::From { .. } => unreachable!("the plan splits stages at FROM"),
@@ -146,116 +144,6 @@ impl<'a> StageBuilder<'a> {
                     self.args.insert(name.clone(), value);
                 }
                 self.history(step, true);
-            }
-            Instruction::Env(pairs) => {
-                // Every value is expanded with the environment from before this
-                // instruction: `ENV a=1 b=$a` sees the old a.
-                let values = pairs.iter().map(|(k, v)| Ok((self.expand(k)?, self.expand(v)?))).collect::<Result<Vec<_>>>()?;
-                let cfg = self.config();
-                let env = cfg.env.get_or_insert_with(Vec::new);
-                for (k, v) in values {
-                    env_set(env, &k, &v);
-                }
-                self.history(step, true);
-            }
-            Instruction::Label(pairs) => {
-                let values = pairs.iter().map(|(k, v)| Ok((self.expand(k)?, self.expand(v)?))).collect::<Result<Vec<_>>>()?;
-                let labels = self.config().labels.get_or_insert_with(BTreeMap::new);
-                labels.extend(values);
-                self.history(step, true);
-            }
-            Instruction::Maintainer(who) => {
-                self.image.config.author = Some(who.clone());
-                self.history(step, true);
-            }
-            Instruction::Expose(ports) => {
-                let mut expanded = Vec::new();
-                for p in ports {
-                    for word in self.expand(p)?.split_whitespace() {
-                        expanded.extend(normalize_port(word)?);
-                    }
-                }
-                for p in expanded {
-                    self.config().expose_port(&p);
-                }
-                self.history(step, true);
-            }
-            Instruction::Volume(paths) => {
-                let expanded = paths.iter().map(|p| self.expand(p)).collect::<Result<Vec<_>>>()?;
-                for p in expanded.iter().filter(|p| !p.is_empty()) {
-                    self.config().add_volume(p);
-                }
-                self.history(step, true);
-            }
-            Instruction::User(user) => {
-                let u = self.expand(user)?;
-                self.config().user = Some(u);
-                self.history(step, true);
-            }
-            Instruction::StopSignal(sig) => {
-                let s = self.expand(sig)?;
-                if !crate::dockerfile::is_signal(&s) {
-                    bail!("invalid signal: {s:?} (expected a signal name such as SIGTERM or TERM, or a number)");
-                }
-                self.config().stop_signal = Some(s);
-                self.history(step, true);
-            }
-            Instruction::Shell(shell) => {
-                self.config().shell = Some(shell.clone());
-                self.history(step, true);
-            }
-            Instruction::Cmd(form) => {
-                let argv = self.command_argv(form);
-                self.config().cmd = Some(argv);
-                self.cmd_set_here = true;
-                self.history(step, true);
-            }
-            Instruction::Entrypoint(form) => {
-                let argv = self.command_argv(form);
-                let keep_cmd = self.cmd_set_here;
-                let cfg = self.config();
-                cfg.entrypoint = Some(argv);
-                // An ENTRYPOINT resets a CMD inherited from the base image.
-                if !keep_cmd {
-                    cfg.cmd = None;
-                }
-                self.history(step, true);
-            }
-            Instruction::Healthcheck(h) => {
-                let test = match &h.test {
-                    HealthTest::None => vec!["NONE".to_string()],
-                    HealthTest::Cmd(CommandForm::Exec(v)) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
-                    HealthTest::Cmd(CommandForm::Shell(s)) => vec!["CMD-SHELL".to_string(), s.clone()],
-                };
-                let nanos = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64).filter(|n| *n != 0);
-                let hc = oci::Healthcheck {
-                    test: Some(test),
-                    interval: nanos(h.interval),
-                    timeout: nanos(h.timeout),
-                    start_period: nanos(h.start_period),
-                    start_interval: nanos(h.start_interval),
-                    retries: h.retries.map(i64::from).filter(|r| *r != 0),
-                    extra: Default::default(),
-                };
-                self.config().healthcheck = Some(hc);
-                self.history(step, true);
-            }
-            Instruction::Onbuild { expression, .. } => {
-                self.config().on_build.get_or_insert_with(Vec::new).push(expression.clone());
-                self.history(step, true);
-            }
-            Instruction::Workdir(dir) => {
-                let dir = self.expand(dir)?;
-                let current = self.config_ro().working_dir.unwrap_or_default();
-                let path = clean_abs(&join_workdir(&current, &dir));
-                self.config().working_dir = Some(path.clone());
-                let user = self.config_ro().user.filter(|u| !u.is_empty());
-                // BuildKit creates a missing WORKDIR owned by the current USER.
-                let layer = self.fs_step(|tree| {
-                    let owner = user.as_deref().map(|u| super::copy_step::resolve_owner(tree, u)).transpose()?;
-                    make_workdir(tree, &path, owner)
-                })?;
-                self.history(step, !layer);
             }
             Instruction::Run(run) => {
                 if !run.mounts.is_empty() {
@@ -304,20 +192,40 @@ impl<'a> StageBuilder<'a> {
                 let layer = self.copy_step(req)?;
                 self.history(step, !layer);
             }
+            // ENV, LABEL, CMD, WORKDIR and the other metadata instructions.
+            _ => self.metadata_step(step)?,
+        }
+        Ok(())
+    }
+
+    /// A metadata instruction: the config change is `metadata`'s (shared with
+    /// `commit --change`); WORKDIR's directory is created here, as its own layer.
+    fn metadata_step(&mut self, step: &Located) -> Result<()> {
+        // A copy, so that `expand` reads the variables from before the instruction.
+        let mut config = self.image.config.clone();
+        let mut scope = self.meta;
+        let applied = apply_metadata(&mut config, &step.instr, &mut scope, &|w| self.expand(w))?;
+        self.image.config = config;
+        self.meta = scope;
+        match applied {
+            Applied::NotMetadata => unreachable!("execute handles {:?} itself", step.original),
+            Applied::Config => self.history(step, true),
+            Applied::Workdir(path) => {
+                let user = self.config_ro().user.filter(|u| !u.is_empty());
+                // BuildKit creates a missing WORKDIR owned by the current USER.
+                let layer = self.fs_step(|tree| {
+                    let owner = user.as_deref().map(|u| super::copy_step::resolve_owner(tree, u)).transpose()?;
+                    make_workdir(tree, &path, owner)
+                })?;
+                self.history(step, !layer);
+            }
         }
         Ok(())
     }
 
     /// Shell form runs through the stage's SHELL; exec form runs as written.
     fn command_argv(&self, form: &CommandForm) -> Vec<String> {
-        match form {
-            CommandForm::Exec(v) => v.clone(),
-            CommandForm::Shell(cmd) => {
-                let mut argv = self.shell();
-                argv.push(cmd.clone());
-                argv
-            }
-        }
+        metadata::command_argv(&self.config_ro(), form)
     }
 
     /// RUN's argv and any /dev/pipes scripts, with BuildKit's heredoc rules: a
@@ -352,7 +260,7 @@ impl<'a> StageBuilder<'a> {
     }
 
     fn shell(&self) -> Vec<String> {
-        self.config_ro().shell.filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
+        metadata::shell(&self.config_ro())
     }
 
     /// The environment a RUN sees: the image's Env plus this stage's ARG values
@@ -483,23 +391,6 @@ fn env_get(env: &[String], key: &str) -> Option<String> {
     env.iter().find_map(|e| e.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
 }
 
-pub fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
-    let entry = format!("{key}={value}");
-    match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
-        Some(e) => *e = entry,
-        None => env.push(entry),
-    }
-}
-
-pub fn join_workdir(current: &str, path: &str) -> String {
-    if path.starts_with('/') {
-        path.to_string()
-    } else {
-        let base = if current.is_empty() { "/" } else { current };
-        format!("{}/{}", base.trim_end_matches('/'), path)
-    }
-}
-
 /// Creates the missing components of `path` inside `tree`, 0755, owned by `owner`.
 fn make_workdir(tree: &Path, path: &str, owner: Option<(u32, u32)>) -> Result<()> {
     use crate::rootfs::resolve::{resolve_in, Last};
@@ -521,51 +412,9 @@ fn make_workdir(tree: &Path, path: &str, owner: Option<(u32, u32)>) -> Result<()
     Ok(())
 }
 
-/// Lexically cleans an absolute path (`/a/./b/../c` -> `/a/c`).
-fn clean_abs(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
-/// `EXPOSE 80` means 80/tcp; protocols are lower-cased as Docker stores them, and
-/// a range (`8000-8002/tcp`) is one port per number, as BuildKit's
-/// `nat.ParsePortSpecs` expands it.
-pub fn normalize_port(word: &str) -> Result<Vec<String>> {
-    let (port, proto) = word.split_once('/').unwrap_or((word, "tcp"));
-    let proto = proto.to_ascii_lowercase();
-    let bad = || anyhow!("invalid port {word:?}: expected PORT[-END][/tcp|udp|sctp]");
-    let (first, last) = match port.split_once('-') {
-        Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
-        None => {
-            let p = port.parse::<u16>().map_err(|_| bad())?;
-            (p, p)
-        }
-    };
-    if first > last || !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(bad());
-    }
-    Ok((first..=last).map(|p| format!("{p}/{proto}")).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn workdir_paths_chain_and_clean() {
-        assert_eq!(clean_abs(&join_workdir("/a", "b")), "/a/b");
-        assert_eq!(clean_abs(&join_workdir("/a", "/c")), "/c");
-        assert_eq!(clean_abs(&join_workdir("", "x/../y")), "/y");
-    }
 
     #[test]
     fn heredoc_only_commands_are_recognised() {
@@ -574,25 +423,5 @@ mod tests {
         assert!(is_only_heredoc("<<\"EOT\"", "EOT"));
         assert!(!is_only_heredoc("<<EOF bash", "EOF"));
         assert!(!is_only_heredoc("cat <<EOF", "EOF"));
-    }
-
-    #[test]
-    fn ports_get_a_protocol() {
-        assert_eq!(normalize_port("80").unwrap(), ["80/tcp"]);
-        assert_eq!(normalize_port("53/UDP").unwrap(), ["53/udp"]);
-        assert_eq!(normalize_port("8000-8002/tcp").unwrap(), ["8000/tcp", "8001/tcp", "8002/tcp"]);
-        assert_eq!(normalize_port("7-7/sctp").unwrap(), ["7/sctp"]);
-        assert!(normalize_port("http").is_err());
-        assert!(normalize_port("9-8").is_err());
-        assert!(normalize_port("80/icmp").is_err());
-    }
-
-    #[test]
-    fn env_set_replaces_in_place() {
-        let mut env = vec!["A=1".to_string(), "B=2".to_string()];
-        env_set(&mut env, "A", "3");
-        env_set(&mut env, "C", "x=y");
-        assert_eq!(env, vec!["A=3", "B=2", "C=x=y"]);
-        assert_eq!(env_get(&env, "C").as_deref(), Some("x=y"));
     }
 }
