@@ -37,7 +37,8 @@ pub struct RmArgs {
 #[derive(Debug, Args)]
 pub struct CommitArgs {
     /// Apply a Dockerfile instruction to the image's config (CMD, ENTRYPOINT, ENV,
-    /// EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable.
+    /// EXPOSE, HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR);
+    /// repeatable.
     #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
     pub changes: Vec<String>,
     /// Commit message, kept in the image's history.

@@ -28,8 +28,10 @@ pub fn commit_layer(
     Ok(state)
 }
 
-/// The instructions `commit --change` accepts (docker's list).
-const CHANGE_INSTRUCTIONS: &str = "CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR";
+/// The instructions `commit --change` accepts: the docker daemon's list
+/// (`validCommitCommands`), which has HEALTHCHECK and STOPSIGNAL although docker's
+/// documentation leaves them out; SHELL and MAINTAINER are refused there too.
+const CHANGE_INSTRUCTIONS: &str = "CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR";
 
 /// Applies `commit --change` Dockerfile instructions to `config`, in order, with the
 /// build's rules for each (`engine::apply_metadata`). They share one scope as the
@@ -63,6 +65,7 @@ fn parse_change(change: &str) -> Result<(Located, char)> {
             | Instruction::Entrypoint(_)
             | Instruction::Env(_)
             | Instruction::Expose(_)
+            | Instruction::Healthcheck(_)
             | Instruction::Label(_)
             | Instruction::Onbuild { .. }
             | Instruction::StopSignal(_)
@@ -124,7 +127,20 @@ mod tests {
         let err = apply_changes(&mut config, &changes(&["ENV A=1", "RUN echo no"])).unwrap_err();
         assert!(err.to_string().contains("RUN cannot be changed by commit"), "{err}");
         assert_eq!(config, image_with_cmd(), "nothing applied");
+        for other in ["SHELL [\"/bin/bash\", \"-c\"]", "MAINTAINER me", "ARG A", "COPY a b"] {
+            let err = apply_changes(&mut config, &changes(&[other])).unwrap_err();
+            assert!(err.to_string().contains("cannot be changed by commit"), "{other}: {err}");
+        }
         let err = apply_changes(&mut config, &changes(&["ENV A=1\nENV B=2"])).unwrap_err();
         assert!(err.to_string().contains("exactly one instruction"), "{err}");
+    }
+
+    #[test]
+    fn healthcheck_is_allowed_as_docker_allows_it() {
+        let mut config = image_with_cmd();
+        apply_changes(&mut config, &changes(&["HEALTHCHECK --interval=5s CMD true"])).unwrap();
+        let hc = config.config.unwrap().healthcheck.unwrap();
+        assert_eq!(hc.test, Some(vec!["CMD-SHELL".to_string(), "true".to_string()]));
+        assert_eq!(hc.interval, Some(5_000_000_000));
     }
 }
