@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::Args;
 
-use crate::container::{apply_change, commit_layer};
+use crate::container::{apply_changes, commit_layer};
 use crate::oci::{self, History, ImageName};
 use crate::store::LocalStore;
 use crate::store::{ContainerRecord, ContainerState, Containers};
@@ -37,7 +37,8 @@ pub struct RmArgs {
 #[derive(Debug, Args)]
 pub struct CommitArgs {
     /// Apply a Dockerfile instruction to the image's config (CMD, ENTRYPOINT, ENV,
-    /// EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable.
+    /// EXPOSE, HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR);
+    /// repeatable.
     #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
     pub changes: Vec<String>,
     /// Commit message, kept in the image's history.
@@ -156,9 +157,7 @@ pub fn commit(store: &LocalStore, args: CommitArgs) -> Result<ExitCode> {
     let format = crate::store::LayerFormat { source_date_epoch: super::source_date_epoch(), ..Default::default() };
     let mut state = commit_layer(store, &containers, &record, &image, format)?;
     let config = &mut state.config;
-    for change in &args.changes {
-        apply_change(config, change)?;
-    }
+    apply_changes(config, &args.changes)?;
     if let Some(author) = &args.author {
         config.author = Some(author.clone());
     }

@@ -1,8 +1,12 @@
 //! `strata commit`: a container's writable layer as a new image, with `--change`
 //! instructions applied to its config.
 
+use std::collections::HashMap;
+
 use anyhow::{bail, Context, Result};
 
+use crate::dockerfile::{expand_word, Instruction, Located};
+use crate::engine::{apply_metadata, MetadataScope};
 use crate::oci;
 use crate::store::{ContainerRecord, Containers, ImageState, LayerFormat, LocalStore};
 
@@ -24,66 +28,119 @@ pub fn commit_layer(
     Ok(state)
 }
 
-/// The instructions `commit --change` accepts (docker's list).
-const CHANGE_INSTRUCTIONS: &str = "CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR";
+/// The instructions `commit --change` accepts: the docker daemon's list
+/// (`validCommitCommands`), which has HEALTHCHECK and STOPSIGNAL although docker's
+/// documentation leaves them out; SHELL and MAINTAINER are refused there too.
+const CHANGE_INSTRUCTIONS: &str = "CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR";
 
-/// Applies one `--change` Dockerfile instruction to `config`, with words expanded in
-/// the config's environment as a build step would.
-pub fn apply_change(config: &mut oci::ImageConfig, change: &str) -> Result<()> {
-    use crate::dockerfile::{expand_word, CommandForm, Instruction};
-    let df = crate::dockerfile::parse(change, "--change").with_context(|| format!("invalid --change {change:?}"))?;
-    let [step] = df.instructions.as_slice() else { bail!("--change {change:?}: give exactly one instruction per --change") };
-    let cfg = config.config.get_or_insert_with(Default::default);
-    let env: std::collections::HashMap<String, String> =
-        cfg.env.iter().flatten().filter_map(|e| e.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let expand = |w: &str| expand_word(w, &env, df.escape()).with_context(|| format!("--change {change:?}"));
-    let shell = cfg.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-    let argv = |form: &CommandForm| match form {
-        CommandForm::Exec(v) => v.clone(),
-        CommandForm::Shell(s) => shell.iter().cloned().chain(std::iter::once(s.clone())).collect(),
-    };
-    match &step.instr {
-        Instruction::Cmd(form) => cfg.cmd = Some(argv(form)),
-        Instruction::Entrypoint(form) => cfg.entrypoint = Some(argv(form)),
-        Instruction::Env(pairs) => {
-            let values = pairs.iter().map(|(k, v)| Ok((expand(k)?, expand(v)?))).collect::<Result<Vec<_>>>()?;
-            let env = cfg.env.get_or_insert_with(Vec::new);
-            for (k, v) in values {
-                crate::engine::env_set(env, &k, &v);
-            }
-        }
-        Instruction::Label(pairs) => {
-            let values = pairs.iter().map(|(k, v)| Ok((expand(k)?, expand(v)?))).collect::<Result<Vec<_>>>()?;
-            cfg.labels.get_or_insert_with(Default::default).extend(values);
-        }
-        Instruction::Expose(ports) => {
-            for p in ports {
-                for word in expand(p)?.split_whitespace() {
-                    for port in crate::engine::normalize_port(word)? {
-                        cfg.expose_port(&port);
-                    }
-                }
-            }
-        }
-        Instruction::Volume(paths) => {
-            for p in paths {
-                let p = expand(p)?;
-                if !p.is_empty() {
-                    cfg.add_volume(&p);
-                }
-            }
-        }
-        Instruction::User(u) => cfg.user = Some(expand(u)?),
-        Instruction::StopSignal(s) => cfg.stop_signal = Some(expand(s)?),
-        Instruction::Workdir(w) => {
-            let w = expand(w)?;
-            cfg.working_dir = Some(crate::engine::join_workdir(cfg.working_dir.as_deref().unwrap_or("/"), &w));
-        }
-        Instruction::Onbuild { expression, .. } => cfg.on_build.get_or_insert_with(Vec::new).push(expression.clone()),
-        _ => bail!(
-            "--change {change:?}: {} cannot be changed by commit (allowed: {CHANGE_INSTRUCTIONS})",
-            step.original.split_whitespace().next().unwrap_or("")
-        ),
+/// Applies `commit --change` Dockerfile instructions to `config`, in order, with the
+/// build's rules for each (`engine::apply_metadata`). They share one scope as the
+/// steps of a stage do: `ENTRYPOINT` drops the image's CMD unless a `--change` set
+/// CMD before it. Words are expanded with the config's environment at that point.
+pub fn apply_changes(config: &mut oci::ImageConfig, changes: &[String]) -> Result<()> {
+    // All are checked before any is applied, as docker does.
+    let parsed = changes.iter().map(|c| parse_change(c)).collect::<Result<Vec<_>>>()?;
+    let mut scope = MetadataScope::default();
+    for (change, (step, escape)) in changes.iter().zip(&parsed) {
+        let env: HashMap<String, String> = config
+            .config
+            .iter()
+            .flat_map(|c| c.env.iter().flatten())
+            .filter_map(|e| e.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let expand = |w: &str| expand_word(w, &env, *escape).map_err(anyhow::Error::from);
+        apply_metadata(config, &step.instr, &mut scope, &expand).with_context(|| format!("--change {change:?}"))?;
     }
     Ok(())
+}
+
+/// One `--change` as an instruction commit allows, with its escape character.
+fn parse_change(change: &str) -> Result<(Located, char)> {
+    let df = crate::dockerfile::parse(change, "--change").with_context(|| format!("invalid --change {change:?}"))?;
+    let [step] = df.instructions.as_slice() else { bail!("--change {change:?}: give exactly one instruction per --change") };
+    let allowed = matches!(
+        step.instr,
+        Instruction::Cmd(_)
+            | Instruction::Entrypoint(_)
+            | Instruction::Env(_)
+            | Instruction::Expose(_)
+            | Instruction::Healthcheck(_)
+            | Instruction::Label(_)
+            | Instruction::Onbuild { .. }
+            | Instruction::StopSignal(_)
+            | Instruction::User(_)
+            | Instruction::Volume(_)
+            | Instruction::Workdir(_)
+    );
+    if !allowed {
+        bail!(
+            "--change {change:?}: {} cannot be changed by commit (allowed: {CHANGE_INSTRUCTIONS})",
+            step.original.split_whitespace().next().unwrap_or("")
+        );
+    }
+    Ok((step.clone(), df.escape()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image config whose CMD came from its base, as a container's image has it.
+    fn image_with_cmd() -> oci::ImageConfig {
+        let cfg = oci::ContainerConfig { cmd: Some(vec!["sh".into()]), ..Default::default() };
+        oci::ImageConfig { config: Some(cfg), ..Default::default() }
+    }
+
+    fn changes(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn entrypoint_alone_drops_the_images_cmd() {
+        let mut config = image_with_cmd();
+        apply_changes(&mut config, &changes(&["ENTRYPOINT [\"x\"]"])).unwrap();
+        let cfg = config.config.unwrap();
+        assert_eq!((cfg.entrypoint, cfg.cmd), (Some(vec!["x".to_string()]), None));
+    }
+
+    #[test]
+    fn a_cmd_changed_before_entrypoint_is_kept() {
+        let mut config = image_with_cmd();
+        apply_changes(&mut config, &changes(&["CMD [\"a\"]", "ENTRYPOINT [\"x\"]"])).unwrap();
+        assert_eq!(config.config.unwrap().cmd, Some(vec!["a".to_string()]));
+    }
+
+    #[test]
+    fn later_changes_see_earlier_ones() {
+        let mut config = image_with_cmd();
+        apply_changes(&mut config, &changes(&["ENV D=/srv S=TERM", "WORKDIR $D/./app/../www", "STOPSIGNAL $S"])).unwrap();
+        let cfg = config.config.unwrap();
+        assert_eq!((cfg.working_dir.as_deref(), cfg.stop_signal.as_deref()), (Some("/srv/www"), Some("TERM")));
+        let err = apply_changes(&mut image_with_cmd(), &changes(&["ENV S=NOPE", "STOPSIGNAL $S"])).unwrap_err();
+        assert!(format!("{err:#}").contains("invalid signal: \"NOPE\""), "{err:#}");
+    }
+
+    #[test]
+    fn instructions_commit_does_not_allow_are_refused_first() {
+        let mut config = image_with_cmd();
+        let err = apply_changes(&mut config, &changes(&["ENV A=1", "RUN echo no"])).unwrap_err();
+        assert!(err.to_string().contains("RUN cannot be changed by commit"), "{err}");
+        assert_eq!(config, image_with_cmd(), "nothing applied");
+        for other in ["SHELL [\"/bin/bash\", \"-c\"]", "MAINTAINER me", "ARG A", "COPY a b"] {
+            let err = apply_changes(&mut config, &changes(&[other])).unwrap_err();
+            assert!(err.to_string().contains("cannot be changed by commit"), "{other}: {err}");
+        }
+        let err = apply_changes(&mut config, &changes(&["ENV A=1\nENV B=2"])).unwrap_err();
+        assert!(err.to_string().contains("exactly one instruction"), "{err}");
+    }
+
+    #[test]
+    fn healthcheck_is_allowed_as_docker_allows_it() {
+        let mut config = image_with_cmd();
+        apply_changes(&mut config, &changes(&["HEALTHCHECK --interval=5s CMD true"])).unwrap();
+        let hc = config.config.unwrap().healthcheck.unwrap();
+        assert_eq!(hc.test, Some(vec!["CMD-SHELL".to_string(), "true".to_string()]));
+        assert_eq!(hc.interval, Some(5_000_000_000));
+    }
 }

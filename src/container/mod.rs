@@ -6,4 +6,4 @@ mod bundle;
 mod commit;
 
 pub use bundle::{write_bundle, BundleProcess};
-pub use commit::{apply_change, commit_layer};
+pub use commit::{apply_changes, commit_layer};

@@ -1,8 +1,188 @@
-//! Metadata instructions applied to an image config: the rules the build and
-//! `commit --change` share (ENV, WORKDIR paths, EXPOSE ports).
+//! The Dockerfile's metadata instructions (ENV, LABEL, MAINTAINER, EXPOSE, VOLUME,
+//! USER, STOPSIGNAL, SHELL, CMD, ENTRYPOINT, HEALTHCHECK, ONBUILD and WORKDIR's
+//! config change) as one pure function over an image config.
+//!
+//! The build applies them step by step and `commit --change` applies the user's
+//! changes with the same function, so the two cannot drift apart again: ENTRYPOINT
+//! resetting an inherited CMD, STOPSIGNAL validation, WORKDIR cleaning and the SHELL
+//! of shell-form commands are written down once, here. Nothing here touches the
+//! store or the filesystem: WORKDIR's directory is created by the engine, which
+//! gets the cleaned path back in [`Applied::Workdir`].
 
-use anyhow::{anyhow, Result};
+use std::collections::BTreeMap;
 
+use anyhow::{anyhow, bail, Result};
+
+use crate::dockerfile::{is_signal, CommandForm, HealthTest, Healthcheck, Instruction};
+use crate::oci::{self, ContainerConfig, ImageConfig};
+
+/// The shell for shell-form commands when SHELL never set one.
+const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// State the rules need beyond the config, kept for one build stage (or one
+/// `commit`, across all its `--change`s).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetadataScope {
+    /// CMD was set in this scope: a later ENTRYPOINT keeps it instead of dropping it
+    /// as an inherited one (BuildKit's `cmdSet`).
+    cmd_set_here: bool,
+}
+
+/// What [`apply_metadata`] did with an instruction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// FROM, ARG, RUN, COPY or ADD: the config is untouched; the caller handles it.
+    NotMetadata,
+    /// The config changed, and that is all the instruction does.
+    Config,
+    /// WORKDIR: the config's working dir is now this cleaned absolute path, which a
+    /// build must also create in the image.
+    Workdir(String),
+}
+
+/// Applies one metadata instruction to `config`.
+///
+/// `expand` expands a word (with the ENV and ARG values of the caller's scope); it
+/// cannot borrow `config`, so it sees the state from before this instruction and
+/// `ENV a=1 b=$a` gets the old a, as in BuildKit. Words of MAINTAINER, SHELL, CMD,
+/// ENTRYPOINT, HEALTHCHECK and ONBUILD are kept as written, as Docker keeps them.
+pub fn apply_metadata(
+    config: &mut ImageConfig,
+    instr: &Instruction,
+    scope: &mut MetadataScope,
+    expand: &dyn Fn(&str) -> Result<String>,
+) -> Result<Applied> {
+    match instr {
+        Instruction::From { .. } | Instruction::Arg(_) | Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) => {
+            return Ok(Applied::NotMetadata)
+        }
+        Instruction::Maintainer(who) => config.author = Some(who.clone()),
+        Instruction::Env(pairs) => {
+            let values = expand_pairs(pairs, expand)?;
+            let env = container(config).env.get_or_insert_with(Vec::new);
+            for (k, v) in values {
+                env_set(env, &k, &v);
+            }
+        }
+        Instruction::Label(pairs) => {
+            let values = expand_pairs(pairs, expand)?;
+            container(config).labels.get_or_insert_with(BTreeMap::new).extend(values);
+        }
+        Instruction::Expose(ports) => {
+            for port in expose_ports(ports, expand)? {
+                container(config).expose_port(&port);
+            }
+        }
+        Instruction::Volume(paths) => {
+            let paths = paths.iter().map(|p| expand(p)).collect::<Result<Vec<_>>>()?;
+            for p in paths.iter().filter(|p| !p.is_empty()) {
+                container(config).add_volume(p);
+            }
+        }
+        Instruction::User(user) => container(config).user = Some(expand(user)?),
+        Instruction::StopSignal(sig) => container(config).stop_signal = Some(stop_signal(expand(sig)?)?),
+        Instruction::Shell(shell) => container(config).shell = Some(shell.clone()),
+        Instruction::Cmd(form) => {
+            let cfg = container(config);
+            cfg.cmd = Some(command_argv(cfg, form));
+            scope.cmd_set_here = true;
+        }
+        Instruction::Entrypoint(form) => set_entrypoint(container(config), form, scope),
+        Instruction::Healthcheck(h) => container(config).healthcheck = Some(healthcheck(h)),
+        Instruction::Onbuild { expression, .. } => container(config).on_build.get_or_insert_with(Vec::new).push(expression.clone()),
+        Instruction::Workdir(dir) => return Ok(Applied::Workdir(set_workdir(container(config), &expand(dir)?))),
+    }
+    Ok(Applied::Config)
+}
+
+/// The container config, created on first change (an image that never had one keeps
+/// none until an instruction sets something in it).
+fn container(config: &mut ImageConfig) -> &mut ContainerConfig {
+    config.config.get_or_insert_with(ContainerConfig::default)
+}
+
+/// ENTRYPOINT resets a CMD inherited from the base image (or from the committed
+/// container's image): it was meant for the old entrypoint. A CMD set in this scope
+/// was meant for the new one and stays.
+fn set_entrypoint(cfg: &mut ContainerConfig, form: &CommandForm, scope: &MetadataScope) {
+    cfg.entrypoint = Some(command_argv(cfg, form));
+    if !scope.cmd_set_here {
+        cfg.cmd = None;
+    }
+}
+
+/// WORKDIR `dir` (expanded) relative to the current one, cleaned so that the config
+/// never holds `.` or `..`; returns the new working dir.
+fn set_workdir(cfg: &mut ContainerConfig, dir: &str) -> String {
+    let path = clean_abs(&join_workdir(cfg.working_dir.as_deref().unwrap_or(""), dir));
+    cfg.working_dir = Some(path.clone());
+    path
+}
+
+/// Keys and values of ENV or LABEL, all expanded before any is set.
+fn expand_pairs(pairs: &[(String, String)], expand: &dyn Fn(&str) -> Result<String>) -> Result<Vec<(String, String)>> {
+    pairs.iter().map(|(k, v)| Ok((expand(k)?, expand(v)?))).collect()
+}
+
+/// EXPOSE's words, expanded (a variable may hold several ports) and normalised.
+fn expose_ports(words: &[String], expand: &dyn Fn(&str) -> Result<String>) -> Result<Vec<String>> {
+    let mut ports = Vec::new();
+    for w in words {
+        for word in expand(w)?.split_whitespace() {
+            ports.extend(normalize_port(word)?);
+        }
+    }
+    Ok(ports)
+}
+
+/// STOPSIGNAL's value, refused at build (or commit) time rather than when a runtime
+/// finally tries to stop the container with it.
+fn stop_signal(sig: String) -> Result<String> {
+    if !is_signal(&sig) {
+        bail!("invalid signal: {sig:?} (expected a signal name such as SIGTERM or TERM, or a number)");
+    }
+    Ok(sig)
+}
+
+/// HEALTHCHECK as Docker stores it: the test with its CMD/CMD-SHELL/NONE marker,
+/// durations in nanoseconds, zeros (the defaults) left out.
+fn healthcheck(h: &Healthcheck) -> oci::Healthcheck {
+    let test = match &h.test {
+        HealthTest::None => vec!["NONE".to_string()],
+        HealthTest::Cmd(CommandForm::Exec(v)) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+        HealthTest::Cmd(CommandForm::Shell(s)) => vec!["CMD-SHELL".to_string(), s.clone()],
+    };
+    let nanos = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64).filter(|n| *n != 0);
+    oci::Healthcheck {
+        test: Some(test),
+        interval: nanos(h.interval),
+        timeout: nanos(h.timeout),
+        start_period: nanos(h.start_period),
+        start_interval: nanos(h.start_interval),
+        retries: h.retries.map(i64::from).filter(|r| *r != 0),
+        extra: Default::default(),
+    }
+}
+
+/// The shell of shell-form commands: the config's SHELL, else `/bin/sh -c`.
+pub(super) fn shell(config: &ContainerConfig) -> Vec<String> {
+    config.shell.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
+}
+
+/// Shell form runs through the config's SHELL; exec form runs as written.
+pub(super) fn command_argv(config: &ContainerConfig, form: &CommandForm) -> Vec<String> {
+    match form {
+        CommandForm::Exec(v) => v.clone(),
+        CommandForm::Shell(cmd) => {
+            let mut argv = shell(config);
+            argv.push(cmd.clone());
+            argv
+        }
+    }
+}
+
+/// Sets `key` in a `K=V` list, in place when it is already there (so the order of
+/// an inherited Env is kept).
 pub fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
     let entry = format!("{key}={value}");
     match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
@@ -11,6 +191,7 @@ pub fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
     }
 }
 
+/// `path` relative to the working dir `current` (`/` when unset); not cleaned.
 pub fn join_workdir(current: &str, path: &str) -> String {
     if path.starts_with('/') {
         path.to_string()
@@ -21,7 +202,7 @@ pub fn join_workdir(current: &str, path: &str) -> String {
 }
 
 /// Lexically cleans an absolute path (`/a/./b/../c` -> `/a/c`).
-pub fn clean_abs(path: &str) -> String {
+fn clean_abs(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for c in path.split('/') {
         match c {
@@ -56,34 +237,5 @@ pub fn normalize_port(word: &str) -> Result<Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::vars::env_get;
-
-    #[test]
-    fn workdir_paths_chain_and_clean() {
-        assert_eq!(clean_abs(&join_workdir("/a", "b")), "/a/b");
-        assert_eq!(clean_abs(&join_workdir("/a", "/c")), "/c");
-        assert_eq!(clean_abs(&join_workdir("", "x/../y")), "/y");
-    }
-
-    #[test]
-    fn ports_get_a_protocol() {
-        assert_eq!(normalize_port("80").unwrap(), ["80/tcp"]);
-        assert_eq!(normalize_port("53/UDP").unwrap(), ["53/udp"]);
-        assert_eq!(normalize_port("8000-8002/tcp").unwrap(), ["8000/tcp", "8001/tcp", "8002/tcp"]);
-        assert_eq!(normalize_port("7-7/sctp").unwrap(), ["7/sctp"]);
-        assert!(normalize_port("http").is_err());
-        assert!(normalize_port("9-8").is_err());
-        assert!(normalize_port("80/icmp").is_err());
-    }
-
-    #[test]
-    fn env_set_replaces_in_place() {
-        let mut env = vec!["A=1".to_string(), "B=2".to_string()];
-        env_set(&mut env, "A", "3");
-        env_set(&mut env, "C", "x=y");
-        assert_eq!(env, vec!["A=3", "B=2", "C=x=y"]);
-        assert_eq!(env_get(&env, "C").as_deref(), Some("x=y"));
-    }
-}
+#[path = "metadata_tests.rs"]
+mod tests;

@@ -5,15 +5,13 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 
+use super::metadata::{command_argv, shell};
 use super::vars::{env_get, Vars};
 use super::{is_proxy_arg, Build};
 use crate::dockerfile::{CommandForm, Heredoc, RunArgs};
 use crate::oci::ContainerConfig;
 use crate::sandbox::{self, Network, RunSpec, Stdin};
 use crate::store::{ImageState, LayerRef};
-
-/// The shell for shell-form commands when SHELL never set one.
-const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
 /// Runs one RUN over `image`; returns the layer it produced, if any. `prefix` goes
 /// before each line of its output (None with `-q`).
@@ -70,23 +68,6 @@ pub(super) fn run_network(default: Network, run: &RunArgs) -> Result<Network> {
         Some(other) => bail!("RUN --network={other}: expected default, none or host"),
     };
     Ok(sandbox::network::resolve(requested, &[])?)
-}
-
-/// The stage's SHELL, else `/bin/sh -c`.
-pub(super) fn shell(cfg: &ContainerConfig) -> Vec<String> {
-    cfg.shell.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
-}
-
-/// Shell form runs through the stage's SHELL; exec form runs as written.
-pub(super) fn command_argv(cfg: &ContainerConfig, form: &CommandForm) -> Vec<String> {
-    match form {
-        CommandForm::Exec(v) => v.clone(),
-        CommandForm::Shell(cmd) => {
-            let mut argv = shell(cfg);
-            argv.push(cmd.clone());
-            argv
-        }
-    }
 }
 
 /// RUN's argv and any /dev/pipes scripts, with BuildKit's heredoc rules: a

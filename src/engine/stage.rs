@@ -13,18 +13,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, Utc};
 
 use super::copy_step::{copy_step, AddOptions, CopyRequest};
 use super::layer::workdir_step;
-use super::metadata::{clean_abs, env_set, join_workdir, normalize_port};
-use super::run_step::{command_argv, run_step};
+use super::metadata::{apply_metadata, Applied, MetadataScope};
+use super::run_step::run_step;
 use super::step_inputs::{gather, Fetched, StepSite};
 use super::vars::Vars;
 use super::{base, step_key, Build};
-use crate::dockerfile::{CommandForm, HealthTest, Instruction, Located};
-use crate::oci::{self, ContainerConfig, History, ImageConfig};
+use crate::dockerfile::{Instruction, Located};
+use crate::oci::History;
 use crate::plan::Stage;
 use crate::store::{ImageState, LayerRef};
 
@@ -39,8 +39,9 @@ pub struct StageBuilder<'a> {
     image: ImageState,
     /// ARGs declared in this stage so far; `None` = declared without a value.
     args: BTreeMap<String, Option<String>>,
-    /// True once this stage set CMD itself (ENTRYPOINT then keeps it).
-    cmd_set_here: bool,
+    /// What metadata rules remember within the stage (a CMD set here survives
+    /// ENTRYPOINT).
+    meta: MetadataScope,
     /// `--no-cache`, or this stage in `--no-cache-filter`: run every step (results
     /// are still recorded).
     no_cache: bool,
@@ -60,7 +61,7 @@ impl<'a> StageBuilder<'a> {
             label,
             image: ImageState::scratch(),
             args: BTreeMap::new(),
-            cmd_set_here: false,
+            meta: MetadataScope::default(),
             no_cache: req.no_cache || filtered,
         }
     }
@@ -169,20 +170,13 @@ impl<'a> StageBuilder<'a> {
     }
 
     /// Runs one instruction (the cache missed, or metadata): ARG here, metadata in
-    /// `metadata`, filesystem steps in their own files.
+    /// `metadata` (WORKDIR's directory in `layer`), RUN and COPY/ADD in their files.
     fn execute(&mut self, step: &Located, fetched: Fetched, n: usize, total: usize) -> Result<()> {
         let layer = match &step.instr {
             Instruction::From { .. } => unreachable!("the plan splits stages at FROM"),
             Instruction::Arg(pairs) => {
                 self.declare_args(pairs)?;
                 None
-            }
-            Instruction::Workdir(dir) => {
-                let dir = self.vars().expand(dir)?;
-                let cfg = self.image.config.config.get_or_insert_with(ContainerConfig::default);
-                let path = clean_abs(&join_workdir(cfg.working_dir.as_deref().unwrap_or_default(), &dir));
-                cfg.working_dir = Some(path.clone());
-                workdir_step(self.b, &self.image, &path)?
             }
             Instruction::Run(run) => {
                 let prefix = (!self.b.report.is_quiet()).then(|| format!("{}{n}/{total} | ", self.label));
@@ -213,11 +207,15 @@ impl<'a> StageBuilder<'a> {
                 copy_step(self.b, &self.image, &self.vars(), req, fetched)?
             }
             instr => {
-                // The config changes under the instruction: expand with a copy of its Env.
+                // The config changes under the instruction: words expand with a copy
+                // of its Env from before it.
                 let env = self.vars().env.to_vec();
                 let vars = Vars { env: &env, args: &self.args, escape: self.b.escape };
-                apply_metadata(&mut self.image.config, instr, &mut self.cmd_set_here, &vars)?;
-                None
+                match apply_metadata(&mut self.image.config, instr, &mut self.meta, &|w| vars.expand(w))? {
+                    Applied::Workdir(path) => workdir_step(self.b, &self.image, &path)?,
+                    Applied::Config => None,
+                    Applied::NotMetadata => unreachable!("every instruction has an arm: {instr:?}"),
+                }
             }
         };
         self.history(step, layer)
@@ -255,100 +253,6 @@ impl<'a> StageBuilder<'a> {
         self.image.config.set_created(created);
         Ok(())
     }
-}
-
-/// Applies a metadata instruction to the config.
-fn apply_metadata(image: &mut ImageConfig, instr: &Instruction, cmd_set_here: &mut bool, vars: &Vars) -> Result<()> {
-    if let Instruction::Maintainer(who) = instr {
-        image.author = Some(who.clone());
-        return Ok(());
-    }
-    let config_ro = image.config.clone().unwrap_or_default();
-    let cfg = image.config.get_or_insert_with(ContainerConfig::default);
-    match instr {
-        Instruction::Env(pairs) => {
-            // Every value is expanded with the environment from before this
-            // instruction: `ENV a=1 b=$a` sees the old a.
-            let values = pairs.iter().map(|(k, v)| Ok((vars.expand(k)?, vars.expand(v)?))).collect::<Result<Vec<_>>>()?;
-            let env = cfg.env.get_or_insert_with(Vec::new);
-            for (k, v) in values {
-                env_set(env, &k, &v);
-            }
-        }
-        Instruction::Label(pairs) => {
-            let values = pairs.iter().map(|(k, v)| Ok((vars.expand(k)?, vars.expand(v)?))).collect::<Result<Vec<_>>>()?;
-            let labels = cfg.labels.get_or_insert_with(BTreeMap::new);
-            labels.extend(values);
-        }
-        Instruction::Expose(ports) => {
-            let mut expanded = Vec::new();
-            for p in ports {
-                for word in vars.expand(p)?.split_whitespace() {
-                    expanded.extend(normalize_port(word)?);
-                }
-            }
-            for p in expanded {
-                cfg.expose_port(&p);
-            }
-        }
-        Instruction::Volume(paths) => {
-            let expanded = paths.iter().map(|p| vars.expand(p)).collect::<Result<Vec<_>>>()?;
-            for p in expanded.iter().filter(|p| !p.is_empty()) {
-                cfg.add_volume(p);
-            }
-        }
-        Instruction::User(user) => {
-            let u = vars.expand(user)?;
-            cfg.user = Some(u);
-        }
-        Instruction::StopSignal(sig) => {
-            let s = vars.expand(sig)?;
-            if !crate::dockerfile::is_signal(&s) {
-                bail!("invalid signal: {s:?} (expected a signal name such as SIGTERM or TERM, or a number)");
-            }
-            cfg.stop_signal = Some(s);
-        }
-        Instruction::Shell(shell) => {
-            cfg.shell = Some(shell.clone());
-        }
-        Instruction::Cmd(form) => {
-            let argv = command_argv(&config_ro, form);
-            cfg.cmd = Some(argv);
-            *cmd_set_here = true;
-        }
-        Instruction::Entrypoint(form) => {
-            let argv = command_argv(&config_ro, form);
-            let keep_cmd = *cmd_set_here;
-            cfg.entrypoint = Some(argv);
-            // An ENTRYPOINT resets a CMD inherited from the base image.
-            if !keep_cmd {
-                cfg.cmd = None;
-            }
-        }
-        Instruction::Healthcheck(h) => {
-            let test = match &h.test {
-                HealthTest::None => vec!["NONE".to_string()],
-                HealthTest::Cmd(CommandForm::Exec(v)) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
-                HealthTest::Cmd(CommandForm::Shell(s)) => vec!["CMD-SHELL".to_string(), s.clone()],
-            };
-            let nanos = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64).filter(|n| *n != 0);
-            let hc = oci::Healthcheck {
-                test: Some(test),
-                interval: nanos(h.interval),
-                timeout: nanos(h.timeout),
-                start_period: nanos(h.start_period),
-                start_interval: nanos(h.start_interval),
-                retries: h.retries.map(i64::from).filter(|r| *r != 0),
-                extra: Default::default(),
-            };
-            cfg.healthcheck = Some(hc);
-        }
-        Instruction::Onbuild { expression, .. } => {
-            cfg.on_build.get_or_insert_with(Vec::new).push(expression.clone());
-        }
-        other => unreachable!("not a metadata instruction: {other:?}"),
-    }
-    Ok(())
 }
 
 /// The build's clock: SOURCE_DATE_EPOCH when set, for reproducible configs.

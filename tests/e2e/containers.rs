@@ -4,7 +4,7 @@
 
 use std::fs;
 
-use crate::support::{hello_image, path_str, scratch, skip_without_sandbox, strata, with_base};
+use crate::support::{hello_image, inspect_config, path_str, scratch, skip_without_sandbox, strata, strings, with_base};
 
 #[test]
 fn run_applies_the_config_and_propagates_the_exit_code() {
@@ -97,6 +97,41 @@ fn commit_turns_a_container_into_an_image() {
 
     strata(["rm", "e2e-commit-src"]).ok();
     assert!(!strata(["ps", "-a"]).ok().stdout.contains("e2e-commit-src"));
+}
+
+#[test]
+fn commit_changes_follow_the_build_rules() {
+    if skip_without_sandbox("commit_changes_follow_the_build_rules") {
+        return;
+    }
+    with_base();
+    let src = "e2e-commit-rules";
+    strata(["run", "--name", src, "busybox", "true"]).ok();
+
+    // busybox has CMD ["sh"]: an ENTRYPOINT alone drops it, as in a build, instead of
+    // running `echo from-entrypoint sh`. WORKDIR is cleaned as a build cleans it.
+    let change = ["--change", "ENTRYPOINT [\"echo\", \"from-entrypoint\"]", "--change", "WORKDIR /tmp/./cache/.."];
+    strata(["commit"].into_iter().chain(change).chain([src, "e2e-commit-rules:ep"])).ok();
+    let config = inspect_config("e2e-commit-rules:ep");
+    assert_eq!(strings(&config["Entrypoint"]), ["echo", "from-entrypoint"], "{config:#}");
+    assert!(config.get("Cmd").is_none_or(|c| c.is_null()), "the base's CMD was for its entrypoint: {config:#}");
+    assert_eq!(config["WorkingDir"], "/tmp", "{config:#}");
+    let ran = strata(["run", "--rm", "e2e-commit-rules:ep"]).ok();
+    assert_eq!(ran.stdout, "from-entrypoint\n", "{}", ran.describe());
+
+    // A CMD given before the ENTRYPOINT in the same commit is kept.
+    strata(["commit", "--change", "CMD [\"kept\"]", "--change", "ENTRYPOINT [\"echo\"]", src, "e2e-commit-rules:both"]).ok();
+    let ran = strata(["run", "--rm", "e2e-commit-rules:both"]).ok();
+    assert_eq!(ran.stdout, "kept\n", "{}", ran.describe());
+
+    // STOPSIGNAL is checked, also when a variable set by an earlier change holds it.
+    for change in [&["--change", "STOPSIGNAL NOPE"][..], &["--change", "ENV SIG=NOPE", "--change", "STOPSIGNAL $SIG"]] {
+        let bad = strata(["commit"].iter().chain(change).chain(&[src, "e2e-commit-rules:bad"]));
+        assert_eq!(bad.code, Some(1), "{change:?}: {}", bad.describe());
+        assert!(bad.stderr.contains("invalid signal"), "{change:?}: {}", bad.describe());
+        assert!(!strata(["inspect", "e2e-commit-rules:bad"]).success(), "{change:?}: a refused commit makes no image");
+    }
+    strata(["rm", src]).ok();
 }
 
 #[test]
