@@ -1,23 +1,26 @@
 //! strata: a daemonless, rootless container image builder.
 //!
-//! Layering (each arrow means "may use"; nothing else is allowed):
-//! - `dockerfile`: Dockerfile text -> typed instructions; uses no other strata module.
-//! - `oci`: content store, image config/manifest types, archives; uses no other module
-//!   but `fault`.
-//! - `plan` -> `dockerfile`: stages, their dependencies and build order.
-//! - `rootfs` -> `oci`: layer dirs, tar unpacking and diffing.
-//! - `registry` -> `oci`: the OCI distribution API (pull, push, credentials).
-//! - `sandbox`: namespaces, mounts, the container's pid 1; uses neither oci nor rootfs.
-//! - `build` -> everything above: the only module that combines them.
-//! - `cli` -> `build` (and the modules it needs for read-only commands): only it
-//!   knows clap.
-//! - `report`: progress output, used by `build` and `cli`.
-//! - `owner`: file ownership that survives a single-id namespace (a leaf; used by
-//!   `rootfs`, `sandbox` and `build`).
-//! - `fault`: test hooks (`STRATA_TEST_*`), compiled only with the `fault-injection`
-//!   feature (a leaf; any module may call it).
+//! The library is the whole program; `main.rs` only hands its arguments to
+//! [`cli::run`]. Folders own one job each, and a module uses only the ones below
+//! it (ARCHITECTURE.md has the table, `tests/architecture` checks it):
+//! - Leaves: [`dockerfile`] (text -> instructions), [`oci`] (image layout, configs,
+//!   layer writer, archives), [`owner`] (owners that survive a single-id
+//!   namespace), [`fault`] (test hooks, only with the `fault-injection` feature).
+//! - [`registry`] (the distribution API) and [`report`] (progress and warnings).
+//! - [`plan`] (stages and their order), [`rootfs`] (layer dirs: unpack, diff, vfs),
+//!   [`sandbox`] (namespaces, mounts, the container's pid 1; the only code that
+//!   forks or mounts).
+//! - [`store`]: the local store that was opened ([`store::LocalStore`]), its image
+//!   stacks, build cache entries, container records and garbage collection.
+//! - [`transport`]: images crossing the store's edge (`oci:`, archives, `dir:`,
+//!   registries), for import and export alike.
+//! - [`engine`]: runs a build ([`engine::build`] with an [`engine::BuildRequest`]):
+//!   stages, one straight walk per step, pure step keys, RUN, COPY/ADD, metadata.
+//! - [`container`]: run, commit and bundle containers from images.
+//! - [`cli`]: clap types and printing only.
 //!
-//! Data flow of `strata build` is described in ARCHITECTURE.md.
+//! docs/build-walkthrough.md follows one `strata build` from `main` to a blob on
+//! disk.
 
 pub mod cli;
 pub mod container;
