@@ -9,6 +9,7 @@
 
 mod cache;
 mod containers;
+mod gc;
 mod image;
 mod layer_stack;
 
@@ -22,8 +23,9 @@ use crate::rootfs::layers::LayerDirs;
 use crate::sandbox::userns::Privilege;
 use crate::sandbox::{Driver, DriverChoice};
 
-pub use cache::{write_durably, Cache};
+pub use cache::{write_durably, Cache, CachedLayers};
 pub use containers::{ContainerRecord, ContainerState, Containers};
+pub use gc::PruneReport;
 pub use image::{ImageState, LayerRef};
 pub use layer_stack::LayerFormat;
 
