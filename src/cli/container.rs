@@ -6,8 +6,9 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::Args;
 
+use super::format::ago;
 use crate::container::{apply_change, commit_layer};
-use crate::oci::{self, History, ImageName};
+use crate::oci::{History, ImageName};
 use crate::store::LocalStore;
 use crate::store::{ContainerRecord, ContainerState, Containers};
 
@@ -72,7 +73,7 @@ pub fn ps(root: &std::path::Path, args: PsArgs) -> Result<ExitCode> {
             if !args.no_trunc && command.chars().count() > 20 {
                 command = format!("{}…", command.chars().take(19).collect::<String>());
             }
-            let created = c.created_time().map(|t| super::images::ago(now - t)).unwrap_or_default();
+            let created = c.created_time().map(|t| ago(now - t)).unwrap_or_default();
             [id, c.image.clone(), format!("\"{command}\""), created, status(c, now), c.name.clone()]
         })
         .collect();
@@ -96,8 +97,7 @@ pub fn ps(root: &std::path::Path, args: PsArgs) -> Result<ExitCode> {
 
 /// docker's STATUS column: `Up 3 minutes`, `Exited (0) 2 seconds ago`.
 fn status(c: &ContainerRecord, now: chrono::DateTime<Utc>) -> String {
-    let ago =
-        |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok().map(|t| super::images::ago(now - t.with_timezone(&Utc))).unwrap_or_default();
+    let ago = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok().map(|t| ago(now - t.with_timezone(&Utc))).unwrap_or_default();
     match &c.state {
         ContainerState::Running { .. } if c.is_running() => format!("Up {}", ago(&c.created).trim_end_matches(" ago")),
         // Its `strata run` died without recording an exit (killed, or the machine went down).
@@ -180,13 +180,4 @@ pub fn commit(store: &LocalStore, args: CommitArgs) -> Result<ExitCode> {
     let id = store.image_id(&manifest)?;
     println!("{}", if args.quiet { id.hex().to_string() } else { id.to_string() });
     Ok(ExitCode::SUCCESS)
-}
-
-/// Image ids used by containers, for `rmi` (which refuses them without -f).
-pub fn images_in_use(root: &std::path::Path) -> Result<Vec<(oci::Digest, String)>> {
-    Ok(Containers::open(root)
-        .images_in_use()?
-        .into_iter()
-        .filter_map(|(id, c)| oci::Digest::parse(&id).ok().map(|d| (d, c.name)))
-        .collect())
 }
