@@ -204,13 +204,14 @@ pub fn unshare(args: UnshareArgs, privilege: Privilege) -> Result<ExitCode> {
     if argv.is_empty() {
         argv.push(std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into()));
     }
+    let mut command = std::process::Command::new(&argv[0]);
+    command.args(&argv[1..]);
     if let Privilege::Namespaced(_) = privilege {
-        // Let scripts know where they are, as buildah unshare does.
-        std::env::set_var("STRATA_UNSHARED", "1");
+        // Let scripts know where they are, as buildah unshare does: set on the child
+        // only, since changing this process's environment is unsound once threads
+        // may exist (only `sandbox::userns` does it, before any are started).
+        command.env("STRATA_UNSHARED", "1");
     }
-    let status = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .status()
-        .with_context(|| format!("running {}", PathBuf::from(&argv[0]).display()))?;
+    let status = command.status().with_context(|| format!("running {}", PathBuf::from(&argv[0]).display()))?;
     Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
 }
