@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::format::{ago, human_size};
 use crate::oci::{self, ImageName, Store};
-use crate::store::Containers;
+use crate::store::{remove_image, Containers, Removal};
 
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
@@ -192,72 +192,31 @@ pub fn history(store: &Store, args: HistoryArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Removes names; an id removes every entry of that image, but only with `-f`
-/// when several names refer to it (docker: "image is referenced in multiple
-/// repositories").
+/// Removes names or images (see `store::remove_image`) and says what went.
 pub fn rmi(store: &Store, args: RmiArgs) -> Result<ExitCode> {
     let mut failed = false;
     let in_use = Containers::open(store.root().parent().unwrap_or(store.root())).images_in_use()?;
     for reference in &args.images {
-        if !args.force {
-            if let Some(user) = container_using(store, reference, &in_use)? {
+        match remove_image(store, reference, args.force, &in_use)? {
+            Removal::Untagged(names) => names.iter().for_each(|n| println!("Untagged: {n}")),
+            Removal::InUse { container: user } => {
                 eprintln!("strata: error: image {reference:?} is in use by container {user}: remove the container first (strata rm {user}) or use rmi -f");
                 failed = true;
-                continue;
             }
-        }
-        let removed = match ImageName::parse(reference) {
-            Ok(name) if store.untag(&name)? => true,
-            _ => match store.resolve(reference)? {
-                Some(desc) => {
-                    let digest = oci::descriptor_digest(&desc)?;
-                    let names = store.names_of(&digest)?;
-                    if names.len() > 1 && !args.force {
-                        eprintln!(
-                            "strata: error: unable to delete {reference} (must be forced): image is referenced in multiple repositories: {}",
-                            names.join(", ")
-                        );
-                        failed = true;
-                        continue;
-                    }
-                    store.update_index(|index| {
-                        let kept: Vec<_> = index.manifests().iter().filter(|d| d.digest() != desc.digest()).cloned().collect();
-                        index.set_manifests(kept);
-                        Ok(())
-                    })?;
-                    if names.is_empty() {
-                        println!("Untagged: {reference}");
-                    }
-                    for n in &names {
-                        println!("Untagged: {n}");
-                    }
-                    continue;
-                }
-                None => false,
-            },
-        };
-        if removed {
-            println!("Untagged: {reference}");
-        } else {
-            eprintln!("strata: error: image {reference:?} not found in the local store");
-            failed = true;
+            Removal::MultipleNames(names) => {
+                eprintln!(
+                    "strata: error: unable to delete {reference} (must be forced): image is referenced in multiple repositories: {}",
+                    names.join(", ")
+                );
+                failed = true;
+            }
+            Removal::NotFound => {
+                eprintln!("strata: error: image {reference:?} not found in the local store");
+                failed = true;
+            }
         }
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-/// The container that would be left without its image's last name if `reference`
-/// were removed (docker refuses that without -f).
-fn container_using(store: &Store, reference: &str, in_use: &[(oci::Digest, String)]) -> Result<Option<String>> {
-    if in_use.is_empty() {
-        return Ok(None);
-    }
-    let Some(desc) = store.resolve(reference)? else { return Ok(None) };
-    let id = oci::descriptor_digest(store.read_manifest(&oci::descriptor_digest(&desc)?)?.config())?;
-    let Some((_, user)) = in_use.iter().find(|(d, _)| d == &id) else { return Ok(None) };
-    let by_name = ImageName::parse(reference).ok().filter(|n| store.resolve(&n.to_string()).ok().flatten().is_some());
-    let names = store.names_of(&oci::descriptor_digest(&desc)?)?.len();
-    Ok((by_name.is_none() || names <= 1).then(|| user.clone()))
 }
 
 pub fn tag(store: &Store, args: TagArgs) -> Result<ExitCode> {
