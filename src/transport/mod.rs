@@ -2,13 +2,16 @@
 //! `docker-archive:`, `dir:`, `docker://`) parsed in one place (`reference`), images
 //! written there or read from there (`exchange`), images found by reference, pulled
 //! from a registry when the pull policy allows, and `pull` itself (`pull`), and the
-//! registry's other commands: push, login and logout (`registry`).
+//! registry's other commands: push, login and logout (`registry`); and archives
+//! saved from the store or loaded into it (`archive`).
 
+mod archive;
 mod exchange;
 mod pull;
 mod reference;
 mod registry;
 
+pub use archive::{load, load_from, Loaded, SaveFormat, SaveSource};
 pub use exchange::{docker_repo_tags, export, import};
 pub use pull::{find_image, pull, Pulled};
 pub use reference::Location;
