@@ -1,4 +1,6 @@
-//! `save` and `load`: images to and from archive files, as docker and podman do it.
+//! `save` and `load`: images to and from archive files, as docker and podman do it;
+//! their flags, standard input and output, and what they print (the work is
+//! `transport::archive`'s).
 //!
 //! Both work on the image store alone (no namespace): an archive holds blobs, and
 //! layer dirs are made later, by the first build or run that needs them.
@@ -10,8 +12,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::oci::{self, ImageName, Store};
-use crate::transport::docker_repo_tags;
+use crate::oci::Store;
+use crate::transport::{self, SaveFormat, SaveSource};
 
 #[derive(Debug, Args)]
 pub struct SaveArgs {
@@ -37,60 +39,39 @@ pub struct LoadArgs {
 }
 
 pub fn save(store: &Store, args: SaveArgs) -> Result<ExitCode> {
-    let manifest = store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
-    // Saved by name, the archive carries the name; saved by id, none (as docker does).
-    let name =
-        ImageName::parse(&args.image).ok().filter(|n| n.digest().is_none() && store.resolve(&n.to_string()).ok().flatten().is_some());
-    let tags = docker_repo_tags(None, name.as_ref())?;
-    let tag = name.as_ref().and_then(|n| n.tag().map(str::to_string));
-    match (&args.output, args.format.as_str()) {
-        (Some(path), "docker-archive") => oci::export_docker_archive(store, &manifest, path, &tags),
-        (Some(path), "oci-archive") => oci::export_oci_archive(store, &manifest, path, tag.as_deref()),
-        (Some(path), _) => oci::export_oci_dir(store, &manifest, path, tag.as_deref()),
-        (None, "oci-dir") => bail!("--format oci-dir needs -o DIR"),
-        (None, format) => {
+    let format = SaveFormat::from_name(&args.format).expect("clap checked the name");
+    let source = SaveSource::find(store, &args.image)?;
+    match &args.output {
+        Some(path) => source.save(store, format, path).with_context(|| format!("saving {}", args.image))?,
+        None if format == SaveFormat::OciDir => bail!("--format oci-dir needs -o DIR"),
+        None => {
             let stdout = io::stdout();
             if stdout.is_terminal() {
                 bail!("refusing to write an archive to a terminal: use -o FILE or redirect standard output");
             }
             let out = io::BufWriter::with_capacity(256 * 1024, stdout.lock());
-            let label = Path::new("standard output");
-            let mut out = if format == "docker-archive" {
-                oci::write_docker_archive(store, &manifest, out, &tags, label)?
-            } else {
-                oci::write_oci_archive(store, &manifest, out, tag.as_deref(), label)?
-            };
+            let mut out = source.write(store, format, out, Path::new("standard output"))?;
             out.flush().context("writing to standard output")?;
-            Ok(())
         }
     }
-    .with_context(|| format!("saving {}", args.image))?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn load(store: &Store, args: LoadArgs) -> Result<ExitCode> {
     let loaded = match &args.input {
-        Some(path) => oci::load_archive(store, path, None).with_context(|| format!("loading {}", path.display()))?,
+        Some(path) => transport::load(store, path)?,
         None => {
             let stdin = io::stdin();
             if stdin.is_terminal() {
                 bail!("no archive on standard input: use -i FILE or redirect standard input");
             }
-            oci::load_archive_from(store, stdin.lock(), Path::new("standard input"), None).context("loading from standard input")?
+            transport::load_from(store, stdin.lock(), Path::new("standard input"))?
         }
     };
-    let config = store.read_manifest(&oci::descriptor_digest(&loaded.manifest)?)?;
-    let id = oci::descriptor_digest(config.config())?;
-    if loaded.names.is_empty() {
-        store.add_unnamed(&loaded.manifest)?;
-    }
-    for name in &loaded.names {
-        store.tag(name, &loaded.manifest)?;
-    }
     if args.quiet {
-        println!("{id}");
+        println!("{}", loaded.id);
     } else if loaded.names.is_empty() {
-        println!("Loaded image ID: {id}");
+        println!("Loaded image ID: {}", loaded.id);
     } else {
         for name in &loaded.names {
             println!("Loaded image: {name}");

@@ -137,6 +137,7 @@ pub fn run(store: &LocalStore, args: BuildArgs) -> Result<ExitCode> {
         registry: RegistryOptions {
             pull: PullPolicy::from_name(&args.pull).expect("clap checked the name"),
             tls: TlsOptions::from_flags(args.tls_verify, args.cert_dir),
+            creds: None,
             view,
         },
     };

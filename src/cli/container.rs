@@ -2,12 +2,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use chrono::Utc;
 use clap::Args;
 
-use crate::container::{apply_changes, commit_layer};
-use crate::oci::{self, History, ImageName};
+use super::format::ago;
+use crate::container::{self, shell_words, CommitRequest};
 use crate::store::LocalStore;
 use crate::store::{ContainerRecord, ContainerState, Containers};
 
@@ -73,7 +73,7 @@ pub fn ps(root: &std::path::Path, args: PsArgs) -> Result<ExitCode> {
             if !args.no_trunc && command.chars().count() > 20 {
                 command = format!("{}…", command.chars().take(19).collect::<String>());
             }
-            let created = c.created_time().map(|t| super::images::ago(now - t)).unwrap_or_default();
+            let created = c.created_time().map(|t| ago(now - t)).unwrap_or_default();
             [id, c.image.clone(), format!("\"{command}\""), created, status(c, now), c.name.clone()]
         })
         .collect();
@@ -97,8 +97,7 @@ pub fn ps(root: &std::path::Path, args: PsArgs) -> Result<ExitCode> {
 
 /// docker's STATUS column: `Up 3 minutes`, `Exited (0) 2 seconds ago`.
 fn status(c: &ContainerRecord, now: chrono::DateTime<Utc>) -> String {
-    let ago =
-        |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok().map(|t| super::images::ago(now - t.with_timezone(&Utc))).unwrap_or_default();
+    let ago = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok().map(|t| ago(now - t.with_timezone(&Utc))).unwrap_or_default();
     match &c.state {
         ContainerState::Running { .. } if c.is_running() => format!("Up {}", ago(&c.created).trim_end_matches(" ago")),
         // Its `strata run` died without recording an exit (killed, or the machine went down).
@@ -107,35 +106,10 @@ fn status(c: &ContainerRecord, now: chrono::DateTime<Utc>) -> String {
     }
 }
 
-/// An argv as a shell would read it back (for display).
-fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b)) {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 pub fn rm(store: &LocalStore, args: RmArgs) -> Result<ExitCode> {
-    let containers = Containers::open(&store.root);
     let mut failed = false;
     for reference in &args.containers {
-        let result = containers.find(reference).and_then(|c| {
-            if c.is_running() {
-                let ContainerState::Running { pid } = c.state else { unreachable!("running means a pid") };
-                if !args.force {
-                    bail!("container {} is running: stop it first or use rm -f", c.name);
-                }
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-            }
-            containers.remove(&c)
-        });
-        match result {
+        match container::remove(store, reference, args.force) {
             Ok(()) => println!("{reference}"),
             Err(e) => {
                 eprintln!("Error: {e:#}");
@@ -147,45 +121,15 @@ pub fn rm(store: &LocalStore, args: RmArgs) -> Result<ExitCode> {
 }
 
 pub fn commit(store: &LocalStore, args: CommitArgs) -> Result<ExitCode> {
-    let containers = Containers::open(&store.root);
-    let record = containers.find(&args.container)?;
-    if record.is_running() {
-        bail!("container {} is still running: commit it once it has exited", record.name);
-    }
-    let name = args.image.as_deref().map(|n| ImageName::parse(n).with_context(|| format!("invalid image name {n:?}"))).transpose()?;
-    let image = store.load_image(&record.manifest).with_context(|| format!("loading the image of container {}", record.name))?;
-    let format = crate::store::LayerFormat { source_date_epoch: super::source_date_epoch(), ..Default::default() };
-    let mut state = commit_layer(store, &containers, &record, &image, format)?;
-    let config = &mut state.config;
-    apply_changes(config, &args.changes)?;
-    if let Some(author) = &args.author {
-        config.author = Some(author.clone());
-    }
-    let created = Utc::now();
-    config.set_created(created);
-    config.history.push(History {
-        created: Some(created.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
-        created_by: Some(shell_words(&record.command)),
-        author: args.author.clone(),
-        comment: args.message.clone(),
-        empty_layer: state.layers.len() == image.layers.len(),
-        ..Default::default()
-    });
-    let manifest = store.save_image(&state)?;
-    match &name {
-        Some(n) => store.images.tag(n, &manifest)?,
-        None => store.images.add_unnamed(&manifest)?,
-    }
-    let id = store.image_id(&manifest)?;
+    let req = CommitRequest {
+        container: args.container,
+        image: args.image,
+        changes: args.changes,
+        message: args.message,
+        author: args.author,
+        source_date_epoch: super::source_date_epoch(),
+    };
+    let id = container::commit(store, &req)?;
     println!("{}", if args.quiet { id.hex().to_string() } else { id.to_string() });
     Ok(ExitCode::SUCCESS)
-}
-
-/// Image ids used by containers, for `rmi` (which refuses them without -f).
-pub fn images_in_use(root: &std::path::Path) -> Result<Vec<(oci::Digest, String)>> {
-    Ok(Containers::open(root)
-        .images_in_use()?
-        .into_iter()
-        .filter_map(|(id, c)| oci::Digest::parse(&id).ok().map(|d| (d, c.name)))
-        .collect())
 }

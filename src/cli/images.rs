@@ -6,7 +6,9 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::Args;
 
+use super::format::{ago, human_size};
 use crate::oci::{self, ImageName, Store};
+use crate::store::{remove_image, Containers, Removal};
 
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
@@ -109,49 +111,6 @@ pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// "3 minutes ago", worded like docker's units.HumanDuration.
-pub(super) fn ago(d: chrono::TimeDelta) -> String {
-    let s = d.num_seconds().max(0);
-    let (m, h) = (s / 60, s / 3600);
-    let text = match s {
-        0 => "Less than a second".to_string(),
-        1 => "1 second".to_string(),
-        2..=59 => format!("{s} seconds"),
-        60..=119 => "About a minute".to_string(),
-        120..=3599 => format!("{m} minutes"),
-        3600..=7199 => "About an hour".to_string(),
-        _ if h < 48 => format!("{h} hours"),
-        _ if h < 24 * 7 * 2 => format!("{} days", h / 24),
-        _ if h < 24 * 30 * 3 => format!("{} weeks", h / 24 / 7),
-        _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
-        _ => format!("{} years", h / 24 / 365),
-    };
-    format!("{text} ago")
-}
-
-/// Decimal units with three significant digits, as podman prints sizes.
-fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes} B")
-    } else {
-        let digits = if v < 10.0 {
-            2
-        } else if v < 100.0 {
-            1
-        } else {
-            0
-        };
-        format!("{v:.digits$} {}", units[i])
-    }
-}
-
 /// Prints a JSON array with one document per image, as docker and podman do: the
 /// image config as stored, with the image id, the manifest digest and the manifest
 /// beside it (upper-case keys, as docker and podman name them, so they cannot
@@ -233,72 +192,31 @@ pub fn history(store: &Store, args: HistoryArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Removes names; an id removes every entry of that image, but only with `-f`
-/// when several names refer to it (docker: "image is referenced in multiple
-/// repositories").
+/// Removes names or images (see `store::remove_image`) and says what went.
 pub fn rmi(store: &Store, args: RmiArgs) -> Result<ExitCode> {
     let mut failed = false;
-    let in_use = super::container::images_in_use(store.root().parent().unwrap_or(store.root()))?;
+    let in_use = Containers::open(store.root().parent().unwrap_or(store.root())).images_in_use()?;
     for reference in &args.images {
-        if !args.force {
-            if let Some(user) = container_using(store, reference, &in_use)? {
+        match remove_image(store, reference, args.force, &in_use)? {
+            Removal::Untagged(names) => names.iter().for_each(|n| println!("Untagged: {n}")),
+            Removal::InUse { container: user } => {
                 eprintln!("strata: error: image {reference:?} is in use by container {user}: remove the container first (strata rm {user}) or use rmi -f");
                 failed = true;
-                continue;
             }
-        }
-        let removed = match ImageName::parse(reference) {
-            Ok(name) if store.untag(&name)? => true,
-            _ => match store.resolve(reference)? {
-                Some(desc) => {
-                    let digest = oci::descriptor_digest(&desc)?;
-                    let names = store.names_of(&digest)?;
-                    if names.len() > 1 && !args.force {
-                        eprintln!(
-                            "strata: error: unable to delete {reference} (must be forced): image is referenced in multiple repositories: {}",
-                            names.join(", ")
-                        );
-                        failed = true;
-                        continue;
-                    }
-                    store.update_index(|index| {
-                        let kept: Vec<_> = index.manifests().iter().filter(|d| d.digest() != desc.digest()).cloned().collect();
-                        index.set_manifests(kept);
-                        Ok(())
-                    })?;
-                    if names.is_empty() {
-                        println!("Untagged: {reference}");
-                    }
-                    for n in &names {
-                        println!("Untagged: {n}");
-                    }
-                    continue;
-                }
-                None => false,
-            },
-        };
-        if removed {
-            println!("Untagged: {reference}");
-        } else {
-            eprintln!("strata: error: image {reference:?} not found in the local store");
-            failed = true;
+            Removal::MultipleNames(names) => {
+                eprintln!(
+                    "strata: error: unable to delete {reference} (must be forced): image is referenced in multiple repositories: {}",
+                    names.join(", ")
+                );
+                failed = true;
+            }
+            Removal::NotFound => {
+                eprintln!("strata: error: image {reference:?} not found in the local store");
+                failed = true;
+            }
         }
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-/// The container that would be left without its image's last name if `reference`
-/// were removed (docker refuses that without -f).
-fn container_using(store: &Store, reference: &str, in_use: &[(oci::Digest, String)]) -> Result<Option<String>> {
-    if in_use.is_empty() {
-        return Ok(None);
-    }
-    let Some(desc) = store.resolve(reference)? else { return Ok(None) };
-    let id = oci::descriptor_digest(store.read_manifest(&oci::descriptor_digest(&desc)?)?.config())?;
-    let Some((_, user)) = in_use.iter().find(|(d, _)| d == &id) else { return Ok(None) };
-    let by_name = ImageName::parse(reference).ok().filter(|n| store.resolve(&n.to_string()).ok().flatten().is_some());
-    let names = store.names_of(&oci::descriptor_digest(&desc)?)?.len();
-    Ok((by_name.is_none() || names <= 1).then(|| user.clone()))
 }
 
 pub fn tag(store: &Store, args: TagArgs) -> Result<ExitCode> {
@@ -312,19 +230,4 @@ pub fn tag(store: &Store, args: TagArgs) -> Result<ExitCode> {
     plain.set_annotations(None);
     store.tag_all(&names, &plain)?;
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_ages_read_like_podman() {
-        assert_eq!(human_size(512), "512 B");
-        assert_eq!(human_size(4_270_000), "4.27 MB");
-        assert_eq!(human_size(123_456_789), "123 MB");
-        assert_eq!(ago(chrono::TimeDelta::seconds(125)), "2 minutes ago");
-        assert_eq!(ago(chrono::TimeDelta::seconds(3600)), "About an hour ago");
-        assert_eq!(ago(chrono::TimeDelta::seconds(0)), "Less than a second ago");
-    }
 }

@@ -8,6 +8,7 @@
 mod archive;
 mod build;
 mod container;
+mod format;
 mod images;
 mod info;
 mod prune;

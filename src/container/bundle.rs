@@ -9,7 +9,7 @@
 //! capabilities, no_new_privs and Docker's masked and read-only /proc paths.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -47,6 +47,18 @@ impl BundleProcess {
             user: cfg.user.clone().unwrap_or_default(),
         })
     }
+}
+
+/// Writes the bundle of the stored image `reference` to `dir` (missing or empty),
+/// running `command` instead of its CMD when given; returns the bundle's absolute
+/// path.
+pub fn bundle(store: &LocalStore, reference: &str, command: &[String], dir: &Path) -> Result<PathBuf> {
+    let manifest = store.images.resolve(reference)?.with_context(|| format!("image {reference:?} not found in the local store"))?;
+    let image = store.load_image(&manifest)?;
+    let process = BundleProcess::from_image(&image, command)?;
+    let dir = std::path::absolute(dir)?;
+    write_bundle(store, &image, &process, &dir)?;
+    Ok(dir)
 }
 
 /// Writes the bundle of `image` to `dir` (missing or empty).

@@ -28,6 +28,71 @@ pub fn commit_layer(
     Ok(state)
 }
 
+/// What one `commit` asks for.
+#[derive(Clone, Debug, Default)]
+pub struct CommitRequest {
+    /// The container, by name, id or unique id prefix.
+    pub container: String,
+    /// The new image's name (default: untagged).
+    pub image: Option<String>,
+    /// Dockerfile instructions applied to the config (see [`apply_changes`]).
+    pub changes: Vec<String>,
+    /// Kept in the image's history.
+    pub message: Option<String>,
+    pub author: Option<String>,
+    /// Clamps file times in the layer (`$SOURCE_DATE_EPOCH`).
+    pub source_date_epoch: Option<u64>,
+}
+
+/// Commits an exited container as a new image, named or untagged; returns the
+/// image id.
+pub fn commit(store: &LocalStore, req: &CommitRequest) -> Result<oci::Digest> {
+    let containers = Containers::open(&store.root);
+    let record = containers.find(&req.container)?;
+    if record.is_running() {
+        bail!("container {} is still running: commit it once it has exited", record.name);
+    }
+    let name = req.image.as_deref().map(|n| oci::ImageName::parse(n).with_context(|| format!("invalid image name {n:?}"))).transpose()?;
+    let image = store.load_image(&record.manifest).with_context(|| format!("loading the image of container {}", record.name))?;
+    let format = LayerFormat { source_date_epoch: req.source_date_epoch, ..Default::default() };
+    let mut state = commit_layer(store, &containers, &record, &image, format)?;
+    apply_changes(&mut state.config, &req.changes)?;
+    if let Some(author) = &req.author {
+        state.config.author = Some(author.clone());
+    }
+    let created = chrono::Utc::now();
+    state.config.set_created(created);
+    state.config.history.push(oci::History {
+        created: Some(created.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        created_by: Some(shell_words(&record.command)),
+        author: req.author.clone(),
+        comment: req.message.clone(),
+        empty_layer: state.layers.len() == image.layers.len(),
+        ..Default::default()
+    });
+    let manifest = store.save_image(&state)?;
+    match &name {
+        Some(n) => store.images.tag(n, &manifest)?,
+        None => store.images.add_unnamed(&manifest)?,
+    }
+    store.image_id(&manifest)
+}
+
+/// An argv as a shell would read it back: the history's CREATED BY of a commit,
+/// and `ps`'s COMMAND.
+pub fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The instructions `commit --change` accepts: the docker daemon's list
 /// (`validCommitCommands`), which has HEALTHCHECK and STOPSIGNAL although docker's
 /// documentation leaves them out; SHELL and MAINTAINER are refused there too.

@@ -4,6 +4,8 @@
 
 mod bundle;
 mod commit;
+mod run;
 
-pub use bundle::{write_bundle, BundleProcess};
-pub use commit::{apply_changes, commit_layer};
+pub use bundle::{bundle, write_bundle, BundleProcess};
+pub use commit::{apply_changes, commit, commit_layer, shell_words, CommitRequest};
+pub use run::{remove, run, RunRequest};

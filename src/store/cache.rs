@@ -6,6 +6,7 @@
 //! crash leaves none half-written. Garbage collection reads entries through
 //! [`Cache::referenced_layers`], never their JSON by hand.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,19 @@ struct Entry {
     key: String,
     layers: Vec<(DiffId, oci::Descriptor)>,
     config: ImageConfig,
+}
+
+/// An entry as garbage collection sees it: only its layers (the rest is ignored).
+#[derive(Deserialize)]
+struct EntryLayers {
+    layers: Vec<(DiffId, oci::Descriptor)>,
+}
+
+/// What the cache's entries keep alive: the layer dirs (by diff id) and the blobs.
+#[derive(Debug, Default)]
+pub struct CachedLayers {
+    pub diff_ids: HashSet<DiffId>,
+    pub blobs: HashSet<oci::Digest>,
 }
 
 /// The cache directory of a store.
@@ -55,6 +69,35 @@ impl Cache {
         Cache { dir: PathBuf::from("/nonexistent/strata-cache") }
     }
 
+    /// The cache of the store at `root` as it is on disk, without creating its dir
+    /// (garbage collection must not make what it may be about to remove).
+    pub fn existing(root: &Path) -> Cache {
+        Cache { dir: root.join("cache") }
+    }
+
+    /// Forgets every entry (`prune --all`); the dir is made again by the next build.
+    pub fn clear(&self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+
+    /// The layers every entry refers to. An entry that cannot be read keeps nothing:
+    /// [`Cache::get`] would miss it too.
+    pub fn referenced_layers(&self) -> CachedLayers {
+        let mut out = CachedLayers::default();
+        let Ok(files) = fs::read_dir(&self.dir) else { return out };
+        for file in files.flatten() {
+            let Ok(bytes) = fs::read(file.path()) else { continue };
+            let Ok(entry) = serde_json::from_slice::<EntryLayers>(&bytes) else { continue };
+            for (diff_id, blob) in entry.layers {
+                if let Ok(digest) = oci::descriptor_digest(&blob) {
+                    out.diff_ids.insert(diff_id);
+                    out.blobs.insert(digest);
+                }
+            }
+        }
+        out
+    }
+
     fn path(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{key}.json"))
     }
@@ -84,5 +127,29 @@ impl Cache {
         let Ok(bytes) = serde_json::to_vec(&entry) else { return };
         let tmp = self.dir.join(format!(".{key}.{}.tmp", std::process::id()));
         write_durably(&self.path(key), &tmp, &bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn referenced_layers_are_the_entries_layers_and_a_broken_entry_keeps_none() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::open(root.path()).unwrap();
+        let blob = oci::Digest::of_bytes(b"layer blob");
+        let diff_id = DiffId::new(oci::Digest::of_bytes(b"layer tar"));
+        let mut state = ImageState::scratch();
+        state
+            .layers
+            .push(LayerRef { diff_id: diff_id.clone(), blob: oci::descriptor("application/vnd.oci.image.layer.v1.tar+gzip", &blob, 10) });
+        cache.put("k1", &state);
+        fs::write(root.path().join("cache/k2.json"), br#"{"layers": [["not a digest", {}]]}"#).unwrap();
+        let kept = Cache::existing(root.path()).referenced_layers();
+        assert_eq!(kept.diff_ids, HashSet::from([diff_id]));
+        assert_eq!(kept.blobs, HashSet::from([blob]));
+        cache.clear();
+        assert!(Cache::existing(root.path()).referenced_layers().blobs.is_empty());
     }
 }

@@ -190,9 +190,10 @@ impl Containers {
         Ok(())
     }
 
-    /// Image ids that some container still stands on (rmi and prune must keep them).
-    pub fn images_in_use(&self) -> Result<Vec<(String, ContainerRecord)>> {
-        Ok(self.list()?.into_iter().map(|r| (r.image_id.clone(), r)).collect())
+    /// Image ids that some container still stands on, each with that container's
+    /// name (rmi refuses to remove them without -f).
+    pub fn images_in_use(&self) -> Result<Vec<(Digest, String)>> {
+        Ok(self.list()?.into_iter().filter_map(|r| Digest::parse(&r.image_id).ok().map(|d| (d, r.name))).collect())
     }
 }
 

@@ -5,12 +5,15 @@
 //! travels in that command's request. Submodules: images as layer stacks (`image`),
 //! an image's layer dirs stacked for a step and a step's upper dir committed as a
 //! layer (`layer_stack`), the build cache's entries (`cache`), containers' records
-//! (`containers`), and garbage collection (`gc`).
+//! (`containers`), removing images by name or id (`removal`), and garbage
+//! collection (`gc`).
 
 mod cache;
 mod containers;
+mod gc;
 mod image;
 mod layer_stack;
+mod removal;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,10 +25,12 @@ use crate::rootfs::layers::LayerDirs;
 use crate::sandbox::userns::Privilege;
 use crate::sandbox::{Driver, DriverChoice};
 
-pub use cache::{write_durably, Cache};
+pub use cache::{write_durably, Cache, CachedLayers};
 pub use containers::{ContainerRecord, ContainerState, Containers};
+pub use gc::PruneReport;
 pub use image::{ImageState, LayerRef};
 pub use layer_stack::LayerFormat;
+pub use removal::{remove_image, Removal};
 
 /// The store below one root directory (see ARCHITECTURE.md for its layout).
 pub struct LocalStore {

@@ -28,7 +28,7 @@ pub fn export(
         Location::Registry { path } => {
             let name =
                 oci::ImageName::parse(&path.to_string_lossy()).with_context(|| format!("invalid registry reference {}", path.display()))?;
-            let client = crate::registry::connect(name.domain(), &registry.tls)?;
+            let client = registry.connect(name.domain())?;
             let progress = crate::report::transfer_progress(registry.view);
             crate::registry::transfer::push(store, &client, manifest, &name, progress.as_ref()).map(drop).map_err(anyhow::Error::from)
         }

@@ -1,16 +1,23 @@
 //! Images crossing the store's edge: locations outside it (`oci:`, `oci-archive:`,
 //! `docker-archive:`, `dir:`, `docker://`) parsed in one place (`reference`), images
-//! written there or read from there (`exchange`), and images found by reference,
-//! pulled from a registry when the pull policy allows (`pull`).
+//! written there or read from there (`exchange`), images found by reference, pulled
+//! from a registry when the pull policy allows, and `pull` itself (`pull`), and the
+//! registry's other commands: push, login and logout (`registry`); and archives
+//! saved from the store or loaded into it (`archive`).
 
+mod archive;
 mod exchange;
 mod pull;
 mod reference;
+mod registry;
 
+pub use archive::{load, load_from, Loaded, SaveFormat, SaveSource};
 pub use exchange::{docker_repo_tags, export, import};
-pub use pull::find_image;
+pub use pull::{find_image, pull, Pulled};
 pub use reference::Location;
+pub use registry::{login, logout, push, registry_name};
 
+use crate::registry::auth::Credentials;
 use crate::registry::tls::TlsOptions;
 use crate::report::TransferView;
 
@@ -39,10 +46,12 @@ impl PullPolicy {
 }
 
 /// How one command reaches registries: when to pull, which certificates to trust
-/// (`--tls-verify`, `--cert-dir`), and how transfers show progress.
+/// (`--tls-verify`, `--cert-dir`), which credentials to use (`--creds`; None: the
+/// ones stored for each registry), and how transfers show progress.
 #[derive(Clone, Debug, Default)]
 pub struct RegistryOptions {
     pub pull: PullPolicy,
     pub tls: TlsOptions,
+    pub creds: Option<Credentials>,
     pub view: TransferView,
 }

@@ -1,14 +1,24 @@
-//! Finding an image by reference for FROM, `--from` and `pull`: a transport
-//! location, the local store, or a registry (short names through registries.conf),
-//! pulled as the pull policy says.
+//! Finding an image by reference for FROM and `--from`: a transport location, the
+//! local store, or a registry (short names through registries.conf), pulled as the
+//! pull policy says; and `pull`, which always asks the registry. Both pull a short
+//! name through the same candidates and the same code.
 
 use anyhow::{bail, Context, Result};
 
 use super::exchange::import;
+use super::registry::registry_name;
 use super::{Location, PullPolicy, RegistryOptions};
 use crate::oci::{self, ImageName};
 use crate::registry::{self, shortnames, shortnames::ShortNames};
 use crate::store::LocalStore;
+
+/// An image `pull` brought into the store.
+#[derive(Clone, Debug)]
+pub struct Pulled {
+    pub manifest: oci::Descriptor,
+    /// The image id (its config's digest).
+    pub id: oci::Digest,
+}
 
 /// The manifest of an image that is not an earlier stage nor `scratch`: a transport
 /// (`oci:`, `oci-archive:`, `docker-archive:`), an image in the local store by name
@@ -30,18 +40,30 @@ pub fn find_image(store: &LocalStore, reference: &str, opts: &RegistryOptions) -
         }
     }
     match name {
-        Some(name) if opts.pull != PullPolicy::Never => {
-            let client = registry::connect(name.domain(), &opts.tls)?;
-            let progress = crate::report::transfer_progress(opts.view);
-            let manifest = registry::transfer::pull_into_store(&store.images, &client, &name, progress.as_ref()).with_context(|| format!("pulling base image {name}"))?;
-            Ok(manifest)
-        }
+        Some(name) if opts.pull != PullPolicy::Never => pull_name(&store.images, &name, opts, "pulling base image"),
         _ => bail!(
             "base image {reference:?} is not in the local store {}{} (build or import it first, or use oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG])",
             store.root.display(),
             if opts.pull == PullPolicy::Never { " and --pull=never forbids pulling it" } else { "" }
         ),
     }
+}
+
+/// `strata pull`: `reference` from its registry (`docker://` allowed in front), or a
+/// short name's candidates tried in order. The local store is never consulted first:
+/// pulling is what was asked for.
+pub fn pull(images: &oci::Store, reference: &str, opts: &RegistryOptions) -> Result<Pulled> {
+    let bare = reference.strip_prefix("docker://").unwrap_or(reference);
+    let manifest = if shortnames::is_short(reference) {
+        let candidates = short_candidates(bare)?;
+        pull_candidates(images, bare, &candidates, opts).with_context(|| format!("pulling {bare}"))?
+    } else {
+        let name = registry_name(reference)?;
+        pull_name(images, &name, opts, "pulling")?
+    };
+    let m = images.read_manifest(&oci::descriptor_digest(&manifest)?)?;
+    let id = oci::descriptor_digest(m.config())?;
+    Ok(Pulled { manifest, id })
 }
 
 /// A short name (`busybox`, `user/app:1`): the local image `localhost/NAME` (or an
@@ -52,11 +74,7 @@ fn find_short(store: &LocalStore, reference: &str, opts: &RegistryOptions) -> Re
     if let Some(manifest) = store.images.resolve(reference)? {
         return Ok(manifest);
     }
-    let names = ShortNames::load()?;
-    for w in &names.warnings {
-        eprintln!("warning: {w}");
-    }
-    let candidates = names.candidates(reference)?;
+    let candidates = short_candidates(reference)?;
     if opts.pull != PullPolicy::Always {
         for name in &candidates {
             if let Some(manifest) = store.images.resolve(&name.to_string())? {
@@ -73,9 +91,31 @@ fn find_short(store: &LocalStore, reference: &str, opts: &RegistryOptions) -> Re
             looked.join(", ")
         );
     }
+    pull_candidates(&store.images, reference, &candidates, opts).with_context(|| format!("pulling base image {reference}"))
+}
+
+/// What registries.conf makes of a short name, in the order to try; the files it
+/// had to skip are warned about, and the command goes on without them.
+fn short_candidates(short: &str) -> Result<Vec<ImageName>> {
+    let names = ShortNames::load()?;
+    for w in &names.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(names.candidates(short)?)
+}
+
+/// Pulls the first of `candidates` that can be pulled and names it as pulled.
+fn pull_candidates(images: &oci::Store, short: &str, candidates: &[ImageName], opts: &RegistryOptions) -> Result<oci::Descriptor> {
     let progress = crate::report::transfer_progress(opts.view);
-    let connect = |registry: &str| registry::connect(registry, &opts.tls);
-    let (_, manifest) = registry::transfer::pull_first(&store.images, reference, &candidates, &connect, progress.as_ref())
-        .with_context(|| format!("pulling base image {reference}"))?;
+    let connect = |registry: &str| opts.connect(registry);
+    let (_, manifest) = registry::transfer::pull_first(images, short, candidates, &connect, progress.as_ref())?;
     Ok(manifest)
+}
+
+/// Pulls `name` and names it in the store as pulled; a failure of the transfer
+/// itself is said to be `what` the name.
+fn pull_name(images: &oci::Store, name: &ImageName, opts: &RegistryOptions, what: &str) -> Result<oci::Descriptor> {
+    let client = opts.connect(name.domain())?;
+    let progress = crate::report::transfer_progress(opts.view);
+    registry::transfer::pull_into_store(images, &client, name, progress.as_ref()).with_context(|| format!("{what} {name}"))
 }

@@ -1,0 +1,109 @@
+//! `save` and `load`: a stored image written to an archive (a file, a directory or
+//! a stream), and an archive's image brought into the store under the names it
+//! carries, as docker and podman name them. Both need the image store alone.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use super::docker_repo_tags;
+use crate::oci::{self, Digest, ImageName, Store};
+
+/// What `save` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaveFormat {
+    /// What `docker load` reads.
+    DockerArchive,
+    OciArchive,
+    /// An OCI layout directory: never a stream.
+    OciDir,
+}
+
+impl SaveFormat {
+    /// `--format`'s values.
+    pub fn from_name(name: &str) -> Option<SaveFormat> {
+        match name {
+            "docker-archive" => Some(SaveFormat::DockerArchive),
+            "oci-archive" => Some(SaveFormat::OciArchive),
+            "oci-dir" => Some(SaveFormat::OciDir),
+            _ => None,
+        }
+    }
+}
+
+/// A stored image about to be saved, with the names its archive will carry.
+pub struct SaveSource {
+    manifest: oci::Descriptor,
+    /// A docker-archive's RepoTags.
+    repo_tags: Vec<String>,
+    /// An OCI archive's or layout's ref name.
+    tag: Option<String>,
+}
+
+impl SaveSource {
+    /// The image `reference` names. Saved by name, the archive carries the name;
+    /// saved by id, none (as docker does).
+    pub fn find(images: &Store, reference: &str) -> Result<SaveSource> {
+        let manifest = images.resolve(reference)?.with_context(|| format!("image {reference:?} not found in the local store"))?;
+        let name =
+            ImageName::parse(reference).ok().filter(|n| n.digest().is_none() && images.resolve(&n.to_string()).ok().flatten().is_some());
+        let repo_tags = docker_repo_tags(None, name.as_ref())?;
+        let tag = name.as_ref().and_then(|n| n.tag().map(str::to_string));
+        Ok(SaveSource { manifest, repo_tags, tag })
+    }
+
+    /// Writes the archive to `path` (a directory for [`SaveFormat::OciDir`]).
+    pub fn save(&self, images: &Store, format: SaveFormat, path: &Path) -> Result<()> {
+        let tag = self.tag.as_deref();
+        match format {
+            SaveFormat::DockerArchive => oci::export_docker_archive(images, &self.manifest, path, &self.repo_tags),
+            SaveFormat::OciArchive => oci::export_oci_archive(images, &self.manifest, path, tag),
+            SaveFormat::OciDir => oci::export_oci_dir(images, &self.manifest, path, tag),
+        }?;
+        Ok(())
+    }
+
+    /// Streams the archive to `out`; `label` names the stream in errors.
+    pub fn write<W: Write>(&self, images: &Store, format: SaveFormat, out: W, label: &Path) -> Result<W> {
+        Ok(match format {
+            SaveFormat::DockerArchive => oci::write_docker_archive(images, &self.manifest, out, &self.repo_tags, label)?,
+            SaveFormat::OciArchive => oci::write_oci_archive(images, &self.manifest, out, self.tag.as_deref(), label)?,
+            SaveFormat::OciDir => bail!("an oci-dir is a directory: it cannot be written to {}", label.display()),
+        })
+    }
+}
+
+/// An image `load` brought into the store.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The image id (its config's digest).
+    pub id: Digest,
+    /// The names it was given; none leaves it unnamed.
+    pub names: Vec<ImageName>,
+}
+
+/// Loads the docker-archive or oci-archive at `path` (told apart by content).
+pub fn load(images: &Store, path: &Path) -> Result<Loaded> {
+    let loaded = oci::load_archive(images, path, None).with_context(|| format!("loading {}", path.display()))?;
+    add_loaded(images, loaded)
+}
+
+/// [`load`] from a stream; `label` names it in errors.
+pub fn load_from(images: &Store, reader: impl Read, label: &Path) -> Result<Loaded> {
+    let loaded = oci::load_archive_from(images, reader, label, None).with_context(|| format!("loading from {}", label.display()))?;
+    add_loaded(images, loaded)
+}
+
+/// Names a loaded image as its archive did, or keeps it unnamed.
+fn add_loaded(images: &Store, loaded: oci::LoadedImage) -> Result<Loaded> {
+    let manifest = images.read_manifest(&oci::descriptor_digest(&loaded.manifest)?)?;
+    let id = oci::descriptor_digest(manifest.config())?;
+    if loaded.names.is_empty() {
+        images.add_unnamed(&loaded.manifest)?;
+    }
+    for name in &loaded.names {
+        images.tag(name, &loaded.manifest)?;
+    }
+    Ok(Loaded { id, names: loaded.names })
+}
