@@ -131,6 +131,22 @@ impl Store {
     }
 
     /// A temp file beside the blobs, so the final rename never crosses filesystems.
+    /// Where writers keep temps: the layout dir and beside the blobs.
+    fn temp_dirs(&self) -> [PathBuf; 2] {
+        [self.root().to_path_buf(), self.root().join("blobs").join("sha256")]
+    }
+
+    /// Temp files and dirs of dead writers: those whose lock nobody holds.
+    pub fn stale_temps(&self) -> Vec<temps::StaleTemp> {
+        temps::stale_in(&self.temp_dirs())
+    }
+
+    /// Removes dead writers' temps, each while holding its lock, so no writer can have
+    /// it; returns what went. Safe beside live writers in any pid namespace.
+    pub fn remove_stale_temps(&self) -> Result<Vec<temps::StaleTemp>> {
+        temps::remove_stale_in(&self.temp_dirs())
+    }
+
     pub(crate) fn temp_blob(&self) -> Result<NamedTempFile> {
         let dir = self.blob_dir();
         temps::create_file(&dir, "")

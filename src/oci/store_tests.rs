@@ -265,3 +265,84 @@ fn reachable_names_configs_and_refuses_an_unreadable_manifest() {
     let err = store.reachable().unwrap_err().to_string();
     assert!(err.contains(&digest.to_string()), "{err}");
 }
+
+mod temps {
+    //! Dead writers' temps, seen through the store that has them.
+    use super::*;
+    use crate::oci::temps::{create_dir, create_file};
+    use crate::oci::StaleTemp;
+    use nix::fcntl::{Flock, FlockArg};
+    use std::fs::File;
+
+    #[test]
+    fn only_dead_writers_temps_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let blobs = d.path().join("blobs/sha256");
+        // pid_max is at most 2^22: this pid cannot run.
+        let dead = blobs.join(".tmp-4999999-dead01");
+        fs::write(&dead, vec![0u8; 1000]).unwrap();
+        let dead_dir = d.path().join(".tmp-import-4999999-dead02");
+        fs::create_dir(&dead_dir).unwrap();
+        fs::write(dead_dir.join("blob"), b"12345").unwrap();
+        let live = store.temp_blob().unwrap();
+        let old_style = blobs.join(".tmp-Ab12Cd");
+        fs::write(&old_style, b"x").unwrap();
+
+        let stale = store.stale_temps();
+        assert_eq!(
+            stale.iter().map(|t| (&t.path, t.pid, t.bytes)).collect::<Vec<_>>(),
+            vec![(&dead_dir, 4999999, 5), (&dead, 4999999, 1000)]
+        );
+        store.remove_stale_temps().unwrap();
+        assert!(!dead.exists() && !dead_dir.exists());
+        assert!(live.path().exists(), "a live writer's temp file stays");
+        assert!(old_style.exists(), "a name without a pid is left to prune");
+    }
+
+    /// A temp whose writer runs in another pid namespace: its pid means nothing here,
+    /// its lock is all we see.
+    fn held_by_another_namespace(path: &Path) -> Flock<File> {
+        Flock::lock(File::open(path).unwrap(), FlockArg::LockExclusive).unwrap()
+    }
+
+    #[test]
+    fn a_temp_locked_by_a_writer_we_cannot_see_stays() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let blobs = d.path().join("blobs/sha256");
+        let held = blobs.join(".tmp-4999998-held01");
+        fs::write(&held, b"being written").unwrap();
+        let held_dir = d.path().join(".tmp-import-4999998-held02");
+        fs::create_dir(&held_dir).unwrap();
+        let abandoned = blobs.join(".tmp-4999998-gone01");
+        fs::write(&abandoned, b"x").unwrap();
+        let writer = held_by_another_namespace(&held);
+        let dir_writer = held_by_another_namespace(&held_dir);
+
+        let paths = |ts: Vec<StaleTemp>| ts.into_iter().map(|t| t.path).collect::<Vec<_>>();
+        assert_eq!(paths(store.stale_temps()), vec![abandoned.clone()]);
+        assert_eq!(paths(store.remove_stale_temps().unwrap()), vec![abandoned.clone()]);
+        assert!(held.exists() && held_dir.exists(), "a temp whose lock is held stays");
+        assert!(!abandoned.exists(), "one nobody holds the lock of goes");
+        drop((writer, dir_writer));
+        assert_eq!(paths(store.remove_stale_temps().unwrap()), vec![held_dir, held]);
+    }
+
+    #[test]
+    fn every_writer_holds_its_temps_lock() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let file = store.temp_blob().unwrap();
+        let dir = create_dir(d.path(), "import-").unwrap();
+        let export = create_file(d.path(), "export-").unwrap();
+        // Renamed to a pid that does not run here: only the lock keeps them now.
+        for (i, p) in [file.path(), dir.path(), export.path()].into_iter().enumerate() {
+            let parent = p.parent().unwrap();
+            fs::rename(p, parent.join(format!(".tmp-4999997-moved{i}"))).unwrap();
+        }
+        assert_eq!(store.stale_temps(), vec![]);
+        drop((file, dir, export));
+        assert_eq!(store.remove_stale_temps().unwrap().len(), 3, "closed, they are a dead writer's");
+    }
+}

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use tempfile::NamedTempFile;
 
-use super::{OciError, Result, Store};
+use super::{OciError, Result};
 
 /// The prefix of every temp name; blobs never start with a dot.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -158,42 +158,40 @@ pub struct StaleTemp {
     pub bytes: u64,
 }
 
-impl Store {
-    /// Temp names of writers that do not run in our pid namespace, in the layout dir
-    /// and beside the blobs, with the pid each name carries.
-    fn temp_candidates(&self) -> Vec<(PathBuf, u32)> {
-        let mut out = Vec::new();
-        for dir in [self.root().to_path_buf(), self.root().join("blobs").join("sha256")] {
-            let Ok(entries) = fs::read_dir(&dir) else { continue };
-            for e in entries.flatten() {
-                match writer_of(&e.file_name().to_string_lossy()) {
-                    Some(pid) if !alive_here(pid) => out.push((e.path(), pid)),
-                    _ => {}
-                }
+/// Temp names, in `dirs`, of writers that do not run in our pid namespace, with the
+/// pid each name carries.
+fn temp_candidates(dirs: &[PathBuf]) -> Vec<(PathBuf, u32)> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(dir) else { continue };
+        for e in entries.flatten() {
+            match writer_of(&e.file_name().to_string_lossy()) {
+                Some(pid) if !alive_here(pid) => out.push((e.path(), pid)),
+                _ => {}
             }
         }
-        out.sort();
-        out
     }
+    out.sort();
+    out
+}
 
-    /// Temp files and dirs of dead writers: those whose lock nobody holds.
-    pub fn stale_temps(&self) -> Vec<StaleTemp> {
-        let abandoned = |(path, pid): (PathBuf, u32)| lock_abandoned(&path).map(|_| StaleTemp { bytes: disk_usage(&path), path, pid });
-        self.temp_candidates().into_iter().filter_map(abandoned).collect()
-    }
+/// Temp files and dirs of dead writers in `dirs`: those whose lock nobody holds.
+pub(crate) fn stale_in(dirs: &[PathBuf]) -> Vec<StaleTemp> {
+    let abandoned = |(path, pid): (PathBuf, u32)| lock_abandoned(&path).map(|_| StaleTemp { bytes: disk_usage(&path), path, pid });
+    temp_candidates(dirs).into_iter().filter_map(abandoned).collect()
+}
 
-    /// Removes dead writers' temps, each while holding its lock, so no writer can have
-    /// it; returns what went. Safe beside live writers in any pid namespace.
-    pub fn remove_stale_temps(&self) -> Result<Vec<StaleTemp>> {
-        let mut removed = Vec::new();
-        for (path, pid) in self.temp_candidates() {
-            let bytes = disk_usage(&path);
-            if remove_if_abandoned(&path).map_err(OciError::io("remove leftover temp file", &path))? {
-                removed.push(StaleTemp { path, pid, bytes });
-            }
+/// Removes dead writers' temps in `dirs`, each while holding its lock, so no writer
+/// can have it; returns what went. Safe beside live writers in any pid namespace.
+pub(crate) fn remove_stale_in(dirs: &[PathBuf]) -> Result<Vec<StaleTemp>> {
+    let mut removed = Vec::new();
+    for (path, pid) in temp_candidates(dirs) {
+        let bytes = disk_usage(&path);
+        if remove_if_abandoned(&path).map_err(OciError::io("remove leftover temp file", &path))? {
+            removed.push(StaleTemp { path, pid, bytes });
         }
-        Ok(removed)
     }
+    Ok(removed)
 }
 
 /// Bytes below `path` (a file or a dir tree), for reporting.
@@ -217,77 +215,5 @@ mod tests {
         assert_eq!(writer_of(".tmp-export-42-x"), Some(42));
         assert_eq!(writer_of(".tmp-abc123"), None);
         assert_eq!(writer_of("0123abcd"), None);
-    }
-
-    #[test]
-    fn only_dead_writers_temps_are_removed() {
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::open(d.path()).unwrap();
-        let blobs = d.path().join("blobs/sha256");
-        // pid_max is at most 2^22: this pid cannot run.
-        let dead = blobs.join(".tmp-4999999-dead01");
-        fs::write(&dead, vec![0u8; 1000]).unwrap();
-        let dead_dir = d.path().join(".tmp-import-4999999-dead02");
-        fs::create_dir(&dead_dir).unwrap();
-        fs::write(dead_dir.join("blob"), b"12345").unwrap();
-        let live = store.temp_blob().unwrap();
-        let old_style = blobs.join(".tmp-Ab12Cd");
-        fs::write(&old_style, b"x").unwrap();
-
-        let stale = store.stale_temps();
-        assert_eq!(
-            stale.iter().map(|t| (&t.path, t.pid, t.bytes)).collect::<Vec<_>>(),
-            vec![(&dead_dir, 4999999, 5), (&dead, 4999999, 1000)]
-        );
-        store.remove_stale_temps().unwrap();
-        assert!(!dead.exists() && !dead_dir.exists());
-        assert!(live.path().exists(), "a live writer's temp file stays");
-        assert!(old_style.exists(), "a name without a pid is left to prune");
-    }
-
-    /// A temp whose writer runs in another pid namespace: its pid means nothing here,
-    /// its lock is all we see.
-    fn held_by_another_namespace(path: &Path) -> Flock<File> {
-        Flock::lock(File::open(path).unwrap(), FlockArg::LockExclusive).unwrap()
-    }
-
-    #[test]
-    fn a_temp_locked_by_a_writer_we_cannot_see_stays() {
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::open(d.path()).unwrap();
-        let blobs = d.path().join("blobs/sha256");
-        let held = blobs.join(".tmp-4999998-held01");
-        fs::write(&held, b"being written").unwrap();
-        let held_dir = d.path().join(".tmp-import-4999998-held02");
-        fs::create_dir(&held_dir).unwrap();
-        let abandoned = blobs.join(".tmp-4999998-gone01");
-        fs::write(&abandoned, b"x").unwrap();
-        let writer = held_by_another_namespace(&held);
-        let dir_writer = held_by_another_namespace(&held_dir);
-
-        let paths = |ts: Vec<StaleTemp>| ts.into_iter().map(|t| t.path).collect::<Vec<_>>();
-        assert_eq!(paths(store.stale_temps()), vec![abandoned.clone()]);
-        assert_eq!(paths(store.remove_stale_temps().unwrap()), vec![abandoned.clone()]);
-        assert!(held.exists() && held_dir.exists(), "a temp whose lock is held stays");
-        assert!(!abandoned.exists(), "one nobody holds the lock of goes");
-        drop((writer, dir_writer));
-        assert_eq!(paths(store.remove_stale_temps().unwrap()), vec![held_dir, held]);
-    }
-
-    #[test]
-    fn every_writer_holds_its_temps_lock() {
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::open(d.path()).unwrap();
-        let file = store.temp_blob().unwrap();
-        let dir = create_dir(d.path(), "import-").unwrap();
-        let export = create_file(d.path(), "export-").unwrap();
-        // Renamed to a pid that does not run here: only the lock keeps them now.
-        for (i, p) in [file.path(), dir.path(), export.path()].into_iter().enumerate() {
-            let parent = p.parent().unwrap();
-            fs::rename(p, parent.join(format!(".tmp-4999997-moved{i}"))).unwrap();
-        }
-        assert_eq!(store.stale_temps(), vec![]);
-        drop((file, dir, export));
-        assert_eq!(store.remove_stale_temps().unwrap().len(), 3, "closed, they are a dead writer's");
     }
 }
