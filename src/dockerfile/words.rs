@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::pattern::{replace, trim_prefix, trim_suffix};
+use super::pattern::{replace, trim_prefix, trim_suffix, InvalidPattern};
 
 /// Source of variable values for expansion.
 pub trait Lookup {
@@ -62,6 +62,12 @@ pub enum ExpandErrorKind {
     Required { name: String, message: String },
     #[error("invalid pattern ({pattern}) in substitution: invalid escape '\\{escaped}'")]
     InvalidPattern { pattern: String, escaped: String },
+}
+
+impl From<InvalidPattern> for ExpandErrorKind {
+    fn from(e: InvalidPattern) -> Self {
+        ExpandErrorKind::InvalidPattern { pattern: e.pattern, escaped: e.escaped }
+    }
 }
 
 /// An expansion failure, naming the word being processed.
@@ -372,11 +378,8 @@ impl State<'_> {
                             None => (false, word),
                         };
                         let value = value.unwrap_or_default();
-                        if c == '%' {
-                            trim_suffix(&pat, &value, greedy)
-                        } else {
-                            trim_prefix(&pat, &value, greedy)
-                        }
+                        let trimmed = if c == '%' { trim_suffix(&pat, &value, greedy) } else { trim_prefix(&pat, &value, greedy) };
+                        Ok(trimmed?)
                     }
                     _ => Err(ExpandErrorKind::UnsupportedModifier(modifier)),
                 }
@@ -400,7 +403,7 @@ impl State<'_> {
                 if self.lx.skip_unset && value.is_none() {
                     return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
                 }
-                replace(&pattern, &value.unwrap_or_default(), &replacement, all)
+                Ok(replace(&pattern, &value.unwrap_or_default(), &replacement, all)?)
             }
             _ => Err(ExpandErrorKind::UnsupportedModifier(modifier)),
         }
