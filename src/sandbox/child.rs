@@ -51,45 +51,22 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// is the run's own directory (the generated resolv.conf and the network helper's
 /// log go there).
 pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>, scratch: &Path) -> Outcome {
-    // The overlay is mounted here, in the helper's mount namespace, not in pid 1's:
-    // fuse-overlayfs serves its mount from a daemon, and pivot_root re-roots every
-    // process of the namespace it runs in, so a daemon in pid 1's namespace would have
-    // its root on the very mount it serves; its own path lookups (/proc/self/fd/N for
-    // xattrs) then wait for an answer only it can give, and the RUN hangs. pid 1's
-    // namespace is copied from this one and keeps the mount. Before unsharing the pid
-    // namespace: the mount helper must not become its pid 1. Unmounted on return.
-    let _rootfs = if spec.rootfs.driver == Driver::Vfs {
-        None
-    } else {
-        match overlay::mount_overlay_with(&spec.rootfs, overlay::FuseLife::TiedToCaller) {
-            Ok(m) => Some(m),
-            Err(e) => return Outcome::SetupFailed(e.to_string()),
-        }
+    // Unmounted on return, once pid 1 is gone.
+    let _rootfs = match mount_rootfs(spec) {
+        Ok(m) => m,
+        Err(msg) => return Outcome::SetupFailed(msg),
     };
     // A private network is made, and its helper started, before the pid namespace:
     // the helper must not be a process of the container (see `network`).
-    let (netns, mut helper, resolv) = match spec.network {
+    let (netns, helper, resolv) = match spec.network {
         Network::Private(via) => match start_network(via, spec, scratch) {
             Ok((ns, h, r)) => (Some(ns), Some(h), Some(r)),
             Err(msg) => return Outcome::SetupFailed(msg),
         },
         _ => (None, None, None),
     };
-    let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    if spec.network == Network::None {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
-    if let Err(e) = unshare(flags) {
-        return Outcome::SetupFailed(format!(
-            "unshare(pid, uts, ipc{} namespaces): {e}",
-            if spec.network == Network::None { ", net" } else { "" }
-        ));
-    }
-    if spec.network == Network::None {
-        // Docker's "none" network still has a working loopback.
-        if let Err(e) = loopback_up() {
-            return Outcome::SetupFailed(format!("bringing up lo in the new network namespace: {e}"));
-        }
+    if let Err(msg) = unshare_container_namespaces(spec.network) {
+        return Outcome::SetupFailed(msg);
     }
     let (err_r, err_w) = match pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
@@ -100,51 +77,100 @@ pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>, scratch: &Pat
         Err(e) => Outcome::SetupFailed(format!("fork: {e}")),
         Ok(ForkResult::Child) => {
             drop(err_r);
-            // If the helper dies, so does the whole container (pid 1 takes the pid
-            // namespace with it).
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-            // The helper's argv and environment name strata's binary and the store;
-            // the container sees pid 1's in /proc/1.
-            super::title::neutralise();
-            let err = match setup_and_exec(spec, seccomp, &err_w, netns.as_ref(), resolv.as_deref()) {
-                Err(msg) => msg,
-                Ok(never) => match never {},
-            };
-            let mut w = fs::File::from(err_w);
-            let _ = w.write_all(err.as_bytes());
-            std::process::exit(125);
+            become_pid1(spec, seccomp, err_w, netns.as_ref(), resolv.as_deref())
         }
         Ok(ForkResult::Parent { child }) => {
             drop(err_w);
             drop(netns);
-            // pid 1 hands these on to the command; dying of them here would SIGKILL
-            // the container before the command could act on them.
-            super::forward::forward_to(child.as_raw());
-            let msg = match read_setup_message(err_r, helper.as_mut()) {
-                Ok(msg) => msg,
-                Err(msg) => {
-                    // pid 1 first: ending the helper stops reaping children by hand.
-                    let failed = kill_and_fail(child, msg);
-                    drop(helper);
-                    return failed;
-                }
-            };
-            let status = loop {
-                match waitpid(child, None) {
-                    Ok(WaitStatus::Exited(_, c)) => break Outcome::Exited(c),
-                    Ok(WaitStatus::Signaled(_, s, _)) => break Outcome::Signaled(s as i32),
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => break Outcome::SetupFailed(format!("waitpid: {e}")),
-                }
-            };
-            // pid 1 is reaped: the helper may go (see `network::Running`'s drop).
-            drop(helper);
-            if msg.is_empty() {
-                status
-            } else {
-                Outcome::SetupFailed(msg)
-            }
+            wait_for_pid1(child, err_r, helper)
         }
+    }
+}
+
+/// Mounts the overlay drivers' root; the vfs driver's is a plain directory.
+///
+/// Done here, in the helper's mount namespace, not in pid 1's: fuse-overlayfs serves
+/// its mount from a daemon, and pivot_root re-roots every process of the namespace it
+/// runs in, so a daemon in pid 1's namespace would have its root on the very mount it
+/// serves; its own path lookups (/proc/self/fd/N for xattrs) then wait for an answer
+/// only it can give, and the RUN hangs. pid 1's namespace is copied from this one and
+/// keeps the mount. Before unsharing the pid namespace: the mount helper must not
+/// become its pid 1.
+fn mount_rootfs(spec: &RunSpec) -> Result<Option<overlay::OverlayMount>, String> {
+    if spec.rootfs.driver == Driver::Vfs {
+        return Ok(None);
+    }
+    overlay::mount_overlay_with(&spec.rootfs, overlay::FuseLife::TiedToCaller).map(Some).map_err(|e| e.to_string())
+}
+
+/// Unshares the pid, uts and ipc namespaces pid 1 will be forked into, and the
+/// network namespace too for `--network none`.
+fn unshare_container_namespaces(network: Network) -> Result<(), String> {
+    let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if network == Network::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags).map_err(|e| format!("unshare(pid, uts, ipc{} namespaces): {e}", if network == Network::None { ", net" } else { "" }))?;
+    if network == Network::None {
+        // Docker's "none" network still has a working loopback.
+        loopback_up().map_err(|e| format!("bringing up lo in the new network namespace: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The forked child: becomes the container's pid 1, or reports why it could not
+/// over `err_w` and exits 125.
+fn become_pid1(
+    spec: &RunSpec,
+    seccomp: Option<&seccomp::Program>,
+    err_w: std::os::fd::OwnedFd,
+    netns: Option<&std::os::fd::OwnedFd>,
+    resolv: Option<&Path>,
+) -> ! {
+    // If the helper dies, so does the whole container (pid 1 takes the pid
+    // namespace with it).
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // The helper's argv and environment name strata's binary and the store;
+    // the container sees pid 1's in /proc/1.
+    super::title::neutralise();
+    let err = match setup_and_exec(spec, seccomp, &err_w, netns, resolv) {
+        Err(msg) => msg,
+        Ok(never) => match never {},
+    };
+    let mut w = fs::File::from(err_w);
+    let _ = w.write_all(err.as_bytes());
+    std::process::exit(125);
+}
+
+/// The helper's side once pid 1 is forked: waits for its setup to end (or the
+/// network helper to fail), then for it to exit, and reports how it ended.
+fn wait_for_pid1(child: nix::unistd::Pid, err_r: std::os::fd::OwnedFd, mut helper: Option<network::Running>) -> Outcome {
+    // pid 1 hands these on to the command; dying of them here would SIGKILL
+    // the container before the command could act on them.
+    super::forward::forward_to(child.as_raw());
+    let msg = match read_setup_message(err_r, helper.as_mut()) {
+        Ok(msg) => msg,
+        Err(msg) => {
+            // pid 1 first: ending the helper stops reaping children by hand.
+            let failed = kill_and_fail(child, msg);
+            drop(helper);
+            return failed;
+        }
+    };
+    let status = loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, c)) => break Outcome::Exited(c),
+            Ok(WaitStatus::Signaled(_, s, _)) => break Outcome::Signaled(s as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => break Outcome::SetupFailed(format!("waitpid: {e}")),
+        }
+    };
+    // pid 1 is reaped: the helper may go (see `network::Running`'s drop).
+    drop(helper);
+    if msg.is_empty() {
+        status
+    } else {
+        Outcome::SetupFailed(msg)
     }
 }
 
@@ -222,46 +248,12 @@ fn setup_and_exec(
         // The mounts above overlapped with the helper's start; the command needs it done.
         network::wait_configured()?;
     }
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGCHLD);
-    for s in FORWARDED {
-        set.add(s);
-    }
+    let set = pid1_signals();
     set.thread_block().map_err(|e| format!("blocking signals: {e}"))?;
     let notify_pair = if spec.fake_chown { Some(UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?) } else { None };
     // SAFETY: pid 1 is single-threaded (forked from the single-threaded helper).
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Child => {
-            reset_signal_dispositions();
-            let _ = set.thread_unblock();
-            // The command leads a session of its own (the helper's already left the
-            // caller's). With `-t` the pty becomes its controlling terminal: Ctrl-C
-            // typed there becomes SIGINT for its process group, as in docker -t.
-            nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-            if spec.tty {
-                // SAFETY: TIOCSCTTY on our stdin (the pty slave) with an integer argument.
-                if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
-                    return Err(format!("making the pty the controlling terminal: {}", std::io::Error::last_os_error()));
-                }
-            }
-            drop_privileges(&prepared.user)?;
-            // Nothing of the builder's may leak into the command (see `fds`).
-            super::fds::close_on_exec_above_stderr()?;
-            // Last before exec, in the command's process only: pid 1 stays unfiltered
-            // to serve the chown notifications.
-            let listener = match seccomp {
-                Some(p) => p.load().map_err(|e| e.to_string())?,
-                None => None,
-            };
-            if let (Some((_, theirs)), Some(listener)) = (&notify_pair, &listener) {
-                chown_notify::send_listener(theirs, listener).map_err(|e| format!("passing the chown listener: {e}"))?;
-            }
-            // Close-on-exec already (kernel, std); closed here all the same.
-            drop(listener);
-            drop(notify_pair);
-            let err = nix::unistd::execve(&prepared.exe, &prepared.argv, &prepared.envp).unwrap_err();
-            Err(format!("exec {}: {err}", prepared.exe.to_string_lossy()))
-        }
+        ForkResult::Child => exec_command(spec, &prepared, seccomp, &set, notify_pair),
         ForkResult::Parent { child } => {
             // Only the command's exec may close the pipe's last write end.
             let _ = nix::unistd::close(err_w.as_raw_fd());
@@ -272,6 +264,58 @@ fn setup_and_exec(
             std::process::exit(reap_and_forward(child, &set, listener.as_ref()))
         }
     }
+}
+
+/// What pid 1 blocks and reads from a signalfd: children's exits and the signals
+/// it forwards.
+fn pid1_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set
+}
+
+/// The command's process, forked by pid 1: takes a session, the terminal and the
+/// user's privileges, loads the seccomp filter and execs. `blocked` is what pid 1
+/// blocked, unblocked again here.
+fn exec_command(
+    spec: &RunSpec,
+    prepared: &Prepared,
+    seccomp: Option<&seccomp::Program>,
+    blocked: &SigSet,
+    notify_pair: Option<(UnixStream, UnixStream)>,
+) -> Result<Never, String> {
+    reset_signal_dispositions();
+    let _ = blocked.thread_unblock();
+    // The command leads a session of its own (the helper's already left the
+    // caller's). With `-t` the pty becomes its controlling terminal: Ctrl-C
+    // typed there becomes SIGINT for its process group, as in docker -t.
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    if spec.tty {
+        // SAFETY: TIOCSCTTY on our stdin (the pty slave) with an integer argument.
+        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+            return Err(format!("making the pty the controlling terminal: {}", std::io::Error::last_os_error()));
+        }
+    }
+    drop_privileges(&prepared.user)?;
+    // Nothing of the builder's may leak into the command (see `fds`).
+    super::fds::close_on_exec_above_stderr()?;
+    // Last before exec, in the command's process only: pid 1 stays unfiltered
+    // to serve the chown notifications.
+    let listener = match seccomp {
+        Some(p) => p.load().map_err(|e| e.to_string())?,
+        None => None,
+    };
+    if let (Some((_, theirs)), Some(listener)) = (&notify_pair, &listener) {
+        chown_notify::send_listener(theirs, listener).map_err(|e| format!("passing the chown listener: {e}"))?;
+    }
+    // Close-on-exec already (kernel, std); closed here all the same.
+    drop(listener);
+    drop(notify_pair);
+    let err = nix::unistd::execve(&prepared.exe, &prepared.argv, &prepared.envp).unwrap_err();
+    Err(format!("exec {}: {err}", prepared.exe.to_string_lossy()))
 }
 
 /// Ignored signals survive exec, and the Rust runtime ignores SIGPIPE: without this,
