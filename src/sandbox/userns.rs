@@ -151,7 +151,7 @@ pub fn enter() -> Result<Privilege, SandboxError> {
     let multi = helpers && !subuids.is_empty() && !subgids.is_empty() && !ignore_ranges;
     if !multi {
         // setgroups is denied in a single-id namespace: the caller's supplementary
-        // groups cannot be dropped there (see `child::drop_privileges`).
+        // groups cannot be dropped there (see `child::user::drop_privileges`).
         let extra_groups = nix::unistd::getgroups().unwrap_or_default().iter().any(|g| g.as_raw() != gid);
         eprintln!(
             "strata: warning: {} for user {user}: only uid {uid} and gid {gid} are mapped; other owners are recorded in user.containers.override_stat xattrs and written to layers, but processes cannot switch to other users{} (add ranges to /etc/subuid and /etc/subgid and install uidmap)",
