@@ -287,197 +287,194 @@ impl Instruction {
     /// their leading tabs removed here.
     pub fn from_node(node: &Node) -> Result<Instruction, ParseErrorKind> {
         let upper = node.keyword.to_uppercase();
-        let no_flags = || Flags::parse(&upper, &node.flags, &[]);
-        let instr = match node.keyword.as_str() {
-            "from" => {
-                let flags = Flags::parse(&upper, &node.flags, &[("platform", Kind::Str)])?;
-                let alias = match node.args.as_slice() {
-                    [_] => None,
-                    [_, as_kw, name] if as_kw.eq_ignore_ascii_case("as") => {
-                        let name = name.to_lowercase();
-                        if !is_stage_name(&name) {
-                            return Err(ParseErrorKind::BadStageName(name));
-                        }
-                        Some(name)
-                    }
-                    _ => return Err(ParseErrorKind::BadFromArguments),
-                };
-                Instruction::From { image: node.args[0].clone(), alias, platform: flags.string("platform") }
-            }
-            "run" => {
-                let flags = Flags::parse(
-                    &upper,
-                    &node.flags,
-                    &[("mount", Kind::Multi), ("network", Kind::Str), ("security", Kind::Str), ("device", Kind::Multi)],
-                )?;
-                at_least_one(node, &upper)?;
-                Instruction::Run(RunArgs {
-                    command: command_form(node),
-                    heredocs: chomped(&node.heredocs),
-                    mounts: flags.multi("mount"),
-                    network: flags.string("network"),
-                    security: flags.string("security"),
-                    devices: flags.multi("device"),
-                })
-            }
-            "cmd" => {
-                no_flags()?;
-                Instruction::Cmd(command_form(node))
-            }
-            "entrypoint" => {
-                no_flags()?;
-                Instruction::Entrypoint(command_form(node))
-            }
-            "env" | "label" => {
-                no_flags()?;
-                at_least_one(node, &upper)?;
-                if upper == "ENV" {
-                    Instruction::Env(pairs(&node.args))
-                } else {
-                    Instruction::Label(pairs(&node.args))
-                }
-            }
-            "arg" => {
-                no_flags()?;
-                at_least_one(node, &upper)?;
-                let args = node
-                    .args
-                    .iter()
-                    .map(|w| match w.split_once('=') {
-                        Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                        None => (w.clone(), None),
-                    })
-                    .collect();
-                Instruction::Arg(args)
-            }
-            "expose" => {
-                no_flags()?;
-                at_least_one(node, &upper)?;
-                Instruction::Expose(node.args.clone())
-            }
-            "volume" => {
-                no_flags()?;
-                at_least_one(node, &upper)?;
-                if node.args.iter().any(|v| v.trim().is_empty()) {
-                    return Err(ParseErrorKind::EmptyValue(upper));
-                }
-                Instruction::Volume(node.args.clone())
-            }
-            "workdir" => {
-                no_flags()?;
-                Instruction::Workdir(exactly_one(node, &upper)?)
-            }
-            "user" => {
-                no_flags()?;
-                Instruction::User(exactly_one(node, &upper)?)
-            }
-            "stopsignal" => {
-                no_flags()?;
-                let sig = exactly_one(node, &upper)?;
-                // A literal signal is checked now; one with variables after expansion.
-                if !sig.contains('$') && !is_signal(&sig) {
-                    return Err(ParseErrorKind::InvalidSignal(sig));
-                }
-                Instruction::StopSignal(sig)
-            }
-            "maintainer" => {
-                no_flags()?;
-                Instruction::Maintainer(exactly_one(node, &upper)?)
-            }
-            "shell" => {
-                no_flags()?;
-                if !node.args.is_empty() && !node.json_form {
-                    return Err(ParseErrorKind::NeedsJson(upper));
-                }
-                at_least_one(node, &upper)?;
-                Instruction::Shell(node.args.clone())
-            }
-            "healthcheck" => Instruction::Healthcheck(healthcheck(node)?),
-            "onbuild" => {
-                no_flags()?;
-                let Some(sub) = node.onbuild.as_deref() else {
-                    return Err(ParseErrorKind::AtLeastOneArgument(upper));
-                };
-                if matches!(sub.keyword.as_str(), "onbuild" | "from" | "maintainer") {
-                    return Err(ParseErrorKind::BadOnbuildTrigger(sub.keyword.to_uppercase()));
-                }
-                // The trigger's heredocs were read for the ONBUILD line.
-                let mut sub = sub.clone();
-                sub.heredocs = node.heredocs.clone();
-                let trimmed = node.original.trim_start();
-                let mut expression = trimmed[node.keyword.len().min(trimmed.len())..].trim().to_string();
-                // As BuildKit stores a trigger: its heredoc bodies and terminators
-                // follow the line, so the child build parses the whole instruction.
-                for doc in &node.heredocs {
-                    expression.push('\n');
-                    expression.push_str(&doc.content);
-                    expression.push_str(&doc.name);
-                }
-                Instruction::Onbuild { trigger: Box::new(Instruction::from_node(&sub)?), expression }
-            }
-            "copy" => {
-                let flags = Flags::parse(
-                    &upper,
-                    &node.flags,
-                    &[
-                        ("from", Kind::Str),
-                        ("chown", Kind::Str),
-                        ("chmod", Kind::Str),
-                        ("link", Kind::Bool),
-                        ("parents", Kind::Bool),
-                        ("exclude", Kind::Multi),
-                    ],
-                )?;
-                let heredocs = chomped(&node.heredocs);
-                let (sources, dest) = sources_and_dest(node, &upper, &heredocs)?;
-                Instruction::Copy(CopyArgs {
-                    sources,
-                    dest,
-                    from: flags.string("from"),
-                    chown: flags.string("chown"),
-                    chmod: flags.string("chmod"),
-                    link: flags.bool("link"),
-                    parents: flags.bool("parents"),
-                    exclude: flags.multi("exclude"),
-                    heredocs,
-                })
-            }
-            "add" => {
-                let flags = Flags::parse(
-                    &upper,
-                    &node.flags,
-                    &[
-                        ("chown", Kind::Str),
-                        ("chmod", Kind::Str),
-                        ("link", Kind::Bool),
-                        ("keep-git-dir", Kind::Bool),
-                        ("checksum", Kind::Str),
-                        ("unpack", Kind::Bool),
-                        ("exclude", Kind::Multi),
-                    ],
-                )?;
-                let heredocs = chomped(&node.heredocs);
-                let (sources, dest) = sources_and_dest(node, &upper, &heredocs)?;
-                Instruction::Add(AddArgs {
-                    sources,
-                    dest,
-                    chown: flags.string("chown"),
-                    chmod: flags.string("chmod"),
-                    link: flags.bool("link"),
-                    keep_git_dir: flags.bool("keep-git-dir"),
-                    checksum: flags.string("checksum"),
-                    unpack: flags.string("unpack").map(|v| v == "true"),
-                    exclude: flags.multi("exclude"),
-                    heredocs,
-                })
-            }
+        match node.keyword.as_str() {
+            "from" => from(node, &upper),
+            "run" => run(node, &upper),
+            "cmd" | "entrypoint" => command(node, &upper),
+            "env" | "label" | "arg" => assignments(node, &upper),
+            "expose" | "volume" | "shell" => lists(node, &upper),
+            "workdir" | "user" | "stopsignal" | "maintainer" => single_word(node, &upper),
+            "healthcheck" => Ok(Instruction::Healthcheck(healthcheck(node)?)),
+            "onbuild" => onbuild(node, &upper),
+            "copy" => copy(node, &upper),
+            "add" => add(node, &upper),
             _ => {
                 let word = node.original.split_whitespace().next().unwrap_or_default();
-                return Err(ParseErrorKind::UnknownInstruction(word.to_string()));
+                Err(ParseErrorKind::UnknownInstruction(word.to_string()))
             }
-        };
-        Ok(instr)
+        }
     }
+}
+
+/// Most instructions take no flags; parsing an empty spec rejects any given.
+fn no_flags(node: &Node, upper: &str) -> Result<(), ParseErrorKind> {
+    Flags::parse(upper, &node.flags, &[]).map(drop)
+}
+
+fn from(node: &Node, upper: &str) -> Result<Instruction, ParseErrorKind> {
+    let flags = Flags::parse(upper, &node.flags, &[("platform", Kind::Str)])?;
+    let alias = match node.args.as_slice() {
+        [_] => None,
+        [_, as_kw, name] if as_kw.eq_ignore_ascii_case("as") => {
+            let name = name.to_lowercase();
+            if !is_stage_name(&name) {
+                return Err(ParseErrorKind::BadStageName(name));
+            }
+            Some(name)
+        }
+        _ => return Err(ParseErrorKind::BadFromArguments),
+    };
+    Ok(Instruction::From { image: node.args[0].clone(), alias, platform: flags.string("platform") })
+}
+
+fn run(node: &Node, upper: &str) -> Result<Instruction, ParseErrorKind> {
+    let flags = Flags::parse(
+        upper,
+        &node.flags,
+        &[("mount", Kind::Multi), ("network", Kind::Str), ("security", Kind::Str), ("device", Kind::Multi)],
+    )?;
+    at_least_one(node, upper)?;
+    Ok(Instruction::Run(RunArgs {
+        command: command_form(node),
+        heredocs: chomped(&node.heredocs),
+        mounts: flags.multi("mount"),
+        network: flags.string("network"),
+        security: flags.string("security"),
+        devices: flags.multi("device"),
+    }))
+}
+
+/// CMD and ENTRYPOINT.
+fn command(node: &Node, upper: &str) -> Result<Instruction, ParseErrorKind> {
+    no_flags(node, upper)?;
+    Ok(if upper == "CMD" { Instruction::Cmd(command_form(node)) } else { Instruction::Entrypoint(command_form(node)) })
+}
+
+/// ENV, LABEL and ARG: `name=value` words (ARG's value optional).
+fn assignments(node: &Node, upper: &str) -> Result<Instruction, ParseErrorKind> {
+    no_flags(node, upper)?;
+    at_least_one(node, upper)?;
+    Ok(match upper {
+        "ENV" => Instruction::Env(pairs(&node.args)),
+        "LABEL" => Instruction::Label(pairs(&node.args)),
+        _ => Instruction::Arg(
+            node.args
+                .iter()
+                .map(|w| match w.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (w.clone(), None),
+                })
+                .collect(),
+        ),
+    })
+}
+
+/// EXPOSE, VOLUME and SHELL: one or more words.
+fn lists(node: &Node, upper: &str) -> Result<Instruction, ParseErrorKind> {
+    no_flags(node, upper)?;
+    if upper == "SHELL" && !node.args.is_empty() && !node.json_form {
+        return Err(ParseErrorKind::NeedsJson(upper.to_string()));
+    }
+    at_least_one(node, upper)?;
+    Ok(match upper {
+        "EXPOSE" => Instruction::Expose(node.args.clone()),
+        "VOLUME" if node.args.iter().any(|v| v.trim().is_empty()) => return Err(ParseErrorKind::EmptyValue(upper.to_string())),
+        "VOLUME" => Instruction::Volume(node.args.clone()),
+        _ => Instruction::Shell(node.args.clone()),
+    })
+}
+
+/// WORKDIR, USER, STOPSIGNAL and MAINTAINER: exactly one word.
+fn single_word(node: &Node, upper: &str) -> Result<Instruction, ParseErrorKind> {
+    no_flags(node, upper)?;
+    let word = exactly_one(node, upper)?;
+    Ok(match upper {
+        "WORKDIR" => Instruction::Workdir(word),
+        "USER" => Instruction::User(word),
+        // A literal signal is checked now; one with variables after expansion.
+        "STOPSIGNAL" if !word.contains('$') && !is_signal(&word) => return Err(ParseErrorKind::InvalidSignal(word)),
+        "STOPSIGNAL" => Instruction::StopSignal(word),
+        _ => Instruction::Maintainer(word),
+    })
+}
+
+fn onbuild(node: &Node, upper: &str) -> Result<Instruction, ParseErrorKind> {
+    no_flags(node, upper)?;
+    let Some(sub) = node.onbuild.as_deref() else {
+        return Err(ParseErrorKind::AtLeastOneArgument(upper.to_string()));
+    };
+    if matches!(sub.keyword.as_str(), "onbuild" | "from" | "maintainer") {
+        return Err(ParseErrorKind::BadOnbuildTrigger(sub.keyword.to_uppercase()));
+    }
+    // The trigger's heredocs were read for the ONBUILD line.
+    let mut sub = sub.clone();
+    sub.heredocs = node.heredocs.clone();
+    Ok(Instruction::Onbuild { trigger: Box::new(Instruction::from_node(&sub)?), expression: onbuild_expression(node) })
+}
+
+/// The trigger as BuildKit stores it: its heredoc bodies and terminators follow
+/// the line, so the child build parses the whole instruction.
+fn onbuild_expression(node: &Node) -> String {
+    let trimmed = node.original.trim_start();
+    let mut expression = trimmed[node.keyword.len().min(trimmed.len())..].trim().to_string();
+    for doc in &node.heredocs {
+        expression.push('\n');
+        expression.push_str(&doc.content);
+        expression.push_str(&doc.name);
+    }
+    expression
+}
+
+fn copy(node: &Node, upper: &str) -> Result<Instruction, ParseErrorKind> {
+    let specs = [
+        ("from", Kind::Str),
+        ("chown", Kind::Str),
+        ("chmod", Kind::Str),
+        ("link", Kind::Bool),
+        ("parents", Kind::Bool),
+        ("exclude", Kind::Multi),
+    ];
+    let flags = Flags::parse(upper, &node.flags, &specs)?;
+    let heredocs = chomped(&node.heredocs);
+    let (sources, dest) = sources_and_dest(node, upper, &heredocs)?;
+    Ok(Instruction::Copy(CopyArgs {
+        sources,
+        dest,
+        from: flags.string("from"),
+        chown: flags.string("chown"),
+        chmod: flags.string("chmod"),
+        link: flags.bool("link"),
+        parents: flags.bool("parents"),
+        exclude: flags.multi("exclude"),
+        heredocs,
+    }))
+}
+
+fn add(node: &Node, upper: &str) -> Result<Instruction, ParseErrorKind> {
+    let specs = [
+        ("chown", Kind::Str),
+        ("chmod", Kind::Str),
+        ("link", Kind::Bool),
+        ("keep-git-dir", Kind::Bool),
+        ("checksum", Kind::Str),
+        ("unpack", Kind::Bool),
+        ("exclude", Kind::Multi),
+    ];
+    let flags = Flags::parse(upper, &node.flags, &specs)?;
+    let heredocs = chomped(&node.heredocs);
+    let (sources, dest) = sources_and_dest(node, upper, &heredocs)?;
+    Ok(Instruction::Add(AddArgs {
+        sources,
+        dest,
+        chown: flags.string("chown"),
+        chmod: flags.string("chmod"),
+        link: flags.bool("link"),
+        keep_git_dir: flags.bool("keep-git-dir"),
+        checksum: flags.string("checksum"),
+        unpack: flags.string("unpack").map(|v| v == "true"),
+        exclude: flags.multi("exclude"),
+        heredocs,
+    }))
 }
 
 #[cfg(test)]

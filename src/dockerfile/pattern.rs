@@ -1,14 +1,21 @@
 //! Shell glob patterns for the `${V#pat}`, `${V%pat}` and `${V/pat/rep}`
-//! operators of [`super::words`].
+//! operators of the word lexer (`words`), which is the only user of this file.
 //!
 //! BuildKit turns these patterns into Go regular expressions; the regex crate
 //! is not a dependency here, so a small backtracking matcher reproduces the
 //! same leftmost-first results (`*` greedy or lazy, `?` one character, `\*`,
 //! `\?` and `\\` literal). Bracket expressions are not supported, as in BuildKit.
 
-use super::words::ExpandErrorKind;
+/// A `\` before a character other than `*`, `?`, `\`, `}` or `/`. The lexer
+/// turns it into its own error kind; this file imports nothing of the lexer's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InvalidPattern {
+    pub pattern: String,
+    /// The escaped character, empty for a `\` at the end.
+    pub escaped: String,
+}
 
-type Res<T> = Result<T, ExpandErrorKind>;
+type Res<T> = Result<T, InvalidPattern>;
 
 /// One element of a `${V#pattern}` glob.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,10 +44,7 @@ fn compile_pattern(pattern: &str) -> Res<Vec<Pat>> {
                     i += 1;
                 }
                 other => {
-                    return Err(ExpandErrorKind::InvalidPattern {
-                        pattern: pattern.to_string(),
-                        escaped: other.map(|c| c.to_string()).unwrap_or_default(),
-                    })
+                    return Err(InvalidPattern { pattern: pattern.to_string(), escaped: other.map(|c| c.to_string()).unwrap_or_default() })
                 }
             },
             c => out.push(Pat::Lit(c)),

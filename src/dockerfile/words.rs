@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::pattern::{replace, trim_prefix, trim_suffix};
+use super::pattern::{replace, trim_prefix, trim_suffix, InvalidPattern};
 
 /// Source of variable values for expansion.
 pub trait Lookup {
@@ -62,6 +62,12 @@ pub enum ExpandErrorKind {
     Required { name: String, message: String },
     #[error("invalid pattern ({pattern}) in substitution: invalid escape '\\{escaped}'")]
     InvalidPattern { pattern: String, escaped: String },
+}
+
+impl From<InvalidPattern> for ExpandErrorKind {
+    fn from(e: InvalidPattern) -> Self {
+        ExpandErrorKind::InvalidPattern { pattern: e.pattern, escaped: e.escaped }
+    }
 }
 
 /// An expansion failure, naming the word being processed.
@@ -309,11 +315,7 @@ impl State<'_> {
             if name.is_empty() {
                 return Ok("$".to_string());
             }
-            return Ok(match self.lookup(&name) {
-                Some(v) => v,
-                None if self.lx.skip_unset => format!("${name}"),
-                None => String::new(),
-            });
+            return Ok(self.value_or_reference(&name, || format!("${name}")));
         }
         self.pos += 1; // the `{`
         match self.peek() {
@@ -322,87 +324,76 @@ impl State<'_> {
             Some(_) => {}
         }
         let name = self.process_name();
-        let first = self.next();
-        let mut modifier: String = first.into_iter().collect();
-        match first {
-            Some('}') => Ok(match self.lookup(&name) {
-                Some(v) => v,
-                None if self.lx.skip_unset => format!("${{{name}}}"),
-                None => String::new(),
-            }),
-            Some(':') | Some('+' | '-' | '?' | '#' | '%') => {
-                let mut op = first;
-                let null_is_unset = op == Some(':');
-                if null_is_unset {
-                    op = self.next();
-                    modifier.extend(op);
-                }
-                let raw = matches!(op, Some('#' | '%'));
-                let word = match self.process_stop_on(Some('}'), raw) {
-                    Ok((w, _)) => w,
-                    Err(e) if self.peek().is_none() => {
-                        let _ = e;
-                        return Err(ExpandErrorKind::MissingBrace);
-                    }
-                    Err(e) => return Err(e),
-                };
-                let value = self.lookup(&name);
-                if self.lx.skip_unset && value.is_none() {
-                    return Ok(format!("${{{name}{modifier}{word}}}"));
-                }
-                let unset_or_null = match &value {
-                    None => true,
-                    Some(v) => null_is_unset && v.is_empty(),
-                };
-                match op {
-                    Some('-') => Ok(if unset_or_null { word } else { value.unwrap_or_default() }),
-                    Some('+') => Ok(if unset_or_null { String::new() } else { word }),
-                    Some('?') => {
-                        let default = match value {
-                            None => "is not allowed to be unset",
-                            Some(ref v) if null_is_unset && v.is_empty() => "is not allowed to be empty",
-                            Some(v) => return Ok(v),
-                        };
-                        let message = if word.is_empty() { default.to_string() } else { word };
-                        Err(ExpandErrorKind::Required { name, message })
-                    }
-                    Some(c @ ('#' | '%')) => {
-                        let (greedy, pat) = match word.strip_prefix(c) {
-                            Some(rest) => (true, rest.to_string()),
-                            None => (false, word),
-                        };
-                        let value = value.unwrap_or_default();
-                        if c == '%' {
-                            trim_suffix(&pat, &value, greedy)
-                        } else {
-                            trim_prefix(&pat, &value, greedy)
-                        }
-                    }
-                    _ => Err(ExpandErrorKind::UnsupportedModifier(modifier)),
-                }
-            }
-            Some('/') => {
-                let all = self.peek() == Some('/');
-                if all {
-                    self.pos += 1;
-                }
-                let pattern = match self.process_stop_on(Some('/'), true) {
-                    Ok((w, _)) => w,
-                    Err(_) if self.peek().is_none() => return Err(ExpandErrorKind::MissingSlash),
-                    Err(e) => return Err(e),
-                };
-                let replacement = match self.process_stop_on(Some('}'), true) {
-                    Ok((w, _)) => w,
-                    Err(_) if self.peek().is_none() => return Err(ExpandErrorKind::MissingBrace),
-                    Err(e) => return Err(e),
-                };
-                let value = self.lookup(&name);
-                if self.lx.skip_unset && value.is_none() {
-                    return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
-                }
-                replace(&pattern, &value.unwrap_or_default(), &replacement, all)
-            }
+        match self.next() {
+            Some('}') => Ok(self.value_or_reference(&name, || format!("${{{name}}}"))),
+            Some(first @ (':' | '+' | '-' | '?' | '#' | '%')) => self.process_modifier(name, first),
+            Some('/') => self.process_replace(name),
+            other => Err(ExpandErrorKind::UnsupportedModifier(other.into_iter().collect())),
+        }
+    }
+
+    /// The variable's value; when it is unset, the reference as written (`shown`)
+    /// in raw mode, else nothing.
+    fn value_or_reference(&self, name: &str, shown: impl FnOnce() -> String) -> String {
+        match self.lookup(name) {
+            Some(v) => v,
+            None if self.lx.skip_unset => shown(),
+            None => String::new(),
+        }
+    }
+
+    /// The rest of `${NAME:-word}` and its family (`-`, `+`, `?`, `#`, `##`, `%`,
+    /// `%%`, each but the patterns also after `:`), `first` being the character
+    /// after the name.
+    fn process_modifier(&mut self, name: String, first: char) -> Res<String> {
+        let mut modifier = first.to_string();
+        let mut op = Some(first);
+        let null_is_unset = first == ':';
+        if null_is_unset {
+            op = self.next();
+            modifier.extend(op);
+        }
+        let raw = matches!(op, Some('#' | '%'));
+        let word = self.word_until('}', raw, ExpandErrorKind::MissingBrace)?;
+        let value = self.lookup(&name);
+        if self.lx.skip_unset && value.is_none() {
+            return Ok(format!("${{{name}{modifier}{word}}}"));
+        }
+        let unset_or_null = match &value {
+            None => true,
+            Some(v) => null_is_unset && v.is_empty(),
+        };
+        match op {
+            Some('-') => Ok(if unset_or_null { word } else { value.unwrap_or_default() }),
+            Some('+') => Ok(if unset_or_null { String::new() } else { word }),
+            Some('?') => required(name, value, null_is_unset, word),
+            Some(c @ ('#' | '%')) => trim(c, word, &value.unwrap_or_default()),
             _ => Err(ExpandErrorKind::UnsupportedModifier(modifier)),
+        }
+    }
+
+    /// The rest of `${NAME/pattern/replacement}` and `${NAME//pattern/replacement}`.
+    fn process_replace(&mut self, name: String) -> Res<String> {
+        let all = self.peek() == Some('/');
+        if all {
+            self.pos += 1;
+        }
+        let pattern = self.word_until('/', true, ExpandErrorKind::MissingSlash)?;
+        let replacement = self.word_until('}', true, ExpandErrorKind::MissingBrace)?;
+        let value = self.lookup(&name);
+        if self.lx.skip_unset && value.is_none() {
+            return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
+        }
+        Ok(replace(&pattern, &value.unwrap_or_default(), &replacement, all)?)
+    }
+
+    /// A nested word up to `stop`. Running out of input means the delimiter is
+    /// missing, which is reported as `at_end` whatever stopped the inner word.
+    fn word_until(&mut self, stop: char, raw_escapes: bool, at_end: ExpandErrorKind) -> Res<String> {
+        match self.process_stop_on(Some(stop), raw_escapes) {
+            Ok((w, _)) => Ok(w),
+            Err(_) if self.peek().is_none() => Err(at_end),
+            Err(e) => Err(e),
         }
     }
 
@@ -430,6 +421,29 @@ impl State<'_> {
         }
         name
     }
+}
+
+/// `${NAME?message}` and `${NAME:?message}`: the value, or an error with the
+/// message (a default one when it is empty).
+fn required(name: String, value: Option<String>, null_is_unset: bool, message: String) -> Res<String> {
+    let default = match value {
+        None => "is not allowed to be unset",
+        Some(ref v) if null_is_unset && v.is_empty() => "is not allowed to be empty",
+        Some(v) => return Ok(v),
+    };
+    let message = if message.is_empty() { default.to_string() } else { message };
+    Err(ExpandErrorKind::Required { name, message })
+}
+
+/// `#`/`##` (prefix) and `%`/`%%` (suffix) trimming; the doubled operator, seen as
+/// the pattern's first character, makes the match greedy.
+fn trim(op: char, word: String, value: &str) -> Res<String> {
+    let (greedy, pat) = match word.strip_prefix(op) {
+        Some(rest) => (true, rest.to_string()),
+        None => (false, word),
+    };
+    let trimmed = if op == '%' { trim_suffix(&pat, value, greedy) } else { trim_prefix(&pat, value, greedy) };
+    Ok(trimmed?)
 }
 
 #[cfg(test)]

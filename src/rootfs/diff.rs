@@ -36,15 +36,31 @@ pub struct DiffOptions {
 
 /// Writes the tar of `upper` to `out`; returns the number of entries written.
 pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<u64, RootfsError> {
-    let mut tar = Builder::new(out);
-    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    let mut count = 0u64;
+    let mut layer = LayerWriter { tar: Builder::new(out), links: HashMap::new(), count: 0, opts };
     let walker = walkdir::WalkDir::new(upper)
         .min_depth(1)
         .follow_links(false)
         .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
     for entry in walker {
         let entry = entry.map_err(|e| RootfsError::Walk { path: upper.display().to_string(), message: e.to_string() })?;
+        layer.add(upper, &entry)?;
+    }
+    layer.tar.finish().map_err(|e| RootfsError::io(upper, e))?;
+    Ok(layer.count)
+}
+
+/// The tar being written, with what later entries depend on.
+struct LayerWriter<'a, W: Write> {
+    tar: Builder<W>,
+    /// The first name written for each (dev, inode) with more than one link.
+    links: HashMap<(u64, u64), Vec<u8>>,
+    count: u64,
+    opts: &'a DiffOptions,
+}
+
+impl<W: Write> LayerWriter<'_, W> {
+    /// Writes the entries for one path of the upper dir.
+    fn add(&mut self, upper: &Path, entry: &walkdir::DirEntry) -> Result<(), RootfsError> {
         let path = entry.path();
         let rel = path.strip_prefix(upper).expect("walkdir stays below its root");
         // Names are bytes: a name that is not UTF-8 must reach the layer unchanged.
@@ -53,87 +69,104 @@ pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<
         // fuse-overlayfs keeps its own opaque markers as entries; the dir's own entry
         // already emitted the one OCI marker.
         if base == OPAQUE_MARKER.as_bytes() || base == b".wh..opq" {
-            continue;
+            return Ok(());
         }
         let meta = fs::symlink_metadata(path).map_err(|e| RootfsError::io(path, e))?;
         let ft = meta.file_type();
-        let mtime = clamp(meta.mtime(), opts.clamp_mtime);
+        let mtime = clamp(meta.mtime(), self.opts.clamp_mtime);
         if ft.is_char_device() && meta.rdev() == 0 {
             let split = name.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1);
-            let wh = [&name[..split], WHITEOUT_PREFIX.as_bytes(), &name[split..]].concat();
-            let mut h = base_header(&meta, mtime);
-            h.set_entry_type(EntryType::Regular);
-            h.set_mode(0o600);
-            h.set_size(0);
-            append(&mut tar, h, &wh, None, &[], io::empty())?;
-            count += 1;
-            continue;
+            return self.marker(&meta, mtime, &[&name[..split], WHITEOUT_PREFIX.as_bytes(), &name[split..]].concat());
         }
         let xattrs = read_xattrs(path)?;
         let mut h = base_header(&meta, mtime);
         // A single-id namespace records the true owner beside the file; only a value
         // strata sealed counts (see `crate::owner`).
-        if let Some((uid, gid)) = opts.owners.recorded(path) {
+        if let Some((uid, gid)) = self.opts.owners.recorded(path) {
             h.set_uid(u64::from(uid));
             h.set_gid(u64::from(gid));
         }
         if ft.is_dir() {
             h.set_entry_type(EntryType::Directory);
             h.set_size(0);
-            append(&mut tar, h, &[name, b"/"].concat(), None, &xattrs, io::empty())?;
-            count += 1;
-            if is_opaque(path, &opts.opaque_xattrs) && hides_a_lower_dir(opts, rel) {
-                let mut oh = base_header(&meta, mtime);
-                oh.set_entry_type(EntryType::Regular);
-                oh.set_mode(0o600);
-                oh.set_size(0);
-                append(&mut tar, oh, &[name, b"/", OPAQUE_MARKER.as_bytes()].concat(), None, &[], io::empty())?;
-                count += 1;
+            self.append(h, &[name, b"/"].concat(), None, &xattrs, io::empty())?;
+            if is_opaque(path, &self.opts.opaque_xattrs) && hides_a_lower_dir(self.opts, rel) {
+                self.marker(&meta, mtime, &[name, b"/", OPAQUE_MARKER.as_bytes()].concat())?;
             }
+            Ok(())
         } else if ft.is_file() {
-            if meta.nlink() > 1 {
-                let key = (meta.dev(), meta.ino());
-                if let Some(first) = links.get(&key) {
-                    h.set_entry_type(EntryType::Link);
-                    h.set_size(0);
-                    append(&mut tar, h, name, Some(first.as_slice()), &[], io::empty())?;
-                    count += 1;
-                    continue;
-                }
-                links.insert(key, name.to_vec());
-            }
-            h.set_entry_type(EntryType::Regular);
-            h.set_size(meta.len());
-            let file = File::open(path).map_err(|e| RootfsError::io(path, e))?;
-            // A file that changes size while being read would corrupt the tar framing;
-            // take exactly the size in the header.
-            append(&mut tar, h, name, None, &xattrs, io::Read::take(file, meta.len()))?;
-            count += 1;
+            self.file(h, path, name, &meta, &xattrs)
         } else if ft.is_symlink() {
             let target = fs::read_link(path).map_err(|e| RootfsError::io(path, e))?;
             h.set_entry_type(EntryType::Symlink);
             h.set_size(0);
-            append(&mut tar, h, name, Some(target.as_os_str().as_bytes()), &xattrs, io::empty())?;
-            count += 1;
+            self.append(h, name, Some(target.as_os_str().as_bytes()), &xattrs, io::empty())
         } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
-            h.set_entry_type(if ft.is_char_device() {
-                EntryType::Char
-            } else if ft.is_block_device() {
-                EntryType::Block
-            } else {
-                EntryType::Fifo
-            });
-            h.set_size(0);
-            let rdev = meta.rdev();
-            h.set_device_major(libc::major(rdev)).map_err(|e| RootfsError::io(path, e))?;
-            h.set_device_minor(libc::minor(rdev)).map_err(|e| RootfsError::io(path, e))?;
-            append(&mut tar, h, name, None, &xattrs, io::empty())?;
-            count += 1;
+            self.node(h, path, name, &meta, &xattrs)
+        } else {
+            // Sockets cannot be stored in a tar; Docker skips them too.
+            Ok(())
         }
-        // Sockets cannot be stored in a tar; Docker skips them too.
     }
-    tar.finish().map_err(|e| RootfsError::io(upper, e))?;
-    Ok(count)
+
+    /// An empty 0600 file that stands for something else: a whiteout or an opaque
+    /// marker. It keeps the path's owner as the filesystem shows it.
+    fn marker(&mut self, meta: &Metadata, mtime: u64, name: &[u8]) -> Result<(), RootfsError> {
+        let mut h = base_header(meta, mtime);
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o600);
+        h.set_size(0);
+        self.append(h, name, None, &[], io::empty())
+    }
+
+    /// A regular file, or a hard link to the first name of its inode written so far.
+    fn file(&mut self, mut h: Header, path: &Path, name: &[u8], meta: &Metadata, xattrs: &[(String, Vec<u8>)]) -> Result<(), RootfsError> {
+        if meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.links.get(&key).cloned() {
+                h.set_entry_type(EntryType::Link);
+                h.set_size(0);
+                return self.append(h, name, Some(first.as_slice()), &[], io::empty());
+            }
+            self.links.insert(key, name.to_vec());
+        }
+        h.set_entry_type(EntryType::Regular);
+        h.set_size(meta.len());
+        let file = File::open(path).map_err(|e| RootfsError::io(path, e))?;
+        // A file that changes size while being read would corrupt the tar framing;
+        // take exactly the size in the header.
+        self.append(h, name, None, xattrs, io::Read::take(file, meta.len()))
+    }
+
+    /// A character or block device or a fifo.
+    fn node(&mut self, mut h: Header, path: &Path, name: &[u8], meta: &Metadata, xattrs: &[(String, Vec<u8>)]) -> Result<(), RootfsError> {
+        let ft = meta.file_type();
+        h.set_entry_type(if ft.is_char_device() {
+            EntryType::Char
+        } else if ft.is_block_device() {
+            EntryType::Block
+        } else {
+            EntryType::Fifo
+        });
+        h.set_size(0);
+        let rdev = meta.rdev();
+        h.set_device_major(libc::major(rdev)).map_err(|e| RootfsError::io(path, e))?;
+        h.set_device_minor(libc::minor(rdev)).map_err(|e| RootfsError::io(path, e))?;
+        self.append(h, name, None, xattrs, io::empty())
+    }
+
+    fn append<R: io::Read>(
+        &mut self,
+        h: Header,
+        name: &[u8],
+        link: Option<&[u8]>,
+        xattrs: &[(String, Vec<u8>)],
+        data: R,
+    ) -> Result<(), RootfsError> {
+        append(&mut self.tar, h, name, link, xattrs, data)?;
+        self.count += 1;
+        Ok(())
+    }
 }
 
 fn clamp(mtime: i64, limit: Option<u64>) -> u64 {

@@ -34,184 +34,272 @@ pub struct UnpackOptions {
 /// Unpacks the uncompressed tar `input` into the empty directory `dest`.
 pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<(), RootfsError> {
     let mut archive = tar::Archive::new(input);
-    let mut dir_times: Vec<(PathBuf, u64)> = Vec::new();
-    let mut warned_devices = false;
+    let mut layer = Layer { dest, opts, dir_times: Vec::new(), warned_devices: false };
     let entries = archive.entries().map_err(|e| RootfsError::io(dest, e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| RootfsError::io(dest, e))?;
-        let raw = entry.path_bytes().into_owned();
-        let rel = clean_path(&raw)?;
-        let Some(rel) = rel else {
-            // umoci's CVE-2021-29136: `.` as a symlink would redirect every later
-            // entry. The root is the layer dir itself; only a directory may name it.
-            match entry.header().entry_type() {
-                EntryType::Directory | EntryType::XGlobalHeader | EntryType::XHeader => continue,
-                other => {
-                    return Err(RootfsError::BadEntry {
-                        path: display(&raw),
-                        reason: format!("names the layer root but is a {other:?}, not a directory"),
-                    })
-                }
-            }
-        };
-        let target = dest.join(&rel);
-        let parent = target.parent().expect("joined path has a parent").to_path_buf();
-        ensure_parents(dest, &parent, &raw)?;
-        let base = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
+        layer.unpack_entry(&mut entry)?;
+    }
+    layer.set_dir_times()
+}
 
+/// The layer directory being unpacked into, and what unpacking it has left to do.
+struct Layer<'a> {
+    dest: &'a Path,
+    opts: &'a UnpackOptions,
+    /// Directories and their mtimes, in archive order: set once all entries are in.
+    dir_times: Vec<(PathBuf, u64)>,
+    warned_devices: bool,
+}
+
+/// What the header says about an entry besides its name and content.
+struct EntryMeta {
+    kind: EntryType,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+}
+
+impl Layer<'_> {
+    fn unpack_entry<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<(), RootfsError> {
+        let raw = entry.path_bytes().into_owned();
+        let Some(rel) = clean_path(&raw)? else {
+            return check_root_entry(entry.header().entry_type(), &raw);
+        };
+        let target = self.dest.join(&rel);
+        let parent = target.parent().expect("joined path has a parent").to_path_buf();
+        ensure_parents(self.dest, &parent, &raw)?;
+        let base = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
         if base == OPAQUE_MARKER.as_bytes() {
-            xattr::set(&parent, &opts.opaque_xattr, b"y").map_err(|e| RootfsError::io(&parent, e))?;
-            continue;
+            return xattr::set(&parent, &self.opts.opaque_xattr, b"y").map_err(|e| RootfsError::io(&parent, e));
         }
         if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
-            // `.wh.`, `.wh..` and `.wh...` would name the parent itself or the dir
-            // above it (the store's layers/ for a top-level entry), which the removal
-            // below would delete whole.
-            if matches!(hidden, b"" | b"." | b"..") || hidden.contains(&b'/') {
-                return Err(RootfsError::BadEntry {
-                    path: display(&raw),
-                    reason: format!("whiteout of {:?} names no file of the directory", display(hidden)),
-                });
-            }
-            let victim = parent.join(OsStr::from_bytes(hidden));
-            remove_existing(&victim)?;
-            mknod(&victim, SFlag::S_IFCHR, Mode::empty(), 0).map_err(|e| RootfsError::io(&victim, e.into()))?;
-            continue;
+            return whiteout(&parent, hidden, &raw);
         }
-
-        let header = entry.header().clone();
-        let mode = header.mode().map_err(|e| RootfsError::io(&target, e))? & 0o7777;
-        let mut uid = header.uid().map_err(|e| RootfsError::io(&target, e))?;
-        let mut gid = header.gid().map_err(|e| RootfsError::io(&target, e))?;
-        // PAX uid/gid records override the header's octal fields (ids > 2097151).
-        if let Ok(Some(exts)) = entry.pax_extensions() {
-            for ext in exts.flatten() {
-                let parse = || ext.value().ok().and_then(|v| v.trim().parse::<u64>().ok());
-                match ext.key() {
-                    Ok("uid") => uid = parse().unwrap_or(uid),
-                    Ok("gid") => gid = parse().unwrap_or(gid),
-                    // The tar crate reads PAX sparse files as plain files: their map and
-                    // packed data would land as the file's content, under a mangled name.
-                    Ok(k) if k.starts_with("GNU.sparse.") => return Err(RootfsError::BadEntry {
-                        path: display(&raw),
-                        reason:
-                            "PAX sparse files (GNU.sparse.* records) are not supported; write the layer without --sparse or in GNU format"
-                                .into(),
-                    }),
-                    _ => {}
-                }
-            }
-        }
-        let mtime = header.mtime().unwrap_or(0);
-        let kind = header.entry_type();
-        if kind != EntryType::Directory {
+        let meta = entry_meta(entry, &target, &raw)?;
+        if meta.kind != EntryType::Directory {
             remove_existing(&target)?;
         }
-        match kind {
+        if self.create(entry, &target, &raw, &meta)? {
+            apply_metadata(entry, &target, &meta, &self.opts.owners)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the entry's file, directory, link or node at `target`. False when it
+    /// gets no owner, mode, xattrs or time of its own: a hard link shares its
+    /// target's, and a skipped device node or a bare header has nothing to set them on.
+    fn create<R: Read>(&mut self, entry: &mut tar::Entry<R>, target: &Path, raw: &[u8], meta: &EntryMeta) -> Result<bool, RootfsError> {
+        match meta.kind {
             EntryType::Directory => {
-                match fs::symlink_metadata(&target) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => {
-                        remove_existing(&target)?;
-                        fs::create_dir(&target).map_err(|e| RootfsError::io(&target, e))?;
-                    }
-                    Err(_) => fs::create_dir(&target).map_err(|e| RootfsError::io(&target, e))?,
-                }
-                dir_times.push((target.clone(), mtime));
+                create_dir(target)?;
+                self.dir_times.push((target.to_path_buf(), meta.mtime));
             }
-            EntryType::GNUSparse => unpack_sparse(&mut entry, &target, &raw)?,
-            EntryType::Regular | EntryType::Continuous => {
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .mode(0o600)
-                    .open(&target)
-                    .map_err(|e| RootfsError::io(&target, e))?;
-                io::copy(&mut entry, &mut f).map_err(|e| RootfsError::io(&target, e))?;
-            }
+            EntryType::GNUSparse => unpack_sparse(entry, target, raw)?,
+            EntryType::Regular | EntryType::Continuous => write_file(entry, target)?,
             EntryType::Symlink => {
                 let link = entry
                     .link_name_bytes()
-                    .ok_or_else(|| RootfsError::BadEntry { path: display(&raw), reason: "symlink without target".into() })?;
-                symlink(OsStr::from_bytes(&link), &target).map_err(|e| RootfsError::io(&target, e))?;
+                    .ok_or_else(|| RootfsError::BadEntry { path: display(raw), reason: "symlink without target".into() })?;
+                symlink(OsStr::from_bytes(&link), target).map_err(|e| RootfsError::io(target, e))?;
             }
             EntryType::Link => {
-                let link = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| RootfsError::BadEntry { path: display(&raw), reason: "hard link without target".into() })?;
-                let src_rel = clean_path(&link)?
-                    .ok_or_else(|| RootfsError::BadEntry { path: display(&raw), reason: "hard link to the layer root".into() })?;
-                let src = dest.join(src_rel);
-                ensure_parents(dest, src.parent().unwrap_or(dest), &raw)?;
-                match fs::symlink_metadata(&src) {
-                    Ok(m) if !m.is_dir() => {}
-                    _ => {
-                        return Err(RootfsError::BadEntry {
-                            path: display(&raw),
-                            reason: format!("hard link target {} is not an earlier file of this layer", display(&link)),
-                        })
-                    }
-                }
-                fs::hard_link(&src, &target).map_err(|e| RootfsError::io(&target, e))?;
-                continue;
+                hard_link(self.dest, entry, target, raw)?;
+                return Ok(false);
             }
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                let r = if kind == EntryType::Fifo {
-                    mkfifo(&target, Mode::from_bits_truncate(0o600))
-                } else {
-                    let major = header.device_major().ok().flatten().unwrap_or(0);
-                    let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                    let flag = if kind == EntryType::Char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
-                    mknod(&target, flag, Mode::from_bits_truncate(0o600), libc::makedev(major, minor))
-                };
-                if let Err(e) = r {
-                    // Device nodes cannot be created in a user namespace; containers get
-                    // their devices from the runtime anyway.
-                    if !warned_devices {
-                        eprintln!("strata: warning: skipping device node {} ({e}): not permitted here", display(&raw));
-                        warned_devices = true;
-                    }
-                    continue;
-                }
-            }
-            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink => continue,
-            other => return Err(RootfsError::BadEntry { path: display(&raw), reason: format!("unsupported tar entry type {other:?}") }),
+            EntryType::Char | EntryType::Block | EntryType::Fifo => return Ok(self.make_node(entry.header(), meta.kind, target, raw)),
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink => return Ok(false),
+            other => return Err(RootfsError::BadEntry { path: display(raw), reason: format!("unsupported tar entry type {other:?}") }),
         }
+        Ok(true)
+    }
 
-        opts.owners.set_owner(&target, uid as u32, gid as u32).map_err(|e| RootfsError::Chown {
-            path: target.display().to_string(),
-            uid,
-            gid,
-            source: e,
-        })?;
-        if kind != EntryType::Symlink {
-            // After chown: chown clears setuid/setgid bits.
-            fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|e| RootfsError::io(&target, e))?;
-        }
-        if let Some(exts) = entry.pax_extensions().map_err(|e| RootfsError::io(&target, e))? {
-            for ext in exts {
-                let ext = ext.map_err(|e| RootfsError::io(&target, e))?;
-                if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
-                    let name = String::from_utf8_lossy(name).into_owned();
-                    // An owner record in a layer is a claim anyone could write, never
-                    // strata's own record (see `crate::owner`).
-                    if is_private_xattr(&name) || name == crate::owner::OVERRIDE_XATTR {
-                        continue;
-                    }
-                    if let Err(e) = xattr::set(&target, &name, ext.value_bytes()) {
-                        eprintln!("strata: warning: cannot set xattr {name} on {}: {e}", target.display());
-                    }
-                }
+    /// Makes a device node or fifo; false (after one warning per layer) where the
+    /// kernel does not permit it.
+    fn make_node(&mut self, header: &tar::Header, kind: EntryType, target: &Path, raw: &[u8]) -> bool {
+        let r = if kind == EntryType::Fifo {
+            mkfifo(target, Mode::from_bits_truncate(0o600))
+        } else {
+            let major = header.device_major().ok().flatten().unwrap_or(0);
+            let minor = header.device_minor().ok().flatten().unwrap_or(0);
+            let flag = if kind == EntryType::Char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
+            mknod(target, flag, Mode::from_bits_truncate(0o600), libc::makedev(major, minor))
+        };
+        if let Err(e) = r {
+            // Device nodes cannot be created in a user namespace; containers get
+            // their devices from the runtime anyway.
+            if !self.warned_devices {
+                eprintln!("strata: warning: skipping device node {} ({e}): not permitted here", display(raw));
+                self.warned_devices = true;
             }
+            return false;
         }
-        if kind != EntryType::Directory {
-            set_mtime(&target, mtime)?;
+        true
+    }
+
+    /// Directory times last: creating their children changed them.
+    fn set_dir_times(self) -> Result<(), RootfsError> {
+        for (dir, mtime) in self.dir_times.into_iter().rev() {
+            set_mtime(&dir, mtime)?;
+        }
+        Ok(())
+    }
+}
+
+/// An entry naming the layer root itself. umoci's CVE-2021-29136: `.` as a symlink
+/// would redirect every later entry. The root is the layer dir itself; only a
+/// directory may name it, and changes nothing.
+fn check_root_entry(kind: EntryType, raw: &[u8]) -> Result<(), RootfsError> {
+    match kind {
+        EntryType::Directory | EntryType::XGlobalHeader | EntryType::XHeader => Ok(()),
+        other => {
+            Err(RootfsError::BadEntry { path: display(raw), reason: format!("names the layer root but is a {other:?}, not a directory") })
         }
     }
-    // Directory times last: creating their children changed them.
-    for (dir, mtime) in dir_times.into_iter().rev() {
-        set_mtime(&dir, mtime)?;
+}
+
+/// Turns `.wh.NAME` in `parent` into overlay's whiteout of NAME.
+fn whiteout(parent: &Path, hidden: &[u8], raw: &[u8]) -> Result<(), RootfsError> {
+    // `.wh.`, `.wh..` and `.wh...` would name the parent itself or the dir
+    // above it (the store's layers/ for a top-level entry), which the removal
+    // below would delete whole.
+    if matches!(hidden, b"" | b"." | b"..") || hidden.contains(&b'/') {
+        return Err(RootfsError::BadEntry {
+            path: display(raw),
+            reason: format!("whiteout of {:?} names no file of the directory", display(hidden)),
+        });
+    }
+    let victim = parent.join(OsStr::from_bytes(hidden));
+    remove_existing(&victim)?;
+    mknod(&victim, SFlag::S_IFCHR, Mode::empty(), 0).map_err(|e| RootfsError::io(&victim, e.into()))
+}
+
+fn entry_meta<R: Read>(entry: &mut tar::Entry<R>, target: &Path, raw: &[u8]) -> Result<EntryMeta, RootfsError> {
+    let header = entry.header();
+    let mode = header.mode().map_err(|e| RootfsError::io(target, e))? & 0o7777;
+    let uid = header.uid().map_err(|e| RootfsError::io(target, e))?;
+    let gid = header.gid().map_err(|e| RootfsError::io(target, e))?;
+    let (mtime, kind) = (header.mtime().unwrap_or(0), header.entry_type());
+    let (uid, gid) = pax_owner(entry, uid, gid, raw)?;
+    Ok(EntryMeta { kind, mode, uid, gid, mtime })
+}
+
+/// PAX uid/gid records override the header's octal fields (ids > 2097151).
+fn pax_owner<R: Read>(entry: &mut tar::Entry<R>, mut uid: u64, mut gid: u64, raw: &[u8]) -> Result<(u64, u64), RootfsError> {
+    if let Ok(Some(exts)) = entry.pax_extensions() {
+        for ext in exts.flatten() {
+            let parse = || ext.value().ok().and_then(|v| v.trim().parse::<u64>().ok());
+            match ext.key() {
+                Ok("uid") => uid = parse().unwrap_or(uid),
+                Ok("gid") => gid = parse().unwrap_or(gid),
+                // The tar crate reads PAX sparse files as plain files: their map and
+                // packed data would land as the file's content, under a mangled name.
+                Ok(k) if k.starts_with("GNU.sparse.") => {
+                    return Err(RootfsError::BadEntry {
+                        path: display(raw),
+                        reason:
+                            "PAX sparse files (GNU.sparse.* records) are not supported; write the layer without --sparse or in GNU format"
+                                .into(),
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((uid, gid))
+}
+
+/// Makes `target` a directory, replacing anything else there; an existing
+/// directory stays, with its contents.
+fn create_dir(target: &Path) -> Result<(), RootfsError> {
+    match fs::symlink_metadata(target) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => {
+            remove_existing(target)?;
+            fs::create_dir(target).map_err(|e| RootfsError::io(target, e))
+        }
+        Err(_) => fs::create_dir(target).map_err(|e| RootfsError::io(target, e)),
+    }
+}
+
+fn write_file<R: Read>(entry: &mut tar::Entry<R>, target: &Path) -> Result<(), RootfsError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(target)
+        .map_err(|e| RootfsError::io(target, e))?;
+    io::copy(entry, &mut f).map_err(|e| RootfsError::io(target, e))?;
+    Ok(())
+}
+
+/// Links `target` to an earlier non-directory entry of this layer, and to nothing
+/// else: the link name is cleaned like an entry name and its parents checked.
+fn hard_link<R: Read>(dest: &Path, entry: &tar::Entry<R>, target: &Path, raw: &[u8]) -> Result<(), RootfsError> {
+    let link =
+        entry.link_name_bytes().ok_or_else(|| RootfsError::BadEntry { path: display(raw), reason: "hard link without target".into() })?;
+    let src_rel =
+        clean_path(&link)?.ok_or_else(|| RootfsError::BadEntry { path: display(raw), reason: "hard link to the layer root".into() })?;
+    let src = dest.join(src_rel);
+    ensure_parents(dest, src.parent().unwrap_or(dest), raw)?;
+    match fs::symlink_metadata(&src) {
+        Ok(m) if !m.is_dir() => {}
+        _ => {
+            return Err(RootfsError::BadEntry {
+                path: display(raw),
+                reason: format!("hard link target {} is not an earlier file of this layer", display(&link)),
+            })
+        }
+    }
+    fs::hard_link(&src, target).map_err(|e| RootfsError::io(target, e))
+}
+
+/// Sets the entry's owner, mode, xattrs and (but for directories, see
+/// [`Layer::set_dir_times`]) mtime on what [`Layer::create`] made.
+fn apply_metadata<R: Read>(
+    entry: &mut tar::Entry<R>,
+    target: &Path,
+    meta: &EntryMeta,
+    owners: &crate::owner::Owners,
+) -> Result<(), RootfsError> {
+    owners.set_owner(target, meta.uid as u32, meta.gid as u32).map_err(|e| RootfsError::Chown {
+        path: target.display().to_string(),
+        uid: meta.uid,
+        gid: meta.gid,
+        source: e,
+    })?;
+    if meta.kind != EntryType::Symlink {
+        // After chown: chown clears setuid/setgid bits.
+        fs::set_permissions(target, fs::Permissions::from_mode(meta.mode)).map_err(|e| RootfsError::io(target, e))?;
+    }
+    set_xattrs(entry, target)?;
+    if meta.kind != EntryType::Directory {
+        set_mtime(target, meta.mtime)?;
+    }
+    Ok(())
+}
+
+/// Sets the entry's SCHILY.xattr records; one the filesystem refuses is a warning.
+fn set_xattrs<R: Read>(entry: &mut tar::Entry<R>, target: &Path) -> Result<(), RootfsError> {
+    let Some(exts) = entry.pax_extensions().map_err(|e| RootfsError::io(target, e))? else {
+        return Ok(());
+    };
+    for ext in exts {
+        let ext = ext.map_err(|e| RootfsError::io(target, e))?;
+        let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(name).into_owned();
+        // An owner record in a layer is a claim anyone could write, never
+        // strata's own record (see `crate::owner`).
+        if is_private_xattr(&name) || name == crate::owner::OVERRIDE_XATTR {
+            continue;
+        }
+        if let Err(e) = xattr::set(target, &name, ext.value_bytes()) {
+            eprintln!("strata: warning: cannot set xattr {name} on {}: {e}", target.display());
+        }
     }
     Ok(())
 }
@@ -232,8 +320,8 @@ fn unpack_sparse<R: Read>(entry: &mut tar::Entry<R>, target: &Path, raw: &[u8]) 
     if size > MAX_SPARSE_SIZE {
         return Err(bad(format!("sparse file of {size} bytes exceeds the {MAX_SPARSE_SIZE} bytes strata unpacks")));
     }
-    // The target was removed above and the tar crate creates it with O_EXCL, so a
-    // symlink planted there is never followed.
+    // The target was removed first (see `Layer::unpack_entry`) and the tar crate
+    // creates it with O_EXCL, so a symlink planted there is never followed.
     entry.unpack(target).map(drop).map_err(|e| bad(format!("cannot write the sparse file: {e}")))
 }
 

@@ -8,7 +8,8 @@
 //! command. A setup failure travels back over a close-on-exec pipe, so "the command
 //! exited 125" and "the sandbox could not start" are never confused. Pid 1 then
 //! stays as a minimal init: the command runs as its child, orphans are reaped and
-//! signals forwarded.
+//! signals forwarded. Who the command runs as, and with which privileges, is the
+//! `user` submodule's part.
 
 use std::ffi::CString;
 use std::fs;
@@ -16,33 +17,19 @@ use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use caps::{CapSet, Capability, CapsHashSet};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{chdir, fork, pipe2, pivot_root, setgid, setgroups, sethostname, setuid, ForkResult, Gid, Uid};
+use nix::unistd::{chdir, fork, pipe2, pivot_root, sethostname, ForkResult};
 use std::os::fd::AsRawFd;
 
 use super::{chown_notify, mounts, network, overlay, seccomp, Driver, Network, Outcome, RunSpec};
 use std::os::unix::net::UnixStream;
 
-/// Docker's default capability set for containers.
-pub const DEFAULT_CAPS: [Capability; 14] = [
-    Capability::CAP_CHOWN,
-    Capability::CAP_DAC_OVERRIDE,
-    Capability::CAP_FSETID,
-    Capability::CAP_FOWNER,
-    Capability::CAP_MKNOD,
-    Capability::CAP_NET_RAW,
-    Capability::CAP_SETGID,
-    Capability::CAP_SETUID,
-    Capability::CAP_SETFCAP,
-    Capability::CAP_SETPCAP,
-    Capability::CAP_NET_BIND_SERVICE,
-    Capability::CAP_SYS_CHROOT,
-    Capability::CAP_KILL,
-    Capability::CAP_AUDIT_WRITE,
-];
+mod user;
+
+use user::{drop_privileges, resolve_user};
+pub use user::{resolve_user_in, ResolvedUser, DEFAULT_CAPS};
 
 /// The PATH a container gets when its image sets none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -51,45 +38,22 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// is the run's own directory (the generated resolv.conf and the network helper's
 /// log go there).
 pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>, scratch: &Path) -> Outcome {
-    // The overlay is mounted here, in the helper's mount namespace, not in pid 1's:
-    // fuse-overlayfs serves its mount from a daemon, and pivot_root re-roots every
-    // process of the namespace it runs in, so a daemon in pid 1's namespace would have
-    // its root on the very mount it serves; its own path lookups (/proc/self/fd/N for
-    // xattrs) then wait for an answer only it can give, and the RUN hangs. pid 1's
-    // namespace is copied from this one and keeps the mount. Before unsharing the pid
-    // namespace: the mount helper must not become its pid 1. Unmounted on return.
-    let _rootfs = if spec.rootfs.driver == Driver::Vfs {
-        None
-    } else {
-        match overlay::mount_overlay_with(&spec.rootfs, overlay::FuseLife::TiedToCaller) {
-            Ok(m) => Some(m),
-            Err(e) => return Outcome::SetupFailed(e.to_string()),
-        }
+    // Unmounted on return, once pid 1 is gone.
+    let _rootfs = match mount_rootfs(spec) {
+        Ok(m) => m,
+        Err(msg) => return Outcome::SetupFailed(msg),
     };
     // A private network is made, and its helper started, before the pid namespace:
     // the helper must not be a process of the container (see `network`).
-    let (netns, mut helper, resolv) = match spec.network {
+    let (netns, helper, resolv) = match spec.network {
         Network::Private(via) => match start_network(via, spec, scratch) {
             Ok((ns, h, r)) => (Some(ns), Some(h), Some(r)),
             Err(msg) => return Outcome::SetupFailed(msg),
         },
         _ => (None, None, None),
     };
-    let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    if spec.network == Network::None {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
-    if let Err(e) = unshare(flags) {
-        return Outcome::SetupFailed(format!(
-            "unshare(pid, uts, ipc{} namespaces): {e}",
-            if spec.network == Network::None { ", net" } else { "" }
-        ));
-    }
-    if spec.network == Network::None {
-        // Docker's "none" network still has a working loopback.
-        if let Err(e) = loopback_up() {
-            return Outcome::SetupFailed(format!("bringing up lo in the new network namespace: {e}"));
-        }
+    if let Err(msg) = unshare_container_namespaces(spec.network) {
+        return Outcome::SetupFailed(msg);
     }
     let (err_r, err_w) = match pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
@@ -100,51 +64,100 @@ pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>, scratch: &Pat
         Err(e) => Outcome::SetupFailed(format!("fork: {e}")),
         Ok(ForkResult::Child) => {
             drop(err_r);
-            // If the helper dies, so does the whole container (pid 1 takes the pid
-            // namespace with it).
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-            // The helper's argv and environment name strata's binary and the store;
-            // the container sees pid 1's in /proc/1.
-            super::title::neutralise();
-            let err = match setup_and_exec(spec, seccomp, &err_w, netns.as_ref(), resolv.as_deref()) {
-                Err(msg) => msg,
-                Ok(never) => match never {},
-            };
-            let mut w = fs::File::from(err_w);
-            let _ = w.write_all(err.as_bytes());
-            std::process::exit(125);
+            become_pid1(spec, seccomp, err_w, netns.as_ref(), resolv.as_deref())
         }
         Ok(ForkResult::Parent { child }) => {
             drop(err_w);
             drop(netns);
-            // pid 1 hands these on to the command; dying of them here would SIGKILL
-            // the container before the command could act on them.
-            super::forward::forward_to(child.as_raw());
-            let msg = match read_setup_message(err_r, helper.as_mut()) {
-                Ok(msg) => msg,
-                Err(msg) => {
-                    // pid 1 first: ending the helper stops reaping children by hand.
-                    let failed = kill_and_fail(child, msg);
-                    drop(helper);
-                    return failed;
-                }
-            };
-            let status = loop {
-                match waitpid(child, None) {
-                    Ok(WaitStatus::Exited(_, c)) => break Outcome::Exited(c),
-                    Ok(WaitStatus::Signaled(_, s, _)) => break Outcome::Signaled(s as i32),
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => break Outcome::SetupFailed(format!("waitpid: {e}")),
-                }
-            };
-            // pid 1 is reaped: the helper may go (see `network::Running`'s drop).
-            drop(helper);
-            if msg.is_empty() {
-                status
-            } else {
-                Outcome::SetupFailed(msg)
-            }
+            wait_for_pid1(child, err_r, helper)
         }
+    }
+}
+
+/// Mounts the overlay drivers' root; the vfs driver's is a plain directory.
+///
+/// Done here, in the helper's mount namespace, not in pid 1's: fuse-overlayfs serves
+/// its mount from a daemon, and pivot_root re-roots every process of the namespace it
+/// runs in, so a daemon in pid 1's namespace would have its root on the very mount it
+/// serves; its own path lookups (/proc/self/fd/N for xattrs) then wait for an answer
+/// only it can give, and the RUN hangs. pid 1's namespace is copied from this one and
+/// keeps the mount. Before unsharing the pid namespace: the mount helper must not
+/// become its pid 1.
+fn mount_rootfs(spec: &RunSpec) -> Result<Option<overlay::OverlayMount>, String> {
+    if spec.rootfs.driver == Driver::Vfs {
+        return Ok(None);
+    }
+    overlay::mount_overlay_with(&spec.rootfs, overlay::FuseLife::TiedToCaller).map(Some).map_err(|e| e.to_string())
+}
+
+/// Unshares the pid, uts and ipc namespaces pid 1 will be forked into, and the
+/// network namespace too for `--network none`.
+fn unshare_container_namespaces(network: Network) -> Result<(), String> {
+    let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if network == Network::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags).map_err(|e| format!("unshare(pid, uts, ipc{} namespaces): {e}", if network == Network::None { ", net" } else { "" }))?;
+    if network == Network::None {
+        // Docker's "none" network still has a working loopback.
+        loopback_up().map_err(|e| format!("bringing up lo in the new network namespace: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The forked child: becomes the container's pid 1, or reports why it could not
+/// over `err_w` and exits 125.
+fn become_pid1(
+    spec: &RunSpec,
+    seccomp: Option<&seccomp::Program>,
+    err_w: std::os::fd::OwnedFd,
+    netns: Option<&std::os::fd::OwnedFd>,
+    resolv: Option<&Path>,
+) -> ! {
+    // If the helper dies, so does the whole container (pid 1 takes the pid
+    // namespace with it).
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // The helper's argv and environment name strata's binary and the store;
+    // the container sees pid 1's in /proc/1.
+    super::title::neutralise();
+    let err = match setup_and_exec(spec, seccomp, &err_w, netns, resolv) {
+        Err(msg) => msg,
+        Ok(never) => match never {},
+    };
+    let mut w = fs::File::from(err_w);
+    let _ = w.write_all(err.as_bytes());
+    std::process::exit(125);
+}
+
+/// The helper's side once pid 1 is forked: waits for its setup to end (or the
+/// network helper to fail), then for it to exit, and reports how it ended.
+fn wait_for_pid1(child: nix::unistd::Pid, err_r: std::os::fd::OwnedFd, mut helper: Option<network::Running>) -> Outcome {
+    // pid 1 hands these on to the command; dying of them here would SIGKILL
+    // the container before the command could act on them.
+    super::forward::forward_to(child.as_raw());
+    let msg = match read_setup_message(err_r, helper.as_mut()) {
+        Ok(msg) => msg,
+        Err(msg) => {
+            // pid 1 first: ending the helper stops reaping children by hand.
+            let failed = kill_and_fail(child, msg);
+            drop(helper);
+            return failed;
+        }
+    };
+    let status = loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, c)) => break Outcome::Exited(c),
+            Ok(WaitStatus::Signaled(_, s, _)) => break Outcome::Signaled(s as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => break Outcome::SetupFailed(format!("waitpid: {e}")),
+        }
+    };
+    // pid 1 is reaped: the helper may go (see `network::Running`'s drop).
+    drop(helper);
+    if msg.is_empty() {
+        status
+    } else {
+        Outcome::SetupFailed(msg)
     }
 }
 
@@ -222,46 +235,12 @@ fn setup_and_exec(
         // The mounts above overlapped with the helper's start; the command needs it done.
         network::wait_configured()?;
     }
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGCHLD);
-    for s in FORWARDED {
-        set.add(s);
-    }
+    let set = pid1_signals();
     set.thread_block().map_err(|e| format!("blocking signals: {e}"))?;
     let notify_pair = if spec.fake_chown { Some(UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?) } else { None };
     // SAFETY: pid 1 is single-threaded (forked from the single-threaded helper).
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Child => {
-            reset_signal_dispositions();
-            let _ = set.thread_unblock();
-            // The command leads a session of its own (the helper's already left the
-            // caller's). With `-t` the pty becomes its controlling terminal: Ctrl-C
-            // typed there becomes SIGINT for its process group, as in docker -t.
-            nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-            if spec.tty {
-                // SAFETY: TIOCSCTTY on our stdin (the pty slave) with an integer argument.
-                if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
-                    return Err(format!("making the pty the controlling terminal: {}", std::io::Error::last_os_error()));
-                }
-            }
-            drop_privileges(&prepared.user)?;
-            // Nothing of the builder's may leak into the command (see `fds`).
-            super::fds::close_on_exec_above_stderr()?;
-            // Last before exec, in the command's process only: pid 1 stays unfiltered
-            // to serve the chown notifications.
-            let listener = match seccomp {
-                Some(p) => p.load().map_err(|e| e.to_string())?,
-                None => None,
-            };
-            if let (Some((_, theirs)), Some(listener)) = (&notify_pair, &listener) {
-                chown_notify::send_listener(theirs, listener).map_err(|e| format!("passing the chown listener: {e}"))?;
-            }
-            // Close-on-exec already (kernel, std); closed here all the same.
-            drop(listener);
-            drop(notify_pair);
-            let err = nix::unistd::execve(&prepared.exe, &prepared.argv, &prepared.envp).unwrap_err();
-            Err(format!("exec {}: {err}", prepared.exe.to_string_lossy()))
-        }
+        ForkResult::Child => exec_command(spec, &prepared, seccomp, &set, notify_pair),
         ForkResult::Parent { child } => {
             // Only the command's exec may close the pipe's last write end.
             let _ = nix::unistd::close(err_w.as_raw_fd());
@@ -272,6 +251,58 @@ fn setup_and_exec(
             std::process::exit(reap_and_forward(child, &set, listener.as_ref()))
         }
     }
+}
+
+/// What pid 1 blocks and reads from a signalfd: children's exits and the signals
+/// it forwards.
+fn pid1_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set
+}
+
+/// The command's process, forked by pid 1: takes a session, the terminal and the
+/// user's privileges, loads the seccomp filter and execs. `blocked` is what pid 1
+/// blocked, unblocked again here.
+fn exec_command(
+    spec: &RunSpec,
+    prepared: &Prepared,
+    seccomp: Option<&seccomp::Program>,
+    blocked: &SigSet,
+    notify_pair: Option<(UnixStream, UnixStream)>,
+) -> Result<Never, String> {
+    reset_signal_dispositions();
+    let _ = blocked.thread_unblock();
+    // The command leads a session of its own (the helper's already left the
+    // caller's). With `-t` the pty becomes its controlling terminal: Ctrl-C
+    // typed there becomes SIGINT for its process group, as in docker -t.
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    if spec.tty {
+        // SAFETY: TIOCSCTTY on our stdin (the pty slave) with an integer argument.
+        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+            return Err(format!("making the pty the controlling terminal: {}", std::io::Error::last_os_error()));
+        }
+    }
+    drop_privileges(&prepared.user)?;
+    // Nothing of the builder's may leak into the command (see `fds`).
+    super::fds::close_on_exec_above_stderr()?;
+    // Last before exec, in the command's process only: pid 1 stays unfiltered
+    // to serve the chown notifications.
+    let listener = match seccomp {
+        Some(p) => p.load().map_err(|e| e.to_string())?,
+        None => None,
+    };
+    if let (Some((_, theirs)), Some(listener)) = (&notify_pair, &listener) {
+        chown_notify::send_listener(theirs, listener).map_err(|e| format!("passing the chown listener: {e}"))?;
+    }
+    // Close-on-exec already (kernel, std); closed here all the same.
+    drop(listener);
+    drop(notify_pair);
+    let err = nix::unistd::execve(&prepared.exe, &prepared.argv, &prepared.envp).unwrap_err();
+    Err(format!("exec {}: {err}", prepared.exe.to_string_lossy()))
 }
 
 /// Ignored signals survive exec, and the Rust runtime ignores SIGPIPE: without this,
@@ -482,116 +513,4 @@ fn find_program(program: &str, path_var: &str) -> Option<PathBuf> {
     path_var.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(program)).find(|p| {
         fs::metadata(p).map(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0).unwrap_or(false)
     })
-}
-
-/// A user as the container's passwd and group files define it.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ResolvedUser {
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<u32>,
-    pub home: String,
-}
-
-fn resolve_user(spec: &str) -> Result<ResolvedUser, String> {
-    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = fs::read_to_string("/etc/group").unwrap_or_default();
-    resolve_user_in(spec, &passwd, &group)
-}
-
-/// Resolves `user[:group]` the way Docker does: names must exist, numeric ids need
-/// not; a numeric uid without a passwd entry gets gid 0 and HOME=/.
-pub fn resolve_user_in(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, String> {
-    let (user, grp) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let user = if user.is_empty() { "0" } else { user };
-    let entries: Vec<Vec<&str>> = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 7).collect();
-    let found = entries.iter().find(|f| f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user));
-    let (uid, mut gid, home, name) = match (found, user.parse::<u32>()) {
-        (Some(f), _) => (
-            f[2].parse().map_err(|_| format!("bad uid in /etc/passwd for {user}"))?,
-            f[3].parse().unwrap_or(0),
-            f[5].to_string(),
-            Some(f[0]),
-        ),
-        (None, Ok(n)) => (n, 0, "/".to_string(), None),
-        (None, Err(_)) => return Err(format!("unable to find user {user}: no matching entries in passwd file")),
-    };
-    let groups_tab: Vec<Vec<&str>> = group.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 3).collect();
-    if let Some(g) = grp {
-        gid = match groups_tab.iter().find(|f| f[0] == g) {
-            Some(f) => f[2].parse().map_err(|_| format!("bad gid in /etc/group for {g}"))?,
-            None => g.parse().map_err(|_| format!("unable to find group {g}: no matching entries in group file"))?,
-        };
-    }
-    let mut groups = vec![gid];
-    if let (Some(name), None) = (name, grp) {
-        for f in &groups_tab {
-            if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
-                if let Ok(g) = f[2].parse::<u32>() {
-                    if !groups.contains(&g) {
-                        groups.push(g);
-                    }
-                }
-            }
-        }
-    }
-    Ok(ResolvedUser { uid, gid, groups, home })
-}
-
-fn drop_privileges(user: &ResolvedUser) -> Result<(), String> {
-    // The command's privileges, in order: no_new_privs, a bounding set cut to
-    // Docker's defaults, its groups and ids, then (for root) only the default caps.
-    // SAFETY: plain prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(format!("prctl(PR_SET_NO_NEW_PRIVS): {}", std::io::Error::last_os_error()));
-    }
-    let keep: CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
-    for cap in caps::all() {
-        if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-            caps::drop(None, CapSet::Bounding, cap).map_err(|e| format!("drop {cap} from bounding set: {e}"))?;
-        }
-    }
-    let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    // Only the image's groups (buildah's CVE-2022-2990): the caller's supplementary
-    // groups must not follow the command in. setgroups is denied in a single-id
-    // namespace (the kernel demands that before an unprivileged gid_map is written, and
-    // newgidmap does the same without a subgid range), so there the caller's groups
-    // stay, shown as 65534; `userns::enter` warns when there are any.
-    if fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() != "deny").unwrap_or(true) {
-        setgroups(&groups).map_err(|e| format!("setgroups {:?}: {e}", user.groups))?;
-    }
-    setgid(Gid::from_raw(user.gid)).map_err(|e| format!("setgid {}: {e}", user.gid))?;
-    setuid(Uid::from_raw(user.uid)).map_err(|e| format!("setuid {}: {e}", user.uid))?;
-    if user.uid == 0 {
-        let _ = caps::clear(None, CapSet::Ambient);
-        caps::set(None, CapSet::Inheritable, &CapsHashSet::new()).map_err(|e| format!("set inheritable caps: {e}"))?;
-        caps::set(None, CapSet::Effective, &keep).map_err(|e| format!("set effective caps: {e}"))?;
-        caps::set(None, CapSet::Permitted, &keep).map_err(|e| format!("set permitted caps: {e}"))?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n";
-    const GROUP: &str = "root:x:0:\nwheel:x:10:app\napp:x:1000:\n";
-
-    #[test]
-    fn names_and_ids_resolve_like_docker() {
-        let app = resolve_user_in("app", PASSWD, GROUP).unwrap();
-        assert_eq!((app.uid, app.gid, app.home.as_str()), (1000, 1000, "/home/app"));
-        assert_eq!(app.groups, vec![1000, 10]);
-        let numeric = resolve_user_in("4242", PASSWD, GROUP).unwrap();
-        assert_eq!((numeric.uid, numeric.gid, numeric.home.as_str()), (4242, 0, "/"));
-        let with_group = resolve_user_in("app:wheel", PASSWD, GROUP).unwrap();
-        assert_eq!((with_group.uid, with_group.gid), (1000, 10));
-        assert_eq!(resolve_user_in("1000:77", PASSWD, GROUP).unwrap().gid, 77);
-        assert!(resolve_user_in("nobody", PASSWD, GROUP).unwrap_err().contains("unable to find user nobody"));
-        assert!(resolve_user_in("app:staff", PASSWD, GROUP).is_err());
-    }
 }

@@ -130,42 +130,15 @@ pub fn parse_subid(text: &str, user: &str, id: u32) -> Vec<SubIdRange> {
 /// the calling process becomes a waiting parent that never returns.
 pub fn enter() -> Result<Privilege, SandboxError> {
     if geteuid().is_root() {
-        // Real root, or root already inside a namespace (a nested strata): a private
-        // mount namespace is all that is needed so mounts never leak to the host.
-        unshare(CloneFlags::CLONE_NEWNS).map_err(|e| SandboxError::sys("unshare(CLONE_NEWNS)", e))?;
-        make_mounts_private()?;
-        let mapping = IdMapping::current()?;
-        return Ok(if mapping.is_initial() { Privilege::RealRoot } else { Privilege::Namespaced(mapping) });
+        return enter_as_root();
     }
     if std::env::var_os(INSIDE_ENV).is_some() {
         return Err(SandboxError::Unsupported("strata's user namespace is set up but this process is not root in it".into()));
     }
-    let uid = geteuid().as_raw();
-    let gid = getegid().as_raw();
-    let user = user_name(uid).unwrap_or_else(|| uid.to_string());
-    let subuids = fs::read_to_string("/etc/subuid").map(|t| parse_subid(&t, &user, uid)).unwrap_or_default();
-    let subgids = fs::read_to_string("/etc/subgid").map(|t| parse_subid(&t, &user, uid)).unwrap_or_default();
-    let helpers = which("newuidmap").is_some() && which("newgidmap").is_some();
-    // A test hook (fault-injection builds only) behaves as a host without ranges.
-    let ignored = crate::fault::subids_ignored();
-    let multi = helpers && !subuids.is_empty() && !subgids.is_empty() && ignored.is_none();
-    if !multi {
-        // setgroups is denied in a single-id namespace: the caller's supplementary
-        // groups cannot be dropped there (see `child::drop_privileges`).
-        let extra_groups = nix::unistd::getgroups().unwrap_or_default().iter().any(|g| g.as_raw() != gid);
-        eprintln!(
-            "strata: warning: {} for user {user}: only uid {uid} and gid {gid} are mapped; other owners are recorded in user.containers.override_stat xattrs and written to layers, but processes cannot switch to other users{} (add ranges to /etc/subuid and /etc/subgid and install uidmap)",
-            if let Some(hook) = ignored {
-                hook
-            } else if helpers {
-                "no /etc/subuid or /etc/subgid range"
-            } else {
-                "newuidmap/newgidmap not found"
-            },
-            if extra_groups { ", and they keep your supplementary groups" } else { "" }
-        );
+    let plan = MapPlan::for_caller();
+    if let Some(reason) = plan.single_id_reason {
+        plan.warn_single_id(reason);
     }
-
     let (ready_r, ready_w) = pipe().map_err(|e| SandboxError::sys("pipe", e))?;
     let (go_r, go_w) = pipe().map_err(|e| SandboxError::sys("pipe", e))?;
     // SAFETY: called before any thread exists (documented contract of `enter`), so the
@@ -174,54 +147,125 @@ pub fn enter() -> Result<Privilege, SandboxError> {
         ForkResult::Child => {
             drop(ready_r);
             drop(go_w);
-            // Whoever kills the strata the user started (a CI timeout, kill) kills the
-            // build with it instead of leaving it running unseen.
-            // SAFETY: plain prctl with integer arguments.
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-            unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
-                .map_err(|e| SandboxError::Unsupported(format!("cannot create a user namespace ({e}): {}", userns_hint())))?;
-            if !multi {
-                write_single_map(uid, gid)?;
-            }
-            signal(ready_w)?;
-            if multi {
-                wait_for(go_r)?;
-            }
-            setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(|e| SandboxError::sys("setresgid(0)", e))?;
-            setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(|e| SandboxError::sys("setresuid(0)", e))?;
-            make_mounts_private()?;
-            std::env::set_var(INSIDE_ENV, "1");
-            Ok(Privilege::Namespaced(IdMapping::current()?))
+            become_namespaced_root(&plan, ready_w, go_r)
         }
         ForkResult::Parent { child } => {
             drop(ready_w);
             drop(go_r);
-            let ok = wait_for(ready_r).is_ok();
-            if ok && multi {
-                let pid = child.as_raw().to_string();
-                let r = run_map_helper("newuidmap", &pid, uid, &subuids).and_then(|_| run_map_helper("newgidmap", &pid, gid, &subgids));
-                if let Err(e) = r {
-                    eprintln!("strata: {e}");
-                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                }
-                let _ = signal(go_w);
-            }
-            // `kill -INT <strata pid>` (a CI runner's cancel, a supervisor's stop) only
-            // reaches this process: pass it on so the build stops as on Ctrl-C, which
-            // the child receives from the terminal itself (same process group).
-            forward_signals_to(child);
-            let code = loop {
-                match waitpid(child, None) {
-                    Ok(WaitStatus::Exited(_, c)) => break c,
-                    Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
-                    Ok(_) => continue,
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => break 1,
-                }
-            };
-            std::process::exit(code);
+            map_ids_and_wait(child, &plan, ready_r, go_w)
         }
     }
+}
+
+/// Real root, or root already inside a namespace (a nested strata): a private
+/// mount namespace is all that is needed so mounts never leak to the host.
+fn enter_as_root() -> Result<Privilege, SandboxError> {
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| SandboxError::sys("unshare(CLONE_NEWNS)", e))?;
+    make_mounts_private()?;
+    let mapping = IdMapping::current()?;
+    Ok(if mapping.is_initial() { Privilege::RealRoot } else { Privilege::Namespaced(mapping) })
+}
+
+/// The ids the caller's namespace will map.
+struct MapPlan {
+    uid: u32,
+    gid: u32,
+    user: String,
+    subuids: Vec<SubIdRange>,
+    subgids: Vec<SubIdRange>,
+    /// Why only the caller's own uid and gid will be mapped; `None` when the
+    /// subordinate ranges are mapped too (by the parent, with newuidmap/newgidmap).
+    single_id_reason: Option<&'static str>,
+}
+
+impl MapPlan {
+    fn for_caller() -> MapPlan {
+        let uid = geteuid().as_raw();
+        let gid = getegid().as_raw();
+        let user = user_name(uid).unwrap_or_else(|| uid.to_string());
+        let subuids = fs::read_to_string("/etc/subuid").map(|t| parse_subid(&t, &user, uid)).unwrap_or_default();
+        let subgids = fs::read_to_string("/etc/subgid").map(|t| parse_subid(&t, &user, uid)).unwrap_or_default();
+        let helpers = which("newuidmap").is_some() && which("newgidmap").is_some();
+        // A test hook (fault-injection builds only) behaves as a host without ranges.
+        let single_id_reason = if let Some(hook) = crate::fault::subids_ignored() {
+            Some(hook)
+        } else if !helpers {
+            Some("newuidmap/newgidmap not found")
+        } else if subuids.is_empty() || subgids.is_empty() {
+            Some("no /etc/subuid or /etc/subgid range")
+        } else {
+            None
+        };
+        MapPlan { uid, gid, user, subuids, subgids, single_id_reason }
+    }
+
+    fn multi(&self) -> bool {
+        self.single_id_reason.is_none()
+    }
+
+    fn warn_single_id(&self, reason: &str) {
+        let MapPlan { uid, gid, user, .. } = self;
+        // setgroups is denied in a single-id namespace: the caller's supplementary
+        // groups cannot be dropped there (see `child::user::drop_privileges`).
+        let extra_groups = nix::unistd::getgroups().unwrap_or_default().iter().any(|g| g.as_raw() != *gid);
+        eprintln!(
+            "strata: warning: {reason} for user {user}: only uid {uid} and gid {gid} are mapped; other owners are recorded in user.containers.override_stat xattrs and written to layers, but processes cannot switch to other users{} (add ranges to /etc/subuid and /etc/subgid and install uidmap)",
+            if extra_groups { ", and they keep your supplementary groups" } else { "" }
+        );
+    }
+}
+
+/// The forked child: unshares the user and mount namespaces, has its ids mapped
+/// (by itself, or by the parent while it waits on `go_r`) and becomes root there.
+fn become_namespaced_root(plan: &MapPlan, ready_w: OwnedFd, go_r: OwnedFd) -> Result<Privilege, SandboxError> {
+    // Whoever kills the strata the user started (a CI timeout, kill) kills the
+    // build with it instead of leaving it running unseen.
+    // SAFETY: plain prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+        .map_err(|e| SandboxError::Unsupported(format!("cannot create a user namespace ({e}): {}", userns_hint())))?;
+    if !plan.multi() {
+        write_single_map(plan.uid, plan.gid)?;
+    }
+    signal(ready_w)?;
+    if plan.multi() {
+        wait_for(go_r)?;
+    }
+    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(|e| SandboxError::sys("setresgid(0)", e))?;
+    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(|e| SandboxError::sys("setresuid(0)", e))?;
+    make_mounts_private()?;
+    std::env::set_var(INSIDE_ENV, "1");
+    Ok(Privilege::Namespaced(IdMapping::current()?))
+}
+
+/// The waiting parent: maps the child's subordinate ids once it has unshared, then
+/// exits with its exit code.
+fn map_ids_and_wait(child: nix::unistd::Pid, plan: &MapPlan, ready_r: OwnedFd, go_w: OwnedFd) -> ! {
+    let ok = wait_for(ready_r).is_ok();
+    if ok && plan.multi() {
+        let pid = child.as_raw().to_string();
+        let r = run_map_helper("newuidmap", &pid, plan.uid, &plan.subuids)
+            .and_then(|_| run_map_helper("newgidmap", &pid, plan.gid, &plan.subgids));
+        if let Err(e) = r {
+            eprintln!("strata: {e}");
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = signal(go_w);
+    }
+    // `kill -INT <strata pid>` (a CI runner's cancel, a supervisor's stop) only
+    // reaches this process: pass it on so the build stops as on Ctrl-C, which
+    // the child receives from the terminal itself (same process group).
+    forward_signals_to(child);
+    let code = loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, c)) => break c,
+            Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break 1,
+        }
+    };
+    std::process::exit(code);
 }
 
 /// Why user namespaces may be unavailable, from the sysctls that switch them off.

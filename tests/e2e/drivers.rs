@@ -444,6 +444,16 @@ fn check_expected(driver: &str, layers: &[Vec<Rich>]) {
     for (i, entries) in layers.iter().enumerate() {
         check_clean(driver, &format!("L{}", i + 1), entries);
     }
+    check_entry_sets(driver, layers);
+    check_new_files(driver, &layers[0]);
+    check_changes(driver, &layers[1]);
+    check_every_kind(driver, &layers[2]);
+    check_xattr_copy(driver, &layers[3], &layers[4]);
+}
+
+/// Each layer holds exactly the paths [`expected_paths`] lists.
+#[track_caller]
+fn check_entry_sets(driver: &str, layers: &[Vec<Rich>]) {
     for (i, (entries, want)) in layers.iter().zip(expected_paths()).enumerate() {
         let got: BTreeSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
         let want: BTreeSet<&str> = want.iter().map(String::as_str).collect();
@@ -456,19 +466,23 @@ fn check_expected(driver: &str, layers: &[Vec<Rich>]) {
             dump(entries)
         );
     }
+}
 
-    // L1: plain new files and dirs.
-    let l1 = &layers[0];
+/// L1: plain new files and dirs.
+#[track_caller]
+fn check_new_files(driver: &str, l1: &[Rich]) {
     for (path, content) in
         [("t/gone", "gone\n"), ("t/gonedir/sub/x", "x\n"), ("t/opq/old", "old\n"), ("t/lower", "lower\n"), ("t/ren/file", "r\n")]
     {
         let e = find(driver, "L1", l1, path);
         assert!(e.kind == b'0' && e.content_is(content.as_bytes()), "{driver} L1: {}", e.key());
     }
+}
 
-    // L2: whiteouts, an opaque dir, file<->dir, a hard link to a lower file, chown/chmod
-    // of a lower file, a renamed dir.
-    let l2 = &layers[1];
+/// L2: whiteouts, an opaque dir, file<->dir, a hard link to a lower file, chown/chmod
+/// of a lower file, a renamed dir.
+#[track_caller]
+fn check_changes(driver: &str, l2: &[Rich]) {
     let name = "L2";
     assert!(l2.iter().all(|e| e.path == "t" || e.path.starts_with("t/")), "{driver} L2 holds only changes under /t:\n{}", dump(l2));
     for wh in ["t/.wh.gone", "t/.wh.gonedir", "t/.wh.ren"] {
@@ -502,9 +516,11 @@ fn check_expected(driver: &str, layers: &[Vec<Rich>]) {
     assert!(meta.content_is(b"meta\n"), "{driver} L2: {}", meta.key());
     assert!(find(driver, name, l2, "t/ren2/file").content_is(b"r\n"), "{driver} L2: renamed dir content");
     assert!(!l2.iter().any(|e| e.path.starts_with("t/ren/")), "{driver} L2: nothing under the renamed-away dir:\n{}", dump(l2));
+}
 
-    // L3: every kind of new file.
-    let l3 = &layers[2];
+/// L3: every kind of new file.
+#[track_caller]
+fn check_every_kind(driver: &str, l3: &[Rich]) {
     let name = "L3";
     let emptydir = find(driver, name, l3, "n/emptydir");
     assert_eq!(emptydir.kind, b'5', "{driver} L3: {}", emptydir.key());
@@ -537,9 +553,12 @@ fn check_expected(driver: &str, layers: &[Vec<Rich>]) {
     let sparse = find(driver, name, l3, "n/sparse");
     assert_eq!((sparse.kind, sparse.size), (b'0', SPARSE as u64), "{driver} L3: {}", sparse.key());
     assert!(sparse.content_is(&vec![0u8; SPARSE]), "{driver} L3: content of n/sparse: {}", sparse.key());
+}
 
-    // L4: COPY keeps the context file's user xattr.
-    let l4 = &layers[3];
+/// L4: COPY keeps the context file's user xattr. L5: a chmod copies the file up: the
+/// xattr is kept, nothing else changes.
+#[track_caller]
+fn check_xattr_copy(driver: &str, l4: &[Rich], l5: &[Rich]) {
     let x = find(driver, "L4", l4, "n/xattr-file");
     assert_eq!(x.xattrs.get("test").map(Vec::as_slice), None, "{driver} L4: xattr names are full names");
     assert_eq!(
@@ -550,8 +569,6 @@ fn check_expected(driver: &str, layers: &[Vec<Rich>]) {
     );
     assert!(x.content_is(b"has an xattr\n"), "{driver} L4: {}", x.key());
 
-    // L5: a chmod copies the file up: the xattr is kept, nothing else changes.
-    let l5 = &layers[4];
     let x = find(driver, "L5", l5, "n/xattr-file");
     assert_eq!(x.mode & 0o7777, 0o640, "{driver} L5: {}", x.key());
     assert_eq!(x.xattrs.get("user.test").map(Vec::as_slice), Some(&b"hello"[..]), "{driver} L5: copy-up keeps user.test: {}", x.key());
