@@ -2,7 +2,8 @@
 //!
 //! Layering (each arrow means "may use"; nothing else is allowed):
 //! - `dockerfile`: Dockerfile text -> typed instructions; uses no other strata module.
-//! - `oci`: content store, image config/manifest types, archives; uses no other module.
+//! - `oci`: content store, image config/manifest types, archives; uses no other module
+//!   but the leaf `durable`.
 //! - `plan` -> `dockerfile`: stages, their dependencies and build order.
 //! - `rootfs` -> `oci`: layer dirs, tar unpacking and diffing.
 //! - `registry` -> `oci`: the OCI distribution API (pull, push, credentials).
@@ -11,14 +12,17 @@
 //! - `cli` -> `build` (and the modules it needs for read-only commands): only it
 //!   knows clap.
 //! - `report`: progress output, used by `build` and `cli`.
-//! - `owner`: file ownership that survives a single-id namespace (a leaf; used by
-//!   `rootfs`, `sandbox` and `build`).
+//! - `owner`: file ownership that survives a single-id namespace (used by `rootfs`,
+//!   `sandbox` and `build`; uses only `durable`).
+//! - `durable`: replacing a file whole and durably (a leaf: uses nothing in strata, and
+//!   every module that replaces a file does it through here).
 //!
 //! Data flow of `strata build` is described in ARCHITECTURE.md.
 
 pub mod cli;
 pub mod container;
 pub mod dockerfile;
+pub mod durable;
 pub mod engine;
 pub mod oci;
 pub mod owner;

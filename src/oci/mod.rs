@@ -5,11 +5,12 @@
 //! images (`blobs/sha256/…`, `index.json`), the one-pass layer writer, and import/export
 //! of `oci:` directories, `oci-archive:` and `docker-archive:` tarballs.
 //!
-//! Layering rule: `oci` imports no other strata module. Everything above it (`rootfs`,
-//! `registry`, `build`) talks to images only through the types re-exported here.
+//! Layering rule: `oci` imports no other strata module but the leaf `durable`.
+//! Everything above it (`rootfs`, `registry`, `build`) talks to images only through
+//! the types re-exported here.
 //!
 //! Durability model: a blob becomes visible only by an atomic rename of a fully written,
-//! fsynced temp file, so a crash leaves at worst a stray `.tmp-*` file (its writer's
+//! fsynced temp file (`durable::persist`), so a crash leaves at worst a stray `.tmp-*` file (its writer's
 //! lock gone, so the next open removes it: `temps`), never a blob whose name lies
 //! about its content. `index.json` is rewritten the same way under an
 //! exclusive `flock`, so concurrent taggers never lose each other's entries and readers

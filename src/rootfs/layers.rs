@@ -13,6 +13,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use crate::durable::{self, Mode};
 use crate::oci::{remove_if_abandoned, HashingReader, TempDir};
 
 use super::unpack::{unpack, UnpackOptions};
@@ -47,7 +48,7 @@ impl LayerDirs {
                     root.join("layers").display()
                 )))
             }
-            Err(_) => write_atomic(&record, mapping.as_bytes())?,
+            Err(_) => durable::replace(&record, mapping.as_bytes(), Mode::Umask).map_err(|e| RootfsError::io(&record, e))?,
         }
         let dirs = LayerDirs { root: root.to_path_buf(), opaque_xattr: opaque_xattr.to_string(), owners: crate::owner::Owners::Real };
         dirs.ensure_init()?;
@@ -148,12 +149,6 @@ impl LayerDirs {
             Err(e) => Err(RootfsError::io(&dest, e)),
         }
     }
-}
-
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RootfsError> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, data).map_err(|e| RootfsError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| RootfsError::io(path, e))
 }
 
 #[cfg(test)]

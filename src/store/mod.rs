@@ -22,7 +22,7 @@ use crate::rootfs::layers::LayerDirs;
 use crate::sandbox::userns::Privilege;
 use crate::sandbox::{Driver, DriverChoice};
 
-pub use cache::{write_durably, Cache};
+pub use cache::Cache;
 pub use containers::{ContainerRecord, ContainerState, Containers};
 pub use image::{ImageState, LayerRef};
 pub use layer_stack::LayerFormat;
