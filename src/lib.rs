@@ -3,7 +3,7 @@
 //! Layering (each arrow means "may use"; nothing else is allowed):
 //! - `dockerfile`: Dockerfile text -> typed instructions; uses no other strata module.
 //! - `oci`: content store, image config/manifest types, archives; uses no other module
-//!   but the leaf `durable`.
+//!   but the leaves `durable` and `platform`.
 //! - `plan` -> `dockerfile`: stages, their dependencies and build order.
 //! - `rootfs` -> `oci`: layer dirs, tar unpacking and diffing.
 //! - `registry` -> `oci`: the OCI distribution API (pull, push, credentials).
@@ -16,6 +16,8 @@
 //!   `sandbox` and `build`; uses only `durable`).
 //! - `durable`: replacing a file whole and durably (a leaf: uses nothing in strata, and
 //!   every module that replaces a file does it through here).
+//! - `platform`: the host's OS/architecture/variant in images' names (a leaf, used by
+//!   `oci`, `registry`, `plan`, `sandbox` and `cli`).
 //!
 //! Data flow of `strata build` is described in ARCHITECTURE.md.
 
@@ -27,6 +29,7 @@ pub mod engine;
 pub mod oci;
 pub mod owner;
 pub mod plan;
+pub mod platform;
 pub mod registry;
 pub mod report;
 pub mod rootfs;

@@ -16,13 +16,14 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use oci_spec::image::{Arch, Descriptor, ImageIndex, ImageManifest, Os};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::de::DeserializeOwned;
 
-use super::image::{descriptor_digest, ANNOTATION_REF_NAME};
+use super::image::{descriptor_digest, host_manifest, ANNOTATION_REF_NAME};
 use super::store::{is_index, is_manifest, ref_name_of, PUBLIC};
 use super::{Digest, HashingReader, ImageName, OciError, Result, Store};
 use crate::durable;
+use crate::platform::Platform;
 
 /// Indexes nested deeper than this are refused rather than followed forever.
 const MAX_INDEX_DEPTH: usize = 4;
@@ -343,13 +344,10 @@ fn select_entry(dir: &Path, index: &ImageIndex, ref_name: Option<&str>) -> Resul
 
 /// Picks the manifest for the platform we run on from a multi-platform index.
 fn select_platform(digest: &Digest, index: &ImageIndex) -> Result<Descriptor> {
-    let (os, arch) = (Os::default(), Arch::default());
-    index
-        .manifests()
-        .iter()
-        .find(|d| d.platform().as_ref().is_some_and(|p| p.os() == &os && p.architecture() == &arch))
-        .cloned()
-        .ok_or_else(|| OciError::NoPlatformMatch { digest: digest.clone(), os: os.to_string(), architecture: arch.to_string() })
+    host_manifest(index).cloned().ok_or_else(|| {
+        let host = Platform::host();
+        OciError::NoPlatformMatch { digest: digest.clone(), os: host.os.to_string(), architecture: host.architecture.to_string() }
+    })
 }
 
 fn source_blob_path(dir: &Path, digest: &Digest) -> PathBuf {
