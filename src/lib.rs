@@ -18,6 +18,8 @@
 //!   every module that replaces a file does it through here).
 //! - `platform`: the host's OS/architecture/variant in images' names (a leaf, used by
 //!   `oci`, `registry`, `plan`, `sandbox` and `cli`).
+//! - `overlay_marks`: the names overlayfs and fuse-overlayfs write on disk (a leaf,
+//!   used by `rootfs` and `store`).
 //!
 //! Data flow of `strata build` is described in ARCHITECTURE.md.
 
@@ -27,6 +29,7 @@ pub mod dockerfile;
 pub mod durable;
 pub mod engine;
 pub mod oci;
+pub mod overlay_marks;
 pub mod owner;
 pub mod plan;
 pub mod platform;

@@ -18,7 +18,8 @@ pub mod vfs;
 use std::io;
 use std::path::Path;
 
-/// Prefix of an OCI whiteout entry.
+/// Prefix of an OCI whiteout entry. These two are the layer tar's names; what
+/// overlay drivers write on disk instead is named in `overlay_marks`.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 /// Name of the OCI opaque-directory marker.
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -57,10 +58,7 @@ impl RootfsError {
 /// image's content. `security.selinux` is the host's label of the file: written into a
 /// layer it would relabel the file on every host that unpacks it (Docker drops it too).
 pub fn is_private_xattr(name: &str) -> bool {
-    name.starts_with("trusted.overlay.")
-        || name.starts_with("user.overlay.")
-        || name.starts_with("user.fuseoverlayfs.")
-        || name == "security.selinux"
+    crate::overlay_marks::is_driver_xattr(name) || name == "security.selinux"
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use nix::unistd::mkfifo;
 use tar::EntryType;
 
 use super::{is_private_xattr, RootfsError, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::overlay_marks::{make_whiteout, OPAQUE_VALUE};
 
 /// Choices about the layer dir's on-disk form.
 #[derive(Clone, Debug)]
@@ -60,7 +61,7 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
         let base = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
 
         if base == OPAQUE_MARKER.as_bytes() {
-            xattr::set(&parent, &opts.opaque_xattr, b"y").map_err(|e| RootfsError::io(&parent, e))?;
+            xattr::set(&parent, &opts.opaque_xattr, OPAQUE_VALUE).map_err(|e| RootfsError::io(&parent, e))?;
             continue;
         }
         if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
@@ -75,7 +76,7 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
             }
             let victim = parent.join(OsStr::from_bytes(hidden));
             remove_existing(&victim)?;
-            mknod(&victim, SFlag::S_IFCHR, Mode::empty(), 0).map_err(|e| RootfsError::io(&victim, e.into()))?;
+            make_whiteout(&victim).map_err(|e| RootfsError::io(&victim, e))?;
             continue;
         }
 

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::oci::Store;
+use crate::overlay_marks;
 use crate::rootfs::layers::LayerDirs;
 use crate::sandbox::userns::Privilege;
 use crate::sandbox::{Driver, DriverChoice};
@@ -75,8 +76,8 @@ impl LocalStore {
     pub fn open(root: &Path, privilege: Privilege, driver: Option<Driver>) -> Result<LocalStore> {
         let images = Self::open_images(root)?;
         let (mapping, opaque) = match &privilege {
-            Privilege::RealRoot => ("host ids (real root)".to_string(), "trusted.overlay.opaque"),
-            Privilege::Namespaced(m) => (m.to_string(), "user.overlay.opaque"),
+            Privilege::RealRoot => ("host ids (real root)".to_string(), overlay_marks::TRUSTED_OPAQUE),
+            Privilege::Namespaced(m) => (m.to_string(), overlay_marks::USER_OPAQUE),
         };
         let mut layers = LayerDirs::open(root, &mapping, opaque)?;
         let owners = match &privilege {
