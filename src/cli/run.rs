@@ -164,7 +164,9 @@ fn run_container(
         // As docker: without -i the command reads an empty stdin.
         stdin: if args.interactive { Stdin::Inherit } else { Stdin::Null },
         pipes: Vec::new(),
-        network: sandbox::network::resolve(Network::from_name(&args.network).expect("clap checked the name"), &publish)?,
+        network: sandbox::network::resolve(Network::from_name(&args.network).expect("clap checked the name"), &publish, &|w| {
+            crate::report::Reporter::new(false).warn(w)
+        })?,
         fake_chown: store.single_id(),
         owner_key: store.owners.key().cloned(),
         binds: args.volumes.iter().map(|v| BindMount::parse(v)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?,

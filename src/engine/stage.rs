@@ -382,7 +382,7 @@ impl<'a> StageBuilder<'a> {
             Some("none") => Network::None,
             Some(other) => bail!("RUN --network={other}: expected default, none or host"),
         };
-        Ok(sandbox::network::resolve(requested, &[])?)
+        Ok(sandbox::network::resolve(requested, &[], &|w| self.b.report.warn(w))?)
     }
 
     fn run_step(&mut self, argv: Vec<String>, pipes: Vec<(String, String)>, network: Network, n: usize, total: usize) -> Result<bool> {

@@ -20,7 +20,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::mkfifo;
 use tar::EntryType;
 
-use super::{is_private_xattr, RootfsError, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use super::{is_private_xattr, RootfsError, Warn, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::overlay_marks::{make_whiteout, OPAQUE_VALUE};
 
 /// Choices about the layer dir's on-disk form.
@@ -30,6 +30,9 @@ pub struct UnpackOptions {
     pub opaque_xattr: String,
     /// How owners are set (recorded in single-id mode).
     pub owners: crate::owner::Owners,
+    /// Told what is skipped: device nodes a user namespace cannot make, xattrs the
+    /// filesystem refuses.
+    pub warn: Warn,
 }
 
 /// Unpacks the uncompressed tar `input` into the empty directory `dest`.
@@ -170,7 +173,7 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
                     // Device nodes cannot be created in a user namespace; containers get
                     // their devices from the runtime anyway.
                     if !warned_devices {
-                        eprintln!("strata: warning: skipping device node {} ({e}): not permitted here", display(&raw));
+                        opts.warn.say(&format!("skipping device node {} ({e}): not permitted here", display(&raw)));
                         warned_devices = true;
                     }
                     continue;
@@ -201,7 +204,7 @@ pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<()
                         continue;
                     }
                     if let Err(e) = xattr::set(&target, &name, ext.value_bytes()) {
-                        eprintln!("strata: warning: cannot set xattr {name} on {}: {e}", target.display());
+                        opts.warn.say(&format!("cannot set xattr {name} on {}: {e}", target.display()));
                     }
                 }
             }
@@ -341,7 +344,7 @@ mod tests {
     }
 
     fn opts() -> UnpackOptions {
-        UnpackOptions { opaque_xattr: "user.overlay.opaque".into(), owners: crate::owner::Owners::Real }
+        UnpackOptions { opaque_xattr: "user.overlay.opaque".into(), owners: crate::owner::Owners::Real, warn: Warn::ignore() }
     }
 
     #[test]

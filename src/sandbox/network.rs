@@ -161,9 +161,10 @@ impl Via {
 
 /// Turns the requested network into the one a container gets: a private network
 /// names the helper that will serve it. Only the implicit default may fall back to
-/// the host's network (with a one-line warning per process) where no helper is
-/// usable; a private network asked for by name must get one, as podman's does.
-pub fn resolve(requested: Network, publish: &[PortMapping]) -> Result<Network, NetworkError> {
+/// the host's network (with a one-line warning per process, told to `warn`) where no
+/// helper is usable; a private network asked for by name must get one, as podman's
+/// does.
+pub fn resolve(requested: Network, publish: &[PortMapping], warn: &dyn Fn(&str)) -> Result<Network, NetworkError> {
     let network = match requested {
         Network::Private(Via::Default) => match probe() {
             Ok(via) => Network::Private(via),
@@ -172,7 +173,7 @@ pub fn resolve(requested: Network, publish: &[PortMapping]) -> Result<Network, N
             Err(reason) if !publish.is_empty() => return Err(NetworkError::PublishNoHelper(reason)),
             Err(reason) => {
                 static WARNED: OnceLock<()> = OnceLock::new();
-                WARNED.get_or_init(|| eprintln!("strata: warning: {reason}; using the host's network"));
+                WARNED.get_or_init(|| warn(&format!("{reason}; using the host's network")));
                 Network::Host
             }
         },
@@ -594,8 +595,9 @@ mod tests {
     #[test]
     fn publishing_needs_a_private_network() {
         let ports = [p("8080:80")];
-        assert!(matches!(resolve(Network::Host, &ports), Err(NetworkError::PublishWithout("host"))));
-        assert!(matches!(resolve(Network::None, &ports), Err(NetworkError::PublishWithout("none"))));
-        assert_eq!(resolve(Network::None, &[]).unwrap(), Network::None);
+        let warn = |w: &str| panic!("no fallback here: {w}");
+        assert!(matches!(resolve(Network::Host, &ports, &warn), Err(NetworkError::PublishWithout("host"))));
+        assert!(matches!(resolve(Network::None, &ports, &warn), Err(NetworkError::PublishWithout("none"))));
+        assert_eq!(resolve(Network::None, &[], &warn).unwrap(), Network::None);
     }
 }

@@ -127,8 +127,10 @@ pub fn parse_subid(text: &str, user: &str, id: u32) -> Vec<SubIdRange> {
 
 /// Puts the process into strata's user and mount namespaces, unless it already has
 /// root there. Must be called before any thread is started. In the unprivileged case
-/// the calling process becomes a waiting parent that never returns.
-pub fn enter() -> Result<Privilege, SandboxError> {
+/// the calling process becomes a waiting parent that never returns. `warn` is told,
+/// before the fork, when only one id can be mapped (the command's reporter: `-q`
+/// silences it).
+pub fn enter(warn: &dyn Fn(&str)) -> Result<Privilege, SandboxError> {
     if geteuid().is_root() {
         // Real root, or root already inside a namespace (a nested strata): a private
         // mount namespace is all that is needed so mounts never leak to the host.
@@ -153,8 +155,8 @@ pub fn enter() -> Result<Privilege, SandboxError> {
         // setgroups is denied in a single-id namespace: the caller's supplementary
         // groups cannot be dropped there (see `child::drop_privileges`).
         let extra_groups = nix::unistd::getgroups().unwrap_or_default().iter().any(|g| g.as_raw() != gid);
-        eprintln!(
-            "strata: warning: {} for user {user}: only uid {uid} and gid {gid} are mapped; other owners are recorded in user.containers.override_stat xattrs and written to layers, but processes cannot switch to other users{} (add ranges to /etc/subuid and /etc/subgid and install uidmap)",
+        warn(&format!(
+            "{} for user {user}: only uid {uid} and gid {gid} are mapped; other owners are recorded in user.containers.override_stat xattrs and written to layers, but processes cannot switch to other users{} (add ranges to /etc/subuid and /etc/subgid and install uidmap)",
             if ignore_ranges {
                 "STRATA_IGNORE_SUBIDS=1"
             } else if helpers {
@@ -163,7 +165,7 @@ pub fn enter() -> Result<Privilege, SandboxError> {
                 "newuidmap/newgidmap not found"
             },
             if extra_groups { ", and they keep your supplementary groups" } else { "" }
-        );
+        ));
     }
 
     let (ready_r, ready_w) = pipe().map_err(|e| SandboxError::sys("pipe", e))?;

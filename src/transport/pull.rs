@@ -8,6 +8,7 @@ use super::exchange::import;
 use super::{Location, PullPolicy, RegistryOptions};
 use crate::oci::{self, ImageName};
 use crate::registry::{self, shortnames, shortnames::ShortNames};
+use crate::report::{Reporter, TransferView};
 use crate::store::LocalStore;
 
 /// The manifest of an image that is not an earlier stage nor `scratch`: a transport
@@ -53,8 +54,10 @@ fn find_short(store: &LocalStore, reference: &str, opts: &RegistryOptions) -> Re
         return Ok(manifest);
     }
     let names = ShortNames::load()?;
+    // The build's -q made the transfer view quiet; it silences these too.
+    let report = Reporter::new(opts.view == TransferView::Quiet);
     for w in &names.warnings {
-        eprintln!("warning: {w}");
+        report.warn(w);
     }
     let candidates = names.candidates(reference)?;
     if opts.pull != PullPolicy::Always {
