@@ -5,7 +5,9 @@
 //! it (ARCHITECTURE.md has the table, `tests/architecture` checks it):
 //! - Leaves: [`dockerfile`] (text -> instructions), [`oci`] (image layout, configs,
 //!   layer writer, archives), [`owner`] (owners that survive a single-id
-//!   namespace), [`fault`] (test hooks, only with the `fault-injection` feature).
+//!   namespace), [`fault`] (test hooks, only with the `fault-injection` feature),
+//!   [`durable`] (replacing a file whole and durably), [`platform`] (the host's
+//!   OS and architecture), [`overlay_marks`] (names overlay drivers write on disk).
 //! - [`registry`] (the distribution API) and [`report`] (progress and warnings).
 //! - [`plan`] (stages and their order), [`rootfs`] (layer dirs: unpack, diff, vfs),
 //!   [`sandbox`] (namespaces, mounts, the container's pid 1; the only code that
@@ -25,11 +27,14 @@
 pub mod cli;
 pub mod container;
 pub mod dockerfile;
+pub mod durable;
 pub mod engine;
 pub mod fault;
 pub mod oci;
+pub mod overlay_marks;
 pub mod owner;
 pub mod plan;
+pub mod platform;
 pub mod registry;
 pub mod report;
 pub mod rootfs;

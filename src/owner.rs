@@ -23,13 +23,15 @@
 //!   not carry it from a source, and the layer writer never emits it.
 
 use std::fs;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::fcntl::{AtFlags, AT_FDCWD};
 use nix::unistd::{fchownat, Gid, Uid};
 use ring::hmac;
+
+use crate::durable::{self, Mode};
 
 /// The xattr that records an owner the namespace cannot represent.
 pub const OVERRIDE_XATTR: &str = "user.containers.override_stat";
@@ -51,8 +53,8 @@ impl std::fmt::Debug for OwnerKey {
 
 impl OwnerKey {
     /// Reads the key at `path`, creating it (random, 0600) when missing. Two
-    /// processes creating it at once agree on one: the file appears with a hard link,
-    /// which never replaces an existing one.
+    /// processes creating it at once agree on one: `create_new` never replaces an
+    /// existing file.
     pub fn load_or_create(path: &Path) -> io::Result<OwnerKey> {
         match Self::read(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -61,13 +63,7 @@ impl OwnerKey {
         let mut bytes = [0u8; KEY_LEN];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
             .map_err(|_| io::Error::other("no random bytes for the owner key"))?;
-        let tmp = path.with_file_name(format!("{KEY_FILE}.tmp-{}", std::process::id()));
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        let linked = fs::hard_link(&tmp, path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
+        match durable::create_new(path, &bytes, Mode::Exact(0o600)) {
             Ok(()) => Ok(OwnerKey(bytes.to_vec())),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Self::read(path),
             Err(e) => Err(e),

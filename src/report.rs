@@ -1,7 +1,9 @@
 //! Build progress and step output.
 //!
-//! Progress goes to stderr so that stdout carries only what scripts consume (the
-//! image id, a command's own output). `-q` silences everything but errors.
+//! Progress and warnings go to stderr so that stdout carries only what scripts
+//! consume (the image id, a command's own output). `-q` silences everything but
+//! errors. Library code prints no warning of its own: it is handed the command's
+//! reporter, or a closure over it below the layers that may use this module.
 //! Registry transfers draw indicatif bars when stderr is a terminal.
 
 use std::io::{IsTerminal, Write};
@@ -34,9 +36,13 @@ impl Reporter {
         }
     }
 
-    /// A warning, shown even in quiet mode.
+    /// A warning (`strata: warning: TEXT`). `-q` silences it as it silences
+    /// progress: what went wrong enough to matter is an error, never a warning.
+    /// Lower layers, which may not use this module, take `&|w| report.warn(w)`.
     pub fn warn(&self, text: &str) {
-        eprintln!("strata: warning: {text}");
+        if !self.quiet {
+            eprintln!("strata: warning: {text}");
+        }
     }
 }
 

@@ -110,7 +110,11 @@ fuzz_target!(|data: &[u8]| {
     let sb = sandbox();
     let root = sb.layers.join("root");
     fs::create_dir(&root).expect("fresh layer root");
-    let opts = UnpackOptions { opaque_xattr: "user.overlay.opaque".into(), owners: strata::owner::Owners::Real };
+    let opts = UnpackOptions {
+        opaque_xattr: "user.overlay.opaque".into(),
+        owners: strata::owner::Owners::Real,
+        warn: strata::rootfs::Warn::ignore(),
+    };
     let _ = unpack(data, &root, &opts);
 
     let top = sb.layers.parent().expect("sandbox");

@@ -110,9 +110,16 @@ fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-pub fn run(store: &LocalStore, args: BuildArgs) -> Result<ExitCode> {
-    let quiet = args.quiet || args.progress == "quiet";
-    let view = match (quiet, args.progress.as_str()) {
+impl BuildArgs {
+    /// `-q` or `--progress=quiet`.
+    pub fn quiet(&self) -> bool {
+        self.quiet || self.progress == "quiet"
+    }
+}
+
+/// Builds as `args` say; `report` is the command's (see [`BuildArgs::quiet`]).
+pub fn run(store: &LocalStore, args: BuildArgs, report: &Reporter) -> Result<ExitCode> {
+    let view = match (args.quiet(), args.progress.as_str()) {
         (true, _) => TransferView::Quiet,
         (false, "plain") => TransferView::Plain,
         _ => TransferView::Auto,
@@ -141,7 +148,7 @@ pub fn run(store: &LocalStore, args: BuildArgs) -> Result<ExitCode> {
             view,
         },
     };
-    let outcome = engine::build(store, &req, &Reporter::new(quiet))?;
+    let outcome = engine::build(store, &req, report)?;
     println!("{}", outcome.image_id.hex());
     Ok(ExitCode::SUCCESS)
 }

@@ -38,7 +38,7 @@ pub fn info(store: &LocalStore, args: InfoArgs) -> Result<ExitCode> {
             "kernel",
             format!("{} {} {}", uname.sysname().to_string_lossy(), uname.release().to_string_lossy(), uname.machine().to_string_lossy()),
         ),
-        ("platform", crate::plan::host_platform()),
+        ("platform", crate::platform::Platform::host().to_string()),
         ("storage driver", store.driver.name().to_string()),
         ("privilege", mode),
         ("id mapping", mapping),

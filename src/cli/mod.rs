@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use crate::report::Reporter;
 use crate::sandbox::{userns, Driver};
 use crate::store::{default_root, LocalStore};
 
@@ -108,72 +109,78 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
     if let Some(seconds) = cli.registry_timeout {
         crate::registry::timeout::set_idle(seconds);
     }
+    // Warnings go where the command's progress goes: `build -q` silences both. Other
+    // commands' -q only trims what they print on stdout.
+    let report = match &cli.command {
+        Command::Build(a) => Reporter::new(a.quiet()),
+        _ => Reporter::new(false),
+    };
     match cli.command {
         Command::Build(a) => {
-            let store = enter_store(&root, driver)?;
+            let store = enter_store(&root, driver, &report)?;
             let _writers = store.lock(false)?;
-            build::run(&store, a)
+            build::run(&store, a, &report)
         }
         Command::Run(a) => {
-            let store = enter_store(&root, driver)?;
+            let store = enter_store(&root, driver, &report)?;
             let _users = store.lock(false)?;
             run::run(&store, a)
         }
         Command::Unshare(a) => {
-            let privilege = userns::enter()?;
-            crate::store::secure_root(&root)?;
+            let privilege = userns::enter(&|w| report.warn(w))?;
+            crate::store::secure_root(&root, &report)?;
             run::unshare(a, privilege)
         }
-        Command::Images(a) => images::images(&shared_store(&root)?.0, a),
-        Command::Inspect(a) => images::inspect(&shared_store(&root)?.0, a),
-        Command::Rmi(a) => images::rmi(&shared_store(&root)?.0, a),
-        Command::Tag(a) => images::tag(&shared_store(&root)?.0, a),
+        Command::Images(a) => images::images(&shared_store(&root, &report)?.0, a),
+        Command::Inspect(a) => images::inspect(&shared_store(&root, &report)?.0, a),
+        Command::Rmi(a) => images::rmi(&shared_store(&root, &report)?.0, a),
+        Command::Tag(a) => images::tag(&shared_store(&root, &report)?.0, a),
         Command::Fsck(a) => {
             // As found: fsck reports dead writers' temp files that any other open removes.
-            let store = LocalStore::open_images_as_found(&root)?;
+            let store = LocalStore::open_images_as_found(&root, &report)?;
             let _readers = crate::store::lock_root(&root, false)?;
             images::fsck(&store, a)
         }
-        Command::History(a) => images::history(&shared_store(&root)?.0, a),
-        Command::Pull(a) => registry::pull(&shared_store(&root)?.0, a),
-        Command::Push(a) => registry::push(&shared_store(&root)?.0, a),
+        Command::History(a) => images::history(&shared_store(&root, &report)?.0, a),
+        Command::Pull(a) => registry::pull(&shared_store(&root, &report)?.0, a),
+        Command::Push(a) => registry::push(&shared_store(&root, &report)?.0, a),
         Command::Login(a) => registry::login(a),
         Command::Logout(a) => registry::logout(a),
-        Command::Save(a) => archive::save(&shared_store(&root)?.0, a),
-        Command::Load(a) => archive::load(&shared_store(&root)?.0, a),
+        Command::Save(a) => archive::save(&shared_store(&root, &report)?.0, a),
+        Command::Load(a) => archive::load(&shared_store(&root, &report)?.0, a),
         Command::Prune(a) => {
-            let store = enter_store(&root, driver)?;
+            let store = enter_store(&root, driver, &report)?;
             prune::prune(&store, a)
         }
         Command::Ps(a) => container::ps(&root, a),
-        Command::Rm(a) => container::rm(&enter_store(&root, driver)?, a),
+        Command::Rm(a) => container::rm(&enter_store(&root, driver, &report)?, a),
         Command::Commit(a) => {
-            let store = enter_store(&root, driver)?;
+            let store = enter_store(&root, driver, &report)?;
             let _writers = store.lock(false)?;
             container::commit(&store, a)
         }
         Command::Bundle(a) => {
-            let store = enter_store(&root, driver)?;
+            let store = enter_store(&root, driver, &report)?;
             let _users = store.lock(false)?;
             run::bundle(&store, a)
         }
         Command::Info(a) => {
-            let store = enter_store(&root, driver)?;
+            let store = enter_store(&root, driver, &report)?;
             info::info(&store, a)
         }
     }
 }
 
 /// The image store with `store.lock` held shared for as long as the pair lives.
-fn shared_store(root: &std::path::Path) -> Result<(crate::oci::Store, nix::fcntl::Flock<std::fs::File>)> {
-    let store = LocalStore::open_images(root)?;
+fn shared_store(root: &std::path::Path, report: &Reporter) -> Result<(crate::oci::Store, nix::fcntl::Flock<std::fs::File>)> {
+    let store = LocalStore::open_images(root, report)?;
     let lock = crate::store::lock_root(root, false)?;
     Ok((store, lock))
 }
 
-fn enter_store(root: &std::path::Path, driver: Option<Driver>) -> Result<LocalStore> {
-    let privilege = userns::enter()?;
-    LocalStore::open(root, privilege, driver)
+fn enter_store(root: &std::path::Path, driver: Option<Driver>, report: &Reporter) -> Result<LocalStore> {
+    let privilege = userns::enter(&|w| report.warn(w))?;
+    LocalStore::open(root, privilege, driver, report)
 }
 
 /// $SOURCE_DATE_EPOCH, read once here: the build and commit get it in their request

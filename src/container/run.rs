@@ -150,7 +150,7 @@ fn run_container(
         // As docker: without -i the command reads an empty stdin.
         stdin: if req.interactive { Stdin::Inherit } else { Stdin::Null },
         pipes: Vec::new(),
-        network: sandbox::network::resolve(req.network, &publish)?,
+        network: sandbox::network::resolve(req.network, &publish, &|w| crate::report::Reporter::new(false).warn(w))?,
         fake_chown: store.single_id(),
         owner_key: store.owners.key().cloned(),
         binds: req.volumes.iter().map(|v| BindMount::parse(v)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?,

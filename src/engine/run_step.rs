@@ -10,6 +10,7 @@ use super::vars::{env_get, Vars};
 use super::{is_proxy_arg, Build};
 use crate::dockerfile::{CommandForm, Heredoc, RunArgs};
 use crate::oci::ContainerConfig;
+use crate::report::Reporter;
 use crate::sandbox::{self, Network, RunSpec, Stdin};
 use crate::store::{ImageState, LayerRef};
 
@@ -40,7 +41,7 @@ pub(super) fn run_step(b: &Build, image: &ImageState, vars: &Vars, run: &RunArgs
         hostname: "strata-build".into(),
         stdin: Stdin::Null,
         pipes,
-        network: run_network(b.req.network, run)?,
+        network: run_network(b.req.network, run, b.report)?,
         fake_chown: b.store.single_id(),
         owner_key: b.store.owners.key().cloned(),
         binds: Vec::new(),
@@ -60,14 +61,14 @@ pub(super) fn run_step(b: &Build, image: &ImageState, vars: &Vars, run: &RunArgs
 }
 
 /// The network a RUN step gets, resolved (the cache key holds its kind).
-pub(super) fn run_network(default: Network, run: &RunArgs) -> Result<Network> {
+pub(super) fn run_network(default: Network, run: &RunArgs, report: &Reporter) -> Result<Network> {
     let requested = match run.network.as_deref() {
         None | Some("default") => default,
         Some("host") => Network::Host,
         Some("none") => Network::None,
         Some(other) => bail!("RUN --network={other}: expected default, none or host"),
     };
-    Ok(sandbox::network::resolve(requested, &[])?)
+    Ok(sandbox::network::resolve(requested, &[], &|w| report.warn(w))?)
 }
 
 /// RUN's argv and any /dev/pipes scripts, with BuildKit's heredoc rules: a

@@ -23,9 +23,9 @@ use nix::sys::stat::{fstat, fstatat, FileStat, SFlag};
 use serde::{Deserialize, Serialize};
 
 use crate::dockerfile::ignore::Ignore;
+use crate::durable::{self, Mode};
 use crate::oci::HashingWriter;
 use crate::rootfs::resolve::{file_type, DirFd, Entry};
-use crate::store::write_durably;
 
 /// A file whose xattrs and content a hashing thread reads: its item's index, the
 /// descriptor the walk opened and checked, its memo key and its path (for messages).
@@ -350,7 +350,8 @@ impl Memo {
         }
     }
 
-    /// Writes the memo back (temp + rename) if it learned anything.
+    /// Writes the memo back if it learned anything (best effort: a memo that cannot be
+    /// written only costs hashing again).
     pub fn save(&self) {
         if !self.dirty.load(std::sync::atomic::Ordering::Relaxed) {
             return;
@@ -358,8 +359,7 @@ impl Memo {
         let Ok(map) = self.map.lock() else { return };
         let entries: Vec<(&MemoKey, &String)> = map.iter().collect();
         let Ok(bytes) = serde_json::to_vec(&entries) else { return };
-        let tmp = self.path.with_extension(format!("{}.tmp", std::process::id()));
-        write_durably(&self.path, &tmp, &bytes);
+        let _ = durable::replace(&self.path, &bytes, Mode::Umask);
     }
 }
 

@@ -14,15 +14,16 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use oci_spec::image::{Arch, Descriptor, ImageIndex, ImageManifest, Os};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::de::DeserializeOwned;
 
-use super::image::{descriptor_digest, ANNOTATION_REF_NAME};
-use super::store::{is_index, is_manifest, ref_name_of, sync_dir};
+use super::image::{descriptor_digest, host_manifest, ANNOTATION_REF_NAME};
+use super::store::{is_index, is_manifest, ref_name_of, PUBLIC};
 use super::{Digest, HashingReader, ImageName, OciError, Result, Store};
+use crate::durable;
+use crate::platform::Platform;
 
 /// Indexes nested deeper than this are refused rather than followed forever.
 const MAX_INDEX_DEPTH: usize = 4;
@@ -56,11 +57,11 @@ pub fn export_oci_dir(store: &Store, manifest: &Descriptor, dest_dir: &Path, ref
 /// Writes the image behind `manifest` as an uncompressed oci-archive tar at `dest_file`
 /// (temp file, fsync, rename: a reader never sees half an archive).
 pub fn export_oci_archive(store: &Store, manifest: &Descriptor, dest_file: &Path, ref_name: Option<&str>) -> Result<()> {
-    let (tmp, parent) = tar_temp_file(dest_file)?;
+    let tmp = tar_temp_file(dest_file)?;
     let tmp_path = tmp.path().to_path_buf();
     let buf = write_oci_archive(store, manifest, BufWriter::with_capacity(256 * 1024, tmp), ref_name, &tmp_path)?;
     let tmp = buf.into_inner().map_err(|e| OciError::io("write archive", &tmp_path)(e.into_error()))?;
-    finish_tar_file(tmp, dest_file, &parent)
+    finish_tar_file(tmp, dest_file)
 }
 
 /// Streams the oci-archive of `manifest` into `out` (a file or standard output);
@@ -100,25 +101,15 @@ pub fn write_oci_archive<W: Write>(store: &Store, manifest: &Descriptor, out: W,
     tar.into_inner().map_err(io_err())
 }
 
-/// A temp file beside `dest_file` (same filesystem, so the final rename is atomic) and
-/// the directory it is in.
-pub(super) fn tar_temp_file(dest_file: &Path) -> Result<(tempfile::NamedTempFile, PathBuf)> {
-    let parent = match dest_file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&parent).map_err(OciError::io("create temp file in", &parent))?;
-    Ok((tmp, parent))
+/// A temp file beside `dest_file` (same filesystem, so the final rename is atomic).
+pub(super) fn tar_temp_file(dest_file: &Path) -> Result<tempfile::NamedTempFile> {
+    durable::temp_beside(dest_file, PUBLIC).map_err(OciError::io("create temp file beside", dest_file))
 }
 
-/// Makes a finished archive temp file readable by others, syncs it and renames it
-/// to `dest_file`.
-pub(super) fn finish_tar_file(tmp: tempfile::NamedTempFile, dest_file: &Path, parent: &Path) -> Result<()> {
-    let io_err = || OciError::io("write archive", tmp.path().to_path_buf());
-    // NamedTempFile is 0600; an exported archive is meant for other tools and users.
-    tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644)).and_then(|()| tmp.as_file().sync_all()).map_err(io_err())?;
-    tmp.persist(dest_file).map_err(|e| OciError::io("rename archive to", dest_file)(e.error))?;
-    sync_dir(parent)
+/// Makes a finished archive temp file `dest_file`, readable by others: an exported
+/// archive is meant for other tools and users.
+pub(super) fn finish_tar_file(tmp: tempfile::NamedTempFile, dest_file: &Path) -> Result<()> {
+    durable::persist(tmp, dest_file, PUBLIC, || {}).map_err(OciError::io("write archive", dest_file))
 }
 
 /// Copies the image named `ref_name` (or the only image) from the OCI layout at `dir`
@@ -353,13 +344,10 @@ fn select_entry(dir: &Path, index: &ImageIndex, ref_name: Option<&str>) -> Resul
 
 /// Picks the manifest for the platform we run on from a multi-platform index.
 fn select_platform(digest: &Digest, index: &ImageIndex) -> Result<Descriptor> {
-    let (os, arch) = (Os::default(), Arch::default());
-    index
-        .manifests()
-        .iter()
-        .find(|d| d.platform().as_ref().is_some_and(|p| p.os() == &os && p.architecture() == &arch))
-        .cloned()
-        .ok_or_else(|| OciError::NoPlatformMatch { digest: digest.clone(), os: os.to_string(), architecture: arch.to_string() })
+    host_manifest(index).cloned().ok_or_else(|| {
+        let host = Platform::host();
+        OciError::NoPlatformMatch { digest: digest.clone(), os: host.os.to_string(), architecture: host.architecture.to_string() }
+    })
 }
 
 fn source_blob_path(dir: &Path, digest: &Digest) -> PathBuf {

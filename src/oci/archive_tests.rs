@@ -3,7 +3,7 @@
 use super::*;
 use crate::oci::image::{MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
 use crate::oci::layer_writer::tiny_image;
-use oci_spec::image::{MediaType, Platform};
+use oci_spec::image::{Arch, MediaType, Os, Platform};
 use std::process::Command;
 
 fn temp_store(dir: &tempfile::TempDir, name: &str) -> Store {
@@ -63,7 +63,7 @@ fn oci_archive_round_trip() {
     let leftovers: Vec<_> = fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".tmp-"))
+        .filter(|n| n.starts_with(".tmp-") || n.ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
@@ -157,10 +157,12 @@ fn import_follows_an_index_to_the_host_platform() {
         d.set_platform(Some(p));
         d
     };
-    let foreign_arch = if Arch::default() == Arch::s390x { Arch::ARM64 } else { Arch::s390x };
+    let here = crate::platform::Platform::host();
+    let (host_os, host_arch) = (Os::from(here.os), Arch::from(here.architecture));
+    let foreign_arch = if host_arch == Arch::s390x { Arch::ARM64 } else { Arch::s390x };
     let mut index = ImageIndex::default();
     index.set_media_type(Some(MediaType::ImageIndex));
-    index.set_manifests(vec![with_platform(&other, Os::Linux, foreign_arch.clone()), with_platform(&host, Os::default(), Arch::default())]);
+    index.set_manifests(vec![with_platform(&other, Os::Linux, foreign_arch.clone()), with_platform(&host, host_os, host_arch)]);
     let index_desc = layout.put_json(MEDIA_TYPE_INDEX, &index).unwrap();
     layout.set_ref_name("multi", &index_desc).unwrap();
 
@@ -248,7 +250,7 @@ fn skopeo_reads_our_exports_and_we_read_its_copies() {
     {
         let v = skopeo_inspect(&skopeo, &reference);
         assert_eq!(v["Layers"], serde_json::json!([layer.digest.to_string()]), "{reference}");
-        assert_eq!(v["Os"], Os::default().to_string(), "{reference}");
+        assert_eq!(v["Os"], crate::platform::Platform::host().os, "{reference}");
     }
 
     // skopeo's own copy of our image must import back to the same manifest.

@@ -61,11 +61,11 @@ pub struct LoadedImage {
 /// Writes the image behind `manifest` as a docker-archive to `dest_file` (temp file,
 /// fsync, rename), naming it `repo_tags` (none gives an image docker loads by id).
 pub fn export_docker_archive(store: &Store, manifest: &Descriptor, dest_file: &Path, repo_tags: &[String]) -> Result<()> {
-    let (tmp, parent) = tar_temp_file(dest_file)?;
+    let tmp = tar_temp_file(dest_file)?;
     let tmp_path = tmp.path().to_path_buf();
     let tmp = write_docker_archive(store, manifest, BufWriter::with_capacity(256 * 1024, tmp), repo_tags, &tmp_path)?;
     let tmp = tmp.into_inner().map_err(|e| OciError::io("write archive", &tmp_path)(e.into_error()))?;
-    finish_tar_file(tmp, dest_file, &parent)
+    finish_tar_file(tmp, dest_file)
 }
 
 /// Streams the docker-archive of `manifest` into `out` (a file or standard output);

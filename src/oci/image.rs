@@ -11,11 +11,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use oci_spec::image::{Arch, Descriptor, ImageManifest, ImageManifestBuilder, MediaType, Os};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, ImageManifestBuilder, MediaType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{DiffId, Digest, OciError};
+use crate::platform::Platform;
 
 /// OCI image manifest media type.
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -168,7 +169,13 @@ pub struct History {
 impl ImageConfig {
     /// An empty config for the platform we run on (what `FROM scratch` starts from).
     pub fn for_host() -> Self {
-        ImageConfig { architecture: Arch::default().to_string(), os: Os::default().to_string(), ..Default::default() }
+        let host = Platform::host();
+        ImageConfig {
+            architecture: host.architecture.to_string(),
+            os: host.os.to_string(),
+            variant: host.variant.map(String::from),
+            ..Default::default()
+        }
     }
 
     /// The creation time, if present and valid RFC 3339.
@@ -181,6 +188,15 @@ impl ImageConfig {
     pub fn set_created(&mut self, when: DateTime<Utc>) {
         self.created = Some(format_time(when));
     }
+}
+
+/// The manifest `index` lists for the platform we run on. Only os and architecture
+/// are compared, as pulls and imports always have: an index rarely lists variants of
+/// one architecture, and then the first is taken.
+pub fn host_manifest(index: &ImageIndex) -> Option<&Descriptor> {
+    let host = Platform::host();
+    let runs_here = |p: &oci_spec::image::Platform| p.os().to_string() == host.os && p.architecture().to_string() == host.architecture;
+    index.manifests().iter().find(|d| d.platform().as_ref().is_some_and(runs_here))
 }
 
 /// Formats a timestamp the way Docker and buildah write `created`.

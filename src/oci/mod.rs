@@ -5,11 +5,12 @@
 //! images (`blobs/sha256/…`, `index.json`), the one-pass layer writer, and import/export
 //! of `oci:` directories, `oci-archive:` and `docker-archive:` tarballs.
 //!
-//! Layering rule: `oci` imports no other strata module. Everything above it (`rootfs`,
-//! `registry`, `build`) talks to images only through the types re-exported here.
+//! Layering rule: `oci` imports no other strata module but the leaves `durable` and
+//! `platform`. Everything above it (`rootfs`, `registry`, `build`) talks to images
+//! only through the types re-exported here.
 //!
 //! Durability model: a blob becomes visible only by an atomic rename of a fully written,
-//! fsynced temp file, so a crash leaves at worst a stray `.tmp-*` file (its writer's
+//! fsynced temp file (`durable::persist`), so a crash leaves at worst a stray `.tmp-*` file (its writer's
 //! lock gone, so the next open removes it: `temps`), never a blob whose name lies
 //! about its content. `index.json` is rewritten the same way under an
 //! exclusive `flock`, so concurrent taggers never lose each other's entries and readers
@@ -34,8 +35,8 @@ pub use digest::{DiffId, Digest, HashingReader, HashingWriter};
 pub use docker_archive::{export_docker_archive, load_archive, load_archive_from, write_docker_archive, ArchiveFormat, LoadedImage};
 pub use fsck::{CorruptBlob, FsckReport};
 pub use image::{
-    build_manifest, descriptor, descriptor_digest, layer_decoder, ContainerConfig, Healthcheck, History, ImageConfig, RootFs,
-    ANNOTATION_REF_NAME, MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX,
+    build_manifest, descriptor, descriptor_digest, host_manifest, layer_decoder, ContainerConfig, Healthcheck, History, ImageConfig,
+    RootFs, ANNOTATION_REF_NAME, MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX,
     MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD, MEDIA_TYPE_MANIFEST,
 };
 pub use layer_writer::{LayerBlob, LayerCompression, LayerWriter, LAYER_COMPRESSION_LEVEL};

@@ -12,7 +12,6 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -27,10 +26,15 @@ use super::image::{MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, 
 use super::temps;
 use super::{build_manifest, Digest, HashingReader, HashingWriter, ImageConfig, ImageName};
 use super::{OciError, Result};
+use crate::durable::{self, Mode};
 
 const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_JSON: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 const INDEX_FILE: &str = "index.json";
+
+/// The mode of blobs, layout files and archives: public content (temp files are made
+/// 0600), which exported layouts must show to other users' tools.
+pub(super) const PUBLIC: Mode = Mode::Exact(0o644);
 
 /// Digest and size of a stored blob.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,13 +163,7 @@ impl Store {
         if dest.exists() {
             return Ok(());
         }
-        let file = tmp.as_file();
-        // NamedTempFile is 0600; blobs are public content and exported layouts must be
-        // readable by other users' tools.
-        file.set_permissions(fs::Permissions::from_mode(0o644)).and_then(|()| file.sync_all()).map_err(OciError::io("sync", tmp.path()))?;
-        crate::fault::abort_if_asked("commit");
-        tmp.persist(&dest).map_err(|e| OciError::io("rename blob to", &dest)(e.error))?;
-        sync_dir(&self.blob_dir())
+        durable::persist(tmp, &dest, PUBLIC, || crate::fault::abort_if_asked("commit")).map_err(OciError::io("store blob", &dest))
     }
 
     /// Streams `reader` into a temp blob, returning it with its digest and size.
@@ -208,10 +206,8 @@ impl Store {
         let (file, digest, size) = r.finish();
         check_blob(path.to_path_buf(), expected, Some(expected_size), &digest, size)?;
         if !self.has_blob(expected) {
-            file.set_permissions(fs::Permissions::from_mode(0o644)).and_then(|()| file.sync_all()).map_err(OciError::io("sync", path))?;
             let dest = self.blob_path(expected);
-            fs::rename(path, &dest).map_err(OciError::io("rename blob to", &dest))?;
-            sync_dir(&self.blob_dir())?;
+            durable::move_into(&file, path, &dest, PUBLIC).map_err(OciError::io("store blob", &dest))?;
         }
         Ok(BlobInfo { digest, size })
     }
@@ -477,22 +473,13 @@ fn check_blob(path: PathBuf, expected: &Digest, expected_size: Option<u64>, foun
 }
 
 /// Replaces `dir/name` with `bytes` so readers see the old or the new file, never a mix.
+/// The temp is one of the store's own (see `temps`), so clean-up knows whose it is.
 /// `before_rename` runs once the temp file is durable (the crash tests' hook).
-pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8], before_rename: impl FnOnce()) -> Result<()> {
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8], before_rename: impl FnOnce()) -> Result<()> {
     let mut tmp = temps::create_file(dir, "")?;
     let dest = dir.join(name);
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644)))
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(OciError::io("write", tmp.path()))?;
-    before_rename();
-    tmp.persist(&dest).map_err(|e| OciError::io("rename to", &dest)(e.error))?;
-    sync_dir(dir)
-}
-
-/// fsyncs a directory so a rename into it survives a crash.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(OciError::io("sync directory", dir))
+    tmp.write_all(bytes).map_err(OciError::io("write", tmp.path()))?;
+    durable::persist(tmp, &dest, PUBLIC, before_rename).map_err(OciError::io("write", &dest))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::oci::layer_writer::tiny_image;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 

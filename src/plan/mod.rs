@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dockerfile::{expand_word, Dockerfile, Instruction, Located};
+use crate::platform::Platform;
 
 /// Why a plan could not be made; each names the Dockerfile line.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +84,7 @@ pub fn plan(df: &Dockerfile, file: &str, build_args: &BTreeMap<String, String>, 
                     .map(|p| expand_word(p, &lookup, escape).map_err(|e| at(located.line, format!("FROM --platform={p}: {e}"))))
                     .transpose()?;
                 if let Some(p) = &platform {
-                    let host = host_platform();
+                    let host = Platform::host().to_string();
                     if normalize_platform(p) != host {
                         return Err(at(located.line, format!("FROM --platform={p}: strata builds for the host platform {host} only")));
                     }
@@ -208,19 +209,6 @@ fn collect(plan: &BuildPlan, index: usize, needed: &mut BTreeSet<usize>) {
     }
 }
 
-/// The platform strata runs on and builds for, as `os/arch[/variant]`.
-pub fn host_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "arm" => "arm/v7",
-        "powerpc64" => "ppc64le",
-        other => other,
-    };
-    format!("linux/{arch}")
-}
-
 /// `linux/amd64/v1` and `amd64` name the same platform as `linux/amd64`.
 fn normalize_platform(p: &str) -> String {
     let p = p.trim().to_ascii_lowercase();
@@ -235,17 +223,13 @@ fn normalize_platform(p: &str) -> String {
 
 /// TARGETPLATFORM, TARGETOS, ... BUILDVARIANT for the host.
 pub fn platform_args() -> Vec<(String, String)> {
-    let platform = host_platform();
-    let mut parts = platform.split('/');
-    let os = parts.next().unwrap_or("linux").to_string();
-    let arch = parts.next().unwrap_or_default().to_string();
-    let variant = parts.next().unwrap_or_default().to_string();
+    let host = Platform::host();
     let mut out = Vec::new();
     for prefix in ["TARGET", "BUILD"] {
-        out.push((format!("{prefix}PLATFORM"), platform.clone()));
-        out.push((format!("{prefix}OS"), os.clone()));
-        out.push((format!("{prefix}ARCH"), arch.clone()));
-        out.push((format!("{prefix}VARIANT"), variant.clone()));
+        out.push((format!("{prefix}PLATFORM"), host.to_string()));
+        out.push((format!("{prefix}OS"), host.os.to_string()));
+        out.push((format!("{prefix}ARCH"), host.architecture.to_string()));
+        out.push((format!("{prefix}VARIANT"), host.variant.unwrap_or_default().to_string()));
     }
     out
 }

@@ -13,6 +13,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::{RegistryError, Result};
+use crate::durable::{self, Mode};
 
 /// A user name and password (or token) for one registry.
 #[derive(Clone, PartialEq, Eq)]
@@ -203,12 +204,9 @@ fn update(registry: &str, auth: Option<String>) -> Result<PathBuf> {
     }
     let dir = file.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io("create", dir))?;
-    let mut tmp = tempfile::Builder::new().prefix(".auth-").tempfile_in(dir).map_err(io("create temp file in", dir))?;
-    // NamedTempFile is created 0600, which is what a secret wants.
-    tmp.write_all(&serde_json::to_vec_pretty(&json).expect("json serialises"))
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(io("write", &file))?;
-    tmp.persist(&file).map_err(|e| RegistryError::Io { op: "rename to", path: file.clone(), source: e.error })?;
+    // Credentials: readable by their owner only.
+    let bytes = serde_json::to_vec_pretty(&json).expect("json serialises");
+    durable::replace(&file, &bytes, Mode::Exact(0o600)).map_err(io("write", &file))?;
     Ok(file)
 }
 

@@ -5,12 +5,13 @@
 //! One small file per blob, `blob-sources/<hex>` in the store's layout directory,
 //! holding `registry/repository` lines, newest last. Notes are hints: a missing or
 //! unreadable one costs an upload, never correctness, since the registry checks
-//! what it mounts. Each note is rewritten whole (temp file, rename), so concurrent
+//! what it mounts. Each note is rewritten whole through `durable`, so concurrent
 //! writers lose at most a line, never leave a torn file.
 
 use std::fs;
 use std::path::PathBuf;
 
+use crate::durable::{self, Mode};
 use crate::oci::{Digest, Store};
 
 /// Lines kept per blob: enough for the repositories one store moves a blob between.
@@ -48,11 +49,7 @@ impl BlobSources {
         lines.push(&line);
         let start = lines.len().saturating_sub(KEPT);
         let text = lines[start..].join("\n") + "\n";
-        let tmp = self.dir.join(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
-        let written = fs::create_dir_all(&self.dir).and_then(|_| fs::write(&tmp, text)).and_then(|_| fs::rename(&tmp, &path));
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
+        let _ = fs::create_dir_all(&self.dir).and_then(|()| durable::replace(&path, text.as_bytes(), Mode::Umask));
     }
 
     /// Drops the notes of blobs the store no longer has (prune), and temp files.

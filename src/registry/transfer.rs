@@ -14,13 +14,14 @@ use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::io::{BufReader, Read};
 
-use oci_spec::image::{Arch, Descriptor, ImageIndex, ImageManifest, Os};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use super::client::Client;
 use super::progress::{Counted, Progress};
 use super::sources::BlobSources;
 use super::{RegistryError, Result};
-use crate::oci::{descriptor, descriptor_digest, Digest, ImageName, OciError, Store};
+use crate::oci::{descriptor, descriptor_digest, host_manifest, Digest, ImageName, OciError, Store};
+use crate::platform::Platform;
 
 const INDEX_TYPES: [&str; 2] = ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
 
@@ -42,14 +43,14 @@ pub fn pull(store: &Store, client: &Client, name: &ImageName, progress: &dyn Pro
     let mut fetched = client.get_manifest(&repo, &reference)?;
     if INDEX_TYPES.contains(&fetched.media_type.as_str()) || is_index_json(&fetched.bytes) {
         let index: ImageIndex = serde_json::from_slice(&fetched.bytes).map_err(|e| bad(name, format!("index: {e}")))?;
-        let (os, arch) = (Os::default(), Arch::default());
-        let chosen = index.manifests().iter().find(|d| d.platform().as_ref().is_some_and(|p| p.os() == &os && p.architecture() == &arch));
-        let chosen = chosen.ok_or_else(|| RegistryError::NoPlatform {
-            wanted: format!("{os}/{arch}"),
+        let host = Platform::host();
+        let wanted = format!("{}/{}", host.os, host.architecture);
+        let chosen = host_manifest(&index).ok_or_else(|| RegistryError::NoPlatform {
+            wanted: wanted.clone(),
             available: index.manifests().iter().filter_map(|d| d.platform().as_ref()).map(platform_name).collect(),
         })?;
         let digest = descriptor_digest(chosen)?;
-        progress.line(&format!("Resolved {os}/{arch} to {digest}"));
+        progress.line(&format!("Resolved {wanted} to {digest}"));
         fetched = client.get_manifest(&repo, &digest.to_string())?;
     }
     let manifest: ImageManifest = serde_json::from_slice(&fetched.bytes).map_err(|e| bad(name, format!("manifest: {e}")))?;

@@ -18,6 +18,7 @@ use tar::{Builder, EntryType, Header};
 
 use super::lower::LowerView;
 use super::{is_private_xattr, RootfsError, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::overlay_marks::{is_whiteout, FUSE_OPAQUE_FILE, OPAQUE_VALUE};
 
 /// Choices that change the bytes of a layer.
 #[derive(Clone, Debug, Default)]
@@ -68,13 +69,13 @@ impl<W: Write> LayerWriter<'_, W> {
         let base = entry.file_name().as_bytes();
         // fuse-overlayfs keeps its own opaque markers as entries; the dir's own entry
         // already emitted the one OCI marker.
-        if base == OPAQUE_MARKER.as_bytes() || base == b".wh..opq" {
+        if base == OPAQUE_MARKER.as_bytes() || base == FUSE_OPAQUE_FILE.as_bytes() {
             return Ok(());
         }
         let meta = fs::symlink_metadata(path).map_err(|e| RootfsError::io(path, e))?;
         let ft = meta.file_type();
         let mtime = clamp(meta.mtime(), self.opts.clamp_mtime);
-        if ft.is_char_device() && meta.rdev() == 0 {
+        if is_whiteout(&meta) {
             let split = name.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1);
             return self.marker(&meta, mtime, &[&name[..split], WHITEOUT_PREFIX.as_bytes(), &name[split..]].concat());
         }
@@ -190,7 +191,8 @@ pub(super) fn hides_a_lower_dir(opts: &DiffOptions, rel: &Path) -> bool {
 }
 
 fn is_opaque(dir: &Path, names: &[String]) -> bool {
-    names.iter().any(|n| matches!(xattr::get(dir, n), Ok(Some(v)) if v == b"y")) || fs::symlink_metadata(dir.join(OPAQUE_MARKER)).is_ok()
+    names.iter().any(|n| matches!(xattr::get(dir, n), Ok(Some(v)) if v == OPAQUE_VALUE))
+        || fs::symlink_metadata(dir.join(OPAQUE_MARKER)).is_ok()
 }
 
 fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, RootfsError> {
@@ -433,7 +435,7 @@ mod tests {
 
     /// The names every driver's opaque dirs may carry (workspace.rs passes these).
     fn all_opaque_names() -> Vec<String> {
-        ["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"].iter().map(|s| s.to_string()).collect()
+        crate::overlay_marks::OPAQUE_XATTRS.iter().map(|s| s.to_string()).collect()
     }
 
     /// An upper dir `dir/` marked opaque by `mark`, over a lower dir that has `dir/`.

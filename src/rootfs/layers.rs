@@ -13,10 +13,11 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use crate::durable::{self, Mode};
 use crate::oci::{remove_if_abandoned, HashingReader, TempDir};
 
 use super::unpack::{unpack, UnpackOptions};
-use super::RootfsError;
+use super::{RootfsError, Warn};
 
 /// Handle on the layer dirs of one store.
 #[derive(Clone, Debug)]
@@ -25,13 +26,15 @@ pub struct LayerDirs {
     opaque_xattr: String,
     /// How unpacked files get their owners (single-id mode records them).
     owners: crate::owner::Owners,
+    /// The opening command's warnings (what an unpack skips).
+    warn: Warn,
 }
 
 impl LayerDirs {
     /// Opens (creating) the layer dirs below `root`. `mapping` describes the id mapping
     /// and xattr namespace in force; dirs written under another mapping are refused
     /// with an explanation rather than producing wrong owners or EOVERFLOW later.
-    pub fn open(root: &Path, mapping: &str, opaque_xattr: &str) -> Result<LayerDirs, RootfsError> {
+    pub fn open(root: &Path, mapping: &str, opaque_xattr: &str, warn: Warn) -> Result<LayerDirs, RootfsError> {
         for d in ["layers", "tmp", "init"] {
             fs::create_dir_all(root.join(d)).map_err(|e| RootfsError::io(root.join(d), e))?;
         }
@@ -47,9 +50,9 @@ impl LayerDirs {
                     root.join("layers").display()
                 )))
             }
-            Err(_) => write_atomic(&record, mapping.as_bytes())?,
+            Err(_) => durable::replace(&record, mapping.as_bytes(), Mode::Umask).map_err(|e| RootfsError::io(&record, e))?,
         }
-        let dirs = LayerDirs { root: root.to_path_buf(), opaque_xattr: opaque_xattr.to_string(), owners: crate::owner::Owners::Real };
+        let dirs = LayerDirs { root: root.to_path_buf(), opaque_xattr: opaque_xattr.to_string(), owners: crate::owner::Owners::Real, warn };
         dirs.ensure_init()?;
         dirs.remove_abandoned_scratch();
         Ok(dirs)
@@ -128,7 +131,8 @@ impl LayerDirs {
         let target = tmp.path().join("diff");
         fs::create_dir(&target).map_err(|e| RootfsError::io(&target, e))?;
         let mut hashing = HashingReader::new(input);
-        unpack(&mut hashing, &target, &UnpackOptions { opaque_xattr: self.opaque_xattr.clone(), owners: self.owners.clone() })?;
+        let opts = UnpackOptions { opaque_xattr: self.opaque_xattr.clone(), owners: self.owners.clone(), warn: self.warn.clone() };
+        unpack(&mut hashing, &target, &opts)?;
         // Drain trailing padding so the hash covers the whole stream.
         io::copy(&mut hashing, &mut io::sink()).map_err(|e| RootfsError::io(&target, e))?;
         let found = hashing.finish().1.hex().to_string();
@@ -150,12 +154,6 @@ impl LayerDirs {
     }
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RootfsError> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, data).map_err(|e| RootfsError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| RootfsError::io(path, e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +162,7 @@ mod tests {
     #[test]
     fn only_unlocked_scratch_dirs_of_writers_gone_from_here_are_removed() {
         let d = tempfile::tempdir().unwrap();
-        let dirs = LayerDirs::open(d.path(), "0 1000 1\n", "user.overlay.opaque").unwrap();
+        let dirs = LayerDirs::open(d.path(), "0 1000 1\n", "user.overlay.opaque", Warn::ignore()).unwrap();
         let ours = dirs.scratch().unwrap();
         // pids that do not run here: a build in another pid namespace holds the
         // first dir's lock, the second's writer is gone.
@@ -173,11 +171,11 @@ mod tests {
         fs::create_dir(&held).unwrap();
         fs::create_dir(&gone).unwrap();
         let lock = Flock::lock(fs::File::open(&held).unwrap(), FlockArg::LockExclusive).unwrap();
-        let again = LayerDirs::open(d.path(), "0 1000 1\n", "user.overlay.opaque").unwrap();
+        let again = LayerDirs::open(d.path(), "0 1000 1\n", "user.overlay.opaque", Warn::ignore()).unwrap();
         assert!(ours.path().is_dir() && held.is_dir() && !gone.exists());
         drop(lock);
         drop(again);
-        LayerDirs::open(d.path(), "0 1000 1\n", "user.overlay.opaque").unwrap();
+        LayerDirs::open(d.path(), "0 1000 1\n", "user.overlay.opaque", Warn::ignore()).unwrap();
         assert!(!held.exists());
     }
 }

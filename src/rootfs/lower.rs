@@ -6,17 +6,13 @@
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::{self, Metadata};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-/// Whether a layer-dir entry is a whiteout (overlay's 0:0 character device).
-pub fn is_whiteout(m: &Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
-}
+use crate::overlay_marks::{is_whiteout, OPAQUE_VALUE};
 
-/// Whether `dir` carries any of the opaque-marking xattrs with value "y".
+/// Whether `dir` carries any of the opaque-marking xattrs, set.
 pub fn is_opaque(dir: &Path, opaque_xattrs: &[&str]) -> bool {
-    opaque_xattrs.iter().any(|n| matches!(xattr::get(dir, n), Ok(Some(v)) if v == b"y"))
+    opaque_xattrs.iter().any(|n| matches!(xattr::get(dir, n), Ok(Some(v)) if v == OPAQUE_VALUE))
 }
 
 /// The merged view of a layer stack, resolved one path at a time.

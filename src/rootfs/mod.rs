@@ -17,11 +17,39 @@ pub mod vfs;
 
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
-/// Prefix of an OCI whiteout entry.
+/// Prefix of an OCI whiteout entry. These two are the layer tar's names; what
+/// overlay drivers write on disk instead is named in `overlay_marks`.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 /// Name of the OCI opaque-directory marker.
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// Where rootfs's warnings go: the command's reporter, as a closure (rootfs may not
+/// use `report`, and prints nothing itself, so `-q` silences them).
+#[derive(Clone)]
+pub struct Warn(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl Warn {
+    pub fn new(to: impl Fn(&str) + Send + Sync + 'static) -> Warn {
+        Warn(Arc::new(to))
+    }
+
+    /// Drops every warning (fuzzing, tests).
+    pub fn ignore() -> Warn {
+        Warn::new(|_| {})
+    }
+
+    pub fn say(&self, text: &str) {
+        (self.0)(text)
+    }
+}
+
+impl std::fmt::Debug for Warn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Warn(..)")
+    }
+}
 
 /// Errors reading or writing layer dirs; each names the path involved.
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +85,7 @@ impl RootfsError {
 /// image's content. `security.selinux` is the host's label of the file: written into a
 /// layer it would relabel the file on every host that unpacks it (Docker drops it too).
 pub fn is_private_xattr(name: &str) -> bool {
-    name.starts_with("trusted.overlay.")
-        || name.starts_with("user.overlay.")
-        || name.starts_with("user.fuseoverlayfs.")
-        || name == "security.selinux"
+    crate::overlay_marks::is_driver_xattr(name) || name == "security.selinux"
 }
 
 #[cfg(test)]

@@ -17,15 +17,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use nix::sys::stat::{mknod, Mode, SFlag};
 use nix::sys::time::TimeSpec;
 
 use super::diff::{hides_a_lower_dir, DiffOptions};
 use super::{RootfsError, OPAQUE_MARKER, WHITEOUT_PREFIX};
-
-/// fuse-overlayfs's opaque xattr and its second marker (a 0:0 device).
-const FUSE_OPAQUE_XATTR: &str = "user.fuseoverlayfs.opaque";
-const FUSE_OPAQUE_DEVICE: &str = ".wh..opq";
+use crate::overlay_marks::{make_whiteout, FUSE_OPAQUE, FUSE_OPAQUE_FILE, OPAQUE_VALUE};
 
 /// Rewrites fuse-overlayfs markers in `upper` into overlay form: `opaque_xattr` where
 /// the dir hides a directory of `opts.lowers`, and `.wh.NAME` files (fuse-overlayfs's
@@ -42,17 +38,17 @@ pub fn normalise_upper(upper: &Path, opts: &DiffOptions, opaque_xattr: &str) -> 
         let rel = dir.strip_prefix(upper).expect("walkdir stays below its root");
         let before = fs::symlink_metadata(&dir).map_err(|e| RootfsError::io(&dir, e))?;
         let mut changed = false;
-        let fuse_xattr = matches!(xattr::get(&dir, FUSE_OPAQUE_XATTR), Ok(Some(v)) if v == b"y");
+        let fuse_xattr = matches!(xattr::get(&dir, FUSE_OPAQUE), Ok(Some(v)) if v == OPAQUE_VALUE);
         let marker = dir.join(OPAQUE_MARKER);
         if fuse_xattr || fs::symlink_metadata(&marker).is_ok() {
-            for name in [OPAQUE_MARKER, FUSE_OPAQUE_DEVICE] {
+            for name in [OPAQUE_MARKER, FUSE_OPAQUE_FILE] {
                 changed |= remove_if_present(&dir.join(name))?;
             }
             if fuse_xattr {
-                xattr::remove(&dir, FUSE_OPAQUE_XATTR).map_err(|e| RootfsError::io(&dir, e))?;
+                xattr::remove(&dir, FUSE_OPAQUE).map_err(|e| RootfsError::io(&dir, e))?;
             }
             if hides_a_lower_dir(opts, rel) {
-                xattr::set(&dir, opaque_xattr, b"y").map_err(|e| RootfsError::io(&dir, e))?;
+                xattr::set(&dir, opaque_xattr, OPAQUE_VALUE).map_err(|e| RootfsError::io(&dir, e))?;
             }
         }
         changed |= whiteout_files_to_devices(&dir)?;
@@ -91,7 +87,7 @@ fn whiteout_files_to_devices(dir: &Path) -> Result<bool, RootfsError> {
         }
         // Where even a whiteout device cannot be made, the file stays: the layer
         // writer emits it as the same `.wh.NAME` entry either way.
-        if mknod(&victim, SFlag::S_IFCHR, Mode::empty(), 0).is_ok() {
+        if make_whiteout(&victim).is_ok() {
             remove_if_present(&entry.path())?;
             changed = true;
         }
@@ -106,7 +102,7 @@ mod tests {
 
     fn opts(lower: &Path) -> DiffOptions {
         DiffOptions {
-            opaque_xattrs: ["trusted.overlay.opaque", "user.overlay.opaque", FUSE_OPAQUE_XATTR].iter().map(|s| s.to_string()).collect(),
+            opaque_xattrs: crate::overlay_marks::OPAQUE_XATTRS.iter().map(|s| s.to_string()).collect(),
             lowers: vec![lower.to_path_buf()],
             ..Default::default()
         }
@@ -124,9 +120,9 @@ mod tests {
         }
         for d in ["replaced", "fresh"] {
             fs::write(up.path().join(d).join(OPAQUE_MARKER), b"").unwrap();
-            fs::write(up.path().join(d).join(FUSE_OPAQUE_DEVICE), b"").unwrap();
+            fs::write(up.path().join(d).join(FUSE_OPAQUE_FILE), b"").unwrap();
         }
-        xattr::set(up.path().join("by-xattr"), FUSE_OPAQUE_XATTR, b"y").unwrap();
+        xattr::set(up.path().join("by-xattr"), FUSE_OPAQUE, b"y").unwrap();
         fs::create_dir(lower.path().join("by-xattr")).unwrap();
         let t = TimeSpec::new(1_000_000, 0);
         nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, &up.path().join("fresh"), &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
@@ -143,7 +139,7 @@ mod tests {
         let opaque = |d: &str| xattr::get(up.path().join(d), "user.overlay.opaque").unwrap();
         for d in ["replaced", "fresh", "by-xattr"] {
             assert_eq!(names(d), ["kept"], "{d}: only the content is left");
-            assert_eq!(xattr::get(up.path().join(d), FUSE_OPAQUE_XATTR).unwrap(), None, "{d}");
+            assert_eq!(xattr::get(up.path().join(d), FUSE_OPAQUE).unwrap(), None, "{d}");
         }
         assert_eq!(opaque("replaced").as_deref(), Some(&b"y"[..]), "hides the lower dir");
         assert_eq!(opaque("by-xattr").as_deref(), Some(&b"y"[..]), "hides the lower dir");

@@ -20,7 +20,8 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::mkfifo;
 use tar::EntryType;
 
-use super::{is_private_xattr, RootfsError, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use super::{is_private_xattr, RootfsError, Warn, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::overlay_marks::{make_whiteout, OPAQUE_VALUE};
 
 /// Choices about the layer dir's on-disk form.
 #[derive(Clone, Debug)]
@@ -29,6 +30,9 @@ pub struct UnpackOptions {
     pub opaque_xattr: String,
     /// How owners are set (recorded in single-id mode).
     pub owners: crate::owner::Owners,
+    /// Told what is skipped: device nodes a user namespace cannot make, xattrs the
+    /// filesystem refuses.
+    pub warn: Warn,
 }
 
 /// Unpacks the uncompressed tar `input` into the empty directory `dest`.
@@ -72,7 +76,7 @@ impl Layer<'_> {
         ensure_parents(self.dest, &parent, &raw)?;
         let base = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
         if base == OPAQUE_MARKER.as_bytes() {
-            return xattr::set(&parent, &self.opts.opaque_xattr, b"y").map_err(|e| RootfsError::io(&parent, e));
+            return xattr::set(&parent, &self.opts.opaque_xattr, OPAQUE_VALUE).map_err(|e| RootfsError::io(&parent, e));
         }
         if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
             return whiteout(&parent, hidden, &raw);
@@ -82,7 +86,7 @@ impl Layer<'_> {
             remove_existing(&target)?;
         }
         if self.create(entry, &target, &raw, &meta)? {
-            apply_metadata(entry, &target, &meta, &self.opts.owners)?;
+            apply_metadata(entry, &target, &meta, &self.opts.owners, &self.opts.warn)?;
         }
         Ok(())
     }
@@ -130,7 +134,7 @@ impl Layer<'_> {
             // Device nodes cannot be created in a user namespace; containers get
             // their devices from the runtime anyway.
             if !self.warned_devices {
-                eprintln!("strata: warning: skipping device node {} ({e}): not permitted here", display(raw));
+                self.opts.warn.say(&format!("skipping device node {} ({e}): not permitted here", display(raw)));
                 self.warned_devices = true;
             }
             return false;
@@ -172,7 +176,7 @@ fn whiteout(parent: &Path, hidden: &[u8], raw: &[u8]) -> Result<(), RootfsError>
     }
     let victim = parent.join(OsStr::from_bytes(hidden));
     remove_existing(&victim)?;
-    mknod(&victim, SFlag::S_IFCHR, Mode::empty(), 0).map_err(|e| RootfsError::io(&victim, e.into()))
+    make_whiteout(&victim).map_err(|e| RootfsError::io(&victim, e))
 }
 
 fn entry_meta<R: Read>(entry: &mut tar::Entry<R>, target: &Path, raw: &[u8]) -> Result<EntryMeta, RootfsError> {
@@ -263,6 +267,7 @@ fn apply_metadata<R: Read>(
     target: &Path,
     meta: &EntryMeta,
     owners: &crate::owner::Owners,
+    warn: &Warn,
 ) -> Result<(), RootfsError> {
     owners.set_owner(target, meta.uid as u32, meta.gid as u32).map_err(|e| RootfsError::Chown {
         path: target.display().to_string(),
@@ -274,7 +279,7 @@ fn apply_metadata<R: Read>(
         // After chown: chown clears setuid/setgid bits.
         fs::set_permissions(target, fs::Permissions::from_mode(meta.mode)).map_err(|e| RootfsError::io(target, e))?;
     }
-    set_xattrs(entry, target)?;
+    set_xattrs(entry, target, warn)?;
     if meta.kind != EntryType::Directory {
         set_mtime(target, meta.mtime)?;
     }
@@ -282,7 +287,7 @@ fn apply_metadata<R: Read>(
 }
 
 /// Sets the entry's SCHILY.xattr records; one the filesystem refuses is a warning.
-fn set_xattrs<R: Read>(entry: &mut tar::Entry<R>, target: &Path) -> Result<(), RootfsError> {
+fn set_xattrs<R: Read>(entry: &mut tar::Entry<R>, target: &Path, warn: &Warn) -> Result<(), RootfsError> {
     let Some(exts) = entry.pax_extensions().map_err(|e| RootfsError::io(target, e))? else {
         return Ok(());
     };
@@ -298,7 +303,7 @@ fn set_xattrs<R: Read>(entry: &mut tar::Entry<R>, target: &Path) -> Result<(), R
             continue;
         }
         if let Err(e) = xattr::set(target, &name, ext.value_bytes()) {
-            eprintln!("strata: warning: cannot set xattr {name} on {}: {e}", target.display());
+            warn.say(&format!("cannot set xattr {name} on {}: {e}", target.display()));
         }
     }
     Ok(())
@@ -428,7 +433,7 @@ mod tests {
     }
 
     fn opts() -> UnpackOptions {
-        UnpackOptions { opaque_xattr: "user.overlay.opaque".into(), owners: crate::owner::Owners::Real }
+        UnpackOptions { opaque_xattr: "user.overlay.opaque".into(), owners: crate::owner::Owners::Real, warn: Warn::ignore() }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tar::EntryType;
 use super::*;
 
 fn opts() -> UnpackOptions {
-    UnpackOptions { opaque_xattr: "user.overlay.opaque".into(), owners: crate::owner::Owners::Real }
+    UnpackOptions { opaque_xattr: "user.overlay.opaque".into(), owners: crate::owner::Owners::Real, warn: crate::rootfs::Warn::ignore() }
 }
 
 fn pad(out: &mut Vec<u8>) {

@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use nix::sys::stat::{mknod, Mode, SFlag};
 use nix::sys::time::TimeSpec;
 
-use super::lower::{is_opaque, is_whiteout, LowerView};
+use super::lower::{is_opaque, LowerView};
 use super::{is_private_xattr, RootfsError};
+use crate::overlay_marks::{is_whiteout, make_whiteout, OPAQUE_VALUE};
 
 /// Copies the stack `lowers` (top-most first) into the empty dir `dest`.
 pub fn flatten(lowers: &[PathBuf], dest: &Path, opaque_xattrs: &[&str]) -> Result<(), RootfsError> {
@@ -309,7 +310,7 @@ impl Diff<'_> {
         for gone in self.view.children(rel).difference(&present) {
             let target = upper.join(rel).join(gone);
             ensure_upper_parents(merged, upper, rel)?;
-            mknod(&target, SFlag::S_IFCHR, Mode::empty(), 0).map_err(|e| RootfsError::io(&target, io::Error::from(e)))?;
+            make_whiteout(&target).map_err(|e| RootfsError::io(&target, e))?;
         }
         for name in names {
             let r = rel.join(&name);
@@ -339,7 +340,7 @@ impl Diff<'_> {
                 }
                 copy_metadata(&src, &target, &meta)?;
                 if replaced {
-                    xattr::set(&target, self.mark_opaque, b"y").map_err(|e| RootfsError::io(&target, e))?;
+                    xattr::set(&target, self.mark_opaque, OPAQUE_VALUE).map_err(|e| RootfsError::io(&target, e))?;
                 }
                 self.dirs.push((target, meta.clone()));
             }

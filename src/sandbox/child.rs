@@ -100,7 +100,7 @@ fn unshare_container_namespaces(network: Network) -> Result<(), String> {
     unshare(flags).map_err(|e| format!("unshare(pid, uts, ipc{} namespaces): {e}", if network == Network::None { ", net" } else { "" }))?;
     if network == Network::None {
         // Docker's "none" network still has a working loopback.
-        loopback_up().map_err(|e| format!("bringing up lo in the new network namespace: {e}"))?;
+        super::network::loopback_up().map_err(|e| format!("bringing up lo in the new network namespace: {e}"))?;
     }
     Ok(())
 }
@@ -457,34 +457,6 @@ fn check_cwd_inside_root(cwd: &str) -> Result<(), String> {
         Ok(path) if path.as_os_str().as_bytes().starts_with(b"/") => Ok(()),
         Ok(path) => Err(format!("working directory {cwd} is outside the container ({})", path.display())),
         Err(e) => Err(format!("working directory {cwd} is outside the container (getcwd: {e})")),
-    }
-}
-
-/// Sets IFF_UP on `lo` in the current network namespace.
-pub(super) fn loopback_up() -> std::io::Result<()> {
-    // SAFETY: a socket used only for the two interface ioctls, closed on return;
-    // ifreq is plain data initialised from zeroes.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo".iter().enumerate() {
-            req.ifr_name[i] = *b as libc::c_char;
-        }
-        let mut r = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
-        if r == 0 {
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
-        }
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(err)
-        }
     }
 }
 

@@ -164,9 +164,10 @@ impl Via {
 
 /// Turns the requested network into the one a container gets: a private network
 /// names the helper that will serve it. Only the implicit default may fall back to
-/// the host's network (with a one-line warning per process) where no helper is
-/// usable; a private network asked for by name must get one, as podman's does.
-pub fn resolve(requested: Network, publish: &[PortMapping]) -> Result<Network, NetworkError> {
+/// the host's network (with a one-line warning per process, told to `warn`) where no
+/// helper is usable; a private network asked for by name must get one, as podman's
+/// does.
+pub fn resolve(requested: Network, publish: &[PortMapping], warn: &dyn Fn(&str)) -> Result<Network, NetworkError> {
     let network = match requested {
         Network::Private(Via::Default) => match probe() {
             Ok(via) => Network::Private(via),
@@ -175,7 +176,7 @@ pub fn resolve(requested: Network, publish: &[PortMapping]) -> Result<Network, N
             Err(reason) if !publish.is_empty() => return Err(NetworkError::PublishNoHelper(reason)),
             Err(reason) => {
                 static WARNED: OnceLock<()> = OnceLock::new();
-                WARNED.get_or_init(|| eprintln!("strata: warning: {reason}; using the host's network"));
+                WARNED.get_or_init(|| warn(&format!("{reason}; using the host's network")));
                 Network::Host
             }
         },
@@ -286,7 +287,7 @@ pub fn create_namespace() -> Result<OwnedFd, String> {
             drop((ready_r, hold_w));
             let result = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(|e| format!("unshare(network namespace): {e}"))
-                .and_then(|()| super::child::loopback_up().map_err(|e| format!("bringing up lo in the new network namespace: {e}")));
+                .and_then(|()| loopback_up().map_err(|e| format!("bringing up lo in the new network namespace: {e}")));
             let msg = match result {
                 Ok(()) => {
                     // Any user may bind low ports in a container's own network (Docker >= 20.10).
@@ -321,6 +322,34 @@ fn open_netns(pid: i32) -> Result<OwnedFd, String> {
 /// pid 1: joins the namespace [`create_namespace`] made.
 pub fn join(netns: &OwnedFd) -> Result<(), String> {
     nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("joining the container's network namespace: {e}"))
+}
+
+/// Sets IFF_UP on `lo` in the current network namespace.
+pub(super) fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: a socket used only for the two interface ioctls, closed on return;
+    // ifreq is plain data initialised from zeroes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut r = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        if r == 0 {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -390,8 +419,9 @@ mod tests {
     #[test]
     fn publishing_needs_a_private_network() {
         let ports = [p("8080:80")];
-        assert!(matches!(resolve(Network::Host, &ports), Err(NetworkError::PublishWithout("host"))));
-        assert!(matches!(resolve(Network::None, &ports), Err(NetworkError::PublishWithout("none"))));
-        assert_eq!(resolve(Network::None, &[]).unwrap(), Network::None);
+        let warn = |w: &str| panic!("no fallback here: {w}");
+        assert!(matches!(resolve(Network::Host, &ports, &warn), Err(NetworkError::PublishWithout("host"))));
+        assert!(matches!(resolve(Network::None, &ports, &warn), Err(NetworkError::PublishWithout("none"))));
+        assert_eq!(resolve(Network::None, &[], &warn).unwrap(), Network::None);
     }
 }

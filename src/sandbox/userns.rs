@@ -127,8 +127,10 @@ pub fn parse_subid(text: &str, user: &str, id: u32) -> Vec<SubIdRange> {
 
 /// Puts the process into strata's user and mount namespaces, unless it already has
 /// root there. Must be called before any thread is started. In the unprivileged case
-/// the calling process becomes a waiting parent that never returns.
-pub fn enter() -> Result<Privilege, SandboxError> {
+/// the calling process becomes a waiting parent that never returns. `warn` is told,
+/// before the fork, when only one id can be mapped (the command's reporter: `-q`
+/// silences it).
+pub fn enter(warn: &dyn Fn(&str)) -> Result<Privilege, SandboxError> {
     if geteuid().is_root() {
         return enter_as_root();
     }
@@ -137,7 +139,7 @@ pub fn enter() -> Result<Privilege, SandboxError> {
     }
     let plan = MapPlan::for_caller();
     if let Some(reason) = plan.single_id_reason {
-        plan.warn_single_id(reason);
+        plan.warn_single_id(reason, warn);
     }
     let (ready_r, ready_w) = pipe().map_err(|e| SandboxError::sys("pipe", e))?;
     let (go_r, go_w) = pipe().map_err(|e| SandboxError::sys("pipe", e))?;
@@ -203,15 +205,15 @@ impl MapPlan {
         self.single_id_reason.is_none()
     }
 
-    fn warn_single_id(&self, reason: &str) {
+    fn warn_single_id(&self, reason: &str, warn: &dyn Fn(&str)) {
         let MapPlan { uid, gid, user, .. } = self;
         // setgroups is denied in a single-id namespace: the caller's supplementary
         // groups cannot be dropped there (see `child::user::drop_privileges`).
         let extra_groups = nix::unistd::getgroups().unwrap_or_default().iter().any(|g| g.as_raw() != *gid);
-        eprintln!(
-            "strata: warning: {reason} for user {user}: only uid {uid} and gid {gid} are mapped; other owners are recorded in user.containers.override_stat xattrs and written to layers, but processes cannot switch to other users{} (add ranges to /etc/subuid and /etc/subgid and install uidmap)",
+        warn(&format!(
+            "{reason} for user {user}: only uid {uid} and gid {gid} are mapped; other owners are recorded in user.containers.override_stat xattrs and written to layers, but processes cannot switch to other users{} (add ranges to /etc/subuid and /etc/subgid and install uidmap)",
             if extra_groups { ", and they keep your supplementary groups" } else { "" }
-        );
+        ));
     }
 }
 

@@ -2,8 +2,8 @@
 //!
 //! Keys are the engine's (`engine::step_key`); this file only keeps results by key.
 //! Look-up is one file read (`cache/<key>.json`), never a scan of images; an entry
-//! whose blobs are gone is a miss. Entries are written temp -> fsync -> rename, so a
-//! crash leaves none half-written. Garbage collection reads entries through
+//! whose blobs are gone is a miss. Entries are written through `durable`, so a crash
+//! leaves none half-written. Garbage collection reads entries through
 //! [`Cache::referenced_layers`], never their JSON by hand.
 
 use std::collections::HashSet;
@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{ImageState, LayerRef, LocalStore};
+use crate::durable::{self, Mode};
 use crate::oci::{self, DiffId, ImageConfig};
 
 /// One stored result.
@@ -41,19 +42,6 @@ pub struct CachedLayers {
 /// The cache directory of a store.
 pub struct Cache {
     dir: PathBuf,
-}
-
-/// Writes `bytes` to `path` durably: temp file, fsync, rename (best effort).
-pub fn write_durably(path: &Path, tmp: &Path, bytes: &[u8]) {
-    let written = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(tmp)?;
-        std::io::Write::write_all(&mut f, bytes)?;
-        f.sync_all()?;
-        fs::rename(tmp, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(tmp);
-    }
 }
 
 impl Cache {
@@ -125,8 +113,7 @@ impl Cache {
             config: state.config.clone(),
         };
         let Ok(bytes) = serde_json::to_vec(&entry) else { return };
-        let tmp = self.dir.join(format!(".{key}.{}.tmp", std::process::id()));
-        write_durably(&self.path(key), &tmp, &bytes);
+        let _ = durable::replace(&self.path(key), &bytes, Mode::Umask);
     }
 }
 

@@ -2,19 +2,19 @@
 //! writable layers. Running and committing them is `container`'s job.
 //!
 //! A container is a directory `containers/<id>/` in the store holding its record
-//! (`container.json`, rewritten by temp file and rename) and the overlay dirs of its
+//! (`container.json`, rewritten whole through `durable`) and the overlay dirs of its
 //! writable layer (`upper`, `work`, `merged`). Names are claimed with a symlink
 //! `containers/names/<name> -> <id>`: symlink(2) fails when the name exists, so two
 //! `run --name x` at once cannot both get it.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::durable::{self, Mode};
 use crate::oci::{self, Digest};
 
 /// What a container is doing, as `ps` shows it.
@@ -127,13 +127,9 @@ impl Containers {
 
     /// Rewrites a container's record atomically.
     pub fn save(&self, record: &ContainerRecord) -> Result<()> {
-        let dir = self.dir_of(&record.id);
-        let tmp = dir.join(".container.json.tmp");
-        let path = dir.join("container.json");
+        let path = self.dir_of(&record.id).join("container.json");
         let bytes = serde_json::to_vec_pretty(record)?;
-        let mut f = fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&bytes).and_then(|()| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, &path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+        durable::replace(&path, &bytes, Mode::Umask).with_context(|| format!("writing {}", path.display()))
     }
 
     /// Every container, newest first; a directory without a readable record (a

@@ -9,13 +9,11 @@ use anyhow::{Context, Result};
 
 use super::{ImageState, LayerRef, LocalStore};
 use crate::oci;
+use crate::overlay_marks::OPAQUE_XATTRS;
 use crate::rootfs::diff::{write_diff, DiffOptions};
 use crate::rootfs::normalise::normalise_upper;
 use crate::rootfs::vfs;
 use crate::sandbox::{Driver, OverlaySpec};
-
-/// Xattrs that mark an opaque dir in an upper dir, whichever driver wrote it.
-const OPAQUE_XATTRS: [&str; 3] = ["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"];
 
 /// How new layers are written: one build's or one commit's choice.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

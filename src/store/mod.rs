@@ -21,11 +21,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::oci::Store;
+use crate::overlay_marks;
+use crate::report::Reporter;
 use crate::rootfs::layers::LayerDirs;
+use crate::rootfs::Warn;
 use crate::sandbox::userns::Privilege;
 use crate::sandbox::{Driver, DriverChoice};
 
-pub use cache::{write_durably, Cache, CachedLayers};
+pub use cache::{Cache, CachedLayers};
 pub use containers::{ContainerRecord, ContainerState, Containers};
 pub use gc::PruneReport;
 pub use image::{ImageState, LayerRef};
@@ -60,30 +63,33 @@ pub fn default_root() -> Result<PathBuf> {
 impl LocalStore {
     /// Opens the image store alone: enough for commands that never touch layer dirs.
     /// Temp files of writers that died are removed (their names carry the pid).
-    pub fn open_images(root: &Path) -> Result<Store> {
-        let store = Self::open_images_as_found(root)?;
+    /// Warnings go to the command's `report`.
+    pub fn open_images(root: &Path, report: &Reporter) -> Result<Store> {
+        let store = Self::open_images_as_found(root, report)?;
         // Best effort: a leftover that will not go is no reason to refuse the store.
         if let Err(e) = store.remove_stale_temps() {
-            eprintln!("strata: warning: cleaning up after dead writers in {}: {e}", store.root().display());
+            report.warn(&format!("cleaning up after dead writers in {}: {e}", store.root().display()));
         }
         Ok(store)
     }
 
     /// Opens the image store and leaves dead writers' temp files for `fsck` to report.
-    pub fn open_images_as_found(root: &Path) -> Result<Store> {
-        secure_root(root)?;
+    pub fn open_images_as_found(root: &Path, report: &Reporter) -> Result<Store> {
+        secure_root(root, report)?;
         Store::open(root.join("oci")).with_context(|| format!("opening image store {}", root.join("oci").display()))
     }
 
     /// Opens everything; the caller must already be inside strata's namespace.
     /// `driver` forces a storage driver; None probes the best one the host allows.
-    pub fn open(root: &Path, privilege: Privilege, driver: Option<Driver>) -> Result<LocalStore> {
-        let images = Self::open_images(root)?;
+    /// Warnings, now and from unpacking layers later, go to the command's `report`.
+    pub fn open(root: &Path, privilege: Privilege, driver: Option<Driver>, report: &Reporter) -> Result<LocalStore> {
+        let images = Self::open_images(root, report)?;
         let (mapping, opaque) = match &privilege {
-            Privilege::RealRoot => ("host ids (real root)".to_string(), "trusted.overlay.opaque"),
-            Privilege::Namespaced(m) => (m.to_string(), "user.overlay.opaque"),
+            Privilege::RealRoot => ("host ids (real root)".to_string(), overlay_marks::TRUSTED_OPAQUE),
+            Privilege::Namespaced(m) => (m.to_string(), overlay_marks::USER_OPAQUE),
         };
-        let mut layers = LayerDirs::open(root, &mapping, opaque)?;
+        let to = report.clone();
+        let mut layers = LayerDirs::open(root, &mapping, opaque, Warn::new(move |w| to.warn(w)))?;
         let owners = match &privilege {
             Privilege::Namespaced(m) if m.is_single_id() => {
                 let path = root.join(crate::owner::KEY_FILE);
@@ -127,7 +133,7 @@ const PRIVATE_DIRS: [&str; 6] = ["oci", "layers", "tmp", "init", "containers", "
 /// own subdirs to 0700 on every open (a store made by an older strata was 0755).
 /// An existing root keeps its mode, as podman keeps an existing `--root`: it may be
 /// a directory the user chose to share; the private subdirs protect the content.
-pub fn secure_root(root: &Path) -> Result<()> {
+pub fn secure_root(root: &Path, report: &Reporter) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let private = |dir: &Path| -> Result<()> {
         match fs::symlink_metadata(dir) {
@@ -149,7 +155,7 @@ pub fn secure_root(root: &Path) -> Result<()> {
         // Another user's store, read by image commands, cannot be changed: say so, and
         // let whatever needs the dir fail on its own.
         if let Err(e) = private(&root.join(sub)) {
-            eprintln!("strata: warning: {e:#}");
+            report.warn(&format!("{e:#}"));
         }
     }
     Ok(())

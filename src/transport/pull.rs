@@ -10,6 +10,7 @@ use super::registry::registry_name;
 use super::{Location, PullPolicy, RegistryOptions};
 use crate::oci::{self, ImageName};
 use crate::registry::{self, shortnames, shortnames::ShortNames};
+use crate::report::{Reporter, TransferView};
 use crate::store::LocalStore;
 
 /// An image `pull` brought into the store.
@@ -55,7 +56,7 @@ pub fn find_image(store: &LocalStore, reference: &str, opts: &RegistryOptions) -
 pub fn pull(images: &oci::Store, reference: &str, opts: &RegistryOptions) -> Result<Pulled> {
     let bare = reference.strip_prefix("docker://").unwrap_or(reference);
     let manifest = if shortnames::is_short(reference) {
-        let candidates = short_candidates(bare)?;
+        let candidates = short_candidates(bare, opts)?;
         pull_candidates(images, bare, &candidates, opts).with_context(|| format!("pulling {bare}"))?
     } else {
         let name = registry_name(reference)?;
@@ -74,7 +75,7 @@ fn find_short(store: &LocalStore, reference: &str, opts: &RegistryOptions) -> Re
     if let Some(manifest) = store.images.resolve(reference)? {
         return Ok(manifest);
     }
-    let candidates = short_candidates(reference)?;
+    let candidates = short_candidates(reference, opts)?;
     if opts.pull != PullPolicy::Always {
         for name in &candidates {
             if let Some(manifest) = store.images.resolve(&name.to_string())? {
@@ -96,10 +97,12 @@ fn find_short(store: &LocalStore, reference: &str, opts: &RegistryOptions) -> Re
 
 /// What registries.conf makes of a short name, in the order to try; the files it
 /// had to skip are warned about, and the command goes on without them.
-fn short_candidates(short: &str) -> Result<Vec<ImageName>> {
+fn short_candidates(short: &str, opts: &RegistryOptions) -> Result<Vec<ImageName>> {
     let names = ShortNames::load()?;
+    // The build's -q made the transfer view quiet; it silences these too.
+    let report = Reporter::new(opts.view == TransferView::Quiet);
     for w in &names.warnings {
-        eprintln!("warning: {w}");
+        report.warn(w);
     }
     Ok(names.candidates(short)?)
 }

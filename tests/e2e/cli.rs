@@ -1,5 +1,6 @@
 //! The other commands as a user meets them: `images` (table and json), `run`,
-//! `inspect`, `tag`, `history`, `rmi` (with and without -f), and usage errors.
+//! `inspect`, `tag`, `history`, `rmi` (with and without -f), usage errors, and what
+//! `build -q` leaves on stderr.
 
 use std::fs;
 
@@ -93,6 +94,22 @@ fn rmi_removes_the_tag() {
     assert!(!image_rows(&after.stdout).iter().any(|r| r[0] == "localhost/e2e-rmi"), "{}", after.stdout);
     let gone = strata(["inspect", "e2e-rmi:v1"]);
     assert_eq!(gone.code, Some(1), "inspect of a removed image: {}", gone.describe());
+}
+
+#[test]
+fn quiet_builds_silence_warnings_too() {
+    if skip_without_sandbox("quiet_builds_silence_warnings_too") {
+        return;
+    }
+    let ctx = scratch("quiet-warnings");
+    fs::write(ctx.join("Dockerfile"), "FROM scratch\nLABEL quiet=yes\n").unwrap();
+    let loud = strata(["build", "--build-arg", "NEVER_USED=1", &path_str(&ctx)]).ok();
+    let unused = "strata: warning: one or more build-args [\"NEVER_USED\"] were not consumed";
+    assert!(loud.stderr.contains(unused), "without -q the warning shows: {}", loud.describe());
+    for flag in ["-q", "--progress=quiet"] {
+        let quiet = strata(["build", flag, "--build-arg", "NEVER_USED=1", &path_str(&ctx)]).ok();
+        assert!(!quiet.stderr.contains("warning"), "{flag} silences warnings: {}", quiet.describe());
+    }
 }
 
 #[test]

@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::platform::Platform;
+
 /// Why a profile cannot be used; the caller adds which file it came from.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
@@ -193,16 +195,18 @@ pub struct Host {
 impl Host {
     /// This machine, for a container with `caps`.
     pub fn current(caps: Vec<String>) -> Host {
-        let (go_arch, scmp_arch) = match std::env::consts::ARCH {
-            "x86_64" => ("amd64", "SCMP_ARCH_X86_64"),
-            "x86" => ("386", "SCMP_ARCH_X86"),
-            "aarch64" => ("arm64", "SCMP_ARCH_AARCH64"),
-            "arm" => ("arm", "SCMP_ARCH_ARM"),
-            "riscv64" => ("riscv64", "SCMP_ARCH_RISCV64"),
-            "s390x" => ("s390x", "SCMP_ARCH_S390X"),
-            "powerpc64" => ("ppc64le", "SCMP_ARCH_PPC64LE"),
-            "loongarch64" => ("loong64", "SCMP_ARCH_LOONGARCH64"),
-            other => (other, "SCMP_ARCH_NATIVE"),
+        // Profiles name architectures as images do (`amd64`); libseccomp has its own.
+        let go_arch = Platform::host().architecture;
+        let scmp_arch = match std::env::consts::ARCH {
+            "x86_64" => "SCMP_ARCH_X86_64",
+            "x86" => "SCMP_ARCH_X86",
+            "aarch64" => "SCMP_ARCH_AARCH64",
+            "arm" => "SCMP_ARCH_ARM",
+            "riscv64" => "SCMP_ARCH_RISCV64",
+            "s390x" => "SCMP_ARCH_S390X",
+            "powerpc64" => "SCMP_ARCH_PPC64LE",
+            "loongarch64" => "SCMP_ARCH_LOONGARCH64",
+            _ => "SCMP_ARCH_NATIVE",
         };
         let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
         let kernel = parse_kernel(&release).unwrap_or((0, 0));
