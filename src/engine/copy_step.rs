@@ -84,7 +84,11 @@ pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyReq
     // --from: an earlier stage's or an image's tree, mounted for reading.
     let from_scratch = fetched.from.as_ref().map(|_| b.store.layers.scratch()).transpose()?;
     let from_mount = match (&fetched.from, &from_scratch) {
-        (Some(img), Some(s)) => Some(overlay::mount_overlay(&b.store.overlay_for(img, s.path(), false)?)?),
+        (Some(img), Some(s)) => {
+            let mut spec = b.store.overlay_for(img, s.path(), false)?;
+            spec.quiet = b.report.is_quiet();
+            Some(overlay::mount_overlay(&spec)?)
+        }
         _ => None,
     };
     let no_ignore = Ignore::default();

@@ -16,7 +16,8 @@ use crate::store::{ImageState, LayerRef};
 /// layer it produced, if any.
 pub(super) fn fs_step(b: &Build, image: &ImageState, write: impl FnOnce(&Path) -> Result<()>) -> Result<Option<LayerRef>> {
     let scratch = b.store.layers.scratch()?;
-    let spec = b.store.overlay_for(image, scratch.path(), false)?;
+    let mut spec = b.store.overlay_for(image, scratch.path(), false)?;
+    spec.quiet = b.report.is_quiet();
     {
         let mount = overlay::mount_overlay(&spec)?;
         write(mount.merged())?;

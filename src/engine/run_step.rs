@@ -31,7 +31,8 @@ pub(super) fn run_step(b: &Build, image: &ImageState, vars: &Vars, run: &RunArgs
     let cfg = image.config.config.clone().unwrap_or_default();
     let (argv, pipes) = run_argv(&cfg, &run.command, &run.heredocs);
     let scratch = b.store.layers.scratch()?;
-    let rootfs = b.store.overlay_for(image, scratch.path(), true)?;
+    let mut rootfs = b.store.overlay_for(image, scratch.path(), true)?;
+    rootfs.quiet = b.report.is_quiet();
     let spec = RunSpec {
         rootfs: rootfs.clone(),
         argv: argv.clone(),

@@ -156,7 +156,7 @@ impl Store {
     }
 
     /// Removes blobs not in `keep` and leftover temp files; returns (blobs removed,
-    /// bytes freed). The caller must hold off every writer (see `build::workspace`).
+    /// bytes freed). The caller must hold off every writer (see `store::LocalStore::lock`).
     pub fn sweep(&self, keep: &HashSet<Digest>) -> Result<(usize, u64)> {
         let dir = self.root().join("blobs").join("sha256");
         let (mut count, mut bytes) = (0, 0);

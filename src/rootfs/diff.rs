@@ -433,7 +433,7 @@ mod tests {
         assert_eq!(e.path().unwrap(), Path::new("huge"));
     }
 
-    /// The names every driver's opaque dirs may carry (workspace.rs passes these).
+    /// The names every driver's opaque dirs may carry (store/layer_stack.rs passes these).
     fn all_opaque_names() -> Vec<String> {
         crate::overlay_marks::OPAQUE_XATTRS.iter().map(|s| s.to_string()).collect()
     }

@@ -58,7 +58,7 @@ impl LayerDirs {
         Ok(dirs)
     }
 
-    /// Unpacks give owners this way from now on (the workspace sets it once).
+    /// Unpacks give owners this way from now on (the store sets it once, on open).
     pub fn set_owners(&mut self, owners: crate::owner::Owners) {
         self.owners = owners;
     }

@@ -183,6 +183,10 @@ pub struct OverlaySpec {
     pub choice: DriverChoice,
     /// True when running as root inside a user namespace (overlay needs userxattr).
     pub userxattr: bool,
+    /// `-q`: a fallback to fuse-overlayfs is not announced (it is a notice, and the
+    /// helper process that mounts has no reporter of its own).
+    #[serde(default)]
+    pub quiet: bool,
 }
 
 /// Everything the helper needs to run one command in a container.

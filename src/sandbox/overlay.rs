@@ -78,6 +78,7 @@ fn mount_rootfs_with(spec: &OverlaySpec, life: FuseLife) -> Result<Driver, Sandb
         };
         let fuse = fuse_problem();
         match (spec.choice, fuse) {
+            (DriverChoice::Probed, None) if spec.quiet => {}
             (DriverChoice::Probed, None) => eprintln!("strata: kernel overlay refused ({refused}); using fuse-overlayfs"),
             (DriverChoice::Forced, None) => {
                 return Err(SandboxError::Driver {
@@ -135,6 +136,7 @@ pub fn probe(scratch: &Path, userxattr: bool) -> Driver {
         driver: Driver::KernelOverlay,
         choice: DriverChoice::Forced,
         userxattr,
+        quiet: true,
     };
     if mount_kernel(&spec).is_ok() {
         let _ = umount2(&spec.merged, MntFlags::MNT_DETACH);

@@ -71,6 +71,7 @@ impl LocalStore {
             driver: self.driver,
             choice: self.driver_choice,
             userxattr: self.privilege.is_namespaced(),
+            quiet: false,
         };
         if spec.driver == Driver::Vfs {
             // The copying driver: the step works on a full copy of the stack.
