@@ -19,7 +19,7 @@ use nix::sys::time::TimeSpec;
 
 pub use super::chmod::Chmod;
 use super::source_match::{match_sources, Source};
-use crate::dockerfile::ignore::Ignore;
+use crate::dockerfile::Ignore;
 use crate::rootfs::is_private_xattr;
 use crate::rootfs::resolve::{file_type, resolve_in, DirFd, Entry, Last};
 use nix::sys::stat::SFlag;

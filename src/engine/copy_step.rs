@@ -17,7 +17,7 @@ use super::source_match;
 use super::step_inputs::Fetched;
 use super::vars::Vars;
 use super::Build;
-use crate::dockerfile::ignore::Ignore;
+use crate::dockerfile::Ignore;
 use crate::dockerfile::{CopySource, Heredoc};
 use crate::oci::TempDir;
 use crate::rootfs::extract;

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::dockerfile::{self, ignore::Ignore};
+use crate::dockerfile::{self, Ignore};
 use crate::oci::{self, Digest, ImageName};
 use crate::plan::{self, BuildPlan};
 use crate::report::Reporter;

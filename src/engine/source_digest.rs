@@ -22,7 +22,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{fstat, fstatat, FileStat, SFlag};
 use serde::{Deserialize, Serialize};
 
-use crate::dockerfile::ignore::Ignore;
+use crate::dockerfile::Ignore;
 use crate::durable::{self, Mode};
 use crate::oci::HashingWriter;
 use crate::rootfs::resolve::{file_type, DirFd, Entry};
