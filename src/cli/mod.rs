@@ -107,7 +107,7 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
     };
     let driver = cli.storage_driver.as_deref().and_then(Driver::from_name);
     if let Some(seconds) = cli.registry_timeout {
-        crate::registry::timeout::set_idle(seconds);
+        crate::registry::set_idle_timeout(seconds);
     }
     // Warnings go where the command's progress goes: `build -q` silences both. Other
     // commands' -q only trims what they print on stdout.
