@@ -20,8 +20,7 @@ use super::Build;
 use crate::dockerfile::Ignore;
 use crate::dockerfile::{CopySource, Heredoc};
 use crate::oci::TempDir;
-use crate::rootfs::extract;
-use crate::rootfs::resolve::{resolve_in, DirFd, Entry, Last};
+use crate::rootfs::{self, resolve_in, DirFd, Entry, Last};
 use crate::sandbox::overlay;
 use crate::store::{ImageState, LayerRef};
 
@@ -198,7 +197,7 @@ impl CopyPlan<'_> {
             let path = inline_dir.join(name);
             if self.unpack_urls && self.sources.url_names.contains(name) {
                 let mut file = fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-                if let Some(c) = extract::detect_file(&mut file)? {
+                if let Some(c) = rootfs::detect_compression(&mut file)? {
                     extract_into(tree, dest, (file, &path), c, owner, owners)?;
                     continue;
                 }
@@ -214,20 +213,20 @@ fn extract_into(
     tree: &Path,
     dest: &str,
     (archive, shown): (fs::File, &Path),
-    compression: extract::Compression,
+    compression: rootfs::Compression,
     owner: Option<(u32, u32)>,
     owners: &crate::owner::Owners,
 ) -> Result<()> {
     let dir = resolve_in(tree, Path::new(dest), Last::Follow)?;
     fs::create_dir_all(&dir).with_context(|| format!("creating {dest}"))?;
     let archive_name = shown.display();
-    let input = extract::open_archive_file(archive, compression).with_context(|| format!("opening archive {archive_name}"))?;
-    extract::extract(input, tree, &dir, owner, owners).with_context(|| format!("extracting {archive_name} into {dest}"))
+    let input = rootfs::open_archive_file(archive, compression).with_context(|| format!("opening archive {archive_name}"))?;
+    rootfs::extract_archive(input, tree, &dir, owner, owners).with_context(|| format!("extracting {archive_name} into {dest}"))
 }
 
 /// A local archive to extract: the file opened beneath the source root, how it is
 /// compressed, and its path for messages.
-type Archive = (fs::File, extract::Compression, PathBuf);
+type Archive = (fs::File, rootfs::Compression, PathBuf);
 
 /// Separates local archives (to be extracted) from other sources; each wildcard
 /// match is classified on its own. An archive is read from the descriptor opened
@@ -247,7 +246,7 @@ fn split_archives(src_root: &Path, sources: Vec<source_match::Source>) -> Result
             plain.push(source);
             continue;
         };
-        match extract::detect_file(&mut file)? {
+        match rootfs::detect_compression(&mut file)? {
             Some(c) => archives.push((file, c, source.host)),
             None => plain.push(source),
         }

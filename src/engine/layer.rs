@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use super::chown::resolve_owner;
 use super::Build;
-use crate::rootfs::resolve::{resolve_in, Last};
+use crate::rootfs::{resolve_in, Last};
 use crate::sandbox::overlay;
 use crate::store::{ImageState, LayerRef};
 

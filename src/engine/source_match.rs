@@ -4,7 +4,7 @@
 //!
 //! Every path is confined to its root: a pattern may not climb out with `..`, and
 //! symlinks are resolved inside the root, as if it were `/`. The result is only a
-//! name: readers open it again through `rootfs::resolve::DirFd`, so a swap after
+//! name: readers open it again through `rootfs::DirFd`, so a swap after
 //! matching is refused rather than followed.
 
 use std::fs;
@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::dockerfile::{glob_below, has_meta, split_wildcards, Ignore};
-use crate::rootfs::resolve::{resolve_in, Last};
+use crate::rootfs::{resolve_in, Last};
 
 /// One matched source.
 #[derive(Clone, Debug)]

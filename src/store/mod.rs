@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use crate::oci::Store;
 use crate::overlay_marks;
 use crate::report::Reporter;
-use crate::rootfs::layers::LayerDirs;
+use crate::rootfs::LayerDirs;
 use crate::rootfs::Warn;
 use crate::sandbox::userns::Privilege;
 use crate::sandbox::{Driver, DriverChoice};
