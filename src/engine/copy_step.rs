@@ -21,7 +21,7 @@ use crate::dockerfile::Ignore;
 use crate::dockerfile::{CopySource, Heredoc};
 use crate::oci::TempDir;
 use crate::rootfs::{self, resolve_in, DirFd, Entry, Last};
-use crate::sandbox::overlay;
+use crate::sandbox::mount_overlay;
 use crate::store::{ImageState, LayerRef};
 
 /// ADD's own options.
@@ -83,7 +83,7 @@ pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyReq
     // --from: an earlier stage's or an image's tree, mounted for reading.
     let from_scratch = fetched.from.as_ref().map(|_| b.store.layers.scratch()).transpose()?;
     let from_mount = match (&fetched.from, &from_scratch) {
-        (Some(img), Some(s)) => Some(overlay::mount_overlay(&b.store.overlay_for(img, s.path(), false)?)?),
+        (Some(img), Some(s)) => Some(mount_overlay(&b.store.overlay_for(img, s.path(), false)?)?),
         _ => None,
     };
     let no_ignore = Ignore::default();

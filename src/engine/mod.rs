@@ -59,7 +59,7 @@ pub struct BuildRequest {
     /// Network for RUN steps (`--network`): private (the default), the host's, or none.
     pub network: crate::sandbox::Network,
     /// `--security-opt seccomp=...`: the seccomp profile of RUN steps.
-    pub seccomp: crate::sandbox::seccomp::SeccompPolicy,
+    pub seccomp: crate::sandbox::SeccompPolicy,
     /// `--no-cache`: run every step.
     pub no_cache: bool,
     /// `--no-cache-filter`: stages (names or indexes) whose steps all run.
