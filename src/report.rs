@@ -11,7 +11,7 @@ use std::io::{IsTerminal, Write};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::oci::Digest;
-use crate::registry::progress::{BlobProgress, Progress};
+use crate::registry::{BlobProgress, Progress};
 
 /// Where progress lines go.
 #[derive(Clone, Debug)]

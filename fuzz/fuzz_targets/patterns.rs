@@ -8,8 +8,7 @@ use std::path::{Component, Path};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use strata::dockerfile::glob;
-use strata::dockerfile::ignore::Ignore;
+use strata::dockerfile::{glob_below, glob_matches, has_meta, split_wildcards, Ignore};
 
 /// A tree made once per process: dirs, files, a symlink out of it (never to be
 /// descended into) and names with pattern characters.
@@ -45,15 +44,15 @@ fuzz_target!(|data: &[u8]| {
     }
     let name = path.rsplit('/').next().unwrap_or(path);
     for line in patterns.lines().take(16) {
-        let _ = glob::has_meta(line);
-        let _ = glob::matches(line, name);
-        let (prefix, parts) = glob::split_wildcards(line);
+        let _ = has_meta(line);
+        let _ = glob_matches(line, name);
+        let (prefix, parts) = split_wildcards(line);
         // The COPY caller cleans `..` away and resolves the prefix itself.
         if prefix.split('/').any(|p| p == "..") || parts.iter().any(|p| p == "..") {
             continue;
         }
         let base = tree().join(&prefix);
-        if let Ok(found) = glob::glob_below(&base, &parts) {
+        if let Ok(found) = glob_below(&base, &parts) {
             for f in found {
                 assert!(
                     f.components().all(|c| matches!(c, Component::Normal(_))),

@@ -8,8 +8,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use strata::oci::ImageName;
-use strata::registry::auth::{stored_in, Stored};
-use strata::registry::shortnames::{is_short, ShortNames};
+use strata::registry::{is_short_name, stored_credentials_in, ShortNames, StoredCredentials};
 
 const SHORT: [&str; 5] =
     ["alpine", "library/alpine:3", "user/app@sha256:0000000000000000000000000000000000000000000000000000000000000000", "a", "x/y/z:t"];
@@ -28,11 +27,11 @@ fn registries_conf(text: &str) {
 
 fn auth_json(bytes: &[u8]) {
     for registry in ["docker.io", "localhost:5000", "quay.io", ""] {
-        match stored_in(Path::new("auth.json"), bytes, registry) {
-            Ok(Some(Stored::Credentials(c))) => {
+        match stored_credentials_in(Path::new("auth.json"), bytes, registry) {
+            Ok(Some(StoredCredentials::Credentials(c))) => {
                 let _ = c.basic_header();
             }
-            Ok(Some(Stored::Helper(h))) => {
+            Ok(Some(StoredCredentials::Helper(h))) => {
                 let _ = h.len();
             }
             _ => {}
@@ -41,7 +40,7 @@ fn auth_json(bytes: &[u8]) {
 }
 
 fn reference(text: &str) {
-    let _ = is_short(text);
+    let _ = is_short_name(text);
     let _ = ImageName::parse_tag(text);
     if let Ok(name) = ImageName::parse(text) {
         let printed = name.to_string();

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use strata::rootfs::unpack::{unpack, UnpackOptions};
+use strata::rootfs::{unpack, UnpackOptions};
 
 /// The largest file an input may write: bounds what a sparse or lying header could
 /// put on disk (the write then fails with EFBIG rather than filling the machine).

@@ -9,7 +9,7 @@ use clap::Args;
 
 use crate::engine::{self, BuildRequest};
 use crate::oci::LayerCompression;
-use crate::registry::tls::TlsOptions;
+use crate::registry::TlsOptions;
 use crate::report::{Reporter, TransferView};
 use crate::sandbox::Network;
 use crate::store::{LayerFormat, LocalStore};

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use crate::sandbox::userns::{which, Privilege};
+use crate::sandbox::{which, Privilege};
 use crate::store::LocalStore;
 
 #[derive(Debug, Args)]

@@ -24,7 +24,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::report::Reporter;
-use crate::sandbox::{userns, Driver};
+use crate::sandbox::{enter_user_namespace, Driver};
 use crate::store::{default_root, LocalStore};
 
 /// A daemonless, rootless container image builder.
@@ -107,7 +107,7 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
     };
     let driver = cli.storage_driver.as_deref().and_then(Driver::from_name);
     if let Some(seconds) = cli.registry_timeout {
-        crate::registry::timeout::set_idle(seconds);
+        crate::registry::set_idle_timeout(seconds);
     }
     // Warnings go where the command's progress goes: `build -q` silences both. Other
     // commands' -q only trims what they print on stdout.
@@ -127,7 +127,7 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
             run::run(&store, a)
         }
         Command::Unshare(a) => {
-            let privilege = userns::enter(&|w| report.warn(w))?;
+            let privilege = enter_user_namespace(&|w| report.warn(w))?;
             crate::store::secure_root(&root, &report)?;
             run::unshare(a, privilege)
         }
@@ -179,7 +179,7 @@ fn shared_store(root: &std::path::Path, report: &Reporter) -> Result<(crate::oci
 }
 
 fn enter_store(root: &std::path::Path, driver: Option<Driver>, report: &Reporter) -> Result<LocalStore> {
-    let privilege = userns::enter(&|w| report.warn(w))?;
+    let privilege = enter_user_namespace(&|w| report.warn(w))?;
     LocalStore::open(root, privilege, driver, report)
 }
 

@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::oci::Store;
-use crate::registry::auth::Credentials;
-use crate::registry::tls::TlsOptions;
+use crate::registry::Credentials;
+use crate::registry::TlsOptions;
 use crate::report::TransferView;
 use crate::transport::{self, PullPolicy, RegistryOptions};
 

@@ -8,8 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::container::{self, RunRequest};
-use crate::sandbox::userns::Privilege;
-use crate::sandbox::Network;
+use crate::sandbox::{Network, Privilege};
 use crate::store::LocalStore;
 
 #[derive(Debug, Args)]

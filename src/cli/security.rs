@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::sandbox::seccomp::{Profile, SeccompPolicy};
+use crate::sandbox::{SeccompPolicy, SeccompProfile};
 
 /// The seccomp policy the options ask for (Docker's default when none names one).
 /// A profile file is read and checked here, so a bad one fails before any container
@@ -28,9 +28,9 @@ pub fn seccomp_policy(opts: &[String]) -> Result<SeccompPolicy> {
     Ok(policy)
 }
 
-fn read_profile(path: &Path) -> Result<Profile> {
+fn read_profile(path: &Path) -> Result<SeccompProfile> {
     let text = std::fs::read_to_string(path).with_context(|| format!("seccomp profile {}", path.display()))?;
-    Profile::parse(&text).with_context(|| format!("seccomp profile {}", path.display()))
+    SeccompProfile::parse(&text).with_context(|| format!("seccomp profile {}", path.display()))
 }
 
 #[cfg(test)]

@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::sandbox::child::{resolve_user_in, DEFAULT_CAPS, DEFAULT_PATH};
-use crate::sandbox::userns::{IdExtent, IdMapping, Privilege};
+use crate::sandbox::{resolve_user_in, IdExtent, IdMapping, Privilege, DEFAULT_CAPS, DEFAULT_PATH};
 use crate::store::{ImageState, LocalStore};
 
 /// What the bundle's process runs, after the image's config and the user's overrides.

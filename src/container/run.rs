@@ -7,9 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::oci::{ContainerConfig, Digest, ImageConfig};
-use crate::sandbox::network::PortMapping;
-use crate::sandbox::seccomp::SeccompPolicy;
-use crate::sandbox::{self, BindMount, Network, RunSpec, Stdin};
+use crate::sandbox::{self, BindMount, Network, PortMapping, RunSpec, SeccompPolicy, Stdin};
 use crate::store::{ContainerState, Containers, ImageState, LocalStore};
 
 /// What one `run` asks for. Volumes, ports and variables are kept as docker spells
@@ -150,7 +148,7 @@ fn run_container(
         // As docker: without -i the command reads an empty stdin.
         stdin: if req.interactive { Stdin::Inherit } else { Stdin::Null },
         pipes: Vec::new(),
-        network: sandbox::network::resolve(req.network, &publish, &|w| crate::report::Reporter::new(false).warn(w))?,
+        network: sandbox::resolve_network(req.network, &publish, &|w| crate::report::Reporter::new(false).warn(w))?,
         fake_chown: store.single_id(),
         owner_key: store.owners.key().cloned(),
         binds: req.volumes.iter().map(|v| BindMount::parse(v)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?,

@@ -11,25 +11,29 @@
 //!
 //! Words are never expanded here: `$VAR` references stay as written because
 //! their values depend on the build stage's ARG/ENV state at execution time.
-//! [`words`] holds the pure expansion functions the build uses later.
+//! `words` holds the pure expansion functions the build uses later ([`expand_word`],
+//! [`expand_words`]).
 //!
 //! Layering: this module imports no other strata module.
 
 mod flags;
-pub mod glob;
-pub mod ignore;
+mod glob;
+mod ignore;
 mod instruction;
 mod lines;
 mod node;
 mod pattern;
-pub mod words;
+mod words;
 
 #[cfg(test)]
 mod conformance_tests;
 
+pub use glob::{glob_below, has_meta, matches as glob_matches, split_wildcards};
+pub use ignore::Ignore;
 pub use instruction::{is_signal, AddArgs, CommandForm, CopyArgs, CopySource, HealthTest, Healthcheck, Instruction, Located, RunArgs};
 pub use lines::Directives;
 pub use node::{Heredoc, Node};
+pub(crate) use words::Lexer;
 pub use words::{expand_word, expand_words, ExpandError, ExpandErrorKind, Lookup};
 
 use lines::{heredocs_in_line, LineReader};

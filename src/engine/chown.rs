@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::rootfs::resolve::{resolve_in, Last};
+use crate::rootfs::{resolve_in, Last};
 
 /// `--chown=user[:group]` resolved in the destination image's passwd and group files.
 pub(super) fn resolve_owner(tree: &Path, spec: &str) -> Result<(u32, u32)> {

@@ -10,8 +10,8 @@
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::rootfs::resolve::{open_file_below, resolve_in, Last};
 use crate::rootfs::RootfsError;
+use crate::rootfs::{open_file_below, resolve_in, Last};
 
 /// `path` resolved inside `context` (which it must lie below), as a path below it.
 pub fn resolve(context: &Path, path: &Path) -> io::Result<PathBuf> {

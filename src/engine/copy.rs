@@ -19,9 +19,9 @@ use nix::sys::time::TimeSpec;
 
 pub use super::chmod::Chmod;
 use super::source_match::{match_sources, Source};
-use crate::dockerfile::ignore::Ignore;
+use crate::dockerfile::Ignore;
 use crate::rootfs::is_private_xattr;
-use crate::rootfs::resolve::{file_type, resolve_in, DirFd, Entry, Last};
+use crate::rootfs::{file_type, resolve_in, DirFd, Entry, Last};
 use nix::sys::stat::SFlag;
 
 /// Ownership and mode overrides from `--chown` and `--chmod`.
@@ -86,7 +86,7 @@ pub fn copy_sources(tree: &Path, src_root: &Path, sources: &[Source], dest: &str
     };
     // Sources are read through descriptors from here on: a directory of the context
     // swapped for a symlink after matching is refused, never followed (see
-    // `rootfs::resolve::DirFd`).
+    // `rootfs::DirFd`).
     let root = DirFd::open_root(src_root)?;
     for src in sources {
         // With --parents the source's own path below the root is kept.
@@ -244,7 +244,7 @@ impl Copier<'_> {
                 // Holes stay holes: a base image's sparse lastlog copied with
                 // `--from` must not be written out in full.
                 let (len, blocks) = (st.st_size as u64, st.st_blocks as u64);
-                crate::rootfs::vfs::copy_data(&from, &mut to, len, blocks)
+                crate::rootfs::copy_data(&from, &mut to, len, blocks)
                     .with_context(|| format!("copying {} to {}", shown.display(), target.display()))?;
                 Some(from)
             }
@@ -469,7 +469,7 @@ mod tests {
 
     #[test]
     fn a_directory_swapped_for_a_host_symlink_mid_copy_is_not_followed() {
-        use crate::rootfs::resolve::{BEFORE_OPEN, HOOK_LOCK};
+        use crate::rootfs::{BEFORE_OPEN, HOOK_LOCK};
         let _serial = HOOK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let none = Ignore::default();
         let host = tempfile::tempdir().unwrap();

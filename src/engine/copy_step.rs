@@ -17,12 +17,11 @@ use super::source_match;
 use super::step_inputs::Fetched;
 use super::vars::Vars;
 use super::Build;
-use crate::dockerfile::ignore::Ignore;
+use crate::dockerfile::Ignore;
 use crate::dockerfile::{CopySource, Heredoc};
 use crate::oci::TempDir;
-use crate::rootfs::extract;
-use crate::rootfs::resolve::{resolve_in, DirFd, Entry, Last};
-use crate::sandbox::overlay;
+use crate::rootfs::{self, resolve_in, DirFd, Entry, Last};
+use crate::sandbox::mount_overlay;
 use crate::store::{ImageState, LayerRef};
 
 /// ADD's own options.
@@ -87,7 +86,7 @@ pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyReq
         (Some(img), Some(s)) => {
             let mut spec = b.store.overlay_for(img, s.path(), false)?;
             spec.quiet = b.report.is_quiet();
-            Some(overlay::mount_overlay(&spec)?)
+            Some(mount_overlay(&spec)?)
         }
         _ => None,
     };
@@ -202,7 +201,7 @@ impl CopyPlan<'_> {
             let path = inline_dir.join(name);
             if self.unpack_urls && self.sources.url_names.contains(name) {
                 let mut file = fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-                if let Some(c) = extract::detect_file(&mut file)? {
+                if let Some(c) = rootfs::detect_compression(&mut file)? {
                     extract_into(tree, dest, (file, &path), c, owner, owners)?;
                     continue;
                 }
@@ -218,20 +217,20 @@ fn extract_into(
     tree: &Path,
     dest: &str,
     (archive, shown): (fs::File, &Path),
-    compression: extract::Compression,
+    compression: rootfs::Compression,
     owner: Option<(u32, u32)>,
     owners: &crate::owner::Owners,
 ) -> Result<()> {
     let dir = resolve_in(tree, Path::new(dest), Last::Follow)?;
     fs::create_dir_all(&dir).with_context(|| format!("creating {dest}"))?;
     let archive_name = shown.display();
-    let input = extract::open_archive_file(archive, compression).with_context(|| format!("opening archive {archive_name}"))?;
-    extract::extract(input, tree, &dir, owner, owners).with_context(|| format!("extracting {archive_name} into {dest}"))
+    let input = rootfs::open_archive_file(archive, compression).with_context(|| format!("opening archive {archive_name}"))?;
+    rootfs::extract_archive(input, tree, &dir, owner, owners).with_context(|| format!("extracting {archive_name} into {dest}"))
 }
 
 /// A local archive to extract: the file opened beneath the source root, how it is
 /// compressed, and its path for messages.
-type Archive = (fs::File, extract::Compression, PathBuf);
+type Archive = (fs::File, rootfs::Compression, PathBuf);
 
 /// Separates local archives (to be extracted) from other sources; each wildcard
 /// match is classified on its own. An archive is read from the descriptor opened
@@ -251,7 +250,7 @@ fn split_archives(src_root: &Path, sources: Vec<source_match::Source>) -> Result
             plain.push(source);
             continue;
         };
-        match extract::detect_file(&mut file)? {
+        match rootfs::detect_compression(&mut file)? {
             Some(c) => archives.push((file, c, source.host)),
             None => plain.push(source),
         }

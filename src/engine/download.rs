@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::oci::{Digest, HashingWriter};
-use crate::registry::timeout::{self, Stalled};
+use crate::registry::{http_agent_config, Stalled};
 
 /// True for the sources ADD downloads.
 pub(super) fn is_url(s: &str) -> bool {
@@ -27,7 +27,7 @@ pub(super) fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<
         .unwrap_or("download")
         .to_string();
     // A server that goes silent fails the step after the idle timeout, as a registry does.
-    let agent: ureq::Agent = timeout::agent_config().build().into();
+    let agent: ureq::Agent = http_agent_config().build().into();
     let resp = agent.get(url).call().map_err(|e| stalled_or(Stalled::of(&e), e)).with_context(|| format!("ADD {url}: download failed"))?;
     let modified = resp
         .headers()

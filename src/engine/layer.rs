@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 
 use super::chown::resolve_owner;
 use super::Build;
-use crate::rootfs::resolve::{resolve_in, Last};
-use crate::sandbox::overlay;
+use crate::rootfs::{resolve_in, Last};
+use crate::sandbox::mount_overlay;
 use crate::store::{ImageState, LayerRef};
 
 /// Runs `write` against the mounted tree of a new step over `image`; returns the
@@ -19,7 +19,7 @@ pub(super) fn fs_step(b: &Build, image: &ImageState, write: impl FnOnce(&Path) -
     let mut spec = b.store.overlay_for(image, scratch.path(), false)?;
     spec.quiet = b.report.is_quiet();
     {
-        let mount = overlay::mount_overlay(&spec)?;
+        let mount = mount_overlay(&spec)?;
         write(mount.merged())?;
     }
     b.store.settle(&spec)?;

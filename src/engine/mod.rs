@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::dockerfile::{self, ignore::Ignore};
+use crate::dockerfile::{self, Ignore};
 use crate::oci::{self, Digest, ImageName};
 use crate::plan::{self, BuildPlan};
 use crate::report::Reporter;
@@ -59,7 +59,7 @@ pub struct BuildRequest {
     /// Network for RUN steps (`--network`): private (the default), the host's, or none.
     pub network: crate::sandbox::Network,
     /// `--security-opt seccomp=...`: the seccomp profile of RUN steps.
-    pub seccomp: crate::sandbox::seccomp::SeccompPolicy,
+    pub seccomp: crate::sandbox::SeccompPolicy,
     /// `--no-cache`: run every step.
     pub no_cache: bool,
     /// `--no-cache-filter`: stages (names or indexes) whose steps all run.

@@ -23,8 +23,7 @@ use anyhow::{bail, Context, Result};
 
 use super::step_key::{self as cache, Key};
 use crate::oci::{Digest, ImageName};
-use crate::registry::client::Client;
-use crate::registry::{self, transfer, RegistryError};
+use crate::registry::{self, Client, RegistryError};
 use crate::report::Reporter;
 use crate::store::{ImageState, LocalStore};
 
@@ -98,7 +97,7 @@ pub fn parse_repo(spec: &str) -> Result<CacheRepo> {
 
 impl RemoteCache {
     /// Connects to the registries of `from` and `to` (credentials as for pull and push).
-    pub fn new(tls: &crate::registry::tls::TlsOptions, from: &[CacheRepo], to: &[CacheRepo]) -> Result<Option<RemoteCache>> {
+    pub fn new(tls: &crate::registry::TlsOptions, from: &[CacheRepo], to: &[CacheRepo]) -> Result<Option<RemoteCache>> {
         if from.is_empty() && to.is_empty() {
             return Ok(None);
         }
@@ -130,7 +129,7 @@ impl RemoteCache {
         for repo in self.from.iter().filter(|r| !r.unreachable.load(Ordering::Relaxed)) {
             let Ok(entry) = repo.name.with_tag(key) else { continue };
             let quiet = |_: &str| {};
-            match transfer::pull(&store.images, &repo.client, &entry, &quiet) {
+            match registry::pull(&store.images, &repo.client, &entry, &quiet) {
                 Ok(manifest) => match store.load_image(&manifest) {
                     Ok(mut state) => {
                         state.cache_key = cache::result_key(key, &state);
@@ -200,7 +199,7 @@ impl RemoteCache {
             let manifest = store.save_image(state)?;
             let dest = repo.name.with_tag(key)?;
             let quiet = |_: &str| {};
-            let pushed = transfer::push_known(&store.images, &repo.client, &manifest, &dest, &mut known, &quiet)
+            let pushed = registry::push_known(&store.images, &repo.client, &manifest, &dest, &mut known, &quiet)
                 .with_context(|| format!("exporting the build cache to {}", repo.name.repository()))?;
             uploaded += pushed.uploaded;
         }

@@ -69,7 +69,7 @@ pub(super) fn run_network(default: Network, run: &RunArgs, report: &Reporter) ->
         Some("none") => Network::None,
         Some(other) => bail!("RUN --network={other}: expected default, none or host"),
     };
-    Ok(sandbox::network::resolve(requested, &[], &|w| report.warn(w))?)
+    Ok(sandbox::resolve_network(requested, &[], &|w| report.warn(w))?)
 }
 
 /// RUN's argv and any /dev/pipes scripts, with BuildKit's heredoc rules: a

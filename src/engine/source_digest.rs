@@ -2,7 +2,7 @@
 //! hashes that spares re-reading unchanged files between builds.
 //!
 //! The digest reads the context the way the copy does: through
-//! [`crate::rootfs::resolve::DirFd`], one component at a time, never following a
+//! [`crate::rootfs::DirFd`], one component at a time, never following a
 //! symlink and never opening anything but a regular file (O_NONBLOCK). A context
 //! directory swapped for a symlink or a FIFO between matching and hashing is then
 //! refused or skipped, never read: the digest ends up in a cache key that
@@ -22,10 +22,10 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{fstat, fstatat, FileStat, SFlag};
 use serde::{Deserialize, Serialize};
 
-use crate::dockerfile::ignore::Ignore;
+use crate::dockerfile::Ignore;
 use crate::durable::{self, Mode};
 use crate::oci::HashingWriter;
-use crate::rootfs::resolve::{file_type, DirFd, Entry};
+use crate::rootfs::{file_type, DirFd, Entry};
 
 /// A file whose xattrs and content a hashing thread reads: its item's index, the
 /// descriptor the walk opened and checked, its memo key and its path (for messages).
@@ -480,7 +480,7 @@ mod tests {
 
     #[test]
     fn a_swap_during_the_walk_is_refused_and_a_fifo_never_hangs() {
-        use crate::rootfs::resolve::{BEFORE_OPEN, HOOK_LOCK};
+        use crate::rootfs::{BEFORE_OPEN, HOOK_LOCK};
         let _serial = HOOK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let host = tempfile::tempdir().unwrap();
         fs::write(host.path().join("secret"), b"s").unwrap();

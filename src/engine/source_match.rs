@@ -4,7 +4,7 @@
 //!
 //! Every path is confined to its root: a pattern may not climb out with `..`, and
 //! symlinks are resolved inside the root, as if it were `/`. The result is only a
-//! name: readers open it again through `rootfs::resolve::DirFd`, so a swap after
+//! name: readers open it again through `rootfs::DirFd`, so a swap after
 //! matching is refused rather than followed.
 
 use std::fs;
@@ -12,9 +12,8 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::dockerfile::glob as pattern;
-use crate::dockerfile::ignore::Ignore;
-use crate::rootfs::resolve::{resolve_in, Last};
+use crate::dockerfile::{glob_below, has_meta, split_wildcards, Ignore};
+use crate::rootfs::{resolve_in, Last};
 
 /// One matched source.
 #[derive(Clone, Debug)]
@@ -49,15 +48,15 @@ pub fn match_sources(root: &Path, patterns: &[String], ignore: &Ignore, what: &s
     let mut out = Vec::new();
     for pat in patterns {
         let clean = clean_relative(pat);
-        let wildcard = pattern::has_meta(&clean);
+        let wildcard = has_meta(&clean);
         let found: Vec<PathBuf> = if wildcard {
-            let (prefix, parts) = pattern::split_wildcards(&clean);
+            let (prefix, parts) = split_wildcards(&clean);
             let base = resolve_in(root, Path::new(&prefix), Last::Follow)?;
             if fs::symlink_metadata(&base).is_err() {
                 bail!("{what} source {pat:?}: {prefix:?} not found in the build context{}", outside_hint(pat));
             }
             let base_rel = base.strip_prefix(root).unwrap_or(Path::new("")).to_path_buf();
-            let matches = pattern::glob_below(&base, &parts).with_context(|| format!("{what} source pattern {pat:?}"))?;
+            let matches = glob_below(&base, &parts).with_context(|| format!("{what} source pattern {pat:?}"))?;
             matches.into_iter().map(|m| base_rel.join(m)).collect()
         } else {
             vec![PathBuf::from(&clean)]

@@ -14,7 +14,7 @@ use super::step_key::{Download, StepInputs};
 use super::vars::Vars;
 use super::{base, is_proxy_arg, Build};
 use crate::dockerfile::{CopySource, Heredoc, Instruction, Located};
-use crate::sandbox::seccomp::SeccompPolicy;
+use crate::sandbox::SeccompPolicy;
 use crate::store::ImageState;
 
 /// What gathering a step's inputs fetched, handed to the step so that nothing is
@@ -53,7 +53,7 @@ pub(super) fn gather(s: &StepSite, step: &Located) -> Result<(StepInputs, Fetche
             // The shell expands RUN's text, so its key holds the values it sees
             // instead (proxy args excepted: they never cause a miss).
             // The network it resolved to, not the one asked for: see `cache_key`.
-            inputs.network = Some(crate::sandbox::network::cache_key(run_network(s.b.req.network, r, s.b.report)?));
+            inputs.network = Some(crate::sandbox::network_cache_key(run_network(s.b.req.network, r, s.b.report)?));
             inputs.seccomp = seccomp_key(s.b);
             inputs.args = arg_values(s, false);
             &r.heredocs

@@ -39,7 +39,7 @@ pub struct StepInputs {
     pub heredocs: Vec<(String, bool, String)>,
     /// `K=V` lines of the ARG values the step sees (RUN's shell, expanded heredocs).
     pub args: String,
-    /// RUN: the kind of network it resolved to (`sandbox::network::cache_key`).
+    /// RUN: the kind of network it resolved to (`sandbox::network_cache_key`).
     pub network: Option<&'static str>,
     /// RUN under a profile other than Docker's default: the profile's digest.
     pub seccomp: Option<String>,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, Result};
 
 use crate::dockerfile::expand_word;
-use crate::dockerfile::words::Lexer;
+use crate::dockerfile::Lexer;
 
 /// The variables a step sees, borrowed from the stage.
 pub(super) struct Vars<'a> {

@@ -158,13 +158,13 @@ fn helper_get(helper: &str, registry: &str) -> Result<Credentials> {
     Ok(Credentials { user: field("Username"), password: field("Secret") })
 }
 
-/// Records `creds` for `registry` in [`login_file`] (0600, temp file then rename).
+/// Records `creds` for `registry` in `login_file` (0600, temp file then rename).
 pub fn save(registry: &str, creds: &Credentials) -> Result<PathBuf> {
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", creds.user, creds.password));
     update(registry, Some(encoded))
 }
 
-/// Forgets `registry` in [`login_file`]; true when there was something to forget.
+/// Forgets `registry` in `login_file`; true when there was something to forget.
 pub fn forget(registry: &str) -> Result<bool> {
     let file =
         login_file().ok_or_else(|| RegistryError::Protocol { what: "logout".into(), reason: "no HOME or XDG_RUNTIME_DIR".into() })?;

@@ -13,17 +13,28 @@
 //!
 //! Layering: uses `oci` only.
 
-pub mod auth;
-pub mod client;
-pub mod progress;
-pub mod retry;
-pub mod shortnames;
-pub mod sources;
-pub mod timeout;
-pub mod tls;
-pub mod transfer;
+mod auth;
+mod client;
+mod progress;
+mod retry;
+mod shortnames;
+mod sources;
+mod timeout;
+mod tls;
+mod transfer;
 
 use std::path::PathBuf;
+
+pub use auth::{forget as forget_credentials, lookup as lookup_credentials, save as save_credentials, Credentials};
+#[doc(hidden)]
+pub use auth::{stored_in as stored_credentials_in, Stored as StoredCredentials};
+pub use client::Client;
+pub use progress::{BlobProgress, Progress};
+pub use shortnames::{is_short as is_short_name, ShortNames};
+pub use sources::BlobSources;
+pub use timeout::{agent_config as http_agent_config, set_idle as set_idle_timeout, Stalled};
+pub use tls::TlsOptions;
+pub use transfer::{pull, pull_first, pull_into_store, push, push_known, PushReport};
 
 /// Everything that can go wrong talking to a registry; each names the registry,
 /// repository or blob involved.
@@ -37,7 +48,7 @@ pub enum RegistryError {
         #[source]
         source: Box<ureq::Error>,
     },
-    /// The server stopped answering for `what` (see [`timeout`]).
+    /// The server stopped answering for `what` (see `timeout`).
     #[error("{registry}: {what}")]
     TimedOut {
         registry: String,
@@ -111,7 +122,7 @@ pub fn describe(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// A client for `registry` with the credentials stored for it (see [`auth`]).
+/// A client for `registry` with the credentials stored for it (see [`lookup_credentials`]).
 pub fn connect(registry: &str, tls: &tls::TlsOptions) -> Result<client::Client> {
     client::Client::new(registry, tls, auth::lookup(registry)?)
 }

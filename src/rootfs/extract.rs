@@ -30,7 +30,8 @@ pub enum Compression {
 }
 
 /// Detects the compression of `file`; `None` when it is not an archive at all.
-pub fn detect(file: &Path) -> io::Result<Option<Compression>> {
+#[cfg(test)]
+fn detect(file: &Path) -> io::Result<Option<Compression>> {
     detect_file(&mut File::open(file)?)
 }
 
@@ -62,7 +63,8 @@ pub fn detect_file(f: &mut File) -> io::Result<Option<Compression>> {
 }
 
 /// Opens `file` as a decompressed tar stream.
-pub fn open_archive(file: &Path, compression: Compression) -> io::Result<Box<dyn Read>> {
+#[cfg(test)]
+fn open_archive(file: &Path, compression: Compression) -> io::Result<Box<dyn Read>> {
     open_archive_file(File::open(file)?, compression)
 }
 

@@ -6,18 +6,28 @@
 //! a base is unpacked once, and a step's upper dir is renamed into place instead of
 //! being re-extracted from the tar just written.
 
-pub mod diff;
-pub mod extract;
-pub mod layers;
-pub mod lower;
-pub mod normalise;
-pub mod resolve;
-pub mod unpack;
-pub mod vfs;
+mod diff;
+mod extract;
+mod layers;
+mod lower;
+mod normalise;
+mod resolve;
+mod unpack;
+mod vfs;
 
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+
+pub use diff::{write_diff, DiffOptions};
+pub use extract::{detect_file as detect_compression, extract as extract_archive, open_archive_file, Compression};
+pub use layers::LayerDirs;
+pub use normalise::normalise_upper;
+pub use resolve::{file_type, open_file_below, resolve_in, DirFd, Entry, Last};
+#[cfg(test)]
+pub(crate) use resolve::{BEFORE_OPEN, HOOK_LOCK};
+pub use unpack::{unpack, UnpackOptions};
+pub use vfs::{copy_data, diff_trees, flatten, forget_dir_inodes};
 
 /// Prefix of an OCI whiteout entry. These two are the layer tar's names; what
 /// overlay drivers write on disk instead is named in `overlay_marks`.

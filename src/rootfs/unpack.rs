@@ -9,7 +9,7 @@
 //! outside its directory.
 
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
@@ -392,17 +392,6 @@ fn set_mtime(path: &Path, mtime: u64) -> Result<(), RootfsError> {
     let t = TimeSpec::new(mtime as i64, 0);
     nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
         .map_err(|e| RootfsError::io(path, e.into()))
-}
-
-/// Opens a layer blob and unpacks it, decompressing gzip when the media type says so.
-pub fn unpack_file(blob: &Path, gzip: bool, dest: &Path, opts: &UnpackOptions) -> Result<(), RootfsError> {
-    let file = File::open(blob).map_err(|e| RootfsError::io(blob, e))?;
-    let reader = io::BufReader::with_capacity(1 << 20, file);
-    if gzip {
-        unpack(flate2::read::MultiGzDecoder::new(reader), dest, opts)
-    } else {
-        unpack(reader, dest, opts)
-    }
 }
 
 #[cfg(test)]

@@ -14,19 +14,19 @@
 //! `title` (pid 1's neutral name), `outcome` (the file the helper reports through),
 //! `network` (the private network and its helper, pasta or slirp4netns).
 
-pub mod child;
-pub mod chown_notify;
+mod child;
+mod chown_notify;
 mod fds;
 mod forward;
-pub mod mounts;
-pub mod network;
+mod mounts;
+mod network;
 mod outcome;
-pub mod overlay;
-pub mod seccomp;
+mod overlay;
+mod seccomp;
 mod stdio;
 mod title;
 mod tty;
-pub mod userns;
+mod userns;
 
 use std::fs;
 use std::io::{self, Write};
@@ -35,6 +35,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
+
+pub use child::{resolve_user_in, DEFAULT_CAPS, DEFAULT_PATH};
+pub use network::{cache_key as network_cache_key, resolve as resolve_network, PortMapping};
+pub use overlay::{mount_overlay, probe as probe_driver};
+pub use seccomp::{Profile as SeccompProfile, SeccompPolicy};
+pub use userns::{enter as enter_user_namespace, which, IdExtent, IdMapping, Privilege};
 
 /// Name of the hidden subcommand that runs [`helper_main`].
 pub const HELPER_COMMAND: &str = "__sandbox";
@@ -150,7 +156,7 @@ impl Network {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Via {
     /// The implicit default (no `--network`): as `Auto`, but where neither helper is
-    /// usable the host's network, with a warning ([`network::resolve`] decides).
+    /// usable the host's network, with a warning ([`resolve_network`] decides).
     Default,
     /// pasta when installed, else slirp4netns (`--network private`): one must be
     /// usable, as podman requires.
@@ -295,7 +301,7 @@ impl Outcome {
 }
 
 /// Runs `spec` in a new sandbox and returns how the command ended. The caller must
-/// already be root in strata's namespace (see [`userns::enter`]). With a `prefix`,
+/// already be root in strata's namespace (see [`enter_user_namespace`]). With a `prefix`,
 /// the command's output lines are relayed live with it in front (build steps);
 /// without, its standard streams are pipes strata relays to and from its own (a pty
 /// with `-t`; never the caller's descriptors, see `stdio`) and it gets the signals

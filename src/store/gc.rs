@@ -53,7 +53,7 @@ impl LocalStore {
         live.blobs.extend(cached.blobs);
         live.diff_ids.extend(cached.diff_ids);
         let (blobs, bytes) = self.images.sweep(&live.blobs)?;
-        crate::registry::sources::BlobSources::of(&self.images).retain_present(&self.images);
+        crate::registry::BlobSources::of(&self.images).retain_present(&self.images);
         let layer_dirs = self.remove_layer_dirs(&live.diff_ids);
         let leftovers = remove_leftovers(&self.root);
         Ok(PruneReport { dangling, blobs, bytes, layer_dirs, leftovers, cache: all })

@@ -29,7 +29,7 @@ impl ImageState {
     pub fn scratch() -> ImageState {
         let mut config = ImageConfig::for_host();
         config.config = Some(oci::ContainerConfig {
-            env: Some(vec![format!("PATH={}", crate::sandbox::child::DEFAULT_PATH)]),
+            env: Some(vec![format!("PATH={}", crate::sandbox::DEFAULT_PATH)]),
             working_dir: Some("/".into()),
             ..Default::default()
         });

@@ -10,9 +10,7 @@ use anyhow::{Context, Result};
 use super::{ImageState, LayerRef, LocalStore};
 use crate::oci;
 use crate::overlay_marks::OPAQUE_XATTRS;
-use crate::rootfs::diff::{write_diff, DiffOptions};
-use crate::rootfs::normalise::normalise_upper;
-use crate::rootfs::vfs;
+use crate::rootfs::{self, normalise_upper, write_diff, DiffOptions};
 use crate::sandbox::{Driver, OverlaySpec};
 
 /// How new layers are written: one build's or one commit's choice.
@@ -75,7 +73,7 @@ impl LocalStore {
         };
         if spec.driver == Driver::Vfs {
             // The copying driver: the step works on a full copy of the stack.
-            vfs::flatten(&spec.lower, &spec.merged, &OPAQUE_XATTRS).context("copying the layers (vfs driver)")?;
+            rootfs::flatten(&spec.lower, &spec.merged, &OPAQUE_XATTRS).context("copying the layers (vfs driver)")?;
         }
         Ok(spec)
     }
@@ -84,15 +82,15 @@ impl LocalStore {
     /// runtime bundle's rootfs), whiteouts applied and owners kept.
     pub fn flatten_image(&self, image: &ImageState, dest: &Path) -> Result<()> {
         let lowers = self.layer_dirs(image)?;
-        vfs::flatten(&lowers, dest, &OPAQUE_XATTRS).with_context(|| format!("copying the image's files to {}", dest.display()))?;
-        Ok(vfs::forget_dir_inodes(dest)?)
+        rootfs::flatten(&lowers, dest, &OPAQUE_XATTRS).with_context(|| format!("copying the image's files to {}", dest.display()))?;
+        Ok(rootfs::forget_dir_inodes(dest)?)
     }
 
     /// After a step wrote into `spec`: with the vfs driver, computes its upper dir by
     /// comparing the copy with the layers; overlay drivers filled it already.
     pub fn settle(&self, spec: &OverlaySpec) -> Result<()> {
         if spec.driver == Driver::Vfs {
-            vfs::diff_trees(&spec.lower, &spec.merged, &spec.upper, &OPAQUE_XATTRS, self.layers.opaque_xattr())
+            rootfs::diff_trees(&spec.lower, &spec.merged, &spec.upper, &OPAQUE_XATTRS, self.layers.opaque_xattr())
                 .context("finding the step's changes (vfs driver)")?;
         }
         Ok(())

@@ -23,9 +23,9 @@ use anyhow::{bail, Context, Result};
 use crate::oci::Store;
 use crate::overlay_marks;
 use crate::report::Reporter;
-use crate::rootfs::layers::LayerDirs;
+use crate::rootfs::LayerDirs;
 use crate::rootfs::Warn;
-use crate::sandbox::userns::Privilege;
+use crate::sandbox::Privilege;
 use crate::sandbox::{Driver, DriverChoice};
 
 pub use cache::{Cache, CachedLayers};
@@ -104,7 +104,7 @@ impl LocalStore {
             Some(d) => (d, DriverChoice::Forced),
             None => {
                 let trial = layers.scratch()?;
-                (crate::sandbox::overlay::probe(trial.path(), privilege.is_namespaced()), DriverChoice::Probed)
+                (crate::sandbox::probe_driver(trial.path(), privilege.is_namespaced()), DriverChoice::Probed)
             }
         };
         Ok(LocalStore { root: root.to_path_buf(), images, layers, privilege, driver, driver_choice, owners })

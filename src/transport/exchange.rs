@@ -30,7 +30,7 @@ pub fn export(
                 oci::ImageName::parse(&path.to_string_lossy()).with_context(|| format!("invalid registry reference {}", path.display()))?;
             let client = registry.connect(name.domain())?;
             let progress = crate::report::transfer_progress(registry.view);
-            crate::registry::transfer::push(store, &client, manifest, &name, progress.as_ref()).map(drop).map_err(anyhow::Error::from)
+            crate::registry::push(store, &client, manifest, &name, progress.as_ref()).map(drop).map_err(anyhow::Error::from)
         }
         Location::OciDir { path, .. } => Ok(oci::export_oci_dir(store, manifest, path, tag)?),
         Location::OciArchive { path, .. } => Ok(oci::export_oci_archive(store, manifest, path, tag)?),

@@ -17,8 +17,8 @@ pub use pull::{find_image, pull, Pulled};
 pub use reference::Location;
 pub use registry::{login, logout, push, registry_name};
 
-use crate::registry::auth::Credentials;
-use crate::registry::tls::TlsOptions;
+use crate::registry::Credentials;
+use crate::registry::TlsOptions;
 use crate::report::TransferView;
 
 /// `--pull`: when a base image comes from its registry rather than the local store.

@@ -9,7 +9,7 @@ use super::exchange::import;
 use super::registry::registry_name;
 use super::{Location, PullPolicy, RegistryOptions};
 use crate::oci::{self, ImageName};
-use crate::registry::{self, shortnames, shortnames::ShortNames};
+use crate::registry::{self, is_short_name, ShortNames};
 use crate::report::{Reporter, TransferView};
 use crate::store::LocalStore;
 
@@ -29,7 +29,7 @@ pub fn find_image(store: &LocalStore, reference: &str, opts: &RegistryOptions) -
         return import(store, &source?);
     }
     // An id (`sha256:...`) only ever names an image of the local store.
-    if shortnames::is_short(reference) && !reference.starts_with("sha256:") {
+    if is_short_name(reference) && !reference.starts_with("sha256:") {
         return find_short(store, reference, opts);
     }
     // A name with a registry in it can come from there; `localhost/...` only ever
@@ -55,7 +55,7 @@ pub fn find_image(store: &LocalStore, reference: &str, opts: &RegistryOptions) -
 /// pulling is what was asked for.
 pub fn pull(images: &oci::Store, reference: &str, opts: &RegistryOptions) -> Result<Pulled> {
     let bare = reference.strip_prefix("docker://").unwrap_or(reference);
-    let manifest = if shortnames::is_short(reference) {
+    let manifest = if is_short_name(reference) {
         let candidates = short_candidates(bare, opts)?;
         pull_candidates(images, bare, &candidates, opts).with_context(|| format!("pulling {bare}"))?
     } else {
@@ -111,7 +111,7 @@ fn short_candidates(short: &str, opts: &RegistryOptions) -> Result<Vec<ImageName
 fn pull_candidates(images: &oci::Store, short: &str, candidates: &[ImageName], opts: &RegistryOptions) -> Result<oci::Descriptor> {
     let progress = crate::report::transfer_progress(opts.view);
     let connect = |registry: &str| opts.connect(registry);
-    let (_, manifest) = registry::transfer::pull_first(images, short, candidates, &connect, progress.as_ref())?;
+    let (_, manifest) = registry::pull_first(images, short, candidates, &connect, progress.as_ref())?;
     Ok(manifest)
 }
 
@@ -120,5 +120,5 @@ fn pull_candidates(images: &oci::Store, short: &str, candidates: &[ImageName], o
 fn pull_name(images: &oci::Store, name: &ImageName, opts: &RegistryOptions, what: &str) -> Result<oci::Descriptor> {
     let client = opts.connect(name.domain())?;
     let progress = crate::report::transfer_progress(opts.view);
-    registry::transfer::pull_into_store(images, &client, name, progress.as_ref()).with_context(|| format!("{what} {name}"))
+    registry::pull_into_store(images, &client, name, progress.as_ref()).with_context(|| format!("{what} {name}"))
 }

@@ -6,11 +6,9 @@ use anyhow::{bail, Context, Result};
 
 use super::RegistryOptions;
 use crate::oci::{self, ImageName};
-use crate::registry::auth::{self, Credentials};
-use crate::registry::client::Client;
-use crate::registry::shortnames;
-use crate::registry::tls::TlsOptions;
-use crate::registry::transfer::{self, PushReport};
+use crate::registry::{
+    forget_credentials, is_short_name, lookup_credentials, save_credentials, Client, Credentials, PushReport, TlsOptions,
+};
 
 impl RegistryOptions {
     /// A client for `registry`: with `creds` when given (for every registry), else
@@ -18,7 +16,7 @@ impl RegistryOptions {
     pub fn connect(&self, registry: &str) -> crate::registry::Result<Client> {
         let creds = match &self.creds {
             Some(c) => Some(c.clone()),
-            None => auth::lookup(registry)?,
+            None => lookup_credentials(registry)?,
         };
         Client::new(registry, &self.tls, creds)
     }
@@ -28,7 +26,7 @@ impl RegistryOptions {
 pub fn registry_name(reference: &str) -> Result<ImageName> {
     // skopeo's docker://NAME is a Docker reference: a name without a registry is
     // Docker Hub's, never a search.
-    if let Some(bare) = reference.strip_prefix("docker://").filter(|b| shortnames::is_short(b)) {
+    if let Some(bare) = reference.strip_prefix("docker://").filter(|b| is_short_name(b)) {
         return ImageName::parse(&format!("docker.io/{bare}")).with_context(|| format!("invalid image reference {reference:?}"));
     }
     let bare = reference.strip_prefix("docker://").unwrap_or(reference);
@@ -46,7 +44,7 @@ pub fn push(images: &oci::Store, source: &str, dest: Option<&str>, opts: &Regist
     let dest = registry_name(dest.unwrap_or(source))?;
     let client = opts.connect(dest.domain())?;
     let progress = crate::report::transfer_progress(opts.view);
-    transfer::push(images, &client, &manifest, &dest, progress.as_ref()).with_context(|| format!("pushing to {dest}"))
+    crate::registry::push(images, &client, &manifest, &dest, progress.as_ref()).with_context(|| format!("pushing to {dest}"))
 }
 
 /// Checks `creds` with `registry` and, when it accepts them, stores them where
@@ -54,13 +52,13 @@ pub fn push(images: &oci::Store, source: &str, dest: Option<&str>, opts: &Regist
 pub fn login(registry: &str, tls: &TlsOptions, creds: Credentials) -> Result<()> {
     let client = Client::new(registry, tls, Some(creds.clone()))?;
     client.ping().with_context(|| format!("logging in to {registry}"))?;
-    auth::save(registry, &creds)?;
+    save_credentials(registry, &creds)?;
     Ok(())
 }
 
 /// Forgets the stored credentials of `registry`; false when there were none.
 pub fn logout(registry: &str) -> Result<bool> {
-    Ok(auth::forget(registry)?)
+    Ok(forget_credentials(registry)?)
 }
 
 #[cfg(test)]

@@ -196,11 +196,6 @@ fn slirp_forward(ready: OwnedFd, api: &Path, publish: &[PortMapping]) -> Result<
 }
 
 impl Running {
-    /// The helper's pid, to watch for an early exit.
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
     /// If the helper already exited, why (its messages); a helper must outlive the
     /// container.
     pub fn failure(&mut self) -> Option<String> {
