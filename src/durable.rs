@@ -4,8 +4,9 @@
 //! disk. Every writer that replaces a file goes through here, so all get the same
 //! durability; best-effort writers (the build cache) ignore the error.
 //!
-//! Temp names are `.NAME.XXXXXX.tmp` beside `NAME` (clean-up of dead writers' temps
-//! matches `*.tmp`). A writer that streams takes a temp from [`temp_beside`], writes
+//! Temp names are `.NAME.XXXXXX.tmp` beside `NAME`; `prune` removes dead writers'
+//! ones where strata's files live (`store::gc`: cache/, layers/, the store root and
+//! each container's dir). A writer that streams takes a temp from [`temp_beside`], writes
 //! it and hands it to [`persist`]; one whose temps follow other rules (the OCI
 //! store's locked `.tmp-PID-*`) makes its own and hands that over instead.
 //!

@@ -110,7 +110,8 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         crate::registry::set_idle_timeout(seconds);
     }
     // Warnings go where the command's progress goes: `build -q` silences both. Other
-    // commands' -q only trims what they print on stdout.
+    // commands' -q trims what they print on stdout (and `pull -q`, whose transfer
+    // view is quiet, the registries.conf warnings of its short-name look-up).
     let report = match &cli.command {
         Command::Build(a) => Reporter::new(a.quiet()),
         _ => Reporter::new(false),

@@ -78,6 +78,9 @@ struct CopyPlan<'a> {
 pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyRequest<'_>, fetched: Fetched) -> Result<Option<LayerRef>> {
     let what = if req.add.is_some() { "ADD" } else { "COPY" };
     let dest = copy_dest(image, vars, req.dest, req.sources.len(), what)?;
+    // --chmod and --chown are checked before any source is looked at.
+    let mode = req.chmod.map(|c| vars.expand(c)).transpose()?.map(|m| Chmod::parse(&m)).transpose()?;
+    let chown = req.chown.map(|c| vars.expand(c)).transpose()?;
     let add = req.add.unwrap_or(AddOptions { checksum: None, unpack: None });
     let sources = gather_sources(b, vars, &req, add, fetched.downloads)?;
     // --from: an earlier stage's or an image's tree, mounted for reading.
@@ -98,8 +101,8 @@ pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyReq
         src_root: from_mount.as_ref().map(|m| m.merged().to_path_buf()).unwrap_or_else(|| b.context.to_path_buf()),
         ignore: if from_mount.is_some() { &no_ignore } else { b.ignore },
         exclude: Ignore::parse(&excluded.join("\n")),
-        chown: req.chown.map(|c| vars.expand(c)).transpose()?,
-        mode: req.chmod.map(|c| vars.expand(c)).transpose()?.map(|m| Chmod::parse(&m)).transpose()?,
+        chown,
+        mode,
         parents: req.parents,
         unpack_local: req.add.is_some() && add.unpack != Some(false),
         unpack_urls: add.unpack == Some(true),

@@ -1,8 +1,8 @@
 //! The build engine: Dockerfile -> plan -> stages -> steps -> a stored, tagged image.
 //!
 //! [`build`] reads the Dockerfile (`dockerfile`), orders the stages (`plan`) and
-//! walks them (`stage`); each step goes through the build cache once (`step`): its
-//! inputs are gathered, its key computed by a pure function (`step_key`), and on a
+//! walks them (`stage`); each step goes through the build cache once
+//! (`StageBuilder::step`): its inputs are gathered (`step_inputs`), its key computed by a pure function (`step_key`), and on a
 //! miss it runs as RUN (`run_step`), COPY/ADD (`copy_step`) or a metadata
 //! instruction (`metadata`). Images come from and go to the store (`store`) and
 //! other locations (`transport`). Tags are written only after the whole build

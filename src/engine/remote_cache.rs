@@ -3,12 +3,12 @@
 //!
 //! As buildah does it: every step's result is an ordinary image in the cache
 //! repository, tagged with the step's cache key (the same key the local cache files
-//! it under, see `cache`). Keys hash content only (instruction text, expanded words,
+//! it under, see `step_key`). Keys hash content only (instruction text, expanded words,
 //! context content, the parent's result), never a path or a store id, so two runners
 //! with the same base and context compute the same keys. A lookup is one manifest
 //! GET, made only when the local cache misses; a hit pulls only the blobs the store
 //! lacks, and is then recorded in the local cache too. The key a hit hands on is recomputed from what was pulled
-//! (`cache::result_key`), never taken from the registry.
+//! (`step_key::result_key`), never taken from the registry.
 //!
 //! Entries are exported after the build succeeded, every step's (hits included, but
 //! not those the same repository answered), so a cache repository always holds a
@@ -21,7 +21,7 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
-use super::step_key::{self as cache, Key};
+use super::step_key::{self, Key};
 use crate::oci::{Digest, ImageName};
 use crate::registry::{self, Client, RegistryError};
 use crate::report::Reporter;
@@ -132,7 +132,7 @@ impl RemoteCache {
             match registry::pull(&store.images, &repo.client, &entry, &quiet) {
                 Ok(manifest) => match store.load_image(&manifest) {
                     Ok(mut state) => {
-                        state.cache_key = cache::result_key(key, &state);
+                        state.cache_key = step_key::result_key(key, &state);
                         self.fetched.lock().expect("remote cache lock").insert((key.to_string(), repo.name.clone()));
                         return Some(state);
                     }

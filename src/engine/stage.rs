@@ -102,6 +102,7 @@ impl<'a> StageBuilder<'a> {
             let parsed = crate::dockerfile::parse(&trigger, "ONBUILD")
                 .with_context(|| format!("{}: base image ONBUILD trigger {trigger:?}", self.at(from)))?;
             for step in &parsed.instructions {
+                check_trigger(&step.instr).with_context(|| format!("{}: base image ONBUILD trigger {trigger:?}", self.at(from)))?;
                 self.b.report.line(&format!("{}--> ONBUILD {}", self.label, step.original));
                 self.step(step, 1, total)
                     .with_context(|| format!("{}step 1/{total} ({}): ONBUILD {}", self.label, self.at(from), step.original))?;
@@ -218,7 +219,8 @@ impl<'a> StageBuilder<'a> {
                 }
             }
         };
-        self.history(step, layer)
+        self.history(step, layer);
+        Ok(())
     }
 
     /// ARG: a build arg's value, else the default (expanded), else the value of
@@ -238,7 +240,7 @@ impl<'a> StageBuilder<'a> {
     }
 
     /// Adds the step's layer, if it made one, and its history entry.
-    fn history(&mut self, step: &Located, layer: Option<LayerRef>) -> Result<()> {
+    fn history(&mut self, step: &Located, layer: Option<LayerRef>) {
         let empty_layer = layer.is_none();
         self.image.layers.extend(layer);
         let created = now(self.b.req.layers.source_date_epoch);
@@ -251,8 +253,20 @@ impl<'a> StageBuilder<'a> {
         };
         self.image.config.history.push(entry);
         self.image.config.set_created(created);
-        Ok(())
     }
+}
+
+/// A trigger is one instruction of a later build; FROM, ONBUILD and MAINTAINER are
+/// refused there, as BuildKit refuses them (a base image is any file, so its
+/// triggers are input like a Dockerfile).
+fn check_trigger(instr: &Instruction) -> Result<()> {
+    let name = match instr {
+        Instruction::From { .. } => "FROM",
+        Instruction::Onbuild { .. } => "ONBUILD",
+        Instruction::Maintainer(_) => "MAINTAINER",
+        _ => return Ok(()),
+    };
+    anyhow::bail!("{name} isn't allowed as an ONBUILD trigger")
 }
 
 /// The build's clock: SOURCE_DATE_EPOCH when set, for reproducible configs.
@@ -266,4 +280,19 @@ pub(super) fn now(source_date_epoch: Option<u64>) -> DateTime<Utc> {
 /// True when two states have the same layers (their configs may differ in times).
 fn same_layers(a: &ImageState, b: &ImageState) -> bool {
     a.layers.len() == b.layers.len() && a.layers.iter().zip(&b.layers).all(|(x, y)| x.diff_id == y.diff_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triggers_that_would_start_or_nest_a_build_are_refused() {
+        let parse = |t: &str| crate::dockerfile::parse(t, "ONBUILD").unwrap().instructions.remove(0).instr;
+        for bad in ["FROM busybox", "ONBUILD RUN true", "MAINTAINER me"] {
+            let err = check_trigger(&parse(bad)).unwrap_err().to_string();
+            assert!(err.contains("isn't allowed as an ONBUILD trigger"), "{bad}: {err}");
+        }
+        assert!(check_trigger(&parse("RUN true")).is_ok());
+    }
 }

@@ -6,7 +6,8 @@
 //! of `oci:` directories, `oci-archive:` and `docker-archive:` tarballs.
 //!
 //! Layering rule: `oci` imports no other strata module but the leaves `durable` and
-//! `platform`. Everything above it (`rootfs`, `registry`, `build`) talks to images
+//! `platform` (and `fault`'s test hooks). Everything above it (`rootfs`, `registry`,
+//! `store`, `transport`, `engine`) talks to images
 //! only through the types re-exported here.
 //!
 //! Durability model: a blob becomes visible only by an atomic rename of a fully written,

@@ -127,27 +127,71 @@ type Leftover = fn(&str) -> bool;
 
 /// Removes what writers that died left behind: `oci/.tmp-*` (index and layout
 /// temps, `.tmp-import-*` dirs; blob temps go with `sweep`), `cache/*.tmp`,
-/// `layers/*.tmp` (the id map's temp) and every scratch dir in `tmp/` but this
-/// process's own. Under the exclusive lock no other strata is writing. Returns how
+/// `layers/*.tmp` (the id map's temp), durable temps at the root (the owner key's)
+/// and in each container's dir (its record's), and every scratch dir in `tmp/` but
+/// this process's own. Under the exclusive lock no other strata is writing. Returns how
 /// many entries went.
 fn remove_leftovers(root: &Path) -> usize {
     let own = format!("step-{}-", std::process::id());
+    let durable_temp: Leftover = |n| n.starts_with('.') && n.ends_with(".tmp");
+    let dirs: [(&str, Leftover); 5] = [
+        ("oci", |n| n.starts_with(".tmp-")),
+        ("cache", |n| n.ends_with(".tmp")),
+        ("layers", |n| n.ends_with(".tmp")),
+        ("tmp", |_| true),
+        // The owner key's temp (`durable`'s `.NAME.XXXXXX.tmp`) at the root.
+        ("", durable_temp),
+    ];
     let mut removed = 0;
-    let dirs: [(&str, Leftover); 4] =
-        [("oci", |n| n.starts_with(".tmp-")), ("cache", |n| n.ends_with(".tmp")), ("layers", |n| n.ends_with(".tmp")), ("tmp", |_| true)];
     for (dir, garbage) in dirs {
-        let Ok(entries) = fs::read_dir(root.join(dir)) else { continue };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !garbage(&name) || name.starts_with(&own) {
-                continue;
-            }
-            let gone = match e.file_type() {
-                Ok(t) if t.is_dir() => fs::remove_dir_all(e.path()).is_ok(),
-                _ => fs::remove_file(e.path()).is_ok(),
-            };
-            removed += usize::from(gone);
+        removed += remove_matching(&root.join(dir), garbage, &own);
+    }
+    // Each container's record is replaced through a temp beside it.
+    if let Ok(entries) = fs::read_dir(root.join("containers")) {
+        for e in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+            removed += remove_matching(&e.path(), durable_temp, &own);
         }
     }
     removed
+}
+
+/// Removes the entries of `dir` that `garbage` names, but this process's own.
+fn remove_matching(dir: &Path, garbage: Leftover, own: &str) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !garbage(&name) || name.starts_with(own) {
+            continue;
+        }
+        let gone = match e.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(e.path()).is_ok(),
+            _ => fs::remove_file(e.path()).is_ok(),
+        };
+        removed += usize::from(gone);
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_writers_durable_temps_go_and_real_files_stay() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let record_dir = root.join("containers/0123abcd");
+        fs::create_dir_all(&record_dir).unwrap();
+        fs::create_dir_all(root.join("cache")).unwrap();
+        let leftovers =
+            [root.join(".owner.key.AbC123.tmp"), record_dir.join(".container.json.XyZ789.tmp"), root.join("cache/.k.json.Q1w2E3.tmp")];
+        let kept = [root.join("owner.key"), record_dir.join("container.json"), root.join("cache/k.json")];
+        for f in leftovers.iter().chain(&kept) {
+            fs::write(f, b"x").unwrap();
+        }
+        assert_eq!(remove_leftovers(root), leftovers.len());
+        assert!(leftovers.iter().all(|f| !f.exists()));
+        assert!(kept.iter().all(|f| f.exists()));
+    }
 }
