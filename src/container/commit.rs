@@ -1,12 +1,10 @@
 //! `strata commit`: a container's writable layer as a new image, with `--change`
 //! instructions applied to its config.
 
-use std::collections::HashMap;
-
 use anyhow::{bail, Context, Result};
 
 use crate::dockerfile::{expand_word, Instruction, Located};
-use crate::engine::{apply_metadata, MetadataScope};
+use crate::engine::{apply_metadata, config_env, MetadataScope};
 use crate::oci;
 use crate::store::{ContainerRecord, Containers, ImageState, LayerFormat, LocalStore};
 
@@ -107,13 +105,7 @@ pub fn apply_changes(config: &mut oci::ImageConfig, changes: &[String]) -> Resul
     let parsed = changes.iter().map(|c| parse_change(c)).collect::<Result<Vec<_>>>()?;
     let mut scope = MetadataScope::default();
     for (change, (step, escape)) in changes.iter().zip(&parsed) {
-        let env: HashMap<String, String> = config
-            .config
-            .iter()
-            .flat_map(|c| c.env.iter().flatten())
-            .filter_map(|e| e.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env = config_env(config);
         let expand = |w: &str| expand_word(w, &env, *escape).map_err(anyhow::Error::from);
         apply_metadata(config, &step.instr, &mut scope, &expand).with_context(|| format!("--change {change:?}"))?;
     }

@@ -18,7 +18,7 @@ use super::step_inputs::Fetched;
 use super::vars::Vars;
 use super::Build;
 use crate::dockerfile::Ignore;
-use crate::dockerfile::{CopySource, Heredoc};
+use crate::dockerfile::{AddArgs, CopyArgs, CopySource, Heredoc};
 use crate::oci::TempDir;
 use crate::rootfs::{self, resolve_in, DirFd, Entry, Last};
 use crate::sandbox::mount_overlay;
@@ -43,6 +43,19 @@ pub struct CopyRequest<'a> {
     pub add: Option<AddOptions<'a>>,
     pub exclude: &'a [String],
     pub parents: bool,
+}
+
+impl<'a> CopyRequest<'a> {
+    pub fn copy(c: &'a CopyArgs) -> CopyRequest<'a> {
+        let (chown, chmod) = (c.chown.as_deref(), c.chmod.as_deref());
+        CopyRequest { sources: &c.sources, dest: &c.dest, chown, chmod, add: None, exclude: &c.exclude, parents: c.parents }
+    }
+
+    pub fn add(a: &'a AddArgs) -> CopyRequest<'a> {
+        let (chown, chmod) = (a.chown.as_deref(), a.chmod.as_deref());
+        let add = Some(AddOptions { checksum: a.checksum.as_deref(), unpack: a.unpack });
+        CopyRequest { sources: &a.sources, dest: &a.dest, chown, chmod, add, exclude: &a.exclude, parents: false }
+    }
 }
 
 /// Where a COPY's or ADD's sources wait: context (or `--from`) paths still to be

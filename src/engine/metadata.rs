@@ -9,7 +9,7 @@
 //! store or the filesystem: WORKDIR's directory is created by the engine, which
 //! gets the cleaned path back in [`Applied::Workdir`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{anyhow, bail, Result};
 
@@ -165,6 +165,18 @@ fn healthcheck(h: &Healthcheck) -> oci::Healthcheck {
 }
 
 /// The shell of shell-form commands: the config's SHELL, else `/bin/sh -c`.
+/// The config's Env as a map, for expanding `commit --change` words (a build
+/// expands with the stage's ARGs too, see `vars`).
+pub fn config_env(config: &ImageConfig) -> HashMap<String, String> {
+    config
+        .config
+        .iter()
+        .flat_map(|c| c.env.iter().flatten())
+        .filter_map(|e| e.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 pub(super) fn shell(config: &ContainerConfig) -> Vec<String> {
     config.shell.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
 }

@@ -1,7 +1,5 @@
 //! Tests for the metadata instructions: each rule on a bare config, no store.
 
-use std::collections::HashMap;
-
 use super::*;
 use crate::dockerfile::{expand_word, parse};
 
@@ -11,13 +9,7 @@ fn apply_text(config: &mut ImageConfig, scope: &mut MetadataScope, text: &str) -
     let df = parse(text, "test").expect("the test Dockerfile parses");
     let mut applied = Vec::new();
     for step in &df.instructions {
-        let env: HashMap<String, String> = config
-            .config
-            .iter()
-            .flat_map(|c| c.env.iter().flatten())
-            .filter_map(|e| e.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env = config_env(config);
         let expand = |w: &str| expand_word(w, &env, '\\').map_err(|e| anyhow!("{e}"));
         applied.push(apply_metadata(config, &step.instr, scope, &expand)?);
     }

@@ -26,7 +26,7 @@ mod step_inputs;
 mod step_key;
 mod vars;
 
-pub use metadata::{apply_metadata, env_set, join_workdir, normalize_port, Applied, MetadataScope};
+pub use metadata::{apply_metadata, config_env, env_set, join_workdir, normalize_port, Applied, MetadataScope};
 pub use step_key::{base_key, key_of, result_key, Key};
 
 use std::collections::{BTreeMap, HashMap};

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, Utc};
 
-use super::copy_step::{copy_step, AddOptions, CopyRequest};
+use super::copy_step::{copy_step, CopyRequest};
 use super::layer::workdir_step;
 use super::metadata::{apply_metadata, Applied, MetadataScope};
 use super::run_step::run_step;
@@ -183,30 +183,8 @@ impl<'a> StageBuilder<'a> {
                 let prefix = (!self.b.report.is_quiet()).then(|| format!("{}{n}/{total} | ", self.label));
                 run_step(self.b, &self.image, &self.vars(), run, prefix)?
             }
-            Instruction::Copy(c) => {
-                let req = CopyRequest {
-                    sources: &c.sources,
-                    dest: &c.dest,
-                    chown: c.chown.as_deref(),
-                    chmod: c.chmod.as_deref(),
-                    add: None,
-                    exclude: &c.exclude,
-                    parents: c.parents,
-                };
-                copy_step(self.b, &self.image, &self.vars(), req, fetched)?
-            }
-            Instruction::Add(a) => {
-                let req = CopyRequest {
-                    sources: &a.sources,
-                    dest: &a.dest,
-                    chown: a.chown.as_deref(),
-                    chmod: a.chmod.as_deref(),
-                    add: Some(AddOptions { checksum: a.checksum.as_deref(), unpack: a.unpack }),
-                    exclude: &a.exclude,
-                    parents: false,
-                };
-                copy_step(self.b, &self.image, &self.vars(), req, fetched)?
-            }
+            Instruction::Copy(c) => copy_step(self.b, &self.image, &self.vars(), CopyRequest::copy(c), fetched)?,
+            Instruction::Add(a) => copy_step(self.b, &self.image, &self.vars(), CopyRequest::add(a), fetched)?,
             instr => {
                 // The config changes under the instruction: words expand with a copy
                 // of its Env from before it.
