@@ -13,14 +13,14 @@ const CRATE: &[(&str, &str)] = &[
     ),
     ("src/a/x.rs", "use super::Error;\npub struct Thing;\n#[cfg(test)]\n#[path = \"x_tests.rs\"]\nmod tests;\n"),
     ("src/a/x_tests.rs", "use super::*;\nfn t() {\n    let _ = Thing;\n    crate::b::go();\n}\n"),
-    ("src/a/y.rs", "pub fn helper() -> super::Error { todo!() }\npub fn globbed() {}\n"),
+    ("src/a/y.rs", "pub fn helper() -> super::Error { loop {} }\npub fn globbed() {}\n"),
     (
         "src/b.rs",
         "mod inner;\nuse std::fs;\npub fn go() {\n    let _ = \"crate::c::Nope\";\n    crate::a::Thing::new();\n    \
          crate::a::globbed();\n    fs::read(\"x\");\n}\nmod tests {\n    use super::*;\n    fn t() {\n        go();\n        \
          super::inner::f();\n        fs::write(\"y\", \"\");\n    }\n}\n",
     ),
-    ("src/b/inner.rs", "pub fn f() -> super::super::a::x::Thing { todo!() }\n"),
+    ("src/b/inner.rs", "pub fn f() -> super::super::a::x::Thing { loop {} }\n"),
     ("src/c.rs", "pub struct Never;\n"),
 ];
 
