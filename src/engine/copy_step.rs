@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use super::chown::resolve_owner;
 use super::copy::{self, Chmod, CopyOptions, CopyOwnership};
 use super::download::{download, is_url, Prefetched};
-use super::layer::fs_step;
+use super::layer::{fs_step, step_overlay};
 use super::metadata::join_workdir;
 use super::source_match;
 use super::step_inputs::Fetched;
@@ -99,11 +99,7 @@ pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyReq
     // --from: an earlier stage's or an image's tree, mounted for reading.
     let from_scratch = fetched.from.as_ref().map(|_| b.store.layers.scratch()).transpose()?;
     let from_mount = match (&fetched.from, &from_scratch) {
-        (Some(img), Some(s)) => {
-            let mut spec = b.store.overlay_for(img, s.path(), false)?;
-            spec.quiet = b.report.is_quiet();
-            Some(mount_overlay(&spec)?)
-        }
+        (Some(img), Some(s)) => Some(mount_overlay(&step_overlay(b, img, s.path(), false)?)?),
         _ => None,
     };
     let no_ignore = Ignore::default();

@@ -9,15 +9,22 @@ use anyhow::{Context, Result};
 use super::chown::resolve_owner;
 use super::Build;
 use crate::rootfs::{resolve_in, Last};
-use crate::sandbox::mount_overlay;
+use crate::sandbox::{mount_overlay, OverlaySpec};
 use crate::store::{ImageState, LayerRef};
+
+/// The overlay of a new step over `image` in `scratch` (with `init/` below it for
+/// RUN), quiet as the build is: the one place a step's overlay is asked for.
+pub(super) fn step_overlay(b: &Build, image: &ImageState, scratch: &Path, with_init: bool) -> Result<OverlaySpec> {
+    let mut spec = b.store.overlay_for(image, scratch, with_init)?;
+    spec.quiet = b.report.is_quiet();
+    Ok(spec)
+}
 
 /// Runs `write` against the mounted tree of a new step over `image`; returns the
 /// layer it produced, if any.
 pub(super) fn fs_step(b: &Build, image: &ImageState, write: impl FnOnce(&Path) -> Result<()>) -> Result<Option<LayerRef>> {
     let scratch = b.store.layers.scratch()?;
-    let mut spec = b.store.overlay_for(image, scratch.path(), false)?;
-    spec.quiet = b.report.is_quiet();
+    let spec = step_overlay(b, image, scratch.path(), false)?;
     {
         let mount = mount_overlay(&spec)?;
         write(mount.merged())?;

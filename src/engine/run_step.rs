@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 
+use super::layer::step_overlay;
 use super::metadata::{command_argv, shell};
 use super::vars::{env_get, Vars};
 use super::{is_proxy_arg, Build};
@@ -14,9 +15,17 @@ use crate::report::Reporter;
 use crate::sandbox::{self, Network, RunSpec, Stdin};
 use crate::store::{ImageState, LayerRef};
 
-/// Runs one RUN over `image`; returns the layer it produced, if any. `prefix` goes
-/// before each line of its output (None with `-q`).
-pub(super) fn run_step(b: &Build, image: &ImageState, vars: &Vars, run: &RunArgs, prefix: Option<String>) -> Result<Option<LayerRef>> {
+/// Runs one RUN over `image` on `network` (resolved once, when its key was
+/// gathered); returns the layer it produced, if any. `prefix` goes before each line
+/// of its output (None with `-q`).
+pub(super) fn run_step(
+    b: &Build,
+    image: &ImageState,
+    vars: &Vars,
+    run: &RunArgs,
+    network: Network,
+    prefix: Option<String>,
+) -> Result<Option<LayerRef>> {
     if !run.mounts.is_empty() {
         bail!("RUN --mount is not supported yet");
     }
@@ -31,8 +40,7 @@ pub(super) fn run_step(b: &Build, image: &ImageState, vars: &Vars, run: &RunArgs
     let cfg = image.config.config.clone().unwrap_or_default();
     let (argv, pipes) = run_argv(&cfg, &run.command, &run.heredocs);
     let scratch = b.store.layers.scratch()?;
-    let mut rootfs = b.store.overlay_for(image, scratch.path(), true)?;
-    rootfs.quiet = b.report.is_quiet();
+    let rootfs = step_overlay(b, image, scratch.path(), true)?;
     let spec = RunSpec {
         rootfs: rootfs.clone(),
         argv: argv.clone(),
@@ -42,7 +50,7 @@ pub(super) fn run_step(b: &Build, image: &ImageState, vars: &Vars, run: &RunArgs
         hostname: "strata-build".into(),
         stdin: Stdin::Null,
         pipes,
-        network: run_network(b.req.network, run, b.report)?,
+        network,
         fake_chown: b.store.single_id(),
         owner_key: b.store.owners.key().cloned(),
         binds: Vec::new(),

@@ -181,7 +181,8 @@ impl<'a> StageBuilder<'a> {
             }
             Instruction::Run(run) => {
                 let prefix = (!self.b.report.is_quiet()).then(|| format!("{}{n}/{total} | ", self.label));
-                run_step(self.b, &self.image, &self.vars(), run, prefix)?
+                let network = fetched.network.expect("gather resolves a RUN's network");
+                run_step(self.b, &self.image, &self.vars(), run, network, prefix)?
             }
             Instruction::Copy(c) => copy_step(self.b, &self.image, &self.vars(), CopyRequest::copy(c), fetched)?,
             Instruction::Add(a) => copy_step(self.b, &self.image, &self.vars(), CopyRequest::add(a), fetched)?,

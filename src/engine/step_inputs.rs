@@ -14,7 +14,7 @@ use super::step_key::{Download, StepInputs};
 use super::vars::Vars;
 use super::{base, is_proxy_arg, Build};
 use crate::dockerfile::{CopySource, Heredoc, Instruction, Located};
-use crate::sandbox::SeccompPolicy;
+use crate::sandbox::{Network, SeccompPolicy};
 use crate::store::ImageState;
 
 /// What gathering a step's inputs fetched, handed to the step so that nothing is
@@ -25,6 +25,8 @@ pub(super) struct Fetched {
     pub downloads: HashMap<String, Prefetched>,
     /// COPY `--from`: the stage's or image's state.
     pub from: Option<ImageState>,
+    /// RUN: the network it resolved to (the key holds its kind).
+    pub network: Option<Network>,
 }
 
 /// Where a step stands: the build, the stage's state and variables, and the
@@ -53,7 +55,9 @@ pub(super) fn gather(s: &StepSite, step: &Located) -> Result<(StepInputs, Fetche
             // The shell expands RUN's text, so its key holds the values it sees
             // instead (proxy args excepted: they never cause a miss).
             // The network it resolved to, not the one asked for: see `cache_key`.
-            inputs.network = Some(crate::sandbox::network_cache_key(run_network(s.b.req.network, r, s.b.report)?));
+            let network = run_network(s.b.req.network, r, s.b.report)?;
+            inputs.network = Some(crate::sandbox::network_cache_key(network));
+            fetched.network = Some(network);
             inputs.seccomp = seccomp_key(s.b);
             inputs.args = arg_values(s, false);
             &r.heredocs
