@@ -28,6 +28,7 @@ packages=(
     docker-registry # tests: a real registry on 127.0.0.1 for pull, push and login
     apache2-utils   # tests: htpasswd for the registry's basic auth
     openssl         # tests: a CA and a server certificate for the TLS registry
+    openssh-client  # tests: ssh-agent, ssh-add and ssh-keygen for RUN --mount=type=ssh
     gcc libc6-dev   # tests: static probes compiled with cc -static at test time
     g++             # scripts/fuzz.sh: libfuzzer-sys compiles libFuzzer (C++)
 )

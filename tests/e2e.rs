@@ -47,6 +47,14 @@ mod language_copy;
 mod language_stages;
 #[path = "e2e/layout.rs"]
 mod layout;
+#[path = "e2e/mounts.rs"]
+mod mounts;
+#[path = "e2e/mounts_guards.rs"]
+mod mounts_guards;
+#[path = "e2e/mounts_secrets.rs"]
+mod mounts_secrets;
+#[path = "e2e/mounts_workload.rs"]
+mod mounts_workload;
 #[path = "e2e/network.rs"]
 mod network;
 #[path = "e2e/owners.rs"]

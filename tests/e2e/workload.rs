@@ -28,7 +28,7 @@ fn cache_dir() -> PathBuf {
 /// The cached minbase tarball, made with debootstrap in strata's user namespace when
 /// missing. `container=lxc` makes debootstrap bind-mount /dev nodes instead of
 /// mknod, which a user namespace refuses.
-fn minbase_tarball() -> PathBuf {
+pub(crate) fn minbase_tarball() -> PathBuf {
     let cache = cache_dir();
     fs::create_dir_all(&cache).expect("create the cache dir");
     let tarball = cache.join(format!("debian-{SUITE}-minbase.tar"));
@@ -56,7 +56,7 @@ fn minbase_tarball() -> PathBuf {
     tarball
 }
 
-fn link_or_copy(src: &Path, dest: &Path) {
+pub(crate) fn link_or_copy(src: &Path, dest: &Path) {
     if fs::hard_link(src, dest).is_err() {
         fs::copy(src, dest).expect("copy the tarball into the context");
     }
