@@ -16,7 +16,7 @@ use nix::sys::stat::SFlag;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use super::LocalStore;
-use crate::overlay_marks::OPAQUE_XATTRS;
+use crate::overlay_marks::{FUSE_OPAQUE_FILE, OPAQUE_XATTRS};
 use crate::rootfs::{file_type, DirFd, Entry, LowerView};
 use crate::sandbox::OverlaySpec;
 
@@ -59,7 +59,16 @@ fn remove_empty(upper: &Path, path: &Path) {
         }
     };
     let flag = match dir.open_entry(name) {
-        Ok(Entry::Dir(..)) => UnlinkatFlags::RemoveDir,
+        Ok(Entry::Dir(stub, _)) => {
+            // fuse-overlayfs marks a directory it creates opaque with these entries;
+            // the stub was a mount point, so nothing else of the RUN's is in it.
+            for marker in [FUSE_OPAQUE_FILE, ".wh..wh..opq"] {
+                if let Ok(Entry::File(..) | Entry::Other(_)) = stub.open_entry(std::ffi::OsStr::new(marker)) {
+                    let _ = unlinkat(stub.fd(), marker, UnlinkatFlags::NoRemoveDir);
+                }
+            }
+            UnlinkatFlags::RemoveDir
+        }
         Ok(Entry::File(_, st)) if file_type(&st) == SFlag::S_IFREG && st.st_size == 0 => UnlinkatFlags::NoRemoveDir,
         _ => return,
     };
