@@ -85,6 +85,14 @@ pub struct BuildArgs {
     /// (always on).
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
+    /// A secret for `RUN --mount=type=secret`: `id=NAME,src=FILE` or
+    /// `id=NAME,env=VAR` (`type=file|env` also taken); never stored in the image.
+    #[arg(long, value_name = "id=ID,src=FILE|env=VAR")]
+    pub secret: Vec<String>,
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` ($SSH_AUTH_SOCK), or
+    /// `ID=SOCKET|KEY[,KEY...]`.
+    #[arg(long, value_name = "default|ID=SOCKET|KEY")]
+    pub ssh: Vec<String>,
     /// Build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -108,6 +116,10 @@ fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
         }
     }
     Ok(out)
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 impl BuildArgs {
@@ -147,6 +159,8 @@ pub fn run(store: &LocalStore, args: BuildArgs, report: &Reporter) -> Result<Exi
             creds: None,
             view,
         },
+        secrets: args.secret.iter().map(|s| engine::parse_secret(s, &env_var)).collect::<Result<_>>()?,
+        ssh: args.ssh.iter().map(|s| engine::parse_ssh(s, &env_var)).collect::<Result<_>>()?,
     };
     let outcome = engine::build(store, &req, report)?;
     println!("{}", outcome.image_id.hex());

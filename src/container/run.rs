@@ -155,6 +155,7 @@ fn run_container(
         tty: req.tty,
         seccomp: req.seccomp.clone(),
         publish,
+        mounts: Vec::new(),
     };
     let outcome = sandbox::run(&spec, dir, None)?;
     if let sandbox::Outcome::SetupFailed(msg) = &outcome {

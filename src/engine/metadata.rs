@@ -214,7 +214,7 @@ pub fn join_workdir(current: &str, path: &str) -> String {
 }
 
 /// Lexically cleans an absolute path (`/a/./b/../c` -> `/a/c`).
-fn clean_abs(path: &str) -> String {
+pub(super) fn clean_abs(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for c in path.split('/') {
         match c {

@@ -18,7 +18,9 @@ mod download;
 mod layer;
 mod metadata;
 mod remote_cache;
+mod run_mounts;
 mod run_step;
+mod secrets;
 mod source_digest;
 mod source_match;
 mod stage;
@@ -27,6 +29,7 @@ mod step_key;
 mod vars;
 
 pub use metadata::{apply_metadata, config_env, env_set, join_workdir, normalize_port, Applied, MetadataScope};
+pub use secrets::{parse_secret, parse_ssh, SecretSource};
 pub use step_key::{base_key, key_of, result_key, Key};
 
 use std::collections::{BTreeMap, HashMap};
@@ -72,6 +75,10 @@ pub struct BuildRequest {
     pub layers: LayerFormat,
     /// How FROM pulls and `--output docker://` pushes (`--pull`, `--tls-verify`, progress).
     pub registry: RegistryOptions,
+    /// `--secret`: what `RUN --mount=type=secret` mounts, by id.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh`: agent sockets or key files `RUN --mount=type=ssh` mounts, by id.
+    pub ssh: BTreeMap<String, Vec<PathBuf>>,
 }
 
 /// What every stage of one build shares: the store, the request, and what was read

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Result};
 
 use super::layer::step_overlay;
+use super::run_mounts::{attach, PlannedMount};
 use super::metadata::{command_argv, shell};
 use super::vars::{env_get, Vars};
 use super::{is_proxy_arg, Build};
@@ -15,20 +16,23 @@ use crate::report::Reporter;
 use crate::sandbox::{self, Network, RunSpec, Stdin};
 use crate::store::{ImageState, LayerRef};
 
-/// Runs one RUN over `image` on `network` (resolved once, when its key was
-/// gathered); returns the layer it produced, if any. `prefix` goes before each line
-/// of its output (None with `-q`).
+/// What gathering a RUN's key resolved, handed on so nothing is resolved twice.
+pub(super) struct RunInputs<'a> {
+    pub network: Network,
+    pub mounts: &'a [PlannedMount],
+}
+
+/// Runs one RUN over `image` with what its key's gathering resolved; returns the
+/// layer it produced, if any. `prefix` goes before each line of its output (None
+/// with `-q`).
 pub(super) fn run_step(
     b: &Build,
     image: &ImageState,
     vars: &Vars,
     run: &RunArgs,
-    network: Network,
+    inputs: RunInputs,
     prefix: Option<String>,
 ) -> Result<Option<LayerRef>> {
-    if !run.mounts.is_empty() {
-        bail!("RUN --mount is not supported yet");
-    }
     match run.security.as_deref() {
         None | Some("sandbox") => {}
         Some("insecure") => bail!("RUN --security=insecure is not allowed: strata grants no insecure entitlement"),
@@ -41,25 +45,38 @@ pub(super) fn run_step(
     let (argv, pipes) = run_argv(&cfg, &run.command, &run.heredocs);
     let scratch = b.store.layers.scratch()?;
     let rootfs = step_overlay(b, image, scratch.path(), true)?;
+    // Leases, mounts and agents stay alive until the step is over.
+    let attached = attach(b, inputs.mounts, scratch.path())?;
+    let mut env = run_env(vars, &b.req.build_args);
+    for var in &attached.env {
+        let name = var.split_once('=').map_or(var.as_str(), |(k, _)| k);
+        if !(name == "SSH_AUTH_SOCK" && env_get(&env, name).is_some()) {
+            env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != name);
+            env.push(var.clone());
+        }
+    }
     let spec = RunSpec {
         rootfs: rootfs.clone(),
         argv: argv.clone(),
-        env: run_env(vars, &b.req.build_args),
+        env,
         cwd: cfg.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
         user: cfg.user.clone().unwrap_or_default(),
         hostname: "strata-build".into(),
         stdin: Stdin::Null,
         pipes,
-        network,
+        network: inputs.network,
         fake_chown: b.store.single_id(),
         owner_key: b.store.owners.key().cloned(),
         binds: Vec::new(),
         tty: false,
         seccomp: b.req.seccomp.clone(),
         publish: Vec::new(),
+        mounts: attached.mounts.clone(),
     };
     let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;
+    drop(attached);
     b.store.settle(&rootfs)?;
+    b.store.remove_mount_stubs(&rootfs, scratch.path())?;
     match outcome {
         sandbox::Outcome::Exited(0) => {}
         sandbox::Outcome::Exited(code) => bail!("command `{}` failed with exit status {code}", describe(&argv)),

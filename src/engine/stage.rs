@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use super::copy_step::{copy_step, CopyRequest};
 use super::layer::workdir_step;
 use super::metadata::{apply_metadata, Applied, MetadataScope};
-use super::run_step::run_step;
+use super::run_step::{run_step, RunInputs};
 use super::step_inputs::{gather, Fetched, StepSite};
 use super::vars::Vars;
 use super::{base, step_key, Build};
@@ -182,7 +182,7 @@ impl<'a> StageBuilder<'a> {
             Instruction::Run(run) => {
                 let prefix = (!self.b.report.is_quiet()).then(|| format!("{}{n}/{total} | ", self.label));
                 let network = fetched.network.expect("gather resolves a RUN's network");
-                run_step(self.b, &self.image, &self.vars(), run, network, prefix)?
+                run_step(self.b, &self.image, &self.vars(), run, RunInputs { network, mounts: &fetched.mounts }, prefix)?
             }
             Instruction::Copy(c) => copy_step(self.b, &self.image, &self.vars(), CopyRequest::copy(c), fetched)?,
             Instruction::Add(a) => copy_step(self.b, &self.image, &self.vars(), CopyRequest::add(a), fetched)?,

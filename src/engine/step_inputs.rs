@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use anyhow::{anyhow, Context, Result};
 
 use super::download::{download, is_url, Prefetched};
+use super::run_mounts::{plan_mounts, MountSite, PlannedMount};
 use super::run_step::run_network;
 use super::source_digest::content_digest;
 use super::step_key::{Download, StepInputs};
@@ -27,6 +28,8 @@ pub(super) struct Fetched {
     pub from: Option<ImageState>,
     /// RUN: the network it resolved to (the key holds its kind).
     pub network: Option<Network>,
+    /// RUN: its `--mount`s, parsed and their sources found.
+    pub mounts: Vec<PlannedMount>,
 }
 
 /// Where a step stands: the build, the stage's state and variables, and the
@@ -60,6 +63,9 @@ pub(super) fn gather(s: &StepSite, step: &Located) -> Result<(StepInputs, Fetche
             fetched.network = Some(network);
             inputs.seccomp = seccomp_key(s.b);
             inputs.args = arg_values(s, false);
+            let (mounts, key) = run_mounts(s, &r.mounts)?;
+            inputs.sources = key;
+            fetched.mounts = mounts;
             &r.heredocs
         }
         Instruction::Copy(c) => {
@@ -135,6 +141,22 @@ fn expanded_words(vars: &Vars, instr: &Instruction) -> Result<Vec<String>> {
         _ => Vec::new(),
     };
     raw.into_iter().map(|w| vars.expand(w)).collect()
+}
+
+/// RUN's mounts, planned with this step's variables, WORKDIR and stages.
+fn run_mounts(s: &StepSite, values: &[String]) -> Result<(Vec<PlannedMount>, String)> {
+    if values.is_empty() {
+        return Ok((Vec::new(), String::new()));
+    }
+    let workdir = s.image.config.config.as_ref().and_then(|c| c.working_dir.clone()).unwrap_or_default();
+    let context_digest = |rel: &str| -> Result<String> {
+        let matched = super::source_match::matched_paths(s.b.context, &[rel.to_string()], s.b.ignore, "RUN --mount")?;
+        let digest = content_digest(s.b.context, &matched, s.b.ignore, &s.b.memo);
+        s.b.memo.save();
+        digest
+    };
+    let site = MountSite { vars: &s.vars, workdir: &workdir, resolve_from: &|from| copy_from(s, from), context_digest: &context_digest };
+    plan_mounts(&site, values)
 }
 
 /// COPY `--from`: an earlier stage's result, else an image (by name or

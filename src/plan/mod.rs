@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::dockerfile::{expand_word, Dockerfile, Instruction, Located};
+use crate::dockerfile::{expand_word, mount_from, Dockerfile, Instruction, Located};
 use crate::platform::Platform;
 
 /// Why a plan could not be made; each names the Dockerfile line.
@@ -34,7 +34,7 @@ pub struct Stage {
     pub steps: Vec<Located>,
     /// Index of the earlier stage this one is FROM, if any.
     pub base_stage: Option<usize>,
-    /// Earlier stages its `COPY --from` instructions name, `--from` expanded.
+    /// Earlier stages its `COPY --from` and `RUN --mount=from=` name, `--from` expanded.
     pub copies_from: Vec<usize>,
 }
 
@@ -152,7 +152,7 @@ pub fn plan(df: &Dockerfile, file: &str, build_args: &BTreeMap<String, String>, 
     Ok(BuildPlan { order: needed.into_iter().collect(), ..plan })
 }
 
-/// The earlier stages `stage`'s `COPY --from` instructions name. Each `--from` is
+/// The earlier stages `stage`'s `COPY --from` and `RUN --mount=from=` name. Each `--from` is
 /// expanded as the build will expand it: with the stage's ENV and ARG values at
 /// that point (a build arg wins over an ARG default; a bare `ARG NAME` imports the
 /// meta ARG). The base image's ENV is not known yet; a `--from` that needs it, or
@@ -186,6 +186,12 @@ fn copy_sources(plan: &BuildPlan, stage: &Stage, build_args: &BTreeMap<String, S
             }
             Instruction::Copy(c) => {
                 if let Some(from) = c.from.as_deref().and_then(|f| expand_word(f, &lookup, escape).ok()) {
+                    deps.extend(plan.find_stage(&from, stage.index));
+                }
+            }
+            // A mount's `from` is never expanded (BuildKit refuses variables there).
+            Instruction::Run(r) => {
+                for from in r.mounts.iter().filter_map(|m| mount_from(m)) {
                     deps.extend(plan.find_stage(&from, stage.index));
                 }
             }
@@ -256,6 +262,13 @@ mod tests {
         let p = plan_of(text, Some("b")).unwrap();
         assert_eq!(p.order, vec![0, 2]);
         assert!(matches!(plan_of(text, Some("nope")), Err(PlanError::UnknownTarget { .. })));
+    }
+
+    #[test]
+    fn run_mounts_from_a_stage_make_it_needed() {
+        let text = "FROM busybox AS tools\nRUN true\nFROM busybox AS unused\nFROM busybox\nRUN --mount=type=bind,from=tools,target=/t --mount=type=cache,target=/c true\n";
+        let plan = plan_of(text, None).unwrap();
+        assert_eq!(plan.order, vec![0, 2]);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::sync::Arc;
 pub use diff::{write_diff, DiffOptions};
 pub use extract::{detect_file as detect_compression, extract as extract_archive, open_archive_file, Compression};
 pub use layers::LayerDirs;
+pub use lower::LowerView;
 pub use normalise::normalise_upper;
 pub use resolve::{file_type, open_file_below, resolve_in, DirFd, Entry, Last};
 #[cfg(test)]

@@ -23,7 +23,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, fork, pipe2, pivot_root, sethostname, ForkResult};
 use std::os::fd::AsRawFd;
 
-use super::{chown_notify, mounts, network, overlay, seccomp, Driver, Network, Outcome, RunSpec};
+use super::{chown_notify, mounts, network, overlay, seccomp, step_mounts, Driver, Network, Outcome, RunSpec};
 use std::os::unix::net::UnixStream;
 
 mod user;
@@ -64,7 +64,7 @@ pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>, scratch: &Pat
         Err(e) => Outcome::SetupFailed(format!("fork: {e}")),
         Ok(ForkResult::Child) => {
             drop(err_r);
-            become_pid1(spec, seccomp, err_w, netns.as_ref(), resolv.as_deref())
+            become_pid1(spec, seccomp, err_w, netns.as_ref(), resolv.as_deref(), scratch)
         }
         Ok(ForkResult::Parent { child }) => {
             drop(err_w);
@@ -113,6 +113,7 @@ fn become_pid1(
     err_w: std::os::fd::OwnedFd,
     netns: Option<&std::os::fd::OwnedFd>,
     resolv: Option<&Path>,
+    scratch: &Path,
 ) -> ! {
     // If the helper dies, so does the whole container (pid 1 takes the pid
     // namespace with it).
@@ -120,7 +121,7 @@ fn become_pid1(
     // The helper's argv and environment name strata's binary and the store;
     // the container sees pid 1's in /proc/1.
     super::title::neutralise();
-    let err = match setup_and_exec(spec, seccomp, &err_w, netns, resolv) {
+    let err = match setup_and_exec(spec, seccomp, &err_w, netns, resolv, scratch) {
         Err(msg) => msg,
         Ok(never) => match never {},
     };
@@ -224,13 +225,14 @@ fn setup_and_exec(
     err_w: &std::os::fd::OwnedFd,
     netns: Option<&std::os::fd::OwnedFd>,
     resolv: Option<&Path>,
+    scratch: &Path,
 ) -> Result<Never, String> {
     // Joined before the seal: the namespace's descriptor is one of those it closes.
     if let Some(ns) = netns {
         network::join(ns)?;
     }
     seal_pid1(err_w.as_raw_fd())?;
-    let prepared = setup(spec, resolv)?;
+    let prepared = setup(spec, resolv, scratch)?;
     if netns.is_some() {
         // The mounts above overlapped with the helper's start; the command needs it done.
         network::wait_configured()?;
@@ -359,7 +361,7 @@ fn reap_and_forward(main: nix::unistd::Pid, set: &SigSet, listener: Option<&std:
     }
 }
 
-fn setup(spec: &RunSpec, resolv: Option<&Path>) -> Result<Prepared, String> {
+fn setup(spec: &RunSpec, resolv: Option<&Path>, scratch: &Path) -> Result<Prepared, String> {
     // pid 1 gets a mount namespace of its own: pivot_root re-roots every process of
     // its namespace, and the helper must keep the host's view to write the outcome.
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(mount namespace): {e}"))?;
@@ -379,6 +381,8 @@ fn setup(spec: &RunSpec, resolv: Option<&Path>) -> Result<Prepared, String> {
     // Volume sources are opened now, while the host is still in view; they are bound
     // after pivot_root, so a symlink in a target path resolves inside the container.
     let sources = mounts::open_bind_sources(&spec.binds).map_err(|e| e.to_string())?;
+    let step_sources = step_mounts::open_sources(&spec.mounts).map_err(|e| e.to_string())?;
+    let mut stubs = open_stubs_file(scratch, &spec.mounts)?;
     let _ = sethostname(&spec.hostname);
     chdir(&spec.rootfs.merged).map_err(|e| format!("chdir {}: {e}", spec.rootfs.merged.display()))?;
     // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves
@@ -387,6 +391,9 @@ fn setup(spec: &RunSpec, resolv: Option<&Path>) -> Result<Prepared, String> {
     nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).map_err(|e| format!("detach old root: {e}"))?;
     chdir("/").map_err(|e| format!("chdir /: {e}"))?;
     mounts::bind_volumes(&spec.binds, sources).map_err(|e| e.to_string())?;
+    if let Some(stubs) = stubs.as_mut() {
+        step_mounts::attach(&spec.mounts, step_sources, stubs).map_err(|e| e.to_string())?;
+    }
 
     let user = resolve_user(&spec.user)?;
     let cwd = if spec.cwd.is_empty() { "/".to_string() } else { spec.cwd.clone() };
@@ -433,6 +440,16 @@ fn setup(spec: &RunSpec, resolv: Option<&Path>) -> Result<Prepared, String> {
 /// CAP_SYS_PTRACE, which no container process has. The flag is per process and
 /// reset by exec, so the command's own /proc/self stays usable. It is cheaper than
 /// re-executing from a sealed memfd copy and covers the whole pid 1, not only exe.
+/// The file pid 1 lists created mount targets in (none without mounts): opened
+/// before pivot_root, while the run's scratch dir is still in view.
+fn open_stubs_file(scratch: &Path, mounts: &[step_mounts::StepMount]) -> Result<Option<fs::File>, String> {
+    if mounts.is_empty() {
+        return Ok(None);
+    }
+    let path = scratch.join(step_mounts::STUBS_FILE);
+    fs::File::create(&path).map(Some).map_err(|e| format!("create {}: {e}", path.display()))
+}
+
 fn seal_pid1(keep: std::os::fd::RawFd) -> Result<(), String> {
     let keep = keep as libc::c_uint;
     for (first, last) in [(3, keep.saturating_sub(1)), (keep + 1, libc::c_uint::MAX)] {

@@ -24,6 +24,7 @@ mod outcome;
 mod overlay;
 mod seccomp;
 mod stdio;
+mod step_mounts;
 mod title;
 mod tty;
 mod userns;
@@ -40,6 +41,7 @@ pub use child::{resolve_user_in, DEFAULT_CAPS, DEFAULT_PATH};
 pub use network::{cache_key as network_cache_key, resolve as resolve_network, PortMapping};
 pub use overlay::{mount_overlay, probe as probe_driver};
 pub use seccomp::{Profile as SeccompProfile, SeccompPolicy};
+pub use step_mounts::{created_targets, StepMount};
 pub use userns::{enter as enter_user_namespace, which, IdExtent, IdMapping, Privilege};
 
 /// Name of the hidden subcommand that runs [`helper_main`].
@@ -236,6 +238,10 @@ pub struct RunSpec {
     /// Host ports forwarded into a private network (`run -p`).
     #[serde(default)]
     pub publish: Vec<network::PortMapping>,
+    /// A RUN's `--mount`s, parents first; targets created for them are listed in
+    /// the run's scratch dir (see [`created_targets`]).
+    #[serde(default)]
+    pub mounts: Vec<StepMount>,
 }
 
 /// One `-v SOURCE:TARGET[:ro]`.

@@ -253,21 +253,13 @@ const AT_EMPTY_PATH: libc::c_uint = 0x1000;
 /// Clones each volume source's mount tree (open_tree, detached) while the host is
 /// still in view: after pivot_root only these descriptors reach the host paths.
 pub fn open_bind_sources(binds: &[BindMount]) -> Result<Vec<std::os::fd::OwnedFd>, SandboxError> {
-    use std::os::fd::FromRawFd;
     use std::os::unix::ffi::OsStrExt;
     binds
         .iter()
         .map(|b| {
             let path = std::ffi::CString::new(b.source.as_os_str().as_bytes())
                 .map_err(|_| SandboxError::Setup(format!("volume {} has a NUL byte", b.source.display())))?;
-            let flags = OPEN_TREE_CLONE | AT_RECURSIVE | libc::O_CLOEXEC as libc::c_uint;
-            // SAFETY: open_tree with a valid C string and integer flags; returns a new fd or -1.
-            let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
-            if fd < 0 {
-                return Err(SandboxError::sys(format!("open_tree {}", b.source.display()), nix::errno::Errno::last()));
-            }
-            // SAFETY: fd was just returned by the kernel and is owned by nobody else.
-            Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+            clone_tree(libc::AT_FDCWD, &path, false, &b.source.display().to_string())
         })
         .collect()
 }
@@ -276,7 +268,6 @@ pub fn open_bind_sources(binds: &[BindMount]) -> Result<Vec<std::os::fd::OwnedFd
 /// paths (and any symlinks in them) resolve inside the container. Missing targets are
 /// made, a dir for a dir and an empty file for a file, as docker does.
 pub fn bind_volumes(binds: &[BindMount], sources: Vec<std::os::fd::OwnedFd>) -> Result<(), SandboxError> {
-    use std::os::fd::AsRawFd;
     for (b, tree) in binds.iter().zip(sources) {
         let target = Path::new(&b.target);
         let is_dir = nix::sys::stat::fstat(&tree)
@@ -287,31 +278,55 @@ pub fn bind_volumes(binds: &[BindMount], sources: Vec<std::os::fd::OwnedFd>) -> 
         } else {
             ensure_file(target)?
         }
-        // On the detached clone, before it is attached: the tree is never writable
-        // inside the container, not even for an instant (kernels without
-        // mount_setattr get it read-only right after attaching, below).
-        let mut still_writable = false;
-        if b.read_only {
-            match set_read_only(tree.as_raw_fd(), c"", AT_EMPTY_PATH) {
-                Ok(()) => {}
-                Err(nix::errno::Errno::ENOSYS) => still_writable = true,
-                Err(e) => return Err(SandboxError::sys(format!("make volume {} read-only", b.source.display()), e)),
-            }
-        }
-        let dest = std::ffi::CString::new(b.target.as_bytes())
-            .map_err(|_| SandboxError::Setup(format!("volume target {:?} has a NUL byte", b.target)))?;
-        // SAFETY: move_mount of a detached tree fd onto a path; plain integer and string arguments.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, dest.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
-        };
-        if rc != 0 {
-            return Err(SandboxError::sys(format!("bind {} on {}", b.source.display(), b.target), nix::errno::Errno::last()));
-        }
-        if still_writable {
-            make_tree_read_only(target)?;
-        }
+        attach_tree(tree, &b.target, b.read_only, &format!("volume {}", b.source.display()))?;
     }
     Ok(())
+}
+
+/// Attaches a detached mount tree (from open_tree) on `target`, an existing path
+/// resolved in the caller's root; `what` names the source in errors.
+pub(super) fn attach_tree(tree: std::os::fd::OwnedFd, target: &str, read_only: bool, what: &str) -> Result<(), SandboxError> {
+    use std::os::fd::AsRawFd;
+    // On the detached clone, before it is attached: the tree is never writable
+    // inside the container, not even for an instant (kernels without
+    // mount_setattr get it read-only right after attaching, below).
+    let mut still_writable = false;
+    if read_only {
+        match set_read_only(tree.as_raw_fd(), c"", AT_EMPTY_PATH) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::ENOSYS) => still_writable = true,
+            Err(e) => return Err(SandboxError::sys(format!("make {what} read-only"), e)),
+        }
+    }
+    let dest = std::ffi::CString::new(target.as_bytes()).map_err(|_| SandboxError::Setup(format!("mount target {target:?} has a NUL byte")))?;
+    // SAFETY: move_mount of a detached tree fd onto a path; plain integer and string arguments.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, dest.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
+    };
+    if rc != 0 {
+        return Err(SandboxError::sys(format!("bind {what} on {target}"), nix::errno::Errno::last()));
+    }
+    if still_writable {
+        make_tree_read_only(Path::new(target))?;
+    }
+    Ok(())
+}
+
+/// open_tree(2) of `path` below `dirfd` (`""` with AT_EMPTY_PATH for the
+/// descriptor itself): a detached clone of the mount tree found there.
+pub(super) fn clone_tree(dirfd: libc::c_int, path: &std::ffi::CStr, empty_path: bool, what: &str) -> Result<std::os::fd::OwnedFd, SandboxError> {
+    use std::os::fd::FromRawFd;
+    let mut flags = OPEN_TREE_CLONE | AT_RECURSIVE | libc::O_CLOEXEC as libc::c_uint;
+    if empty_path {
+        flags |= AT_EMPTY_PATH;
+    }
+    // SAFETY: open_tree with a valid C string and integer flags; returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, dirfd, path.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(SandboxError::sys(format!("open_tree {what}"), nix::errno::Errno::last()));
+    }
+    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub struct PruneReport {
     pub leftovers: usize,
     /// Whether the build cache went too.
     pub cache: bool,
+    /// Cache mounts removed (`--all`).
+    pub mounts: usize,
 }
 
 /// What stays: blobs by digest and layer dirs by diff id.
@@ -45,8 +47,10 @@ impl LocalStore {
         let containers = Containers::open(&self.root).list()?;
         let dangling = self.drop_dangling(&containers)?;
         let cache = Cache::existing(&self.root);
+        let mut mounts = 0;
         if all {
             cache.clear();
+            mounts = self.remove_cache_mounts()?.caches;
         }
         let mut live = self.live_images(&containers)?;
         let cached = cache.referenced_layers();
@@ -56,7 +60,7 @@ impl LocalStore {
         crate::registry::BlobSources::of(&self.images).retain_present(&self.images);
         let layer_dirs = self.remove_layer_dirs(&live.diff_ids);
         let leftovers = remove_leftovers(&self.root);
-        Ok(PruneReport { dangling, blobs, bytes, layer_dirs, leftovers, cache: all })
+        Ok(PruneReport { dangling, blobs, bytes, layer_dirs, leftovers, cache: all, mounts })
     }
 
     /// Drops index entries without a name, except images that containers stand on:

@@ -13,6 +13,8 @@ mod containers;
 mod gc;
 mod image;
 mod layer_stack;
+mod mount_cache;
+mod mount_stubs;
 mod removal;
 
 use std::fs;
@@ -33,6 +35,7 @@ pub use containers::{ContainerRecord, ContainerState, Containers};
 pub use gc::PruneReport;
 pub use image::{ImageState, LayerRef};
 pub use layer_stack::LayerFormat;
+pub use mount_cache::{CacheLease, CacheSharing, MountsPruned};
 pub use removal::{remove_image, Removal};
 
 /// The store below one root directory (see ARCHITECTURE.md for its layout).
