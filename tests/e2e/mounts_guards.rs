@@ -112,6 +112,7 @@ fn an_rw_bind_never_writes_into_its_source() {
 /// link is relative to the rootfs, `..` stops at its root), before strata creates the
 /// missing target and mounts on it. Without it `mkdir -p ROOTFS/abs/x` follows the
 /// image's symlink `/abs -> HOSTDIR` to the host's HOSTDIR and the mount lands there.
+/// The image has its own HOSTDIR, so the links resolve to something in the rootfs.
 #[test]
 fn a_mount_target_through_a_symlink_stays_in_the_rootfs() {
     if skip("a_mount_target_through_a_symlink_stays_in_the_rootfs") {
@@ -124,7 +125,7 @@ fn a_mount_target_through_a_symlink_stays_in_the_rootfs() {
         "mounts-guard-link",
         &format!(
             "FROM busybox\n\
-             RUN ln -s {host} /abs && ln -s {UP}{host} /rel && ln -s /etc /etc-link\n\
+             RUN mkdir -p {host} && ln -s {host} /abs && ln -s {UP}{host} /rel && ln -s /etc /etc-link\n\
              RUN --mount=type=tmpfs,target=/abs/x sh -c 'echo t > /abs/x/f && cat /abs/x/f > /abs-saw'\n\
              RUN --mount=type=bind,source=f.txt,target=/rel/y/file --mount=type=tmpfs,target=/etc-link/z \
              sh -c 'cat /rel/y/file > /rel-saw && echo t > /etc-link/z/f'\n\
@@ -140,6 +141,36 @@ fn a_mount_target_through_a_symlink_stays_in_the_rootfs() {
     let listing: Vec<_> = fs::read_dir(&host_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(listing, ["host-file"], "a mount target through a symlink reached the host dir {host}");
     assert!(!Path::new("/etc/z").exists(), "a mount target through /etc-link reached the host's /etc");
+    let left = strata_at(root, &["run", "--rm", "mounts-guard-link", "sh", "-c", &format!("ls -A {host} /etc | grep -x '[xyz]'")], &[]);
+    assert_eq!(left.stdout, "", "the targets strata made (x, y, z) are gone from the image: {}", left.describe());
+}
+
+/// The same guard where the link dangles inside the rootfs (nothing at HOSTDIR in the
+/// image). BuildKit resolves the target in the rootfs and creates it there
+/// (`/abs/x` becomes ROOTFS/HOSTDIR/x); an unguarded `mkdir -p` makes the host's
+/// HOSTDIR/x instead.
+#[test]
+fn a_mount_target_through_a_dangling_symlink_is_made_in_the_rootfs() {
+    if skip("a_mount_target_through_a_dangling_symlink_is_made_in_the_rootfs") {
+        return;
+    }
+    let host_dir = scratch("mounts-guard-dangling-host");
+    fs::write(host_dir.join("host-file"), "host\n").unwrap();
+    let host = path_str(&host_dir);
+    let ctx = Ctx::new(
+        "mounts-guard-dangling",
+        &format!(
+            "FROM busybox\n\
+             RUN ln -s {host} /abs && ln -s {UP}{host} /rel\n\
+             RUN --mount=type=tmpfs,target=/abs/x --mount=type=tmpfs,target=/rel/y \
+             sh -c 'echo t > /abs/x/f && echo t > /rel/y/f && cat /abs/x/f /rel/y/f > /saw'\n"
+        ),
+    );
+    let root = &world().root;
+    build_in(root, &ctx, "mounts-guard-dangling", &[], &[]).ok();
+    assert_eq!(cat_in(root, "mounts-guard-dangling", "/saw"), "t\nt\n");
+    let listing: Vec<_> = fs::read_dir(&host_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(listing, ["host-file"], "a mount target through a dangling symlink reached the host dir {host}");
 }
 
 /// Guard (BuildKit CVE-2024-23652): removing the mount targets strata created, after the

@@ -81,8 +81,8 @@ fn secret_is_readable_in_the_run_and_found_nowhere_afterwards() {
     assert_eq!(cat_in(&root, "secret", "/fromenv"), format!("{len}\n"), "--secret id=..,env=VAR reads the host's VAR");
     assert_eq!(cat_in(&root, "secret", "/synonyms"), format!("{len}\n"), "type=file and source=");
     assert_eq!(cat_in(&root, "secret", "/absent"), "absent\n", "a missing secret that is not required: no mount");
-    let config = crate::language::inspect_full("secret");
-    assert!(!config.to_string().contains("TOK="), "env= secrets never reach the image config: {config}");
+    let config = &strata_at(&root, &["inspect", "secret"], &[]).ok().json()[0]["config"];
+    assert!(!config.to_string().contains("TOK"), "env= secrets never reach the image config: {config}");
     let paths = layer_paths(&root, "secret");
     assert_not_in_layers(&paths, "run");
     assert_not_in_layers(&paths, "both");
@@ -230,7 +230,7 @@ fn ssh_mounts_forward_agents_and_key_files() {
     let deploy_out = cat_in(&world().root, "mounts-ssh", "/deploy");
     assert!(deploy_out.starts_with("/tmp/deploy.sock\n"), "target= sets SSH_AUTH_SOCK: {deploy_out}");
     assert!(deploy_out.contains(&fingerprint(&key_file)), "--ssh ID=KEYFILE serves that key: {deploy_out}");
-    let config = crate::language::inspect_full("mounts-ssh");
+    let config = crate::support::inspect_config("mounts-ssh");
     assert!(!config.to_string().contains("SSH_AUTH_SOCK"), "SSH_AUTH_SOCK is the RUN's only: {config}");
     let paths = layer_paths(&world().root, "mounts-ssh");
     assert_not_in_layers(&paths, "run");
