@@ -216,6 +216,13 @@ fn attach_one(b: &Build, p: &PlannedMount, dir: &Path, out: &mut Attached) -> Re
                 return Ok(());
             };
             let socket = ssh_socket(&p.id, paths, dir)?;
+            if socket.started() {
+                fs::set_permissions(&socket.path, fs::Permissions::from_mode(m.mode.unwrap_or(0o600)))?;
+                let (uid, gid) = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+                if (uid, gid) != (0, 0) {
+                    b.store.owners.set_owner(&socket.path, uid, gid).with_context(|| format!("setting the owner of ssh agent {} to {uid}:{gid}", p.id))?;
+                }
+            }
             let (root, name) = split_path(&socket.path)?;
             out.mounts.push(bind(root, name, false));
             out.env.push(format!("SSH_AUTH_SOCK={}", p.target));
