@@ -198,7 +198,7 @@ fn attach_one(b: &Build, p: &PlannedMount, dir: &Path, out: &mut Attached) -> Re
                     out.mounts.push(bind(mounted.merged().to_path_buf(), rel, m.read_only));
                     out._keep.push(Box::new(mounted));
                 }
-                _ if m.read_only && b.ignore.is_empty() => out.mounts.push(bind(b.context.to_path_buf(), rel, true)),
+                _ if m.read_only && !ignores_below(b.context, b.ignore, &rel) => out.mounts.push(bind(b.context.to_path_buf(), rel, true)),
                 // A copy: writes are thrown away, and ignored files are not there.
                 _ => {
                     let (root, source) = copy_out(b, b.context, b.ignore, &rel, dir)?;
@@ -230,6 +230,19 @@ fn attach_one(b: &Build, p: &PlannedMount, dir: &Path, out: &mut Attached) -> Re
         }
     }
     Ok(())
+}
+
+/// Whether the ignore file leaves out anything at or below `rel` of the context:
+/// only then must a read-only bind be a filtered copy instead of the context itself.
+fn ignores_below(context: &Path, ignore: &Ignore, rel: &str) -> bool {
+    if ignore.is_empty() {
+        return false;
+    }
+    walkdir::WalkDir::new(context.join(rel)).follow_links(false).into_iter().any(|e| match e {
+        Ok(e) => e.path().strip_prefix(context).is_ok_and(|r| ignore.excluded(&r.to_string_lossy())),
+        // Unreadable: copying would fail on it too; say it is left out, so the copy reports it.
+        Err(_) => true,
+    })
 }
 
 fn split_path(p: &Path) -> Result<(PathBuf, String)> {
