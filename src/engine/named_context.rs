@@ -243,7 +243,7 @@ pub(super) fn context_image(b: &Build, name: &str, source: ContextSource) -> Res
         ContextSource::Image(state) => return Ok(*state),
         ContextSource::Dir(dir) => dir,
     };
-    let all = [PathBuf::from(".")];
+    let all = super::source_match::matched_paths(&dir.path, &[".".to_string()], &dir.ignore, "FROM")?;
     let digest = content_digest(&dir.path, &all, &dir.ignore, &b.memo)?;
     b.memo.save();
     let format = format!("{:?}/epoch={:?}", b.req.layers.compression, b.req.layers.source_date_epoch);
