@@ -47,6 +47,8 @@ mod language_copy;
 mod language_stages;
 #[path = "e2e/layout.rs"]
 mod layout;
+#[path = "e2e/named_contexts.rs"]
+mod named_contexts;
 #[path = "e2e/network.rs"]
 mod network;
 #[path = "e2e/owners.rs"]
