@@ -55,6 +55,8 @@ mod mounts_guards;
 mod mounts_secrets;
 #[path = "e2e/mounts_workload.rs"]
 mod mounts_workload;
+#[path = "e2e/named_contexts.rs"]
+mod named_contexts;
 #[path = "e2e/network.rs"]
 mod network;
 #[path = "e2e/owners.rs"]

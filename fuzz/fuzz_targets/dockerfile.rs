@@ -25,8 +25,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(df) = dockerfile::parse(text, "Dockerfile") {
         let _ = df.dump();
         let args = BTreeMap::from([("A".to_string(), "1".to_string())]);
-        let _ = strata::plan::plan(&df, "Dockerfile", &args, None);
-        let _ = strata::plan::plan(&df, "Dockerfile", &args, Some("x"));
+        let _ = strata::plan::plan(&df, "Dockerfile", &args, None, &Default::default());
+        let _ = strata::plan::plan(&df, "Dockerfile", &args, Some("x"), &Default::default());
     }
     for line in text.lines().take(64) {
         for escape in ['\\', '`'] {

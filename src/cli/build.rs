@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::engine::{self, BuildRequest};
+use crate::engine::{self, BuildRequest, NamedContexts};
 use crate::oci::LayerCompression;
 use crate::registry::TlsOptions;
 use crate::report::{Reporter, TransferView};
@@ -93,6 +93,11 @@ pub struct BuildArgs {
     /// `ID=SOCKET|KEY[,KEY...]`.
     #[arg(long, value_name = "default|ID=SOCKET|KEY")]
     pub ssh: Vec<String>,
+    /// A named context for FROM NAME and COPY --from=NAME: NAME=DIR,
+    /// NAME=oci-layout://DIR[:TAG][@DIGEST] or NAME=docker-image://REF; it replaces
+    /// a stage or an image of that name. May be repeated.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// Build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -149,6 +154,7 @@ pub fn run(store: &LocalStore, args: BuildArgs, report: &Reporter) -> Result<Exi
         no_cache_filter: args.no_cache_filter,
         cache_from: args.cache_from,
         cache_to: args.cache_to,
+        contexts: NamedContexts::parse(&args.build_contexts)?,
         layers: LayerFormat {
             compression: LayerCompression::from_name(&args.compression, args.compression_level).expect("clap checked the name"),
             source_date_epoch: args.source_date_epoch.or_else(super::source_date_epoch),

@@ -142,7 +142,14 @@ fn bare_flag(m: &mut RunMount, key: &str, field: &str, ro_given: &mut bool) -> R
     Ok(())
 }
 
-fn keyed_field(m: &mut RunMount, key: &str, value: &str, field: &str, ro_given: &mut bool, sharing_set: &mut bool) -> Result<(), MountError> {
+fn keyed_field(
+    m: &mut RunMount,
+    key: &str,
+    value: &str,
+    field: &str,
+    ro_given: &mut bool,
+    sharing_set: &mut bool,
+) -> Result<(), MountError> {
     let invalid = || MountError(format!("invalid value for {key}: {value}"));
     match key {
         "type" => m.kind = mount_kind(value)?,

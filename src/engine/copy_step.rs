@@ -13,6 +13,7 @@ use super::copy::{self, Chmod, CopyOptions, CopyOwnership};
 use super::download::{download, is_url, Prefetched};
 use super::layer::{fs_step, step_overlay};
 use super::metadata::join_workdir;
+use super::named_context::ContextSource;
 use super::source_match;
 use super::step_inputs::Fetched;
 use super::vars::Vars;
@@ -87,7 +88,7 @@ struct CopyPlan<'a> {
 }
 
 /// Runs a COPY or ADD; returns whether it produced a layer. `fetched` holds
-/// what gathering its key fetched: ADD's downloads, `--from`'s image.
+/// what gathering its key fetched: ADD's downloads, `--from`'s image or directory.
 pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyRequest<'_>, fetched: Fetched) -> Result<Option<LayerRef>> {
     let what = if req.add.is_some() { "ADD" } else { "COPY" };
     let dest = copy_dest(image, vars, req.dest, req.sources.len(), what)?;
@@ -96,19 +97,29 @@ pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyReq
     let chown = req.chown.map(|c| vars.expand(c)).transpose()?;
     let add = req.add.unwrap_or(AddOptions { checksum: None, unpack: None });
     let sources = gather_sources(b, vars, &req, add, fetched.downloads)?;
-    // --from: an earlier stage's or an image's tree, mounted for reading.
-    let from_scratch = fetched.from.as_ref().map(|_| b.store.layers.scratch()).transpose()?;
-    let from_mount = match (&fetched.from, &from_scratch) {
+    // --from: an earlier stage's or an image's tree, mounted for reading; a
+    // directory context is read where it is, its own ignore file applied.
+    let from_image = match &fetched.from {
+        Some(ContextSource::Image(img)) => Some(img),
+        _ => None,
+    };
+    let from_scratch = from_image.map(|_| b.store.layers.scratch()).transpose()?;
+    let from_mount = match (from_image, &from_scratch) {
         (Some(img), Some(s)) => Some(mount_overlay(&step_overlay(b, img, s.path(), false)?)?),
         _ => None,
     };
     let no_ignore = Ignore::default();
+    let (src_root, ignore) = match (&from_mount, &fetched.from) {
+        (Some(m), _) => (m.merged().to_path_buf(), &no_ignore),
+        (None, Some(ContextSource::Dir(dir))) => (dir.path.clone(), &*dir.ignore),
+        _ => (b.context.to_path_buf(), b.ignore),
+    };
     let excluded = req.exclude.iter().map(|p| vars.expand(p)).collect::<Result<Vec<_>>>()?;
     let plan = CopyPlan {
         what,
         dest,
-        src_root: from_mount.as_ref().map(|m| m.merged().to_path_buf()).unwrap_or_else(|| b.context.to_path_buf()),
-        ignore: if from_mount.is_some() { &no_ignore } else { b.ignore },
+        src_root,
+        ignore,
         exclude: Ignore::parse(&excluded.join("\n")),
         chown,
         mode,

@@ -17,6 +17,7 @@ mod copy_step;
 mod download;
 mod layer;
 mod metadata;
+mod named_context;
 mod remote_cache;
 mod run_mounts;
 mod run_step;
@@ -29,10 +30,11 @@ mod step_key;
 mod vars;
 
 pub use metadata::{apply_metadata, config_env, env_set, join_workdir, normalize_port, Applied, MetadataScope};
+pub use named_context::{ContextValue, NamedContexts};
 pub use secrets::{parse_secret, parse_ssh, SecretSource};
 pub use step_key::{base_key, key_of, result_key, Key};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -73,6 +75,9 @@ pub struct BuildRequest {
     pub cache_to: Vec<String>,
     /// How new layers are written (`--compression`, SOURCE_DATE_EPOCH).
     pub layers: LayerFormat,
+    /// `--build-context NAME=VALUE`: directories and images FROM, `--from` and
+    /// `RUN --mount=from=` may name.
+    pub contexts: NamedContexts,
     /// How FROM pulls and `--output docker://` pushes (`--pull`, `--tls-verify`, progress).
     pub registry: RegistryOptions,
     /// `--secret`: what `RUN --mount=type=secret` mounts, by id.
@@ -98,6 +103,8 @@ pub(crate) struct Build<'a> {
     cache: Cache,
     memo: Memo,
     remote: Option<RemoteCache>,
+    /// Named contexts resolved so far (see `named_context`).
+    contexts: named_context::Resolved,
 }
 
 /// The result of a successful build.
@@ -140,7 +147,8 @@ pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Resul
     let text = text.with_context(|| format!("reading {}", path.display()))?;
     let file_label = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
     let df = dockerfile::parse(&text, &file_label)?;
-    let plan = plan::plan(&df, &file_label, &req.build_args, req.target.as_deref())?;
+    let context_names: BTreeSet<String> = req.contexts.names().map(str::to_string).collect();
+    let plan = plan::plan(&df, &file_label, &req.build_args, req.target.as_deref(), &context_names)?;
     // The ignore file is the context's: read inside it even beside a `-f` Dockerfile
     // that lies in the context; one elsewhere was named by the user.
     let read_ignore = |p: &Path| if p.starts_with(&context) { context::read_to_string(&context, p) } else { fs::read_to_string(p) };
@@ -161,6 +169,7 @@ pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Resul
         cache,
         memo,
         remote,
+        contexts: Default::default(),
     };
 
     let mut built: HashMap<usize, ImageState> = HashMap::new();
@@ -168,13 +177,20 @@ pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Resul
     let stage_count = plan.order.len();
     for (n, &index) in plan.order.iter().enumerate() {
         let stage = &plan.stages[index];
+        if stage.context {
+            // Replaced by its named context: FROM and `--from` ask for that.
+            continue;
+        }
         let label = if stage_count > 1 { format!("[{}/{}] ", n + 1, stage_count) } else { String::new() };
         let mut builder = StageBuilder::new(&b, stage, &built, label);
         let image = builder.run()?;
         used_args.extend(builder.used_args());
         built.insert(index, image);
     }
-    let target = built.remove(&plan.target().index).expect("target stage was built");
+    let target = match plan.target() {
+        t if t.context => stage::stage_base(&b, t.index, &built)?,
+        t => built.remove(&t.index).expect("target stage was built"),
+    };
 
     let unused: Vec<&String> =
         req.build_args.keys().filter(|k| !used_args.contains(k) && !plan.meta_args.contains_key(*k) && !is_proxy_arg(k)).collect();
@@ -203,6 +219,14 @@ pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Resul
     }
     report.line(&format!("--> {}", image_id.short()));
     Ok(BuildOutcome { image_id, manifest })
+}
+
+/// The build's clock: SOURCE_DATE_EPOCH when set, for reproducible configs.
+fn now(source_date_epoch: Option<u64>) -> chrono::DateTime<chrono::Utc> {
+    match source_date_epoch {
+        Some(s) => chrono::DateTime::from_timestamp(s as i64, 0).unwrap_or_else(chrono::Utc::now),
+        None => chrono::Utc::now(),
+    }
 }
 
 /// Proxy variables are predefined ARGs: usable without a declaration, never

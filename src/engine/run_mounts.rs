@@ -18,6 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::copy::{copy, CopyOptions, CopyOwnership};
 use super::layer::step_overlay;
 use super::metadata::{clean_abs, join_workdir};
+use super::named_context::{ContextSource, LocalDir};
 use super::secrets::ssh_socket;
 use super::vars::Vars;
 use super::Build;
@@ -32,6 +33,8 @@ pub(super) enum MountSource {
     None,
     /// The build context.
     Context,
+    /// A named context's directory (`--build-context NAME=DIR`), its own ignore file applied.
+    Dir(LocalDir),
     /// A stage's result or an image.
     Image(Box<ImageState>),
 }
@@ -51,10 +54,13 @@ pub(super) struct PlannedMount {
 pub(super) struct MountSite<'a> {
     pub vars: &'a Vars<'a>,
     pub workdir: &'a str,
-    /// A `from=` name: a stage's result or an image.
-    pub resolve_from: &'a dyn Fn(&str) -> Result<ImageState>,
-    /// The content digest of a context path (clean, relative).
-    pub context_digest: &'a dyn Fn(&str) -> Result<String>,
+    /// A `from=` name: a stage's result, a named context or an image.
+    pub resolve_from: &'a dyn Fn(&str) -> Result<ContextSource>,
+    /// The content digest of a path (clean, relative) below a directory, its
+    /// ignore file applied: the build context's, or a named context's.
+    pub dir_digest: &'a dyn Fn(&Path, &Ignore, &str) -> Result<String>,
+    /// The build context and its ignore file.
+    pub context: (&'a Path, &'a Ignore),
 }
 
 /// Parses and resolves `values`; returns the mounts and their text for the key.
@@ -118,19 +124,32 @@ fn source_rel(source: &str) -> String {
     clean_abs(&format!("/{source}")).trim_start_matches('/').to_string()
 }
 
+/// A relative path, `.` for the root itself.
+fn dot(rel: &str) -> String {
+    if rel.is_empty() {
+        ".".into()
+    } else {
+        rel.into()
+    }
+}
+
 /// The mount's source, and what the key holds of it.
 fn find_source(site: &MountSite, m: &RunMount) -> Result<(MountSource, String)> {
     match (m.kind, m.from.is_empty()) {
         (MountKind::Bind, true) => {
-            let rel = source_rel(&m.source);
-            let digest = (site.context_digest)(if rel.is_empty() { "." } else { &rel })?;
-            Ok((MountSource::Context, digest))
+            let (root, ignore) = site.context;
+            Ok((MountSource::Context, (site.dir_digest)(root, ignore, &dot(&source_rel(&m.source)))?))
         }
-        (MountKind::Bind | MountKind::Cache, false) => {
-            let image = (site.resolve_from)(&m.from)?;
-            let key = image.cache_key.clone();
-            Ok((MountSource::Image(Box::new(image)), key))
-        }
+        (MountKind::Bind | MountKind::Cache, false) => match (site.resolve_from)(&m.from)? {
+            ContextSource::Image(image) => {
+                let key = image.cache_key.clone();
+                Ok((MountSource::Image(image), key))
+            }
+            ContextSource::Dir(dir) => {
+                let digest = (site.dir_digest)(&dir.path, &dir.ignore, &dot(&source_rel(&m.source)))?;
+                Ok((MountSource::Dir(dir), format!("dir:{digest}")))
+            }
+        },
         (MountKind::Tmpfs, false) => bail!("a tmpfs mount takes no from"),
         _ => Ok((MountSource::None, String::new())),
     }
@@ -198,12 +217,8 @@ fn attach_one(b: &Build, p: &PlannedMount, dir: &Path, out: &mut Attached) -> Re
                     out.mounts.push(bind(mounted.merged().to_path_buf(), rel, m.read_only));
                     out._keep.push(Box::new(mounted));
                 }
-                _ if m.read_only && b.ignore.is_empty() => out.mounts.push(bind(b.context.to_path_buf(), rel, true)),
-                // A copy: writes are thrown away, and ignored files are not there.
-                _ => {
-                    let (root, source) = copy_out(b, b.context, b.ignore, &rel, dir)?;
-                    out.mounts.push(bind(root, source, m.read_only));
-                }
+                MountSource::Dir(local) => out.mounts.push(dir_bind(b, &local.path, &local.ignore, &rel, dir, p)?),
+                _ => out.mounts.push(dir_bind(b, b.context, b.ignore, &rel, dir, p)?),
             }
         }
         MountKind::Cache => attach_cache(b, p, dir, out)?,
@@ -216,6 +231,16 @@ fn attach_one(b: &Build, p: &PlannedMount, dir: &Path, out: &mut Attached) -> Re
                 return Ok(());
             };
             let socket = ssh_socket(&p.id, paths, dir)?;
+            if socket.started() {
+                fs::set_permissions(&socket.path, fs::Permissions::from_mode(m.mode.unwrap_or(0o600)))?;
+                let (uid, gid) = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+                if (uid, gid) != (0, 0) {
+                    b.store
+                        .owners
+                        .set_owner(&socket.path, uid, gid)
+                        .with_context(|| format!("setting the owner of ssh agent {} to {uid}:{gid}", p.id))?;
+                }
+            }
             let (root, name) = split_path(&socket.path)?;
             out.mounts.push(bind(root, name, false));
             out.env.push(format!("SSH_AUTH_SOCK={}", p.target));
@@ -223,6 +248,32 @@ fn attach_one(b: &Build, p: &PlannedMount, dir: &Path, out: &mut Attached) -> Re
         }
     }
     Ok(())
+}
+
+/// Whether the ignore file leaves out anything at or below `rel` of the context:
+/// only then must a read-only bind be a filtered copy instead of the context itself.
+fn ignores_below(context: &Path, ignore: &Ignore, rel: &str) -> bool {
+    if ignore.is_empty() {
+        return false;
+    }
+    walkdir::WalkDir::new(context.join(rel)).follow_links(false).into_iter().any(|e| match e {
+        Ok(e) => e.path().strip_prefix(context).is_ok_and(|r| ignore.excluded(&r.to_string_lossy())),
+        // Unreadable: copying would fail on it too; say it is left out, so the copy reports it.
+        Err(_) => true,
+    })
+}
+
+/// A bind of `rel` below a directory on the host (the context, a named one): in
+/// place when read-only and nothing below it is ignored, else a copy, so writes
+/// are thrown away and ignored files are not there.
+fn dir_bind(b: &Build, root: &Path, ignore: &Ignore, rel: &str, dir: &Path, p: &PlannedMount) -> Result<StepMount> {
+    let read_only = p.spec.read_only;
+    let (root, source) = if read_only && !ignores_below(root, ignore, rel) {
+        (root.to_path_buf(), rel.to_string())
+    } else {
+        copy_out(b, root, ignore, rel, dir)?
+    };
+    Ok(StepMount::Bind { root, source, target: p.target.clone(), read_only })
 }
 
 fn split_path(p: &Path) -> Result<(PathBuf, String)> {
@@ -255,19 +306,9 @@ fn attach_cache(b: &Build, p: &PlannedMount, dir: &Path, out: &mut Attached) -> 
         Sharing::Private => CacheSharing::Private,
         Sharing::Locked => CacheSharing::Locked,
     };
-    let seed = match &p.source {
-        MountSource::Image(image) => Some(image.as_ref()),
-        _ => None,
-    };
+    let seeded = !matches!(p.source, MountSource::None);
     let init = |new: &Path| -> Result<()> {
-        if let Some(image) = seed {
-            let spec = step_overlay(b, image, &dir.join("seed"), false)?;
-            fs::create_dir_all(dir.join("seed"))?;
-            let mounted = mount_overlay(&spec)?;
-            let opts = CopyOptions { own: CopyOwnership::default(), ignore: &Ignore::default(), exclude: &Ignore::default(), parents: false, owners: &b.store.owners };
-            let rel = source_rel(&m.source);
-            copy(new, mounted.merged(), &[if rel.is_empty() { ".".into() } else { rel }], "/", opts, "RUN --mount=type=cache,from")?;
-        }
+        seed_cache(b, &p.source, &source_rel(&m.source), new, &dir.join("seed"))?;
         fs::set_permissions(new, fs::Permissions::from_mode(m.mode.unwrap_or(0o755)))?;
         let (uid, gid) = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
         if (uid, gid) != (0, 0) {
@@ -276,13 +317,32 @@ fn attach_cache(b: &Build, p: &PlannedMount, dir: &Path, out: &mut Attached) -> 
         Ok(())
     };
     let lease = b.store.cache_mount(&p.id, sharing, &init)?;
-    let source = if seed.is_some() { String::new() } else { source_rel(&m.source) };
+    let source = if seeded { String::new() } else { source_rel(&m.source) };
     if !source.is_empty() {
         fs::create_dir_all(lease.path.join(&source)).ok();
     }
     out.mounts.push(StepMount::Bind { root: lease.path.clone(), source, target: p.target.clone(), read_only: m.read_only });
     out._keep.push(Box::new(lease));
     Ok(())
+}
+
+/// Fills a new cache dir from its `from` (a stage, an image, a named context's
+/// directory), as BuildKit bases the cache on that source.
+fn seed_cache(b: &Build, source: &MountSource, rel: &str, new: &Path, scratch: &Path) -> Result<()> {
+    let no_ignore = Ignore::default();
+    let copy_from = |root: &Path, ignore: &Ignore| {
+        let opts = CopyOptions { own: CopyOwnership::default(), ignore, exclude: &no_ignore, parents: false, owners: &b.store.owners };
+        copy(new, root, &[dot(rel)], "/", opts, "RUN --mount=type=cache,from")
+    };
+    match source {
+        MountSource::Image(image) => {
+            fs::create_dir_all(scratch)?;
+            let mounted = mount_overlay(&step_overlay(b, image, scratch, false)?)?;
+            copy_from(mounted.merged(), &no_ignore)
+        }
+        MountSource::Dir(local) => copy_from(&local.path, &local.ignore),
+        MountSource::Context | MountSource::None => Ok(()),
+    }
 }
 
 /// A secret as a file in the step's private dir (bound read-only), or as a
@@ -297,7 +357,8 @@ fn attach_secret(b: &Build, p: &PlannedMount, dir: &Path, out: &mut Attached) ->
     };
     let value = source.read(&p.id)?;
     if let Some(var) = &m.env {
-        let text = String::from_utf8(value.clone()).map_err(|_| anyhow!("secret {} is not UTF-8 text, so it cannot be the variable {var}", p.id))?;
+        let text = String::from_utf8(value.clone())
+            .map_err(|_| anyhow!("secret {} is not UTF-8 text, so it cannot be the variable {var}", p.id))?;
         out.env.push(format!("{var}={text}"));
     }
     if p.target.is_empty() {

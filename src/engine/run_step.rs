@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Result};
 
 use super::layer::step_overlay;
-use super::run_mounts::{attach, PlannedMount};
 use super::metadata::{command_argv, shell};
+use super::run_mounts::{attach, PlannedMount};
 use super::vars::{env_get, Vars};
 use super::{is_proxy_arg, Build};
 use crate::dockerfile::{CommandForm, Heredoc, RunArgs};

@@ -118,6 +118,13 @@ pub(super) struct SshSocket {
     agent: Option<Child>,
 }
 
+impl SshSocket {
+    /// Whether strata started the agent (so its socket's mode and owner are ours to set).
+    pub fn started(&self) -> bool {
+        self.agent.is_some()
+    }
+}
+
 impl Drop for SshSocket {
     fn drop(&mut self) {
         if let Some(child) = self.agent.as_mut() {

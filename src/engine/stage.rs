@@ -14,15 +14,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{anyhow, Context, Result};
-use chrono::{DateTime, Utc};
 
 use super::copy_step::{copy_step, CopyRequest};
 use super::layer::workdir_step;
 use super::metadata::{apply_metadata, Applied, MetadataScope};
+use super::named_context::{context_image, named_context};
 use super::run_step::{run_step, RunInputs};
 use super::step_inputs::{gather, Fetched, StepSite};
 use super::vars::Vars;
-use super::{base, step_key, Build};
+use super::{base, now, step_key, Build};
 use crate::dockerfile::{Instruction, Located};
 use crate::oci::History;
 use crate::plan::Stage;
@@ -80,11 +80,15 @@ impl<'a> StageBuilder<'a> {
         let total = self.stage.steps.len() + 1;
         let from = &self.stage.from;
         self.b.report.line(&format!("{}STEP 1/{total}: {}", self.label, from.original));
-        self.image = match self.stage.base_stage {
-            Some(i) => self.built.get(&i).cloned().ok_or_else(|| anyhow!("stage {i} was not built"))?,
-            None => base::resolve(self.b.store, &self.stage.base, &self.b.req.registry)
-                .with_context(|| format!("{}step 1/{total} ({}): {}", self.label, self.at(from), from.original))?,
+        let b = self.b;
+        let base = match self.stage.base_stage {
+            Some(i) => stage_base(b, i, self.built),
+            None => named_context(b, &self.stage.base).and_then(|found| match found {
+                Some(source) => context_image(b, &self.stage.base, source),
+                None => base::resolve(b.store, &self.stage.base, &b.req.registry),
+            }),
         };
+        self.image = base.with_context(|| format!("{}step 1/{total} ({}): {}", self.label, self.at(from), from.original))?;
         self.run_triggers(from, total)?;
         for (i, step) in self.stage.steps.iter().enumerate() {
             self.b.report.line(&format!("{}STEP {}/{total}: {}", self.label, i + 2, step.original));
@@ -235,6 +239,17 @@ impl<'a> StageBuilder<'a> {
     }
 }
 
+/// The image FROM (or the target) gets from stage `index`: what it built, or,
+/// for a stage a named context replaces, the context's image.
+pub(super) fn stage_base(b: &Build, index: usize, built: &HashMap<usize, ImageState>) -> Result<ImageState> {
+    let stage = &b.plan.stages[index];
+    if let (true, Some(name)) = (stage.context, stage.name.as_deref()) {
+        let source = named_context(b, name)?.ok_or_else(|| anyhow!("build context {name} is not defined"))?;
+        return context_image(b, name, source);
+    }
+    built.get(&index).cloned().ok_or_else(|| anyhow!("stage {index} was not built"))
+}
+
 /// A trigger is one instruction of a later build; FROM, ONBUILD and MAINTAINER are
 /// refused there, as BuildKit refuses them (a base image is any file, so its
 /// triggers are input like a Dockerfile).
@@ -246,14 +261,6 @@ fn check_trigger(instr: &Instruction) -> Result<()> {
         _ => return Ok(()),
     };
     anyhow::bail!("{name} isn't allowed as an ONBUILD trigger")
-}
-
-/// The build's clock: SOURCE_DATE_EPOCH when set, for reproducible configs.
-pub(super) fn now(source_date_epoch: Option<u64>) -> DateTime<Utc> {
-    match source_date_epoch {
-        Some(s) => DateTime::from_timestamp(s as i64, 0).unwrap_or_else(Utc::now),
-        None => Utc::now(),
-    }
 }
 
 /// True when two states have the same layers (their configs may differ in times).

@@ -4,17 +4,19 @@
 //! fetched is handed to the step as a value, so nothing is fetched twice.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 
 use super::download::{download, is_url, Prefetched};
+use super::named_context::{named_context, ContextSource};
 use super::run_mounts::{plan_mounts, MountSite, PlannedMount};
 use super::run_step::run_network;
 use super::source_digest::content_digest;
 use super::step_key::{Download, StepInputs};
 use super::vars::Vars;
 use super::{base, is_proxy_arg, Build};
-use crate::dockerfile::{CopySource, Heredoc, Instruction, Located};
+use crate::dockerfile::{CopySource, Heredoc, Ignore, Instruction, Located};
 use crate::sandbox::{Network, SeccompPolicy};
 use crate::store::ImageState;
 
@@ -24,8 +26,8 @@ use crate::store::ImageState;
 pub(super) struct Fetched {
     /// ADD's URLs, downloaded for the key, by URL.
     pub downloads: HashMap<String, Prefetched>,
-    /// COPY `--from`: the stage's or image's state.
-    pub from: Option<ImageState>,
+    /// COPY `--from`: the stage's or image's state, or a directory context.
+    pub from: Option<ContextSource>,
     /// RUN: the network it resolved to (the key holds its kind).
     pub network: Option<Network>,
     /// RUN: its `--mount`s, parsed and their sources found.
@@ -71,16 +73,19 @@ pub(super) fn gather(s: &StepSite, step: &Located) -> Result<(StepInputs, Fetche
         Instruction::Copy(c) => {
             match &c.from {
                 Some(from) => {
-                    let image = copy_from(s, &s.vars.expand(from)?)?;
-                    inputs.sources = image.cache_key.clone();
-                    fetched.from = Some(image);
+                    let source = copy_from(s, &s.vars.expand(from)?)?;
+                    inputs.sources = match &source {
+                        ContextSource::Image(image) => image.cache_key.clone(),
+                        ContextSource::Dir(dir) => format!("context-dir={}", sources_digest(s, &c.sources, &dir.path, &dir.ignore)?),
+                    };
+                    fetched.from = Some(source);
                 }
-                None => inputs.sources = sources_digest(s, &c.sources)?,
+                None => inputs.sources = sources_digest(s, &c.sources, s.b.context, s.b.ignore)?,
             }
             &c.heredocs
         }
         Instruction::Add(a) => {
-            inputs.sources = sources_digest(s, &a.sources)?;
+            inputs.sources = sources_digest(s, &a.sources, s.b.context, s.b.ignore)?;
             inputs.downloads = fetch_urls(s, &a.sources, a.checksum.as_deref(), &mut fetched)?;
             &a.heredocs
         }
@@ -149,29 +154,45 @@ fn run_mounts(s: &StepSite, values: &[String]) -> Result<(Vec<PlannedMount>, Str
         return Ok((Vec::new(), String::new()));
     }
     let workdir = s.image.config.config.as_ref().and_then(|c| c.working_dir.clone()).unwrap_or_default();
-    let context_digest = |rel: &str| -> Result<String> {
-        let matched = super::source_match::matched_paths(s.b.context, &[rel.to_string()], s.b.ignore, "RUN --mount")?;
-        let digest = content_digest(s.b.context, &matched, s.b.ignore, &s.b.memo);
+    let dir_digest = |root: &Path, ignore: &Ignore, rel: &str| -> Result<String> {
+        let matched = super::source_match::matched_paths(root, &[rel.to_string()], ignore, "RUN --mount")?;
+        let digest = content_digest(root, &matched, ignore, &s.b.memo);
         s.b.memo.save();
         digest
     };
-    let site = MountSite { vars: &s.vars, workdir: &workdir, resolve_from: &|from| copy_from(s, from), context_digest: &context_digest };
+    let site = MountSite {
+        vars: &s.vars,
+        workdir: &workdir,
+        resolve_from: &|from| copy_from(s, from),
+        dir_digest: &dir_digest,
+        context: (s.b.context, s.b.ignore),
+    };
     plan_mounts(&site, values)
 }
 
-/// COPY `--from`: an earlier stage's result, else an image (by name or
-/// transport), resolved once for both the key and the copy.
-fn copy_from(s: &StepSite, from: &str) -> Result<ImageState> {
-    match s.b.plan.find_stage(from, s.stage) {
-        Some(i) => s.built.get(&i).cloned().ok_or_else(|| anyhow!("stage {from} was not built")),
-        None => base::resolve(s.b.store, from, &s.b.req.registry)
-            .with_context(|| format!("--from={from}: not a stage of this Dockerfile nor a known image")),
+/// COPY `--from`: an earlier stage's result, else a named context
+/// (`--build-context`, which also stands in for a stage of its name), else an
+/// image (by name or transport), resolved once for both the key and the copy.
+fn copy_from(s: &StepSite, from: &str) -> Result<ContextSource> {
+    let found = s.b.plan.find_stage(from, s.stage);
+    if let Some(i) = found.filter(|i| !s.b.plan.stages[*i].context) {
+        let built = s.built.get(&i).cloned().ok_or_else(|| anyhow!("stage {from} was not built"))?;
+        return Ok(ContextSource::Image(Box::new(built)));
+    }
+    // A stage a context replaces is found by the stage's name (`--from=0` too).
+    let name = found.and_then(|i| s.b.plan.stages[i].name.as_deref()).unwrap_or(from);
+    match named_context(s.b, name)? {
+        Some(source) => Ok(source),
+        None => Ok(ContextSource::Image(Box::new(
+            base::resolve(s.b.store, from, &s.b.req.registry)
+                .with_context(|| format!("--from={from}: not a stage of this Dockerfile nor a known image"))?,
+        ))),
     }
 }
 
-/// The content digest of what COPY/ADD keeps of its context sources (empty when
-/// it has none).
-fn sources_digest(s: &StepSite, sources: &[CopySource]) -> Result<String> {
+/// The content digest of what COPY/ADD keeps of its sources below `root` (the
+/// context, or a directory context), `ignore` applied; empty when it has none.
+fn sources_digest(s: &StepSite, sources: &[CopySource], root: &Path, ignore: &Ignore) -> Result<String> {
     let mut patterns = Vec::new();
     for p in path_sources(sources) {
         let p = s.vars.expand(p)?;
@@ -182,8 +203,8 @@ fn sources_digest(s: &StepSite, sources: &[CopySource]) -> Result<String> {
     if patterns.is_empty() {
         return Ok(String::new());
     }
-    let matched = super::source_match::matched_paths(s.b.context, &patterns, s.b.ignore, "COPY")?;
-    let digest = content_digest(s.b.context, &matched, s.b.ignore, &s.b.memo);
+    let matched = super::source_match::matched_paths(root, &patterns, ignore, "COPY")?;
+    let digest = content_digest(root, &matched, ignore, &s.b.memo);
     s.b.memo.save();
     digest
 }

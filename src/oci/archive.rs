@@ -313,7 +313,13 @@ pub(super) fn import_layout(store: &Store, dir: &Path, ref_name: Option<&str>, t
     Ok(plain_descriptor(&chosen))
 }
 
+/// The index entry `ref_name` names: a tag (`ref.name` annotation), `@DIGEST`
+/// for a manifest or index by digest (buildx's `oci-layout://DIR@DIGEST`), or the
+/// only entry.
 fn select_entry(dir: &Path, index: &ImageIndex, ref_name: Option<&str>) -> Result<Descriptor> {
+    if let Some(digest) = ref_name.and_then(|r| r.strip_prefix('@')) {
+        return select_digest(dir, index, digest);
+    }
     let available: Vec<String> = index.manifests().iter().filter_map(|d| ref_name_of(d).map(str::to_string)).collect();
     match ref_name {
         Some(want) => {
@@ -352,6 +358,28 @@ fn select_platform(digest: &Digest, index: &ImageIndex) -> Result<Descriptor> {
 
 fn source_blob_path(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join("blobs").join(digest.algorithm()).join(digest.hex())
+}
+
+/// A manifest or index by digest: an entry of index.json, else any blob of the
+/// layout (a platform's manifest below an index), its media type read from it.
+fn select_digest(dir: &Path, index: &ImageIndex, digest: &str) -> Result<Descriptor> {
+    let digest = Digest::parse(digest)?;
+    if let Some(d) = index.manifests().iter().find(|d| descriptor_digest(d).is_ok_and(|x| x == digest)) {
+        return Ok(d.clone());
+    }
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    let (file, path) = open_source_blob(dir, &digest)?;
+    let size = file.metadata().map_err(OciError::io("stat", &path))?.len();
+    if size > 4 << 20 {
+        return Err(OciError::InvalidLayout { path, reason: format!("{digest} is too large for a manifest") });
+    }
+    let typed: Typed = read_source_json(dir, &digest, size)?;
+    let media_type = typed.media_type.ok_or_else(|| OciError::InvalidLayout { path, reason: format!("{digest} has no mediaType") })?;
+    Ok(Descriptor::new(media_type.as_str().into(), size, digest.to_oci()))
 }
 
 fn open_source_blob(dir: &Path, digest: &Digest) -> Result<(File, PathBuf)> {

@@ -267,3 +267,35 @@ fn skopeo_reads_our_exports_and_we_read_its_copies() {
     assert_eq!(got.digest(), m.digest());
     assert!(dst.has_blob(&layer.digest));
 }
+
+#[test]
+fn import_picks_a_manifest_by_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = temp_store(&tmp, "src");
+    let (m1, _) = tiny_image(&src, b"1");
+    let (m2, _) = tiny_image(&src, b"2");
+    let out = tmp.path().join("out");
+    export_oci_dir(&src, &m1, &out, Some("a")).unwrap();
+    export_oci_dir(&src, &m2, &out, Some("b")).unwrap();
+    let dst = temp_store(&tmp, "dst");
+    let by_digest = |d: &Descriptor| import_oci_dir(&dst, &out, Some(&format!("@{}", d.digest())));
+    assert_eq!(by_digest(&m2).unwrap().digest(), m2.digest(), "an index.json entry");
+
+    // A manifest index.json does not list (one platform's, below an index) is
+    // found as a blob of the layout, its media type read from it.
+    let (nested, _) = tiny_image(&src, b"nested");
+    let other = tmp.path().join("other");
+    export_oci_dir(&src, &nested, &other, Some("n")).unwrap();
+    for blob in fs::read_dir(other.join("blobs/sha256")).unwrap() {
+        let blob = blob.unwrap();
+        let _ = fs::copy(blob.path(), out.join("blobs/sha256").join(blob.file_name()));
+    }
+    assert!(!fs::read_to_string(out.join("index.json")).unwrap().contains(nested.digest().as_ref() as &str));
+    let got = by_digest(&nested).unwrap();
+    assert_eq!(got.digest(), nested.digest());
+    assert_eq!(got.media_type().to_string(), MEDIA_TYPE_MANIFEST);
+
+    let missing = format!("@sha256:{}", "0".repeat(64));
+    let err = import_oci_dir(&dst, &out, Some(&missing)).unwrap_err();
+    assert!(matches!(err, OciError::BlobNotFound { .. }), "{err}");
+}

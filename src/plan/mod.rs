@@ -36,6 +36,9 @@ pub struct Stage {
     pub base_stage: Option<usize>,
     /// Earlier stages its `COPY --from` and `RUN --mount=from=` name, `--from` expanded.
     pub copies_from: Vec<usize>,
+    /// A `--build-context` has this stage's name: the context replaces the stage,
+    /// whose FROM and steps never run (BuildKit's rule), so it depends on nothing.
+    pub context: bool,
 }
 
 /// What to build and in which order.
@@ -65,8 +68,16 @@ impl BuildPlan {
     }
 }
 
-/// Builds the plan for `target` (default: the last stage).
-pub fn plan(df: &Dockerfile, file: &str, build_args: &BTreeMap<String, String>, target: Option<&str>) -> Result<BuildPlan, PlanError> {
+/// Builds the plan for `target` (default: the last stage). `contexts` are the
+/// names of the build's named contexts (`--build-context`), in BuildKit's short
+/// form: a stage of such a name is replaced by its context.
+pub fn plan(
+    df: &Dockerfile,
+    file: &str,
+    build_args: &BTreeMap<String, String>,
+    target: Option<&str>,
+    contexts: &BTreeSet<String>,
+) -> Result<BuildPlan, PlanError> {
     let escape = df.escape();
     // BuildKit's automatic platform ARGs: in the global scope, and in a stage once
     // it declares them with a bare `ARG NAME`.
@@ -102,6 +113,7 @@ pub fn plan(df: &Dockerfile, file: &str, build_args: &BTreeMap<String, String>, 
                     steps: Vec::new(),
                     base_stage: None,
                     copies_from: Vec::new(),
+                    context: alias.as_ref().is_some_and(|a| contexts.contains(a)),
                 };
                 // FROM refers to earlier stages by name only; a bare number is an image.
                 let lower = stage.base.to_ascii_lowercase();
@@ -201,12 +213,16 @@ fn copy_sources(plan: &BuildPlan, stage: &Stage, build_args: &BTreeMap<String, S
     deps
 }
 
-/// Adds `index` and every stage it depends on (FROM and COPY --from) to `needed`.
+/// Adds `index` and every stage it depends on (FROM and COPY --from) to `needed`;
+/// a stage a named context replaces depends on nothing.
 fn collect(plan: &BuildPlan, index: usize, needed: &mut BTreeSet<usize>) {
     if !needed.insert(index) {
         return;
     }
     let stage = &plan.stages[index];
+    if stage.context {
+        return;
+    }
     if let Some(b) = stage.base_stage {
         collect(plan, b, needed);
     }
@@ -251,7 +267,7 @@ mod tests {
 
     fn plan_of(text: &str, target: Option<&str>) -> Result<BuildPlan, PlanError> {
         let df = parse(text, "Dockerfile").unwrap();
-        plan(&df, "Dockerfile", &BTreeMap::new(), target)
+        plan(&df, "Dockerfile", &BTreeMap::new(), target, &BTreeSet::new())
     }
 
     #[test]
@@ -280,7 +296,7 @@ mod tests {
         assert_eq!(p.order, vec![0, 1, 2, 3, 4], "meta ARG, stage ARG default, ENV and a default value");
         let df = parse(text, "Dockerfile").unwrap();
         let args = BTreeMap::from([("OTHER".to_string(), "four".to_string())]);
-        let p = plan(&df, "Dockerfile", &args, None).unwrap();
+        let p = plan(&df, "Dockerfile", &args, None, &BTreeSet::new()).unwrap();
         assert_eq!(p.order, vec![0, 2, 3, 4], "a build arg overrides the ARG default");
     }
 
@@ -290,10 +306,23 @@ mod tests {
             parse("ARG BASE=busybox\nARG TAG\nFROM ${BASE}:${TAG:-latest} AS x\nFROM --platform=$BUILDPLATFORM x\n", "Dockerfile").unwrap();
         let mut args = BTreeMap::new();
         args.insert("TAG".to_string(), "1.36".to_string());
-        let p = plan(&df, "Dockerfile", &args, None).unwrap();
+        let p = plan(&df, "Dockerfile", &args, None, &BTreeSet::new()).unwrap();
         assert_eq!(p.stages[0].base, "busybox:1.36");
         assert_eq!(p.stages[1].base_stage, Some(0));
         assert_eq!(p.meta_args.get("TARGETOS").cloned().flatten().as_deref(), Some("linux"));
+    }
+
+    #[test]
+    fn a_named_context_replaces_the_stage_of_its_name() {
+        let text = "FROM busybox AS deps\nRUN exit 1\nFROM deps AS tools\nCOPY --from=0 /a /a\n\
+                    FROM busybox\nCOPY --from=tools /b /b\nCOPY --from=extra /c /c\n";
+        let df = parse(text, "Dockerfile").unwrap();
+        let none = BTreeSet::new();
+        assert_eq!(plan(&df, "Dockerfile", &BTreeMap::new(), None, &none).unwrap().order, vec![0, 1, 2]);
+        let contexts = BTreeSet::from(["tools".to_string(), "extra".to_string()]);
+        let p = plan(&df, "Dockerfile", &BTreeMap::new(), None, &contexts).unwrap();
+        assert!(p.stages[1].context && !p.stages[0].context);
+        assert_eq!(p.order, vec![1, 2], "the replaced stage's own FROM and --from are not needed");
     }
 
     #[test]

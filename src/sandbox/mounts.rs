@@ -298,7 +298,8 @@ pub(super) fn attach_tree(tree: std::os::fd::OwnedFd, target: &str, read_only: b
             Err(e) => return Err(SandboxError::sys(format!("make {what} read-only"), e)),
         }
     }
-    let dest = std::ffi::CString::new(target.as_bytes()).map_err(|_| SandboxError::Setup(format!("mount target {target:?} has a NUL byte")))?;
+    let dest =
+        std::ffi::CString::new(target.as_bytes()).map_err(|_| SandboxError::Setup(format!("mount target {target:?} has a NUL byte")))?;
     // SAFETY: move_mount of a detached tree fd onto a path; plain integer and string arguments.
     let rc = unsafe {
         libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, dest.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
@@ -314,7 +315,12 @@ pub(super) fn attach_tree(tree: std::os::fd::OwnedFd, target: &str, read_only: b
 
 /// open_tree(2) of `path` below `dirfd` (`""` with AT_EMPTY_PATH for the
 /// descriptor itself): a detached clone of the mount tree found there.
-pub(super) fn clone_tree(dirfd: libc::c_int, path: &std::ffi::CStr, empty_path: bool, what: &str) -> Result<std::os::fd::OwnedFd, SandboxError> {
+pub(super) fn clone_tree(
+    dirfd: libc::c_int,
+    path: &std::ffi::CStr,
+    empty_path: bool,
+    what: &str,
+) -> Result<std::os::fd::OwnedFd, SandboxError> {
     use std::os::fd::FromRawFd;
     let mut flags = OPEN_TREE_CLONE | AT_RECURSIVE | libc::O_CLOEXEC as libc::c_uint;
     if empty_path {

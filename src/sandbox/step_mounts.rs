@@ -80,9 +80,11 @@ fn open_in_root(root: &Path, source: &str) -> Result<OwnedFd, SandboxError> {
     let rel = source.trim_start_matches('/');
     let rel = CString::new(if rel.is_empty() { "." } else { rel })
         .map_err(|_| SandboxError::Setup(format!("mount source {source:?} has a NUL byte")))?;
-    let how = OpenHow { flags: (libc::O_PATH | libc::O_CLOEXEC) as u64, mode: 0, resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS };
+    let how =
+        OpenHow { flags: (libc::O_PATH | libc::O_CLOEXEC) as u64, mode: 0, resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS };
     // SAFETY: openat2 with a valid dirfd, C string and an open_how of the size passed.
-    let fd = unsafe { libc::syscall(libc::SYS_openat2, dir.as_raw_fd(), rel.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>()) };
+    let fd =
+        unsafe { libc::syscall(libc::SYS_openat2, dir.as_raw_fd(), rel.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>()) };
     if fd < 0 {
         let e = nix::errno::Errno::last();
         return Err(SandboxError::Setup(format!("mount source {source}: {}", e.desc())));
@@ -104,7 +106,9 @@ pub(super) fn attach(mounts: &[StepMount], sources: Vec<Option<OwnedFd>>, stubs:
         let target = make_target(m.target(), is_dir, stubs)?;
         let target = target.to_string_lossy().into_owned();
         match (m, source) {
-            (StepMount::Bind { source, read_only, .. }, Some(tree)) => attach_tree(tree, &target, *read_only, &format!("mount source {source}"))?,
+            (StepMount::Bind { source, read_only, .. }, Some(tree)) => {
+                attach_tree(tree, &target, *read_only, &format!("mount source {source}"))?
+            }
             (StepMount::Tmpfs { size, .. }, _) => {
                 let data = size.map(|s| format!("size={s}"));
                 mount(Some("tmpfs"), target.as_str(), Some("tmpfs"), MsFlags::MS_NOSUID, data.as_deref())

@@ -52,7 +52,9 @@ fn remove_empty(upper: &Path, path: &Path) {
     let rel = path.strip_prefix("/").unwrap_or(path);
     let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else { return };
     let Ok(root) = DirFd::open_root(upper) else { return };
-    let dir = if parent.as_os_str().is_empty() { root } else {
+    let dir = if parent.as_os_str().is_empty() {
+        root
+    } else {
         match root.open_below(parent) {
             Ok(d) => d,
             Err(_) => return,
