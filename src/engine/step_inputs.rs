@@ -66,7 +66,9 @@ pub(super) fn gather(s: &StepSite, step: &Located) -> Result<(StepInputs, Fetche
             match &c.from {
                 Some(from) => {
                     let image = copy_from(s, &s.vars.expand(from)?)?;
-                    inputs.sources = image.cache_key.clone();
+                    // Marked: entries made before `--from` kept its sources' owners
+                    // (all root) must not answer.
+                    inputs.sources = format!("owners-kept:{}", image.cache_key);
                     fetched.from = Some(image);
                 }
                 None => inputs.sources = sources_digest(s, &c.sources)?,
