@@ -136,6 +136,13 @@ impl Owners {
         key.open(&xattr::get(path, OVERRIDE_XATTR).ok().flatten()?)
     }
 
+    /// [`Owners::recorded`] of an open file or directory, read from its descriptor.
+    pub fn recorded_in(&self, file: &fs::File) -> Option<(u32, u32)> {
+        use xattr::FileExt;
+        let Owners::Recorded(key) = self else { return None };
+        key.open(&file.get_xattr(OVERRIDE_XATTR).ok().flatten()?)
+    }
+
     /// Sets `path`'s owner (not following a final symlink): for real when the ids
     /// are mapped, else (single-id mode) recorded in [`OVERRIDE_XATTR`] on a file
     /// owned by root. With every id mapped, an id outside the range fails (EINVAL).
@@ -225,7 +232,9 @@ mod tests {
         let sealed = key.seal(1000, 100, 0o644);
         xattr::set(&f, OVERRIDE_XATTR, sealed.as_bytes()).unwrap();
         assert_eq!(single.recorded(&f), Some((1000, 100)));
+        assert_eq!(single.recorded_in(&fs::File::open(&f).unwrap()), Some((1000, 100)), "read from a descriptor too");
         assert_eq!(Owners::Real.recorded(&f), None, "with every id mapped the xattr is ignored");
+        assert_eq!(Owners::Real.recorded_in(&fs::File::open(&f).unwrap()), None);
         let other = Owners::Recorded(key_in(tempfile::tempdir().unwrap().path()));
         assert_eq!(other.recorded(&f), None, "another store's key does not verify");
         let (value, mac) = sealed.rsplit_once(':').unwrap();

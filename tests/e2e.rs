@@ -43,6 +43,8 @@ mod language;
 mod language_config;
 #[path = "e2e/language_copy.rs"]
 mod language_copy;
+#[path = "e2e/language_semantics.rs"]
+mod language_semantics;
 #[path = "e2e/language_stages.rs"]
 mod language_stages;
 #[path = "e2e/layout.rs"]

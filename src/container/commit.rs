@@ -173,7 +173,7 @@ mod tests {
         let mut config = image_with_cmd();
         apply_changes(&mut config, &changes(&["ENV D=/srv S=TERM", "WORKDIR $D/./app/../www", "STOPSIGNAL $S"])).unwrap();
         let cfg = config.config.unwrap();
-        assert_eq!((cfg.working_dir.as_deref(), cfg.stop_signal.as_deref()), (Some("/srv/www"), Some("TERM")));
+        assert_eq!((cfg.working_dir.as_deref(), cfg.stop_signal.as_deref()), (Some("/srv/./app/../www"), Some("TERM")));
         let err = apply_changes(&mut image_with_cmd(), &changes(&["ENV S=NOPE", "STOPSIGNAL $S"])).unwrap_err();
         assert!(format!("{err:#}").contains("invalid signal: \"NOPE\""), "{err:#}");
     }

@@ -3,8 +3,14 @@
 //! Patterns are anchored at the context root; `*` and `?` never cross `/`; `**`
 //! matches any number of directories; `!` re-includes; the last matching pattern
 //! wins; a pattern that matches a parent directory matches everything below it.
-//! A directory that is excluded may still hold re-included files, so callers ask
-//! [`Ignore::may_reinclude`] before skipping a whole subtree.
+//!
+//! What reaches a build is what Docker's context transfer (fsutil's walker, as
+//! the BuildKit of Docker 20.10 runs it) lets through, which is more than the
+//! patterns: an excluded directory is skipped whole unless an exception pattern
+//! begins, literally, with its path and a `/` ([`Ignore::walks_into`]), so `a`
+//! then `!*/b` does not bring back `a/b`; and a directory walked into for a
+//! re-included file comes with that file. [`Ignore::excluded`] gives that
+//! verdict; walks that skip what `walks_into` refuses ask [`Ignore::matches`].
 
 use std::path::Path;
 
@@ -30,6 +36,8 @@ enum Tok {
 #[derive(Clone, Debug)]
 struct Pattern {
     exclusion: bool,
+    /// As cleaned, without `!` or a leading `/`: what the prefix rule compares.
+    text: String,
     toks: Vec<Tok>,
 }
 
@@ -59,7 +67,7 @@ impl Ignore {
             }
             let cleaned = clean(p);
             let cleaned = if cleaned.len() > 1 { cleaned.strip_prefix('/').unwrap_or(&cleaned).to_string() } else { cleaned };
-            patterns.push(Pattern { exclusion, toks: compile(&cleaned) });
+            patterns.push(Pattern { exclusion, toks: compile(&cleaned), text: cleaned });
         }
         Ignore { patterns }
     }
@@ -91,48 +99,62 @@ impl Ignore {
         self.patterns.is_empty()
     }
 
-    /// True when `rel` (relative to the context, `/`-separated) is excluded.
+    /// True when `rel` (relative to the context, `/`-separated) is not in the
+    /// context: a directory above it is skipped whole (excluded, and not walked
+    /// into), or the patterns exclude it.
     pub fn excluded(&self, rel: &str) -> bool {
-        let rel = rel.trim_start_matches("./").trim_matches('/');
-        if rel.is_empty() || rel == "." {
-            return false;
-        }
-        let mut matched = false;
-        for p in &self.patterns {
-            if p.exclusion != matched {
-                // Only a pattern that could flip the outcome needs evaluating.
-                continue;
-            }
-            if matches_self_or_parent(&p.toks, rel) {
-                matched = !p.exclusion;
+        let mut verdicts = self.verdicts(rel).peekable();
+        while let Some((prefix, excluded)) = verdicts.next() {
+            let last = verdicts.peek().is_none();
+            if excluded && (last || !self.walks_into(prefix)) {
+                return true;
             }
         }
-        matched
+        false
     }
 
-    /// True when some `!` pattern could re-include a path below the directory
-    /// `rel`, so an excluded directory must still be walked.
-    pub fn may_reinclude(&self, _rel: &str) -> bool {
-        self.patterns.iter().any(|p| p.exclusion)
+    /// The patterns' verdict on `rel` alone: the last pattern matching it or one
+    /// of its parents wins. A walk that never enters a directory
+    /// [`Ignore::walks_into`] refuses needs nothing more.
+    pub fn matches(&self, rel: &str) -> bool {
+        self.verdicts(rel).last().is_some_and(|(_, excluded)| excluded)
+    }
+
+    /// The patterns' verdict on each of `rel`'s prefixes (`a`, `a/b`, ..., `rel`),
+    /// each pattern matched once per prefix: a pattern that matched a parent
+    /// matches everything below it.
+    fn verdicts<'r>(&'r self, rel: &'r str) -> impl Iterator<Item = (&'r str, bool)> + 'r {
+        let rel = trim(rel);
+        let ends = rel.match_indices('/').map(|(i, _)| i).chain((!rel.is_empty() && rel != ".").then_some(rel.len()));
+        let mut parent_matched = vec![false; self.patterns.len()];
+        ends.map(move |end| {
+            let prefix = &rel[..end];
+            let chars: Vec<char> = prefix.chars().collect();
+            let mut excluded = false;
+            for (p, seen) in self.patterns.iter().zip(parent_matched.iter_mut()) {
+                *seen = *seen || match_toks(&p.toks, &chars);
+                // Only a pattern that could flip the outcome counts.
+                if p.exclusion == excluded && *seen {
+                    excluded = !p.exclusion;
+                }
+            }
+            (prefix, excluded)
+        })
+    }
+
+    /// For the excluded directory `dir`: true when the context transfer still
+    /// walks into it, which it does only when an exception pattern begins with
+    /// `dir/` as written. A wildcard exception (`!**/keep`, `!*/b*`) never
+    /// reaches into an excluded directory, even where it would match.
+    pub fn walks_into(&self, dir: &str) -> bool {
+        let dir_slash = format!("{}/", trim(dir));
+        self.patterns.iter().any(|p| p.exclusion && format!("{}/", p.text).starts_with(&dir_slash))
     }
 }
 
-fn matches_self_or_parent(toks: &[Tok], rel: &str) -> bool {
-    if match_toks(toks, &rel.chars().collect::<Vec<_>>()) {
-        return true;
-    }
-    let mut prefix = String::new();
-    let parts: Vec<&str> = rel.split('/').collect();
-    for part in &parts[..parts.len() - 1] {
-        if !prefix.is_empty() {
-            prefix.push('/');
-        }
-        prefix.push_str(part);
-        if match_toks(toks, &prefix.chars().collect::<Vec<_>>()) {
-            return true;
-        }
-    }
-    false
+/// A context-relative path without `./` in front or slashes around it.
+fn trim(rel: &str) -> &str {
+    rel.trim_start_matches("./").trim_matches('/')
 }
 
 /// Go's filepath.Clean on a `/`-separated pattern.
@@ -317,9 +339,30 @@ mod tests {
         let ig = Ignore::parse("docs\n!docs/keep.md\n*.log\n!important.log\nimportant.log\n");
         assert!(ig.excluded("docs/other.md"));
         assert!(!ig.excluded("docs/keep.md"), "re-included under an excluded dir");
-        assert!(ig.may_reinclude("docs"));
+        assert!(ig.walks_into("docs"));
         assert!(ig.excluded("important.log"), "the last matching pattern wins");
         assert!(ig.excluded("a.log"));
+    }
+
+    #[test]
+    fn excluded_directories_are_entered_only_for_exceptions_written_below_them() {
+        // `**` then `!dir/file`: dir is walked into and its file comes back.
+        let ig = Ignore::parse("**\n!dir/file\n");
+        assert!(ig.matches("dir") && ig.walks_into("dir"));
+        assert!(!ig.excluded("dir/file") && ig.excluded("dir/other") && ig.excluded("top"));
+        // A wildcard exception never reaches into an excluded directory.
+        let ig = Ignore::parse("**/a\n!**/b\n");
+        assert!(!ig.matches("a/b"), "the patterns alone would keep a/b");
+        assert!(ig.excluded("a/b") && ig.excluded("x/a/b") && !ig.walks_into("a"));
+        assert!(!ig.excluded("b") && !ig.excluded("x/b"));
+        let ig = Ignore::parse("a\n!*/b*\n");
+        assert!(ig.excluded("a/b") && ig.excluded("a/bc") && !ig.excluded("x/b"));
+        // `!a/b/c` enters a and a/b, nothing else.
+        let ig = Ignore::parse("a\n!a/b/c\n");
+        assert!(ig.walks_into("a") && ig.walks_into("a/b") && !ig.walks_into("a/x") && !ig.walks_into("ab"));
+        assert!(!ig.excluded("a/b/c") && !ig.excluded("a/b/c/d") && ig.excluded("a/b/d") && ig.excluded("a/x/c"));
+        // As written after cleaning, without `!` or a leading `/`.
+        assert!(Ignore::parse("a\n!/a/./b\n").walks_into("a"));
     }
 
     #[test]

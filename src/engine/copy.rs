@@ -31,10 +31,25 @@ pub struct CopyOwnership {
     pub mode: Option<Chmod>,
 }
 
+/// Who owns a copied entry when `--chown` does not say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SourceOwners {
+    /// Root (0:0): the build context and inline files, whose owners on the
+    /// builder's host mean nothing in the image.
+    #[default]
+    Root,
+    /// The owner it has in its source: `COPY --from` a stage or an image, as
+    /// BuildKit keeps it (moby/moby#38599). A recorded owner (single-id mode) is
+    /// the owner.
+    Kept,
+}
+
 /// How one COPY/ADD treats its sources.
 #[derive(Clone, Copy)]
 pub struct CopyOptions<'a> {
     pub own: CopyOwnership,
+    /// Owners without `--chown`.
+    pub source_owners: SourceOwners,
     /// The build's ignore file, for paths relative to the source root (empty for
     /// stage sources).
     pub ignore: &'a Ignore,
@@ -78,6 +93,7 @@ pub fn copy_sources(tree: &Path, src_root: &Path, sources: &[Source], dest: &str
     }
     let mut copier = Copier {
         own: opts.own,
+        source_owners: opts.source_owners,
         owners: opts.owners,
         links: HashMap::new(),
         ignore: opts.ignore,
@@ -129,6 +145,7 @@ pub fn copy_sources(tree: &Path, src_root: &Path, sources: &[Source], dest: &str
 
 struct Copier<'a> {
     own: CopyOwnership,
+    source_owners: SourceOwners,
     owners: &'a crate::owner::Owners,
     ignore: &'a Ignore,
     exclude: &'a Ignore,
@@ -175,12 +192,12 @@ impl Copier<'_> {
                 nix::sys::stat::fstatat(dir.fd(), name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
                     .is_ok_and(|st| file_type(&st) == SFlag::S_IFDIR)
             };
-            let ignored = !self.ignore.is_empty() && self.ignore.excluded(&ctx_rel);
-            let excluded = !ignored && !self.exclude.is_empty() && self.exclude.excluded(&rel_str);
+            let ignored = !self.ignore.is_empty() && self.ignore.matches(&ctx_rel);
+            let excluded = !ignored && !self.exclude.is_empty() && self.exclude.matches(&rel_str);
             if ignored || excluded {
-                // A directory is still walked when a later `!pattern` may bring back
-                // something below it (its own entry is not copied).
-                let reinclude = if ignored { self.ignore.may_reinclude(&ctx_rel) } else { self.exclude.may_reinclude(&rel_str) };
+                // A directory is still walked when a `!pattern` names something
+                // below it (its own entry is not copied).
+                let reinclude = if ignored { self.ignore.walks_into(&ctx_rel) } else { self.exclude.walks_into(&rel_str) };
                 if reinclude && is_dir() {
                     let sub = dir.open_dir(&name)?;
                     self.copy_dir_contents(tree, &sub, root_rel, &rel, dest)?;
@@ -209,6 +226,7 @@ impl Copier<'_> {
     fn copy_entry(&mut self, entry: Entry, shown: &Path, target: &Path) -> Result<Option<DirFd>> {
         let st = *entry.stat();
         let is_dir = matches!(entry, Entry::Dir(..));
+        let (uid, gid) = self.owner_of(&entry);
         if let Ok(existing) = fs::symlink_metadata(target) {
             if !(existing.is_dir() && is_dir) {
                 if existing.is_dir() {
@@ -251,7 +269,6 @@ impl Copier<'_> {
             // Devices, fifos and sockets from a build context are not image content.
             Entry::Other(_) => return Ok(None),
         };
-        let (uid, gid) = self.own.owner.unwrap_or((0, 0));
         self.chown(target, uid, gid)?;
         if file_type(&st) != SFlag::S_IFLNK {
             let mode = st.st_mode & 0o7777;
@@ -267,6 +284,23 @@ impl Copier<'_> {
             set_times(target, st.st_mtime, st.st_mtime_nsec)?;
         }
         Ok(opened_dir)
+    }
+
+    /// The owner a copied entry gets: `--chown`'s, else its source's or root.
+    fn owner_of(&self, entry: &Entry) -> (u32, u32) {
+        if let Some(owner) = self.own.owner {
+            return owner;
+        }
+        if self.source_owners == SourceOwners::Root {
+            return (0, 0);
+        }
+        let recorded = match entry {
+            Entry::File(f, _) => self.owners.recorded_in(f),
+            Entry::Dir(d, _) => self.owners.recorded_in(d.file()),
+            Entry::Symlink(..) | Entry::Other(_) => None,
+        };
+        let st = entry.stat();
+        recorded.unwrap_or((st.st_uid, st.st_gid))
     }
 
     fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<()> {
@@ -315,7 +349,14 @@ mod tests {
     use super::*;
 
     fn opts<'a>(own: CopyOwnership, none: &'a Ignore) -> CopyOptions<'a> {
-        CopyOptions { own, ignore: none, exclude: none, parents: false, owners: &crate::owner::Owners::Real }
+        CopyOptions {
+            own,
+            source_owners: SourceOwners::Root,
+            ignore: none,
+            exclude: none,
+            parents: false,
+            owners: &crate::owner::Owners::Real,
+        }
     }
 
     #[test]
@@ -334,7 +375,14 @@ mod tests {
             ctx.path(),
             &["x".into()],
             "/e/",
-            CopyOptions { own, ignore: &none, exclude: &ex, parents: false, owners: &crate::owner::Owners::Real },
+            CopyOptions {
+                own,
+                source_owners: SourceOwners::Root,
+                ignore: &none,
+                exclude: &ex,
+                parents: false,
+                owners: &crate::owner::Owners::Real,
+            },
             "COPY",
         )
         .unwrap();
@@ -344,7 +392,14 @@ mod tests {
             ctx.path(),
             &["x/y/a.txt".into()],
             "/p/",
-            CopyOptions { own, ignore: &none, exclude: &none, parents: true, owners: &crate::owner::Owners::Real },
+            CopyOptions {
+                own,
+                source_owners: SourceOwners::Root,
+                ignore: &none,
+                exclude: &none,
+                parents: true,
+                owners: &crate::owner::Owners::Real,
+            },
             "COPY",
         )
         .unwrap();
@@ -448,7 +503,14 @@ mod tests {
             ctx.path(),
             &[".".into()],
             "/app/",
-            CopyOptions { own, ignore: &ig, exclude: &none, parents: false, owners: &crate::owner::Owners::Real },
+            CopyOptions {
+                own,
+                source_owners: SourceOwners::Root,
+                ignore: &ig,
+                exclude: &none,
+                parents: false,
+                owners: &crate::owner::Owners::Real,
+            },
             "COPY",
         )
         .unwrap();
@@ -461,7 +523,14 @@ mod tests {
             ctx.path(),
             &["secret.key".into()],
             "/x",
-            CopyOptions { own, ignore: &ig, exclude: &none, parents: false, owners: &crate::owner::Owners::Real },
+            CopyOptions {
+                own,
+                source_owners: SourceOwners::Root,
+                ignore: &ig,
+                exclude: &none,
+                parents: false,
+                owners: &crate::owner::Owners::Real
+            },
             "COPY"
         )
         .is_err());
@@ -494,6 +563,31 @@ mod tests {
         assert!(format!("{err:#}").contains("changed while being read"), "{err:#}");
         let copied: Vec<_> = walkdir::WalkDir::new(tree.path()).into_iter().map(|e| e.unwrap().file_name().to_os_string()).collect();
         assert!(!copied.iter().any(|n| n == "host-secret"), "a host file was copied: {copied:?}");
+    }
+
+    #[test]
+    fn a_stage_source_keeps_its_owner_and_a_context_source_becomes_root() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping: giving a file to another owner needs root (the e2e tests cover it unprivileged)");
+            return;
+        }
+        let none = Ignore::default();
+        let (src, tree) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::create_dir(src.path().join("d")).unwrap();
+        fs::write(src.path().join("d/f"), b"f").unwrap();
+        for p in ["d", "d/f"] {
+            nix::unistd::chown(&src.path().join(p), Some(1234.into()), Some(5678.into())).unwrap();
+        }
+        let owner_of = |p: &str| fs::symlink_metadata(tree.path().join(p)).map(|m| (m.uid(), m.gid())).unwrap();
+        let kept = CopyOptions { source_owners: SourceOwners::Kept, ..opts(CopyOwnership::default(), &none) };
+        copy(tree.path(), src.path(), &["d".into(), "d/f".into()], "/kept/", kept, "COPY").unwrap();
+        assert_eq!((owner_of("kept"), owner_of("kept/f")), ((0, 0), (1234, 5678)), "created dest dir is root's, sources keep theirs");
+        let chowned = CopyOptions { own: CopyOwnership { owner: Some((7, 8)), mode: None }, ..kept };
+        copy(tree.path(), src.path(), &["d/f".into()], "/chowned", chowned, "COPY").unwrap();
+        assert_eq!(owner_of("chowned"), (7, 8), "--chown still wins");
+        copy(tree.path(), src.path(), &["d/f".into()], "/context", opts(CopyOwnership::default(), &none), "COPY").unwrap();
+        assert_eq!(owner_of("context"), (0, 0), "a context file is root's");
     }
 
     #[test]

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::chown::resolve_owner;
-use super::copy::{self, Chmod, CopyOptions, CopyOwnership};
+use super::copy::{self, Chmod, CopyOptions, CopyOwnership, SourceOwners};
 use super::download::{download, is_url, Prefetched};
 use super::layer::{fs_step, step_overlay};
-use super::metadata::join_workdir;
+use super::metadata::{clean_abs, join_workdir};
 use super::named_context::ContextSource;
 use super::source_match;
 use super::step_inputs::Fetched;
@@ -76,6 +76,8 @@ struct CopyPlan<'a> {
     /// The destination, absolute, with the trailing `/` kept.
     dest: String,
     src_root: PathBuf,
+    /// Kept for `--from`, root for the context.
+    source_owners: SourceOwners,
     ignore: &'a Ignore,
     exclude: Ignore,
     chown: Option<String>,
@@ -119,6 +121,7 @@ pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyReq
         what,
         dest,
         src_root,
+        source_owners: if from_mount.is_some() { SourceOwners::Kept } else { SourceOwners::Root },
         ignore,
         exclude: Ignore::parse(&excluded.join("\n")),
         chown,
@@ -132,19 +135,26 @@ pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyReq
     fs_step(b, image, |tree| plan.write(tree))
 }
 
-/// The destination as an absolute path in the image: relative to WORKDIR, and
-/// ending in `/` when it names a directory.
+/// The destination as an absolute path in the image (see [`dest_in_image`]).
 fn copy_dest(image: &ImageState, vars: &Vars, dest: &str, sources: usize, what: &str) -> Result<String> {
     let dest = vars.expand(dest)?;
     if sources > 1 && !dest.ends_with('/') {
         bail!("when using {what} with more than one source file, the destination must be a directory and end with a /");
     }
     let workdir = image.config.config.as_ref().and_then(|c| c.working_dir.clone()).unwrap_or_default();
-    let mut abs = join_workdir(&workdir, &dest);
-    if dest.ends_with('/') && !abs.ends_with('/') {
+    Ok(dest_in_image(&workdir, &dest))
+}
+
+/// `dest` relative to the working dir, cleaned lexically before anything in the
+/// image is looked at, as BuildKit cleans it: `/a/../b/` is `/b/` even where `/a`
+/// is a symlink. It ends in `/` when `dest` names a directory (`x/`, `x/.`, `.`).
+fn dest_in_image(workdir: &str, dest: &str) -> String {
+    let mut abs = clean_abs(&join_workdir(workdir, dest));
+    let names_dir = dest.ends_with('/') || dest.ends_with("/.") || dest == ".";
+    if names_dir && !abs.ends_with('/') {
         abs.push('/');
     }
-    Ok(abs)
+    abs
 }
 
 /// Sorts the sources by root: context paths, URLs and heredocs. Heredocs are
@@ -211,7 +221,8 @@ impl CopyPlan<'_> {
         let owner = self.chown.as_deref().map(|spec| resolve_owner(tree, spec)).transpose()?;
         let own = CopyOwnership { owner, mode: self.mode };
         let (what, dest, owners) = (self.what, self.dest.as_str(), &self.owners);
-        let opts = CopyOptions { own, ignore: self.ignore, exclude: &self.exclude, parents: self.parents, owners };
+        let source_owners = self.source_owners;
+        let opts = CopyOptions { own, source_owners, ignore: self.ignore, exclude: &self.exclude, parents: self.parents, owners };
         let matched = source_match::match_sources(&self.src_root, &self.sources.paths, self.ignore, what)?;
         let (archives, plain) = if self.unpack_local { split_archives(&self.src_root, matched)? } else { (Vec::new(), matched) };
         copy::copy_sources(tree, &self.src_root, &plain, dest, opts, what)?;
@@ -229,7 +240,8 @@ impl CopyPlan<'_> {
                     continue;
                 }
             }
-            let inline_opts = CopyOptions { own, ignore: &no_ignore, exclude: &no_ignore, parents: false, owners };
+            let inline_opts =
+                CopyOptions { own, source_owners: SourceOwners::Root, ignore: &no_ignore, exclude: &no_ignore, parents: false, owners };
             copy::copy(tree, inline_dir, std::slice::from_ref(name), dest, inline_opts, what)?;
         }
         Ok(())
@@ -248,7 +260,7 @@ fn extract_into(
     fs::create_dir_all(&dir).with_context(|| format!("creating {dest}"))?;
     let archive_name = shown.display();
     let input = rootfs::open_archive_file(archive, compression).with_context(|| format!("opening archive {archive_name}"))?;
-    rootfs::extract_archive(input, tree, &dir, owner, owners).with_context(|| format!("extracting {archive_name} into {dest}"))
+    rootfs::extract_archive(input, &dir, owner, owners).with_context(|| format!("extracting {archive_name} into {dest}"))
 }
 
 /// A local archive to extract: the file opened beneath the source root, how it is
@@ -279,4 +291,20 @@ fn split_archives(src_root: &Path, sources: Vec<source_match::Source>) -> Result
         }
     }
     Ok((archives, plain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dest_in_image;
+
+    #[test]
+    fn destinations_are_cleaned_before_they_are_resolved() {
+        assert_eq!(dest_in_image("/", "/a/../b/"), "/b/");
+        assert_eq!(dest_in_image("/w", "../x"), "/x");
+        assert_eq!(dest_in_image("/w/", "sub/./f"), "/w/sub/f");
+        assert_eq!(dest_in_image("/x/../y/", "f"), "/y/f", "a recorded working dir may hold ..");
+        assert_eq!(dest_in_image("/w", "."), "/w/");
+        assert_eq!(dest_in_image("/w", "d/."), "/w/d/");
+        assert_eq!(dest_in_image("", "/../../"), "/");
+    }
 }

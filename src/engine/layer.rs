@@ -6,8 +6,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::chown::resolve_owner;
+use super::chown::workdir_owner;
 use super::Build;
+use crate::owner::Owners;
 use crate::rootfs::{resolve_in, Last};
 use crate::sandbox::{mount_overlay, OverlaySpec};
 use crate::store::{ImageState, LayerRef};
@@ -33,31 +34,58 @@ pub(super) fn fs_step(b: &Build, image: &ImageState, write: impl FnOnce(&Path) -
     b.store.commit_upper(&spec.upper, image, b.req.layers)
 }
 
-/// WORKDIR's directory: BuildKit creates a missing one owned by the current USER.
+/// WORKDIR's directory: BuildKit creates each missing component owned by the
+/// current USER (see [`workdir_owner`]: a name the image does not know is root,
+/// not an error) and leaves an existing directory as it is.
 pub(super) fn workdir_step(b: &Build, image: &ImageState, path: &str) -> Result<Option<LayerRef>> {
     let user = image.config.config.as_ref().and_then(|c| c.user.clone()).filter(|u| !u.is_empty());
     fs_step(b, image, |tree| {
-        let owner = user.as_deref().map(|u| resolve_owner(tree, u)).transpose()?;
-        make_workdir(tree, path, owner)
+        let owner = user.as_deref().map(|u| workdir_owner(tree, u));
+        make_workdir(tree, path, owner, &b.store.owners)
     })
 }
 
-/// Creates the missing components of `path` inside `tree`, 0755, owned by `owner`.
-fn make_workdir(tree: &Path, path: &str, owner: Option<(u32, u32)>) -> Result<()> {
-    let mut cur = String::new();
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        cur.push('/');
-        cur.push_str(part);
-        let host = resolve_in(tree, Path::new(&cur), Last::Follow)?;
-        if host.is_dir() {
+/// Creates the missing components of `path` inside `tree`, 0755, owned by `owner`
+/// (recorded in single-id mode). `path` is resolved as BuildKit's mkdir resolves
+/// it, symlinks first, so `..` after a symlink climbs from its target.
+fn make_workdir(tree: &Path, path: &str, owner: Option<(u32, u32)>, owners: &Owners) -> Result<()> {
+    let host = resolve_in(tree, Path::new(path), Last::Follow)?;
+    let mut cur = tree.to_path_buf();
+    for part in host.strip_prefix(tree).unwrap_or(Path::new("")).components() {
+        cur.push(part);
+        if cur.is_dir() {
             continue;
         }
-        std::fs::create_dir(&host).with_context(|| format!("creating working directory {cur}"))?;
-        std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        let shown = format!("/{}", cur.strip_prefix(tree).unwrap_or(&cur).display());
+        std::fs::create_dir(&cur).with_context(|| format!("creating working directory {shown} (WORKDIR {path})"))?;
+        std::fs::set_permissions(&cur, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         if let Some((uid, gid)) = owner {
-            nix::unistd::chown(&host, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
-                .with_context(|| format!("chown {uid}:{gid} {cur}"))?;
+            owners.set_owner(&cur, uid, gid).with_context(|| format!("chown {uid}:{gid} {shown}"))?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn workdir_creates_what_is_missing_and_leaves_the_rest() {
+        let tree = tempfile::tempdir().unwrap();
+        let t = tree.path();
+        std::fs::create_dir_all(t.join("exist")).unwrap();
+        std::fs::set_permissions(t.join("exist"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::create_dir_all(t.join("tmp/elsewhere")).unwrap();
+        std::os::unix::fs::symlink("/tmp/elsewhere", t.join("a")).unwrap();
+        let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        make_workdir(t, "/exist/new/", Some(me), &Owners::Real).unwrap();
+        assert_eq!(std::fs::metadata(t.join("exist")).unwrap().mode() & 0o7777, 0o700, "an existing dir keeps its mode");
+        assert_eq!(std::fs::metadata(t.join("exist/new")).unwrap().mode() & 0o7777, 0o755);
+        make_workdir(t, "/x/../y/", None, &Owners::Real).unwrap();
+        assert!(t.join("y").is_dir() && !t.join("x").exists(), "a missing /x is not created for /x/../y");
+        make_workdir(t, "/a/../c", None, &Owners::Real).unwrap();
+        assert!(t.join("tmp/c").is_dir() && !t.join("c").exists(), "`..` after a symlink climbs from its target");
+    }
 }

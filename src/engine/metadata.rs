@@ -4,10 +4,10 @@
 //!
 //! The build applies them step by step and `commit --change` applies the user's
 //! changes with the same function, so the two cannot drift apart again: ENTRYPOINT
-//! resetting an inherited CMD, STOPSIGNAL validation, WORKDIR cleaning and the SHELL
+//! resetting an inherited CMD, STOPSIGNAL validation, WORKDIR's joining and the SHELL
 //! of shell-form commands are written down once, here. Nothing here touches the
 //! store or the filesystem: WORKDIR's directory is created by the engine, which
-//! gets the cleaned path back in [`Applied::Workdir`].
+//! gets the recorded path back in [`Applied::Workdir`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -35,8 +35,8 @@ pub enum Applied {
     NotMetadata,
     /// The config changed, and that is all the instruction does.
     Config,
-    /// WORKDIR: the config's working dir is now this cleaned absolute path, which a
-    /// build must also create in the image.
+    /// WORKDIR: the config's working dir is now this absolute path (as recorded, so
+    /// maybe with `..` or a trailing `/`), which a build must also create in the image.
     Workdir(String),
 }
 
@@ -111,10 +111,17 @@ fn set_entrypoint(cfg: &mut ContainerConfig, form: &CommandForm, scope: &Metadat
     }
 }
 
-/// WORKDIR `dir` (expanded) relative to the current one, cleaned so that the config
-/// never holds `.` or `..`; returns the new working dir.
+/// WORKDIR `dir` (expanded) as BuildKit records it: an absolute path as written
+/// (`/x/y/` keeps its slash, `/a/../b` its `..`), a relative one joined to the
+/// current working dir and cleaned (Go's `path.Join`), an empty one the current
+/// dir. Returns the new working dir.
 fn set_workdir(cfg: &mut ContainerConfig, dir: &str) -> String {
-    let path = clean_abs(&join_workdir(cfg.working_dir.as_deref().unwrap_or(""), dir));
+    let current = cfg.working_dir.as_deref().filter(|c| !c.is_empty()).unwrap_or("/");
+    let path = match dir {
+        "" => clean_abs(current),
+        abs if abs.starts_with('/') => abs.to_string(),
+        rel => clean_abs(&format!("{current}/{rel}")),
+    };
     cfg.working_dir = Some(path.clone());
     path
 }

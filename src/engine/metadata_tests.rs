@@ -71,14 +71,20 @@ fn stopsignal_is_validated_after_expansion() {
 }
 
 #[test]
-fn workdir_is_joined_and_cleaned() {
+fn workdir_records_absolute_paths_as_written_and_joins_relative_ones() {
+    // What BuildKit (Docker 20.10) records in WorkingDir, checked against it.
     let mut config = inherited(ContainerConfig { working_dir: Some("/a".into()), ..Default::default() });
     let mut scope = MetadataScope::default();
-    let applied = apply_text(&mut config, &mut scope, "WORKDIR b/./c/../d\nWORKDIR ..\nWORKDIR /x/../y/").unwrap();
-    assert_eq!(applied, [Applied::Workdir("/a/b/d".into()), Applied::Workdir("/a/b".into()), Applied::Workdir("/y".into())]);
-    assert_eq!(config.config.unwrap().working_dir.as_deref(), Some("/y"));
+    let applied = apply_text(&mut config, &mut scope, "WORKDIR b/./c/../d\nWORKDIR ..\nWORKDIR /x/../y/\nWORKDIR z/").unwrap();
+    let want = ["/a/b/d", "/a/b", "/x/../y/", "/y/z"].map(|w| Applied::Workdir(w.into()));
+    assert_eq!(applied, want, "absolute: as written; relative: joined and cleaned");
+    assert_eq!(config.config.unwrap().working_dir.as_deref(), Some("/y/z"));
+    assert_eq!(built("WORKDIR /x/y/").working_dir.as_deref(), Some("/x/y/"), "the trailing slash is kept");
+    assert_eq!(built("WORKDIR /x/y/\nWORKDIR ..").working_dir.as_deref(), Some("/x"));
+    assert_eq!(built("WORKDIR /x\nWORKDIR a/").working_dir.as_deref(), Some("/x/a"));
     assert_eq!(built("WORKDIR x/../y").working_dir.as_deref(), Some("/y"), "relative to / when unset");
-    assert_eq!(built("ENV D=/srv\nWORKDIR $D/app/..").working_dir.as_deref(), Some("/srv"));
+    assert_eq!(built("ENV D=/srv\nWORKDIR $D/app/..").working_dir.as_deref(), Some("/srv/app/.."));
+    assert_eq!(built("WORKDIR /x\nENV E=\nWORKDIR $E").working_dir.as_deref(), Some("/x"), "empty: the current one");
 }
 
 #[test]

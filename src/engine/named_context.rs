@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::copy::{self, CopyOptions, CopyOwnership};
+use super::copy::{self, CopyOptions, CopyOwnership, SourceOwners};
 use super::layer::fs_step;
 use super::source_digest::content_digest;
 use super::{base, step_key, Build};
@@ -255,7 +255,14 @@ pub(super) fn context_image(b: &Build, name: &str, source: ContextSource) -> Res
     let owners = b.store.owners.clone();
     let none = Ignore::default();
     let layer = fs_step(b, &image, |tree| {
-        let opts = CopyOptions { own: CopyOwnership::default(), ignore: &dir.ignore, exclude: &none, parents: false, owners: &owners };
+        let opts = CopyOptions {
+            own: CopyOwnership::default(),
+            source_owners: SourceOwners::Root,
+            ignore: &dir.ignore,
+            exclude: &none,
+            parents: false,
+            owners: &owners,
+        };
         copy::copy(tree, &dir.path, &[".".to_string()], "/", opts, "FROM")
     })?;
     let empty_layer = layer.is_none();

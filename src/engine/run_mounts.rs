@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::copy::{copy, CopyOptions, CopyOwnership};
+use super::copy::{copy, CopyOptions, CopyOwnership, SourceOwners};
 use super::layer::step_overlay;
 use super::metadata::{clean_abs, join_workdir};
 use super::named_context::{ContextSource, LocalDir};
@@ -289,7 +289,14 @@ fn copy_out(b: &Build, root: &Path, ignore: &Ignore, rel: &str, dir: &Path) -> R
     fs::create_dir(&tree).with_context(|| format!("creating {}", tree.display()))?;
     let pattern = if rel.is_empty() { ".".to_string() } else { rel.to_string() };
     let no_exclude = Ignore::default();
-    let opts = CopyOptions { own: CopyOwnership::default(), ignore, exclude: &no_exclude, parents: false, owners: &b.store.owners };
+    let opts = CopyOptions {
+        own: CopyOwnership::default(),
+        source_owners: SourceOwners::Root,
+        ignore,
+        exclude: &no_exclude,
+        parents: false,
+        owners: &b.store.owners,
+    };
     copy(&tree, root, std::slice::from_ref(&pattern), "/src/", opts, "RUN --mount")?;
     let source = if tree.join("src").is_dir() && fs::symlink_metadata(root.join(rel)).is_ok_and(|m| m.is_dir()) {
         "src".to_string()
@@ -330,17 +337,24 @@ fn attach_cache(b: &Build, p: &PlannedMount, dir: &Path, out: &mut Attached) -> 
 /// directory), as BuildKit bases the cache on that source.
 fn seed_cache(b: &Build, source: &MountSource, rel: &str, new: &Path, scratch: &Path) -> Result<()> {
     let no_ignore = Ignore::default();
-    let copy_from = |root: &Path, ignore: &Ignore| {
-        let opts = CopyOptions { own: CopyOwnership::default(), ignore, exclude: &no_ignore, parents: false, owners: &b.store.owners };
+    let copy_from = |root: &Path, ignore: &Ignore, source_owners| {
+        let opts = CopyOptions {
+            own: CopyOwnership::default(),
+            source_owners,
+            ignore,
+            exclude: &no_ignore,
+            parents: false,
+            owners: &b.store.owners,
+        };
         copy(new, root, &[dot(rel)], "/", opts, "RUN --mount=type=cache,from")
     };
     match source {
         MountSource::Image(image) => {
             fs::create_dir_all(scratch)?;
             let mounted = mount_overlay(&step_overlay(b, image, scratch, false)?)?;
-            copy_from(mounted.merged(), &no_ignore)
+            copy_from(mounted.merged(), &no_ignore, SourceOwners::Kept)
         }
-        MountSource::Dir(local) => copy_from(&local.path, &local.ignore),
+        MountSource::Dir(local) => copy_from(&local.path, &local.ignore, SourceOwners::Root),
         MountSource::Context | MountSource::None => Ok(()),
     }
 }

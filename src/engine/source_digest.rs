@@ -221,14 +221,14 @@ impl Walk<'_> {
     }
 
     /// The entries below `dir` (at `rel` in the context) in name order, with the
-    /// copy's ignore rules: an excluded directory is only walked when a later
-    /// `!pattern` may bring back something below it.
+    /// copy's ignore rules: an excluded directory is only walked when a
+    /// `!pattern` names something below it.
     fn dir_contents(&mut self, dir: &DirFd, rel: &Path) -> Result<()> {
         for name in dir.names()? {
             let rel = rel.join(&name);
             let rel_str = rel.to_string_lossy();
-            if !self.ignore.is_empty() && self.ignore.excluded(&rel_str) {
-                if self.ignore.may_reinclude(&rel_str) {
+            if !self.ignore.is_empty() && self.ignore.matches(&rel_str) {
+                if self.ignore.walks_into(&rel_str) {
                     if let Entry::Dir(sub, _) = dir.open_entry(&name)? {
                         self.dir_contents(&sub, &rel)?;
                     }

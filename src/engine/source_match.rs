@@ -64,7 +64,7 @@ pub fn match_sources(root: &Path, patterns: &[String], ignore: &Ignore, what: &s
         for rel in found {
             let host = resolve_in(root, &rel, Last::Follow)?;
             let resolved = host.strip_prefix(root).unwrap_or(Path::new("")).to_string_lossy().into_owned();
-            let excluded = ignore.excluded(&rel.to_string_lossy()) || ignore.excluded(&resolved);
+            let excluded = !in_context(ignore, &rel.to_string_lossy(), &host) || !in_context(ignore, &resolved, &host);
             if wildcard && excluded {
                 continue;
             }
@@ -82,6 +82,24 @@ pub fn match_sources(root: &Path, patterns: &[String], ignore: &Ignore, what: &s
         }
     }
     Ok(out)
+}
+
+/// Whether the context holds `rel` (found at `host`): it is not excluded, or it
+/// is an excluded directory the context transfer walks into and something below
+/// it is kept, which brings the directory along (`**` then `!dir/file` leaves
+/// `dir` with `dir/file` in it).
+fn in_context(ignore: &Ignore, rel: &str, host: &Path) -> bool {
+    !ignore.excluded(rel) || (ignore.walks_into(rel) && keeps_something_below(ignore, rel, host))
+}
+
+/// True when the walk of the excluded directory `rel` (at `host`) keeps an entry.
+fn keeps_something_below(ignore: &Ignore, rel: &str, host: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(host) else { return false };
+    entries.flatten().any(|entry| {
+        let child = format!("{}/{}", rel.trim_end_matches('/'), entry.file_name().to_string_lossy());
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        !ignore.matches(&child) || (is_dir && ignore.walks_into(&child) && keeps_something_below(ignore, &child, &entry.path()))
+    })
 }
 
 /// Cleans a source path lexically and anchors it at the source root, as the
@@ -126,5 +144,24 @@ mod tests {
         assert_eq!(clean_relative("./a/./b/../c"), "a/c");
         assert_eq!(clean_relative("/abs/x"), "abs/x");
         assert_eq!(clean_relative("."), ".");
+    }
+
+    #[test]
+    fn a_reincluded_file_brings_its_directory_and_wildcard_exceptions_stay_out() {
+        let ctx = tempfile::tempdir().unwrap();
+        for f in ["dir/file", "dir/other", "a/b", "top"] {
+            fs::create_dir_all(ctx.path().join(f).parent().unwrap()).unwrap();
+            fs::write(ctx.path().join(f), f).unwrap();
+        }
+        let names = |ignore: &str, pattern: &str| {
+            let found = match_sources(ctx.path(), &[pattern.to_string()], &Ignore::parse(ignore), "COPY");
+            found.map(|s| s.into_iter().map(|s| s.matched.display().to_string()).collect::<Vec<_>>()).map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(names("**\n!dir/file\n", "dir").unwrap(), ["dir"], "dir/file brings dir along");
+        assert!(names("**\n!dir/missing\n", "dir").is_err(), "nothing kept below: dir is not in the context");
+        assert!(names("**/a\n!**/b\n", "a/b").unwrap_err().contains("excluded"), "a is skipped whole");
+        assert!(names("a\n!*/b*\n", "a/b").unwrap_err().contains("excluded"), "a is skipped whole");
+        assert!(names("a\n!*/b*\n", "a").is_err());
+        assert_eq!(names("a\n!a/b\n", "a/b").unwrap(), ["a/b"], "an exception naming a/ enters it");
     }
 }

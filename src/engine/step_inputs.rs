@@ -75,7 +75,9 @@ pub(super) fn gather(s: &StepSite, step: &Located) -> Result<(StepInputs, Fetche
                 Some(from) => {
                     let source = copy_from(s, &s.vars.expand(from)?)?;
                     inputs.sources = match &source {
-                        ContextSource::Image(image) => image.cache_key.clone(),
+                        // Marked: entries made before `--from` kept its sources' owners
+                        // (all root) must not answer.
+                        ContextSource::Image(image) => format!("owners-kept:{}", image.cache_key),
                         ContextSource::Dir(dir) => format!("context-dir={}", sources_digest(s, &c.sources, &dir.path, &dir.ignore)?),
                     };
                     fetched.from = Some(source);

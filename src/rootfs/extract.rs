@@ -1,9 +1,12 @@
 //! A user's tar archive (ADD of a local archive) -> files in an image tree.
 //!
 //! Unlike `unpack`, the target is a live image tree, not an empty layer dir: entries
-//! replace what is there, and parent paths are resolved inside the tree (an image's
-//! `/bin -> usr/bin` is honoured) but never outside it. Compression is detected
-//! from the stream's magic bytes, as Docker does, not from the file name.
+//! replace what is there. Every member path is resolved inside the destination
+//! directory as if it were `/`, as Docker's untar chrooted into the destination
+//! resolves it: a member symlink leading up or out (`link -> ../..`, `-> /`) names
+//! the destination itself for the members below it, so nothing lands beside or
+//! above the destination. Compression is detected from the stream's magic bytes,
+//! as Docker does, not from the file name.
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -80,18 +83,12 @@ pub fn open_archive_file(file: File, compression: Compression) -> io::Result<Box
     })
 }
 
-/// Extracts `input` into the directory `dest` (a host path below `tree`). `owner`
-/// overrides the archive's ownership (ADD --chown); `owners` says how owners are set.
-pub fn extract<R: Read>(
-    input: R,
-    tree: &Path,
-    dest: &Path,
-    owner: Option<(u32, u32)>,
-    owners: &crate::owner::Owners,
-) -> Result<(), RootfsError> {
+/// Extracts `input` into the directory `dest` (a host path, already resolved in
+/// the image tree), confined to `dest`. `owner` overrides the archive's
+/// ownership (ADD --chown); `owners` says how owners are set.
+pub fn extract<R: Read>(input: R, dest: &Path, owner: Option<(u32, u32)>, owners: &crate::owner::Owners) -> Result<(), RootfsError> {
     let mut archive = tar::Archive::new(BufReader::new(input));
     let mut dirs: Vec<(PathBuf, u64)> = Vec::new();
-    let dest_in_tree = Path::new("/").join(dest.strip_prefix(tree).unwrap_or(Path::new("")));
     for entry in archive.entries().map_err(|e| RootfsError::io(dest, e))? {
         let mut entry = entry.map_err(|e| RootfsError::io(dest, e))?;
         // The name as bytes (a name that is not UTF-8 is kept as it is); `raw` is only
@@ -99,8 +96,7 @@ pub fn extract<R: Read>(
         let name = entry.path_bytes().into_owned();
         let raw = String::from_utf8_lossy(&name).into_owned();
         let Some(rel) = relative(Path::new(OsStr::from_bytes(&name)), &raw)? else { continue };
-        let parent_in_tree = dest_in_tree.join(rel.parent().unwrap_or(Path::new("")));
-        let parent = resolve_in(tree, &parent_in_tree, Last::Follow)?;
+        let parent = resolve_in(dest, rel.parent().unwrap_or(Path::new("")), Last::Follow)?;
         fs::create_dir_all(&parent).map_err(|e| RootfsError::io(&parent, e))?;
         let target = parent.join(rel.file_name().expect("a relative path has a name"));
         let h = entry.header().clone();
@@ -146,7 +142,7 @@ pub fn extract<R: Read>(
                     .ok_or_else(|| RootfsError::BadEntry { path: raw.clone(), reason: "hard link without target".into() })?;
                 let link_rel = relative(&link, &link.to_string_lossy())?
                     .ok_or_else(|| RootfsError::BadEntry { path: raw.clone(), reason: "hard link to the root".into() })?;
-                let src = resolve_in(tree, &dest_in_tree.join(link_rel), Last::NoFollow)?;
+                let src = resolve_in(dest, &link_rel, Last::NoFollow)?;
                 fs::hard_link(&src, &target).map_err(|e| RootfsError::io(&target, e))?;
                 continue;
             }
@@ -223,7 +219,7 @@ mod tests {
         enc.finish().unwrap();
         let c = detect(&gz).unwrap().unwrap();
         assert_eq!(c, Compression::Gzip);
-        extract(open_archive(&gz, c).unwrap(), &tree, &tree.join("usr/lib"), None, &crate::owner::Owners::Real).unwrap();
+        extract(open_archive(&gz, c).unwrap(), &tree.join("usr/lib"), None, &crate::owner::Owners::Real).unwrap();
         assert_eq!(fs::read(tree.join("usr/lib/a/b.txt")).unwrap(), b"hello");
         assert_eq!(fs::metadata(tree.join("usr/lib/x")).unwrap().permissions().mode() & 0o777, 0o640);
         let plain = d.path().join("plain.txt");
@@ -244,17 +240,57 @@ mod tests {
         h.set_cksum();
         b.append(&h, &b"hi"[..]).unwrap();
         let t = b.into_inner().unwrap();
-        extract(&t[..], d.path(), d.path(), None, &crate::owner::Owners::Real).unwrap();
+        extract(&t[..], d.path(), None, &crate::owner::Owners::Real).unwrap();
         let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
         assert_eq!(fs::read(d.path().join(name).join("x")).unwrap(), b"hi");
         assert!(!d.path().join("caf\u{fffd}").exists(), "no lossy replacement name");
     }
 
     #[test]
+    fn member_symlinks_leading_out_resolve_inside_the_destination() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("tree/dest");
+        fs::create_dir_all(&dest).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let (uid, gid) = (nix::unistd::geteuid().as_raw().into(), nix::unistd::getegid().as_raw().into());
+        let mut append = |name: &str, kind: EntryType, link: &str, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(uid);
+            h.set_gid(gid);
+            h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.as_gnu_mut().unwrap().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        };
+        append("up", EntryType::Symlink, "../..", b"");
+        append("up/x", EntryType::Regular, "", b"x");
+        append("root", EntryType::Symlink, "/", b"");
+        append("root/y", EntryType::Regular, "", b"y");
+        append("sub/in", EntryType::Symlink, "../..", b"");
+        append("sub/in/w", EntryType::Regular, "", b"w");
+        append("hard", EntryType::Link, "up/x", b"");
+        let t = b.into_inner().unwrap();
+        extract(&t[..], &dest, None, &crate::owner::Owners::Real).unwrap();
+        for (name, content) in [("x", "x"), ("y", "y"), ("w", "w"), ("hard", "x")] {
+            assert_eq!(fs::read_to_string(dest.join(name)).unwrap(), content, "{name} lands in the destination");
+        }
+        assert_eq!(fs::read_link(dest.join("up")).unwrap(), Path::new("../.."), "the link itself is kept as written");
+        let outside: Vec<_> = walkdir::WalkDir::new(d.path())
+            .into_iter()
+            .map(|e| e.unwrap().into_path())
+            .filter(|p| !p.starts_with(&dest) && p != d.path() && p != &d.path().join("tree"))
+            .collect();
+        assert!(outside.is_empty(), "written outside the destination: {outside:?}");
+    }
+
+    #[test]
     fn climbing_out_is_refused() {
         let d = tempfile::tempdir().unwrap();
         let t = tar_bytes(&[("../../evil", b"x")]);
-        let err = extract(&t[..], d.path(), d.path(), None, &crate::owner::Owners::Real).unwrap_err();
+        let err = extract(&t[..], d.path(), None, &crate::owner::Owners::Real).unwrap_err();
         assert!(err.to_string().contains("evil"));
     }
 }

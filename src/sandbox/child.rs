@@ -396,7 +396,7 @@ fn setup(spec: &RunSpec, resolv: Option<&Path>, scratch: &Path) -> Result<Prepar
     }
 
     let user = resolve_user(&spec.user)?;
-    let cwd = if spec.cwd.is_empty() { "/".to_string() } else { spec.cwd.clone() };
+    let cwd = clean_cwd(&spec.cwd);
     if fs::metadata(&cwd).is_err() {
         fs::create_dir_all(&cwd).map_err(|e| format!("create working directory {cwd}: {e}"))?;
     }
@@ -465,6 +465,23 @@ fn seal_pid1(keep: std::os::fd::RawFd) -> Result<(), String> {
     Ok(())
 }
 
+/// The working dir as runc enters it: cleaned lexically, as an image may record
+/// it with `..` (BuildKit keeps `WORKDIR /x/../y` as written), so `/x` is neither
+/// created nor needed.
+fn clean_cwd(cwd: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in cwd.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 /// The second guard against CVE-2024-21626: whatever `cwd` resolved through (a
 /// /proc/self/fd link, a descriptor inherited as stdin), the directory we are in must
 /// be reachable from the container's root. Outside it, the kernel's path starts with
@@ -502,4 +519,15 @@ fn find_program(program: &str, path_var: &str) -> Option<PathBuf> {
     path_var.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(program)).find(|p| {
         fs::metadata(p).map(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0).unwrap_or(false)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_working_dir_is_cleaned_as_runc_cleans_it() {
+        assert_eq!(super::clean_cwd("/tmp/./cache/.."), "/tmp");
+        assert_eq!(super::clean_cwd("/x/y/"), "/x/y");
+        assert_eq!(super::clean_cwd("/../.."), "/");
+        assert_eq!(super::clean_cwd(""), "/");
+    }
 }

@@ -109,13 +109,14 @@ fn commit_changes_follow_the_build_rules() {
     strata(["run", "--name", src, "busybox", "true"]).ok();
 
     // busybox has CMD ["sh"]: an ENTRYPOINT alone drops it, as in a build, instead of
-    // running `echo from-entrypoint sh`. WORKDIR is cleaned as a build cleans it.
+    // running `echo from-entrypoint sh`. An absolute WORKDIR is kept as written, as
+    // docker commit and a build keep it.
     let change = ["--change", "ENTRYPOINT [\"echo\", \"from-entrypoint\"]", "--change", "WORKDIR /tmp/./cache/.."];
     strata(["commit"].into_iter().chain(change).chain([src, "e2e-commit-rules:ep"])).ok();
     let config = inspect_config("e2e-commit-rules:ep");
     assert_eq!(strings(&config["Entrypoint"]), ["echo", "from-entrypoint"], "{config:#}");
     assert!(config.get("Cmd").is_none_or(|c| c.is_null()), "the base's CMD was for its entrypoint: {config:#}");
-    assert_eq!(config["WorkingDir"], "/tmp", "{config:#}");
+    assert_eq!(config["WorkingDir"], "/tmp/./cache/..", "{config:#}");
     let ran = strata(["run", "--rm", "e2e-commit-rules:ep"]).ok();
     assert_eq!(ran.stdout, "from-entrypoint\n", "{}", ran.describe());
 

@@ -43,3 +43,25 @@ fn single_id_mode_keeps_chowned_owners_in_the_layer() {
     assert_eq!((find("nobody").uid, find("nobody").gid), (65534, 65534));
     assert_eq!((find("home/app").uid, find("home/app").gid), (1000, 100));
 }
+
+#[test]
+fn single_id_mode_records_the_owners_copy_from_keeps() {
+    if skip_without_sandbox("single_id_mode_records_the_owners_copy_from_keeps") {
+        return;
+    }
+    let single = single_id_env();
+    let root = scratch("single-id-from").join("store");
+    build_busybox_in(&root, None, &single).unwrap();
+    let ctx = scratch("single-id-from-ctx");
+    let dockerfile = "FROM busybox AS src\nRUN echo s > /f && chown 1234:5678 /f\nFROM busybox\nCOPY --from=src /f /g\n";
+    fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let out = scratch("single-id-from-out").join("layout");
+    let tag = format!("oci:{}:t", path_str(&out));
+    strata_at(&root, None, &single, &["build", "-t", "single-from", "--output", &tag, &path_str(&ctx)]).ok();
+    let layout = Layout::open(&out);
+    let manifest = layout.manifest(Some("t"));
+    let top = Layout::layers(&manifest).last().cloned().expect("the COPY made a layer");
+    let entries = layout.layer_entries(&top);
+    let g = entries.iter().find(|e| e.path == "g").unwrap_or_else(|| panic!("no g in the layer: {entries:?}"));
+    assert_eq!((g.uid, g.gid), (1234, 5678), "the stage's recorded owner is kept");
+}
