@@ -25,6 +25,7 @@ packages=(
     passwd          # useradd, usermod --add-subuids
     ca-certificates
     debootstrap     # tests: the real workload, a Debian minbase made rootlessly
+    python3         # tests: the package index and wheels of the pip cache-mount workload
     docker-registry # tests: a real registry on 127.0.0.1 for pull, push and login
     apache2-utils   # tests: htpasswd for the registry's basic auth
     openssl         # tests: a CA and a server certificate for the TLS registry
