@@ -123,17 +123,7 @@ fn scp_style(src: &str) -> Option<(&str, Option<&str>, Option<&str>)> {
 /// `path.Join("/", subdir)` without its leading `/`: `..` cannot climb above the
 /// repository's root.
 fn clean_subdir(subdir: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in subdir.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
+    crate::clean_path::clean_abs(subdir).trim_start_matches('/').to_string()
 }
 
 /// Drops what could be a secret from a URL: all userinfo of an HTTP(S) URL (a token
