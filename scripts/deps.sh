@@ -7,6 +7,7 @@ set -euo pipefail
 
 packages=(
     uidmap          # newuidmap/newgidmap: map the subuid ranges into the user namespace
+    git             # ADD of a git repository runs the system git (tests: git daemon serves one)
     libseccomp-dev  # the libseccomp crate links libseccomp (>= 2.5 for seccomp notify)
     pkg-config      # -sys crates look system libraries up with it (libseccomp-sys links -lseccomp)
     fuse-overlayfs  # overlay fallback where kernel overlayfs is not allowed

@@ -7,7 +7,8 @@
 //!   layer writer, archives), [`owner`] (owners that survive a single-id
 //!   namespace), [`fault`] (test hooks, only with the `fault-injection` feature),
 //!   [`durable`] (replacing a file whole and durably), [`platform`] (the host's
-//!   OS and architecture), [`overlay_marks`] (names overlay drivers write on disk).
+//!   OS and architecture), [`overlay_marks`] (names overlay drivers write on disk),
+//!   [`clean_path`] (paths cleaned lexically, as Go's path.Clean).
 //! - [`registry`] (the distribution API) and [`report`] (progress and warnings).
 //! - [`plan`] (stages and their order), [`rootfs`] (layer dirs: unpack, diff, vfs),
 //!   [`sandbox`] (namespaces, mounts, the container's pid 1; the only code that
@@ -24,6 +25,7 @@
 //! docs/build-walkthrough.md follows one `strata build` from `main` to a blob on
 //! disk.
 
+pub mod clean_path;
 pub mod cli;
 pub mod container;
 pub mod dockerfile;

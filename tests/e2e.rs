@@ -17,6 +17,8 @@
 
 #[path = "e2e/acceptance.rs"]
 mod acceptance;
+#[path = "e2e/add_git.rs"]
+mod add_git;
 #[path = "e2e/cache.rs"]
 mod cache;
 #[path = "e2e/cli.rs"]

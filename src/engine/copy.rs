@@ -498,42 +498,14 @@ mod tests {
         let ig = Ignore::parse("docs\n!docs/keep.md\n*.key\n");
         let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
         let own = CopyOwnership { owner: Some(me), mode: None };
-        copy(
-            tree.path(),
-            ctx.path(),
-            &[".".into()],
-            "/app/",
-            CopyOptions {
-                own,
-                source_owners: SourceOwners::Root,
-                ignore: &ig,
-                exclude: &none,
-                parents: false,
-                owners: &crate::owner::Owners::Real,
-            },
-            "COPY",
-        )
-        .unwrap();
+        copy(tree.path(), ctx.path(), &[".".into()], "/app/", CopyOptions { ignore: &ig, ..opts(own, &none) }, "COPY").unwrap();
         assert!(tree.path().join("app/main.c").exists());
         assert!(tree.path().join("app/docs/keep.md").exists());
         assert!(!tree.path().join("app/docs/drop.md").exists());
         assert!(!tree.path().join("app/secret.key").exists());
-        assert!(copy(
-            tree.path(),
-            ctx.path(),
-            &["secret.key".into()],
-            "/x",
-            CopyOptions {
-                own,
-                source_owners: SourceOwners::Root,
-                ignore: &ig,
-                exclude: &none,
-                parents: false,
-                owners: &crate::owner::Owners::Real
-            },
-            "COPY"
-        )
-        .is_err());
+        assert!(
+            copy(tree.path(), ctx.path(), &["secret.key".into()], "/x", CopyOptions { ignore: &ig, ..opts(own, &none) }, "COPY").is_err()
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! COPY and ADD as build steps: expanding their words, gathering sources (context
-//! paths, another stage or image, heredocs, ADD's URLs and local archives) and
-//! writing them through the step's overlay.
+//! paths, another stage or image, heredocs, ADD's URLs, git repositories and local
+//! archives) and writing them through the step's overlay.
 
 use std::collections::HashMap;
 use std::fs;
@@ -11,6 +11,8 @@ use anyhow::{bail, Context, Result};
 use super::chown::resolve_owner;
 use super::copy::{self, Chmod, CopyOptions, CopyOwnership, SourceOwners};
 use super::download::{download, is_url, Prefetched};
+use super::git_source;
+use super::git_url;
 use super::layer::{fs_step, step_overlay};
 use super::metadata::{clean_abs, join_workdir};
 use super::named_context::ContextSource;
@@ -31,6 +33,8 @@ pub struct AddOptions<'a> {
     pub checksum: Option<&'a str>,
     /// `--unpack`: None = Docker's default (local archives are extracted, URLs not).
     pub unpack: Option<bool>,
+    /// `--keep-git-dir`: git sources keep their `.git`.
+    pub keep_git_dir: bool,
 }
 
 /// One COPY or ADD, words unexpanded.
@@ -54,7 +58,7 @@ impl<'a> CopyRequest<'a> {
 
     pub fn add(a: &'a AddArgs) -> CopyRequest<'a> {
         let (chown, chmod) = (a.chown.as_deref(), a.chmod.as_deref());
-        let add = Some(AddOptions { checksum: a.checksum.as_deref(), unpack: a.unpack });
+        let add = Some(AddOptions { checksum: a.checksum.as_deref(), unpack: a.unpack, keep_git_dir: a.keep_git_dir });
         CopyRequest { sources: &a.sources, dest: &a.dest, chown, chmod, add, exclude: &a.exclude, parents: false }
     }
 }
@@ -67,6 +71,8 @@ struct Gathered {
     inline_names: Vec<String>,
     /// Which inline files are downloads (ADD `--unpack=true` extracts those).
     url_names: Vec<String>,
+    /// Git checkouts, each with the path below it whose contents are copied.
+    git: Vec<(TempDir, String)>,
 }
 
 /// Everything one COPY or ADD writes, resolved before the step's overlay is
@@ -97,8 +103,8 @@ pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyReq
     // --chmod and --chown are checked before any source is looked at.
     let mode = req.chmod.map(|c| vars.expand(c)).transpose()?.map(|m| Chmod::parse(&m)).transpose()?;
     let chown = req.chown.map(|c| vars.expand(c)).transpose()?;
-    let add = req.add.unwrap_or(AddOptions { checksum: None, unpack: None });
-    let sources = gather_sources(b, vars, &req, add, fetched.downloads)?;
+    let add = req.add.unwrap_or(AddOptions { checksum: None, unpack: None, keep_git_dir: false });
+    let sources = gather_sources(b, vars, &req, add, (fetched.downloads, fetched.git))?;
     // --from: an earlier stage's or an image's tree, mounted for reading; a
     // directory context is read where it is, its own ignore file applied.
     let from_image = match &fetched.from {
@@ -157,23 +163,30 @@ fn dest_in_image(workdir: &str, dest: &str) -> String {
     abs
 }
 
-/// Sorts the sources by root: context paths, URLs and heredocs. Heredocs are
-/// written and downloads moved into the inline dir.
-fn gather_sources(
-    b: &Build,
-    vars: &Vars,
-    req: &CopyRequest<'_>,
-    add: AddOptions<'_>,
-    mut downloads: HashMap<String, Prefetched>,
-) -> Result<Gathered> {
+/// What gathering the step's key fetched: downloads by URL, git sources resolved.
+type Prepared = (HashMap<String, Prefetched>, HashMap<String, git_source::Resolved>);
+
+/// Sorts the sources by root: context paths, URLs, git repositories and heredocs.
+/// Heredocs are written and downloads moved into the inline dir; repositories are
+/// checked out.
+fn gather_sources(b: &Build, vars: &Vars, req: &CopyRequest<'_>, add: AddOptions<'_>, prepared: Prepared) -> Result<Gathered> {
+    let (mut downloads, mut resolved) = prepared;
     let mut paths = Vec::new();
     let mut urls = Vec::new();
+    let mut gits = Vec::new();
     let mut docs: Vec<&Heredoc> = Vec::new();
     for s in req.sources {
         match s {
             CopySource::Heredoc(h) => docs.push(h),
             CopySource::Path(p) => {
                 let p = vars.expand(p)?;
+                if let Some(git) = git_url::parse(&p)? {
+                    if req.add.is_none() {
+                        bail!("source can't be a git ref for COPY: {}", git.shown);
+                    }
+                    gits.push((resolved.remove(&p), git));
+                    continue;
+                }
                 match is_url(&p) {
                     true if req.add.is_none() => bail!("source can't be a URL for COPY: {p}"),
                     true => urls.push(p),
@@ -183,10 +196,22 @@ fn gather_sources(
         }
     }
     if let (Some(_), Some(p)) = (add.checksum, paths.first()) {
-        bail!("ADD --checksum can only be used with an HTTP(S) URL source, not with the local path {p:?}");
+        bail!("ADD --checksum can only be used with an HTTP(S) URL or a git source, not with the local path {p:?}");
     }
-    if add.checksum.is_some() && urls.len() + paths.len() != 1 {
+    if add.checksum.is_some() && urls.len() + paths.len() + gits.len() != 1 {
         bail!("ADD --checksum needs exactly one source");
+    }
+    let mut git = Vec::new();
+    for (done, url) in gits {
+        // Resolved once already, for the step's cache key: the same commit goes in.
+        let r = match done {
+            Some(r) => r,
+            None => git_source::resolve(&url, add.checksum)?,
+        };
+        let keep = git_source::keep_git_dir(&url, add.keep_git_dir)?;
+        let dir = b.store.layers.scratch()?;
+        git_source::checkout(&url, &r, keep, dir.path())?;
+        git.push((dir, url.subdir));
     }
     let inline = b.store.layers.scratch()?;
     let mut inline_names = Vec::new();
@@ -211,7 +236,7 @@ fn gather_sources(
         url_names.push(name);
     }
     inline_names.extend(url_names.iter().cloned());
-    Ok(Gathered { paths, inline, inline_names, url_names })
+    Ok(Gathered { paths, inline, inline_names, url_names, git })
 }
 
 impl CopyPlan<'_> {
@@ -229,8 +254,18 @@ impl CopyPlan<'_> {
         for (file, compression, shown) in archives {
             extract_into(tree, dest, (file, &shown), compression, owner, owners)?;
         }
-        let inline_dir = self.sources.inline.path();
         let no_ignore = Ignore::default();
+        for (checkout, subdir) in &self.sources.git {
+            // BuildKit's rule: the subdir's components are directories, never links.
+            DirFd::open_root(checkout.path())?.open_below(Path::new(subdir)).with_context(|| format!("git source subdir {subdir:?}"))?;
+            let git_opts =
+                CopyOptions { own, source_owners: SourceOwners::Root, ignore: &no_ignore, exclude: &self.exclude, parents: false, owners };
+            // Named as it is, never matched as a pattern: a `*` there is a character.
+            let (host, matched) = (checkout.path().join(subdir), PathBuf::from(subdir));
+            let source = source_match::Source { host, matched, name: String::new(), is_dir: true };
+            copy::copy_sources(tree, checkout.path(), &[source], dest, git_opts, what)?;
+        }
+        let inline_dir = self.sources.inline.path();
         for name in &self.sources.inline_names {
             let path = inline_dir.join(name);
             if self.unpack_urls && self.sources.url_names.contains(name) {

@@ -7,25 +7,31 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::git_url::is_git;
 use crate::oci::{Digest, HashingWriter};
 use crate::registry::{http_agent_config, Stalled};
 
-/// True for the sources ADD downloads.
+/// True for the sources ADD downloads: HTTP(S) URLs that are not git
+/// repositories (see `git_url`).
 pub(super) fn is_url(s: &str) -> bool {
-    s.starts_with("http://") || s.starts_with("https://")
+    (s.starts_with("http://") || s.starts_with("https://")) && !is_git(s)
+}
+
+/// The name a download of `url` gets: its last path segment, as Docker names it.
+pub(super) fn file_name(url: &str) -> String {
+    url.split(['?', '#']).next().unwrap_or(url).rsplit('/').find(|s| !s.is_empty() && !s.contains(':')).unwrap_or("download").to_string()
+}
+
+/// `--checksum`'s digest, checked before anything is fetched.
+pub(super) fn parse_checksum(checksum: &str) -> Result<Digest> {
+    Digest::parse(checksum).map_err(|e| anyhow!("--checksum={checksum}: {e}"))
 }
 
 /// Downloads `url` into `dir`, checking `--checksum` when given; returns the file
-/// name (the URL's last path segment, as Docker names it).
+/// name (see [`file_name`]).
 pub(super) fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Downloaded> {
-    let name = url
-        .split(['?', '#'])
-        .next()
-        .unwrap_or(url)
-        .rsplit('/')
-        .find(|s| !s.is_empty() && !s.contains(':'))
-        .unwrap_or("download")
-        .to_string();
+    let want = checksum.map(parse_checksum).transpose()?;
+    let name = file_name(url);
     // A server that goes silent fails the step after the idle timeout, as a registry does.
     let agent: ureq::Agent = http_agent_config().build().into();
     let resp = agent.get(url).call().map_err(|e| stalled_or(Stalled::of(&e), e)).with_context(|| format!("ADD {url}: download failed"))?;
@@ -61,8 +67,7 @@ pub(super) fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<
     let t = nix::sys::time::TimeSpec::new(modified.unwrap_or(0), 0);
     nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, &path, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
         .with_context(|| format!("dating {}", path.display()))?;
-    if let Some(want) = checksum {
-        let want = Digest::parse(want).map_err(|e| anyhow!("--checksum={want}: {e}"))?;
+    if let Some(want) = want {
         if want != digest {
             bail!("ADD {url}: checksum mismatch: expected {want}, got {digest}");
         }
@@ -100,5 +105,7 @@ mod tests {
     fn urls_are_recognised() {
         assert!(is_url("http://127.0.0.1:8000/a.tar"));
         assert!(!is_url("file.tar"));
+        assert!(!is_url("https://h/repo.git#main"), "a git repository, not a download");
+        assert_eq!(file_name("http://h/a/b.tar.gz?x=1#f"), "b.tar.gz");
     }
 }

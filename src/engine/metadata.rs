@@ -220,20 +220,7 @@ pub fn join_workdir(current: &str, path: &str) -> String {
     }
 }
 
-/// Lexically cleans an absolute path (`/a/./b/../c` -> `/a/c`).
-pub(super) fn clean_abs(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
+pub(super) use crate::clean_path::clean_abs;
 
 /// `EXPOSE 80` means 80/tcp; protocols are lower-cased as Docker stores them, and
 /// a range (`8000-8002/tcp`) is one port per number, as BuildKit's

@@ -15,6 +15,8 @@ mod context;
 mod copy;
 mod copy_step;
 mod download;
+mod git_source;
+mod git_url;
 mod layer;
 mod metadata;
 mod named_context;

@@ -178,12 +178,15 @@ fn describe(m: &RunMount, target: &str, id: &str, source_key: &str) -> String {
 pub(super) struct Attached {
     pub mounts: Vec<StepMount>,
     pub env: Vec<String>,
+    /// Cache ids this RUN leased already: a second mount of one id uses the same
+    /// lease (a second lock would wait for the first).
+    caches: Vec<(String, PathBuf)>,
     _keep: Vec<Box<dyn Any>>,
 }
 
 /// Makes every mount ready on disk, in `scratch` (the step's own dir).
 pub(super) fn attach(b: &Build, planned: &[PlannedMount], scratch: &Path) -> Result<Attached> {
-    let mut out = Attached { mounts: Vec::new(), env: Vec::new(), _keep: Vec::new() };
+    let mut out = Attached { mounts: Vec::new(), env: Vec::new(), caches: Vec::new(), _keep: Vec::new() };
     for (n, p) in planned.iter().enumerate() {
         let dir = scratch.join(format!("mount-{n}"));
         fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -323,13 +326,18 @@ fn attach_cache(b: &Build, p: &PlannedMount, dir: &Path, out: &mut Attached) -> 
         }
         Ok(())
     };
-    let lease = b.store.cache_mount(&p.id, sharing, &init)?;
+    let path = match out.caches.iter().find(|(id, _)| *id == p.id) {
+        Some((_, path)) => path.clone(),
+        None => {
+            let lease = b.store.cache_mount(&p.id, sharing, &init)?;
+            let path = lease.path.clone();
+            out.caches.push((p.id.clone(), path.clone()));
+            out._keep.push(Box::new(lease));
+            path
+        }
+    };
     let source = if seeded { String::new() } else { source_rel(&m.source) };
-    if !source.is_empty() {
-        fs::create_dir_all(lease.path.join(&source)).ok();
-    }
-    out.mounts.push(StepMount::Bind { root: lease.path.clone(), source, target: p.target.clone(), read_only: m.read_only });
-    out._keep.push(Box::new(lease));
+    out.mounts.push(StepMount::Bind { root: path, source, target: p.target.clone(), read_only: m.read_only });
     Ok(())
 }
 

@@ -1,22 +1,26 @@
 //! A step's inputs gathered for its key: the words it will see, the ARG values,
 //! RUN's network and seccomp profile, the content of COPY/ADD sources, ADD's URLs
-//! (fetched, as BuildKit keys them) and `--from`'s image (resolved once). What was
-//! fetched is handed to the step as a value, so nothing is fetched twice.
+//! (fetched, as BuildKit keys them, unless `--checksum` names their digest), ADD's
+//! git repositories (their refs resolved to commits, nothing cloned) and
+//! `--from`'s image (resolved once). What was fetched or resolved is handed to the
+//! step as a value, so nothing is fetched twice.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 
-use super::download::{download, is_url, Prefetched};
+use super::download::{download, file_name, is_url, parse_checksum, Prefetched};
+use super::git_source::{self, Resolved};
+use super::git_url::{self, is_git};
 use super::named_context::{named_context, ContextSource};
 use super::run_mounts::{plan_mounts, MountSite, PlannedMount};
 use super::run_step::run_network;
 use super::source_digest::content_digest;
-use super::step_key::{Download, StepInputs};
+use super::step_key::{Download, GitKey, StepInputs};
 use super::vars::Vars;
 use super::{base, is_proxy_arg, Build};
-use crate::dockerfile::{CopySource, Heredoc, Ignore, Instruction, Located};
+use crate::dockerfile::{AddArgs, CopySource, Heredoc, Ignore, Instruction, Located};
 use crate::sandbox::{Network, SeccompPolicy};
 use crate::store::ImageState;
 
@@ -26,6 +30,8 @@ use crate::store::ImageState;
 pub(super) struct Fetched {
     /// ADD's URLs, downloaded for the key, by URL.
     pub downloads: HashMap<String, Prefetched>,
+    /// ADD's git sources' commits, by the source as written (expanded).
+    pub git: HashMap<String, Resolved>,
     /// COPY `--from`: the stage's or image's state, or a directory context.
     pub from: Option<ContextSource>,
     /// RUN: the network it resolved to (the key holds its kind).
@@ -89,6 +95,7 @@ pub(super) fn gather(s: &StepSite, step: &Located) -> Result<(StepInputs, Fetche
         Instruction::Add(a) => {
             inputs.sources = sources_digest(s, &a.sources, s.b.context, s.b.ignore)?;
             inputs.downloads = fetch_urls(s, &a.sources, a.checksum.as_deref(), &mut fetched)?;
+            inputs.git = resolve_git(s, a, &mut fetched)?;
             &a.heredocs
         }
         _ => &[],
@@ -198,7 +205,7 @@ fn sources_digest(s: &StepSite, sources: &[CopySource], root: &Path, ignore: &Ig
     let mut patterns = Vec::new();
     for p in path_sources(sources) {
         let p = s.vars.expand(p)?;
-        if !is_url(&p) {
+        if !is_url(&p) && !is_git(&p) {
             patterns.push(p);
         }
     }
@@ -212,7 +219,9 @@ fn sources_digest(s: &StepSite, sources: &[CopySource], root: &Path, ignore: &Ig
 }
 
 /// ADD's URLs: their content is only known by fetching it, as BuildKit keys
-/// them, so they are fetched now (once: the step itself uses these files).
+/// them, so they are fetched now (once: the step itself uses these files). With
+/// `--checksum` the checksum is the content: nothing is fetched unless the step
+/// runs, and then the download is checked against it.
 fn fetch_urls(s: &StepSite, sources: &[CopySource], checksum: Option<&str>, fetched: &mut Fetched) -> Result<Vec<Download>> {
     let mut keys = Vec::new();
     for p in path_sources(sources) {
@@ -220,10 +229,32 @@ fn fetch_urls(s: &StepSite, sources: &[CopySource], checksum: Option<&str>, fetc
         if !is_url(&url) {
             continue;
         }
+        if let Some(c) = checksum {
+            let digest = parse_checksum(c)?;
+            keys.push(Download { name: file_name(&url), url, digest, modified: None, pinned: true });
+            continue;
+        }
         let dir = s.b.store.layers.scratch()?;
         let got = download(&url, dir.path(), checksum)?;
-        keys.push(Download { url: url.clone(), name: got.name.clone(), digest: got.digest, modified: got.modified });
+        keys.push(Download { url: url.clone(), name: got.name.clone(), digest: got.digest, modified: got.modified, pinned: false });
         fetched.downloads.insert(url, Prefetched { dir, name: got.name });
+    }
+    Ok(keys)
+}
+
+/// ADD's git sources: each ref resolved to its commit with `ls-remote`, which is
+/// all the key needs; the clone waits for a miss.
+fn resolve_git(s: &StepSite, a: &AddArgs, fetched: &mut Fetched) -> Result<Vec<GitKey>> {
+    let mut keys = Vec::new();
+    for p in path_sources(&a.sources) {
+        let src = s.vars.expand(p)?;
+        let Some(git) = git_url::parse(&src)? else {
+            continue;
+        };
+        let keep = git_source::keep_git_dir(&git, a.keep_git_dir)?;
+        let resolved = git_source::resolve(&git, a.checksum.as_deref())?;
+        keys.push(git_source::key(&git, &resolved, keep));
+        fetched.git.insert(src, resolved);
     }
     Ok(keys)
 }

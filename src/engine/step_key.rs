@@ -7,7 +7,8 @@
 //! profile, for COPY/ADD a hash of
 //! what the copy keeps of its sources (see [`super::source_digest::content_digest`]) or the key of the
 //! `--from` stage, for ADD the name, digest and date of each URL's download (fetched
-//! to compute the key, as BuildKit does), the layer compression and SOURCE_DATE_EPOCH. Environment, SHELL,
+//! to compute the key, as BuildKit does, unless `--checksum` names the digest) and
+//! each git repository's resolved commit, subdir and `--keep-git-dir`, the layer compression and SOURCE_DATE_EPOCH. Environment, SHELL,
 //! USER and WORKDIR are part of the parent's state, hence of its key.
 //!
 //! The parent's key is the key of its *result*: an entry records the key it hands
@@ -47,6 +48,8 @@ pub struct StepInputs {
     pub sources: String,
     /// ADD's URLs: name, digest and date of each download, in order.
     pub downloads: Vec<Download>,
+    /// ADD's git repositories: each resolved commit, in order.
+    pub git: Vec<GitKey>,
     /// The layer format: a zstd layer never answers a gzip build, nor an unclamped
     /// one a reproducible one.
     pub format: LayerFormat,
@@ -60,6 +63,23 @@ pub struct Download {
     pub digest: Digest,
     /// Last-Modified, as Unix seconds, when the server sent one.
     pub modified: Option<i64>,
+    /// The digest is `--checksum`'s and nothing was fetched: the date is unknown
+    /// (as in BuildKit, the checksum alone keys the download).
+    pub pinned: bool,
+}
+
+/// One ADD of a git repository as the key sees it: never the credentials, never
+/// the branch name alone (a moved branch is a new commit, an unmoved one a hit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitKey {
+    /// The URL without credentials.
+    pub remote: String,
+    /// The resolved commit (an annotated tag's object when `.git` is kept).
+    pub commit: String,
+    /// The full ref name, only when `.git` (which records it) is kept.
+    pub reference: Option<String>,
+    pub subdir: String,
+    pub keep_git_dir: bool,
 }
 
 /// The key of a step: a hash of its inputs, in a fixed order.
@@ -73,6 +93,12 @@ pub fn step_key(i: &StepInputs) -> Key {
     extra.push_str(&i.sources);
     for d in &i.downloads {
         extra.push_str(&format!("url={}\0{}\0{}\0{:?}\0", d.url, d.name, d.digest, d.modified));
+        if d.pinned {
+            extra.push_str("pinned\0");
+        }
+    }
+    for g in &i.git {
+        extra.push_str(&format!("git={}\0{}\0{:?}\0{}\0{}\0", g.remote, g.commit, g.reference, g.subdir, g.keep_git_dir));
     }
     let format = format!("{:?}/epoch={:?}", i.format.compression, i.format.source_date_epoch);
     key_of(&[&i.parent, &i.text, &i.words.join("\0"), &docs.join("\0"), &i.args, &extra, &format])
@@ -149,7 +175,20 @@ mod tests {
             network: Some("net=Private"),
             seccomp: None,
             sources: "s".into(),
-            downloads: vec![Download { url: "http://h/f".into(), name: "f".into(), digest: Digest::of_bytes(b"x"), modified: Some(1) }],
+            downloads: vec![Download {
+                url: "http://h/f".into(),
+                name: "f".into(),
+                digest: Digest::of_bytes(b"x"),
+                modified: Some(1),
+                pinned: false,
+            }],
+            git: vec![GitKey {
+                remote: "git://h/r".into(),
+                commit: "c".repeat(40),
+                reference: None,
+                subdir: String::new(),
+                keep_git_dir: false,
+            }],
             format: LayerFormat::default(),
         }
     }
@@ -171,6 +210,12 @@ mod tests {
             ("sources", |i| i.sources = "t".into()),
             ("download digest", |i| i.downloads[0].digest = Digest::of_bytes(b"y")),
             ("download date", |i| i.downloads[0].modified = None),
+            ("a pinned download", |i| i.downloads[0].pinned = true),
+            ("git remote", |i| i.git[0].remote = "git://h/s".into()),
+            ("git commit", |i| i.git[0].commit = "d".repeat(40)),
+            ("git ref", |i| i.git[0].reference = Some("refs/heads/main".into())),
+            ("git subdir", |i| i.git[0].subdir = "sub".into()),
+            ("git keep-git-dir", |i| i.git[0].keep_git_dir = true),
             ("compression", |i| i.format.compression = oci::LayerCompression::Zstd(3)),
             ("epoch", |i| i.format.source_date_epoch = Some(0)),
         ];

@@ -469,17 +469,7 @@ fn seal_pid1(keep: std::os::fd::RawFd) -> Result<(), String> {
 /// it with `..` (BuildKit keeps `WORKDIR /x/../y` as written), so `/x` is neither
 /// created nor needed.
 fn clean_cwd(cwd: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in cwd.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    crate::clean_path::clean_abs(cwd)
 }
 
 /// The second guard against CVE-2024-21626: whatever `cwd` resolved through (a

@@ -122,26 +122,35 @@ pub(super) fn attach(mounts: &[StepMount], sources: Vec<Option<OwnedFd>>, stubs:
 
 /// The target's real path inside the container, each missing component created
 /// (a directory, or an empty file for a non-directory source) and written to
-/// `stubs`. Existing components are followed, symlinks included: the root is the
-/// container's by now, so they cannot lead out of it.
+/// `stubs`. Symlinks are followed as runc's SecureJoin follows them, a dangling
+/// one included (what it names is created): the root is the container's by now,
+/// and `..` stops at it, so nothing leads out.
 fn make_target(target: &str, is_dir: bool, stubs: &mut fs::File) -> Result<PathBuf, SandboxError> {
-    let names: Vec<&std::ffi::OsStr> = Path::new(target)
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect();
+    let mut todo: Vec<std::ffi::OsString> = names(Path::new(target));
+    todo.reverse();
     let mut cur = PathBuf::from("/");
-    for (i, name) in names.iter().enumerate() {
-        let next = cur.join(name);
+    let mut links = 0;
+    while let Some(name) = todo.pop() {
+        if name == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&name);
         match fs::symlink_metadata(&next) {
-            Ok(_) => {
-                cur = fs::canonicalize(&next)
-                    .map_err(|e| SandboxError::Setup(format!("mount target {target}: {} does not resolve: {e}", next.display())))?
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(SandboxError::Setup(format!("mount target {target}: too many levels of symbolic links")));
+                }
+                let link = fs::read_link(&next).map_err(|e| SandboxError::io(&next, e))?;
+                if link.is_absolute() {
+                    cur = PathBuf::from("/");
+                }
+                todo.extend(names(&link).into_iter().rev());
             }
+            Ok(_) => cur = next,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if i + 1 == names.len() && !is_dir {
+                if todo.is_empty() && !is_dir {
                     fs::File::create_new(&next).map_err(|e| SandboxError::io(&next, e))?;
                 } else {
                     fs::create_dir(&next).map_err(|e| SandboxError::io(&next, e))?;
@@ -155,4 +164,15 @@ fn make_target(target: &str, is_dir: bool, stubs: &mut fs::File) -> Result<PathB
         }
     }
     Ok(cur)
+}
+
+/// A path's names, `..` kept, `.` and `/` dropped.
+fn names(path: &Path) -> Vec<std::ffi::OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
 }

@@ -62,25 +62,29 @@ impl LocalStore {
         let lock_path = dir.with_extension("lock");
         let open = || fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path);
         let file = open().with_context(|| format!("opening {}", lock_path.display()))?;
+        let locked = |file, arg| Flock::lock(file, arg).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", lock_path.display()));
         let lock = match sharing {
+            // Shared: never an exclusive lock on a directory that exists, so steps
+            // sharing it (one RUN mounting it twice included) never wait on each other.
+            CacheSharing::Shared if dir.is_dir() => locked(file, FlockArg::LockShared)?,
+            CacheSharing::Shared => {
+                let lock = locked(file, FlockArg::LockExclusive)?;
+                if !dir.is_dir() {
+                    create(&dir, init).with_context(|| format!("creating the cache mount {id:?} in {}", dir.display()))?;
+                }
+                let file = lock.unlock().map_err(|(_, e)| anyhow::anyhow!("unlocking {}: {e}", lock_path.display()))?;
+                locked(file, FlockArg::LockShared)?
+            }
             CacheSharing::Private => match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => lock,
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) => return self.private_copy(init),
                 Err((_, e)) => anyhow::bail!("locking {}: {e}", lock_path.display()),
             },
-            _ => Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", lock_path.display()))?,
+            CacheSharing::Locked => locked(file, FlockArg::LockExclusive)?,
         };
         if !dir.is_dir() {
             create(&dir, init).with_context(|| format!("creating the cache mount {id:?} in {}", dir.display()))?;
         }
-        let lock = if sharing == CacheSharing::Shared {
-            // Down to shared once the directory exists: other `shared` steps may
-            // use it now, `locked` and `private` ones wait or go elsewhere.
-            let file = lock.unlock().map_err(|(_, e)| anyhow::anyhow!("unlocking {}: {e}", lock_path.display()))?;
-            Flock::lock(file, FlockArg::LockShared).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", lock_path.display()))?
-        } else {
-            lock
-        };
         Ok(CacheLease { path: dir, _lock: Some(lock), _private: None })
     }
 

@@ -2,13 +2,14 @@
 //! edit re-runs exactly the steps after it (even when size and mtime are kept and
 //! the memo knows the file), `--no-cache` re-runs everything, a step that re-ran
 //! (ADD of a URL, `--no-cache-filter`) never lets a later step hit an entry made over
-//! its old result, keys see expanded words, and SOURCE_DATE_EPOCH is in the key.
+//! its old result, keys see expanded words, SOURCE_DATE_EPOCH is in the key, and
+//! `ADD --checksum` is keyed on the checksum: a hit downloads nothing.
 
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -147,10 +148,12 @@ fn keys_see_expanded_words_and_never_a_proxy_for_run() {
     assert_eq!(strata(["run", "--rm", "cache-expand", "ls"]).ok().stdout, "two.txt\n");
 }
 
-/// An HTTP/1.0 server on 127.0.0.1 whose one file can change between requests.
+/// An HTTP/1.0 server on 127.0.0.1 whose one file can change between requests;
+/// it counts the requests it answered.
 struct Server {
     port: u16,
     body: Arc<Mutex<Vec<u8>>>,
+    requests: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -161,16 +164,20 @@ impl Server {
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let (body, stop) = (Arc::new(Mutex::new(body.to_vec())), Arc::new(AtomicBool::new(false)));
-        let (b, s) = (Arc::clone(&body), Arc::clone(&stop));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (b, s, n) = (Arc::clone(&body), Arc::clone(&stop), Arc::clone(&requests));
         let thread = thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((stream, _)) => answer(stream, &b.lock().unwrap()),
+                    Ok((stream, _)) => {
+                        n.fetch_add(1, Ordering::SeqCst);
+                        answer(stream, &b.lock().unwrap())
+                    }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
                 }
             }
         });
-        Server { port, body, stop, thread: Some(thread) }
+        Server { port, body, requests, stop, thread: Some(thread) }
     }
 }
 
@@ -221,6 +228,41 @@ fn a_changed_download_reruns_every_later_step() {
     let changed = build(&ctx, "cache-url", &[]);
     assert!(changed.cached.is_empty(), "a new download is a new parent for every later step: {:?}", changed.cached);
     assert_eq!(cat("cache-url", "/seen"), "version two\n", "the RUN saw the new download");
+}
+
+#[test]
+fn a_checksum_keys_the_download_so_a_hit_fetches_nothing() {
+    if skip_without_sandbox("a_checksum_keys_the_download_so_a_hit_fetches_nothing") {
+        return;
+    }
+    with_base();
+    let body = format!("pinned {}\n", std::process::id());
+    let server = Server::start(body.as_bytes());
+    let sum = run("sh", ["-c", &format!("printf '{body}' | sha256sum")]).ok().stdout.split_whitespace().next().unwrap().to_string();
+    let ctx = scratch("cache-checksum");
+    let df = format!("FROM busybox\nADD --checksum=sha256:{sum} http://127.0.0.1:{}/p.txt /dl/\nRUN cat /dl/p.txt > /seen\n", server.port);
+    fs::write(ctx.join("Dockerfile"), df).unwrap();
+    let first = build(&ctx, "cache-checksum", &[]);
+    assert!(first.cached.is_empty(), "{:?}", first.cached);
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1, "a miss downloads once, for the step");
+    assert_eq!(cat("cache-checksum", "/seen"), body);
+    // What the server now sends does not matter: the checksum is the content.
+    *server.body.lock().unwrap() = b"changed\n".to_vec();
+    let again = build(&ctx, "cache-checksum", &[]);
+    assert_eq!(again.cached, again.steps, "the checksum is unchanged: every step hits");
+    assert_eq!(again.id, first.id);
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1, "a hit makes no request");
+    // A miss (another destination) downloads and checks: the new bytes do not match.
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM busybox\nADD --checksum=sha256:{sum} http://127.0.0.1:{}/p.txt /other/\n", server.port),
+    )
+    .unwrap();
+    let out = strata(["build", &path_str(&ctx)]);
+    assert!(!out.success());
+    let url = format!("http://127.0.0.1:{}/p.txt", server.port);
+    assert!(out.stderr.contains(&url) && out.stderr.contains(&format!("expected sha256:{sum}")), "{}", out.stderr);
+    assert_eq!(server.requests.load(Ordering::SeqCst), 2);
 }
 
 #[test]

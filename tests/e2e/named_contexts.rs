@@ -150,3 +150,41 @@ fn bad_build_context_values_are_refused() {
     assert!(run.stderr.contains("--build-context src") && run.stderr.contains("ctx-no-such-image"), "{}", run.describe());
     assert_untagged("ctx-bad");
 }
+
+#[test]
+fn run_mounts_take_from_a_named_context() {
+    if skip("run_mounts_take_from_a_named_context") {
+        return;
+    }
+    let src = scratch("ctx-mount-src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/b.txt"), "bravo\n").unwrap();
+    fs::write(src.join("hidden.txt"), "ignored\n").unwrap();
+    fs::write(src.join(".dockerignore"), "hidden.txt\n").unwrap();
+    let layout = scratch("ctx-mount-layout").join("layout");
+    let maker = Ctx::new("ctx-mount-maker", "FROM busybox\nRUN mkdir /data && echo from-layout > /data/f\n");
+    maker.build_ok("ctx-mount-maker", &["--output", &format!("oci:{}:v1", path_str(&layout))]);
+
+    // A directory context binds (its ignore file applied, rw writes thrown away)
+    // and seeds a cache; an image context binds from its tree.
+    let ctx = Ctx::new(
+        "ctx-mount",
+        "FROM busybox\n\
+         RUN --mount=type=bind,from=src,target=/src,rw sh -c 'cat /src/sub/b.txt > /bound.txt; (test -e /src/hidden.txt && echo leaked || echo clean) > /listing.txt; echo x > /src/sub/b.txt'\n\
+         RUN --mount=type=bind,from=img,source=/data,target=/img cat /img/f > /img.txt\n\
+         RUN --mount=type=cache,from=src,source=sub,target=/seeded,id=ctx-mount-seed cp /seeded/b.txt /seed.txt\n",
+    );
+    let flags =
+        ["--build-context", &format!("src={}", path_str(&src)), "--build-context", &format!("img=oci-layout://{}:v1", path_str(&layout))];
+    let first = ctx.build_ok("ctx-mount", &flags);
+    assert_eq!(sh("ctx-mount", "cat /bound.txt /listing.txt /img.txt /seed.txt"), "bravo\nclean\nfrom-layout\nbravo\n", "{}", first.stderr);
+    assert_eq!(fs::read_to_string(src.join("sub/b.txt")).unwrap(), "bravo\n", "an rw bind never writes into the directory");
+
+    // The key follows the directory's content.
+    let again = ctx.build_ok("ctx-mount", &flags);
+    assert!(cached_steps(&again).iter().any(|s| s.contains("from=src,target=/src")), "an unchanged dir is a hit: {}", again.stderr);
+    fs::write(src.join("sub/b.txt"), "bravo two\n").unwrap();
+    let changed = ctx.build_ok("ctx-mount", &flags);
+    assert!(!cached_steps(&changed).iter().any(|s| s.contains("from=src,target=/src")), "a changed dir misses: {}", changed.stderr);
+    assert_eq!(sh("ctx-mount", "cat /bound.txt"), "bravo two\n");
+}

@@ -132,3 +132,51 @@ fn a_fresh_runner_hits_every_step_from_the_registry_cache() {
     assert_eq!(tagged.code, Some(1), "{}", tagged.describe());
     assert!(tagged.stderr.contains("must not have a tag"), "{}", tagged.describe());
 }
+
+/// Whether `needle` is in any file below `dir`, gzip members decompressed.
+fn found_below(dir: &Path, needle: &str) -> bool {
+    let script = "find \"$1\" -type f -exec sh -c 'zcat -f \"$1\" 2>/dev/null | grep -aqF \"$2\"' _ {} \"$2\" \\; -print | grep -q .";
+    crate::support::run("sh", ["-c", script, "sh", &path_str(dir), needle]).success()
+}
+
+#[test]
+fn a_secret_never_reaches_the_registry_cache_or_the_pushed_image() {
+    if skip_without_sandbox("a_secret_never_reaches_the_registry_cache_or_the_pushed_image") {
+        return;
+    }
+    let hello = hello_image();
+    let dir = scratch("registry-cache-secret");
+    let registry = Registry::start(&dir, None);
+    let base = format!("{}/e2e/base:1", registry.addr);
+    strata(["push", hello, &base]).ok();
+    let cache_repo = format!("{}/e2e/secret-cache", registry.addr);
+    let marker = format!("marker-{}-{}", std::process::id(), dir.display().to_string().len());
+    let secret = dir.join("token");
+    fs::write(&secret, &marker).unwrap();
+    let ctx = dir.join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {base}\nUSER root\n\
+             RUN --mount=type=secret,id=tok,required wc -c < /run/secrets/tok > /length\n\
+             RUN --mount=type=secret,id=tok,env=TOK,required sh -c 'echo ${{#TOK}} > /env-length'\n"
+        ),
+    )
+    .unwrap();
+    let flag = format!("id=tok,src={}", path_str(&secret));
+    let runner_a = dir.join("runner-a");
+    let a = build(&runner_a, &ctx, &["--secret", &flag, "--cache-to", &cache_repo]);
+    assert!(a.stderr.contains("exported"), "{}", a.describe());
+    let pushed = format!("{}/e2e/with-secret:1", registry.addr);
+    strata_at(&runner_a, None, &[], &["push", "e2e-remote-cache", &pushed]).ok();
+    assert!(!a.stdout.contains(&marker) && !a.stderr.contains(&marker), "not in the build log");
+    assert!(!found_below(&dir.join("data"), &marker), "no blob, manifest or cache entry in the registry holds the secret");
+
+    // The cache answers a runner that has no secret at all: the key never held it.
+    let b = build(&dir.join("runner-b"), &ctx, &["--cache-from", &cache_repo]);
+    let seen = steps(&b);
+    assert_eq!(seen.cached, seen.all, "every step is a hit, no secret needed: {}", b.describe());
+    let length = strata_at(&dir.join("runner-b"), None, &[], &["run", "--rm", "e2e-remote-cache", "cat", "/length", "/env-length"]).ok();
+    assert_eq!(length.stdout.split_whitespace().collect::<Vec<_>>(), [marker.len().to_string(), marker.len().to_string()]);
+}
