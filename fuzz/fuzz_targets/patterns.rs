@@ -36,7 +36,8 @@ fuzz_target!(|data: &[u8]| {
     let mut rel = path;
     loop {
         let _ = ignore.excluded(rel);
-        let _ = ignore.may_reinclude(rel);
+        let _ = ignore.matches(rel);
+        let _ = ignore.walks_into(rel);
         match rel.rsplit_once('/') {
             Some((parent, _)) => rel = parent,
             None => break,
