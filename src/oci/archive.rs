@@ -2,7 +2,8 @@
 //! (`docker_archive` reuses the tar helpers here for docker's format).
 //!
 //! Export writes what `skopeo copy … oci:DIR:TAG` writes: the image's blobs plus an
-//! index entry whose `org.opencontainers.image.ref.name` is the bare tag. An oci-archive
+//! index entry whose `org.opencontainers.image.ref.name` is the bare tag (`save
+//! --format oci-archive` passes the whole name instead, as podman does). An oci-archive
 //! is a plain tar of such a layout, streamed blob by blob from the store into a temp
 //! file that is renamed into place, so a reader never sees half an archive.
 //!

@@ -37,8 +37,12 @@ pub struct SaveSource {
     manifest: oci::Descriptor,
     /// A docker-archive's RepoTags.
     repo_tags: Vec<String>,
-    /// An OCI archive's or layout's ref name.
+    /// An OCI layout's ref name: the bare tag, as `skopeo copy … oci:DIR:TAG` writes it.
     tag: Option<String>,
+    /// An oci-archive's ref name: the whole name (`localhost/app:latest`), as
+    /// `podman save --format oci-archive` writes it, so `podman load` and
+    /// `strata load` restore the name.
+    full_name: Option<String>,
 }
 
 impl SaveSource {
@@ -50,7 +54,8 @@ impl SaveSource {
             ImageName::parse(reference).ok().filter(|n| n.digest().is_none() && images.resolve(&n.to_string()).ok().flatten().is_some());
         let repo_tags = docker_repo_tags(None, name.as_ref())?;
         let tag = name.as_ref().and_then(|n| n.tag().map(str::to_string));
-        Ok(SaveSource { manifest, repo_tags, tag })
+        let full_name = name.as_ref().map(|n| n.to_string());
+        Ok(SaveSource { manifest, repo_tags, tag, full_name })
     }
 
     /// Writes the archive to `path` (a directory for [`SaveFormat::OciDir`]).
@@ -58,7 +63,7 @@ impl SaveSource {
         let tag = self.tag.as_deref();
         match format {
             SaveFormat::DockerArchive => oci::export_docker_archive(images, &self.manifest, path, &self.repo_tags),
-            SaveFormat::OciArchive => oci::export_oci_archive(images, &self.manifest, path, tag),
+            SaveFormat::OciArchive => oci::export_oci_archive(images, &self.manifest, path, self.full_name.as_deref()),
             SaveFormat::OciDir => oci::export_oci_dir(images, &self.manifest, path, tag),
         }?;
         Ok(())
@@ -68,7 +73,7 @@ impl SaveSource {
     pub fn write<W: Write>(&self, images: &Store, format: SaveFormat, out: W, label: &Path) -> Result<W> {
         Ok(match format {
             SaveFormat::DockerArchive => oci::write_docker_archive(images, &self.manifest, out, &self.repo_tags, label)?,
-            SaveFormat::OciArchive => oci::write_oci_archive(images, &self.manifest, out, self.tag.as_deref(), label)?,
+            SaveFormat::OciArchive => oci::write_oci_archive(images, &self.manifest, out, self.full_name.as_deref(), label)?,
             SaveFormat::OciDir => bail!("an oci-dir is a directory: it cannot be written to {}", label.display()),
         })
     }

@@ -65,6 +65,13 @@ fn podman_loads_and_runs_strata_archives() {
         let store = scratch("podman-store");
         let loaded = podman(&store, &["load", "-i", &path_str(archive)]).ok();
         let name = loaded_name(&format!("{}{}", loaded.stdout, loaded.stderr));
+        // Both formats carry the whole name, as podman's own saves do.
+        assert_eq!(name, "localhost/e2e-interop:v1", "{}: {}", archive.display(), loaded.describe());
+        // And a fresh strata store restores it from either.
+        let fresh = scratch("interop-fresh-store");
+        strata_at(&fresh, None, &[], &["load", "-i", &path_str(archive)]).ok();
+        let images = strata_at(&fresh, None, &[], &["images"]).ok().stdout;
+        assert!(images.lines().any(|l| l.starts_with("localhost/e2e-interop") && l.contains(" v1 ")), "{}: {images}", archive.display());
         let ran = podman(&store, &["run", "--rm", "--runtime", "runc", "--network", "host", &name]).ok();
         assert!(
             ran.stdout.contains("Hello from strata! I am app (uid 1000), working in /app."),
