@@ -28,10 +28,11 @@ pub fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 /// `--annotation [TYPE:]K=V` as buildx writes them: no type, or `manifest`, is the
-/// image manifest's. strata writes one manifest and no index, so the other types
-/// (`index`, `manifest-descriptor`, `index-descriptor`) and platform qualifiers
-/// (`manifest[linux/amd64]:`) are refused, as BuildKit refuses index annotations
-/// for a single-platform export, rather than dropped.
+/// image manifest's. strata writes one manifest and no index: `index` and
+/// `index-descriptor` are refused as BuildKit refuses them for a single-platform
+/// export; `manifest-descriptor` (annotations on the manifest's descriptor, not in
+/// the manifest) and platform qualifiers (`manifest[linux/amd64]:`) are refused as
+/// unsupported rather than dropped.
 pub fn parse_annotations(raw: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for a in raw {
@@ -43,8 +44,11 @@ pub fn parse_annotations(raw: &[String]) -> Result<BTreeMap<String, String>> {
                 for t in types.split(',') {
                     match t {
                         "manifest" => {}
-                        "index" | "index-descriptor" | "manifest-descriptor" => bail!(
-                            "--annotation {a:?}: strata writes a single image manifest and no index; only manifest annotations are supported"
+                        "index" | "index-descriptor" => bail!(
+                            "--annotation {a:?}: index annotations are not supported for a single-platform image; only manifest annotations are supported"
+                        ),
+                        "manifest-descriptor" => bail!(
+                            "--annotation {a:?}: manifest-descriptor annotations are not supported; only manifest annotations are supported"
                         ),
                         t if t.contains('[') => {
                             bail!("--annotation {a:?}: per-platform annotations need a multi-platform build, which strata does not do")
@@ -138,7 +142,16 @@ mod tests {
 
     #[test]
     fn index_and_platform_annotations_are_refused_not_dropped() {
-        for a in ["index:k=v", "manifest,index:k=v", "index-descriptor:k=v", "manifest[linux/amd64]:k=v", "bogus:k=v", "k", "manifest:=v"] {
+        for a in [
+            "index:k=v",
+            "manifest,index:k=v",
+            "index-descriptor:k=v",
+            "manifest-descriptor:k=v",
+            "manifest[linux/amd64]:k=v",
+            "bogus:k=v",
+            "k",
+            "manifest:=v",
+        ] {
             assert!(parse_annotations(&strings(&[a])).is_err(), "{a}");
         }
     }
