@@ -189,6 +189,11 @@ pub fn run(store: &LocalStore, args: BuildArgs, report: &Reporter) -> Result<Exi
         labels: super::outputs::parse_labels(&args.labels)?,
         annotations: super::outputs::parse_annotations(&args.annotations)?,
     };
+    // As docker does for --iidfile: a failed build must not leave an earlier
+    // build's id or digest where a script will read it.
+    for path in [&args.iidfile, &args.metadata_file, &args.digestfile].into_iter().flatten() {
+        super::outputs::remove_stale(path)?;
+    }
     let outcome = engine::build(store, &req, report)?;
     if let Some(path) = &args.iidfile {
         super::outputs::write_iidfile(path, &outcome)?;

@@ -108,6 +108,14 @@ fn metadata(outcome: &BuildOutcome) -> Value {
     Value::Object(out)
 }
 
+/// Removes what an earlier build left at `path`, before this one starts.
+pub fn remove_stale(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", path.display())),
+        _ => Ok(()),
+    }
+}
+
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     durable::replace(path, bytes, Mode::Umask).with_context(|| format!("writing {}", path.display()))
 }

@@ -113,6 +113,15 @@ fn refused_outputs_fail_before_building() {
     assert_eq!(index.code, Some(1), "{}", index.describe());
     assert!(index.stderr.contains("only manifest annotations"), "{}", index.describe());
     assert!(!digest.exists());
+
+    // A failed build leaves no earlier build's id behind, as docker removes it first.
+    let (iid, meta) = (dir.join("iid"), dir.join("meta.json"));
+    fs::write(&iid, "sha256:stale").unwrap();
+    fs::write(&meta, "{}").unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY missing /\n").unwrap();
+    let failed = strata(["build", "--iidfile", &path_str(&iid), "--metadata-file", &path_str(&meta), &path_str(&ctx)]);
+    assert_eq!(failed.code, Some(1), "{}", failed.describe());
+    assert!(!iid.exists() && !meta.exists(), "{}", failed.describe());
 }
 
 #[test]
