@@ -63,6 +63,8 @@ mod mounts_workload;
 mod named_contexts;
 #[path = "e2e/network.rs"]
 mod network;
+#[path = "e2e/outputs.rs"]
+mod outputs;
 #[path = "e2e/owners.rs"]
 mod owners;
 #[path = "e2e/registry.rs"]

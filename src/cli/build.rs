@@ -98,6 +98,22 @@ pub struct BuildArgs {
     /// a stage or an image of that name. May be repeated.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
+    /// Set a label in the image's config (KEY=VALUE), over a Dockerfile LABEL of the
+    /// same key; may be repeated.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Add an annotation to the image manifest ([manifest:]KEY=VALUE); may be repeated.
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// Write the image id (sha256:...) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Write BuildKit's build result metadata (digests, names) to FILE as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Write the digest of the manifest pushed by `--output docker://...` to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
     /// Build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -141,6 +157,9 @@ pub fn run(store: &LocalStore, args: BuildArgs, report: &Reporter) -> Result<Exi
         (false, "plain") => TransferView::Plain,
         _ => TransferView::Auto,
     };
+    if args.digestfile.is_some() && !args.output.as_deref().is_some_and(|o| o.starts_with("docker://")) {
+        bail!("--digestfile needs a push: --output docker://REGISTRY/REPOSITORY[:TAG]");
+    }
     let req = BuildRequest {
         context: args.context,
         file: args.file,
@@ -167,8 +186,24 @@ pub fn run(store: &LocalStore, args: BuildArgs, report: &Reporter) -> Result<Exi
         },
         secrets: args.secret.iter().map(|s| engine::parse_secret(s, &env_var)).collect::<Result<_>>()?,
         ssh: args.ssh.iter().map(|s| engine::parse_ssh(s, &env_var)).collect::<Result<_>>()?,
+        labels: super::outputs::parse_labels(&args.labels)?,
+        annotations: super::outputs::parse_annotations(&args.annotations)?,
     };
+    // As docker does for --iidfile: a failed build must not leave an earlier
+    // build's id or digest where a script will read it.
+    for path in [&args.iidfile, &args.metadata_file, &args.digestfile].into_iter().flatten() {
+        super::outputs::remove_stale(path)?;
+    }
     let outcome = engine::build(store, &req, report)?;
+    if let Some(path) = &args.iidfile {
+        super::outputs::write_iidfile(path, &outcome)?;
+    }
+    if let Some(path) = &args.metadata_file {
+        super::outputs::write_metadata_file(path, &outcome)?;
+    }
+    if let (Some(path), Some(digest)) = (&args.digestfile, &outcome.pushed) {
+        super::outputs::write_digestfile(path, digest)?;
+    }
     println!("{}", outcome.image_id.hex());
     Ok(ExitCode::SUCCESS)
 }

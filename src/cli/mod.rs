@@ -11,6 +11,7 @@ mod container;
 mod format;
 mod images;
 mod info;
+mod outputs;
 mod prune;
 mod registry;
 mod run;
@@ -49,7 +50,7 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile or Containerfile.
     #[command(alias = "bud")]
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
     /// Run a command in a new container from an image.
     Run(run::RunArgs),
     /// List images in the local store.
@@ -120,7 +121,7 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         Command::Build(a) => {
             let store = enter_store(&root, driver, &report)?;
             let _writers = store.lock(false)?;
-            build::run(&store, a, &report)
+            build::run(&store, *a, &report)
         }
         Command::Run(a) => {
             let store = enter_store(&root, driver, &report)?;

@@ -44,6 +44,9 @@ pub struct PullArgs {
 pub struct PushArgs {
     #[command(flatten)]
     pub flags: RegistryFlags,
+    /// Write the digest of the pushed manifest to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<std::path::PathBuf>,
     /// Local image name or id.
     pub image: String,
     /// Where to push (default: the image's own name): REGISTRY/REPOSITORY[:TAG] or docker://...
@@ -102,6 +105,9 @@ pub fn push(store: &Store, args: PushArgs) -> Result<ExitCode> {
     let report = transport::push(store, &args.image, args.destination.as_deref(), &opts)?;
     eprintln!("{} blobs uploaded, {} mounted, {} already there", report.uploaded, report.mounted, report.skipped);
     if let Some(d) = report.manifest {
+        if let Some(path) = &args.digestfile {
+            super::outputs::write_digestfile(path, &d)?;
+        }
         println!("{d}");
     }
     Ok(ExitCode::SUCCESS)

@@ -86,6 +86,11 @@ pub struct BuildRequest {
     pub secrets: BTreeMap<String, SecretSource>,
     /// `--ssh`: agent sockets or key files `RUN --mount=type=ssh` mounts, by id.
     pub ssh: BTreeMap<String, Vec<PathBuf>>,
+    /// `--label`: set in the final image's config over the Dockerfile's LABELs. Only
+    /// the saved image gets them, so no step's cache key depends on them.
+    pub labels: BTreeMap<String, String>,
+    /// `--annotation`: the final image manifest's annotations.
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// What every stage of one build shares: the store, the request, and what was read
@@ -112,8 +117,13 @@ pub(crate) struct Build<'a> {
 /// The result of a successful build.
 #[derive(Clone, Debug)]
 pub struct BuildOutcome {
+    /// The config digest, which podman and docker call the image id.
     pub image_id: Digest,
     pub manifest: oci::Descriptor,
+    /// The image's names: the tags, normalised, then a `docker://` output's.
+    pub names: Vec<String>,
+    /// The manifest digest the registry holds, when the output was `docker://`.
+    pub pushed: Option<Digest>,
 }
 
 /// Finds the Dockerfile: `-f` as given (relative to the working directory, as docker
@@ -200,15 +210,26 @@ pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Resul
         report.warn(&format!("one or more build-args {unused:?} were not consumed"));
     }
 
-    let manifest = store.save_image(&target)?;
+    let mut target = target;
+    if !req.labels.is_empty() {
+        let config = target.config.config.get_or_insert_with(Default::default);
+        config.labels.get_or_insert_with(BTreeMap::new).extend(req.labels.clone());
+    }
+    let manifest = store.save_image_annotated(&target, &req.annotations)?;
     if let Some(remote) = &b.remote {
         remote.export(store, report)?;
     }
     let image_id = store.image_id(&manifest)?;
     // The output first: a build whose --output fails tags nothing (the store lock we
     // hold keeps prune off the untagged blobs meanwhile).
+    let mut names: Vec<String> = tags.iter().map(ToString::to_string).collect();
+    let mut pushed = None;
     if let Some(dest) = output {
-        transport::export(store, &manifest, &dest, tags.first(), &req.registry)?;
+        pushed = transport::export(store, &manifest, &dest, tags.first(), &req.registry)?;
+        if let Location::Registry { path } = &dest {
+            let name = path.to_string_lossy();
+            names.push(ImageName::parse(&name).map_or_else(|_| name.to_string(), |n| n.to_string()));
+        }
         report.line(&format!("exported to {}", dest));
     }
     if tags.is_empty() {
@@ -220,7 +241,7 @@ pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Resul
         report.line(&format!("COMMIT {tag}"));
     }
     report.line(&format!("--> {}", image_id.short()));
-    Ok(BuildOutcome { image_id, manifest })
+    Ok(BuildOutcome { image_id, manifest, names, pushed })
 }
 
 /// The build's clock: SOURCE_DATE_EPOCH when set, for reproducible configs.

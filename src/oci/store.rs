@@ -10,6 +10,7 @@
 //! the index inside the lock and replace it by rename. The directory is locked rather
 //! than a lock file so that layouts we export stay free of strata-specific files.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -244,9 +245,27 @@ impl Store {
     /// Stores `config` and a manifest over `layers`; returns the manifest descriptor
     /// (ready for `tag`).
     pub fn put_image(&self, config: &ImageConfig, layers: &[Descriptor]) -> Result<Descriptor> {
+        self.put_image_annotated(config, layers, &BTreeMap::new())
+    }
+
+    /// [`put_image`](Self::put_image) with `annotations` in the manifest (`build
+    /// --annotation`). They are written in key order, so the same annotations always
+    /// give the same manifest digest (oci-spec keeps them in a HashMap).
+    pub fn put_image_annotated(
+        &self,
+        config: &ImageConfig,
+        layers: &[Descriptor],
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Descriptor> {
         let config_desc = self.put_json(MEDIA_TYPE_CONFIG, config)?;
         let manifest = build_manifest(&config_desc, layers);
-        self.put_json(MEDIA_TYPE_MANIFEST, &manifest)
+        if annotations.is_empty() {
+            return self.put_json(MEDIA_TYPE_MANIFEST, &manifest);
+        }
+        let mut value = serde_json::to_value(&manifest).map_err(|source| OciError::Serialize { what: "manifest", source })?;
+        let sorted = annotations.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        value.as_object_mut().expect("a manifest is a JSON object").insert("annotations".into(), serde_json::Value::Object(sorted));
+        self.put_json(MEDIA_TYPE_MANIFEST, &value)
     }
 
     /// Re-hashes one blob; errors if it is missing or its content does not match.

@@ -347,3 +347,23 @@ mod temps {
         assert_eq!(store.remove_stale_temps().unwrap().len(), 3, "closed, they are a dead writer's");
     }
 }
+
+#[test]
+fn annotations_are_written_in_key_order_so_the_digest_is_stable() {
+    let (_dir, store) = temp_store();
+    let config = ImageConfig::for_host();
+    let keys: Vec<String> = (0..20).map(|i| format!("k{:02}", (i * 7) % 20)).collect();
+    let annotations: BTreeMap<String, String> = keys.iter().map(|k| (k.clone(), format!("v-{k}"))).collect();
+    let first = store.put_image_annotated(&config, &[], &annotations).unwrap();
+    let second = store.put_image_annotated(&config, &[], &annotations).unwrap();
+    assert_eq!(first.digest(), second.digest());
+    let bytes = fs::read(store.blob_path(&descriptor_digest(&first).unwrap())).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.ends_with(r#""annotations":{"k00":"v-k00","k01":"v-k01","k02":"v-k02","k03":"v-k03","k04":"v-k04","k05":"v-k05","k06":"v-k06","k07":"v-k07","k08":"v-k08","k09":"v-k09","k10":"v-k10","k11":"v-k11","k12":"v-k12","k13":"v-k13","k14":"v-k14","k15":"v-k15","k16":"v-k16","k17":"v-k17","k18":"v-k18","k19":"v-k19"}}"#), "{text}");
+    let manifest = store.read_manifest(&descriptor_digest(&first).unwrap()).unwrap();
+    assert_eq!(manifest.annotations().as_ref().map(|a| a.len()), Some(20));
+    // No annotations: the manifest put_image always wrote.
+    let plain = store.put_image_annotated(&config, &[], &BTreeMap::new()).unwrap();
+    assert_eq!(plain.digest(), store.put_image(&config, &[]).unwrap().digest());
+    assert!(store.read_manifest(&descriptor_digest(&plain).unwrap()).unwrap().annotations().is_none());
+}

@@ -58,10 +58,19 @@ impl LocalStore {
 
     /// Writes the image's config and manifest blobs; returns the manifest descriptor.
     pub fn save_image(&self, image: &ImageState) -> Result<oci::Descriptor> {
+        self.save_image_annotated(image, &Default::default())
+    }
+
+    /// [`save_image`](Self::save_image) with `annotations` in the manifest.
+    pub fn save_image_annotated(
+        &self,
+        image: &ImageState,
+        annotations: &std::collections::BTreeMap<String, String>,
+    ) -> Result<oci::Descriptor> {
         let mut config = image.config.clone();
         config.rootfs.diff_ids = image.layers.iter().map(|l| l.diff_id.clone()).collect();
         let layers: Vec<oci::Descriptor> = image.layers.iter().map(|l| l.blob.clone()).collect();
-        Ok(self.images.put_image(&config, &layers)?)
+        Ok(self.images.put_image_annotated(&config, &layers, annotations)?)
     }
 
     /// The image id (config digest) of a stored manifest.

@@ -11,32 +11,33 @@ use crate::store::LocalStore;
 
 /// Writes the stored image `manifest` to `dest`. An oci layout names it by the
 /// destination's tag, else by `name`'s tag (the build's first -t); a docker-archive by
-/// the destination's reference, else by `name` in full.
+/// the destination's reference, else by `name` in full. Returns the manifest digest
+/// a registry destination now holds.
 pub fn export(
     store: &LocalStore,
     manifest: &oci::Descriptor,
     dest: &Location,
     name: Option<&oci::ImageName>,
     registry: &RegistryOptions,
-) -> Result<()> {
+) -> Result<Option<oci::Digest>> {
     let default_tag = name.and_then(|n| n.tag().map(str::to_string));
     let tag = dest.tag().or(default_tag.as_deref());
     let local = store;
     let store = &store.images;
     match dest {
-        Location::RootfsDir { path } => export_rootfs(local, manifest, path),
+        Location::RootfsDir { path } => export_rootfs(local, manifest, path).map(|()| None),
         Location::Registry { path } => {
             let name =
                 oci::ImageName::parse(&path.to_string_lossy()).with_context(|| format!("invalid registry reference {}", path.display()))?;
             let client = registry.connect(name.domain())?;
             let progress = crate::report::transfer_progress(registry.view);
-            crate::registry::push(store, &client, manifest, &name, progress.as_ref()).map(drop).map_err(anyhow::Error::from)
+            crate::registry::push(store, &client, manifest, &name, progress.as_ref()).map(|r| r.manifest).map_err(anyhow::Error::from)
         }
-        Location::OciDir { path, .. } => Ok(oci::export_oci_dir(store, manifest, path, tag)?),
-        Location::OciArchive { path, .. } => Ok(oci::export_oci_archive(store, manifest, path, tag)?),
+        Location::OciDir { path, .. } => Ok(oci::export_oci_dir(store, manifest, path, tag).map(|()| None)?),
+        Location::OciArchive { path, .. } => Ok(oci::export_oci_archive(store, manifest, path, tag).map(|()| None)?),
         Location::DockerArchive { path, reference } => {
             let tags = docker_repo_tags(reference.as_deref(), name)?;
-            oci::export_docker_archive(store, manifest, path, &tags).map_err(anyhow::Error::from)
+            oci::export_docker_archive(store, manifest, path, &tags).map(|()| None).map_err(anyhow::Error::from)
         }
     }
     .with_context(|| format!("exporting to {dest}"))
