@@ -252,6 +252,23 @@ fn now(source_date_epoch: Option<u64>) -> chrono::DateTime<chrono::Utc> {
     }
 }
 
+/// Adds a step's layer, if it made one, and its history entry to `image`, dated
+/// by the build's clock (a Dockerfile step, or the layer a directory context
+/// becomes for FROM).
+fn record_step(image: &mut ImageState, layer: Option<crate::store::LayerRef>, created_by: String, source_date_epoch: Option<u64>) {
+    let empty_layer = layer.is_none();
+    image.layers.extend(layer);
+    let created = now(source_date_epoch);
+    image.config.history.push(oci::History {
+        created: Some(created.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        created_by: Some(created_by),
+        comment: Some("strata.dockerfile.v0".into()),
+        empty_layer,
+        ..Default::default()
+    });
+    image.config.set_created(created);
+}
+
 /// Proxy variables are predefined ARGs: usable without a declaration, never
 /// reported as unused, never written into the image.
 pub fn is_proxy_arg(name: &str) -> bool {

@@ -265,17 +265,7 @@ pub(super) fn context_image(b: &Build, name: &str, source: ContextSource) -> Res
         };
         copy::copy(tree, &dir.path, &[".".to_string()], "/", opts, "FROM")
     })?;
-    let empty_layer = layer.is_none();
-    image.layers.extend(layer);
-    let created = super::now(b.req.layers.source_date_epoch);
-    image.config.history.push(oci::History {
-        created: Some(created.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
-        created_by: Some(format!("build context {name}")),
-        comment: Some("strata.dockerfile.v0".into()),
-        empty_layer,
-        ..Default::default()
-    });
-    image.config.set_created(created);
+    super::record_step(&mut image, layer, format!("build context {name}"), b.req.layers.source_date_epoch);
     image.cache_key = key.clone();
     b.cache.put(&key, &image);
     Ok(image)

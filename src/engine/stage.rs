@@ -22,9 +22,8 @@ use super::named_context::{context_image, named_context};
 use super::run_step::{run_step, RunInputs};
 use super::step_inputs::{gather, Fetched, StepSite};
 use super::vars::Vars;
-use super::{base, now, step_key, Build};
+use super::{base, record_step, step_key, Build};
 use crate::dockerfile::{Instruction, Located};
-use crate::oci::History;
 use crate::plan::Stage;
 use crate::store::{ImageState, LayerRef};
 
@@ -224,18 +223,7 @@ impl<'a> StageBuilder<'a> {
 
     /// Adds the step's layer, if it made one, and its history entry.
     fn history(&mut self, step: &Located, layer: Option<LayerRef>) {
-        let empty_layer = layer.is_none();
-        self.image.layers.extend(layer);
-        let created = now(self.b.req.layers.source_date_epoch);
-        let entry = History {
-            created: Some(created.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
-            created_by: Some(step.original.clone()),
-            comment: Some("strata.dockerfile.v0".into()),
-            empty_layer,
-            ..Default::default()
-        };
-        self.image.config.history.push(entry);
-        self.image.config.set_created(created);
+        record_step(&mut self.image, layer, step.original.clone(), self.b.req.layers.source_date_epoch);
     }
 }
 
