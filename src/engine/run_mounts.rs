@@ -22,6 +22,7 @@ use super::named_context::{ContextSource, LocalDir};
 use super::secrets::ssh_socket;
 use super::vars::Vars;
 use super::Build;
+use crate::clean_path::base_name;
 use crate::dockerfile::{parse_mount, Ignore, MountKind, RunMount, Sharing};
 use crate::sandbox::{mount_overlay, StepMount};
 use crate::store::{CacheSharing, ImageState};
@@ -112,10 +113,6 @@ fn target_and_id(m: &RunMount, workdir: &str, ssh_count: &mut usize) -> Result<(
         }
         MountKind::Bind | MountKind::Tmpfs => (absolute(&m.target)?, String::new()),
     })
-}
-
-fn base_name(p: &str) -> String {
-    Path::new(p).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// A source path as BuildKit takes it: joined to `/` and cleaned, so `..` stops at

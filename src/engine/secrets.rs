@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::clean_path::base_name;
+
 /// Where a secret's bytes come from.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretSource {
@@ -82,10 +84,6 @@ pub fn parse_secret(spec: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<
     }
     let path = std::fs::canonicalize(&path).with_context(|| format!("--secret {spec}: {}", path.display()))?;
     Ok((id, SecretSource::File(path)))
-}
-
-fn base_name(p: &str) -> String {
-    Path::new(p).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Parses `--ssh default`, `--ssh default=PATH[,PATH]` or `--ssh ID=PATH[,PATH]`:

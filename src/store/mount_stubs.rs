@@ -17,7 +17,7 @@ use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use super::LocalStore;
 use crate::overlay_marks::{FUSE_OPAQUE_FILE, OPAQUE_XATTRS};
-use crate::rootfs::{file_type, DirFd, Entry, LowerView};
+use crate::rootfs::{file_type, DirFd, Entry, LowerView, OPAQUE_MARKER};
 use crate::sandbox::OverlaySpec;
 
 impl LocalStore {
@@ -64,7 +64,7 @@ fn remove_empty(upper: &Path, path: &Path) {
         Ok(Entry::Dir(stub, _)) => {
             // fuse-overlayfs marks a directory it creates opaque with these entries;
             // the stub was a mount point, so nothing else of the RUN's is in it.
-            for marker in [FUSE_OPAQUE_FILE, ".wh..wh..opq"] {
+            for marker in [FUSE_OPAQUE_FILE, OPAQUE_MARKER] {
                 if let Ok(Entry::File(..) | Entry::Other(_)) = stub.open_entry(std::ffi::OsStr::new(marker)) {
                     let _ = unlinkat(stub.fd(), marker, UnlinkatFlags::NoRemoveDir);
                 }
