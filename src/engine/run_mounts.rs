@@ -24,6 +24,7 @@ use super::vars::Vars;
 use super::Build;
 use crate::clean_path::base_name;
 use crate::dockerfile::{parse_mount, Ignore, MountKind, RunMount, Sharing};
+use crate::rootfs::{resolve_in, Last};
 use crate::sandbox::{mount_overlay, StepMount};
 use crate::store::{CacheSharing, ImageState};
 
@@ -298,11 +299,10 @@ fn copy_out(b: &Build, root: &Path, ignore: &Ignore, rel: &str, dir: &Path) -> R
         owners: &b.store.owners,
     };
     copy(&tree, root, std::slice::from_ref(&pattern), "/src/", opts, "RUN --mount")?;
-    let source = if tree.join("src").is_dir() && fs::symlink_metadata(root.join(rel)).is_ok_and(|m| m.is_dir()) {
-        "src".to_string()
-    } else {
-        format!("src/{}", base_name(rel))
-    };
+    // What the copy made of the source: a directory's contents in `src/`, a
+    // file (or a link to one) as `src/NAME`; asked inside the root, as the copy asked.
+    let resolved = resolve_in(root, Path::new(rel), Last::Follow)?;
+    let source = if fs::metadata(&resolved).is_ok_and(|m| m.is_dir()) { "src".to_string() } else { format!("src/{}", base_name(rel)) };
     Ok((tree, source))
 }
 

@@ -325,3 +325,22 @@ fn tmpfs_mount_is_a_tmpfs_of_the_given_size_and_leaves_nothing() {
     assert_not_in_layers(&paths, "t");
     assert_not_in_layers(&paths, "small");
 }
+
+#[test]
+fn an_rw_bind_of_a_context_symlink_to_a_directory_binds_what_it_names() {
+    if skip("an_rw_bind_of_a_context_symlink_to_a_directory_binds_what_it_names") {
+        return;
+    }
+    // rw makes the bind a copy; the copy follows the link inside the context, so
+    // the bind is the directory it names.
+    let ctx = Ctx::new(
+        "mounts-bind-symlink",
+        "FROM busybox\nRUN --mount=type=bind,source=link,target=/m,rw sh -c 'cat /m/f > /saw && echo w > /m/f'\n",
+    );
+    ctx.file("real/f", "in real\n");
+    std::os::unix::fs::symlink("real", ctx.join("link")).unwrap();
+    let root = &world().root;
+    build_in(root, &ctx, "mounts-bind-symlink", &[], &[]).ok();
+    assert_eq!(cat_in(root, "mounts-bind-symlink", "/saw"), "in real\n");
+    assert_eq!(fs::read_to_string(ctx.join("real/f")).unwrap(), "in real\n", "rw writes never reach the context");
+}
