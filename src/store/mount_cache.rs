@@ -6,8 +6,9 @@
 //! root). Each has a lock file beside it, held for as long as a step uses it:
 //! shared by `sharing=shared` users, exclusive for `locked`, and tried without
 //! waiting by `private`, which gets a throwaway directory of its own when another
-//! step has the cache. A new directory is made beside its final name and renamed
-//! into place, so a step never sees one half set up.
+//! step has the cache. A new directory is made, under a second lock held only
+//! that long, beside its final name and renamed into place, so a step never sees
+//! one half set up and never waits for another step to make one.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -59,33 +60,28 @@ impl LocalStore {
         let dir = cache_dir(&self.root, id);
         let root = cache_root(&self.root);
         fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-        let lock_path = dir.with_extension("lock");
-        let open = || fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path);
-        let file = open().with_context(|| format!("opening {}", lock_path.display()))?;
-        let locked = |file, arg| Flock::lock(file, arg).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", lock_path.display()));
-        let lock = match sharing {
-            // Shared: never an exclusive lock on a directory that exists, so steps
-            // sharing it (one RUN mounting it twice included) never wait on each other.
-            CacheSharing::Shared if dir.is_dir() => locked(file, FlockArg::LockShared)?,
-            CacheSharing::Shared => {
-                let lock = locked(file, FlockArg::LockExclusive)?;
-                if !dir.is_dir() {
-                    create(&dir, init).with_context(|| format!("creating the cache mount {id:?} in {}", dir.display()))?;
-                }
-                let file = lock.unlock().map_err(|(_, e)| anyhow::anyhow!("unlocking {}: {e}", lock_path.display()))?;
-                locked(file, FlockArg::LockShared)?
-            }
+        let use_path = dir.with_extension("lock");
+        let file = open_lock(&use_path)?;
+        let held = match sharing {
+            CacheSharing::Shared => lock(file, FlockArg::LockShared, &use_path)?,
+            CacheSharing::Locked => lock(file, FlockArg::LockExclusive, &use_path)?,
             CacheSharing::Private => match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => lock,
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) => return self.private_copy(init),
-                Err((_, e)) => anyhow::bail!("locking {}: {e}", lock_path.display()),
+                Err((_, e)) => anyhow::bail!("locking {}: {e}", use_path.display()),
             },
-            CacheSharing::Locked => locked(file, FlockArg::LockExclusive)?,
         };
         if !dir.is_dir() {
-            create(&dir, init).with_context(|| format!("creating the cache mount {id:?} in {}", dir.display()))?;
+            // Made under a lock of its own, held only while it is made: waiting on
+            // the use lock here would make a `shared` step wait for every step
+            // that uses the cache to end.
+            let make_path = dir.with_extension("create-lock");
+            let _making = lock(open_lock(&make_path)?, FlockArg::LockExclusive, &make_path)?;
+            if !dir.is_dir() {
+                create(&dir, init).with_context(|| format!("creating the cache mount {id:?} in {}", dir.display()))?;
+            }
         }
-        Ok(CacheLease { path: dir, _lock: Some(lock), _private: None })
+        Ok(CacheLease { path: dir, _lock: Some(held), _private: None })
     }
 
     /// A `private` step's own directory while the shared one is busy, gone after it.
@@ -119,6 +115,14 @@ impl LocalStore {
         }
         Ok(pruned)
     }
+}
+
+fn open_lock(path: &Path) -> Result<fs::File> {
+    fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).with_context(|| format!("opening {}", path.display()))
+}
+
+fn lock(file: fs::File, arg: FlockArg, path: &Path) -> Result<Flock<fs::File>> {
+    Flock::lock(file, arg).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display()))
 }
 
 /// Makes `dir` through a temporary name beside it, so it appears whole.
