@@ -180,6 +180,15 @@ fn two_at_once(ctx: &Ctx, tag: &str) -> [Run; 2] {
     })
 }
 
+/// Shell for two concurrent RUNs (`$WHO` a and b) that share the cache mounted at
+/// /sync: each marks `point` and waits (two minutes at most) for the other's mark.
+fn rendezvous(point: &str) -> String {
+    format!(
+        "touch /sync/$WHO-{point}; i=0; while [ ! -e /sync/a-{point} ] || [ ! -e /sync/b-{point} ]; do \
+         i=$((i+1)); [ $i -gt 1200 ] && break; sleep 0.1; done"
+    )
+}
+
 /// What `cat /c/log` shows in a later build using cache id `id`.
 fn cache_log(id: &str) -> String {
     let ctx = Ctx::new("mounts-cache-log", &format!("FROM busybox\nRUN --mount=type=cache,id={id},target=/c cat /c/log > /log\n"));
@@ -194,11 +203,19 @@ fn cache_mount_sharing_locked_serialises_concurrent_builds() {
     }
     let log_of = |sharing: &str| {
         let id = unique(sharing);
+        // Locked: each RUN sleeps inside its lease, so an overlap would show. The
+        // shared control meets the other RUN first (see `rendezvous`), so its
+        // overlap never hangs on how fast a loaded machine starts the second build.
+        let (sync, meet) = if sharing == "shared" {
+            (format!(" --mount=type=cache,id={id}-sync,target=/sync"), rendezvous("start"))
+        } else {
+            (String::new(), "sleep 3".to_string())
+        };
         let ctx = Ctx::new(
             &format!("mounts-{sharing}"),
             &format!(
-                "FROM busybox\nARG WHO\nRUN --mount=type=cache,id={id},target=/c,sharing={sharing} \
-                 sh -c 'echo start >> /c/log; sleep 3; echo end >> /c/log'\n"
+                "FROM busybox\nARG WHO\nRUN --mount=type=cache,id={id},target=/c,sharing={sharing}{sync} \
+                 sh -c 'echo start >> /c/log; {meet}; echo end >> /c/log'\n"
             ),
         );
         for run in two_at_once(&ctx, &id) {
@@ -219,11 +236,16 @@ fn cache_mount_sharing_private_gives_concurrent_writers_their_own_dir() {
     }
     let seen_by = |sharing: &str| {
         let id = unique(sharing);
+        // Both RUNs meet, holding their cache leases, before and after writing, so
+        // each lists its dir while the other RUN has written its own file.
         let ctx = Ctx::new(
             &format!("mounts-{sharing}"),
             &format!(
                 "FROM busybox\nARG WHO\nRUN --mount=type=cache,id={id},target=/c,sharing={sharing} \
-                 sh -c 'echo $WHO > /c/$WHO; sleep 3; ls -A /c > /seen'\n"
+                 --mount=type=cache,id={id}-sync,target=/sync \
+                 sh -c '{}; echo $WHO > /c/$WHO; {}; ls -A /c | grep -v sync > /seen'\n",
+                rendezvous("in"),
+                rendezvous("wrote")
             ),
         );
         for run in two_at_once(&ctx, &id) {
