@@ -69,6 +69,32 @@ fn at_path(pid: u32, dirfd: i32, path: &std::path::Path) -> PathBuf {
     }
 }
 
+/// The number /proc knows the command's process `pid` (in pid 1's namespace) by.
+///
+/// Inside a container that masks /proc, the sandbox binds the outer /proc instead of
+/// mounting a fresh one (`mounts::mount_proc`), and there every process has its outer
+/// pid. A pidfd names the process itself; its fdinfo, read through that /proc, gives
+/// the pid in the proc's own namespace.
+fn proc_pid(pid: u32) -> io::Result<u32> {
+    let ours = std::process::id().to_string();
+    if std::fs::read_link("/proc/self").is_ok_and(|p| p.as_os_str() == ours.as_str()) {
+        return Ok(pid);
+    }
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|p: &u32| *p > 0)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))
+}
+
 /// How pid 1 records owners: set once from the run spec, before the container starts.
 static OWNERS: OnceLock<crate::owner::Owners> = OnceLock::new();
 
@@ -82,7 +108,7 @@ pub fn set_owners(key: &Option<crate::owner::OwnerKey>) {
 /// it), whether to follow a final symlink, and the new owner.
 fn decode(req: &ScmpNotifReq) -> io::Result<(PathBuf, bool, u32, u32)> {
     let a = req.data.args;
-    let pid = req.pid;
+    let pid = proc_pid(req.pid)?;
     // The name, not the number: the filter covers the native arch and its 32-bit
     // sub-architectures, whose numbers (and uid widths) differ.
     let name = req.data.syscall.get_name_by_arch(req.data.arch).map_err(|_| io::Error::from_raw_os_error(libc::ENOSYS))?;

@@ -143,7 +143,7 @@ pub fn mount_system(root: &Path, resolv_conf: Option<&Path>) -> Result<(), Sandb
     let proc_dir = root.join("proc");
     ensure_dir(&proc_dir)?;
     let nsx = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("proc"), &proc_dir, Some("proc"), nsx, None::<&str>).map_err(|e| SandboxError::sys("mount /proc", e))?;
+    mount_proc(&proc_dir)?;
 
     let dev = root.join("dev");
     ensure_dir(&dev)?;
@@ -196,6 +196,31 @@ pub fn mount_system(root: &Path, resolv_conf: Option<&Path>) -> Result<(), Sandb
         }
     }
     Ok(())
+}
+
+/// A fresh procfs for the container's pid namespace, or, where the kernel refuses
+/// one, the /proc strata sees, bound with every mount below it.
+///
+/// The kernel lets a user namespace mount procfs only when the proc it can already
+/// see is fully visible: inside a container whose runtime masked /proc/kcore and
+/// friends (podman, docker, a Kubernetes pod) the mount fails with EPERM. The bind,
+/// as buildah's chroot isolation makes it, keeps the runtime's masks and shows the
+/// outer pid namespace's processes; `mask_paths` then adds Docker's masks on top.
+fn mount_proc(proc_dir: &Path) -> Result<(), SandboxError> {
+    let nsx = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    match mount(Some("proc"), proc_dir, Some("proc"), nsx, None::<&str>) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EPERM) if proc_is_masked() => bind(Path::new("/proc"), proc_dir, false)
+            .map_err(|e| SandboxError::Setup(format!("mount /proc: EPERM (the outer /proc has masked paths), and binding it failed: {e}"))),
+        Err(e) => Err(SandboxError::sys("mount /proc", e)),
+    }
+}
+
+/// True when something is mounted below /proc, which is what makes the kernel
+/// refuse a fresh procfs to a user namespace (binfmt_misc aside, which is allowed).
+pub(super) fn proc_is_masked() -> bool {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return false };
+    info.lines().filter_map(|l| l.split(' ').nth(4)).any(|p| p.starts_with("/proc/") && !p.starts_with("/proc/sys/fs/binfmt_misc"))
 }
 
 /// /dev/tty for `run -t`, whose command has the container's own pty as controlling
