@@ -27,6 +27,7 @@ pub fn info(store: &LocalStore, args: InfoArgs) -> Result<ExitCode> {
         Privilege::RealRoot => ("real root (no user namespace)".to_string(), "host ids".to_string()),
         Privilege::Namespaced(m) if m.is_single_id() => ("rootless, single id (no subuid range)".to_string(), m.to_string()),
         Privilege::Namespaced(m) => ("rootless, user namespace with subordinate ids".to_string(), m.to_string()),
+        Privilege::Chroot(m) => ("root without namespaces (RUN chrooted, not isolated)".to_string(), m.to_string()),
     };
     let fuse = which("fuse-overlayfs")
         .and_then(|p| first_line(&p.display().to_string(), &["--version"]))
@@ -41,6 +42,9 @@ pub fn info(store: &LocalStore, args: InfoArgs) -> Result<ExitCode> {
         ("platform", crate::platform::Platform::host().to_string()),
         ("storage driver", store.driver.name().to_string()),
         ("privilege", mode),
+        ("setup", crate::sandbox::setup_entry().map_or("unknown", |e| e.describe()).to_string()),
+        ("container", crate::sandbox::detect_container()),
+        ("/proc for RUN", crate::sandbox::proc_source().to_string()),
         ("id mapping", mapping),
         ("store", store.root.display().to_string()),
         ("newuidmap", newuidmap),

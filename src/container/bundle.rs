@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::sandbox::{resolve_user_in, IdExtent, IdMapping, Privilege, DEFAULT_CAPS, DEFAULT_PATH};
+use crate::sandbox::{resolve_user_in, IdExtent, IdMapping, DEFAULT_CAPS, DEFAULT_PATH};
 use crate::store::{ImageState, LocalStore};
 
 /// What the bundle's process runs, after the image's config and the user's overrides.
@@ -70,10 +70,7 @@ pub fn write_bundle(store: &LocalStore, image: &ImageState, process: &BundleProc
     store.flatten_image(image, &rootfs)?;
     let read = |f: &str| fs::read_to_string(rootfs.join(f)).unwrap_or_default();
     let user = resolve_user_in(&process.user, &read("etc/passwd"), &read("etc/group")).map_err(anyhow::Error::msg)?;
-    let mapping = match &store.privilege {
-        Privilege::Namespaced(m) => Some(m.clone()),
-        Privilege::RealRoot => None,
-    };
+    let mapping = store.privilege.mapping().filter(|m| !m.is_initial()).cloned();
     let config = runtime_config(process, user.uid, user.gid, &user.groups, mapping.as_ref());
     let path = dir.join("config.json");
     fs::write(&path, serde_json::to_vec_pretty(&config)?).with_context(|| format!("writing {}", path.display()))

@@ -156,6 +156,7 @@ fn run_container(
         seccomp: req.seccomp.clone(),
         publish,
         mounts: Vec::new(),
+        isolation: sandbox::Isolation::for_privilege(&store.privilege),
     };
     let outcome = sandbox::run(&spec, dir, None)?;
     if let sandbox::Outcome::SetupFailed(msg) = &outcome {

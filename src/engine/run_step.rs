@@ -13,7 +13,7 @@ use super::{is_proxy_arg, Build};
 use crate::dockerfile::{CommandForm, Heredoc, RunArgs};
 use crate::oci::ContainerConfig;
 use crate::report::Reporter;
-use crate::sandbox::{self, Network, RunSpec, Stdin};
+use crate::sandbox::{self, Isolation, Network, Privilege, RunSpec, Stdin};
 use crate::store::{ImageState, LayerRef};
 
 /// What gathering a RUN's key resolved, handed on so nothing is resolved twice.
@@ -72,6 +72,7 @@ pub(super) fn run_step(
         seccomp: b.req.seccomp.clone(),
         publish: Vec::new(),
         mounts: attached.mounts.clone(),
+        isolation: Isolation::for_privilege(&b.store.privilege),
     };
     let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;
     drop(attached);
@@ -87,13 +88,18 @@ pub(super) fn run_step(
 }
 
 /// The network a RUN step gets, resolved (the cache key holds its kind).
-pub(super) fn run_network(default: Network, run: &RunArgs, report: &Reporter) -> Result<Network> {
+pub(super) fn run_network(default: Network, run: &RunArgs, privilege: &Privilege, report: &Reporter) -> Result<Network> {
     let requested = match run.network.as_deref() {
         None | Some("default") => default,
         Some("host") => Network::Host,
         Some("none") => Network::None,
         Some(other) => bail!("RUN --network={other}: expected default, none or host"),
     };
+    // Without namespaces the build's own network is all there is: the trade-off
+    // was said once at start, so the default network says nothing more.
+    if Isolation::for_privilege(privilege) == Isolation::Chroot && requested == Network::default() {
+        return Ok(Network::Host);
+    }
     Ok(sandbox::resolve_network(requested, &[], &|w| report.warn(w))?)
 }
 

@@ -66,7 +66,7 @@ pub(super) fn gather(s: &StepSite, step: &Located) -> Result<(StepInputs, Fetche
             // The shell expands RUN's text, so its key holds the values it sees
             // instead (proxy args excepted: they never cause a miss).
             // The network it resolved to, not the one asked for: see `cache_key`.
-            let network = run_network(s.b.req.network, r, s.b.report)?;
+            let network = run_network(s.b.req.network, r, &s.b.store.privilege, s.b.report)?;
             inputs.network = Some(crate::sandbox::network_cache_key(network));
             fetched.network = Some(network);
             inputs.seccomp = seccomp_key(s.b);

@@ -7,7 +7,10 @@
 //! deletions, copies of new or changed entries), so the rest of strata commits it
 //! exactly like an overlay upper dir. A file counts as changed when its type, mode,
 //! owner, size, mtime, link target, device or xattrs differ, as containers/storage's
-//! naive diff does; content is not re-read.
+//! naive diff does; content is not re-read. It also counts as changed when its
+//! inode changed after the copy was made (ctime): overlay copies a file up on any
+//! metadata change, a `chmod` to the mode it already has included, and the layer
+//! must hold what overlay's would.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
@@ -227,6 +230,23 @@ fn inode_record(merged: &Path) -> PathBuf {
     merged.with_extension("dir-inodes")
 }
 
+/// Where the sandbox lists, one path relative to the copy per line, what it put
+/// into the copy for a step and took back afterwards (setup C's chroot lends the
+/// host's resolv.conf in place of the image's). The sandbox writes the same name,
+/// `<merged>.lent`, in `sandbox::chroot`.
+pub fn lent_record(merged: &Path) -> PathBuf {
+    merged.with_extension("lent")
+}
+
+fn read_lent(merged: &Path) -> BTreeSet<PathBuf> {
+    let bytes = fs::read(lent_record(merged)).unwrap_or_default();
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| PathBuf::from(std::os::unix::ffi::OsStrExt::from_bytes(l) as &std::ffi::OsStr))
+        .collect()
+}
+
 /// Drops the note [`flatten`] keeps beside `dest` for a later [`diff_trees`], for a
 /// copy that will never be diffed (a runtime bundle's rootfs).
 pub fn forget_dir_inodes(dest: &Path) -> Result<(), RootfsError> {
@@ -279,6 +299,11 @@ struct Diff<'a> {
     inodes: HashMap<PathBuf, u128>,
     /// The xattr that marks an opaque dir in this store's layer dirs.
     mark_opaque: &'a str,
+    /// When `flatten` finished: a later ctime means the step touched the entry.
+    flattened_at: Option<(i64, i64)>,
+    /// Entries the sandbox lent the step and put back (see [`lent_record`]):
+    /// their ctime is the sandbox's doing, not the step's.
+    lent: BTreeSet<PathBuf>,
     links: HashMap<(u64, u64), PathBuf>,
     dirs: Vec<(PathBuf, Metadata)>,
 }
@@ -292,6 +317,8 @@ pub fn diff_trees(lowers: &[PathBuf], merged: &Path, upper: &Path, opaque_xattrs
         upper,
         inodes: read_dir_inodes(merged),
         mark_opaque,
+        flattened_at: fs::metadata(inode_record(merged)).ok().map(|m| (m.mtime(), m.mtime_nsec())),
+        lent: read_lent(merged),
         links: HashMap::new(),
         dirs: Vec::new(),
     };
@@ -300,6 +327,11 @@ pub fn diff_trees(lowers: &[PathBuf], merged: &Path, upper: &Path, opaque_xattrs
 }
 
 impl Diff<'_> {
+    /// True when a file's inode changed after `flatten` copied it, by the step.
+    fn touched(&self, rel: &Path, meta: &Metadata) -> bool {
+        self.flattened_at.is_some_and(|at| (meta.ctime(), meta.ctime_nsec()) > at) && !self.lent.contains(rel)
+    }
+
     fn dir(&mut self, rel: &Path) -> Result<(), RootfsError> {
         let (merged, upper) = (self.merged, self.upper);
         let here = merged.join(rel);
@@ -322,6 +354,7 @@ impl Diff<'_> {
                 Some((lp, lm)) => changed(lp, lm, &src, &meta),
             };
             if !meta.is_dir() {
+                let differs = differs || self.touched(&r, &meta);
                 if differs {
                     ensure_upper_parents(merged, upper, rel)?;
                     let target = upper.join(&r);
@@ -483,5 +516,29 @@ mod tests {
             Ok(m) => assert!(is_whiteout(&m), "a deletion is a whiteout"),
             Err(e) => panic!("no whiteout for etc/gone: {e}"),
         }
+    }
+
+    #[test]
+    fn a_file_touched_without_a_visible_change_is_in_the_diff_as_overlay_copies_it_up() {
+        let d = tempfile::tempdir().unwrap();
+        let (l1, merged, upper) = (d.path().join("l1"), d.path().join("m"), d.path().join("u"));
+        for p in [&l1, &merged, &upper] {
+            fs::create_dir(p).unwrap();
+        }
+        fs::create_dir_all(l1.join("bin")).unwrap();
+        for f in ["bin/tool", "bin/lent", "bin/other"] {
+            fs::write(l1.join(f), b"x").unwrap();
+            fs::set_permissions(l1.join(f), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let lowers = vec![l1.clone()];
+        flatten(&lowers, &merged, &OPAQUE).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::set_permissions(merged.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(merged.join("bin/lent"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(lent_record(&merged), "bin/lent\n").unwrap();
+        diff_trees(&lowers, &merged, &upper, &OPAQUE, OPAQUE[0]).unwrap();
+        assert!(upper.join("bin/tool").is_file(), "a chmod to the same mode is a change, as in overlay");
+        assert!(!upper.join("bin/lent").exists(), "what the sandbox lent and put back is not the step's change");
+        assert!(!upper.join("bin/other").exists());
     }
 }

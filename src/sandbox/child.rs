@@ -23,7 +23,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, fork, pipe2, pivot_root, sethostname, ForkResult};
 use std::os::fd::AsRawFd;
 
-use super::{chown_notify, mounts, network, overlay, seccomp, step_mounts, Driver, Network, Outcome, RunSpec};
+use super::{chown_notify, mounts, network, overlay, seccomp, step_mounts, Driver, Isolation, Network, Outcome, RunSpec};
 use std::os::unix::net::UnixStream;
 
 mod user;
@@ -38,6 +38,9 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// is the run's own directory (the generated resolv.conf and the network helper's
 /// log go there).
 pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>, scratch: &Path) -> Outcome {
+    if spec.isolation == Isolation::Chroot {
+        return contain_chrooted(spec, seccomp, scratch);
+    }
     // Unmounted on return, once pid 1 is gone.
     let _rootfs = match mount_rootfs(spec) {
         Ok(m) => m,
@@ -71,6 +74,40 @@ pub fn contain(spec: &RunSpec, seccomp: Option<&seccomp::Program>, scratch: &Pat
             drop(netns);
             wait_for_pid1(child, err_r, helper)
         }
+    }
+}
+
+/// Setup C: no namespaces and no mounts. The copied tree gets what a container's
+/// mounts would give (see `chroot::Tree`), put back afterwards so the tree diff
+/// sees only the command's changes; the process that would be pid 1 chroots and
+/// stays as the command's subreaper.
+fn contain_chrooted(spec: &RunSpec, seccomp: Option<&seccomp::Program>, scratch: &Path) -> Outcome {
+    let tree = match super::chroot::Tree::prepare(spec, scratch) {
+        Ok(t) => t,
+        Err(msg) => return Outcome::SetupFailed(msg),
+    };
+    let (err_r, err_w) = match pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return Outcome::SetupFailed(format!("pipe: {e}")),
+    };
+    // SAFETY: the helper process is single-threaded (freshly exec'd for this purpose).
+    let outcome = match unsafe { fork() } {
+        Err(e) => Outcome::SetupFailed(format!("fork: {e}")),
+        Ok(ForkResult::Child) => {
+            drop(err_r);
+            // Orphans of the command come back to it, not to the container's init.
+            // SAFETY: plain prctl with an integer argument.
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+            become_pid1(spec, seccomp, err_w, None, None, scratch)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(err_w);
+            wait_for_pid1(child, err_r, None)
+        }
+    };
+    match tree.restore() {
+        Ok(()) => outcome,
+        Err(msg) => Outcome::SetupFailed(msg),
     }
 }
 
@@ -362,6 +399,16 @@ fn reap_and_forward(main: nix::unistd::Pid, set: &SigSet, listener: Option<&std:
 }
 
 fn setup(spec: &RunSpec, resolv: Option<&Path>, scratch: &Path) -> Result<Prepared, String> {
+    match spec.isolation {
+        Isolation::Namespaces => enter_container_root(spec, resolv, scratch)?,
+        Isolation::Chroot => super::chroot::enter(&spec.rootfs.merged)?,
+    }
+    prepare_exec(spec)
+}
+
+/// pid 1's mount namespace, the container's system mounts and volumes, and
+/// pivot_root into the merged tree.
+fn enter_container_root(spec: &RunSpec, resolv: Option<&Path>, scratch: &Path) -> Result<(), String> {
     // pid 1 gets a mount namespace of its own: pivot_root re-roots every process of
     // its namespace, and the helper must keep the host's view to write the outcome.
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(mount namespace): {e}"))?;
@@ -394,7 +441,12 @@ fn setup(spec: &RunSpec, resolv: Option<&Path>, scratch: &Path) -> Result<Prepar
     if let Some(stubs) = stubs.as_mut() {
         step_mounts::attach(&spec.mounts, step_sources, stubs).map_err(|e| e.to_string())?;
     }
+    Ok(())
+}
 
+/// Inside the container's root: the user, the working dir, the environment and
+/// the program to exec.
+fn prepare_exec(spec: &RunSpec) -> Result<Prepared, String> {
     let user = resolve_user(&spec.user)?;
     let cwd = clean_cwd(&spec.cwd);
     if fs::metadata(&cwd).is_err() {

@@ -12,10 +12,13 @@
 //! syscall filter), `chown_notify` (chown served by pid 1), `tty` (the pty of
 //! `run -t`), `stdio` (the pipes `run` relays instead of the caller's descriptors),
 //! `title` (pid 1's neutral name), `outcome` (the file the helper reports through),
-//! `network` (the private network and its helper, pasta or slirp4netns).
+//! `network` (the private network and its helper, pasta or slirp4netns), `chroot`
+//! (setup C: a command chrooted into a copied tree where nothing may be mounted),
+//! `setup` (which container setup strata found at start).
 
 mod child;
 mod chown_notify;
+mod chroot;
 mod fds;
 mod forward;
 mod mounts;
@@ -23,6 +26,7 @@ mod network;
 mod outcome;
 mod overlay;
 mod seccomp;
+mod setup;
 mod stdio;
 mod step_mounts;
 mod title;
@@ -41,6 +45,7 @@ pub use child::{resolve_user_in, DEFAULT_CAPS, DEFAULT_PATH};
 pub use network::{cache_key as network_cache_key, resolve as resolve_network, PortMapping};
 pub use overlay::{mount_overlay, probe as probe_driver};
 pub use seccomp::{Profile as SeccompProfile, SeccompPolicy};
+pub use setup::{container as detect_container, entry as setup_entry, proc_source, Entry as SetupEntry};
 pub use step_mounts::{created_targets, StepMount};
 pub use userns::{enter as enter_user_namespace, which, IdExtent, IdMapping, Privilege};
 
@@ -242,6 +247,30 @@ pub struct RunSpec {
     /// the run's scratch dir (see [`created_targets`]).
     #[serde(default)]
     pub mounts: Vec<StepMount>,
+    /// Namespaces and pivot_root, or a bare chroot where neither may be made.
+    #[serde(default)]
+    pub isolation: Isolation,
+}
+
+/// How the command is shut in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Isolation {
+    /// New pid, mount, uts and ipc namespaces (and a network one unless `host`),
+    /// pivot_root into the merged tree.
+    #[default]
+    Namespaces,
+    /// Setup C (see `chroot`): chroot into the copied tree, no namespaces, no mounts.
+    Chroot,
+}
+
+impl Isolation {
+    /// What a process with this privilege can give its commands.
+    pub fn for_privilege(privilege: &Privilege) -> Isolation {
+        match privilege {
+            Privilege::Chroot(_) => Isolation::Chroot,
+            _ => Isolation::Namespaces,
+        }
+    }
 }
 
 /// One `-v SOURCE:TARGET[:ro]`.

@@ -33,7 +33,9 @@ impl Drop for OverlayMount {
     fn drop(&mut self) {
         // Lazy detach: a process still holding a file open must not keep the scratch
         // dir from being cleaned up.
-        let _ = umount2(&self.merged, MntFlags::MNT_DETACH);
+        if self.driver != Driver::Vfs {
+            let _ = umount2(&self.merged, MntFlags::MNT_DETACH);
+        }
     }
 }
 
@@ -55,6 +57,11 @@ pub fn mount_overlay(spec: &OverlaySpec) -> Result<OverlayMount, SandboxError> {
 
 /// [`mount_overlay`], choosing how a fuse-overlayfs daemon lives.
 pub fn mount_overlay_with(spec: &OverlaySpec, life: FuseLife) -> Result<OverlayMount, SandboxError> {
+    // The copy is a plain directory the builder writes into as it is: no mount, so
+    // COPY and WORKDIR work where nothing may be mounted (setup C).
+    if spec.driver == Driver::Vfs {
+        return Ok(OverlayMount { merged: spec.merged.clone(), driver: Driver::Vfs });
+    }
     let driver = mount_rootfs_with(spec, life)?;
     Ok(OverlayMount { merged: spec.merged.clone(), driver })
 }

@@ -27,6 +27,7 @@ use nix::sched::{unshare, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, getegid, geteuid, pipe, setresgid, setresuid, ForkResult, Gid, Uid};
 
+use super::setup::{self, Entry};
 use super::SandboxError;
 
 /// Environment variable a namespaced strata process sets so that nested strata
@@ -93,13 +94,28 @@ pub enum Privilege {
     RealRoot,
     /// Root inside a user namespace: overlay needs `userxattr`, ids are mapped.
     Namespaced(IdMapping),
+    /// Root that may neither mount nor create namespaces (a container under Docker's
+    /// default seccomp profile): RUN is chrooted into a copied tree with no
+    /// namespaces of its own, so it is not isolated from the build (as with Kaniko).
+    Chroot(IdMapping),
 }
 
 impl Privilege {
     pub fn is_namespaced(&self) -> bool {
         matches!(self, Privilege::Namespaced(_))
     }
+
+    /// The ids this process sees, as /proc/self/uid_map and gid_map list them.
+    pub fn mapping(&self) -> Option<&IdMapping> {
+        match self {
+            Privilege::RealRoot => None,
+            Privilege::Namespaced(m) | Privilege::Chroot(m) => Some(m),
+        }
+    }
 }
+
+/// Said once when strata builds without namespaces (setup C).
+const CHROOT_TRADE_OFF: &str = "this process may neither create namespaces nor mount (a seccomp profile or missing CAP_SYS_ADMIN denies unshare and mount): RUN steps run chrooted into a copied tree with the build's own network and processes, not isolated from strata, as with Kaniko; allow unshare (e.g. --security-opt seccomp=unconfined, or a Kubernetes seccompProfile of type Unconfined) for isolated steps";
 
 /// A subordinate id range from /etc/subuid or /etc/subgid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,7 +148,7 @@ pub fn parse_subid(text: &str, user: &str, id: u32) -> Vec<SubIdRange> {
 /// silences it).
 pub fn enter(warn: &dyn Fn(&str)) -> Result<Privilege, SandboxError> {
     if geteuid().is_root() {
-        return enter_as_root();
+        return enter_as_root(warn);
     }
     if std::env::var_os(INSIDE_ENV).is_some() {
         return Err(SandboxError::Unsupported("strata's user namespace is set up but this process is not root in it".into()));
@@ -141,6 +157,12 @@ pub fn enter(warn: &dyn Fn(&str)) -> Result<Privilege, SandboxError> {
     if let Some(reason) = plan.single_id_reason {
         plan.warn_single_id(reason, warn);
     }
+    fork_into_namespace(plan, warn)
+}
+
+/// Forks: the child goes on in a new user and mount namespace, the parent maps its
+/// ids and waits to pass on its exit code.
+fn fork_into_namespace(plan: MapPlan, warn: &dyn Fn(&str)) -> Result<Privilege, SandboxError> {
     let (ready_r, ready_w) = pipe().map_err(|e| SandboxError::sys("pipe", e))?;
     let (go_r, go_w) = pipe().map_err(|e| SandboxError::sys("pipe", e))?;
     // SAFETY: called before any thread exists (documented contract of `enter`), so the
@@ -154,18 +176,54 @@ pub fn enter(warn: &dyn Fn(&str)) -> Result<Privilege, SandboxError> {
         ForkResult::Parent { child } => {
             drop(ready_w);
             drop(go_r);
-            map_ids_and_wait(child, &plan, ready_r, go_w)
+            map_ids_and_wait(child, &plan, ready_r, go_w, warn)
         }
     }
 }
 
-/// Real root, or root already inside a namespace (a nested strata): a private
-/// mount namespace is all that is needed so mounts never leak to the host.
-fn enter_as_root() -> Result<Privilege, SandboxError> {
-    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| SandboxError::sys("unshare(CLONE_NEWNS)", e))?;
-    make_mounts_private()?;
+/// Real root, or root already inside a namespace (a nested strata, a pod with
+/// `hostUsers: false`): a private mount namespace is all that is needed so mounts
+/// never leak to the host. Root without CAP_SYS_ADMIN (a rootless podman container)
+/// gets it in a nested user namespace mapping every id it has; root that may not
+/// create one either builds without namespaces.
+fn enter_as_root(warn: &dyn Fn(&str)) -> Result<Privilege, SandboxError> {
+    match unshare(CloneFlags::CLONE_NEWNS) {
+        Ok(()) => {
+            make_mounts_private()?;
+            let mapping = IdMapping::current()?;
+            if mapping.is_initial() {
+                setup::record(Entry::HostRoot);
+                return Ok(Privilege::RealRoot);
+            }
+            setup::record(Entry::RootInNamespace);
+            return Ok(Privilege::Namespaced(mapping));
+        }
+        Err(nix::errno::Errno::EPERM) => {}
+        Err(e) => return Err(SandboxError::sys("unshare(CLONE_NEWNS)", e)),
+    }
     let mapping = IdMapping::current()?;
-    Ok(if mapping.is_initial() { Privilege::RealRoot } else { Privilege::Namespaced(mapping) })
+    if std::env::var_os(INSIDE_ENV).is_none() && may_create_user_namespace() {
+        return fork_into_namespace(MapPlan::identity(mapping), warn);
+    }
+    warn(CHROOT_TRADE_OFF);
+    setup::record(Entry::Chroot);
+    Ok(Privilege::Chroot(mapping))
+}
+
+/// Asks the kernel (and any seccomp filter) in a throwaway child whether this
+/// process may create a user namespace.
+fn may_create_user_namespace() -> bool {
+    // SAFETY: called before any thread exists (contract of `enter`); the child
+    // only unshares and exits.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            let ok = unshare(CloneFlags::CLONE_NEWUSER).is_ok();
+            // SAFETY: _exit skips the parent's atexit handlers and buffers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        Ok(ForkResult::Parent { child }) => matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0))),
+        Err(_) => false,
+    }
 }
 
 /// The ids the caller's namespace will map.
@@ -178,6 +236,9 @@ struct MapPlan {
     /// Why only the caller's own uid and gid will be mapped; `None` when the
     /// subordinate ranges are mapped too (by the parent, with newuidmap/newgidmap).
     single_id_reason: Option<&'static str>,
+    /// Root's ids, mapped one to one by the parent itself (it holds CAP_SETUID and
+    /// CAP_SETGID where it is) instead of through the helpers.
+    identity: Option<IdMapping>,
 }
 
 impl MapPlan {
@@ -198,7 +259,14 @@ impl MapPlan {
         } else {
             None
         };
-        MapPlan { uid, gid, user, subuids, subgids, single_id_reason }
+        MapPlan { uid, gid, user, subuids, subgids, single_id_reason, identity: None }
+    }
+
+    /// Root of a namespace that lacks CAP_SYS_ADMIN: a nested namespace maps each id
+    /// to itself, so files keep the owners they have.
+    fn identity(mapping: IdMapping) -> MapPlan {
+        let (subuids, subgids) = (Vec::new(), Vec::new());
+        MapPlan { uid: 0, gid: 0, user: "root".into(), subuids, subgids, single_id_reason: None, identity: Some(mapping) }
     }
 
     fn multi(&self) -> bool {
@@ -226,13 +294,20 @@ fn become_namespaced_root(plan: &MapPlan, ready_w: OwnedFd, go_r: OwnedFd) -> Re
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
         .map_err(|e| SandboxError::Unsupported(format!("cannot create a user namespace ({e}): {}", userns_hint())))?;
+    let mut entry = match (plan.multi(), plan.identity.is_some()) {
+        (false, _) => Entry::SingleId,
+        (true, true) => Entry::NestedForRoot,
+        (true, false) => Entry::Subids,
+    };
     if !plan.multi() {
         write_single_map(plan.uid, plan.gid)?;
     }
     signal(ready_w)?;
-    if plan.multi() {
-        wait_for(go_r)?;
+    if plan.multi() && wait_for(go_r)? == MAP_YOURSELF {
+        write_single_map(plan.uid, plan.gid)?;
+        entry = Entry::SingleId;
     }
+    setup::record(entry);
     setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(|e| SandboxError::sys("setresgid(0)", e))?;
     setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(|e| SandboxError::sys("setresuid(0)", e))?;
     make_mounts_private()?;
@@ -242,17 +317,25 @@ fn become_namespaced_root(plan: &MapPlan, ready_w: OwnedFd, go_r: OwnedFd) -> Re
 
 /// The waiting parent: maps the child's subordinate ids once it has unshared, then
 /// exits with its exit code.
-fn map_ids_and_wait(child: nix::unistd::Pid, plan: &MapPlan, ready_r: OwnedFd, go_w: OwnedFd) -> ! {
+fn map_ids_and_wait(child: nix::unistd::Pid, plan: &MapPlan, ready_r: OwnedFd, go_w: OwnedFd, warn: &dyn Fn(&str)) -> ! {
     let ok = wait_for(ready_r).is_ok();
     if ok && plan.multi() {
-        let pid = child.as_raw().to_string();
-        let r = run_map_helper("newuidmap", &pid, plan.uid, &plan.subuids)
-            .and_then(|_| run_map_helper("newgidmap", &pid, plan.gid, &plan.subgids));
-        if let Err(e) = r {
-            eprintln!("strata: {e}");
-            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        match map_child(child, plan) {
+            Ok(()) => {
+                let _ = signal(go_w);
+            }
+            // Nothing written yet: a newuidmap that cannot work here (not setuid in
+            // this image, or no_new_privs set by the container) leaves the single id.
+            Err((e, false)) => {
+                plan.warn_single_id(&format!("{e}; newuidmap does not work here"), warn);
+                let _ = signal_byte(go_w, MAP_YOURSELF);
+            }
+            Err((e, true)) => {
+                eprintln!("strata: {e}");
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = signal(go_w);
+            }
         }
-        let _ = signal(go_w);
     }
     // `kill -INT <strata pid>` (a CI runner's cancel, a supervisor's stop) only
     // reaches this process: pass it on so the build stops as on Ctrl-C, which
@@ -270,6 +353,28 @@ fn map_ids_and_wait(child: nix::unistd::Pid, plan: &MapPlan, ready_r: OwnedFd, g
     std::process::exit(code);
 }
 
+/// What the parent tells a child that waits for its maps: they could not be written,
+/// so it maps its single id itself.
+const MAP_YOURSELF: u8 = b'S';
+
+/// Writes the child's maps: root's own ids one to one, or the caller's subordinate
+/// ranges through newuidmap/newgidmap. An error says whether the uid map was
+/// written already (it can be written only once, so the child cannot fall back).
+fn map_child(child: nix::unistd::Pid, plan: &MapPlan) -> Result<(), (SandboxError, bool)> {
+    let pid = child.as_raw().to_string();
+    if let Some(identity) = &plan.identity {
+        let lines = |v: &[IdExtent]| v.iter().map(|e| format!("{} {} {}\n", e.inside, e.inside, e.size)).collect::<String>();
+        let w = |file: &str, text: String| {
+            let path = format!("/proc/{pid}/{file}");
+            fs::write(&path, text).map_err(|e| SandboxError::io(path, e))
+        };
+        w("uid_map", lines(&identity.uids)).map_err(|e| (e, false))?;
+        return w("gid_map", lines(&identity.gids)).map_err(|e| (e, true));
+    }
+    run_map_helper("newuidmap", &pid, plan.uid, &plan.subuids).map_err(|e| (e, false))?;
+    run_map_helper("newgidmap", &pid, plan.gid, &plan.subgids).map_err(|e| (e, true))
+}
+
 /// Why user namespaces may be unavailable, from the sysctls that switch them off.
 fn userns_hint() -> String {
     let read = |p: &str| fs::read_to_string(p).ok().map(|s| s.trim().to_string());
@@ -283,7 +388,15 @@ fn userns_hint() -> String {
     if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
         return "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1); allow strata with an AppArmor profile or set the sysctl to 0".into();
     }
-    "unprivileged user namespaces may be disabled on this host, or strata runs inside a container that forbids them (seccomp)".into()
+    if seccomp_filtered() {
+        return "a seccomp filter denies unshare (this process runs in a container under a profile such as Docker's default): give the container a profile that allows it (docker/podman run --security-opt seccomp=unconfined, Kubernetes securityContext.seccompProfile.type: Unconfined), or run strata as root there, where it builds without namespaces".into();
+    }
+    "unprivileged user namespaces may be disabled on this host".into()
+}
+
+/// True when a seccomp filter applies to this process (`Seccomp: 2`).
+pub(super) fn seccomp_filtered() -> bool {
+    fs::read_to_string("/proc/self/status").is_ok_and(|s| s.lines().any(|l| l.split_whitespace().eq(["Seccomp:", "2"])))
 }
 
 /// The pid the waiting parent forwards signals to (0 before the fork).
@@ -349,16 +462,21 @@ fn run_map_helper(helper: &str, pid: &str, own: u32, ranges: &[SubIdRange]) -> R
 }
 
 fn signal(fd: OwnedFd) -> Result<(), SandboxError> {
-    let mut f = fs::File::from(fd);
-    f.write_all(b"1").map_err(|e| SandboxError::io("sync pipe", e))
+    signal_byte(fd, b'1')
 }
 
-fn wait_for(fd: OwnedFd) -> Result<(), SandboxError> {
+fn signal_byte(fd: OwnedFd, byte: u8) -> Result<(), SandboxError> {
+    let mut f = fs::File::from(fd);
+    f.write_all(&[byte]).map_err(|e| SandboxError::io("sync pipe", e))
+}
+
+/// Waits for the peer's byte and returns it.
+fn wait_for(fd: OwnedFd) -> Result<u8, SandboxError> {
     let raw = fd.as_raw_fd();
     let mut f = fs::File::from(fd);
     let mut b = [0u8; 1];
     match f.read(&mut b) {
-        Ok(1) => Ok(()),
+        Ok(1) => Ok(b[0]),
         _ => Err(SandboxError::Unsupported(format!("namespace setup peer went away (fd {raw})"))),
     }
 }

@@ -90,6 +90,8 @@ impl LocalStore {
         let (mapping, opaque) = match &privilege {
             Privilege::RealRoot => ("host ids (real root)".to_string(), overlay_marks::TRUSTED_OPAQUE),
             Privilege::Namespaced(m) => (m.to_string(), overlay_marks::USER_OPAQUE),
+            // trusted.* needs CAP_SYS_ADMIN, which setup C lacks even as real root.
+            Privilege::Chroot(m) => (format!("{m} without namespaces"), overlay_marks::USER_OPAQUE),
         };
         let to = report.clone();
         let mut layers = LayerDirs::open(root, &mapping, opaque, Warn::new(move |w| to.warn(w)))?;
@@ -105,6 +107,8 @@ impl LocalStore {
         layers.set_owners(owners.clone());
         let (driver, driver_choice) = match driver {
             Some(d) => (d, DriverChoice::Forced),
+            // Nothing can be mounted: the copying driver is the only one.
+            None if matches!(privilege, Privilege::Chroot(_)) => (Driver::Vfs, DriverChoice::Forced),
             None => {
                 let trial = layers.scratch()?;
                 (crate::sandbox::probe_driver(trial.path(), privilege.is_namespaced()), DriverChoice::Probed)

@@ -92,7 +92,10 @@ pub(super) fn drop_privileges(user: &ResolvedUser) -> Result<(), String> {
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(format!("prctl(PR_SET_NO_NEW_PRIVS): {}", std::io::Error::last_os_error()));
     }
-    let keep: CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
+    // Only what we hold can be kept: a container runtime may have given us fewer
+    // than Docker's defaults (podman leaves out MKNOD, AUDIT_WRITE and NET_RAW).
+    let held = caps::read(None, CapSet::Permitted).unwrap_or_default();
+    let keep: CapsHashSet = DEFAULT_CAPS.iter().copied().filter(|c| held.contains(c)).collect();
     for cap in caps::all() {
         if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
             caps::drop(None, CapSet::Bounding, cap).map_err(|e| format!("drop {cap} from bounding set: {e}"))?;
