@@ -183,7 +183,13 @@ fn refuse_what_needs_mounts(spec: &RunSpec) -> Result<(), String> {
 /// The command's root: the copied tree, entered with chroot (pivot_root needs a
 /// mount namespace). Runs in the process that then forks the command.
 pub fn enter(root: &Path) -> Result<(), String> {
-    nix::unistd::chroot(root).map_err(|e| format!("chroot {}: {e}", root.display()))?;
+    nix::unistd::chroot(root).map_err(|e| match e {
+        nix::errno::Errno::EPERM => format!(
+            "chroot {}: EPERM: without namespaces a RUN needs CAP_SYS_CHROOT, which this container dropped; add it (docker/podman --cap-add SYS_CHROOT, Kubernetes securityContext.capabilities.add: [SYS_CHROOT]) or allow unshare",
+            root.display()
+        ),
+        e => format!("chroot {}: {e}", root.display()),
+    })?;
     nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
 }
 
