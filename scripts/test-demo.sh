@@ -64,7 +64,13 @@ if id -u "$user" >/dev/null 2>&1; then
 fi
 trap cleanup EXIT
 useradd --create-home --shell /bin/bash --user-group "$user"
-usermod --add-subuids "$subid_range" --add-subgids "$subid_range" "$user"
+# useradd gives a new user a range of its own where login.defs says so (Debian's does);
+# a second one would overlap the next user's and make newuidmap refuse the map.
+for file in /etc/subuid /etc/subgid; do
+    if ! grep -qE "^($user|$(id -u "$user")):" "$file" 2>/dev/null; then
+        usermod "$([ "$file" = /etc/subuid ] && echo --add-subuids || echo --add-subgids)" "$subid_range" "$user"
+    fi
+done
 home="$(getent passwd "$user" | cut -d: -f6)"
 
 # sudoers wants , : = and \ in arguments escaped.
