@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The README's first command: installs what is missing, builds strata, builds the busybox
+# The README's first command: installs what is missing (Debian packages; Debian's cargo-web
+# when no cargo is found, see ensure_cargo in lib.sh), builds strata, builds the busybox
 # base image and fixtures/hello, then runs the hello image.
 #
 # Run by an ordinary user (with /etc/subuid and /etc/subgid ranges) everything after the

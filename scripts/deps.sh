@@ -33,6 +33,7 @@ packages=(
     openssh-client  # tests: ssh-agent, ssh-add and ssh-keygen for RUN --mount=type=ssh
     gcc libc6-dev   # tests: static probes compiled with cc -static at test time
     g++             # scripts/fuzz.sh: libfuzzer-sys compiles libFuzzer (C++)
+    sudo            # scripts/test.sh: the demo stage's new user installs cargo-web through it
 )
 
 missing=()

@@ -15,7 +15,10 @@
 #    --features fault-injection: the crash and single-id tests need its hooks (and fail,
 #    saying so, against a binary without them).
 #
-# Ends with the e2e runner's summary line; exits non-zero on any failure.
+# 6. As root only: scripts/test-demo.sh, scripts/demo.sh run by a new user with no Rust
+#    toolchain (it installs Debian's cargo-web through sudo), ending with the greeting.
+#
+# Ends with the demo stage's line; exits non-zero on any failure.
 # Environment: STRATA_TEST_USER (default strata-test), STRATA_E2E_THREADS (default 2),
 # STRATA_E2E_FILTER (a libtest name filter for the e2e tests), STRATA_FUZZ_SECONDS (the
 # fuzz smoke pass per target, default 15; 0 skips it).
@@ -176,7 +179,12 @@ if [ "$(id -u)" -eq 0 ]; then
     (cd "$work/tmp" && TMPDIR="$work/tmp" STRATA_BIN="$work/bin/strata" STRATA_FIXTURES="$work/fixtures" \
         STRATA_REQUIRE_SANDBOX=1 "$work/bin/e2e" --test-threads="$threads" \
         ci_setups::setup_b_ ci_setups::setup_c_ </dev/null)
+
+    # The README's first command as a newcomer runs it: a new user, no Rust toolchain.
+    log "scripts/test-demo.sh: demo.sh as a new user with no Rust toolchain"
+    bash scripts/test-demo.sh
 else
+    log "not run as $(id -un): scripts/test-demo.sh (it creates a user, so it needs root)"
     log "e2e tests as $(id -un) (uid $(id -u))"
     STRATA_BIN="$strata_bin" \
         STRATA_FIXTURES="$STRATA_REPO/fixtures" \

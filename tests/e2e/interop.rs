@@ -13,21 +13,28 @@ use crate::support::{
 };
 
 /// Runs podman with a private store under `dir` (vfs: no fuse or overlay needed).
-/// Podman refuses a runroot path over 50 bytes, so that one lives in a short temp dir
-/// named after `dir`'s last component.
-fn podman(dir: &Path, args: &[&str]) -> crate::support::Run {
-    let tag = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let runroot = std::env::temp_dir().join(format!("pm-{}-{tag}", std::process::id()));
-    let runroot = if path_str(&runroot).len() < 40 { runroot } else { Path::new("/tmp").join(format!("pm-{}-{tag}", std::process::id())) };
+/// Also tests/e2e/ci_image.rs's podman.
+pub(crate) fn podman(dir: &Path, args: &[&str]) -> crate::support::Run {
     let mut cmd = Command::new("podman");
-    cmd.arg("--root").arg(dir.join("root")).arg("--runroot").arg(&runroot);
-    cmd.args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
+    cmd.args(podman_globals(dir));
     cmd.args(args);
     run_command(cmd)
 }
 
+/// podman's global flags for the private store under `dir`. Podman refuses a runroot
+/// path over 50 bytes, so that one lives in a short temp dir named after `dir`'s last
+/// component.
+pub(crate) fn podman_globals(dir: &Path) -> Vec<String> {
+    let tag = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let runroot = std::env::temp_dir().join(format!("pm-{}-{tag}", std::process::id()));
+    let runroot = if path_str(&runroot).len() < 40 { runroot } else { Path::new("/tmp").join(format!("pm-{}-{tag}", std::process::id())) };
+    let mut args = vec!["--root".to_string(), path_str(&dir.join("root")), "--runroot".into(), path_str(&runroot)];
+    args.extend(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"].map(String::from));
+    args
+}
+
 /// The name podman says it loaded ("Loaded image: NAME").
-fn loaded_name(out: &str) -> String {
+pub(crate) fn loaded_name(out: &str) -> String {
     out.lines()
         .find_map(|l| l.strip_prefix("Loaded image: ").or_else(|| l.strip_prefix("Loaded image(s): ")))
         .map(|n| n.trim().to_string())
