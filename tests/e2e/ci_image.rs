@@ -126,4 +126,7 @@ fn strata_image_built_by_strata_runs_the_demo_in_podman() {
         ],
     );
     assert!(ran.success() && ran.stdout.contains(GREETING), "the demo in the strata image: {}", ran.describe());
+    // The image's user maps its subordinate ranges: newuidmap works in the image
+    // (file capabilities, not setuid), so no fall back to a single id.
+    assert!(!ran.stderr.contains("only uid 1000"), "the demo fell back to a single id: {}", ran.stderr);
 }
