@@ -21,6 +21,8 @@ mod acceptance;
 mod add_git;
 #[path = "e2e/cache.rs"]
 mod cache;
+#[path = "e2e/ci_output.rs"]
+mod ci_output;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/containers.rs"]

@@ -157,7 +157,7 @@ fn run_container(
         publish,
         mounts: Vec::new(),
     };
-    let outcome = sandbox::run(&spec, dir, None)?;
+    let outcome = sandbox::run(&spec, dir, sandbox::Output::Attached)?;
     if let sandbox::Outcome::SetupFailed(msg) = &outcome {
         bail!("cannot start container: {msg}");
     }
