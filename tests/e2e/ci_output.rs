@@ -224,7 +224,7 @@ fn a_failed_run_ends_the_log_with_its_last_lines() {
     }
     with_base();
     // One stream: two relays may interleave their lines in either order.
-    let script = "echo UNIQUE; i=1; while [ $i -le 30 ]; do echo err-$i >&2; i=$((i+1)); done; exit 3";
+    let script = "echo UNIQUE >&2; i=1; while [ $i -le 30 ]; do echo err-$i >&2; i=$((i+1)); done; exit 3";
     let ctx = context("ci-fail", &format!("FROM busybox\nRUN {script}\n"));
     let failed = strata(["build", "--progress=plain", "-t", "ci-fail", &path_str(&ctx)]);
     assert_eq!(failed.code, Some(1), "{}", failed.describe());
@@ -303,13 +303,14 @@ impl Watched {
 }
 
 /// Interrupts a build during its `RUN sleep 30`: by `kill -INT` of strata's pid (a CI
-/// runner's cancel), and as a terminal's Ctrl-C does, to the whole process group.
-fn interrupt_during_run(name: &str, whole_group: bool, signal: libc::c_int, expected_code: i32, signal_name: &str) {
+/// runner's cancel), or as a terminal's Ctrl-C does, to the whole process group.
+fn interrupt_during_run(name: &str, progress: &str, whole_group: bool, signal: libc::c_int, expected_code: i32, signal_name: &str) {
     let ctx = context(name, "FROM busybox\nRUN echo UNIQUE >&2 && sleep 30\n");
-    let watched = Watched::start(&["build", "--progress=plain", "-t", name, &path_str(&ctx)], |cmd| {
+    let watched = Watched::start(&["build", progress, "-t", name, &path_str(&ctx)], |cmd| {
         std::os::unix::process::CommandExt::process_group(cmd, 0);
     });
-    let started = watched.wait_for("2/2 | ", Duration::from_secs(120));
+    // The RUN's own line: it is running.
+    let started = watched.wait_for(&format!("{name}-{}\n", std::process::id()), Duration::from_secs(120));
     let pid = watched.child.id() as i32;
     let before = Instant::now();
     // SAFETY: kill(2) with plain integers, on the process (group) this test started.
@@ -334,7 +335,9 @@ fn an_interrupt_says_where_the_build_stopped_and_tags_nothing() {
         return;
     }
     with_base();
-    interrupt_during_run("ci-sigint", false, libc::SIGINT, 130, "SIGINT");
-    interrupt_during_run("ci-ctrl-c", true, libc::SIGINT, 130, "SIGINT");
-    interrupt_during_run("ci-sigterm", false, libc::SIGTERM, 143, "SIGTERM");
+    interrupt_during_run("ci-sigint", "--progress=plain", false, libc::SIGINT, 130, "SIGINT");
+    interrupt_during_run("ci-ctrl-c", "--progress=plain", true, libc::SIGINT, 130, "SIGINT");
+    interrupt_during_run("ci-sigterm", "--progress=auto", false, libc::SIGTERM, 143, "SIGTERM");
+    // -q prints no progress, but an interrupt is reported as an error is.
+    interrupt_during_run("ci-quiet", "-q", false, libc::SIGINT, 130, "SIGINT");
 }
