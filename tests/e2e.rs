@@ -23,6 +23,8 @@ mod add_git;
 mod cache;
 #[path = "e2e/ci_image.rs"]
 mod ci_image;
+#[path = "e2e/ci_output.rs"]
+mod ci_output;
 #[path = "e2e/ci_setups.rs"]
 mod ci_setups;
 #[path = "e2e/cli.rs"]

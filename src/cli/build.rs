@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::engine::{self, BuildRequest, NamedContexts};
-use crate::oci::LayerCompression;
+use crate::oci::{LayerCompression, ManifestFormat};
 use crate::registry::TlsOptions;
 use crate::report::{Reporter, TransferView};
 use crate::sandbox::Network;
@@ -17,7 +17,8 @@ use crate::transport::{PullPolicy, RegistryOptions};
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Name of the Dockerfile (default: CONTEXT/Containerfile, else CONTEXT/Dockerfile).
+    /// Name of the Dockerfile (default: CONTEXT/Containerfile, else CONTEXT/Dockerfile);
+    /// `-` reads it from standard input.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Name and optionally a tag (NAME[:TAG]); may be repeated.
@@ -35,8 +36,10 @@ pub struct BuildArgs {
     /// Print only the image id.
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Output style: plain also draws no transfer bars on a terminal, quiet is -q;
-    /// strata always prints plain lines when not on a terminal.
+    /// Output style: plain, for CI logs, also prints each step's duration, a closing
+    /// summary and a failed RUN's last lines after its error, and draws no transfer
+    /// bars on a terminal; quiet is -q. auto and tty print lines, with bars on a
+    /// terminal.
     #[arg(long, value_name = "TYPE", default_value = "auto", value_parser = ["auto", "plain", "tty", "quiet"])]
     pub progress: String,
     /// Network for RUN instructions: private (its own namespace with outbound access
@@ -52,6 +55,14 @@ pub struct BuildArgs {
     /// Do not use the build cache (results are still recorded for later builds).
     #[arg(long)]
     pub no_cache: bool,
+    /// buildah's flag: strata always caches each step as a layer, so `--layers` (or
+    /// `=true`) changes nothing and `--layers=false` runs every step, as --no-cache.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub layers: Option<bool>,
+    /// Manifest and config media types: oci (default) or docker (Docker schema 2,
+    /// for registries and tools that want it); default: $BUILDAH_FORMAT, else oci.
+    #[arg(long, value_name = "FORMAT", env = "BUILDAH_FORMAT", default_value = "oci", value_parser = ["oci", "docker"])]
+    pub format: String,
     /// Do not use the build cache for these stages (by name or index).
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
@@ -148,28 +159,48 @@ impl BuildArgs {
     pub fn quiet(&self) -> bool {
         self.quiet || self.progress == "quiet"
     }
+
+    /// The output style `-q` and `--progress` ask for.
+    pub fn view(&self) -> TransferView {
+        match (self.quiet(), self.progress.as_str()) {
+            (true, _) => TransferView::Quiet,
+            (false, "plain") => TransferView::Plain,
+            _ => TransferView::Auto,
+        }
+    }
 }
 
 /// Builds as `args` say; `report` is the command's (see [`BuildArgs::quiet`]).
 pub fn run(store: &LocalStore, args: BuildArgs, report: &Reporter) -> Result<ExitCode> {
-    let view = match (args.quiet(), args.progress.as_str()) {
-        (true, _) => TransferView::Quiet,
-        (false, "plain") => TransferView::Plain,
-        _ => TransferView::Auto,
-    };
+    let view = args.view();
     if args.digestfile.is_some() && !args.output.as_deref().is_some_and(|o| o.starts_with("docker://")) {
         bail!("--digestfile needs a push: --output docker://REGISTRY/REPOSITORY[:TAG]");
     }
+    let format = ManifestFormat::from_name(&args.format).expect("clap checked the name");
+    if format == ManifestFormat::Docker && args.compression == "zstd" {
+        bail!("--compression zstd needs --format oci: Docker's image format has no zstd layers");
+    }
+    // `-f -`, as docker takes it: the Dockerfile comes from standard input and the
+    // context is still the directory named.
+    let (file, file_text) = match args.file {
+        Some(f) if f.as_os_str() == "-" => {
+            let text = std::io::read_to_string(std::io::stdin()).context("reading the Dockerfile from standard input")?;
+            (None, Some(text))
+        }
+        other => (other, None),
+    };
     let req = BuildRequest {
         context: args.context,
-        file: args.file,
+        file,
+        file_text,
+        format,
         tags: args.tags,
         build_args: parse_build_args(&args.build_args)?,
         output: args.output,
         target: args.target,
         network: Network::from_name(&args.network).expect("clap checked the name"),
         seccomp: super::security::seccomp_policy(&args.security_opt)?,
-        no_cache: args.no_cache,
+        no_cache: args.no_cache || args.layers == Some(false),
         no_cache_filter: args.no_cache_filter,
         cache_from: args.cache_from,
         cache_to: args.cache_to,

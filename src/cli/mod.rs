@@ -21,7 +21,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::report::Reporter;
@@ -98,6 +98,7 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
+            let e = without_dash_dash_tip(e);
             let _ = e.print();
             return Ok(ExitCode::from(if e.use_stderr() { 2 } else { 0 }));
         }
@@ -114,12 +115,14 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
     // commands' -q trims what they print on stdout (and `pull -q`, whose transfer
     // view is quiet, the registries.conf warnings of its short-name look-up).
     let report = match &cli.command {
-        Command::Build(a) => Reporter::new(a.quiet()),
+        Command::Build(a) => Reporter::with_view(a.view()),
         _ => Reporter::new(false),
     };
     match cli.command {
         Command::Build(a) => {
             let store = enter_store(&root, driver, &report)?;
+            // Here, in the process that builds: it knows the step an interrupt stops.
+            report.watch_interrupts().context("watching for interrupts")?;
             let _writers = store.lock(false)?;
             build::run(&store, *a, &report)
         }
@@ -173,6 +176,27 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
     }
 }
 
+/// clap's error for an unknown flag, without its tip "to pass '--foo' as a value, use
+/// '-- --foo'": a command with a positional argument (build's context, run's command)
+/// gets it for every misspelt flag, and no strata command takes `--foo` as a value
+/// that way. The error, its usage line and exit code 2 stay clap's.
+fn without_dash_dash_tip(mut e: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue};
+    if let Some(ContextValue::StyledStrs(tips)) = e.get(ContextKind::Suggested) {
+        let kept: Vec<_> = tips.iter().filter(|t| !is_dash_dash_tip(&t.to_string())).cloned().collect();
+        if kept.is_empty() {
+            e.remove(ContextKind::Suggested);
+        } else {
+            e.insert(ContextKind::Suggested, ContextValue::StyledStrs(kept));
+        }
+    }
+    e
+}
+
+fn is_dash_dash_tip(text: &str) -> bool {
+    text.starts_with("to pass '") && text.contains("' as a value, use '")
+}
+
 /// The image store with `store.lock` held shared for as long as the pair lives.
 fn shared_store(root: &std::path::Path, report: &Reporter) -> Result<(crate::oci::Store, nix::fcntl::Flock<std::fs::File>)> {
     let store = LocalStore::open_images(root, report)?;
@@ -189,4 +213,28 @@ fn enter_store(root: &std::path::Path, driver: Option<Driver>, report: &Reporter
 /// (a value that is not a number is ignored, as before the flag existed).
 fn source_date_epoch() -> Option<u64> {
     std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage_error(args: &[&str]) -> String {
+        let e = Cli::try_parse_from(args).expect_err("a usage error");
+        assert_eq!(e.exit_code(), 2);
+        without_dash_dash_tip(e).render().to_string()
+    }
+
+    #[test]
+    fn unknown_flags_get_no_dash_dash_tip() {
+        for args in [&["strata", "build", "--zzzzqqq", "."][..], &["strata", "build", "-Z"], &["strata", "run", "--zzzzqqq", "busybox"]] {
+            let text = usage_error(args);
+            assert!(text.contains("unexpected argument"), "{text}");
+            assert!(!text.contains("-- "), "{args:?}: {text}");
+            assert!(text.contains("Usage: strata "), "the usage line stays: {text}");
+        }
+        // A similar flag is still suggested.
+        let text = usage_error(&["strata", "build", "--no-cach", "."]);
+        assert!(text.contains("a similar argument exists: '--no-cache'"), "{text}");
+    }
 }

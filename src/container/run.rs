@@ -158,7 +158,7 @@ fn run_container(
         mounts: Vec::new(),
         isolation: sandbox::Isolation::for_privilege(&store.privilege),
     };
-    let outcome = sandbox::run(&spec, dir, None)?;
+    let outcome = sandbox::run(&spec, dir, sandbox::Output::Attached)?;
     if let sandbox::Outcome::SetupFailed(msg) = &outcome {
         bail!("cannot start container: {msg}");
     }

@@ -58,6 +58,10 @@ pub struct BuildRequest {
     pub context: PathBuf,
     /// `-f`; default: Containerfile, else Dockerfile, in the context.
     pub file: Option<PathBuf>,
+    /// `-f -`: the Dockerfile's text, read from standard input (`file` is then None).
+    pub file_text: Option<String>,
+    /// `--format`: the media types of the image's manifest (OCI's or Docker's).
+    pub format: oci::ManifestFormat,
     pub tags: Vec<String>,
     pub build_args: BTreeMap<String, String>,
     /// `--output` destination (`oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`).
@@ -145,6 +149,22 @@ pub fn find_dockerfile(context: &Path, file: Option<&Path>) -> Result<PathBuf> {
     bail!("no Containerfile or Dockerfile found in context directory {}", context.display())
 }
 
+/// The Dockerfile's path (empty for standard input, which has no ignore file of its
+/// own), its text, and the name `FILE:LINE` in errors gives it: `<stdin>` for `-f -`.
+fn read_dockerfile(req: &BuildRequest, context: &Path) -> Result<(PathBuf, String, String)> {
+    if let Some(text) = &req.file_text {
+        return Ok((PathBuf::new(), text.clone(), STDIN_LABEL.to_string()));
+    }
+    let path = find_dockerfile(context, req.file.as_deref())?;
+    let text = if req.file.is_some() { fs::read_to_string(&path) } else { context::read_to_string(context, &path) };
+    let text = text.with_context(|| format!("reading {}", path.display()))?;
+    let label = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+    Ok((path, text, label))
+}
+
+/// What errors call a Dockerfile read from standard input (`-f -`).
+const STDIN_LABEL: &str = "<stdin>";
+
 /// Builds the request's target stage, stores and tags the image, and exports it.
 pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Result<BuildOutcome> {
     let tags =
@@ -154,10 +174,17 @@ pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Resul
         bail!("context directory {} does not exist", req.context.display());
     }
     let context = req.context.canonicalize().with_context(|| format!("resolving context {}", req.context.display()))?;
-    let path = find_dockerfile(&context, req.file.as_deref())?;
-    let text = if req.file.is_some() { fs::read_to_string(&path) } else { context::read_to_string(&context, &path) };
-    let text = text.with_context(|| format!("reading {}", path.display()))?;
-    let file_label = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+    if req.format == oci::ManifestFormat::Docker {
+        if !req.annotations.is_empty() {
+            bail!("--annotation needs --format oci: Docker's image manifest has no annotations");
+        }
+        // containers/image (skopeo, podman) reads only OCI manifests from a layout, so
+        // a Docker manifest there would be an image nothing else can see.
+        if let Some(dest @ (Location::OciDir { .. } | Location::OciArchive { .. })) = &output {
+            bail!("--output {dest} holds OCI manifests: use --format oci for it, or push the docker format (docker://) or save it as docker-archive:");
+        }
+    }
+    let (path, text, file_label) = read_dockerfile(req, &context)?;
     let df = dockerfile::parse(&text, &file_label)?;
     let context_names: BTreeSet<String> = req.contexts.names().map(str::to_string).collect();
     let plan = plan::plan(&df, &file_label, &req.build_args, req.target.as_deref(), &context_names)?;
@@ -210,13 +237,15 @@ pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Resul
         report.warn(&format!("one or more build-args {unused:?} were not consumed"));
     }
 
+    report.finishing("after the last step, while writing the image".into());
     let mut target = target;
     if !req.labels.is_empty() {
         let config = target.config.config.get_or_insert_with(Default::default);
         config.labels.get_or_insert_with(BTreeMap::new).extend(req.labels.clone());
     }
-    let manifest = store.save_image_annotated(&target, &req.annotations)?;
+    let manifest = store.save_image_as(&target, &req.annotations, req.format)?;
     if let Some(remote) = &b.remote {
+        report.finishing("while pushing the build cache (--cache-to)".into());
         remote.export(store, report)?;
     }
     let image_id = store.image_id(&manifest)?;
@@ -225,6 +254,7 @@ pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Resul
     let mut names: Vec<String> = tags.iter().map(ToString::to_string).collect();
     let mut pushed = None;
     if let Some(dest) = output {
+        report.finishing(format!("while exporting to {dest}"));
         pushed = transport::export(store, &manifest, &dest, tags.first(), &req.registry)?;
         if let Location::Registry { path } = &dest {
             let name = path.to_string_lossy();
@@ -232,15 +262,15 @@ pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Resul
         }
         report.line(&format!("exported to {}", dest));
     }
-    if tags.is_empty() {
-        store.images.add_unnamed(&manifest)?;
-    } else {
-        store.images.tag_all(&tags, &manifest)?;
-    }
+    report.tagging();
+    let named = if tags.is_empty() { store.images.add_unnamed(&manifest) } else { store.images.tag_all(&tags, &manifest) };
+    report.tagged(named.is_ok());
+    named?;
     for tag in &tags {
         report.line(&format!("COMMIT {tag}"));
     }
     report.line(&format!("--> {}", image_id.short()));
+    report.summary(&oci::descriptor_digest(&manifest)?);
     Ok(BuildOutcome { image_id, manifest, names, pushed })
 }
 

@@ -2,6 +2,7 @@
 //! in the sandbox over the stage's layers; the upper dir becomes the next layer.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
@@ -13,7 +14,7 @@ use super::{is_proxy_arg, Build};
 use crate::dockerfile::{CommandForm, Heredoc, RunArgs};
 use crate::oci::ContainerConfig;
 use crate::report::Reporter;
-use crate::sandbox::{self, Isolation, Network, Privilege, RunSpec, Stdin};
+use crate::sandbox::{self, Isolation, Network, OutputTail, Privilege, RunSpec, Stdin};
 use crate::store::{ImageState, LayerRef};
 
 /// What gathering a RUN's key resolved, handed on so nothing is resolved twice.
@@ -23,15 +24,15 @@ pub(super) struct RunInputs<'a> {
 }
 
 /// Runs one RUN over `image` with what its key's gathering resolved; returns the
-/// layer it produced, if any. `prefix` goes before each line of its output (None
-/// with `-q`).
+/// layer it produced, if any. `prefix` goes before each line of its output (empty
+/// with `-q`); with `--progress=plain` a failure's error ends with the last lines.
 pub(super) fn run_step(
     b: &Build,
     image: &ImageState,
     vars: &Vars,
     run: &RunArgs,
     inputs: RunInputs,
-    prefix: Option<String>,
+    prefix: String,
 ) -> Result<Option<LayerRef>> {
     match run.security.as_deref() {
         None | Some("sandbox") => {}
@@ -74,15 +75,19 @@ pub(super) fn run_step(
         mounts: attached.mounts.clone(),
         isolation: Isolation::for_privilege(&b.store.privilege),
     };
-    let outcome = sandbox::run(&spec, scratch.path(), prefix.as_deref())?;
+    let tail = b.report.is_plain().then(|| Arc::new(OutputTail::new(TAIL_LINES)));
+    let outcome = sandbox::run(&spec, scratch.path(), sandbox::Output::Step { prefix: &prefix, tail: tail.clone() })?;
     drop(attached);
     b.store.settle(&rootfs)?;
     b.store.remove_mount_stubs(&rootfs, scratch.path())?;
-    match outcome {
-        sandbox::Outcome::Exited(0) => {}
-        sandbox::Outcome::Exited(code) => bail!("command `{}` failed with exit status {code}", describe(&argv)),
-        sandbox::Outcome::Signaled(sig) => bail!("command `{}` was killed by signal {sig}", describe(&argv)),
-        sandbox::Outcome::SetupFailed(msg) => bail!("command `{}` could not start: {msg}", describe(&argv)),
+    let failure = match outcome {
+        sandbox::Outcome::Exited(0) => None,
+        sandbox::Outcome::Exited(code) => Some(format!("command `{}` failed with exit status {code}", describe(&argv))),
+        sandbox::Outcome::Signaled(sig) => Some(format!("command `{}` was killed by signal {sig}", describe(&argv))),
+        sandbox::Outcome::SetupFailed(msg) => Some(format!("command `{}` could not start: {msg}", describe(&argv))),
+    };
+    if let Some(failure) = failure {
+        bail!("{}", with_tail(failure, &tail.map(|t| t.lines()).unwrap_or_default()));
     }
     b.store.commit_upper(&rootfs.upper, image, b.req.layers)
 }
@@ -166,6 +171,23 @@ fn is_only_heredoc(cmd: &str, name: &str) -> bool {
     unquoted == name
 }
 
+/// How many of a failed command's last output lines its error repeats.
+const TAIL_LINES: usize = 20;
+
+/// A failed command's error, then the last lines it printed: this error is the
+/// innermost of the chain, so they close the log (`--progress=plain`).
+fn with_tail(failure: String, tail: &[String]) -> String {
+    if tail.is_empty() {
+        return failure;
+    }
+    let mut text = format!("{failure}\n--- the last {} lines of its output ---", tail.len());
+    for line in tail {
+        text.push('\n');
+        text.push_str(line);
+    }
+    text
+}
+
 fn describe(argv: &[String]) -> String {
     argv.iter().map(|a| if a.contains(' ') { format!("{a:?}") } else { a.clone() }).collect::<Vec<_>>().join(" ")
 }
@@ -181,5 +203,12 @@ mod tests {
         assert!(is_only_heredoc("<<\"EOT\"", "EOT"));
         assert!(!is_only_heredoc("<<EOF bash", "EOF"));
         assert!(!is_only_heredoc("cat <<EOF", "EOF"));
+    }
+
+    #[test]
+    fn a_failure_ends_with_the_tail_of_its_output() {
+        assert_eq!(with_tail("failed".into(), &[]), "failed");
+        let text = with_tail("failed".into(), &["2/3 | a".into(), "2/3 | b".into()]);
+        assert_eq!(text, "failed\n--- the last 2 lines of its output ---\n2/3 | a\n2/3 | b");
     }
 }

@@ -44,6 +44,8 @@ pub struct StageBuilder<'a> {
     /// `--no-cache`, or this stage in `--no-cache-filter`: run every step (results
     /// are still recorded).
     no_cache: bool,
+    /// The step under way was answered from the build cache.
+    hit: bool,
 }
 
 impl<'a> StageBuilder<'a> {
@@ -62,6 +64,7 @@ impl<'a> StageBuilder<'a> {
             args: BTreeMap::new(),
             meta: MetadataScope::default(),
             no_cache: req.no_cache || filtered,
+            hit: false,
         }
     }
 
@@ -78,7 +81,7 @@ impl<'a> StageBuilder<'a> {
     pub fn run(&mut self) -> Result<ImageState> {
         let total = self.stage.steps.len() + 1;
         let from = &self.stage.from;
-        self.b.report.line(&format!("{}STEP 1/{total}: {}", self.label, from.original));
+        self.start(from, 1, total);
         let b = self.b;
         let base = match self.stage.base_stage {
             Some(i) => stage_base(b, i, self.built),
@@ -87,14 +90,26 @@ impl<'a> StageBuilder<'a> {
                 None => base::resolve(b.store, &self.stage.base, &b.req.registry),
             }),
         };
-        self.image = base.with_context(|| format!("{}step 1/{total} ({}): {}", self.label, self.at(from), from.original))?;
+        self.image = base.with_context(|| self.name(from, 1, total))?;
         self.run_triggers(from, total)?;
+        // FROM ran even when an ONBUILD trigger of its base hit the cache.
+        self.b.report.end_step(&self.label, false);
         for (i, step) in self.stage.steps.iter().enumerate() {
-            self.b.report.line(&format!("{}STEP {}/{total}: {}", self.label, i + 2, step.original));
-            self.step(step, i + 2, total)
-                .with_context(|| format!("{}step {}/{total} ({}): {}", self.label, i + 2, self.at(step), step.original))?;
+            self.start(step, i + 2, total);
+            self.step(step, i + 2, total).with_context(|| self.name(step, i + 2, total))?;
+            self.b.report.end_step(&self.label, self.hit);
         }
         Ok(self.image.clone())
+    }
+
+    /// `[1/2] step 3/7 (Dockerfile:5): RUN make`, as errors and an interrupt name it.
+    fn name(&self, step: &Located, n: usize, total: usize) -> String {
+        format!("{}step {n}/{total} ({}): {}", self.label, self.at(step), step.original)
+    }
+
+    fn start(&mut self, step: &Located, n: usize, total: usize) {
+        self.hit = false;
+        self.b.report.start_step(&format!("{}STEP {n}/{total}: {}", self.label, step.original), self.name(step, n, total));
     }
 
     /// Runs the base image's ONBUILD triggers right after FROM, as Docker does; they
@@ -151,6 +166,7 @@ impl<'a> StageBuilder<'a> {
 
     fn take_hit(&mut self, key: &str, hit: ImageState) {
         self.b.report.line(&format!("{}--> CACHED", self.label));
+        self.hit = true;
         self.image = hit;
         self.remember(key);
     }
@@ -183,7 +199,7 @@ impl<'a> StageBuilder<'a> {
                 None
             }
             Instruction::Run(run) => {
-                let prefix = (!self.b.report.is_quiet()).then(|| format!("{}{n}/{total} | ", self.label));
+                let prefix = if self.b.report.is_quiet() { String::new() } else { format!("{}{n}/{total} | ", self.label) };
                 let network = fetched.network.expect("gather resolves a RUN's network");
                 run_step(self.b, &self.image, &self.vars(), run, RunInputs { network, mounts: &fetched.mounts }, prefix)?
             }

@@ -34,6 +34,12 @@ pub const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker manifest list, accepted on import like an OCI index.
 pub const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Docker schema 2's name for an image config (the same JSON as OCI's).
+pub const MEDIA_TYPE_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// A gzip-compressed layer in Docker schema 2.
+pub const MEDIA_TYPE_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// An uncompressed layer in Docker schema 2.
+pub const MEDIA_TYPE_DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 /// The annotation that names a manifest inside an OCI layout's index.json.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -211,8 +217,8 @@ pub fn layer_decoder<'a, R: std::io::BufRead + 'a>(
     digest: &Digest,
     reader: R,
 ) -> Result<Box<dyn std::io::Read + 'a>, OciError> {
-    const GZIP: [&str; 2] = [MEDIA_TYPE_LAYER_GZIP, "application/vnd.docker.image.rootfs.diff.tar.gzip"];
-    const PLAIN: [&str; 2] = [MEDIA_TYPE_LAYER_TAR, "application/vnd.docker.image.rootfs.diff.tar"];
+    const GZIP: [&str; 2] = [MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_DOCKER_LAYER_GZIP];
+    const PLAIN: [&str; 2] = [MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_DOCKER_LAYER_TAR];
     if GZIP.contains(&media_type) {
         Ok(Box::new(flate2::bufread::MultiGzDecoder::new(reader)))
     } else if media_type == MEDIA_TYPE_LAYER_ZSTD {
@@ -241,14 +247,106 @@ pub fn descriptor_digest(desc: &Descriptor) -> Result<Digest, OciError> {
 
 /// Assembles an OCI manifest from a config descriptor and layer descriptors (base first).
 pub fn build_manifest(config: &Descriptor, layers: &[Descriptor]) -> ImageManifest {
+    manifest_of(MediaType::ImageManifest, config.clone(), layers.to_vec())
+}
+
+fn manifest_of(media_type: MediaType, config: Descriptor, layers: Vec<Descriptor>) -> ImageManifest {
     ImageManifestBuilder::default()
         .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(config.clone())
-        .layers(layers.to_vec())
+        .media_type(media_type)
+        .config(config)
+        .layers(layers)
         .build()
         // Cannot fail: every required field is set above.
         .expect("manifest with all required fields")
+}
+
+/// The media types a written image uses (`build --format`, buildah's flag): OCI's,
+/// or Docker schema 2's for registries and tools that take nothing else. The blobs
+/// are the same bytes either way; only the names in the manifest differ, so the
+/// image id (the config digest) is the same too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ManifestFormat {
+    #[default]
+    Oci,
+    Docker,
+}
+
+impl ManifestFormat {
+    /// `oci` or `docker`, as buildah names them.
+    pub fn from_name(name: &str) -> Option<ManifestFormat> {
+        match name {
+            "oci" => Some(ManifestFormat::Oci),
+            "docker" => Some(ManifestFormat::Docker),
+            _ => None,
+        }
+    }
+
+    pub fn manifest_type(self) -> &'static str {
+        match self {
+            ManifestFormat::Oci => MEDIA_TYPE_MANIFEST,
+            ManifestFormat::Docker => MEDIA_TYPE_DOCKER_MANIFEST,
+        }
+    }
+
+    pub fn config_type(self) -> &'static str {
+        match self {
+            ManifestFormat::Oci => MEDIA_TYPE_CONFIG,
+            ManifestFormat::Docker => MEDIA_TYPE_DOCKER_CONFIG,
+        }
+    }
+
+    /// The name this format gives a layer of type `media_type`: Docker's gzip and tar
+    /// layers by their OCI names and back. An OCI manifest keeps a type it has no
+    /// rename for as it was; `None` when Docker's has no name for it (zstd).
+    pub fn layer_type(self, media_type: &str) -> Option<&str> {
+        let gzip = [MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_DOCKER_LAYER_GZIP].contains(&media_type);
+        let plain = [MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_DOCKER_LAYER_TAR].contains(&media_type);
+        match (self, gzip, plain) {
+            (ManifestFormat::Oci, true, _) => Some(MEDIA_TYPE_LAYER_GZIP),
+            (ManifestFormat::Oci, _, true) => Some(MEDIA_TYPE_LAYER_TAR),
+            (ManifestFormat::Oci, ..) => Some(media_type),
+            (ManifestFormat::Docker, true, _) => Some(MEDIA_TYPE_DOCKER_LAYER_GZIP),
+            (ManifestFormat::Docker, _, true) => Some(MEDIA_TYPE_DOCKER_LAYER_TAR),
+            (ManifestFormat::Docker, ..) => None,
+        }
+    }
+
+    /// A manifest of this format over `config` and `layers` (base first), each
+    /// descriptor renamed to the format's media type.
+    pub fn manifest(self, config: &Descriptor, layers: &[Descriptor]) -> Result<ImageManifest, OciError> {
+        let mut config = config.clone();
+        config.set_media_type(MediaType::from(self.config_type()));
+        let layers = layers
+            .iter()
+            .map(|l| {
+                let found = l.media_type().to_string();
+                let Some(wanted) = self.layer_type(&found) else {
+                    return Err(OciError::UnsupportedMediaType {
+                        digest: descriptor_digest(l)?,
+                        media_type: format!("{found} (the {} image format has no name for it)", self.name()),
+                    });
+                };
+                let mut layer = l.clone();
+                if wanted != found {
+                    layer.set_media_type(MediaType::from(wanted));
+                }
+                Ok(layer)
+            })
+            .collect::<Result<Vec<_>, OciError>>()?;
+        let media_type = match self {
+            ManifestFormat::Oci => MediaType::ImageManifest,
+            ManifestFormat::Docker => MediaType::from(MEDIA_TYPE_DOCKER_MANIFEST),
+        };
+        Ok(manifest_of(media_type, config, layers))
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ManifestFormat::Oci => "oci",
+            ManifestFormat::Docker => "docker",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -374,5 +472,44 @@ mod tests {
         assert_eq!(v["layers"][0]["mediaType"], MEDIA_TYPE_LAYER_GZIP);
         assert_eq!(v["layers"][0]["size"], 1);
         assert_eq!(descriptor_digest(&m.layers()[0]).unwrap(), Digest::of_bytes(b"l"));
+    }
+
+    #[test]
+    fn docker_format_renames_every_media_type_and_oci_renames_docker_layers_back() {
+        let cfg = descriptor(MEDIA_TYPE_CONFIG, &Digest::of_bytes(b"{}"), 2);
+        let gzip = descriptor(MEDIA_TYPE_LAYER_GZIP, &Digest::of_bytes(b"g"), 1);
+        let plain = descriptor(MEDIA_TYPE_LAYER_TAR, &Digest::of_bytes(b"p"), 1);
+        let m = ManifestFormat::Docker.manifest(&cfg, &[gzip, plain]).unwrap();
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["mediaType"], MEDIA_TYPE_DOCKER_MANIFEST);
+        assert_eq!(v["config"]["mediaType"], MEDIA_TYPE_DOCKER_CONFIG);
+        assert_eq!(v["layers"][0]["mediaType"], MEDIA_TYPE_DOCKER_LAYER_GZIP);
+        assert_eq!(v["layers"][1]["mediaType"], MEDIA_TYPE_DOCKER_LAYER_TAR);
+        assert_eq!(v["config"]["digest"], Digest::of_bytes(b"{}").to_string(), "the same config blob");
+        let back = ManifestFormat::Oci.manifest(m.config(), m.layers()).unwrap();
+        assert_eq!(
+            back,
+            build_manifest(
+                &cfg,
+                &[
+                    descriptor(MEDIA_TYPE_LAYER_GZIP, &Digest::of_bytes(b"g"), 1),
+                    descriptor(MEDIA_TYPE_LAYER_TAR, &Digest::of_bytes(b"p"), 1)
+                ]
+            )
+        );
+    }
+
+    #[test]
+    fn docker_format_refuses_what_it_cannot_name_and_oci_keeps_it() {
+        let cfg = descriptor(MEDIA_TYPE_CONFIG, &Digest::of_bytes(b"{}"), 2);
+        let zstd = descriptor(MEDIA_TYPE_LAYER_ZSTD, &Digest::of_bytes(b"z"), 1);
+        let err = ManifestFormat::Docker.manifest(&cfg, std::slice::from_ref(&zstd)).unwrap_err().to_string();
+        assert!(err.contains(MEDIA_TYPE_LAYER_ZSTD) && err.contains("docker"), "{err}");
+        let odd = descriptor("application/x-odd", &Digest::of_bytes(b"o"), 1);
+        let m = ManifestFormat::Oci.manifest(&cfg, &[zstd, odd]).unwrap();
+        assert_eq!(m.layers()[0].media_type().to_string(), MEDIA_TYPE_LAYER_ZSTD);
+        assert_eq!(m.layers()[1].media_type().to_string(), "application/x-odd");
+        assert_eq!(ManifestFormat::from_name("docker"), Some(ManifestFormat::Docker));
+        assert_eq!(ManifestFormat::from_name("v2s2"), None);
     }
 }

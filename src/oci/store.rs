@@ -22,10 +22,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tempfile::NamedTempFile;
 
-use super::image::{descriptor, descriptor_digest, ANNOTATION_REF_NAME, MEDIA_TYPE_CONFIG};
-use super::image::{MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_MANIFEST};
+use super::image::{descriptor, descriptor_digest, ManifestFormat, ANNOTATION_REF_NAME};
+use super::image::{MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST};
 use super::temps;
-use super::{build_manifest, Digest, HashingReader, HashingWriter, ImageConfig, ImageName};
+use super::{Digest, HashingReader, HashingWriter, ImageConfig, ImageName};
 use super::{OciError, Result};
 use crate::durable::{self, Mode};
 
@@ -257,15 +257,27 @@ impl Store {
         layers: &[Descriptor],
         annotations: &BTreeMap<String, String>,
     ) -> Result<Descriptor> {
-        let config_desc = self.put_json(MEDIA_TYPE_CONFIG, config)?;
-        let manifest = build_manifest(&config_desc, layers);
+        self.put_image_as(ManifestFormat::Oci, config, layers, annotations)
+    }
+
+    /// [`put_image_annotated`](Self::put_image_annotated) with the media types of
+    /// `format`. Docker's manifest has no annotations: the caller refuses them.
+    pub fn put_image_as(
+        &self,
+        format: ManifestFormat,
+        config: &ImageConfig,
+        layers: &[Descriptor],
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Descriptor> {
+        let config_desc = self.put_json(format.config_type(), config)?;
+        let manifest = format.manifest(&config_desc, layers)?;
         if annotations.is_empty() {
-            return self.put_json(MEDIA_TYPE_MANIFEST, &manifest);
+            return self.put_json(format.manifest_type(), &manifest);
         }
         let mut value = serde_json::to_value(&manifest).map_err(|source| OciError::Serialize { what: "manifest", source })?;
         let sorted = annotations.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
         value.as_object_mut().expect("a manifest is a JSON object").insert("annotations".into(), serde_json::Value::Object(sorted));
-        self.put_json(MEDIA_TYPE_MANIFEST, &value)
+        self.put_json(format.manifest_type(), &value)
     }
 
     /// Re-hashes one blob; errors if it is missing or its content does not match.

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::oci::layer_writer::tiny_image;
+use crate::oci::{MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_MANIFEST};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -366,4 +367,23 @@ fn annotations_are_written_in_key_order_so_the_digest_is_stable() {
     let plain = store.put_image_annotated(&config, &[], &BTreeMap::new()).unwrap();
     assert_eq!(plain.digest(), store.put_image(&config, &[]).unwrap().digest());
     assert!(store.read_manifest(&descriptor_digest(&plain).unwrap()).unwrap().annotations().is_none());
+}
+
+#[test]
+fn a_docker_format_image_shares_the_config_and_names_itself_docker() {
+    let (_d, store) = temp_store();
+    let config = ImageConfig::for_host();
+    let oci = store.put_image_as(ManifestFormat::Oci, &config, &[], &BTreeMap::new()).unwrap();
+    let docker = store.put_image_as(ManifestFormat::Docker, &config, &[], &BTreeMap::new()).unwrap();
+    assert_eq!(oci.media_type().to_string(), MEDIA_TYPE_MANIFEST);
+    assert_eq!(docker.media_type().to_string(), MEDIA_TYPE_DOCKER_MANIFEST, "the index entry names the type too");
+    assert_ne!(oci.digest(), docker.digest());
+    let (o, d) = (
+        store.read_manifest(&descriptor_digest(&oci).unwrap()).unwrap(),
+        store.read_manifest(&descriptor_digest(&docker).unwrap()).unwrap(),
+    );
+    assert_eq!(o.config().digest(), d.config().digest(), "one config blob: the same image id");
+    assert_eq!(o.config().media_type().to_string(), MEDIA_TYPE_CONFIG);
+    assert_eq!(d.config().media_type().to_string(), MEDIA_TYPE_DOCKER_CONFIG);
+    assert!(is_manifest(d.media_type().as_ref().unwrap()));
 }

@@ -10,11 +10,8 @@ use std::path::Component;
 
 use oci_spec::image::ImageManifest;
 
-use super::image::{descriptor_digest, layer_decoder, MEDIA_TYPE_CONFIG};
+use super::image::{descriptor_digest, layer_decoder, MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_CONFIG};
 use super::{Digest, HashingReader, OciError, Result, Store};
-
-/// Docker's name for an image config.
-const MEDIA_TYPE_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
 /// Validates the stored image whose manifest is `manifest` (digest `digest`).
 pub(super) fn check_image(store: &Store, digest: &Digest, manifest: &ImageManifest) -> Result<()> {

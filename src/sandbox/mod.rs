@@ -12,9 +12,10 @@
 //! syscall filter), `chown_notify` (chown served by pid 1), `tty` (the pty of
 //! `run -t`), `stdio` (the pipes `run` relays instead of the caller's descriptors),
 //! `title` (pid 1's neutral name), `outcome` (the file the helper reports through),
-//! `network` (the private network and its helper, pasta or slirp4netns), `chroot`
-//! (setup C: a command chrooted into a copied tree where nothing may be mounted),
-//! `setup` (which container setup strata found at start).
+//! `network` (the private network and its helper, pasta or slirp4netns), `tail` (a
+//! build step's last lines of output), `chroot` (setup C: a command chrooted into a
+//! copied tree where nothing may be mounted), `setup` (which container setup strata
+//! found at start).
 
 mod child;
 mod chown_notify;
@@ -29,6 +30,7 @@ mod seccomp;
 mod setup;
 mod stdio;
 mod step_mounts;
+mod tail;
 mod title;
 mod tty;
 mod userns;
@@ -47,6 +49,7 @@ pub use overlay::{mount_overlay, probe as probe_driver};
 pub use seccomp::{Profile as SeccompProfile, SeccompPolicy};
 pub use setup::{container as detect_container, entry as setup_entry, proc_source, Entry as SetupEntry};
 pub use step_mounts::{created_targets, StepMount};
+pub use tail::OutputTail;
 pub use userns::{enter as enter_user_namespace, which, IdExtent, IdMapping, Privilege};
 
 /// Name of the hidden subcommand that runs [`helper_main`].
@@ -335,13 +338,22 @@ impl Outcome {
     }
 }
 
+/// Where a contained command's output goes.
+pub enum Output<'a> {
+    /// `strata run`: its standard streams are pipes strata relays to and from its own
+    /// (a pty with `-t`; never the caller's descriptors, see `stdio`) and it gets the
+    /// signals strata receives.
+    Attached,
+    /// A build step: its output lines are relayed live with `prefix` in front (which
+    /// may be empty), and the last of them kept in `tail` if given. Signals stay the
+    /// builder's: it stops the build and the helper dies with it.
+    Step { prefix: &'a str, tail: Option<std::sync::Arc<OutputTail>> },
+}
+
 /// Runs `spec` in a new sandbox and returns how the command ended. The caller must
-/// already be root in strata's namespace (see [`enter_user_namespace`]). With a `prefix`,
-/// the command's output lines are relayed live with it in front (build steps);
-/// without, its standard streams are pipes strata relays to and from its own (a pty
-/// with `-t`; never the caller's descriptors, see `stdio`) and it gets the signals
-/// strata receives (`strata run`).
-pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outcome, SandboxError> {
+/// already be root in strata's namespace (see [`enter_user_namespace`]); `output`
+/// says where the command's output goes.
+pub fn run(spec: &RunSpec, scratch: &Path, output: Output) -> Result<Outcome, SandboxError> {
     let spec_path = scratch.join("spec.json");
     let result_path = scratch.join("outcome.json");
     let program = seccomp::program(&spec.seccomp, spec.fake_chown).map_err(|e| SandboxError::Setup(e.to_string()))?;
@@ -389,13 +401,14 @@ pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outco
     }
     let out = child.stdout.take();
     let err = child.stderr.take();
-    let relays: Vec<_> = match prefix {
-        Some(p) => {
-            let out = out.map(|r| relay(r, p.to_string(), false));
-            let err = err.map(|r| relay(r, p.to_string(), true));
+    let attached = matches!(output, Output::Attached);
+    let relays: Vec<_> = match output {
+        Output::Step { prefix, tail } => {
+            let out = out.map(|r| relay(r, prefix.to_string(), false, tail.clone()));
+            let err = err.map(|r| relay(r, prefix.to_string(), true, tail));
             out.into_iter().chain(err).collect()
         }
-        None => {
+        Output::Attached => {
             let out = out.map(|r| stdio::relay(r, stdio::Sink::Stdout));
             let err = err.map(|r| stdio::relay(r, stdio::Sink::Stderr));
             out.into_iter().chain(err).collect()
@@ -404,7 +417,7 @@ pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outco
     if let Some(t) = &terminal {
         t.start();
     }
-    if prefix.is_none() {
+    if attached {
         // `strata run`: the container decides what a Ctrl-C or SIGTERM means.
         forward::forward_to(child.id() as i32);
     }
@@ -420,8 +433,14 @@ pub fn run(spec: &RunSpec, scratch: &Path, prefix: Option<&str>) -> Result<Outco
     outcome::read(&result_path, status)
 }
 
-/// Copies lines from a child's pipe to our stdout or stderr with a prefix.
-fn relay(pipe: impl io::Read + Send + 'static, prefix: String, to_stderr: bool) -> std::thread::JoinHandle<()> {
+/// Copies lines from a child's pipe to our stdout or stderr with a prefix, keeping
+/// the last ones in `tail`.
+fn relay(
+    pipe: impl io::Read + Send + 'static,
+    prefix: String,
+    to_stderr: bool,
+    tail: Option<std::sync::Arc<OutputTail>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = io::BufReader::new(pipe);
         let mut line = Vec::new();
@@ -435,6 +454,9 @@ fn relay(pipe: impl io::Read + Send + 'static, prefix: String, to_stderr: bool) 
                     }
                     let mut buf = prefix.as_bytes().to_vec();
                     buf.extend_from_slice(&line);
+                    if let Some(tail) = &tail {
+                        tail.push(&buf);
+                    }
                     let _ = if to_stderr { io::stderr().lock().write_all(&buf) } else { io::stdout().lock().write_all(&buf) };
                 }
             }

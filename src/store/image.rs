@@ -67,10 +67,22 @@ impl LocalStore {
         image: &ImageState,
         annotations: &std::collections::BTreeMap<String, String>,
     ) -> Result<oci::Descriptor> {
+        self.save_image_as(image, annotations, oci::ManifestFormat::Oci)
+    }
+
+    /// [`save_image_annotated`](Self::save_image_annotated) with the media types of
+    /// `format` (`build --format`). Only this manifest differs between the formats:
+    /// the config and layer blobs, and the build cache's entries, are shared.
+    pub fn save_image_as(
+        &self,
+        image: &ImageState,
+        annotations: &std::collections::BTreeMap<String, String>,
+        format: oci::ManifestFormat,
+    ) -> Result<oci::Descriptor> {
         let mut config = image.config.clone();
         config.rootfs.diff_ids = image.layers.iter().map(|l| l.diff_id.clone()).collect();
         let layers: Vec<oci::Descriptor> = image.layers.iter().map(|l| l.blob.clone()).collect();
-        Ok(self.images.put_image_annotated(&config, &layers, annotations)?)
+        Ok(self.images.put_image_as(format, &config, &layers, annotations)?)
     }
 
     /// The image id (config digest) of a stored manifest.

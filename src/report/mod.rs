@@ -5,32 +5,53 @@
 //! errors. Library code prints no warning of its own: it is handed the command's
 //! reporter, or a closure over it below the layers that may use this module.
 //! Registry transfers draw indicatif bars when stderr is a terminal.
+//!
+//! A build tells its reporter where it is (`start_step`, `end_step`, `finishing`,
+//! `tagging`): `--progress=plain` then prints each step's duration and a closing
+//! summary (`steps`), and an interrupt says where the build stopped (`interrupt`).
+
+mod interrupt;
+mod steps;
 
 use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::oci::Digest;
 use crate::registry::{BlobProgress, Progress};
+pub use steps::format_duration;
+use steps::{Phase, Steps};
 
 /// Where progress lines go.
 #[derive(Clone, Debug)]
 pub struct Reporter {
-    quiet: bool,
+    view: TransferView,
+    steps: Arc<Mutex<Steps>>,
 }
 
 impl Reporter {
     pub fn new(quiet: bool) -> Reporter {
-        Reporter { quiet }
+        Reporter::with_view(if quiet { TransferView::Quiet } else { TransferView::Auto })
+    }
+
+    /// A reporter in the style `--progress` chose.
+    pub fn with_view(view: TransferView) -> Reporter {
+        Reporter { view, steps: Arc::new(Mutex::new(Steps::new())) }
     }
 
     pub fn is_quiet(&self) -> bool {
-        self.quiet
+        self.view == TransferView::Quiet
+    }
+
+    /// `--progress=plain`: step durations, a summary, a failed step's last lines.
+    pub fn is_plain(&self) -> bool {
+        self.view == TransferView::Plain
     }
 
     /// A progress line (`STEP 2/5: RUN make`, `COMMIT name`).
     pub fn line(&self, text: &str) {
-        if !self.quiet {
+        if !self.is_quiet() {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "{text}");
         }
@@ -40,9 +61,66 @@ impl Reporter {
     /// progress: what went wrong enough to matter is an error, never a warning.
     /// Lower layers, which may not use this module, take `&|w| report.warn(w)`.
     pub fn warn(&self, text: &str) {
-        if !self.quiet {
+        if !self.is_quiet() {
             eprintln!("strata: warning: {text}");
         }
+    }
+
+    /// A build step starts: prints `line` (`STEP 3/7: RUN make`) and remembers
+    /// `name` (`step 3/7 (Dockerfile:5): RUN make`) for an interrupt.
+    pub fn start_step(&self, line: &str, name: String) {
+        self.line(line);
+        self.steps().start(name);
+    }
+
+    /// The step under way ended (`cached`: its result came from the build cache,
+    /// which `--> CACHED` said): with `--progress=plain`, a step that ran prints
+    /// `LABEL--> done in 1.23s`.
+    pub fn end_step(&self, label: &str, cached: bool) {
+        let took = self.steps().end(cached);
+        if self.is_plain() && !cached {
+            self.line(&format!("{label}--> done in {}", format_duration(took)));
+        }
+    }
+
+    /// The steps are over and the build writes what it made: `what` ("while
+    /// exporting to oci:out") is where an interrupt now stops it.
+    pub fn finishing(&self, what: String) {
+        self.steps().current = Some(what);
+    }
+
+    /// The tags are about to be written: an interrupt now waits for [`tagged`](Self::tagged).
+    pub fn tagging(&self) {
+        self.steps().phase = Phase::Tagging { pending: None };
+    }
+
+    /// The tags are written (`ok`), or none was; an interrupt that came meanwhile
+    /// ends the process here.
+    pub fn tagged(&self, ok: bool) {
+        interrupt::tagged(&self.steps, ok);
+    }
+
+    /// `--progress=plain`'s last line: steps run and cached, the total time, and the
+    /// image's (manifest) digest.
+    pub fn summary(&self, digest: &Digest) {
+        if self.is_plain() {
+            let s = self.steps();
+            let line = steps::summary_line(s.run, s.cached, s.total(), &digest.to_string());
+            drop(s);
+            self.line(&line);
+        }
+    }
+
+    /// From now on SIGINT, SIGTERM and SIGHUP end this process with a line saying
+    /// where the build stopped and that nothing was tagged, and exit code 128 +
+    /// the signal. Call it once, in the process that builds (after the fork into the
+    /// user namespace: it starts a thread).
+    pub fn watch_interrupts(&self) -> std::io::Result<()> {
+        interrupt::watch(self.steps.clone())
+    }
+
+    fn steps(&self) -> MutexGuard<'_, Steps> {
+        self.steps.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
