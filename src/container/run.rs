@@ -148,7 +148,7 @@ fn run_container(
         // As docker: without -i the command reads an empty stdin.
         stdin: if req.interactive { Stdin::Inherit } else { Stdin::Null },
         pipes: Vec::new(),
-        network: sandbox::resolve_network(req.network, &publish, &|w| crate::report::Reporter::new(false).warn(w))?,
+        network: run_network(req.network, &publish, &store.privilege)?,
         fake_chown: store.single_id(),
         owner_key: store.owners.key().cloned(),
         binds: req.volumes.iter().map(|v| BindMount::parse(v)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?,
@@ -171,6 +171,15 @@ fn run_container(
 fn manifest_host(config: &ImageConfig) -> String {
     let seed = config.created.clone().unwrap_or_default();
     Digest::of_bytes(seed.as_bytes()).hex()[..12].to_string()
+}
+
+/// The container's network; without namespaces (setup C) the default is the
+/// build's own network, as for RUN, the trade-off said once at start.
+fn run_network(requested: sandbox::Network, publish: &[sandbox::PortMapping], privilege: &sandbox::Privilege) -> Result<sandbox::Network> {
+    if sandbox::Isolation::for_privilege(privilege) == sandbox::Isolation::Chroot && requested == sandbox::Network::default() {
+        return Ok(sandbox::Network::Host);
+    }
+    Ok(sandbox::resolve_network(requested, publish, &|w| crate::report::Reporter::new(false).warn(w))?)
 }
 
 #[cfg(test)]

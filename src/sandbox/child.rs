@@ -107,7 +107,7 @@ fn contain_chrooted(spec: &RunSpec, seccomp: Option<&seccomp::Program>, scratch:
     };
     match tree.restore() {
         Ok(()) => outcome,
-        Err(msg) => Outcome::SetupFailed(msg),
+        Err(msg) => Outcome::SetupFailed(format!("after the command ended (exit status {}): {msg}", outcome.code())),
     }
 }
 
@@ -269,6 +269,11 @@ fn setup_and_exec(
         network::join(ns)?;
     }
     seal_pid1(err_w.as_raw_fd())?;
+    // Opened while /proc is still in view: the chroot leaves none.
+    let leftovers = match spec.isolation {
+        Isolation::Chroot => Some(super::chroot::Leftovers::watch()?),
+        Isolation::Namespaces => None,
+    };
     let prepared = setup(spec, resolv, scratch)?;
     if netns.is_some() {
         // The mounts above overlapped with the helper's start; the command needs it done.
@@ -287,7 +292,11 @@ fn setup_and_exec(
                 drop(theirs);
                 chown_notify::receive_listener(&ours)
             });
-            std::process::exit(reap_and_forward(child, &set, listener.as_ref()))
+            let code = reap_and_forward(child, &set, listener.as_ref());
+            if let Some(leftovers) = leftovers {
+                leftovers.kill_all(child);
+            }
+            std::process::exit(code)
         }
     }
 }
@@ -326,6 +335,12 @@ fn exec_command(
         }
     }
     drop_privileges(&prepared.user)?;
+    if spec.isolation == Isolation::Chroot {
+        // No pid namespace ends with pid 1 here: the command dies with it instead
+        // (set after the credentials changed, which clears it).
+        // SAFETY: plain prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    }
     // Nothing of the builder's may leak into the command (see `fds`).
     super::fds::close_on_exec_above_stderr()?;
     // Last before exec, in the command's process only: pid 1 stays unfiltered

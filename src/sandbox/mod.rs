@@ -483,6 +483,7 @@ struct HelperSpec {
 
 /// Entry point of the hidden `__sandbox SPEC OUTCOME` subcommand; never returns.
 pub fn helper_main(spec_path: &Path, outcome_path: &Path) -> ! {
+    setup::hide_from_bound_proc();
     let outcome = match fs::read(spec_path)
         .map_err(|e| SandboxError::io(spec_path, e))
         .and_then(|b| serde_json::from_slice::<HelperSpec>(&b).map_err(|e| SandboxError::Setup(format!("bad spec: {e}"))))

@@ -78,6 +78,18 @@ pub fn container() -> String {
     "none found".into()
 }
 
+/// Makes this process non-dumpable where a RUN gets the outer /proc bound
+/// (`mounts::mount_proc`): there the RUN sees strata's processes, and with the
+/// same kernel uid (setups A and B) could otherwise open their /proc entries
+/// (`environ`, `root`, `mem`). A non-dumpable process's entries need
+/// CAP_SYS_PTRACE. The sandbox helper and pid 1 do the same for themselves.
+pub fn hide_from_bound_proc() {
+    if super::mounts::proc_is_masked() {
+        // SAFETY: plain prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    }
+}
+
 /// How a RUN's /proc is made here.
 pub fn proc_source() -> &'static str {
     if entry() == Some(Entry::Chroot) {

@@ -147,6 +147,12 @@ pub fn parse_subid(text: &str, user: &str, id: u32) -> Vec<SubIdRange> {
 /// before the fork, when only one id can be mapped (the command's reporter: `-q`
 /// silences it).
 pub fn enter(warn: &dyn Fn(&str)) -> Result<Privilege, SandboxError> {
+    let privilege = enter_namespace(warn)?;
+    setup::hide_from_bound_proc();
+    Ok(privilege)
+}
+
+fn enter_namespace(warn: &dyn Fn(&str)) -> Result<Privilege, SandboxError> {
     if geteuid().is_root() {
         return enter_as_root(warn);
     }
@@ -210,14 +216,15 @@ fn enter_as_root(warn: &dyn Fn(&str)) -> Result<Privilege, SandboxError> {
     Ok(Privilege::Chroot(mapping))
 }
 
-/// Asks the kernel (and any seccomp filter) in a throwaway child whether this
-/// process may create a user namespace.
+/// Asks the kernel, any seccomp filter and any AppArmor profile, in a throwaway
+/// child, whether this process may create a user namespace and mount in it (Docker's
+/// AppArmor profile denies mount even where seccomp allows unshare).
 fn may_create_user_namespace() -> bool {
     // SAFETY: called before any thread exists (contract of `enter`); the child
-    // only unshares and exits.
+    // only unshares, mounts in its own namespace and exits.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
-            let ok = unshare(CloneFlags::CLONE_NEWUSER).is_ok();
+            let ok = unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).is_ok() && make_mounts_private().is_ok();
             // SAFETY: _exit skips the parent's atexit handlers and buffers.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
@@ -340,6 +347,7 @@ fn map_ids_and_wait(child: nix::unistd::Pid, plan: &MapPlan, ready_r: OwnedFd, g
     // `kill -INT <strata pid>` (a CI runner's cancel, a supervisor's stop) only
     // reaches this process: pass it on so the build stops as on Ctrl-C, which
     // the child receives from the terminal itself (same process group).
+    setup::hide_from_bound_proc();
     forward_signals_to(child);
     let code = loop {
         match waitpid(child, None) {
