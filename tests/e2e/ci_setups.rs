@@ -38,7 +38,7 @@ fn container_root(dir: &Path) -> PathBuf {
     set_mode(&root.join("out"), 0o1777);
     let busybox = std::env::var("STRATA_BUSYBOX").unwrap_or_else(|_| "/bin/busybox".into());
     fs::copy(&busybox, root.join("bin/busybox")).expect("copy busybox");
-    for applet in ["sh", "cat", "grep", "mkdir", "tar", "ls", "id", "env", "head"] {
+    for applet in ["sh", "cat", "grep", "mkdir", "tar", "ls", "id", "env", "head", "ps", "true"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("applet link");
     }
     fs::copy(strata_bin(), root.join("usr/local/bin/strata")).expect("copy strata");
@@ -78,14 +78,19 @@ struct Inputs {
 }
 
 fn inputs(name: &str) -> Inputs {
+    inputs_of(name, Path::new(&fixture("hello")))
+}
+
+/// [`inputs`] for the context `ctx`, staged as /exp/hello.
+fn inputs_of(name: &str, ctx: &Path) -> Inputs {
     with_base();
     let dir = scratch(name);
     let exp = dir.join("exp");
     fs::create_dir_all(&exp).expect("exp dir");
     strata(["save", "--format", "oci-archive", "-o", &path_str(&exp.join("busybox.tar")), "busybox:latest"]).ok();
-    run("cp", ["-r", &fixture("hello"), &path_str(&exp.join("hello"))]).ok();
+    run("cp", ["-r", &path_str(ctx), &path_str(&exp.join("hello"))]).ok();
     let tag = format!("{name}-host");
-    strata(["build", "-q", "-t", &tag, &fixture("hello")]).ok();
+    strata(["build", "-q", "-t", &tag, &path_str(ctx)]).ok();
     let archive = dir.join("host.tar");
     strata(["save", "--format", "oci-archive", "-o", &path_str(&archive), &tag]).ok();
     let host_layers = layer_entries(&archive, &dir.join("host-unpacked"));
@@ -138,7 +143,7 @@ fn podman(dir: &Path) -> Command {
 }
 
 /// The script each container runs: load the base, show `info`, build, save.
-const BUILD_INSIDE: &str = "strata load -i /exp/busybox.tar >/dev/null && strata info && strata build -t hello /exp/hello && strata save --format oci-archive -o /out/hello.tar hello";
+const BUILD_INSIDE: &str = "strata load -i /exp/busybox.tar >/dev/null && strata info && strata build -t hello /exp/hello && strata save --format oci-archive -o /out/hello.tar hello && ${AFTER:-true}";
 
 /// Runs the build in a podman container made with `extra` options and returns its
 /// output, after checking its layers against the host's.
@@ -222,6 +227,38 @@ fn setup_c_under_dockers_default_seccomp_builds_the_host_layers_chrooted() {
     assert_eq!(said, 2, "{}", ran.stderr);
 }
 
+/// What a container's mounts lend a RUN, which setup C lends the copied tree and
+/// takes back: a heredoc script under /dev/pipes, /dev/null. And what a pid
+/// namespace ends, which setup C must end itself: a job left in the background.
+const LENT_AND_LEFT: &str = "FROM busybox:latest
+RUN <<EOT
+#!/bin/sh
+echo from a heredoc > /heredoc.txt
+EOT
+RUN echo discarded > /dev/null && echo kept > /kept.txt
+RUN sleep 1000 </dev/null >/dev/null 2>&1 & echo started
+";
+
+#[test]
+fn setup_c_lends_pipes_and_devices_back_and_leaves_no_process_running() {
+    if skip_without_sandbox("setup_c_lends_pipes_and_devices_back_and_leaves_no_process_running") {
+        return;
+    }
+    let ctx = scratch("setup-c-extras-ctx");
+    fs::write(ctx.join("Dockerfile"), LENT_AND_LEFT).expect("Dockerfile");
+    let inputs = inputs_of("setup-c-extras", &ctx);
+    let profile = inputs.dir.join("docker-default.json");
+    fs::write(&profile, DOCKER_SECCOMP).expect("write the profile");
+    let opt = format!("seccomp={}", path_str(&profile));
+    // build_in_podman compares every layer with the host's: no dev/ entry, the
+    // heredoc's and /dev/null's output as on the host.
+    let ran = build_in_podman(&inputs, &["--security-opt", &opt, "--env", "AFTER=ps"]);
+    assert!(setup_line(&ran).contains("C: no namespaces and no mounts"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("PID"), "ps ran after the build: {}", ran.stdout);
+    let leftover = ran.stdout.lines().filter(|l| l.contains("sleep 1000")).collect::<Vec<_>>();
+    assert!(leftover.is_empty(), "the background job outlived its RUN: {leftover:?}");
+}
+
 #[test]
 fn setup_d_strata_run_of_a_strata_image_builds_hello_inside() {
     if skip_without_sandbox("setup_d_strata_run_of_a_strata_image_builds_hello_inside") {
@@ -244,5 +281,7 @@ fn setup_d_strata_run_of_a_strata_image_builds_hello_inside() {
     let ran = strata(["run", "--rm", "-v", &exp, "-v", &outv, "setup-d-strata", "sh", "-c", BUILD_INSIDE]);
     assert!(ran.success(), "{}", ran.describe());
     assert!(ran.stdout.contains("D: inside strata run"), "{}", ran.stdout);
+    // As root under the run's default seccomp profile (Docker's), D is setup C.
+    assert!(setup_line(&ran).contains("C: no namespaces and no mounts"), "{}", ran.stdout);
     assert_same_layers(&layer_entries(&out.join("hello.tar"), &inputs.dir.join("unpacked")), &inputs.host_layers);
 }
