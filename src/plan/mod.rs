@@ -251,7 +251,7 @@ pub fn platform_args() -> Vec<(String, String)> {
         out.push((format!("{prefix}PLATFORM"), host.to_string()));
         out.push((format!("{prefix}OS"), host.os.to_string()));
         out.push((format!("{prefix}ARCH"), host.architecture.to_string()));
-        out.push((format!("{prefix}VARIANT"), host.variant.unwrap_or_default().to_string()));
+        out.push((format!("{prefix}VARIANT"), host.variant.clone().unwrap_or_default()));
     }
     out
 }
