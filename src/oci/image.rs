@@ -176,12 +176,7 @@ impl ImageConfig {
     /// An empty config for the platform we run on (what `FROM scratch` starts from).
     pub fn for_host() -> Self {
         let host = Platform::host();
-        ImageConfig {
-            architecture: host.architecture,
-            os: host.os,
-            variant: host.variant,
-            ..Default::default()
-        }
+        ImageConfig { architecture: host.architecture, os: host.os, variant: host.variant, ..Default::default() }
     }
 
     /// The creation time, if present and valid RFC 3339.

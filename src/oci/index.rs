@@ -63,11 +63,7 @@ impl Store {
     /// without a platform are left out (nothing could choose them).
     pub fn index_manifests(&self, index: &Descriptor) -> Result<Vec<PlatformManifest>> {
         let index = self.read_image_index(&descriptor_digest(index)?)?;
-        Ok(index
-            .manifests()
-            .iter()
-            .filter_map(|d| Some(PlatformManifest { platform: platform_of(d)?, manifest: d.clone() }))
-            .collect())
+        Ok(index.manifests().iter().filter_map(|d| Some(PlatformManifest { platform: platform_of(d)?, manifest: d.clone() })).collect())
     }
 
     /// The one manifest `desc` stands for on `platform` (default: the host's). A
@@ -124,7 +120,8 @@ mod tests {
         let index = store.put_index(&entries).unwrap();
         assert!(is_index_descriptor(&index));
         store.tag_all(&[ImageName::parse("multi").unwrap()], &index).unwrap();
-        let listed: Vec<_> = store.index_manifests(&index).unwrap().into_iter().map(|e| (e.platform, e.manifest.digest().clone())).collect();
+        let listed: Vec<_> =
+            store.index_manifests(&index).unwrap().into_iter().map(|e| (e.platform, e.manifest.digest().clone())).collect();
         let given: Vec<_> = entries.iter().map(|e| (e.platform.clone(), e.manifest.digest().clone())).collect();
         assert_eq!(listed, given);
         let arm64 = Platform::parse("linux/arm64/v8").unwrap();

@@ -36,13 +36,13 @@ pub use archive::{export_oci_archive, export_oci_dir, import_oci_archive, import
 pub use digest::{DiffId, Digest, HashingReader, HashingWriter};
 pub use docker_archive::{export_docker_archive, load_archive, load_archive_from, write_docker_archive, ArchiveFormat, LoadedImage};
 pub use fsck::{CorruptBlob, FsckReport};
+pub use image::platform_of;
 pub use image::{
     build_manifest, descriptor, descriptor_digest, host_manifest, layer_decoder, ContainerConfig, Healthcheck, History, ImageConfig,
     ManifestFormat, RootFs, ANNOTATION_REF_NAME, MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_DOCKER_LAYER_GZIP,
     MEDIA_TYPE_DOCKER_LAYER_TAR, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP,
     MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD, MEDIA_TYPE_MANIFEST,
 };
-pub use image::platform_of;
 pub use index::{is_index_descriptor, oci_platform, PlatformManifest};
 pub use layer_writer::{LayerBlob, LayerCompression, LayerWriter, LAYER_COMPRESSION_LEVEL};
 pub use name::ImageName;
