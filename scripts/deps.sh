@@ -34,6 +34,8 @@ packages=(
     gcc libc6-dev   # tests: static probes compiled with cc -static at test time
     g++             # scripts/fuzz.sh: libfuzzer-sys compiles libFuzzer (C++)
     sudo            # scripts/test.sh: the demo stage's new user installs cargo-web through it
+    qemu-user-static # foreign-architecture RUN steps (build --platform) through binfmt_misc
+    binfmt-support  # registers qemu-user-static's handlers (update-binfmts)
 )
 
 missing=()
@@ -50,6 +52,25 @@ if [ "${#missing[@]}" -gt 0 ]; then
         "${missing[@]}" </dev/null
 else
     log "all Debian packages present"
+fi
+
+# Multi-platform tests: binfmt_misc mounted, qemu's handlers enabled, and Debian's
+# arm64 static busybox (the arm64 base is built from it) where the unprivileged
+# test user reads it.
+if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+    as_root mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || log "warning: cannot mount binfmt_misc"
+fi
+as_root update-binfmts --enable qemu-aarch64 2>/dev/null || true
+arm64_debs=${STRATA_ARM64_DEBS:-/var/cache/strata-arm64}
+if ! ls "$arm64_debs"/busybox-static_*_arm64.deb >/dev/null 2>&1; then
+    log "downloading busybox-static:arm64 into $arm64_debs"
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        as_root dpkg --add-architecture arm64
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null
+    fi
+    as_root mkdir -p "$arm64_debs"
+    (cd "$arm64_debs" && as_root apt-get download busybox-static:arm64 </dev/null)
+    as_root chmod -R a+rX "$arm64_debs"
 fi
 
 ensure_cargo

@@ -43,3 +43,18 @@ pub fn subids_ignored() -> Option<&'static str> {
 pub fn subids_ignored() -> Option<&'static str> {
     None
 }
+
+/// `STRATA_TEST_BINFMT_DIR=<dir>`: read binfmt_misc handlers from `dir` instead of
+/// /proc/sys/fs/binfmt_misc, so a test can take the emulator away (an empty dir)
+/// without the privilege to disable a handler.
+#[cfg(feature = "fault-injection")]
+pub fn binfmt_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("STRATA_TEST_BINFMT_DIR").map(std::path::PathBuf::from)
+}
+
+/// Without the `fault-injection` feature: the real directory.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn binfmt_dir() -> Option<std::path::PathBuf> {
+    None
+}

@@ -73,6 +73,8 @@ mod network;
 mod outputs;
 #[path = "e2e/owners.rs"]
 mod owners;
+#[path = "e2e/platforms.rs"]
+mod platforms;
 #[path = "e2e/registry.rs"]
 mod registry;
 #[path = "e2e/registry_cache.rs"]

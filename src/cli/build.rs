@@ -63,6 +63,12 @@ pub struct BuildArgs {
     /// for registries and tools that want it); default: $BUILDAH_FORMAT, else oci.
     #[arg(long, value_name = "FORMAT", env = "BUILDAH_FORMAT", default_value = "oci", value_parser = ["oci", "docker"])]
     pub format: String,
+    /// Platforms to build for: os/arch[/variant], arch, or local, comma-separated or
+    /// repeated; several give an image index under the tags. Default:
+    /// $BUILDAH_PLATFORM, else $DOCKER_DEFAULT_PLATFORM, else the host's. A foreign
+    /// architecture's RUN steps need its qemu-user-static binfmt_misc handler.
+    #[arg(long, value_name = "PLATFORM", env = "BUILDAH_PLATFORM")]
+    pub platform: Vec<String>,
     /// Do not use the build cache for these stages (by name or index).
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
@@ -189,7 +195,17 @@ pub fn run(store: &LocalStore, args: BuildArgs, report: &Reporter) -> Result<Exi
         }
         other => (other, None),
     };
+    let mut platform_text = args.platform.join(",");
+    if platform_text.is_empty() {
+        platform_text = std::env::var("DOCKER_DEFAULT_PLATFORM").unwrap_or_default();
+    }
+    let platforms = if platform_text.trim().is_empty() {
+        Vec::new()
+    } else {
+        crate::platform::Platform::parse_list(&platform_text).map_err(|e| anyhow::anyhow!("--platform: {e}"))?
+    };
     let req = BuildRequest {
+        platforms,
         context: args.context,
         file,
         file_text,

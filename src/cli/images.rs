@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::format::{ago, human_size};
 use crate::oci::{self, ImageName, Store};
+use crate::platform::Platform;
 use crate::store::{remove_image, Containers, Removal};
 
 #[derive(Debug, Args)]
@@ -40,6 +41,15 @@ pub struct InspectArgs {
     /// Image names or ids.
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Of a manifest list, show this platform's image (os/arch[/variant]); without
+    /// it a manifest list is shown as the index it is.
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub platform: Option<Platform>,
+}
+
+/// clap's parser for one `--platform` value.
+pub(crate) fn parse_platform(text: &str) -> Result<Platform, String> {
+    Platform::parse(text)
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +85,8 @@ pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
                     "Names": img.name.iter().collect::<Vec<_>>(),
                     "Created": img.created.map(|c| c.to_rfc3339()),
                     "Size": img.size,
+                    "ManifestList": !img.platforms.is_empty(),
+                    "Platforms": img.platforms,
                 })
             })
             .collect();
@@ -100,7 +112,11 @@ pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
         };
         let id = if args.no_trunc { img.id.to_string() } else { img.id.short().to_string() };
         let created = img.created.map(|c| ago(Utc::now().signed_duration_since(c))).unwrap_or_else(|| "unknown".into());
-        rows.push([repo, tag, id, created, human_size(img.size)]);
+        let size = match img.platforms.len() {
+            0 => human_size(img.size),
+            n => format!("{} (manifest list: {n} platforms: {})", human_size(img.size), img.platforms.join(", ")),
+        };
+        rows.push([repo, tag, id, created, size]);
     }
     let widths: Vec<usize> = (0..5).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
     for r in rows {
@@ -120,10 +136,15 @@ pub fn inspect(store: &Store, args: InspectArgs) -> Result<ExitCode> {
     let mut docs = Vec::new();
     let mut missing = Vec::new();
     for reference in &args.images {
-        let Some(manifest) = store.resolve(reference)? else {
+        let Some(found) = store.resolve(reference)? else {
             missing.push(reference);
             continue;
         };
+        if oci::is_index_descriptor(&found) && args.platform.is_none() {
+            docs.push(index_document(store, &found)?);
+            continue;
+        }
+        let manifest = store.select_manifest(&found, args.platform.as_ref())?;
         let m = store.read_manifest(&oci::descriptor_digest(&manifest)?)?;
         let config_digest = oci::descriptor_digest(m.config())?;
         let config = store.read_config(&config_digest)?;
@@ -140,6 +161,25 @@ pub fn inspect(store: &Store, args: InspectArgs) -> Result<ExitCode> {
         eprintln!("strata: error: image {reference:?} not found in the local store");
     }
     Ok(if missing.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// What `inspect` shows of a manifest list: its digest, media type, each
+/// platform's manifest, and the index as stored.
+fn index_document(store: &Store, found: &oci::Descriptor) -> Result<serde_json::Value> {
+    let digest = oci::descriptor_digest(found)?;
+    let index = store.read_image_index(&digest)?;
+    let manifests: Vec<serde_json::Value> = store
+        .index_manifests(found)?
+        .iter()
+        .map(|e| serde_json::json!({"Platform": e.platform.to_string(), "Digest": e.manifest.digest().to_string()}))
+        .collect();
+    Ok(serde_json::json!({
+        "Id": digest.hex(),
+        "Digest": digest.to_string(),
+        "MediaType": found.media_type().to_string(),
+        "ManifestList": manifests,
+        "Index": index,
+    }))
 }
 
 pub fn fsck(store: &Store, _args: FsckArgs) -> Result<ExitCode> {
@@ -171,7 +211,8 @@ pub fn fsck(store: &Store, _args: FsckArgs) -> Result<ExitCode> {
 }
 
 pub fn history(store: &Store, args: HistoryArgs) -> Result<ExitCode> {
-    let manifest = store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
+    let found = store.resolve(&args.image)?.with_context(|| format!("image {:?} not found in the local store", args.image))?;
+    let manifest = store.select_manifest(&found, None)?;
     let m = store.read_manifest(&oci::descriptor_digest(&manifest)?)?;
     let config = store.read_config(&oci::descriptor_digest(m.config())?)?;
     let mut sizes = m.layers().iter().map(|l| l.size());

@@ -40,6 +40,11 @@ pub fn info(store: &LocalStore, args: InfoArgs) -> Result<ExitCode> {
             format!("{} {} {}", uname.sysname().to_string_lossy(), uname.release().to_string_lossy(), uname.machine().to_string_lossy()),
         ),
         ("platform", crate::platform::Platform::host().to_string()),
+        (
+            "platforms",
+            crate::sandbox::runnable_platforms().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                + " (host, then each with an enabled qemu binfmt_misc handler)",
+        ),
         ("storage driver", store.driver.name().to_string()),
         ("privilege", mode),
         ("setup", crate::sandbox::setup_entry().map_or("unknown", |e| e.describe()).to_string()),

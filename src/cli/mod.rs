@@ -52,7 +52,7 @@ pub enum Command {
     #[command(alias = "bud")]
     Build(Box<build::BuildArgs>),
     /// Run a command in a new container from an image.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List images in the local store.
     Images(images::ImagesArgs),
     /// Show an image's configuration as JSON.
@@ -129,7 +129,7 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         Command::Run(a) => {
             let store = enter_store(&root, driver, &report)?;
             let _users = store.lock(false)?;
-            run::run(&store, a)
+            run::run(&store, *a)
         }
         Command::Unshare(a) => {
             let privilege = enter_user_namespace(&|w| report.warn(w))?;

@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// format; default: Docker's default profile), no-new-privileges (always on).
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
+    /// Of a manifest list, run this platform's image (os/arch[/variant]; default:
+    /// the host's). A foreign architecture runs through a binfmt_misc emulator.
+    #[arg(long, value_name = "PLATFORM", value_parser = super::images::parse_platform)]
+    pub platform: Option<crate::platform::Platform>,
     /// Image name or id.
     pub image: String,
     /// Command and arguments (default: the image's CMD).
@@ -88,6 +92,7 @@ pub fn run(store: &LocalStore, args: RunArgs) -> Result<ExitCode> {
         seccomp: super::security::seccomp_policy(&args.security_opt)?,
         network: Network::from_name(&args.network).expect("clap checked the name"),
         image: args.image,
+        platform: args.platform,
         command: args.command,
         entrypoint: args.entrypoint,
         name: args.name,

@@ -52,7 +52,8 @@ impl BundleProcess {
 /// running `command` instead of its CMD when given; returns the bundle's absolute
 /// path.
 pub fn bundle(store: &LocalStore, reference: &str, command: &[String], dir: &Path) -> Result<PathBuf> {
-    let manifest = store.images.resolve(reference)?.with_context(|| format!("image {reference:?} not found in the local store"))?;
+    let manifest =
+        store.images.resolve_for(reference, None)?.with_context(|| format!("image {reference:?} not found in the local store"))?;
     let image = store.load_image(&manifest)?;
     let process = BundleProcess::from_image(&image, command)?;
     let dir = std::path::absolute(dir)?;

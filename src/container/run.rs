@@ -43,13 +43,23 @@ pub struct RunRequest {
     /// Default: one derived from the image.
     pub hostname: Option<String>,
     pub seccomp: SeccompPolicy,
+    /// `--platform`: which image of a manifest list to run (default: the host's).
+    pub platform: Option<crate::platform::Platform>,
 }
 
 /// Runs `req` in a new container and returns the command's exit code (125 is
 /// recorded when the container could not run).
 pub fn run(store: &LocalStore, req: &RunRequest) -> Result<i32> {
-    let manifest = store.images.resolve(&req.image)?.with_context(|| format!("image {:?} not found in the local store", req.image))?;
+    let manifest = store
+        .images
+        .resolve_for(&req.image, req.platform.as_ref())?
+        .with_context(|| format!("image {:?} not found in the local store", req.image))?;
     let image = store.load_image(&manifest)?;
+    if !image.config.architecture.is_empty() {
+        let c = &image.config;
+        crate::sandbox::check_runnable(&crate::platform::Platform::new(&c.os, &c.architecture, c.variant.as_deref()))
+            .map_err(anyhow::Error::msg)?;
+    }
     let cfg = image.config.config.clone().unwrap_or_default();
     let argv = command_line(&cfg, req)?;
     let env = environment(&cfg, &req.env);

@@ -45,6 +45,7 @@ use anyhow::{bail, Context, Result};
 use crate::dockerfile::{self, Ignore};
 use crate::oci::{self, Digest, ImageName};
 use crate::plan::{self, BuildPlan};
+use crate::platform::Platform;
 use crate::report::Reporter;
 use crate::store::{Cache, ImageState, LayerFormat, LocalStore};
 use crate::transport::{self, Location, RegistryOptions};
@@ -95,6 +96,9 @@ pub struct BuildRequest {
     pub labels: BTreeMap<String, String>,
     /// `--annotation`: the final image manifest's annotations.
     pub annotations: BTreeMap<String, String>,
+    /// `--platform`: the platforms to build, each in turn. None: the host's, as one
+    /// image; one: that platform's image; several: an image index over them.
+    pub platforms: Vec<Platform>,
 }
 
 /// What every stage of one build shares: the store, the request, and what was read
@@ -116,6 +120,8 @@ pub(crate) struct Build<'a> {
     remote: Option<RemoteCache>,
     /// Named contexts resolved so far (see `named_context`).
     contexts: named_context::Resolved,
+    /// The platform this pass builds for (stages without `FROM --platform`).
+    platform: Platform,
 }
 
 /// The result of a successful build.
@@ -184,10 +190,62 @@ pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Resul
             bail!("--output {dest} holds OCI manifests: use --format oci for it, or push the docker format (docker://) or save it as docker-archive:");
         }
     }
+    if req.platforms.len() > 1 && req.format == oci::ManifestFormat::Docker {
+        bail!("--format docker with several platforms: strata writes a multi-platform image as an OCI image index; use --format oci");
+    }
+    let manifest = match req.platforms.as_slice() {
+        [] => build_platform(store, req, &context, &Platform::host(), report)?,
+        [one] => build_platform(store, req, &context, one, report)?,
+        several => {
+            let mut entries = Vec::new();
+            for p in several {
+                report.line(&format!("building for {p}"));
+                let manifest = build_platform(store, req, &context, p, report)?;
+                entries.push(oci::PlatformManifest { platform: p.clone(), manifest });
+            }
+            store.images.put_index(&entries)?
+        }
+    };
+    let image_id = if oci::is_index_descriptor(&manifest) { oci::descriptor_digest(&manifest)? } else { store.image_id(&manifest)? };
+    // The output first: a build whose --output fails tags nothing (the store lock we
+    // hold keeps prune off the untagged blobs meanwhile).
+    let mut names: Vec<String> = tags.iter().map(ToString::to_string).collect();
+    let mut pushed = None;
+    if let Some(dest) = output {
+        report.finishing(format!("while exporting to {dest}"));
+        pushed = transport::export(store, &manifest, &dest, tags.first(), &req.registry)?;
+        if let Location::Registry { path } = &dest {
+            let name = path.to_string_lossy();
+            names.push(ImageName::parse(&name).map_or_else(|_| name.to_string(), |n| n.to_string()));
+        }
+        report.line(&format!("exported to {}", dest));
+    }
+    report.tagging();
+    let named = if tags.is_empty() { store.images.add_unnamed(&manifest) } else { store.images.tag_all(&tags, &manifest) };
+    report.tagged(named.is_ok());
+    named?;
+    for tag in &tags {
+        report.line(&format!("COMMIT {tag}"));
+    }
+    report.line(&format!("--> {}", image_id.short()));
+    report.summary(&oci::descriptor_digest(&manifest)?);
+    Ok(BuildOutcome { image_id, manifest, names, pushed })
+}
+
+/// Builds the request's target stage for `platform` and stores the image (and
+/// exports its steps to `--cache-to`); returns its manifest, not yet tagged.
+fn build_platform(
+    store: &LocalStore,
+    req: &BuildRequest,
+    context: &Path,
+    platform: &Platform,
+    report: &Reporter,
+) -> Result<oci::Descriptor> {
+    let context = context.to_path_buf();
     let (path, text, file_label) = read_dockerfile(req, &context)?;
     let df = dockerfile::parse(&text, &file_label)?;
     let context_names: BTreeSet<String> = req.contexts.names().map(str::to_string).collect();
-    let plan = plan::plan(&df, &file_label, &req.build_args, req.target.as_deref(), &context_names)?;
+    let plan = plan::plan_for(&df, &file_label, &req.build_args, req.target.as_deref(), &context_names, platform)?;
     // The ignore file is the context's: read inside it even beside a `-f` Dockerfile
     // that lies in the context; one elsewhere was named by the user.
     let read_ignore = |p: &Path| if p.starts_with(&context) { context::read_to_string(&context, p) } else { fs::read_to_string(p) };
@@ -209,6 +267,7 @@ pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Resul
         memo,
         remote,
         contexts: Default::default(),
+        platform: platform.clone(),
     };
 
     let mut built: HashMap<usize, ImageState> = HashMap::new();
@@ -248,30 +307,7 @@ pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Resul
         report.finishing("while pushing the build cache (--cache-to)".into());
         remote.export(store, report)?;
     }
-    let image_id = store.image_id(&manifest)?;
-    // The output first: a build whose --output fails tags nothing (the store lock we
-    // hold keeps prune off the untagged blobs meanwhile).
-    let mut names: Vec<String> = tags.iter().map(ToString::to_string).collect();
-    let mut pushed = None;
-    if let Some(dest) = output {
-        report.finishing(format!("while exporting to {dest}"));
-        pushed = transport::export(store, &manifest, &dest, tags.first(), &req.registry)?;
-        if let Location::Registry { path } = &dest {
-            let name = path.to_string_lossy();
-            names.push(ImageName::parse(&name).map_or_else(|_| name.to_string(), |n| n.to_string()));
-        }
-        report.line(&format!("exported to {}", dest));
-    }
-    report.tagging();
-    let named = if tags.is_empty() { store.images.add_unnamed(&manifest) } else { store.images.tag_all(&tags, &manifest) };
-    report.tagged(named.is_ok());
-    named?;
-    for tag in &tags {
-        report.line(&format!("COMMIT {tag}"));
-    }
-    report.line(&format!("--> {}", image_id.short()));
-    report.summary(&oci::descriptor_digest(&manifest)?);
-    Ok(BuildOutcome { image_id, manifest, names, pushed })
+    Ok(manifest)
 }
 
 /// The build's clock: SOURCE_DATE_EPOCH when set, for reproducible configs.

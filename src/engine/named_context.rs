@@ -231,7 +231,9 @@ fn resolve(b: &Build, value: &ContextValue) -> Result<ContextSource> {
             state.cache_key = step_key::base_key(&state);
             ContextSource::Image(Box::new(state))
         }
-        ContextValue::DockerImage(reference) => ContextSource::Image(Box::new(base::resolve(b.store, reference, &b.req.registry)?)),
+        ContextValue::DockerImage(reference) => {
+            ContextSource::Image(Box::new(base::resolve(b.store, reference, &b.req.registry, &b.platform)?))
+        }
     })
 }
 

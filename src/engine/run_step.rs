@@ -23,6 +23,18 @@ pub(super) struct RunInputs<'a> {
     pub mounts: &'a [PlannedMount],
 }
 
+/// Refuses to run an image of a foreign architecture this machine has no enabled
+/// emulator for, before anything starts, so it never runs (or fails) as something
+/// else; the error names qemu-user-static and the binfmt_misc handler.
+fn check_emulator(image: &ImageState) -> Result<()> {
+    let c = &image.config;
+    if c.architecture.is_empty() {
+        return Ok(());
+    }
+    let platform = crate::platform::Platform::new(&c.os, &c.architecture, c.variant.as_deref());
+    sandbox::check_runnable(&platform).map_err(anyhow::Error::msg)
+}
+
 /// Runs one RUN over `image` with what its key's gathering resolved; returns the
 /// layer it produced, if any. `prefix` goes before each line of its output (empty
 /// with `-q`); with `--progress=plain` a failure's error ends with the last lines.
@@ -42,6 +54,7 @@ pub(super) fn run_step(
     if !run.devices.is_empty() {
         bail!("RUN --device is not supported");
     }
+    check_emulator(image)?;
     let cfg = image.config.config.clone().unwrap_or_default();
     let (argv, pipes) = run_argv(&cfg, &run.command, &run.heredocs);
     let scratch = b.store.layers.scratch()?;

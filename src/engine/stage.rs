@@ -87,7 +87,7 @@ impl<'a> StageBuilder<'a> {
             Some(i) => stage_base(b, i, self.built),
             None => named_context(b, &self.stage.base).and_then(|found| match found {
                 Some(source) => context_image(b, &self.stage.base, source),
-                None => base::resolve(b.store, &self.stage.base, &b.req.registry),
+                None => base::resolve(b.store, &self.stage.base, &b.req.registry, self.stage.platform.as_ref().unwrap_or(&b.platform)),
             }),
         };
         self.image = base.with_context(|| self.name(from, 1, total))?;

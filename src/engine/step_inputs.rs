@@ -193,7 +193,7 @@ fn copy_from(s: &StepSite, from: &str) -> Result<ContextSource> {
     match named_context(s.b, name)? {
         Some(source) => Ok(source),
         None => Ok(ContextSource::Image(Box::new(
-            base::resolve(s.b.store, from, &s.b.req.registry)
+            base::resolve(s.b.store, from, &s.b.req.registry, s.b.plan.stages[s.stage].platform.as_ref().unwrap_or(&s.b.platform))
                 .with_context(|| format!("--from={from}: not a stage of this Dockerfile nor a known image"))?,
         ))),
     }

@@ -148,9 +148,23 @@ pub(super) fn in_archive(e: OciError, tmp: &Path, archive: &Path) -> OciError {
     }
 }
 
-/// (digest, size) of every blob of an image: layers, config, then the manifest.
+/// (digest, size) of every blob of an image: layers, config, then the manifest;
+/// of an index, every platform's image's, then the index, so the export keeps
+/// every platform.
 fn image_blobs(store: &Store, manifest: &Descriptor) -> Result<Vec<(Digest, u64)>> {
     let digest = descriptor_digest(manifest)?;
+    if super::is_index_descriptor(manifest) {
+        let mut out = Vec::new();
+        for entry in store.read_image_index(&digest)?.manifests() {
+            for blob in image_blobs(store, entry)? {
+                if !out.contains(&blob) {
+                    out.push(blob);
+                }
+            }
+        }
+        out.push((digest, manifest.size()));
+        return Ok(out);
+    }
     let m = store.read_manifest(&digest)?;
     let mut out = Vec::with_capacity(m.layers().len() + 2);
     for d in m.layers().iter().chain(std::iter::once(m.config())) {
@@ -352,8 +366,8 @@ fn select_entry(dir: &Path, index: &ImageIndex, ref_name: Option<&str>) -> Resul
 /// Picks the manifest for the platform we run on from a multi-platform index.
 fn select_platform(digest: &Digest, index: &ImageIndex) -> Result<Descriptor> {
     host_manifest(index).cloned().ok_or_else(|| {
-        let host = Platform::host();
-        OciError::NoPlatformMatch { digest: digest.clone(), os: host.os.to_string(), architecture: host.architecture.to_string() }
+        let available = index.manifests().iter().filter_map(super::platform_of).map(|p| p.to_string()).collect();
+        OciError::NoPlatformMatch { digest: digest.clone(), wanted: Platform::host().to_string(), available }
     })
 }
 

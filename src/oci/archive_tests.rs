@@ -158,7 +158,7 @@ fn import_follows_an_index_to_the_host_platform() {
         d
     };
     let here = crate::platform::Platform::host();
-    let (host_os, host_arch) = (Os::from(here.os), Arch::from(here.architecture));
+    let (host_os, host_arch) = (Os::from(here.os.as_str()), Arch::from(here.architecture.as_str()));
     let foreign_arch = if host_arch == Arch::s390x { Arch::ARM64 } else { Arch::s390x };
     let mut index = ImageIndex::default();
     index.set_media_type(Some(MediaType::ImageIndex));

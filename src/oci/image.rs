@@ -176,12 +176,7 @@ impl ImageConfig {
     /// An empty config for the platform we run on (what `FROM scratch` starts from).
     pub fn for_host() -> Self {
         let host = Platform::host();
-        ImageConfig {
-            architecture: host.architecture.to_string(),
-            os: host.os.to_string(),
-            variant: host.variant.map(String::from),
-            ..Default::default()
-        }
+        ImageConfig { architecture: host.architecture, os: host.os, variant: host.variant, ..Default::default() }
     }
 
     /// The creation time, if present and valid RFC 3339.
@@ -201,8 +196,13 @@ impl ImageConfig {
 /// one architecture, and then the first is taken.
 pub fn host_manifest(index: &ImageIndex) -> Option<&Descriptor> {
     let host = Platform::host();
-    let runs_here = |p: &oci_spec::image::Platform| p.os().to_string() == host.os && p.architecture().to_string() == host.architecture;
-    index.manifests().iter().find(|d| d.platform().as_ref().is_some_and(runs_here))
+    index.manifests().iter().find(|d| platform_of(d).is_some_and(|p| host.matches(&p)))
+}
+
+/// The platform an index entry names, normalised; `None` when it names none.
+pub fn platform_of(desc: &Descriptor) -> Option<Platform> {
+    let p = desc.platform().as_ref()?;
+    Some(Platform::new(&p.os().to_string(), &p.architecture().to_string(), p.variant().as_deref()))
 }
 
 /// Formats a timestamp the way Docker and buildah write `created`.

@@ -22,6 +22,7 @@ mod digest;
 mod docker_archive;
 mod fsck;
 mod image;
+mod index;
 mod layer_writer;
 mod name;
 mod pgzip;
@@ -35,12 +36,14 @@ pub use archive::{export_oci_archive, export_oci_dir, import_oci_archive, import
 pub use digest::{DiffId, Digest, HashingReader, HashingWriter};
 pub use docker_archive::{export_docker_archive, load_archive, load_archive_from, write_docker_archive, ArchiveFormat, LoadedImage};
 pub use fsck::{CorruptBlob, FsckReport};
+pub use image::platform_of;
 pub use image::{
     build_manifest, descriptor, descriptor_digest, host_manifest, layer_decoder, ContainerConfig, Healthcheck, History, ImageConfig,
     ManifestFormat, RootFs, ANNOTATION_REF_NAME, MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_DOCKER_LAYER_GZIP,
     MEDIA_TYPE_DOCKER_LAYER_TAR, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP,
     MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD, MEDIA_TYPE_MANIFEST,
 };
+pub use index::{is_index_descriptor, oci_platform, PlatformManifest};
 pub use layer_writer::{LayerBlob, LayerCompression, LayerWriter, LAYER_COMPRESSION_LEVEL};
 pub use name::ImageName;
 pub use store::{BlobInfo, ImageSummary, Store};
@@ -105,8 +108,8 @@ pub enum OciError {
     ManifestNotFound { layout: PathBuf, ref_name: String, available: Vec<String> },
     #[error("{layout} holds several manifests, name one of: {}", list_or_none(available))]
     AmbiguousManifest { layout: PathBuf, available: Vec<String> },
-    #[error("image index {digest} has no manifest for {os}/{architecture}")]
-    NoPlatformMatch { digest: Digest, os: String, architecture: String },
+    #[error("image index {digest} has no manifest for {wanted}; it has: {}", list_or_none(available))]
+    NoPlatformMatch { digest: Digest, wanted: String, available: Vec<String> },
     #[error("image {manifest}: {reason}")]
     InvalidImage { manifest: Digest, reason: String },
     #[error("archive {archive}: refusing unsafe member {member:?}")]

@@ -60,8 +60,11 @@ pub struct ImageSummary {
     pub id: Digest,
     pub manifest: Digest,
     pub created: Option<DateTime<Utc>>,
-    /// Compressed layers plus config, as stored.
+    /// Compressed layers plus config, as stored (every platform's, for an index).
     pub size: u64,
+    /// For an image index (a manifest list): the platforms it holds, in its order
+    /// (`id` is then the index's digest). Empty for one image.
+    pub platforms: Vec<String>,
 }
 
 /// An OCI image layout on disk.
@@ -424,13 +427,14 @@ impl Store {
         }
     }
 
-    /// Every image manifest in the index, sorted by name (untagged last). An entry
+    /// Every image manifest and image index in the index, sorted by name (untagged
+    /// last). An entry
     /// whose manifest or config cannot be read is left out and reported beside the
     /// list, so one damaged image does not hide the others.
     pub fn list(&self) -> Result<ImageList> {
         let index = self.read_index()?;
         let mut out = ImageList::default();
-        for d in index.manifests().iter().filter(|d| is_manifest(d.media_type())) {
+        for d in index.manifests().iter().filter(|d| is_manifest(d.media_type()) || is_index(d.media_type())) {
             let name = ref_name_of(d).map(str::to_string);
             match self.summary(d, name.clone()) {
                 Ok(s) => out.images.push(s),
@@ -442,12 +446,29 @@ impl Store {
     }
 
     fn summary(&self, d: &Descriptor, name: Option<String>) -> Result<ImageSummary> {
+        if is_index(d.media_type()) {
+            return self.index_summary(d, name);
+        }
         let manifest_digest = descriptor_digest(d)?;
         let manifest = self.read_manifest(&manifest_digest)?;
         let id = descriptor_digest(manifest.config())?;
         let config = self.read_config(&id)?;
         let size = manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
-        Ok(ImageSummary { name, id, manifest: manifest_digest, created: config.created_time(), size })
+        Ok(ImageSummary { name, id, manifest: manifest_digest, created: config.created_time(), size, platforms: Vec::new() })
+    }
+
+    /// One row for an index: its digest as the id, the newest of its images'
+    /// creation times, all of their sizes.
+    fn index_summary(&self, d: &Descriptor, name: Option<String>) -> Result<ImageSummary> {
+        let digest = descriptor_digest(d)?;
+        let (mut size, mut created, mut platforms) = (0, None, Vec::new());
+        for entry in self.index_manifests(d)? {
+            let one = self.summary(&entry.manifest, None)?;
+            size += one.size;
+            created = created.max(one.created);
+            platforms.push(entry.platform.to_string());
+        }
+        Ok(ImageSummary { name, id: digest.clone(), manifest: digest, created, size, platforms })
     }
 
     /// The names in index.json pointing at the manifest `digest`.

@@ -28,8 +28,9 @@ pub struct Stage {
     pub name: Option<String>,
     /// The FROM image reference after meta-ARG expansion.
     pub base: String,
-    /// `FROM --platform`, expanded; only the host platform can be built.
-    pub platform: Option<String>,
+    /// `FROM --platform`, expanded and parsed: the stage's platform when it is not
+    /// the build's target (`--platform=$BUILDPLATFORM` stages run natively).
+    pub platform: Option<Platform>,
     pub from: Located,
     pub steps: Vec<Located>,
     /// Index of the earlier stage this one is FROM, if any.
@@ -68,9 +69,9 @@ impl BuildPlan {
     }
 }
 
-/// Builds the plan for `target` (default: the last stage). `contexts` are the
-/// names of the build's named contexts (`--build-context`), in BuildKit's short
-/// form: a stage of such a name is replaced by its context.
+/// Builds the plan for `target` (default: the last stage) on the host's platform.
+/// `contexts` are the names of the build's named contexts (`--build-context`), in
+/// BuildKit's short form: a stage of such a name is replaced by its context.
 pub fn plan(
     df: &Dockerfile,
     file: &str,
@@ -78,10 +79,23 @@ pub fn plan(
     target: Option<&str>,
     contexts: &BTreeSet<String>,
 ) -> Result<BuildPlan, PlanError> {
+    plan_for(df, file, build_args, target, contexts, &Platform::host())
+}
+
+/// [`plan`] for the target platform `platform`: TARGET* ARGs name it, BUILD* the
+/// host's.
+pub fn plan_for(
+    df: &Dockerfile,
+    file: &str,
+    build_args: &BTreeMap<String, String>,
+    target: Option<&str>,
+    contexts: &BTreeSet<String>,
+    platform: &Platform,
+) -> Result<BuildPlan, PlanError> {
     let escape = df.escape();
     // BuildKit's automatic platform ARGs: in the global scope, and in a stage once
     // it declares them with a bare `ARG NAME`.
-    let mut meta_args: BTreeMap<String, Option<String>> = platform_args().into_iter().map(|(k, v)| (k, Some(v))).collect();
+    let mut meta_args: BTreeMap<String, Option<String>> = platform_args(platform).into_iter().map(|(k, v)| (k, Some(v))).collect();
     let mut stages: Vec<Stage> = Vec::new();
     let at = |line: usize, message: String| PlanError::At { file: file.to_string(), line, message };
 
@@ -93,13 +107,9 @@ pub fn plan(
                 let platform = platform
                     .as_deref()
                     .map(|p| expand_word(p, &lookup, escape).map_err(|e| at(located.line, format!("FROM --platform={p}: {e}"))))
+                    .transpose()?
+                    .map(|p| Platform::parse(&p).map_err(|e| at(located.line, format!("FROM --platform: {e}"))))
                     .transpose()?;
-                if let Some(p) = &platform {
-                    let host = Platform::host().to_string();
-                    if normalize_platform(p) != host {
-                        return Err(at(located.line, format!("FROM --platform={p}: strata builds for the host platform {host} only")));
-                    }
-                }
                 if base.is_empty() {
                     return Err(at(located.line, format!("FROM {image}: base name expands to an empty string")));
                 }
@@ -231,27 +241,15 @@ fn collect(plan: &BuildPlan, index: usize, needed: &mut BTreeSet<usize>) {
     }
 }
 
-/// `linux/amd64/v1` and `amd64` name the same platform as `linux/amd64`.
-fn normalize_platform(p: &str) -> String {
-    let p = p.trim().to_ascii_lowercase();
-    let p = if p.contains('/') { p } else { format!("linux/{p}") };
-    let p = p.strip_suffix("/v1").map(str::to_string).unwrap_or(p);
-    match p.as_str() {
-        "linux/arm64/v8" | "linux/aarch64" => "linux/arm64".into(),
-        "linux/x86_64" | "linux/x86-64" => "linux/amd64".into(),
-        _ => p,
-    }
-}
-
-/// TARGETPLATFORM, TARGETOS, ... BUILDVARIANT for the host.
-pub fn platform_args() -> Vec<(String, String)> {
-    let host = Platform::host();
+/// TARGETPLATFORM, TARGETOS, ... for `target`; BUILDPLATFORM ... BUILDVARIANT for
+/// the host, as BuildKit sets them.
+pub fn platform_args(target: &Platform) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for prefix in ["TARGET", "BUILD"] {
-        out.push((format!("{prefix}PLATFORM"), host.to_string()));
-        out.push((format!("{prefix}OS"), host.os.to_string()));
-        out.push((format!("{prefix}ARCH"), host.architecture.to_string()));
-        out.push((format!("{prefix}VARIANT"), host.variant.unwrap_or_default().to_string()));
+    for (prefix, p) in [("TARGET", target.clone()), ("BUILD", Platform::host())] {
+        out.push((format!("{prefix}PLATFORM"), p.to_string()));
+        out.push((format!("{prefix}OS"), p.os.clone()));
+        out.push((format!("{prefix}ARCH"), p.architecture.clone()));
+        out.push((format!("{prefix}VARIANT"), p.variant.clone().unwrap_or_default()));
     }
     out
 }
@@ -326,9 +324,21 @@ mod tests {
     }
 
     #[test]
-    fn foreign_platforms_and_instructions_before_from_are_refused() {
-        let err = plan_of("FROM --platform=linux/s390x busybox\n", None).unwrap_err().to_string();
-        assert!(err.contains("Dockerfile:1") && err.contains("s390x"), "{err}");
+    fn target_and_build_platforms_reach_args_and_from() {
+        let df = parse("FROM --platform=$BUILDPLATFORM busybox AS b\nFROM --platform=linux/s390x busybox\n", "Dockerfile").unwrap();
+        let arm = Platform::parse("linux/arm64").unwrap();
+        let p = plan_for(&df, "Dockerfile", &BTreeMap::new(), Some("b"), &BTreeSet::new(), &arm).unwrap();
+        assert_eq!(p.stages[0].platform, Some(Platform::host()));
+        assert_eq!(p.stages[1].platform, Some(Platform::parse("linux/s390x").unwrap()));
+        assert_eq!(p.meta_args.get("TARGETARCH").cloned().flatten().as_deref(), Some("arm64"));
+        assert_eq!(p.meta_args.get("TARGETPLATFORM").cloned().flatten().as_deref(), Some("linux/arm64"));
+        assert_eq!(p.meta_args.get("BUILDPLATFORM").cloned().flatten(), Some(Platform::host().to_string()));
+        let err = plan_of("FROM --platform=linux/ busybox\n", None).unwrap_err().to_string();
+        assert!(err.contains("Dockerfile:1") && err.contains("invalid platform"), "{err}");
+    }
+
+    #[test]
+    fn instructions_before_from_are_refused() {
         let err = plan_of("RUN true\nFROM busybox\n", None).unwrap_err().to_string();
         assert!(err.contains("Dockerfile:1"), "{err}");
     }

@@ -17,6 +17,7 @@
 //! copied tree where nothing may be mounted), `setup` (which container setup strata
 //! found at start).
 
+mod binfmt;
 mod child;
 mod chown_notify;
 mod chroot;
@@ -43,6 +44,7 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
+pub use binfmt::{check_runnable, runnable_platforms};
 pub use child::{resolve_user_in, DEFAULT_CAPS, DEFAULT_PATH};
 pub use network::{cache_key as network_cache_key, resolve as resolve_network, PortMapping};
 pub use overlay::{mount_overlay, probe as probe_driver};

@@ -27,7 +27,15 @@ impl ImageState {
     /// What `FROM scratch` starts from: BuildKit's empty image, with the default
     /// PATH and `/` as working directory.
     pub fn scratch() -> ImageState {
+        Self::scratch_for(&crate::platform::Platform::host())
+    }
+
+    /// [`scratch`](Self::scratch) for `platform`: its config names that platform.
+    pub fn scratch_for(platform: &crate::platform::Platform) -> ImageState {
         let mut config = ImageConfig::for_host();
+        config.os = platform.os.clone();
+        config.architecture = platform.architecture.clone();
+        config.variant = platform.variant.clone();
         config.config = Some(oci::ContainerConfig {
             env: Some(vec![format!("PATH={}", crate::sandbox::DEFAULT_PATH)]),
             working_dir: Some("/".into()),

@@ -58,11 +58,24 @@ impl SaveSource {
         Ok(SaveSource { manifest, repo_tags, tag, full_name })
     }
 
+    /// The manifest a docker-archive holds: a docker-archive has no index, so of a
+    /// manifest list it takes the host's platform, and says so.
+    fn one_platform(&self, images: &Store) -> Result<oci::Descriptor> {
+        let one = images.select_manifest(&self.manifest, None)?;
+        if oci::is_index_descriptor(&self.manifest) {
+            eprintln!(
+                "strata: note: a docker-archive holds one platform: saving {} of the manifest list (oci-archive and oci-dir keep every platform)",
+                crate::platform::Platform::host()
+            );
+        }
+        Ok(one)
+    }
+
     /// Writes the archive to `path` (a directory for [`SaveFormat::OciDir`]).
     pub fn save(&self, images: &Store, format: SaveFormat, path: &Path) -> Result<()> {
         let tag = self.tag.as_deref();
         match format {
-            SaveFormat::DockerArchive => oci::export_docker_archive(images, &self.manifest, path, &self.repo_tags),
+            SaveFormat::DockerArchive => oci::export_docker_archive(images, &self.one_platform(images)?, path, &self.repo_tags),
             SaveFormat::OciArchive => oci::export_oci_archive(images, &self.manifest, path, self.full_name.as_deref()),
             SaveFormat::OciDir => oci::export_oci_dir(images, &self.manifest, path, tag),
         }?;
@@ -72,7 +85,7 @@ impl SaveSource {
     /// Streams the archive to `out`; `label` names the stream in errors.
     pub fn write<W: Write>(&self, images: &Store, format: SaveFormat, out: W, label: &Path) -> Result<W> {
         Ok(match format {
-            SaveFormat::DockerArchive => oci::write_docker_archive(images, &self.manifest, out, &self.repo_tags, label)?,
+            SaveFormat::DockerArchive => oci::write_docker_archive(images, &self.one_platform(images)?, out, &self.repo_tags, label)?,
             SaveFormat::OciArchive => oci::write_oci_archive(images, &self.manifest, out, self.full_name.as_deref(), label)?,
             SaveFormat::OciDir => bail!("an oci-dir is a directory: it cannot be written to {}", label.display()),
         })

@@ -210,7 +210,7 @@ impl Host {
         };
         let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
         let kernel = parse_kernel(&release).unwrap_or((0, 0));
-        Host { go_arch: go_arch.into(), scmp_arch: scmp_arch.into(), kernel, caps }
+        Host { go_arch, scmp_arch: scmp_arch.into(), kernel, caps }
     }
 }
 

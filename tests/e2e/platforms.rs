@@ -1,0 +1,150 @@
+//! Multi-platform builds (issue 15): `--platform` for several platforms gives an
+//! image index under the tag, foreign RUN steps go through qemu's binfmt_misc
+//! handler, and a missing emulator fails the build cleanly.
+//!
+//! The bases are made as the amd64 one is (fixtures/busybox's recipe), from the
+//! host's static busybox and Debian's `busybox-static:arm64`, which
+//! `scripts/deps.sh` downloads to `$STRATA_ARM64_DEBS` (default
+//! /var/cache/strata-arm64).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::support::*;
+
+const BASE: &str = "pbase:latest";
+static PBASE: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// The arm64 static busybox, extracted from the downloaded .deb.
+fn arm64_busybox(dest: &Path) -> Result<(), String> {
+    let dir = PathBuf::from(std::env::var("STRATA_ARM64_DEBS").unwrap_or_else(|_| "/var/cache/strata-arm64".into()));
+    let deb = fs::read_dir(&dir)
+        .map_err(|e| format!("read {} (run scripts/deps.sh): {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("busybox-static") && n.to_string_lossy().ends_with("_arm64.deb"))
+        })
+        .ok_or_else(|| format!("no busybox-static arm64 .deb in {} (run scripts/deps.sh)", dir.display()))?;
+    let out = scratch("arm64-deb");
+    let x = run("dpkg-deb", ["-x", &path_str(&deb), &path_str(&out)]);
+    if !x.success() {
+        return Err(x.describe());
+    }
+    fs::copy(out.join("bin/busybox"), dest).map_err(|e| format!("copy the arm64 busybox: {e}"))?;
+    Ok(())
+}
+
+/// `pbase:latest`: fixtures/busybox's recipe for linux/amd64 and linux/arm64, one
+/// index, each platform's busybox picked by TARGETARCH.
+#[track_caller]
+fn with_platform_base() {
+    with_base();
+    let built = PBASE.get_or_init(|| {
+        let ctx = scratch("pbase-context");
+        stage_busybox_context(&ctx)?;
+        fs::rename(ctx.join("busybox"), ctx.join("busybox-amd64")).map_err(|e| e.to_string())?;
+        arm64_busybox(&ctx.join("busybox-arm64"))?;
+        let recipe = fs::read_to_string(ctx.join("Dockerfile")).map_err(|e| e.to_string())?;
+        let recipe = recipe
+            .replace("FROM scratch\n", "FROM scratch\nARG TARGETARCH\n")
+            .replace("COPY busybox /bin/busybox", "COPY busybox-${TARGETARCH} /bin/busybox");
+        fs::write(ctx.join("Dockerfile"), recipe).map_err(|e| e.to_string())?;
+        let run = strata(["build", "--platform", "linux/amd64,linux/arm64", "-t", BASE, &path_str(&ctx)]);
+        if run.success() {
+            Ok(())
+        } else {
+            Err(format!("building the two-platform base failed: {}", run.describe()))
+        }
+    });
+    if let Err(e) = built {
+        panic!("{e}");
+    }
+}
+
+const MULTI: &str = "ARG BASE\n\
+FROM --platform=$BUILDPLATFORM $BASE AS cross\n\
+ARG TARGETARCH\n\
+RUN echo \"built on $(uname -m) for $TARGETARCH\" > /per-target\n\
+FROM $BASE\n\
+ARG TARGETARCH\n\
+RUN echo \"$(uname -m) $TARGETARCH\" > /arch\n\
+COPY --from=cross /per-target /per-target\n";
+
+fn multi_context() -> PathBuf {
+    let ctx = scratch("multi");
+    fs::write(ctx.join("Dockerfile"), MULTI).unwrap();
+    ctx
+}
+
+fn index_digest(tag: &str) -> String {
+    let doc = strata(["inspect", tag]).ok().json();
+    doc[0]["Digest"].as_str().unwrap_or_else(|| panic!("no Digest in {doc}")).to_string()
+}
+
+#[test]
+fn a_two_platform_build_is_an_index_each_platform_runs_and_a_rebuild_is_cached() {
+    with_platform_base();
+    let ctx = multi_context();
+    let base_arg = format!("BASE={BASE}");
+    let build =
+        |tag: &str| strata(["build", "--platform", "linux/amd64,linux/arm64", "--build-arg", &base_arg, "-t", tag, &path_str(&ctx)]).ok();
+    build("multi");
+
+    let layout = scratch("multi-layout").join("oci");
+    strata(["save", "--format", "oci-dir", "-o", &path_str(&layout), "multi"]).ok();
+    let raw = run("skopeo", ["inspect", "--raw", &format!("oci:{}:latest", path_str(&layout))]).ok().json();
+    let mut arches: Vec<String> = raw["manifests"]
+        .as_array()
+        .expect("an index")
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap().to_string())
+        .collect();
+    arches.sort();
+    assert_eq!(arches, ["amd64", "arm64"], "{raw}");
+
+    let arm = strata(["run", "--rm", "--platform", "linux/arm64", "multi", "cat", "/arch", "/per-target"]).ok();
+    assert_eq!(arm.stdout, "aarch64 arm64\nbuilt on x86_64 for arm64\n", "{}", arm.describe());
+    let amd = strata(["run", "--rm", "--platform", "linux/amd64", "multi", "cat", "/arch", "/per-target"]).ok();
+    assert_eq!(amd.stdout, "x86_64 amd64\nbuilt on x86_64 for amd64\n", "{}", amd.describe());
+
+    let images = strata(["images"]).ok();
+    let row = images.stdout.lines().find(|l| l.starts_with("localhost/multi ")).unwrap_or_else(|| panic!("{}", images.describe()));
+    assert!(row.contains("manifest list: 2 platforms"), "{row}");
+    let arm_config = strata(["inspect", "--platform", "linux/arm64", "multi"]).ok().json();
+    assert_eq!(arm_config[0]["architecture"], "arm64");
+
+    // Each platform has its own cache entries: a second build runs nothing and
+    // gives the same index.
+    let first = index_digest("multi");
+    let again = build("multi2");
+    // A RUN that ran again would give a layer of new mtimes, so another digest.
+    assert_eq!(index_digest("multi2"), first, "{}", again.describe());
+}
+
+#[test]
+fn a_foreign_run_without_its_emulator_fails_and_tags_nothing() {
+    require_fault_injection();
+    with_platform_base();
+    let ctx = scratch("no-emulator");
+    fs::write(ctx.join("Dockerfile"), format!("FROM {BASE}\nRUN echo never > /ran\n")).unwrap();
+    let empty = scratch("binfmt-empty");
+    let root = path_str(&world().root);
+    let mut cmd = Command::new(strata_bin());
+    cmd.env("STRATA_TEST_BINFMT_DIR", &empty).args([
+        "--root",
+        &root,
+        "build",
+        "--platform",
+        "linux/arm64",
+        "-t",
+        "no-emulator",
+        &path_str(&ctx),
+    ]);
+    let failed = run_command(cmd);
+    assert_eq!(failed.code, Some(1), "{}", failed.describe());
+    assert!(failed.stderr.contains("qemu-user-static") && failed.stderr.contains("qemu-aarch64"), "{}", failed.describe());
+    assert!(!strata(["inspect", "no-emulator"]).success(), "a failed build tagged its image");
+}
