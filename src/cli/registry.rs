@@ -39,6 +39,9 @@ pub struct PullArgs {
     /// the host's).
     #[arg(long, value_name = "PLATFORM", value_parser = super::images::parse_platform)]
     pub platform: Option<crate::platform::Platform>,
+    /// Of a manifest list, pull every platform's image and keep the list.
+    #[arg(long, conflicts_with = "platform")]
+    pub all_platforms: bool,
     /// Image to pull: REGISTRY/REPOSITORY[:TAG|@DIGEST] (or docker://...), or a
     /// short name resolved through registries.conf.
     pub image: String,
@@ -100,7 +103,8 @@ impl RegistryFlags {
 pub fn pull(store: &Store, args: PullArgs) -> Result<ExitCode> {
     let mut opts = args.flags.options(if args.quiet { TransferView::Quiet } else { TransferView::Auto })?;
     opts.platform = args.platform;
-    let pulled = transport::pull(store, &args.image, &opts)?;
+    let pulled =
+        if args.all_platforms { transport::pull_all(store, &args.image, &opts)? } else { transport::pull(store, &args.image, &opts)? };
     println!("{}", pulled.id.hex());
     Ok(ExitCode::SUCCESS)
 }

@@ -107,12 +107,47 @@ pub fn pull_into_store(
     progress: &dyn Progress,
 ) -> Result<Descriptor> {
     let manifest = pull_for(store, client, name, platform, progress)?;
-    if name.digest().is_none() {
-        store.tag(name, &manifest)?;
-    } else {
-        store.add_unnamed(&manifest)?;
-    }
+    name_pulled(store, name, &manifest)?;
     Ok(manifest)
+}
+
+/// Names what was pulled as `name` (a pull by digest stays unnamed, as podman
+/// keeps it).
+pub fn name_pulled(store: &Store, name: &ImageName, pulled: &Descriptor) -> Result<()> {
+    if name.digest().is_none() {
+        store.tag(name, pulled)?;
+    } else {
+        store.add_unnamed(pulled)?;
+    }
+    Ok(())
+}
+
+/// `pull --all-platforms`: every manifest of the index `name` names, each as
+/// [`pull_for`] pulls it, then the index itself, byte for byte, as `skopeo copy
+/// --all` copies it; returns the index's descriptor. A name that is one image is
+/// pulled as [`pull`] pulls it.
+pub fn pull_all(store: &Store, client: &Client, name: &ImageName, progress: &dyn Progress) -> Result<Descriptor> {
+    let (repo, reference) = repo_and_reference(name);
+    let fetched = client.get_manifest(&repo, &reference)?;
+    if !INDEX_TYPES.contains(&fetched.media_type.as_str()) && !is_index_json(&fetched.bytes) {
+        return pull_for(store, client, name, None, progress);
+    }
+    let index: ImageIndex = serde_json::from_slice(&fetched.bytes).map_err(|e| bad(name, format!("index: {e}")))?;
+    for entry in index.manifests() {
+        if is_index_descriptor(entry) {
+            return Err(bad(name, format!("the index lists another index {}: nested indexes are not pulled", entry.digest())));
+        }
+        let one = ImageName::parse(&format!("{}/{repo}@{}", name.domain(), entry.digest()))?;
+        pull_for(store, client, &one, None, progress)?;
+    }
+    let size = fetched.bytes.len() as u64;
+    store.put_blob_verified(&fetched.bytes[..], &fetched.digest, Some(size))?;
+    let media_type = match fetched.media_type.as_str() {
+        "" => index.media_type().as_ref().map_or_else(|| crate::oci::MEDIA_TYPE_INDEX.to_string(), ToString::to_string),
+        known => known.to_string(),
+    };
+    progress.line(&format!("Writing manifest list {}", fetched.digest));
+    Ok(descriptor(&media_type, &fetched.digest, size))
 }
 
 /// The store's verdict on a downloaded blob, said about the registry it came from:

@@ -15,7 +15,7 @@ mod registry;
 
 pub use archive::{load, load_from, Loaded, SaveFormat, SaveSource};
 pub use exchange::{docker_repo_tags, export, import};
-pub use pull::{find_image, pull, Pulled};
+pub use pull::{find_image, pull, pull_all, Pulled};
 pub use reference::Location;
 pub use registry::{login, logout, push, registry_name};
 

@@ -70,6 +70,26 @@ pub fn pull(images: &oci::Store, reference: &str, opts: &RegistryOptions) -> Res
     Ok(Pulled { manifest, id })
 }
 
+/// `strata pull --all-platforms`: every manifest of `reference`'s index and the
+/// index, named as pulled; the id is the index's digest. A full name only: which
+/// registry's index a short name means is for the search to find first.
+pub fn pull_all(images: &oci::Store, reference: &str, opts: &RegistryOptions) -> Result<Pulled> {
+    if is_short_name(reference) {
+        bail!("pull --all-platforms needs a full name REGISTRY/REPOSITORY[:TAG|@DIGEST], not the short name {reference:?}");
+    }
+    let name = registry_name(reference)?;
+    let client = opts.connect(name.domain())?;
+    let progress = crate::report::transfer_progress(opts.view);
+    let pulled = registry::pull_all(images, &client, &name, progress.as_ref()).with_context(|| format!("pulling {name}"))?;
+    registry::name_pulled(images, &name, &pulled)?;
+    let id = if oci::is_index_descriptor(&pulled) {
+        oci::descriptor_digest(&pulled)?
+    } else {
+        oci::descriptor_digest(images.read_manifest(&oci::descriptor_digest(&pulled)?)?.config())?
+    };
+    Ok(Pulled { manifest: pulled, id })
+}
+
 /// A short name (`busybox`, `user/app:1`): the local image `localhost/NAME` (or an
 /// image id) first, as podman looks it up, so `build -t NAME` results stay what
 /// FROM NAME means; then, unless `--pull=always`, what registries.conf makes of it

@@ -1,8 +1,8 @@
 //! Multi-platform images and registries (issue 15, acceptance 2 and 3): an index is
 //! pushed with every manifest it lists (`push`, `--output docker://`), a fresh store
-//! pulls one platform's manifest by its registry digest, skopeo copies the whole
-//! index, and `strata manifest` joins images that runners pushed by digest into an
-//! index podman pulls per architecture.
+//! pulls one platform's manifest by its registry digest (or with `--all-platforms`
+//! the whole index), skopeo copies the whole index, and `strata manifest` joins
+//! images that runners pushed by digest into an index podman pulls per architecture.
 
 use std::fs;
 use std::path::Path;
@@ -57,6 +57,15 @@ fn a_pushed_index_pulls_per_platform_and_skopeo_copies_it_whole() {
     let none = strata_at(&fresh, None, &[], &["pull", "--platform", "linux/s390x", &dest]);
     assert_eq!(none.code, Some(1), "{}", none.describe());
     assert!(none.stderr.contains("linux/s390x") && none.stderr.contains("linux/arm64"), "{}", none.describe());
+
+    // --all-platforms keeps the index, every manifest whole.
+    let all = dir.join("all-store");
+    strata_at(&all, None, &[], &["pull", "--all-platforms", &dest]).ok();
+    let inspect = strata_at(&all, None, &[], &["inspect", &dest]).ok().json();
+    assert_eq!(inspect[0]["Digest"], index_digest.as_str(), "{inspect:#}");
+    let arm_config = strata_at(&all, None, &[], &["inspect", "--platform", "linux/arm64", &dest]).ok().json();
+    assert_eq!(arm_config[0]["architecture"], "arm64", "{arm_config:#}");
+    strata_at(&all, None, &[], &["fsck"]).ok();
 
     // skopeo copy --all finds every manifest and blob the index names.
     let layout = dir.join("copied");
