@@ -8,6 +8,10 @@
 //! too, where podman records only the reference), and its repository is noted as
 //! the blobs' source, so pushing to the same registry mounts them from there
 //! instead of uploading them again.
+//!
+//! Edits hold the store's lock shared, as other image commands do: two edits of
+//! the same list at once may lose one of them (each moves the tag to its own new
+//! index), so a CI job's joins run one after another.
 
 use std::collections::HashMap;
 

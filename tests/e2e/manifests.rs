@@ -77,13 +77,14 @@ fn a_pushed_index_pulls_per_platform_and_skopeo_copies_it_whole() {
     }
 
     // A multi-platform build's --output docker:// pushes the index the same way, and
-    // --digestfile names the index.
+    // --digestfile names the index. Its FROM pulls each platform's base in turn,
+    // though the name holds the arm64 image pulled above.
     let ctx = scratch("manifests-output");
-    fs::write(ctx.join("Dockerfile"), format!("FROM {BASE}\nARG TARGETARCH\nLABEL arch=$TARGETARCH\n")).unwrap();
+    fs::write(ctx.join("Dockerfile"), format!("FROM {dest}\nARG TARGETARCH\nLABEL arch=$TARGETARCH\n")).unwrap();
     let out_file = dir.join("out-digest");
     let out = format!("docker://{}/e2e/out:v1", registry.addr);
     let args = ["build", "--platform", "linux/amd64,linux/arm64", "--output", &out, "--digestfile", &path_str(&out_file), &path_str(&ctx)];
-    strata(args).ok();
+    strata_at(&fresh, None, &[], &args).ok();
     let out_digest = fs::read_to_string(&out_file).unwrap().trim().to_string();
     let (raw, built) = raw_entries(&format!("docker://{}/e2e/out@{out_digest}", registry.addr));
     let mut arches: Vec<&str> = built.iter().map(|(a, _)| a.as_str()).collect();
