@@ -28,8 +28,8 @@ pub enum ManifestCommand {
     Add(AddArgs),
     /// Set the platform or annotations of a list's entry.
     Annotate(AnnotateArgs),
-    /// Show a manifest list as JSON.
-    Inspect(ListArg),
+    /// Show a manifest list (or a registry's docker://REF) as JSON.
+    Inspect(InspectArgs),
     /// Take an entry out of a manifest list.
     Remove(RemoveArgs),
     /// Remove manifest lists (the images they list stay).
@@ -42,6 +42,9 @@ pub enum ManifestCommand {
 pub struct CreateArgs {
     #[command(flatten)]
     pub flags: RegistryFlags,
+    /// When LIST already exists as a list, add to it instead of failing.
+    #[arg(long)]
+    pub amend: bool,
     pub list: String,
     /// Images to add, as `manifest add` takes them.
     pub images: Vec<String>,
@@ -70,6 +73,9 @@ pub struct AddArgs {
     pub flags: RegistryFlags,
     #[command(flatten)]
     pub entry: EntryFlags,
+    /// When IMAGE is a manifest list, add each of its images (else: one platform's).
+    #[arg(long)]
+    pub all: bool,
     pub list: String,
     /// A local image, or docker://REGISTRY/REPOSITORY[:TAG|@DIGEST].
     pub image: String,
@@ -85,7 +91,10 @@ pub struct AnnotateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ListArg {
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub flags: RegistryFlags,
+    /// A local list, or docker://REF.
     pub list: String,
 }
 
@@ -142,16 +151,21 @@ pub fn manifest(store: &Store, args: ManifestArgs) -> Result<ExitCode> {
     match args.command {
         ManifestCommand::Create(a) => {
             let opts = a.flags.options(TransferView::Auto)?;
-            println!("{}", lists::create(store, &a.list, &a.images, &opts)?);
+            println!("{}", lists::create(store, &a.list, &a.images, a.amend, &opts)?);
         }
         ManifestCommand::Add(a) => {
             let opts = a.flags.options(TransferView::Auto)?;
-            println!("{}", lists::add(store, &a.list, &a.image, &a.entry.edit()?, &opts)?);
+            for digest in lists::add(store, &a.list, &a.image, &a.entry.edit()?, a.all, &opts)? {
+                println!("{digest}");
+            }
         }
         ManifestCommand::Annotate(a) => {
             println!("{}", lists::annotate(store, &a.list, &a.target, &a.entry.edit()?)?);
         }
-        ManifestCommand::Inspect(a) => println!("{}", serde_json::to_string_pretty(&lists::inspect(store, &a.list)?)?),
+        ManifestCommand::Inspect(a) => {
+            let opts = a.flags.options(TransferView::Quiet)?;
+            println!("{}", serde_json::to_string_pretty(&lists::inspect(store, &a.list, &opts)?)?);
+        }
         ManifestCommand::Remove(a) => println!("{}", lists::remove(store, &a.list, &a.digest)?),
         ManifestCommand::Rm(a) => return rm(store, &a.lists),
         ManifestCommand::Push(a) => {

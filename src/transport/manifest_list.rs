@@ -51,12 +51,6 @@ impl EntryEdit {
         Platform::new(os, arch, variant)
     }
 
-    /// Whether the edit asks for a platform (so `add docker://` knows which
-    /// manifest of a remote index to take).
-    fn names_platform(&self) -> bool {
-        self.platform.is_some() || self.os.is_some() || self.arch.is_some() || self.variant.is_some()
-    }
-
     fn apply(&self, entry: &mut Descriptor, current: &Platform) {
         entry.set_platform(Some(oci::oci_platform(&self.platform_of(current))));
         if !self.annotations.is_empty() {
@@ -92,15 +86,19 @@ fn save(images: &Store, name: &ImageName, mut index: ImageIndex) -> Result<Diges
 }
 
 /// `manifest create LIST [IMAGE...]`: an empty list, then each image added as `add`
-/// adds it. A name already in use is refused, as podman refuses it.
-pub fn create(images: &Store, list: &str, sources: &[String], opts: &RegistryOptions) -> Result<Digest> {
+/// adds it. A name already in use is refused, as podman refuses it, unless `amend`
+/// and it names a list: then the images are added to that one.
+pub fn create(images: &Store, list: &str, sources: &[String], amend: bool, opts: &RegistryOptions) -> Result<Digest> {
     let name = list_name(list)?;
-    if images.resolve(&name.to_string())?.is_some() {
-        bail!("{list:?} already names an image or manifest list in the local store (remove it first, or add to it with `strata manifest add`)");
-    }
-    let mut digest = save(images, &name, ImageIndex::default())?;
+    let mut digest = match images.resolve(&name.to_string())? {
+        Some(found) if amend && oci::is_index_descriptor(&found) => oci::descriptor_digest(&found)?,
+        Some(_) => bail!(
+            "{list:?} already names an image or manifest list in the local store (remove it first, add to a list with `strata manifest add`, or --amend it)"
+        ),
+        None => save(images, &name, ImageIndex::default())?,
+    };
     for source in sources {
-        add(images, list, source, &EntryEdit::default(), opts)?;
+        add(images, list, source, &EntryEdit::default(), false, opts)?;
         digest = images.resolve(&name.to_string())?.map(|d| oci::descriptor_digest(&d)).transpose()?.unwrap_or(digest);
     }
     Ok(digest)
@@ -108,35 +106,50 @@ pub fn create(images: &Store, list: &str, sources: &[String], opts: &RegistryOpt
 
 /// `manifest add LIST IMAGE`: the image's manifest as an entry of the list, with
 /// its config's platform unless `edit` says otherwise; an entry of the same
-/// digest is replaced. IMAGE is a local image or `docker://REF` (pulled, for the
-/// platform `edit` names when REF is an index). Returns the manifest's digest.
-pub fn add(images: &Store, list: &str, image: &str, edit: &EntryEdit, opts: &RegistryOptions) -> Result<Digest> {
+/// digest is replaced. IMAGE is a local image or `docker://REF` (pulled). When it
+/// is itself a manifest list, `all` adds each of its images, else the one for the
+/// platform `edit` names (default: the host's), as podman picks it. Returns the
+/// added manifests' digests.
+pub fn add(images: &Store, list: &str, image: &str, edit: &EntryEdit, all: bool, opts: &RegistryOptions) -> Result<Vec<Digest>> {
     let (name, mut index) = load(images, list)?;
-    let manifest = if image.starts_with("docker://") {
+    let context = || format!("adding {image} to manifest list {list:?}");
+    let wanted = edit.platform_of(&Platform::host());
+    let found = if image.starts_with("docker://") {
         let source = registry_name(image)?;
         let client = opts.connect(source.domain())?;
         let progress = crate::report::transfer_progress(opts.view);
-        let wanted = edit.names_platform().then(|| edit.platform_of(&Platform::host()));
-        registry::pull_for(images, &client, &source, wanted.as_ref(), progress.as_ref())
-            .with_context(|| format!("adding {image} to manifest list {list:?}"))?
+        let pulled = match all {
+            true => registry::pull_all(images, &client, &source, progress.as_ref()),
+            false => registry::pull_for(images, &client, &source, Some(&wanted), progress.as_ref()),
+        };
+        pulled.with_context(context)?
     } else {
-        let found = images
-            .resolve(image)?
-            .with_context(|| format!("adding to manifest list {list:?}: image {image:?} not found in the local store"))?;
-        if oci::is_index_descriptor(&found) {
-            bail!("adding to manifest list {list:?}: {image:?} is itself a manifest list; add its images one by one");
-        }
-        found
+        images.resolve(image)?.with_context(|| format!("{}: not found in the local store", context()))?
     };
-    let digest = oci::descriptor_digest(&manifest)?;
-    let current = image_platform(images, &digest).with_context(|| format!("adding {image} to manifest list {list:?}"))?;
-    let mut entry = Descriptor::new(manifest.media_type().clone(), manifest.size(), manifest.digest().clone());
-    edit.apply(&mut entry, &current);
-    let mut entries: Vec<Descriptor> = index.manifests().iter().filter(|d| d.digest() != entry.digest()).cloned().collect();
-    entries.push(entry);
+    let picked: Vec<Descriptor> = match (oci::is_index_descriptor(&found), all) {
+        (false, _) => vec![found],
+        (true, false) => vec![images.select_manifest(&found, Some(&wanted)).with_context(context)?],
+        (true, true) => images.index_manifests(&found)?.into_iter().map(|e| e.manifest).collect(),
+    };
+    let mut entries: Vec<Descriptor> = index.manifests().clone();
+    let mut digests = Vec::new();
+    for manifest in picked {
+        let digest = oci::descriptor_digest(&manifest)?;
+        let current = match image_platform(images, &digest) {
+            Ok(p) => p,
+            // A platform given whole needs none from the config.
+            Err(_) if edit.platform.is_some() || (edit.os.is_some() && edit.arch.is_some()) => wanted.clone(),
+            Err(e) => return Err(e.context(context())),
+        };
+        let mut entry = Descriptor::new(manifest.media_type().clone(), manifest.size(), manifest.digest().clone());
+        edit.apply(&mut entry, &current);
+        entries.retain(|d| d.digest() != entry.digest());
+        entries.push(entry);
+        digests.push(digest);
+    }
     index.set_manifests(entries);
     save(images, &name, index)?;
-    Ok(digest)
+    Ok(digests)
 }
 
 /// The platform the config of the stored manifest `digest` names.
@@ -189,8 +202,19 @@ pub fn remove(images: &Store, list: &str, target: &str) -> Result<Digest> {
     save(images, &name, index)
 }
 
-/// `manifest inspect LIST`: the stored index, as JSON.
-pub fn inspect(images: &Store, list: &str) -> Result<serde_json::Value> {
+/// `manifest inspect LIST`: the stored index, as JSON; or for
+/// `manifest inspect docker://REF`: the manifest or index the registry serves.
+pub fn inspect(images: &Store, list: &str, opts: &RegistryOptions) -> Result<serde_json::Value> {
+    if list.starts_with("docker://") {
+        let source = registry_name(list)?;
+        let client = opts.connect(source.domain())?;
+        let reference = match (source.digest(), source.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, tag) => tag.unwrap_or("latest").to_string(),
+        };
+        let fetched = client.get_manifest(source.path(), &reference).with_context(|| format!("inspecting {list}"))?;
+        return serde_json::from_slice(&fetched.bytes).with_context(|| format!("{list}: the registry sent no JSON"));
+    }
     let (_, index) = load(images, list)?;
     Ok(serde_json::to_value(index)?)
 }
@@ -252,11 +276,13 @@ mod tests {
         let arm = images.put_image(&config, &[]).unwrap();
         images.tag(&ImageName::parse("armimg").unwrap(), &arm).unwrap();
         let opts = RegistryOptions::default();
-        create(&images, "mylist", &["armimg".to_string()], &opts).unwrap();
-        assert!(create(&images, "mylist", &[], &opts).unwrap_err().to_string().contains("already names"));
+        create(&images, "mylist", &[], false, &opts).unwrap();
+        create(&images, "mylist", &["armimg".to_string()], true, &opts).unwrap();
+        assert!(create(&images, "mylist", &[], false, &opts).unwrap_err().to_string().contains("already names"));
+        assert!(create(&images, "armimg", &[], true, &opts).is_err(), "--amend of an image, not a list");
         let edit = EntryEdit { annotations: vec![("k".into(), "v".into())], variant: Some("v8".into()), ..Default::default() };
         annotate(&images, "mylist", arm.digest().as_ref(), &edit).unwrap();
-        let doc = inspect(&images, "mylist").unwrap();
+        let doc = inspect(&images, "mylist", &opts).unwrap();
         assert_eq!(doc["manifests"][0]["platform"]["architecture"], "arm64");
         assert_eq!(doc["manifests"][0]["annotations"]["k"], "v");
         assert_eq!(doc["manifests"][0]["digest"], arm.digest().to_string());
@@ -265,9 +291,26 @@ mod tests {
         let missing = remove(&images, "mylist", &Digest::of_bytes(b"x").to_string()).unwrap_err().to_string();
         assert!(missing.contains("mylist") && missing.contains(arm.digest().as_ref()), "{missing}");
         remove(&images, "mylist", "armimg").unwrap();
-        assert_eq!(inspect(&images, "mylist").unwrap()["manifests"], serde_json::json!([]));
-        let not_list = add(&images, "armimg", "armimg", &EntryEdit::default(), &opts).unwrap_err().to_string();
+        assert_eq!(inspect(&images, "mylist", &opts).unwrap()["manifests"], serde_json::json!([]));
+        let not_list = add(&images, "armimg", "armimg", &EntryEdit::default(), false, &opts).unwrap_err().to_string();
         assert!(not_list.contains("not a manifest list"), "{not_list}");
+        // A local list added to another: one platform's image, or with `all` each.
+        let mut config = oci::ImageConfig::for_host();
+        config.architecture = "amd64".into();
+        let amd = images.put_image(&config, &[]).unwrap();
+        let both = [
+            oci::PlatformManifest { platform: p("linux/amd64"), manifest: amd.clone() },
+            oci::PlatformManifest { platform: p("linux/arm64"), manifest: arm.clone() },
+        ];
+        images.tag(&ImageName::parse("multi").unwrap(), &images.put_index(&both).unwrap()).unwrap();
+        let arm64 = EntryEdit { platform: Some(p("linux/arm64")), ..Default::default() };
+        assert_eq!(add(&images, "mylist", "multi", &arm64, false, &opts).unwrap(), [oci::descriptor_digest(&arm).unwrap()]);
+        let added = add(&images, "mylist", "multi", &EntryEdit::default(), true, &opts).unwrap();
+        assert_eq!(added.len(), 2);
+        let doc = inspect(&images, "mylist", &opts).unwrap();
+        let listed: Vec<&str> =
+            doc["manifests"].as_array().unwrap().iter().map(|m| m["platform"]["architecture"].as_str().unwrap()).collect();
+        assert_eq!(listed, ["amd64", "arm64"], "re-adding replaces, never duplicates: {doc}");
         delete(&images, "mylist").unwrap();
         assert!(images.resolve("mylist").unwrap().is_none());
         assert!(images.resolve("armimg").unwrap().is_some(), "rm removes the list, not its images");

@@ -145,6 +145,16 @@ fn runners_push_by_digest_and_strata_manifest_joins_them_for_podman() {
     let inspected = podman(&podman_store, &["image", "inspect", &image]).ok().json();
     assert_eq!(inspected[0]["Architecture"], "arm64", "{inspected:#}");
 
+    // The registry's view through strata, and a list copied from it whole.
+    let remote = manifest(&["inspect", &dest]).ok().json();
+    assert_eq!(remote, raw);
+    manifest(&["create", "copy"]).ok();
+    let added = manifest(&["add", "--all", "copy", &dest]).ok();
+    assert_eq!(added.stdout.lines().count(), 2, "{}", added.describe());
+    let copy = manifest(&["inspect", "copy"]).ok().json();
+    assert_eq!(copy["manifests"][0]["digest"], raw["manifests"][0]["digest"], "{copy:#}");
+    assert_eq!(copy["manifests"][1]["digest"], raw["manifests"][1]["digest"], "{copy:#}");
+
     manifest(&["rm", "app"]).ok();
     let gone = manifest(&["inspect", "app"]);
     assert_eq!(gone.code, Some(1), "{}", gone.describe());
