@@ -9,6 +9,10 @@
 //! blob it lacks. A push asks the registry first and skips blobs it has; one it
 //! lacks but another repository of the same registry had (see `sources`) is
 //! mounted from there.
+//!
+//! Image indexes: a pull takes one platform's manifest (`pull_for`), or every
+//! manifest and then the index (`pull_all`); a push sends each manifest an index
+//! lists, by digest, before the index itself.
 
 use std::cell::OnceCell;
 use std::collections::HashSet;
