@@ -57,6 +57,8 @@ mod language_semantics;
 mod language_stages;
 #[path = "e2e/layout.rs"]
 mod layout;
+#[path = "e2e/manifests.rs"]
+mod manifests;
 #[path = "e2e/mounts.rs"]
 mod mounts;
 #[path = "e2e/mounts_guards.rs"]

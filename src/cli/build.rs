@@ -230,6 +230,8 @@ pub fn run(store: &LocalStore, args: BuildArgs, report: &Reporter) -> Result<Exi
             tls: TlsOptions::from_flags(args.tls_verify, args.cert_dir),
             creds: None,
             view,
+            // Each FROM pulls for the platform it builds (`engine::base`).
+            platform: None,
         },
         secrets: args.secret.iter().map(|s| engine::parse_secret(s, &env_var)).collect::<Result<_>>()?,
         ssh: args.ssh.iter().map(|s| engine::parse_ssh(s, &env_var)).collect::<Result<_>>()?,

@@ -2,7 +2,7 @@
 //!
 //! Commands that touch layer directories (build, run, unshare) first enter
 //! strata's user namespace; image commands (images, inspect, rmi, tag, history,
-//! fsck, save, load) work on the image store directly, need no namespace, and hold
+//! fsck, save, load, manifest) work on the image store directly, need no namespace, and hold
 //! the store lock shared so they wait for a running prune.
 
 mod archive;
@@ -11,6 +11,7 @@ mod container;
 mod format;
 mod images;
 mod info;
+mod manifest;
 mod outputs;
 mod prune;
 mod registry;
@@ -91,6 +92,8 @@ pub enum Command {
     Login(registry::LoginArgs),
     /// Forget the credentials of a registry.
     Logout(registry::LogoutArgs),
+    /// Create, edit and push manifest lists (multi-platform images).
+    Manifest(manifest::ManifestArgs),
 }
 
 /// Parses `args` and runs the command.
@@ -151,6 +154,7 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         Command::Push(a) => registry::push(&shared_store(&root, &report)?.0, a),
         Command::Login(a) => registry::login(a),
         Command::Logout(a) => registry::logout(a),
+        Command::Manifest(a) => manifest::manifest(&shared_store(&root, &report)?.0, a),
         Command::Save(a) => archive::save(&shared_store(&root, &report)?.0, a),
         Command::Load(a) => archive::load(&shared_store(&root, &report)?.0, a),
         Command::Prune(a) => {

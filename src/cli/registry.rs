@@ -35,6 +35,13 @@ pub struct PullArgs {
     /// Print only the image id.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Of a manifest list, pull this platform's image (os/arch[/variant]; default:
+    /// the host's).
+    #[arg(long, value_name = "PLATFORM", value_parser = super::images::parse_platform)]
+    pub platform: Option<crate::platform::Platform>,
+    /// Of a manifest list, pull every platform's image and keep the list.
+    #[arg(long, conflicts_with = "platform")]
+    pub all_platforms: bool,
     /// Image to pull: REGISTRY/REPOSITORY[:TAG|@DIGEST] (or docker://...), or a
     /// short name resolved through registries.conf.
     pub image: String,
@@ -44,7 +51,7 @@ pub struct PullArgs {
 pub struct PushArgs {
     #[command(flatten)]
     pub flags: RegistryFlags,
-    /// Write the digest of the pushed manifest to FILE.
+    /// Write the digest of the pushed manifest (of a manifest list: the index) to FILE.
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<std::path::PathBuf>,
     /// Local image name or id.
@@ -80,7 +87,7 @@ pub struct LogoutArgs {
 impl RegistryFlags {
     /// The options these flags ask for; `--creds` is split here, so a bad one fails
     /// before anything is contacted.
-    fn options(&self, view: TransferView) -> Result<RegistryOptions> {
+    pub(super) fn options(&self, view: TransferView) -> Result<RegistryOptions> {
         let creds = match &self.creds {
             Some(c) => {
                 let (user, password) = c.split_once(':').context("--creds takes USER:PASSWORD")?;
@@ -89,13 +96,15 @@ impl RegistryFlags {
             None => None,
         };
         let tls = TlsOptions::from_flags(self.tls_verify, self.cert_dir.clone());
-        Ok(RegistryOptions { pull: PullPolicy::Always, tls, creds, view })
+        Ok(RegistryOptions { pull: PullPolicy::Always, tls, creds, view, platform: None })
     }
 }
 
 pub fn pull(store: &Store, args: PullArgs) -> Result<ExitCode> {
-    let opts = args.flags.options(if args.quiet { TransferView::Quiet } else { TransferView::Auto })?;
-    let pulled = transport::pull(store, &args.image, &opts)?;
+    let mut opts = args.flags.options(if args.quiet { TransferView::Quiet } else { TransferView::Auto })?;
+    opts.platform = args.platform;
+    let pulled =
+        if args.all_platforms { transport::pull_all(store, &args.image, &opts)? } else { transport::pull(store, &args.image, &opts)? };
     println!("{}", pulled.id.hex());
     Ok(ExitCode::SUCCESS)
 }

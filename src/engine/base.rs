@@ -18,7 +18,9 @@ pub fn resolve(store: &LocalStore, reference: &str, registry: &RegistryOptions, 
         state.cache_key = step_key::key_of(&["scratch", &platform.to_string()]);
         return Ok(state);
     }
-    let found = transport::find_image(store, reference, registry)?;
+    // A registry index gives this platform's manifest, stored under the name.
+    let registry = RegistryOptions { platform: Some(platform.clone()), ..registry.clone() };
+    let found = transport::find_image(store, reference, &registry)?;
     let manifest = store.images.select_manifest(&found, Some(platform))?;
     let mut state = store.load_image(&manifest)?;
     let config = &state.config;

@@ -34,7 +34,7 @@ pub use shortnames::{is_short as is_short_name, ShortNames};
 pub use sources::BlobSources;
 pub use timeout::{agent_config as http_agent_config, set_idle as set_idle_timeout, Stalled};
 pub use tls::TlsOptions;
-pub use transfer::{pull, pull_first, pull_into_store, push, push_known, PushReport};
+pub use transfer::{name_pulled, pull, pull_all, pull_first, pull_for, pull_into_store, push, push_index_only, push_known, PushReport};
 
 /// Everything that can go wrong talking to a registry; each names the registry,
 /// repository or blob involved.

@@ -2,18 +2,20 @@
 //! `docker-archive:`, `dir:`, `docker://`) parsed in one place (`reference`), images
 //! written there or read from there (`exchange`), images found by reference, pulled
 //! from a registry when the pull policy allows, and `pull` itself (`pull`), and the
-//! registry's other commands: push, login and logout (`registry`); and archives
-//! saved from the store or loaded into it (`archive`).
+//! registry's other commands: push, login and logout (`registry`); archives
+//! saved from the store or loaded into it (`archive`); and `strata manifest`'s
+//! lists, kept in the store and pushed with their images (`manifest_list`).
 
 mod archive;
 mod exchange;
+pub mod manifest_list;
 mod pull;
 mod reference;
 mod registry;
 
 pub use archive::{load, load_from, Loaded, SaveFormat, SaveSource};
 pub use exchange::{docker_repo_tags, export, import};
-pub use pull::{find_image, pull, Pulled};
+pub use pull::{find_image, pull, pull_all, Pulled};
 pub use reference::Location;
 pub use registry::{login, logout, push, registry_name};
 
@@ -47,11 +49,13 @@ impl PullPolicy {
 
 /// How one command reaches registries: when to pull, which certificates to trust
 /// (`--tls-verify`, `--cert-dir`), which credentials to use (`--creds`; None: the
-/// ones stored for each registry), and how transfers show progress.
+/// ones stored for each registry), how transfers show progress, and which
+/// platform's manifest a pull takes from an index (None: the host's).
 #[derive(Clone, Debug, Default)]
 pub struct RegistryOptions {
     pub pull: PullPolicy,
     pub tls: TlsOptions,
     pub creds: Option<Credentials>,
     pub view: TransferView,
+    pub platform: Option<crate::platform::Platform>,
 }

@@ -9,6 +9,7 @@ use super::exchange::import;
 use super::registry::registry_name;
 use super::{Location, PullPolicy, RegistryOptions};
 use crate::oci::{self, ImageName};
+use crate::platform::Platform;
 use crate::registry::{self, is_short_name, ShortNames};
 use crate::report::{Reporter, TransferView};
 use crate::store::LocalStore;
@@ -36,7 +37,9 @@ pub fn find_image(store: &LocalStore, reference: &str, opts: &RegistryOptions) -
     // names images of the local store.
     let name = ImageName::parse(reference).ok().filter(|n| n.domain() != "localhost" && reference.contains('/'));
     if opts.pull != PullPolicy::Always || name.is_none() {
-        if let Some(manifest) = store.images.resolve(reference)? {
+        if let Some(manifest) =
+            store.images.resolve(reference)?.filter(|m| name.is_none() || opts.pull == PullPolicy::Never || fits(&store.images, m, opts))
+        {
             return Ok(manifest);
         }
     }
@@ -67,6 +70,26 @@ pub fn pull(images: &oci::Store, reference: &str, opts: &RegistryOptions) -> Res
     Ok(Pulled { manifest, id })
 }
 
+/// `strata pull --all-platforms`: every manifest of `reference`'s index and the
+/// index, named as pulled; the id is the index's digest. A full name only: which
+/// registry's index a short name means is for the search to find first.
+pub fn pull_all(images: &oci::Store, reference: &str, opts: &RegistryOptions) -> Result<Pulled> {
+    if is_short_name(reference) {
+        bail!("pull --all-platforms needs a full name REGISTRY/REPOSITORY[:TAG|@DIGEST], not the short name {reference:?}");
+    }
+    let name = registry_name(reference)?;
+    let client = opts.connect(name.domain())?;
+    let progress = crate::report::transfer_progress(opts.view);
+    let pulled = registry::pull_all(images, &client, &name, progress.as_ref()).with_context(|| format!("pulling {name}"))?;
+    registry::name_pulled(images, &name, &pulled)?;
+    let id = if oci::is_index_descriptor(&pulled) {
+        oci::descriptor_digest(&pulled)?
+    } else {
+        oci::descriptor_digest(images.read_manifest(&oci::descriptor_digest(&pulled)?)?.config())?
+    };
+    Ok(Pulled { manifest: pulled, id })
+}
+
 /// A short name (`busybox`, `user/app:1`): the local image `localhost/NAME` (or an
 /// image id) first, as podman looks it up, so `build -t NAME` results stay what
 /// FROM NAME means; then, unless `--pull=always`, what registries.conf makes of it
@@ -78,7 +101,7 @@ fn find_short(store: &LocalStore, reference: &str, opts: &RegistryOptions) -> Re
     let candidates = short_candidates(reference, opts)?;
     if opts.pull != PullPolicy::Always {
         for name in &candidates {
-            if let Some(manifest) = store.images.resolve(&name.to_string())? {
+            if let Some(manifest) = store.images.resolve(&name.to_string())?.filter(|m| fits(&store.images, m, opts)) {
                 return Ok(manifest);
             }
         }
@@ -93,6 +116,21 @@ fn find_short(store: &LocalStore, reference: &str, opts: &RegistryOptions) -> Re
         );
     }
     pull_candidates(&store.images, reference, &candidates, opts).with_context(|| format!("pulling base image {reference}"))
+}
+
+/// Whether the stored `found` has an image for the platform `opts` pulls for: a
+/// pulled image of another platform under the same name is pulled again for this
+/// one rather than refused (as a multi-platform build's bases are).
+fn fits(images: &oci::Store, found: &oci::Descriptor, opts: &RegistryOptions) -> bool {
+    let Some(wanted) = &opts.platform else { return true };
+    let config = images.select_manifest(found, Some(wanted)).and_then(|m| {
+        let m = images.read_manifest(&oci::descriptor_digest(&m)?)?;
+        images.read_config(&oci::descriptor_digest(m.config())?)
+    });
+    match config {
+        Ok(c) => c.architecture.is_empty() || wanted.matches(&Platform::new(&c.os, &c.architecture, c.variant.as_deref())),
+        Err(_) => false,
+    }
 }
 
 /// What registries.conf makes of a short name, in the order to try; the files it
@@ -111,7 +149,7 @@ fn short_candidates(short: &str, opts: &RegistryOptions) -> Result<Vec<ImageName
 fn pull_candidates(images: &oci::Store, short: &str, candidates: &[ImageName], opts: &RegistryOptions) -> Result<oci::Descriptor> {
     let progress = crate::report::transfer_progress(opts.view);
     let connect = |registry: &str| opts.connect(registry);
-    let (_, manifest) = registry::pull_first(images, short, candidates, &connect, progress.as_ref())?;
+    let (_, manifest) = registry::pull_first(images, short, candidates, &connect, opts.platform.as_ref(), progress.as_ref())?;
     Ok(manifest)
 }
 
@@ -120,5 +158,5 @@ fn pull_candidates(images: &oci::Store, short: &str, candidates: &[ImageName], o
 fn pull_name(images: &oci::Store, name: &ImageName, opts: &RegistryOptions, what: &str) -> Result<oci::Descriptor> {
     let client = opts.connect(name.domain())?;
     let progress = crate::report::transfer_progress(opts.view);
-    registry::pull_into_store(images, &client, name, progress.as_ref()).with_context(|| format!("{what} {name}"))
+    registry::pull_into_store(images, &client, name, opts.platform.as_ref(), progress.as_ref()).with_context(|| format!("{what} {name}"))
 }

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use crate::support::*;
 
-const BASE: &str = "pbase:latest";
+pub(crate) const BASE: &str = "pbase:latest";
 static PBASE: OnceLock<Result<(), String>> = OnceLock::new();
 
 /// The arm64 static busybox, extracted from the downloaded .deb.
@@ -40,7 +40,7 @@ fn arm64_busybox(dest: &Path) -> Result<(), String> {
 /// `pbase:latest`: fixtures/busybox's recipe for linux/amd64 and linux/arm64, one
 /// index, each platform's busybox picked by TARGETARCH.
 #[track_caller]
-fn with_platform_base() {
+pub(crate) fn with_platform_base() {
     with_base();
     let built = PBASE.get_or_init(|| {
         let ctx = scratch("pbase-context");
