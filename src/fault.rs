@@ -44,6 +44,21 @@ pub fn subids_ignored() -> Option<&'static str> {
     None
 }
 
+/// `STRATA_TEST_PAUSE_AT=<point>`: the process sleeps 1.5 s when it reaches `point`,
+/// so a test can run a second process inside a window a lock must close. Points:
+/// - `list-edit`: a manifest list is read and not yet written back.
+#[cfg(feature = "fault-injection")]
+pub fn pause_if_asked(point: &str) {
+    if std::env::var_os("STRATA_TEST_PAUSE_AT").is_some_and(|v| v == point) {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+    }
+}
+
+/// Without the `fault-injection` feature: nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn pause_if_asked(_point: &str) {}
+
 /// `STRATA_TEST_BINFMT_DIR=<dir>`: read binfmt_misc handlers from `dir` instead of
 /// /proc/sys/fs/binfmt_misc, so a test can take the emulator away (an empty dir)
 /// without the privilege to disable a handler.

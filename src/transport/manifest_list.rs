@@ -9,9 +9,10 @@
 //! the blobs' source, so pushing to the same registry mounts them from there
 //! instead of uploading them again.
 //!
-//! Edits hold the store's lock shared, as other image commands do: two edits of
-//! the same list at once may lose one of them (each moves the tag to its own new
-//! index), so a CI job's joins run one after another.
+//! Each edit is a read of the tagged index, a change and a new tag: edits take
+//! an exclusive lock of their own (`manifest-lists.lock` in the image store) for
+//! that whole span, so two joins running at once (a CI matrix's last jobs) both
+//! land.
 
 use std::collections::HashMap;
 
@@ -89,6 +90,7 @@ fn save(images: &Store, name: &ImageName, mut index: ImageIndex) -> Result<Diges
 /// adds it. A name already in use is refused, as podman refuses it, unless `amend`
 /// and it names a list: then the images are added to that one.
 pub fn create(images: &Store, list: &str, sources: &[String], amend: bool, opts: &RegistryOptions) -> Result<Digest> {
+    let _edit = edit_lock(images)?;
     let name = list_name(list)?;
     let mut digest = match images.resolve(&name.to_string())? {
         Some(found) if amend && oci::is_index_descriptor(&found) => oci::descriptor_digest(&found)?,
@@ -98,7 +100,7 @@ pub fn create(images: &Store, list: &str, sources: &[String], amend: bool, opts:
         None => save(images, &name, ImageIndex::default())?,
     };
     for source in sources {
-        add(images, list, source, &EntryEdit::default(), false, opts)?;
+        add_unlocked(images, list, source, &EntryEdit::default(), false, opts)?;
         digest = images.resolve(&name.to_string())?.map(|d| oci::descriptor_digest(&d)).transpose()?.unwrap_or(digest);
     }
     Ok(digest)
@@ -111,7 +113,25 @@ pub fn create(images: &Store, list: &str, sources: &[String], amend: bool, opts:
 /// platform `edit` names (default: the host's), as podman picks it. Returns the
 /// added manifests' digests.
 pub fn add(images: &Store, list: &str, image: &str, edit: &EntryEdit, all: bool, opts: &RegistryOptions) -> Result<Vec<Digest>> {
+    let _edit = edit_lock(images)?;
+    add_unlocked(images, list, image, edit, all, opts)
+}
+
+/// Serialises edits of lists (see the module's doc): held until dropped.
+fn edit_lock(images: &Store) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = images.root().join("manifest-lists.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display()))
+}
+
+fn add_unlocked(images: &Store, list: &str, image: &str, edit: &EntryEdit, all: bool, opts: &RegistryOptions) -> Result<Vec<Digest>> {
     let (name, mut index) = load(images, list)?;
+    crate::fault::pause_if_asked("list-edit");
     let context = || format!("adding {image} to manifest list {list:?}");
     let wanted = edit.platform_of(&Platform::host());
     let found = if image.starts_with("docker://") {
@@ -183,6 +203,7 @@ fn entry_position(images: &Store, list: &str, index: &ImageIndex, target: &str) 
 
 /// `manifest annotate LIST DIGEST|IMAGE`: `edit` applied to that entry.
 pub fn annotate(images: &Store, list: &str, target: &str, edit: &EntryEdit) -> Result<Digest> {
+    let _edit = edit_lock(images)?;
     let (name, mut index) = load(images, list)?;
     let at = entry_position(images, list, &index, target)?;
     let mut entries = index.manifests().clone();
@@ -194,6 +215,7 @@ pub fn annotate(images: &Store, list: &str, target: &str, edit: &EntryEdit) -> R
 
 /// `manifest remove LIST DIGEST`: the entry taken out of the list (the image stays).
 pub fn remove(images: &Store, list: &str, target: &str) -> Result<Digest> {
+    let _edit = edit_lock(images)?;
     let (name, mut index) = load(images, list)?;
     let at = entry_position(images, list, &index, target)?;
     let mut entries = index.manifests().clone();
@@ -221,6 +243,7 @@ pub fn inspect(images: &Store, list: &str, opts: &RegistryOptions) -> Result<ser
 
 /// `manifest rm LIST`: the list's name removed; the images it listed stay.
 pub fn delete(images: &Store, list: &str) -> Result<()> {
+    let _edit = edit_lock(images)?;
     let (name, _) = load(images, list)?;
     images.untag(&name)?;
     Ok(())

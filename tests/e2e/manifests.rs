@@ -159,3 +159,31 @@ fn runners_push_by_digest_and_strata_manifest_joins_them_for_podman() {
     let gone = manifest(&["inspect", "app"]);
     assert_eq!(gone.code, Some(1), "{}", gone.describe());
 }
+
+/// Two `manifest add`s to one list at the same time both land: the first is held
+/// (a test hook) between reading the list and writing it back, and the second,
+/// started meanwhile, waits for the edit lock instead of writing over it.
+#[test]
+fn concurrent_adds_to_one_list_both_land() {
+    if skip_without_sandbox("concurrent_adds_to_one_list_both_land") {
+        return;
+    }
+    crate::support::require_fault_injection();
+    crate::support::with_base();
+    let ctx = scratch("list-race");
+    for tag in ["race-a", "race-b"] {
+        fs::write(ctx.join("Dockerfile"), format!("FROM busybox:latest\nLABEL which={tag}\n")).unwrap();
+        strata(["build", "-q", "-t", tag, &path_str(&ctx)]).ok();
+    }
+    strata(["manifest", "create", "race-list"]).ok();
+    let root = path_str(&crate::support::world().root);
+    let mut first = std::process::Command::new(crate::support::strata_bin());
+    first.args(["--root", &root, "manifest", "add", "race-list", "race-a"]).env("STRATA_TEST_PAUSE_AT", "list-edit");
+    let mut first = first.spawn().expect("start the first add");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    strata(["manifest", "add", "race-list", "race-b"]).ok();
+    assert!(first.wait().expect("wait for the first add").success());
+    let list = strata(["manifest", "inspect", "race-list"]).ok().json();
+    let entries = list["manifests"].as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(entries, 2, "both adds are in the list: {list:#}");
+}
