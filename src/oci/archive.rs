@@ -116,7 +116,7 @@ pub(super) fn finish_tar_file(tmp: tempfile::NamedTempFile, dest_file: &Path) ->
 /// Copies the image named `ref_name` (or the only image) from the OCI layout at `dir`
 /// into `store`, returning its manifest descriptor. Tagging it is left to the caller.
 pub fn import_oci_dir(store: &Store, dir: &Path, ref_name: Option<&str>) -> Result<Descriptor> {
-    import_layout(store, dir, ref_name, Transfer::Copy)
+    import_layout(store, dir, ref_name, Transfer::Copy, false)
 }
 
 /// Imports from an oci-archive tar; see [`import_oci_dir`].
@@ -125,7 +125,7 @@ pub fn import_oci_archive(store: &Store, file: &Path, ref_name: Option<&str>) ->
     let tmp = super::temps::create_dir(store.root(), "import-")?;
     let reader = File::open(file).map_err(OciError::io("open", file))?;
     extract(reader, file, tmp.path(), LinkPolicy::Refuse)?;
-    import_layout(store, tmp.path(), ref_name, Transfer::Move).map_err(|e| in_archive(e, tmp.path(), file))
+    import_layout(store, tmp.path(), ref_name, Transfer::Move, false).map_err(|e| in_archive(e, tmp.path(), file))
 }
 
 /// Names the archive and its member, not strata's temp dir, in an error about a
@@ -295,12 +295,19 @@ pub(super) fn extract(reader: impl Read, label: &Path, dest: &Path, policy: Link
     Ok(links)
 }
 
-pub(super) fn import_layout(store: &Store, dir: &Path, ref_name: Option<&str>, transfer: Transfer) -> Result<Descriptor> {
+/// Imports the image `ref_name` names in the layout at `dir`. An index there gives
+/// the host's platform, unless `whole`: then every image it lists and the index
+/// itself come in (`strata load` of a multi-platform `save`), and its descriptor
+/// is returned.
+pub(super) fn import_layout(store: &Store, dir: &Path, ref_name: Option<&str>, transfer: Transfer, whole: bool) -> Result<Descriptor> {
     if !dir.join("oci-layout").is_file() {
         return Err(OciError::InvalidLayout { path: dir.to_path_buf(), reason: "missing oci-layout file".to_string() });
     }
     let index: ImageIndex = read_json_file(&dir.join("index.json"))?;
     let mut chosen = select_entry(dir, &index, ref_name)?;
+    if whole && is_index(chosen.media_type()) {
+        return import_whole_index(store, dir, &chosen, transfer);
+    }
     let mut depth = 0;
     while is_index(chosen.media_type()) {
         depth += 1;
@@ -314,7 +321,13 @@ pub(super) fn import_layout(store: &Store, dir: &Path, ref_name: Option<&str>, t
         let nested: ImageIndex = read_source_json(dir, &digest, chosen.size())?;
         chosen = select_platform(&digest, &nested)?;
     }
-    let digest = descriptor_digest(&chosen)?;
+    import_manifest(store, dir, &chosen, transfer)?;
+    Ok(plain_descriptor(&chosen))
+}
+
+/// One image manifest of the layout and its blobs, checked whole.
+fn import_manifest(store: &Store, dir: &Path, chosen: &Descriptor, transfer: Transfer) -> Result<()> {
+    let digest = descriptor_digest(chosen)?;
     if !is_manifest(chosen.media_type()) {
         return Err(OciError::UnsupportedMediaType { digest, media_type: chosen.media_type().to_string() });
     }
@@ -324,8 +337,25 @@ pub(super) fn import_layout(store: &Store, dir: &Path, ref_name: Option<&str>, t
     }
     // The manifest goes in last so it never names blobs the store lacks.
     transfer_blob(store, dir, &digest, chosen.size(), transfer)?;
-    super::validate::check_image(store, &digest, &manifest)?;
-    Ok(plain_descriptor(&chosen))
+    super::validate::check_image(store, &digest, &manifest)
+}
+
+/// Every image an index lists, then the index's own bytes (its digest kept), so
+/// no platform of a saved multi-platform image is lost on the way back in.
+fn import_whole_index(store: &Store, dir: &Path, chosen: &Descriptor, transfer: Transfer) -> Result<Descriptor> {
+    let digest = descriptor_digest(chosen)?;
+    let index: ImageIndex = read_source_json(dir, &digest, chosen.size())?;
+    for entry in index.manifests() {
+        if is_index(entry.media_type()) {
+            return Err(OciError::InvalidLayout {
+                path: dir.to_path_buf(),
+                reason: format!("{digest} lists another index; only one level is kept"),
+            });
+        }
+        import_manifest(store, dir, entry, transfer)?;
+    }
+    transfer_blob(store, dir, &digest, chosen.size(), transfer)?;
+    Ok(plain_descriptor(chosen))
 }
 
 /// The index entry `ref_name` names: a tag (`ref.name` annotation), `@DIGEST`

@@ -176,7 +176,7 @@ pub fn load_archive_from(store: &Store, reader: impl Read, label: &Path, referen
         Some(ArchiveFormat::Docker) => import_docker_dir(store, tmp.path(), &links, label, reference).map_err(in_archive),
         Some(ArchiveFormat::Oci) => {
             let names = oci_names(tmp.path(), reference);
-            let manifest = import_layout(store, tmp.path(), reference, Transfer::Move).map_err(in_archive)?;
+            let manifest = import_layout(store, tmp.path(), reference, Transfer::Move, true).map_err(in_archive)?;
             Ok(LoadedImage { manifest, names })
         }
         None => Err(OciError::InvalidLayout {

@@ -115,8 +115,12 @@ pub fn load_from(images: &Store, reader: impl Read, label: &Path) -> Result<Load
 
 /// Names a loaded image as its archive did, or keeps it unnamed.
 fn add_loaded(images: &Store, loaded: oci::LoadedImage) -> Result<Loaded> {
-    let manifest = images.read_manifest(&oci::descriptor_digest(&loaded.manifest)?)?;
-    let id = oci::descriptor_digest(manifest.config())?;
+    // A multi-platform archive comes back as its index, whose own digest is its id.
+    let id = if oci::is_index_descriptor(&loaded.manifest) {
+        oci::descriptor_digest(&loaded.manifest)?
+    } else {
+        oci::descriptor_digest(images.read_manifest(&oci::descriptor_digest(&loaded.manifest)?)?.config())?
+    };
     if loaded.names.is_empty() {
         images.add_unnamed(&loaded.manifest)?;
     }

@@ -124,6 +124,58 @@ fn a_two_platform_build_is_an_index_each_platform_runs_and_a_rebuild_is_cached()
     assert_eq!(index_digest("multi2"), first, "{}", again.describe());
 }
 
+/// The architectures an index lists, sorted, from `skopeo inspect --raw`.
+fn listed_arches(reference: &str) -> Vec<String> {
+    let raw = run("skopeo", ["inspect", "--raw", reference]).ok().json();
+    let mut arches: Vec<String> = raw["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an index: {raw}"))
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap_or_default().to_string())
+        .collect();
+    arches.sort();
+    arches
+}
+
+#[test]
+fn every_platform_survives_an_oci_archive_output_and_a_save_and_load() {
+    with_platform_base();
+    let ctx = multi_context();
+    let out = scratch("multi-out");
+    let archive = out.join("multi.tar");
+    let dest = format!("oci-archive:{}", path_str(&archive));
+    let base_arg = format!("BASE={BASE}");
+    strata([
+        "build",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--build-arg",
+        &base_arg,
+        "-t",
+        "multi-out",
+        "--output",
+        &dest,
+        &path_str(&ctx),
+    ])
+    .ok();
+    assert_eq!(listed_arches(&format!("oci-archive:{}", path_str(&archive))), ["amd64", "arm64"]);
+
+    // save, then load into a fresh store: the index and both platforms come back.
+    let saved = out.join("saved.tar");
+    strata(["save", "--format", "oci-archive", "-o", &path_str(&saved), "multi-out"]).ok();
+    let fresh = out.join("fresh-store");
+    let root = path_str(&fresh);
+    let loaded = run(strata_bin(), ["--root", &root, "load", "-i", &path_str(&saved)]).ok();
+    assert!(loaded.stdout.contains("localhost/multi-out:latest"), "{}", loaded.describe());
+    let images = run(strata_bin(), ["--root", &root, "images"]).ok();
+    assert!(images.stdout.contains("manifest list: 2 platforms"), "{}", images.describe());
+    let arm = run(strata_bin(), ["--root", &root, "run", "--rm", "--platform", "linux/arm64", "multi-out", "cat", "/arch"]).ok();
+    assert_eq!(arm.stdout, "aarch64 arm64\n", "{}", arm.describe());
+    let digest = run(strata_bin(), ["--root", &root, "inspect", "multi-out"]).ok().json();
+    assert_eq!(digest[0]["Digest"], index_digest("multi-out"), "the index keeps its digest through save and load");
+    let _ = run(strata_bin(), ["--root", &root, "unshare", "rm", "-rf", &root]);
+}
+
 #[test]
 fn a_foreign_run_without_its_emulator_fails_and_tags_nothing() {
     require_fault_injection();
