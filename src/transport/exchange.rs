@@ -25,7 +25,7 @@ pub fn export(
     let local = store;
     let store = &store.images;
     match dest {
-        Location::RootfsDir { path } => export_rootfs(local, manifest, path).map(|()| None),
+        Location::RootfsDir { path } => export_rootfs(local, &one_platform(store, manifest, "a dir: output")?, path).map(|()| None),
         Location::Registry { path } => {
             let name =
                 oci::ImageName::parse(&path.to_string_lossy()).with_context(|| format!("invalid registry reference {}", path.display()))?;
@@ -37,10 +37,24 @@ pub fn export(
         Location::OciArchive { path, .. } => Ok(oci::export_oci_archive(store, manifest, path, tag).map(|()| None)?),
         Location::DockerArchive { path, reference } => {
             let tags = docker_repo_tags(reference.as_deref(), name)?;
-            oci::export_docker_archive(store, manifest, path, &tags).map(|()| None).map_err(anyhow::Error::from)
+            let one = one_platform(store, manifest, "a docker-archive")?;
+            oci::export_docker_archive(store, &one, path, &tags).map(|()| None).map_err(anyhow::Error::from)
         }
     }
     .with_context(|| format!("exporting to {dest}"))
+}
+
+/// The manifest a one-image output takes: of a manifest list, the host's platform,
+/// said once (oci:, oci-archive: and docker:// keep every platform).
+fn one_platform(store: &oci::Store, manifest: &oci::Descriptor, what: &str) -> Result<oci::Descriptor> {
+    let one = store.select_manifest(manifest, None)?;
+    if oci::is_index_descriptor(manifest) {
+        eprintln!(
+            "strata: note: {what} holds one platform: writing {} of the manifest list (oci:, oci-archive: and docker:// keep every platform)",
+            crate::platform::Platform::host()
+        );
+    }
+    Ok(one)
 }
 
 /// Writes the image's files into `path` (missing or empty), all owned by the user who

@@ -160,6 +160,14 @@ fn every_platform_survives_an_oci_archive_output_and_a_save_and_load() {
     .ok();
     assert_eq!(listed_arches(&format!("oci-archive:{}", path_str(&archive))), ["amd64", "arm64"]);
 
+    // A docker-archive has no index: it takes the host's platform and says so.
+    let docker = out.join("multi-docker.tar");
+    let dest = format!("docker-archive:{}", path_str(&docker));
+    let one = strata(["build", "--platform", "linux/amd64,linux/arm64", "--build-arg", &base_arg, "--output", &dest, &path_str(&ctx)]).ok();
+    assert!(one.stderr.contains("holds one platform: writing linux/amd64"), "{}", one.describe());
+    let inspected = run("skopeo", ["inspect", &format!("docker-archive:{}", path_str(&docker))]).ok().json();
+    assert_eq!(inspected["Architecture"], "amd64", "{inspected}");
+
     // save, then load into a fresh store: the index and both platforms come back.
     let saved = out.join("saved.tar");
     strata(["save", "--format", "oci-archive", "-o", &path_str(&saved), "multi-out"]).ok();
