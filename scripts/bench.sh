@@ -13,6 +13,14 @@
 #              strata rebuild must mark each step CACHED and give the first build's
 #              image id, and the figure is judged against the goal (PASS/FAIL: under
 #              0.2 s and at least 10x faster than buildah)
+#   platforms  (not in the default set) issue 15's Dockerfile (a RUN writing
+#              `uname -m` and $TARGETARCH, a FROM --platform=$BUILDPLATFORM stage, a
+#              COPY --from) built for linux/amd64,linux/arm64 (arm64 through qemu's
+#              binfmt_misc handler): strata `build --platform` beside `buildah build
+#              --platform ... --manifest`, each from a fresh store holding only the
+#              two-platform base (pushed by strata to a local docker-registry, which
+#              buildah pulls from, both platforms, before its timing): the median of
+#              STRATA_BENCH_RUNS
 #   registry2g (not in the default set) a 2 GiB layer of random data built, pushed
 #              to a local docker-registry and pulled into an empty store: seconds
 #              and peak RSS (GNU time's maximum resident set) of strata for each,
@@ -238,11 +246,72 @@ if want registry2g; then
     [ -n "$pushed_id" ] && [ "$pushed_id" = "$pulled_id" ] || reg_ok=0
 fi
 
+# Two platforms in one build, through qemu for arm64.
+if want platforms; then
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    preg="127.0.0.1:$port"
+    mkdir -p "$work/pregistry" "$work/pbase" "$work/multi" "$work/arm64"
+    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
+        "$work/pregistry/data" "$preg" >"$work/pregistry/config.yml"
+    docker-registry serve "$work/pregistry/config.yml" >"$work/pregistry/log" 2>&1 &
+    preg_pid=$!
+    trap 'kill "$preg_pid" 2>/dev/null || true' EXIT
+    for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    # The base: fixtures/busybox's recipe, each platform's busybox picked by TARGETARCH.
+    cp fixtures/busybox/* "$work/pbase/"
+    cp /bin/busybox "$work/pbase/busybox-amd64"
+    deb="$(ls "${STRATA_ARM64_DEBS:-/var/cache/strata-arm64}"/busybox-static_*_arm64.deb 2>/dev/null | head -n1)"
+    [ -n "$deb" ] || die "no busybox-static arm64 .deb: run scripts/deps.sh as root"
+    dpkg-deb -x "$deb" "$work/arm64"
+    cp "$work/arm64/bin/busybox" "$work/pbase/busybox-arm64"
+    sed -i 's/^FROM scratch$/FROM scratch\nARG TARGETARCH/; s#COPY busybox /bin/busybox#COPY busybox-${TARGETARCH} /bin/busybox#' "$work/pbase/Dockerfile"
+    pstore="$work/pbase-store"
+    "$strata_bin" --root "$pstore" build -q --platform linux/amd64,linux/arm64 -t pbase "$work/pbase" >/dev/null || die "building the two-platform base failed"
+    "$strata_bin" --root "$pstore" push pbase "$preg/bench/pbase:1" >/dev/null 2>&1 || die "pushing the base failed"
+    cat >"$work/multi/Dockerfile" <<'EOF'
+ARG BASE
+FROM --platform=$BUILDPLATFORM $BASE AS cross
+ARG TARGETARCH
+RUN echo "built on $(uname -m) for $TARGETARCH" > /per-target
+FROM $BASE
+ARG TARGETARCH
+RUN echo "$(uname -m) $TARGETARCH" > /arch
+COPY --from=cross /per-target /per-target
+EOF
+    : >"$work/pstrata.times"
+    : >"$work/pbuildah.times"
+    for i in $(seq 1 "$runs"); do
+        ps="$work/pstrata-$i"
+        "$strata_bin" --root "$ps" pull -q --all-platforms "$preg/bench/pbase:1" >/dev/null || die "strata pull of the base failed"
+        t0=$(now)
+        "$strata_bin" --root "$ps" build -q --platform linux/amd64,linux/arm64 --build-arg "BASE=$preg/bench/pbase:1" -t multi "$work/multi" >/dev/null ||
+            die "strata multi-platform build failed"
+        elapsed "$t0" "$(now)" >>"$work/pstrata.times"
+        pb="$work/pbuildah-$i"
+        for p in linux/amd64 linux/arm64; do
+            buildah --root "$pb" --runroot "$pb-run" --storage-driver overlay pull -q --tls-verify=false --platform "$p" "$preg/bench/pbase:1" >/dev/null 2>&1 ||
+                die "buildah pull of the base failed"
+        done
+        t0=$(now)
+        buildah --root "$pb" --runroot "$pb-run" --storage-driver overlay build -q --isolation chroot --layers --tls-verify=false \
+            --platform linux/amd64,linux/arm64 --manifest multi --build-arg "BASE=$preg/bench/pbase:1" "$work/multi" >/dev/null 2>&1 ||
+            die "buildah multi-platform build failed"
+        elapsed "$t0" "$(now)" >>"$work/pbuildah.times"
+        "$strata_bin" --root "$ps" unshare rm -rf "$ps" 2>/dev/null || true
+        buildah unshare rm -rf "$pb" "$pb-run" 2>/dev/null || true
+    done
+    kill "$preg_pid" 2>/dev/null || true
+    wait "$preg_pid" 2>/dev/null || true
+    T[platforms.cold.strata]=$(median <"$work/pstrata.times")
+    T[platforms.cold.buildah]=$(median <"$work/pbuildah.times")
+fi
+
 printf '%-18s %10s %10s %8s\n' workload strata_s buildah_s ratio
-for w in base hello manyfiles bigfile cached20; do
+for w in base hello manyfiles bigfile cached20 platforms; do
     want "$w" || [ "$w" = base ] || continue
     for round in cold warm; do
         [ "$w" = cached20 ] && [ "$round" = cold ] && continue
+        [ "$w" = platforms ] && [ "$round" = warm ] && continue
         st=${T[$w.$round.strata]}
         bt=${T[$w.$round.buildah]}
         printf '%-18s %10.3f %10.3f %7.2fx\n' "$w ($round)" "$st" "$bt" "$(echo "$bt / $st" | bc -l)"
