@@ -23,6 +23,14 @@ pub fn resolve(store: &LocalStore, reference: &str, registry: &RegistryOptions, 
     let found = transport::find_image(store, reference, &registry)?;
     let manifest = store.images.select_manifest(&found, Some(platform))?;
     let mut state = store.load_image(&manifest)?;
+    refuse_other_platform(reference, &state, platform)?;
+    state.cache_key = step_key::key_of(&[&step_key::base_key(&state), &platform.to_string()]);
+    Ok(state)
+}
+
+/// Refuses an image whose config is for another platform than `platform`: nothing
+/// is ever built on, or run as, the wrong architecture.
+pub(super) fn refuse_other_platform(reference: &str, state: &ImageState, platform: &Platform) -> Result<()> {
     let config = &state.config;
     if !config.architecture.is_empty() {
         let image = Platform::new(&config.os, &config.architecture, config.variant.as_deref());
@@ -30,6 +38,5 @@ pub fn resolve(store: &LocalStore, reference: &str, registry: &RegistryOptions, 
             bail!("base image {reference:?} is for {image}, not {platform}: build or pull it for {platform} (strata never uses an image on another architecture)");
         }
     }
-    state.cache_key = step_key::key_of(&[&step_key::base_key(&state), &platform.to_string()]);
-    Ok(state)
+    Ok(())
 }

@@ -226,9 +226,10 @@ fn resolve(b: &Build, value: &ContextValue) -> Result<ContextSource> {
                 Some(d) => Some(format!("@{d}")),
                 None => tag.clone(),
             };
-            let manifest = transport::import(b.store, &Location::OciDir { path: dir.clone(), tag })?;
+            let manifest = transport::import(b.store, &Location::OciDir { path: dir.clone(), tag }, Some(&b.platform))?;
             let mut state = b.store.load_image(&manifest)?;
-            state.cache_key = step_key::base_key(&state);
+            base::refuse_other_platform(&format!("oci-layout://{}", dir.display()), &state, &b.platform)?;
+            state.cache_key = step_key::key_of(&[&step_key::base_key(&state), &b.platform.to_string()]);
             ContextSource::Image(Box::new(state))
         }
         ContextValue::DockerImage(reference) => {

@@ -115,17 +115,17 @@ pub(super) fn finish_tar_file(tmp: tempfile::NamedTempFile, dest_file: &Path) ->
 
 /// Copies the image named `ref_name` (or the only image) from the OCI layout at `dir`
 /// into `store`, returning its manifest descriptor. Tagging it is left to the caller.
-pub fn import_oci_dir(store: &Store, dir: &Path, ref_name: Option<&str>) -> Result<Descriptor> {
-    import_layout(store, dir, ref_name, Transfer::Copy, false)
+pub fn import_oci_dir(store: &Store, dir: &Path, ref_name: Option<&str>, platform: Option<&Platform>) -> Result<Descriptor> {
+    import_layout(store, dir, ref_name, Transfer::Copy, Pick::One(platform))
 }
 
 /// Imports from an oci-archive tar; see [`import_oci_dir`].
-pub fn import_oci_archive(store: &Store, file: &Path, ref_name: Option<&str>) -> Result<Descriptor> {
+pub fn import_oci_archive(store: &Store, file: &Path, ref_name: Option<&str>, platform: Option<&Platform>) -> Result<Descriptor> {
     // Extract inside the store so adopting blobs is a rename, not a second copy.
     let tmp = super::temps::create_dir(store.root(), "import-")?;
     let reader = File::open(file).map_err(OciError::io("open", file))?;
     extract(reader, file, tmp.path(), LinkPolicy::Refuse)?;
-    import_layout(store, tmp.path(), ref_name, Transfer::Move, false).map_err(|e| in_archive(e, tmp.path(), file))
+    import_layout(store, tmp.path(), ref_name, Transfer::Move, Pick::One(platform)).map_err(|e| in_archive(e, tmp.path(), file))
 }
 
 /// Names the archive and its member, not strata's temp dir, in an error about a
@@ -295,19 +295,27 @@ pub(super) fn extract(reader: impl Read, label: &Path, dest: &Path, policy: Link
     Ok(links)
 }
 
-/// Imports the image `ref_name` names in the layout at `dir`. An index there gives
-/// the host's platform, unless `whole`: then every image it lists and the index
-/// itself come in (`strata load` of a multi-platform `save`), and its descriptor
-/// is returned.
-pub(super) fn import_layout(store: &Store, dir: &Path, ref_name: Option<&str>, transfer: Transfer, whole: bool) -> Result<Descriptor> {
+/// Of an index in a layout: one platform's image (the host's when none is named), or
+/// all of them and the index itself (`strata load` of a multi-platform `save`).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Pick<'a> {
+    One(Option<&'a Platform>),
+    Whole,
+}
+
+/// Imports the image `ref_name` names in the layout at `dir`, an index picked from
+/// as `pick` says; with [`Pick::Whole`] the index's descriptor is returned.
+pub(super) fn import_layout(store: &Store, dir: &Path, ref_name: Option<&str>, transfer: Transfer, pick: Pick) -> Result<Descriptor> {
     if !dir.join("oci-layout").is_file() {
         return Err(OciError::InvalidLayout { path: dir.to_path_buf(), reason: "missing oci-layout file".to_string() });
     }
     let index: ImageIndex = read_json_file(&dir.join("index.json"))?;
     let mut chosen = select_entry(dir, &index, ref_name)?;
-    if whole && is_index(chosen.media_type()) {
-        return import_whole_index(store, dir, &chosen, transfer);
-    }
+    let wanted = match pick {
+        Pick::Whole if is_index(chosen.media_type()) => return import_whole_index(store, dir, &chosen, transfer),
+        Pick::Whole => None,
+        Pick::One(platform) => platform,
+    };
     let mut depth = 0;
     while is_index(chosen.media_type()) {
         depth += 1;
@@ -319,7 +327,7 @@ pub(super) fn import_layout(store: &Store, dir: &Path, ref_name: Option<&str>, t
         }
         let digest = descriptor_digest(&chosen)?;
         let nested: ImageIndex = read_source_json(dir, &digest, chosen.size())?;
-        chosen = select_platform(&digest, &nested)?;
+        chosen = select_platform(&digest, &nested, wanted)?;
     }
     import_manifest(store, dir, &chosen, transfer)?;
     Ok(plain_descriptor(&chosen))
@@ -393,11 +401,17 @@ fn select_entry(dir: &Path, index: &ImageIndex, ref_name: Option<&str>) -> Resul
     }
 }
 
-/// Picks the manifest for the platform we run on from a multi-platform index.
-fn select_platform(digest: &Digest, index: &ImageIndex) -> Result<Descriptor> {
-    host_manifest(index).cloned().ok_or_else(|| {
+/// Picks the manifest for `wanted` (the platform we run on when None) from a
+/// multi-platform index.
+fn select_platform(digest: &Digest, index: &ImageIndex, wanted: Option<&Platform>) -> Result<Descriptor> {
+    let found = match wanted {
+        None => host_manifest(index),
+        Some(w) => index.manifests().iter().find(|d| super::platform_of(d).is_some_and(|p| w.matches(&p))),
+    };
+    found.cloned().ok_or_else(|| {
         let available = index.manifests().iter().filter_map(super::platform_of).map(|p| p.to_string()).collect();
-        OciError::NoPlatformMatch { digest: digest.clone(), wanted: Platform::host().to_string(), available }
+        let wanted = wanted.cloned().unwrap_or_else(Platform::host).to_string();
+        OciError::NoPlatformMatch { digest: digest.clone(), wanted, available }
     })
 }
 

@@ -34,7 +34,7 @@ fn oci_dir_round_trip() {
     assert!(Store::open(&out).unwrap().fsck().unwrap().is_clean());
 
     let dst = temp_store(&tmp, "dst");
-    let got = import_oci_dir(&dst, &out, Some("v2")).unwrap();
+    let got = import_oci_dir(&dst, &out, Some("v2"), None).unwrap();
     assert_eq!(got.digest(), m2.digest());
     assert_eq!(got.size(), m2.size());
     assert!(got.annotations().is_none());
@@ -68,7 +68,7 @@ fn oci_archive_round_trip() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     let dst = temp_store(&tmp, "dst");
-    let got = import_oci_archive(&dst, &file, None).unwrap();
+    let got = import_oci_archive(&dst, &file, None, None).unwrap();
     assert_eq!(got.digest(), m.digest());
     dst.tag(&ImageName::parse("x").unwrap(), &got).unwrap();
     assert!(dst.fsck().unwrap().is_clean());
@@ -106,17 +106,17 @@ fn import_picks_by_name_and_explains_failures() {
     export_oci_dir(&src, &m2, &out, Some("b")).unwrap();
     let dst = temp_store(&tmp, "dst");
 
-    let err = import_oci_dir(&dst, &out, None).unwrap_err();
+    let err = import_oci_dir(&dst, &out, None, None).unwrap_err();
     assert!(matches!(err, OciError::AmbiguousManifest { .. }), "{err}");
     assert!(err.to_string().contains("localhost/a:latest, b"), "{err}");
-    let err = import_oci_dir(&dst, &out, Some("c")).unwrap_err();
+    let err = import_oci_dir(&dst, &out, Some("c"), None).unwrap_err();
     assert!(err.to_string().contains("\"c\""), "{err}");
     assert!(err.to_string().contains("available: localhost/a:latest, b"), "{err}");
     // A short name matches its normalised spelling.
-    assert_eq!(import_oci_dir(&dst, &out, Some("a")).unwrap().digest(), m1.digest());
-    assert_eq!(import_oci_dir(&dst, &out, Some("b")).unwrap().digest(), m2.digest());
+    assert_eq!(import_oci_dir(&dst, &out, Some("a"), None).unwrap().digest(), m1.digest());
+    assert_eq!(import_oci_dir(&dst, &out, Some("b"), None).unwrap().digest(), m2.digest());
 
-    let err = import_oci_dir(&dst, &tmp.path().join("nope"), None).unwrap_err();
+    let err = import_oci_dir(&dst, &tmp.path().join("nope"), None, None).unwrap_err();
     assert!(matches!(err, OciError::InvalidLayout { .. }), "{err}");
 }
 
@@ -133,13 +133,13 @@ fn import_verifies_source_blobs() {
     fs::write(&bad, bytes).unwrap();
 
     let dst = temp_store(&tmp, "dst");
-    let err = import_oci_dir(&dst, &out, None).unwrap_err();
+    let err = import_oci_dir(&dst, &out, None, None).unwrap_err();
     assert!(matches!(err, OciError::DigestMismatch { .. }), "{err}");
     assert!(!dst.has_blob(&layer.digest));
     assert!(!dst.has_blob(&descriptor_digest(&m).unwrap()));
 
     fs::remove_file(&bad).unwrap();
-    let err = import_oci_dir(&dst, &out, None).unwrap_err();
+    let err = import_oci_dir(&dst, &out, None, None).unwrap_err();
     assert!(matches!(err, OciError::BlobNotFound { .. }), "{err}");
 }
 
@@ -167,7 +167,7 @@ fn import_follows_an_index_to_the_host_platform() {
     layout.set_ref_name("multi", &index_desc).unwrap();
 
     let dst = temp_store(&tmp, "dst");
-    let got = import_oci_dir(&dst, layout.root(), Some("multi")).unwrap();
+    let got = import_oci_dir(&dst, layout.root(), Some("multi"), None).unwrap();
     assert_eq!(got.digest(), host.digest());
     assert_eq!(got.media_type().to_string(), MEDIA_TYPE_MANIFEST);
     assert!(got.platform().is_some());
@@ -178,7 +178,7 @@ fn import_follows_an_index_to_the_host_platform() {
     only_other.set_manifests(vec![with_platform(&other, Os::Linux, foreign_arch)]);
     let d = layout.put_json(MEDIA_TYPE_INDEX, &only_other).unwrap();
     layout.set_ref_name("foreign", &d).unwrap();
-    let err = import_oci_dir(&dst, layout.root(), Some("foreign")).unwrap_err();
+    let err = import_oci_dir(&dst, layout.root(), Some("foreign"), None).unwrap_err();
     assert!(matches!(err, OciError::NoPlatformMatch { .. }), "{err}");
 }
 
@@ -212,7 +212,7 @@ fn archive_import_refuses_unsafe_members() {
     for (i, (name, kind)) in cases.into_iter().enumerate() {
         let file = tmp.path().join(format!("bad{i}.tar"));
         raw_tar(&file, name, kind);
-        let err = import_oci_archive(&dst, &file, None).unwrap_err();
+        let err = import_oci_archive(&dst, &file, None, None).unwrap_err();
         assert!(matches!(err, OciError::UnsafeArchivePath { .. }), "{err}");
         assert!(err.to_string().contains("unsafe member"), "{err}");
     }
@@ -263,7 +263,7 @@ fn skopeo_reads_our_exports_and_we_read_its_copies() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let dst = temp_store(&tmp, "dst");
-    let got = import_oci_dir(&dst, &copy, Some("again")).unwrap();
+    let got = import_oci_dir(&dst, &copy, Some("again"), None).unwrap();
     assert_eq!(got.digest(), m.digest());
     assert!(dst.has_blob(&layer.digest));
 }
@@ -278,7 +278,7 @@ fn import_picks_a_manifest_by_digest() {
     export_oci_dir(&src, &m1, &out, Some("a")).unwrap();
     export_oci_dir(&src, &m2, &out, Some("b")).unwrap();
     let dst = temp_store(&tmp, "dst");
-    let by_digest = |d: &Descriptor| import_oci_dir(&dst, &out, Some(&format!("@{}", d.digest())));
+    let by_digest = |d: &Descriptor| import_oci_dir(&dst, &out, Some(&format!("@{}", d.digest())), None);
     assert_eq!(by_digest(&m2).unwrap().digest(), m2.digest(), "an index.json entry");
 
     // A manifest index.json does not list (one platform's, below an index) is
@@ -296,6 +296,6 @@ fn import_picks_a_manifest_by_digest() {
     assert_eq!(got.media_type().to_string(), MEDIA_TYPE_MANIFEST);
 
     let missing = format!("@sha256:{}", "0".repeat(64));
-    let err = import_oci_dir(&dst, &out, Some(&missing)).unwrap_err();
+    let err = import_oci_dir(&dst, &out, Some(&missing), None).unwrap_err();
     assert!(matches!(err, OciError::BlobNotFound { .. }), "{err}");
 }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::Descriptor;
 use serde::{Deserialize, Serialize};
 
-use super::archive::{extract, finish_tar_file, header, import_layout, plain_descriptor, tar_temp_file, LinkPolicy, Links, Transfer};
+use super::archive::{extract, finish_tar_file, header, import_layout, plain_descriptor, tar_temp_file, LinkPolicy, Links, Pick, Transfer};
 use super::image::{
     build_manifest, descriptor_digest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD,
 };
@@ -176,7 +176,7 @@ pub fn load_archive_from(store: &Store, reader: impl Read, label: &Path, referen
         Some(ArchiveFormat::Docker) => import_docker_dir(store, tmp.path(), &links, label, reference).map_err(in_archive),
         Some(ArchiveFormat::Oci) => {
             let names = oci_names(tmp.path(), reference);
-            let manifest = import_layout(store, tmp.path(), reference, Transfer::Move, true).map_err(in_archive)?;
+            let manifest = import_layout(store, tmp.path(), reference, Transfer::Move, Pick::Whole).map_err(in_archive)?;
             Ok(LoadedImage { manifest, names })
         }
         None => Err(OciError::InvalidLayout {

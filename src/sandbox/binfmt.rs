@@ -29,7 +29,14 @@ pub fn check_runnable(platform: &Platform) -> Result<(), String> {
     let name = format!("qemu-{}", qemu_name(platform));
     let path = dir().join(&name);
     match fs::read_to_string(&path) {
-        Ok(text) if text.lines().next() == Some("enabled") => Ok(()),
+        Ok(text) if text.lines().next() == Some("enabled") && fix_binary(&text) => Ok(()),
+        // Without F the kernel opens the interpreter by path when the RUN execs,
+        // inside the build's root, where it is not: the step would fail with ENOENT.
+        Ok(text) if text.lines().next() == Some("enabled") => Err(format!(
+            "cannot run {platform} binaries in a build on this {} machine: the binfmt_misc handler {} was registered without the F (fix-binary) flag, so its interpreter is not found inside the build's root; register it with F (Debian's qemu-user-static and binfmt-support do: `update-binfmts --disable {name} && update-binfmts --enable {name}`)",
+            Platform::host(),
+            path.display()
+        )),
         Ok(_) => Err(format!(
             "cannot run {platform} binaries on this {} machine: the binfmt_misc handler {} is disabled; enable it (`update-binfmts --enable {name}`, as root)",
             Platform::host(),
@@ -41,6 +48,12 @@ pub fn check_runnable(platform: &Platform) -> Result<(), String> {
             path.display()
         )),
     }
+}
+
+/// True when the handler's `flags:` line has F: its interpreter was opened when it
+/// was registered, so it works in any mount namespace and chroot.
+fn fix_binary(entry: &str) -> bool {
+    entry.lines().find_map(|l| l.strip_prefix("flags:")).is_some_and(|f| f.contains('F'))
 }
 
 /// The platforms RUN can execute: the host's, then each with an enabled emulator.
@@ -65,5 +78,7 @@ mod tests {
         // An architecture no qemu handler is named for.
         let err = check_runnable(&Platform::parse("linux/nosucharch").unwrap()).unwrap_err();
         assert!(err.contains("qemu-user-static") && err.contains("qemu-nosucharch"), "{err}");
+        assert!(fix_binary("enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: PF\noffset 0\n"));
+        assert!(!fix_binary("enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: OC\noffset 0\n"));
     }
 }

@@ -91,10 +91,10 @@ pub fn docker_repo_tags(reference: Option<&str>, name: Option<&oci::ImageName>) 
 }
 
 /// Copies the image at `source` into the store and returns its manifest descriptor.
-pub fn import(store: &LocalStore, source: &Location) -> Result<oci::Descriptor> {
+pub fn import(store: &LocalStore, source: &Location, platform: Option<&crate::platform::Platform>) -> Result<oci::Descriptor> {
     match source {
-        Location::OciDir { path, tag } => oci::import_oci_dir(&store.images, path, tag.as_deref()),
-        Location::OciArchive { path, tag } => oci::import_oci_archive(&store.images, path, tag.as_deref()),
+        Location::OciDir { path, tag } => oci::import_oci_dir(&store.images, path, tag.as_deref(), platform),
+        Location::OciArchive { path, tag } => oci::import_oci_archive(&store.images, path, tag.as_deref(), platform),
         Location::DockerArchive { path, reference } => oci::load_archive(&store.images, path, reference.as_deref()).map(|l| l.manifest),
         Location::RootfsDir { path } => {
             bail!("dir:{} is an output only: an image cannot start from a plain directory", path.display())

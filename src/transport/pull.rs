@@ -27,7 +27,7 @@ pub struct Pulled {
 /// or id, or a registry image (pulled as `--pull` says).
 pub fn find_image(store: &LocalStore, reference: &str, opts: &RegistryOptions) -> Result<oci::Descriptor> {
     if let Some(source) = Location::parse_transport(reference) {
-        return import(store, &source?);
+        return import(store, &source?, opts.platform.as_ref());
     }
     // An id (`sha256:...`) only ever names an image of the local store.
     if is_short_name(reference) && !reference.starts_with("sha256:") {

@@ -140,7 +140,10 @@ fn listed_arches(reference: &str) -> Vec<String> {
 #[test]
 fn every_platform_survives_an_oci_archive_output_and_a_save_and_load() {
     with_platform_base();
-    let ctx = multi_context();
+    // Steps of their own (an ENV first in each stage): run beside the test above,
+    // the same steps would race for one cache entry and change its rebuild's digest.
+    let ctx = scratch("multi-out-context");
+    fs::write(ctx.join("Dockerfile"), MULTI.replace("ARG TARGETARCH\n", "ENV OUTPUT_TEST=1\nARG TARGETARCH\n")).unwrap();
     let out = scratch("multi-out");
     let archive = out.join("multi.tar");
     let dest = format!("oci-archive:{}", path_str(&archive));
@@ -182,6 +185,47 @@ fn every_platform_survives_an_oci_archive_output_and_a_save_and_load() {
     let digest = run(strata_bin(), ["--root", &root, "inspect", "multi-out"]).ok().json();
     assert_eq!(digest[0]["Digest"], index_digest("multi-out"), "the index keeps its digest through save and load");
     let _ = run(strata_bin(), ["--root", &root, "unshare", "rm", "-rf", &root]);
+}
+
+/// The architecture an image's config names, for one platform of it.
+fn config_arch(tag: &str, platform: &str) -> String {
+    let doc = strata(["inspect", "--platform", platform, tag]).ok().json();
+    doc[0]["architecture"].as_str().unwrap_or_else(|| panic!("no architecture in {doc}")).to_string()
+}
+
+#[test]
+fn from_scratch_and_archived_bases_are_taken_per_platform() {
+    with_platform_base();
+    // FROM scratch with no ARG: only the platform in the cache key keeps the arm64
+    // pass from taking the amd64 pass's COPY, config and all.
+    let ctx = scratch("scratch-per-platform");
+    fs::write(ctx.join("f"), "same bytes\n").unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
+    strata(["build", "--platform", "linux/amd64,linux/arm64", "-t", "scratch-multi", &path_str(&ctx)]).ok();
+    assert_eq!(config_arch("scratch-multi", "linux/arm64"), "arm64");
+    assert_eq!(config_arch("scratch-multi", "linux/amd64"), "amd64");
+
+    // A multi-platform base in an oci-archive (FROM oci-archive:) and in an OCI
+    // layout (--build-context NAME=oci-layout://): each pass takes its platform.
+    let out = scratch("archived-bases");
+    let archive = out.join("pbase.tar");
+    let layout = out.join("pbase-layout");
+    strata(["save", "--format", "oci-archive", "-o", &path_str(&archive), BASE]).ok();
+    strata(["save", "--format", "oci-dir", "-o", &path_str(&layout), BASE]).ok();
+    let from_archive = scratch("from-archive");
+    fs::write(from_archive.join("Dockerfile"), format!("FROM oci-archive:{}\nRUN uname -m > /m\n", path_str(&archive))).unwrap();
+    strata(["build", "--platform", "linux/arm64", "-t", "from-archive", &path_str(&from_archive)]).ok();
+    let m = strata(["run", "--rm", "--platform", "linux/arm64", "from-archive", "cat", "/m"]).ok();
+    assert_eq!(m.stdout, "aarch64\n", "{}", m.describe());
+    let from_layout = scratch("from-layout");
+    fs::write(from_layout.join("Dockerfile"), "FROM pbase-ctx\nRUN uname -m > /m\n").unwrap();
+    let context = format!("pbase-ctx=oci-layout://{}", path_str(&layout));
+    strata(["build", "--platform", "linux/amd64,linux/arm64", "--build-context", &context, "-t", "from-layout", &path_str(&from_layout)])
+        .ok();
+    let arm = strata(["run", "--rm", "--platform", "linux/arm64", "from-layout", "cat", "/m"]).ok();
+    assert_eq!(arm.stdout, "aarch64\n", "{}", arm.describe());
+    let amd = strata(["run", "--rm", "--platform", "linux/amd64", "from-layout", "cat", "/m"]).ok();
+    assert_eq!(amd.stdout, "x86_64\n", "{}", amd.describe());
 }
 
 #[test]
