@@ -207,19 +207,26 @@ if want cached20; then
     T[cached20.warm.buildah]=$(median <"$work/buildah.times")
 fi
 
+# Starts Debian's docker-registry on a free loopback port, its data below $1: sets
+# reg (host:port) and reg_pid; it is stopped on any exit, a failed step's included.
+start_registry() {
+    local dir=$1 port
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    reg="127.0.0.1:$port"
+    mkdir -p "$dir"
+    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
+        "$dir/data" "$reg" >"$dir/config.yml"
+    docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+    reg_pid=$!
+    trap 'kill "$reg_pid" 2>/dev/null || true' EXIT
+    for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+}
+
 # A 2 GiB layer through a registry: memory must stay flat, whatever the layer size.
 reg_ok=1
 if want registry2g; then
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    reg="127.0.0.1:$port"
-    mkdir -p "$work/registry" "$work/huge"
-    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
-        "$work/registry/data" "$reg" >"$work/registry/config.yml"
-    docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
-    reg_pid=$!
-    # Stopped on any exit, a failed step's included.
-    trap 'kill "$reg_pid" 2>/dev/null || true' EXIT
-    for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    mkdir -p "$work/huge"
+    start_registry "$work/registry"
     printf 'FROM busybox\nRUN head -c %s /dev/urandom > /huge\n' $((2 * 1024 * 1024 * 1024)) >"$work/huge/Dockerfile"
     # GNU time appends "seconds kib" to the file after the command's own output.
     timed() { # name command...
@@ -248,15 +255,9 @@ fi
 
 # Two platforms in one build, through qemu for arm64.
 if want platforms; then
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    preg="127.0.0.1:$port"
-    mkdir -p "$work/pregistry" "$work/pbase" "$work/multi" "$work/arm64"
-    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
-        "$work/pregistry/data" "$preg" >"$work/pregistry/config.yml"
-    docker-registry serve "$work/pregistry/config.yml" >"$work/pregistry/log" 2>&1 &
-    preg_pid=$!
-    trap 'kill "$preg_pid" 2>/dev/null || true' EXIT
-    for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    mkdir -p "$work/pbase" "$work/multi" "$work/arm64"
+    start_registry "$work/pregistry"
+    preg=$reg
     # The base: fixtures/busybox's recipe, each platform's busybox picked by TARGETARCH.
     cp fixtures/busybox/* "$work/pbase/"
     cp /bin/busybox "$work/pbase/busybox-amd64"
@@ -300,8 +301,8 @@ EOF
         "$strata_bin" --root "$ps" unshare rm -rf "$ps" 2>/dev/null || true
         buildah unshare rm -rf "$pb" "$pb-run" 2>/dev/null || true
     done
-    kill "$preg_pid" 2>/dev/null || true
-    wait "$preg_pid" 2>/dev/null || true
+    kill "$reg_pid" 2>/dev/null || true
+    wait "$reg_pid" 2>/dev/null || true
     T[platforms.cold.strata]=$(median <"$work/pstrata.times")
     T[platforms.cold.buildah]=$(median <"$work/pbuildah.times")
 fi
