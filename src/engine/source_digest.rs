@@ -331,8 +331,12 @@ impl Memo {
     /// Loads the memo of the store at `root` (empty when absent or unreadable).
     pub fn load(root: &Path) -> Memo {
         let path = root.join("cache").join("hash-memo.json");
-        let entries: Vec<(MemoKey, String)> = fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let entries = Memo::load_entries(&path);
         Memo { path, map: std::sync::Mutex::new(entries.into_iter().collect()), dirty: Default::default() }
+    }
+
+    fn load_entries(path: &Path) -> Vec<(MemoKey, String)> {
+        fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
     }
 
     fn get(&self, key: &MemoKey) -> Option<String> {
@@ -351,13 +355,19 @@ impl Memo {
     }
 
     /// Writes the memo back if it learned anything (best effort: a memo that cannot be
-    /// written only costs hashing again).
+    /// written only costs hashing again). Builds share one memo, so the file on disk is
+    /// read again under a lock and this build's entries merged into it: writing only
+    /// what was loaded at the start would drop what a concurrent build learned.
     pub fn save(&self) {
         if !self.dirty.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
+        let Ok(lock_file) = fs::OpenOptions::new().create(true).append(true).open(self.path.with_extension("lock")) else { return };
+        let Ok(_lock) = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive) else { return };
         let Ok(map) = self.map.lock() else { return };
-        let entries: Vec<(&MemoKey, &String)> = map.iter().collect();
+        let mut merged: std::collections::HashMap<MemoKey, String> = Memo::load_entries(&self.path).into_iter().collect();
+        merged.extend(map.iter().map(|(k, v)| (*k, v.clone())));
+        let entries: Vec<(&MemoKey, &String)> = merged.iter().collect();
         let Ok(bytes) = serde_json::to_vec(&entries) else { return };
         let _ = durable::replace(&self.path, &bytes, Mode::Umask);
     }
@@ -383,6 +393,22 @@ mod tests {
         assert_eq!(memo.get(&fresh), None, "files changed just now are never remembered");
         memo.save();
         assert_eq!(Memo::load(d.path()).get(&old).as_deref(), Some("abc"), "saved and loaded");
+    }
+
+    #[test]
+    fn concurrent_builds_keep_each_others_memo_entries() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("cache")).unwrap();
+        let (one, two) = (Memo::load(d.path()), Memo::load(d.path()));
+        let a = MemoKey { dev: 1, ino: 2, size: 3, mtime: 1_000_000_000, ctime: 1_000_000_000 };
+        let b = MemoKey { ino: 3, ..a };
+        one.remember(&a, "from-one");
+        two.remember(&b, "from-two");
+        one.save();
+        two.save();
+        let back = Memo::load(d.path());
+        assert_eq!(back.get(&a).as_deref(), Some("from-one"), "the first build's entry survives the second's save");
+        assert_eq!(back.get(&b).as_deref(), Some("from-two"));
     }
 
     #[test]
