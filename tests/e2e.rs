@@ -45,6 +45,8 @@ mod hardening;
 mod hostile;
 #[path = "e2e/interop.rs"]
 mod interop;
+#[path = "e2e/jobs.rs"]
+mod jobs;
 #[path = "e2e/language.rs"]
 mod language;
 #[path = "e2e/language_config.rs"]

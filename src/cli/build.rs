@@ -131,6 +131,10 @@ pub struct BuildArgs {
     /// Write the digest of the manifest pushed by `--output docker://...` to FILE.
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
+    /// How many stages may build at once (default: the number of CPUs; 0: no limit,
+    /// as buildah's). Independent stages run side by side; the image is the same.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
     /// Build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -237,6 +241,11 @@ pub fn run(store: &LocalStore, args: BuildArgs, report: &Reporter) -> Result<Exi
         ssh: args.ssh.iter().map(|s| engine::parse_ssh(s, &env_var)).collect::<Result<_>>()?,
         labels: super::outputs::parse_labels(&args.labels)?,
         annotations: super::outputs::parse_annotations(&args.annotations)?,
+        jobs: match args.jobs {
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+            Some(0) => usize::MAX,
+            Some(n) => n,
+        },
     };
     // As docker does for --iidfile: a failed build must not leave an earlier
     // build's id or digest where a script will read it.

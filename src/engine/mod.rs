@@ -1,9 +1,10 @@
 //! The build engine: Dockerfile -> plan -> stages -> steps -> a stored, tagged image.
 //!
 //! [`build`] reads the Dockerfile (`dockerfile`), orders the stages (`plan`) and
-//! walks them (`stage`); each step goes through the build cache once
-//! (`StageBuilder::step`): its inputs are gathered (`step_inputs`), its key computed by a pure function (`step_key`), and on a
-//! miss it runs as RUN (`run_step`), COPY/ADD (`copy_step`) or a metadata
+//! builds them, independent ones side by side up to `--jobs` (`schedule`), each a
+//! walk of its steps (`stage`); each step goes through the build cache once
+//! (`StageBuilder::step`): its inputs are gathered (`step_inputs`), its key
+//! computed by a pure function (`step_key`), and on a miss it runs as RUN (`run_step`), COPY/ADD (`copy_step`) or a metadata
 //! instruction (`metadata`). Images come from and go to the store (`store`) and
 //! other locations (`transport`). Tags are written only after the whole build
 //! succeeded, so a failed build never leaves a name pointing at a half-built image.
@@ -23,6 +24,7 @@ mod named_context;
 mod remote_cache;
 mod run_mounts;
 mod run_step;
+mod schedule;
 mod secrets;
 mod source_digest;
 mod source_match;
@@ -36,7 +38,7 @@ pub use named_context::{ContextValue, NamedContexts};
 pub use secrets::{parse_secret, parse_ssh, SecretSource};
 pub use step_key::{base_key, key_of, result_key, Key};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -51,7 +53,6 @@ use crate::store::{Cache, ImageState, LayerFormat, LocalStore};
 use crate::transport::{self, Location, RegistryOptions};
 use remote_cache::RemoteCache;
 use source_digest::Memo;
-use stage::StageBuilder;
 
 /// What the user asked `strata build` for.
 #[derive(Clone, Debug, Default)]
@@ -99,6 +100,8 @@ pub struct BuildRequest {
     /// `--platform`: the platforms to build, each in turn. None: the host's, as one
     /// image; one: that platform's image; several: an image index over them.
     pub platforms: Vec<Platform>,
+    /// `--jobs`: how many stages may build at once (0 counts as 1).
+    pub jobs: usize,
 }
 
 /// What every stage of one build shares: the store, the request, and what was read
@@ -122,6 +125,8 @@ pub(crate) struct Build<'a> {
     contexts: named_context::Resolved,
     /// The platform this pass builds for (stages without `FROM --platform`).
     platform: Platform,
+    /// A stage failed: the stages beside it start no further step.
+    cancelled: std::sync::atomic::AtomicBool,
 }
 
 /// The result of a successful build.
@@ -268,23 +273,10 @@ fn build_platform(
         remote,
         contexts: Default::default(),
         platform: platform.clone(),
+        cancelled: Default::default(),
     };
 
-    let mut built: HashMap<usize, ImageState> = HashMap::new();
-    let mut used_args: Vec<String> = Vec::new();
-    let stage_count = plan.order.len();
-    for (n, &index) in plan.order.iter().enumerate() {
-        let stage = &plan.stages[index];
-        if stage.context {
-            // Replaced by its named context: FROM and `--from` ask for that.
-            continue;
-        }
-        let label = if stage_count > 1 { format!("[{}/{}] ", n + 1, stage_count) } else { String::new() };
-        let mut builder = StageBuilder::new(&b, stage, &built, label);
-        let image = builder.run()?;
-        used_args.extend(builder.used_args());
-        built.insert(index, image);
-    }
+    let schedule::Built { images: mut built, used_args } = schedule::build_stages(&b, req.jobs)?;
     let target = match plan.target() {
         t if t.context => stage::stage_base(&b, t.index, &built)?,
         t => built.remove(&t.index).expect("target stage was built"),

@@ -95,6 +95,9 @@ impl<'a> StageBuilder<'a> {
         // FROM ran even when an ONBUILD trigger of its base hit the cache.
         self.b.report.end_step(&self.label, false);
         for (i, step) in self.stage.steps.iter().enumerate() {
+            if self.b.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+                anyhow::bail!("{}stopped before step {}/{total}: another stage failed", self.label, i + 2);
+            }
             self.start(step, i + 2, total);
             self.step(step, i + 2, total).with_context(|| self.name(step, i + 2, total))?;
             self.b.report.end_step(&self.label, self.hit);
@@ -109,7 +112,7 @@ impl<'a> StageBuilder<'a> {
 
     fn start(&mut self, step: &Located, n: usize, total: usize) {
         self.hit = false;
-        self.b.report.start_step(&format!("{}STEP {n}/{total}: {}", self.label, step.original), self.name(step, n, total));
+        self.b.report.start_step(&self.label, &format!("{}STEP {n}/{total}: {}", self.label, step.original), self.name(step, n, total));
     }
 
     /// Runs the base image's ONBUILD triggers right after FROM, as Docker does; they

@@ -74,7 +74,7 @@ fn stop(steps: &Mutex<Steps>, sig: i32) {
         return;
     }
     // The lock stays held: the build cannot start tagging behind this message.
-    eprintln!("{}", interrupt_message(&signal_name(sig), s.current.as_deref(), s.phase));
+    eprintln!("{}", interrupt_message(&signal_name(sig), s.where_now().as_deref(), s.phase));
     std::process::exit(128 + sig);
 }
 
@@ -88,7 +88,7 @@ pub(super) fn tagged(steps: &Mutex<Steps>, ok: bool) {
     };
     s.phase = if ok { Phase::Done } else { Phase::Building };
     if let Some(sig) = pending {
-        eprintln!("{}", interrupt_message(&signal_name(sig), s.current.as_deref(), s.phase));
+        eprintln!("{}", interrupt_message(&signal_name(sig), s.where_now().as_deref(), s.phase));
         std::process::exit(128 + sig);
     }
 }

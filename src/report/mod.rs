@@ -66,18 +66,19 @@ impl Reporter {
         }
     }
 
-    /// A build step starts: prints `line` (`STEP 3/7: RUN make`) and remembers
-    /// `name` (`step 3/7 (Dockerfile:5): RUN make`) for an interrupt.
-    pub fn start_step(&self, line: &str, name: String) {
+    /// A step of the stage labelled `label` (`[2/3] `, empty for a one-stage
+    /// build) starts: prints `line` (`STEP 3/7: RUN make`) and remembers `name`
+    /// (`step 3/7 (Dockerfile:5): RUN make`) for an interrupt.
+    pub fn start_step(&self, label: &str, line: &str, name: String) {
         self.line(line);
-        self.steps().start(name);
+        self.steps().start(label, name);
     }
 
     /// The step under way ended (`cached`: its result came from the build cache,
     /// which `--> CACHED` said): with `--progress=plain`, a step that ran prints
     /// `LABEL--> done in 1.23s`.
     pub fn end_step(&self, label: &str, cached: bool) {
-        let took = self.steps().end(cached);
+        let took = self.steps().end(label, cached);
         if self.is_plain() && !cached {
             self.line(&format!("{label}--> done in {}", format_duration(took)));
         }

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub(super) struct Steps {
     started: Instant,
-    step_started: Instant,
-    /// What is under way, as it finishes "stopped …": `at step 3/7 (Dockerfile:5):
-    /// RUN make`, `while exporting to oci:out`; `None` before the first step.
+    /// The steps under way, one per stage building (several with `--jobs`): the
+    /// stage's label, `at step 3/7 (Dockerfile:5): RUN make`, and when it started.
+    under_way: Vec<(String, String, Instant)>,
+    /// What the build does after its steps, as it finishes "stopped …": `while
+    /// exporting to oci:out`.
     pub current: Option<String>,
     pub run: usize,
     pub cached: usize,
@@ -31,22 +33,33 @@ pub(super) enum Phase {
 impl Steps {
     pub fn new() -> Steps {
         let now = Instant::now();
-        Steps { started: now, step_started: now, current: None, run: 0, cached: 0, phase: Phase::Building }
+        Steps { started: now, under_way: Vec::new(), current: None, run: 0, cached: 0, phase: Phase::Building }
     }
 
-    pub fn start(&mut self, name: String) {
-        self.step_started = Instant::now();
-        self.current = Some(format!("at {name}"));
+    /// The stage labelled `label` starts step `name`.
+    pub fn start(&mut self, label: &str, name: String) {
+        self.under_way.retain(|(l, ..)| l != label);
+        self.under_way.push((label.to_string(), format!("at {name}"), Instant::now()));
     }
 
-    /// Counts the step that ends; returns how long it took.
-    pub fn end(&mut self, cached: bool) -> Duration {
+    /// Counts the step of stage `label` that ends; returns how long it took.
+    pub fn end(&mut self, label: &str, cached: bool) -> Duration {
         if cached {
             self.cached += 1;
         } else {
             self.run += 1;
         }
-        self.step_started.elapsed()
+        let pos = self.under_way.iter().position(|(l, ..)| l == label);
+        pos.map_or(Duration::ZERO, |p| self.under_way.remove(p).2.elapsed())
+    }
+
+    /// Where the build is, for an interrupt: what it does after its steps, else the
+    /// steps under way; None before the first step.
+    pub fn where_now(&self) -> Option<String> {
+        if self.current.is_some() || self.under_way.is_empty() {
+            return self.current.clone();
+        }
+        Some(self.under_way.iter().map(|(_, name, _)| name.as_str()).collect::<Vec<_>>().join(" and "))
     }
 
     pub fn total(&self) -> Duration {
@@ -101,14 +114,27 @@ mod tests {
     #[test]
     fn steps_are_counted_as_run_or_cached() {
         let mut s = Steps::new();
-        s.start("step 1/3 (Dockerfile:1): FROM busybox".into());
-        assert_eq!(s.current.as_deref(), Some("at step 1/3 (Dockerfile:1): FROM busybox"));
-        s.end(false);
-        s.end(true);
-        s.end(false);
+        s.start("", "step 1/3 (Dockerfile:1): FROM busybox".into());
+        assert_eq!(s.where_now().as_deref(), Some("at step 1/3 (Dockerfile:1): FROM busybox"));
+        s.end("", false);
+        s.end("", true);
+        s.end("", false);
         assert_eq!((s.run, s.cached), (2, 1));
         let line = summary_line(s.run, s.cached, Duration::from_millis(1500), "sha256:abc");
         assert_eq!(line, "BUILD DONE: 3 steps (2 run, 1 cached) in 1.50s; digest sha256:abc");
+    }
+
+    #[test]
+    fn stages_building_side_by_side_are_each_where_the_build_is() {
+        let mut s = Steps::new();
+        s.start("[1/3] ", "[1/3] step 2/2 (Dockerfile:2): RUN a".into());
+        s.start("[2/3] ", "[2/3] step 2/2 (Dockerfile:4): RUN b".into());
+        assert_eq!(s.where_now().as_deref(), Some("at [1/3] step 2/2 (Dockerfile:2): RUN a and at [2/3] step 2/2 (Dockerfile:4): RUN b"));
+        s.end("[1/3] ", false);
+        assert_eq!(s.where_now().as_deref(), Some("at [2/3] step 2/2 (Dockerfile:4): RUN b"));
+        s.end("[2/3] ", false);
+        s.current = Some("while exporting to oci:out".into());
+        assert_eq!(s.where_now().as_deref(), Some("while exporting to oci:out"));
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod mounts;
 mod network;
 mod outcome;
 mod overlay;
+mod running;
 mod seccomp;
 mod setup;
 mod stdio;
@@ -48,6 +49,7 @@ pub use binfmt::{check_runnable, runnable_platforms};
 pub use child::{resolve_user_in, DEFAULT_CAPS, DEFAULT_PATH};
 pub use network::{cache_key as network_cache_key, resolve as resolve_network, PortMapping};
 pub use overlay::{mount_overlay, probe as probe_driver};
+pub use running::stop_steps;
 pub use seccomp::{Profile as SeccompProfile, SeccompPolicy};
 pub use setup::{container as detect_container, entry as setup_entry, proc_source, Entry as SetupEntry};
 pub use step_mounts::{created_targets, StepMount};
@@ -395,6 +397,8 @@ pub fn run(spec: &RunSpec, scratch: &Path, output: Output) -> Result<Outcome, Sa
         });
     }
     let mut child = cmd.spawn().map_err(|e| SandboxError::io("spawn sandbox helper", e))?;
+    // A build step's helper may be stopped by a failing stage beside it.
+    let _listed = matches!(output, Output::Step { .. }).then(|| running::list(child.id()));
     // The Command still holds our copies of the pty slave: the relay sees the end of
     // the container's output only once every slave descriptor is closed.
     drop(cmd);

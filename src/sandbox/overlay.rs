@@ -185,6 +185,10 @@ fn mount_kernel(spec: &OverlaySpec) -> Result<(), SandboxError> {
     if opts.len() >= 4000 {
         return Err(SandboxError::Unsupported(format!("too many layers for one overlay mount ({} lower dirs)", spec.lower.len())));
     }
+    // The working directory is the process's: stages building in parallel must not
+    // move it under each other's relative options.
+    static CWD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _cwd = CWD.lock().unwrap_or_else(|e| e.into_inner());
     let old = std::env::current_dir().map_err(|e| SandboxError::io(".", e))?;
     std::env::set_current_dir(&base).map_err(|e| SandboxError::io(&base, e))?;
     let r = mount(Some("overlay"), &spec.merged, Some("overlay"), MsFlags::empty(), Some(opts.as_str()));
