@@ -24,6 +24,10 @@
 #   export       the image to an oci-archive
 # Printed: medians in seconds, the ratio strata/Buildah of the medians, and the
 # peak RSS of the largest process (GNU time %M, the highest of the runs) in MiB.
+# Then, per workload, where strata's cold build spent its time: its cold builds
+# run with STRATA_TRACE=1 (README.md), and the phases of their `TRACE build
+# total` lines are printed as medians over the runs (busy seconds, summed over
+# threads; the thread count is the most any step used).
 #
 # Buildah: `buildah bud --layers --isolation chroot --jobs 2`, overlay storage.
 # STRATA_BENCH_FLAGS adds strata build flags for A/B comparisons (for example
@@ -167,7 +171,12 @@ timed() {
 build() { # tool
     local dockerfile="$dir/Dockerfile" arg="BASE=localhost/$base"
     if [ "$1" = strata ]; then
-        timed "$metric" strata "${S[@]}" build "${strata_flags[@]}" --build-arg "$arg" -t "bench-$w" -f "$dockerfile" "$ctx"
+        local trace=()
+        [ "$metric" != cold ] || trace=(env STRATA_TRACE=1)
+        timed "$metric" strata "${trace[@]}" "${S[@]}" build "${strata_flags[@]}" --build-arg "$arg" -t "bench-$w" -f "$dockerfile" "$ctx"
+        if [ "$metric" = cold ]; then
+            grep '^TRACE build total: ' "$work/out" >>"$res/$w.trace" || die "$w cold (strata): no TRACE build total line"
+        fi
     else
         timed "$metric" buildah "${B[@]}" bud --layers --isolation chroot --jobs 2 --build-arg "$arg" -t "bench-$w" -f "$dockerfile" "$ctx"
     fi
@@ -215,6 +224,44 @@ report() { # workloads...
     [ -z "${STRATA_BENCH_FLAGS:-}" ] || echo "(strata build flags: $STRATA_BENCH_FLAGS)"
 }
 
+# The phase medians of strata's traced cold builds, one line per workload.
+report_trace() { # workloads...
+    local w
+    echo
+    echo "strata cold build phases (STRATA_TRACE=1 build totals; busy seconds summed over threads, median over the runs):"
+    for w in "$@"; do
+        [ -e "$res/$w.trace" ] || continue
+        printf '%-14s ' "$(basename "$(workload_dir "$w")")"
+        awk -f - "$res/$w.trace" <<'AWK'
+# Fields: TRACE build total: wall 12.34s | sandbox 0.10 command 3.20 compress 8.00 (2 threads) ...
+function median(phase,    i, j, n, t, a) {
+    n = 0
+    for (i = 1; i <= NR; i++) a[++n] = ((i, phase) in v) ? v[i, phase] : 0
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+{
+    for (f = 1; f <= NF; f++) {
+        if ($f == "wall") { v[NR, "wall"] = $(f + 1) + 0; f++; continue }
+        if ($f ~ /^\(/) { t = substr($f, 2) + 0; if (t > th[last]) th[last] = t; continue }
+        if ($f ~ /^[a-z]+$/ && $(f + 1) ~ /^[0-9.]+$/ && f > 4) {
+            if (!($f in seen)) { seen[$f] = 1; order[++phases] = $f }
+            v[NR, $f] = $(f + 1) + 0; last = $f; f++
+        }
+    }
+}
+END {
+    printf "wall %.2f |", median("wall")
+    for (p = 1; p <= phases; p++) {
+        printf " %s %.2f", order[p], median(order[p])
+        if (th[order[p]] > 1) printf " (%d threads)", th[order[p]]
+    }
+    printf "   (%d runs)\n", NR
+}
+AWK
+    done
+}
+
 cleanup() {
     [ ! -e "$sroot" ] || s unshare rm -rf "$sroot" 2>/dev/null || true
     [ ! -e "$work/base-store" ] || "$strata_bin" --root "$work/base-store" unshare rm -rf "$work/base-store" 2>/dev/null || true
@@ -243,3 +290,4 @@ for w in "$@"; do
     rm -rf "$ctx"
 done
 report "$@"
+report_trace "$@"

@@ -10,7 +10,7 @@
 //! it and hands it to [`persist`]; one whose temps follow other rules (the OCI
 //! store's locked `.tmp-PID-*`) makes its own and hands that over instead.
 //!
-//! A leaf: uses nothing in strata, so every module may use it.
+//! Uses only `trace` (a leaf), so every module may use it.
 
 use std::fs::{self, File, Permissions};
 use std::io::{self, Write};
@@ -18,6 +18,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use tempfile::NamedTempFile;
+
+use crate::trace::{self, Phase};
 
 /// The permission bits a written file gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +46,7 @@ pub fn create_new(path: &Path, bytes: &[u8], mode: Mode) -> io::Result<()> {
     tmp.write_all(bytes)?;
     settle(tmp.as_file(), mode)?;
     // The temp goes when `tmp` is dropped, linked or not.
-    fs::hard_link(tmp.path(), path)?;
+    trace::timed(Phase::Rename, || fs::hard_link(tmp.path(), path))?;
     sync_dir(parent_of(path))
 }
 
@@ -54,7 +56,7 @@ pub fn create_new(path: &Path, bytes: &[u8], mode: Mode) -> io::Result<()> {
 pub fn persist(tmp: NamedTempFile, path: &Path, mode: Mode, before_rename: impl FnOnce()) -> io::Result<()> {
     settle(tmp.as_file(), mode)?;
     before_rename();
-    tmp.persist(path).map_err(|e| e.error)?;
+    trace::timed(Phase::Rename, || tmp.persist(path)).map_err(|e| e.error)?;
     sync_dir(parent_of(path))
 }
 
@@ -63,13 +65,14 @@ pub fn persist(tmp: NamedTempFile, path: &Path, mode: Mode, before_rename: impl 
 /// archive member extracted in place).
 pub fn move_into(file: &File, from: &Path, to: &Path, mode: Mode) -> io::Result<()> {
     settle(file, mode)?;
-    fs::rename(from, to)?;
+    trace::timed(Phase::Rename, || fs::rename(from, to))?;
     sync_dir(parent_of(to))
 }
 
 /// fsyncs a directory so a rename or link into it survives a crash.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    let dir = File::open(dir)?;
+    trace::timed(Phase::Fsync, || dir.sync_all())
 }
 
 /// A temp file in `path`'s directory (same filesystem, so the rename is atomic),
@@ -94,7 +97,7 @@ fn settle(file: &File, mode: Mode) -> io::Result<()> {
     if let Mode::Exact(bits) = mode {
         file.set_permissions(Permissions::from_mode(bits))?;
     }
-    file.sync_all()
+    trace::timed(Phase::Fsync, || file.sync_all())
 }
 
 /// The directory `path` is in; a bare name is in the current one.

@@ -8,7 +8,8 @@
 //!   namespace), [`fault`] (test hooks, only with the `fault-injection` feature),
 //!   [`durable`] (replacing a file whole and durably), [`platform`] (the host's
 //!   OS and architecture), [`overlay_marks`] (names overlay drivers write on disk),
-//!   [`clean_path`] (paths cleaned lexically, as Go's path.Clean).
+//!   [`clean_path`] (paths cleaned lexically, as Go's path.Clean), [`trace`]
+//!   (`STRATA_TRACE`'s per-step phase times).
 //! - [`registry`] (the distribution API) and [`report`] (progress and warnings).
 //! - [`plan`] (stages and their order), [`rootfs`] (layer dirs: unpack, diff, vfs),
 //!   [`sandbox`] (namespaces, mounts, the container's pid 1; the only code that
@@ -42,4 +43,5 @@ pub mod report;
 pub mod rootfs;
 pub mod sandbox;
 pub mod store;
+pub mod trace;
 pub mod transport;

@@ -138,7 +138,7 @@ pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyReq
         sources: &sources,
         owners: b.store.owners.clone(),
     };
-    fs_step(b, image, |tree| plan.write(tree))
+    fs_step(b, image, |tree| crate::trace::timed(crate::trace::Phase::Copy, || plan.write(tree)))
 }
 
 /// The destination as an absolute path in the image (see [`dest_in_image`]).

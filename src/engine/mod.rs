@@ -178,6 +178,7 @@ const STDIN_LABEL: &str = "<stdin>";
 
 /// Builds the request's target stage, stores and tags the image, and exports it.
 pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Result<BuildOutcome> {
+    let _trace = crate::trace::build();
     let tags =
         req.tags.iter().map(|t| ImageName::parse_tag(t).with_context(|| format!("invalid tag {t:?}"))).collect::<Result<Vec<_>>>()?;
     let output = req.output.as_deref().map(Location::parse).transpose()?;

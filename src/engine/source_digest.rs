@@ -47,6 +47,7 @@ type Hashed = (usize, Vec<u8>, Result<String>);
 /// opens and checks entries; the threads read a file's xattrs and content (a file
 /// the memo knows is described by the walk without being opened).
 pub fn content_digest(root: &Path, paths: &[PathBuf], ignore: &Ignore, memo: &Memo) -> Result<String> {
+    let _key = crate::trace::span(crate::trace::Phase::Key);
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
     // Bounded: at most this many batches of files are open and waiting at any
     // time, far below the descriptor limit whatever the size of the context.

@@ -82,6 +82,7 @@ impl<'a> StageBuilder<'a> {
         let total = self.stage.steps.len() + 1;
         let from = &self.stage.from;
         self.start(from, 1, total);
+        let trace = crate::trace::step(|| self.trace_label(from, 1, total));
         let b = self.b;
         let base = match self.stage.base_stage {
             Some(i) => stage_base(b, i, self.built),
@@ -94,11 +95,13 @@ impl<'a> StageBuilder<'a> {
         self.run_triggers(from, total)?;
         // FROM ran even when an ONBUILD trigger of its base hit the cache.
         self.b.report.end_step(&self.label, false);
+        drop(trace);
         for (i, step) in self.stage.steps.iter().enumerate() {
             if self.b.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
                 anyhow::bail!("{}stopped before step {}/{total}: another stage failed", self.label, i + 2);
             }
             self.start(step, i + 2, total);
+            let _trace = crate::trace::step(|| self.trace_label(step, i + 2, total));
             self.step(step, i + 2, total).with_context(|| self.name(step, i + 2, total))?;
             self.b.report.end_step(&self.label, self.hit);
         }
@@ -108,6 +111,11 @@ impl<'a> StageBuilder<'a> {
     /// `[1/2] step 3/7 (Dockerfile:5): RUN make`, as errors and an interrupt name it.
     fn name(&self, step: &Located, n: usize, total: usize) -> String {
         format!("{}step {n}/{total} ({}): {}", self.label, self.at(step), step.original)
+    }
+
+    /// `[1/2] STEP 3/7: RUN make`, as `STRATA_TRACE`'s lines name the step.
+    fn trace_label(&self, step: &Located, n: usize, total: usize) -> String {
+        format!("{}STEP {n}/{total}: {}", self.label, step.original)
     }
 
     fn start(&mut self, step: &Located, n: usize, total: usize) {

@@ -222,6 +222,7 @@ impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         // Hash only what the inner writer accepted, or a short write would skew the digest.
         let n = self.inner.write(buf)?;
+        let _hash = crate::trace::span(crate::trace::Phase::Hash);
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
         Ok(n)

@@ -72,7 +72,8 @@ impl Write for Encoder {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Encoder::Gzip(w) => w.write(buf),
-            Encoder::Zstd(w) => w.write(buf),
+            // zstd compresses on this thread, inside its write.
+            Encoder::Zstd(w) => crate::trace::timed(crate::trace::Phase::Compress, || w.write(buf)),
             Encoder::None(w) => w.write(buf),
         }
     }

@@ -42,6 +42,7 @@ fn incompressible(data: &[u8]) -> bool {
 
 /// Compresses one chunk into a complete, reproducible gzip member.
 pub fn compress_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let _compress = crate::trace::span(crate::trace::Phase::Compress);
     let level = if incompressible(data) { Compression::none() } else { Compression::new(level) };
     let mut gz = GzBuilder::new().mtime(0).operating_system(GZIP_OS_UNKNOWN).write(Vec::with_capacity(data.len() / 2 + 64), level);
     gz.write_all(data)?;
@@ -75,17 +76,18 @@ impl<W: Write> ParallelGzip<W> {
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(workers * 2);
         let (done_tx, done_rx) = mpsc::channel::<Done>();
         let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+        let step = crate::trace::current();
         let handles = (0..workers)
             .map(|_| {
                 let rx = job_rx.clone();
                 let tx = done_tx.clone();
-                std::thread::spawn(move || loop {
+                std::thread::spawn(crate::trace::within(step.clone(), move || loop {
                     let job = rx.lock().map(|r| r.recv());
                     let Ok(Ok((seq, data))) = job else { return };
                     if tx.send((seq, compress_member(&data, level))).is_err() {
                         return;
                     }
-                })
+                }))
             })
             .collect();
         ParallelGzip {
@@ -119,9 +121,11 @@ impl<W: Write> ParallelGzip<W> {
 
     /// Waits for one finished member and writes out every member now in order.
     fn collect_one(&mut self) -> io::Result<()> {
-        let (seq, result) = self.results.recv().map_err(|_| io::Error::other("gzip worker stopped"))?;
+        let (seq, result) =
+            crate::trace::timed(crate::trace::Phase::Wait, || self.results.recv()).map_err(|_| io::Error::other("gzip worker stopped"))?;
         self.in_flight -= 1;
         self.ready.insert(seq, result?);
+        let _write = crate::trace::span(crate::trace::Phase::Write);
         while let Some(member) = self.ready.remove(&self.next_out) {
             self.inner.write_all(&member)?;
             self.next_out += 1;

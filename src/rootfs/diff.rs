@@ -38,13 +38,15 @@ pub struct DiffOptions {
 /// Writes the tar of `upper` to `out`; returns the number of entries written.
 pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<u64, RootfsError> {
     let mut layer = LayerWriter { tar: Builder::new(out), links: HashMap::new(), count: 0, opts };
+    // The walk's own time (readdir, sorting) is what the tar of each entry leaves.
+    let _walk = crate::trace::span(crate::trace::Phase::Walk);
     let walker = walkdir::WalkDir::new(upper)
         .min_depth(1)
         .follow_links(false)
         .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
     for entry in walker {
         let entry = entry.map_err(|e| RootfsError::Walk { path: upper.display().to_string(), message: e.to_string() })?;
-        layer.add(upper, &entry)?;
+        crate::trace::timed(crate::trace::Phase::Tar, || layer.add(upper, &entry))?;
     }
     layer.tar.finish().map_err(|e| RootfsError::io(upper, e))?;
     Ok(layer.count)

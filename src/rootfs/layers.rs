@@ -145,7 +145,7 @@ impl LayerDirs {
     /// Makes `upper` (a finished step's upper dir) the layer dir of `diff_hex`.
     pub fn adopt(&self, upper: &Path, diff_hex: &str) -> Result<PathBuf, RootfsError> {
         let dest = self.dir(diff_hex);
-        match fs::rename(upper, &dest) {
+        match crate::trace::timed(crate::trace::Phase::Rename, || fs::rename(upper, &dest)) {
             Ok(()) => Ok(dest),
             // Same diff already present (another build made it): keep that one.
             Err(_) if dest.is_dir() => Ok(dest),

@@ -37,6 +37,7 @@ pub struct UnpackOptions {
 
 /// Unpacks the uncompressed tar `input` into the empty directory `dest`.
 pub fn unpack<R: Read>(input: R, dest: &Path, opts: &UnpackOptions) -> Result<(), RootfsError> {
+    let _unpack = crate::trace::span(crate::trace::Phase::Unpack);
     let mut archive = tar::Archive::new(input);
     let mut layer = Layer { dest, opts, dir_times: Vec::new(), warned_devices: false };
     let entries = archive.entries().map_err(|e| RootfsError::io(dest, e))?;

@@ -174,7 +174,10 @@ fn wait_for_pid1(child: nix::unistd::Pid, err_r: std::os::fd::OwnedFd, mut helpe
     // the container before the command could act on them.
     super::forward::forward_to(child.as_raw());
     let msg = match read_setup_message(err_r, helper.as_mut()) {
-        Ok(msg) => msg,
+        Ok(msg) => {
+            super::timing::exec_started();
+            msg
+        }
         Err(msg) => {
             // pid 1 first: ending the helper stops reaping children by hand.
             let failed = kill_and_fail(child, msg);
@@ -190,6 +193,7 @@ fn wait_for_pid1(child: nix::unistd::Pid, err_r: std::os::fd::OwnedFd, mut helpe
             Err(e) => break Outcome::SetupFailed(format!("waitpid: {e}")),
         }
     };
+    super::timing::pid1_ended();
     // pid 1 is reaped: the helper may go (see `network::Running`'s drop).
     drop(helper);
     if msg.is_empty() {

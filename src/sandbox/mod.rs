@@ -33,6 +33,7 @@ mod setup;
 mod stdio;
 mod step_mounts;
 mod tail;
+mod timing;
 mod title;
 mod tty;
 mod userns;
@@ -358,6 +359,7 @@ pub enum Output<'a> {
 /// already be root in strata's namespace (see [`enter_user_namespace`]); `output`
 /// says where the command's output goes.
 pub fn run(spec: &RunSpec, scratch: &Path, output: Output) -> Result<Outcome, SandboxError> {
+    let traced = timing::started();
     let spec_path = scratch.join("spec.json");
     let result_path = scratch.join("outcome.json");
     let program = seccomp::program(&spec.seccomp, spec.fake_chown).map_err(|e| SandboxError::Setup(e.to_string()))?;
@@ -428,6 +430,7 @@ pub fn run(spec: &RunSpec, scratch: &Path, output: Output) -> Result<Outcome, Sa
         forward::forward_to(child.id() as i32);
     }
     let status = child.wait().map_err(|e| SandboxError::io("wait for sandbox helper", e));
+    timing::report(traced, scratch);
     forward::stop();
     let status = status?;
     if let Some(t) = terminal {
@@ -496,7 +499,9 @@ pub fn helper_main(spec_path: &Path, outcome_path: &Path) -> ! {
     {
         Ok(input) => {
             chown_notify::set_owners(&input.spec.owner_key);
-            child::contain(&input.spec, input.seccomp_program.as_ref(), spec_path.parent().unwrap_or(Path::new("/")))
+            let outcome = child::contain(&input.spec, input.seccomp_program.as_ref(), spec_path.parent().unwrap_or(Path::new("/")));
+            timing::save(spec_path.parent().unwrap_or(Path::new("/")));
+            outcome
         }
         Err(e) => Outcome::SetupFailed(e.to_string()),
     };

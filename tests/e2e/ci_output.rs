@@ -3,8 +3,8 @@
 //! a registry alike, over the same cache entries as OCI), buildah's `--layers` is
 //! taken, an unknown flag gets clap's error without the `-- --flag` tip,
 //! `--progress=plain` times each step and ends with a summary, a failed RUN ends the
-//! log with its last lines, and an interrupt says where the build stopped and that
-//! nothing was tagged.
+//! log with its last lines, an interrupt says where the build stopped and that
+//! nothing was tagged, and `STRATA_TRACE=1` splits each step's time into phases.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::registry_server::Registry;
-use crate::support::{path_str, run, scratch, skip_without_sandbox, strata, strata_bin, with_base, world, Run};
+use crate::support::{path_str, run, run_command, scratch, skip_without_sandbox, strata, strata_bin, with_base, world, Run};
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
@@ -215,6 +215,68 @@ fn plain_progress_times_every_step_and_ends_with_a_summary() {
     // auto (the default) stays as it was: no durations, no summary.
     let auto = strata(["build", &path_str(&ctx)]).ok();
     assert!(!auto.stderr.contains("done in") && !auto.stderr.contains("BUILD DONE"), "{}", auto.describe());
+}
+
+/// `strata build ARGS` with `STRATA_TRACE` set to `trace`, or removed.
+fn build_traced(args: &[&str], trace: Option<&str>) -> Run {
+    let mut cmd = Command::new(strata_bin());
+    cmd.arg("--root").arg(world().root.as_os_str()).arg("build").args(args);
+    match trace {
+        Some(v) => cmd.env("STRATA_TRACE", v),
+        None => cmd.env_remove("STRATA_TRACE"),
+    };
+    run_command(cmd)
+}
+
+/// The phases of a `TRACE` line with their seconds: `wall 1.20s | tar 0.10 ...`.
+fn trace_phases(line: &str) -> Vec<(String, f64)> {
+    let (_, rest) = line.split_once(": wall ").unwrap_or_else(|| panic!("no wall time: {line}"));
+    let words: Vec<&str> = rest.split(' ').filter(|w| !w.starts_with('(') && !w.ends_with(')') && *w != "|").collect();
+    words[1..].chunks(2).map(|p| (p[0].to_string(), p[1].parse::<f64>().unwrap_or_else(|_| panic!("{line}")))).collect()
+}
+
+#[test]
+fn strata_trace_splits_each_step_into_phases() {
+    if skip_without_sandbox("strata_trace_splits_each_step_into_phases") {
+        return;
+    }
+    with_base();
+    let ctx = context("ci-trace", "FROM busybox\nRUN echo UNIQUE > /u && sleep 0.3\nCOPY payload /payload\n");
+    fs::write(ctx.join("payload"), format!("payload {}\n", std::process::id()).repeat(50_000)).unwrap();
+    let traced = build_traced(&["-t", "ci-trace", &path_str(&ctx)], Some("1")).ok();
+    let line = |step: &str| {
+        let prefix = format!("TRACE {step}");
+        let found = traced.stderr.lines().find(|l| l.starts_with(&prefix));
+        trace_phases(found.unwrap_or_else(|| panic!("no {prefix} line: {}", traced.describe())))
+    };
+    // Only phases that took time are named (their seconds may round to 0.00).
+    let has = |phases: &[(String, f64)], name: &str| phases.iter().any(|(p, _)| p == name);
+    let from = line("STEP 1/3: FROM busybox");
+    assert!(from.iter().all(|(p, _)| p != "command"), "{}", traced.describe());
+    let run = line("STEP 2/3: RUN echo");
+    // The command's own time, told apart from the sandbox's start by the helper.
+    let command = run.iter().find(|(p, _)| p == "command").map(|(_, s)| *s).unwrap_or(0.0);
+    assert!(command >= 0.3, "the RUN's sleep is command time: {run:?}\n{}", traced.describe());
+    let copy = line("STEP 3/3: COPY payload /payload");
+    for (phases, names) in [
+        (&run, &["sandbox", "walk", "tar", "compress", "hash", "fsync", "rename"][..]),
+        (&copy, &["key", "copy", "tar", "compress", "hash", "fsync"][..]),
+    ] {
+        for name in names {
+            assert!(has(phases, name), "{name} in {phases:?}: {}", traced.describe());
+        }
+    }
+    assert!(!has(&copy, "command") && !has(&copy, "sandbox"), "{copy:?}");
+    let total =
+        traced.stderr.lines().find(|l| l.starts_with("TRACE build total: wall ")).unwrap_or_else(|| panic!("{}", traced.describe()));
+    let total = trace_phases(total);
+    assert!(has(&total, "command") && has(&total, "copy") && has(&total, "compress"), "{total:?}");
+
+    // Off by default, and with 0.
+    for trace in [None, Some("0")] {
+        let plain = build_traced(&["--no-cache", "-t", "ci-trace", &path_str(&ctx)], trace).ok();
+        assert!(!plain.stderr.contains("TRACE"), "{trace:?}: {}", plain.describe());
+    }
 }
 
 #[test]
