@@ -2,7 +2,6 @@
 
 use super::*;
 use crate::oci::pgzip::{compress_member, produce, CHUNK_SIZE as CHUNK};
-use std::io::Write;
 
 fn entry(n: u8, offset: u64, len: u64) -> MemberEntry {
     MemberEntry { hash: [n; 32], chunk_len: 1 << 20, offset, len }
