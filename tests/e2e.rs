@@ -61,6 +61,8 @@ mod language_stages;
 mod layout;
 #[path = "e2e/manifests.rs"]
 mod manifests;
+#[path = "e2e/member_reuse.rs"]
+mod member_reuse;
 #[path = "e2e/mounts.rs"]
 mod mounts;
 #[path = "e2e/mounts_guards.rs"]

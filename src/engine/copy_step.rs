@@ -96,8 +96,16 @@ struct CopyPlan<'a> {
 }
 
 /// Runs a COPY or ADD; returns whether it produced a layer. `fetched` holds
-/// what gathering its key fetched: ADD's downloads, `--from`'s image or directory.
-pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyRequest<'_>, fetched: Fetched) -> Result<Option<LayerRef>> {
+/// what gathering its key fetched: ADD's downloads, `--from`'s image or directory;
+/// `lineage` names the step for reusing its last layer's members (`layer::commit_step`).
+pub(super) fn copy_step(
+    b: &Build,
+    image: &ImageState,
+    vars: &Vars,
+    req: CopyRequest<'_>,
+    fetched: Fetched,
+    lineage: &str,
+) -> Result<Option<LayerRef>> {
     let what = if req.add.is_some() { "ADD" } else { "COPY" };
     let dest = copy_dest(image, vars, req.dest, req.sources.len(), what)?;
     // --chmod and --chown are checked before any source is looked at.
@@ -138,7 +146,7 @@ pub(super) fn copy_step(b: &Build, image: &ImageState, vars: &Vars, req: CopyReq
         sources: &sources,
         owners: b.store.owners.clone(),
     };
-    fs_step(b, image, |tree| crate::trace::timed(crate::trace::Phase::Copy, || plan.write(tree)))
+    fs_step(b, image, Some(lineage), |tree| crate::trace::timed(crate::trace::Phase::Copy, || plan.write(tree)))
 }
 
 /// The destination as an absolute path in the image (see [`dest_in_image`]).

@@ -1,6 +1,8 @@
 //! Steps that write through an overlay the builder mounts itself (COPY, ADD,
 //! WORKDIR): the step's tree is mounted over the image's layers, written, and its
 //! upper dir committed as the next layer (none when nothing changed, as BuildKit).
+//! Every step's layer is committed here (`commit_step`), copying the unchanged gzip
+//! members of the blob the same step, by its lineage, wrote last time.
 
 use std::path::Path;
 
@@ -13,6 +15,21 @@ use crate::rootfs::{resolve_in, Last};
 use crate::sandbox::{mount_overlay, OverlaySpec};
 use crate::store::{ImageState, LayerRef};
 
+/// Commits a step's upper dir as its layer. `lineage` names the step apart from
+/// its inputs' content (see `StageBuilder`): the blob it wrote last time is the
+/// candidate whose unchanged members are copied, and the new blob is recorded.
+pub(super) fn commit_step(b: &Build, upper: &Path, image: &ImageState, lineage: Option<&str>) -> Result<Option<LayerRef>> {
+    let candidate = lineage.and_then(|l| b.store.lineage_blob(l));
+    let Some((layer, members)) = b.store.commit_upper(upper, image, b.req.layers, candidate.as_ref())? else { return Ok(None) };
+    if let (Some(lineage), Ok(blob)) = (lineage, crate::oci::descriptor_digest(&layer.blob)) {
+        b.store.set_lineage_blob(lineage, &blob);
+    }
+    if members.reused > 0 && b.report.is_plain() {
+        b.report.line(&format!("--> reused {} of {} compressed chunks of the step's previous layer", members.reused, members.members));
+    }
+    Ok(Some(layer))
+}
+
 /// The overlay of a new step over `image` in `scratch` (with `init/` below it for
 /// RUN), quiet as the build is: the one place a step's overlay is asked for.
 pub(super) fn step_overlay(b: &Build, image: &ImageState, scratch: &Path, with_init: bool) -> Result<OverlaySpec> {
@@ -22,8 +39,13 @@ pub(super) fn step_overlay(b: &Build, image: &ImageState, scratch: &Path, with_i
 }
 
 /// Runs `write` against the mounted tree of a new step over `image`; returns the
-/// layer it produced, if any.
-pub(super) fn fs_step(b: &Build, image: &ImageState, write: impl FnOnce(&Path) -> Result<()>) -> Result<Option<LayerRef>> {
+/// layer it produced, if any (see [`commit_step`] for `lineage`).
+pub(super) fn fs_step(
+    b: &Build,
+    image: &ImageState,
+    lineage: Option<&str>,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<Option<LayerRef>> {
     let scratch = b.store.layers.scratch()?;
     let spec = step_overlay(b, image, scratch.path(), false)?;
     {
@@ -31,15 +53,15 @@ pub(super) fn fs_step(b: &Build, image: &ImageState, write: impl FnOnce(&Path) -
         write(mount.merged())?;
     }
     b.store.settle(&spec)?;
-    b.store.commit_upper(&spec.upper, image, b.req.layers)
+    commit_step(b, &spec.upper, image, lineage)
 }
 
 /// WORKDIR's directory: BuildKit creates each missing component owned by the
 /// current USER (see [`workdir_owner`]: a name the image does not know is root,
 /// not an error) and leaves an existing directory as it is.
-pub(super) fn workdir_step(b: &Build, image: &ImageState, path: &str) -> Result<Option<LayerRef>> {
+pub(super) fn workdir_step(b: &Build, image: &ImageState, path: &str, lineage: &str) -> Result<Option<LayerRef>> {
     let user = image.config.config.as_ref().and_then(|c| c.user.clone()).filter(|u| !u.is_empty());
-    fs_step(b, image, |tree| {
+    fs_step(b, image, Some(lineage), |tree| {
         let owner = user.as_deref().map(|u| workdir_owner(tree, u));
         make_workdir(tree, path, owner, &b.store.owners)
     })

@@ -257,7 +257,10 @@ pub(super) fn context_image(b: &Build, name: &str, source: ContextSource) -> Res
     let mut image = ImageState::scratch();
     let owners = b.store.owners.clone();
     let none = Ignore::default();
-    let layer = fs_step(b, &image, |tree| {
+    // The directory's path names its lineage: an edit inside it keeps the rest of
+    // the layer's members.
+    let lineage = step_key::key_of(&["context-dir-lineage", &dir.path.to_string_lossy(), &format]);
+    let layer = fs_step(b, &image, Some(&lineage), |tree| {
         let opts = CopyOptions {
             own: CopyOwnership::default(),
             source_owners: SourceOwners::Root,

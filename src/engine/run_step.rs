@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
-use super::layer::step_overlay;
+use super::layer::{commit_step, step_overlay};
 use super::metadata::{command_argv, shell};
 use super::run_mounts::{attach, PlannedMount};
 use super::vars::{env_get, Vars};
@@ -21,6 +21,8 @@ use crate::store::{ImageState, LayerRef};
 pub(super) struct RunInputs<'a> {
     pub network: Network,
     pub mounts: &'a [PlannedMount],
+    /// The step's lineage, for reusing its last layer's members (`layer::commit_step`).
+    pub lineage: &'a str,
 }
 
 /// Refuses to run an image of a foreign architecture this machine has no enabled
@@ -102,7 +104,7 @@ pub(super) fn run_step(
     if let Some(failure) = failure {
         bail!("{}", with_tail(failure, &tail.map(|t| t.lines()).unwrap_or_default()));
     }
-    b.store.commit_upper(&rootfs.upper, image, b.req.layers)
+    commit_step(b, &rootfs.upper, image, Some(inputs.lineage))
 }
 
 /// The network a RUN step gets, resolved (the cache key holds its kind).

@@ -10,6 +10,12 @@
 //! hit from a `--cache-from` registry the key recomputed from what was pulled; a
 //! step that ran hands on a key derived from what it produced, so nothing after a
 //! re-run step can hit an entry built on top of an older result.
+//!
+//! Each step also has a lineage: where it is (platform, context, Dockerfile, stage,
+//! the instructions up to it as written), never what its sources hold. The layer
+//! it writes copies the unchanged gzip members of the blob its lineage wrote last
+//! (`layer::commit_step`), so editing one file of a large COPY recompresses only
+//! the chunks around that file.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -46,6 +52,8 @@ pub struct StageBuilder<'a> {
     no_cache: bool,
     /// The step under way was answered from the build cache.
     hit: bool,
+    /// The step under way's lineage (see the module doc).
+    lineage: step_key::Key,
 }
 
 impl<'a> StageBuilder<'a> {
@@ -65,6 +73,7 @@ impl<'a> StageBuilder<'a> {
             meta: MetadataScope::default(),
             no_cache: req.no_cache || filtered,
             hit: false,
+            lineage: String::new(),
         }
     }
 
@@ -92,6 +101,10 @@ impl<'a> StageBuilder<'a> {
             }),
         };
         self.image = base.with_context(|| self.name(from, 1, total))?;
+        let platform = self.stage.platform.as_ref().unwrap_or(&b.platform).to_string();
+        let stage = format!("{}/{}", self.stage.index, self.stage.name.as_deref().unwrap_or(""));
+        let context = b.context.to_string_lossy();
+        self.lineage = step_key::key_of(&["lineage", &context, b.file, &platform, &stage, &from.original]);
         self.run_triggers(from, total)?;
         // FROM ran even when an ONBUILD trigger of its base hit the cache.
         self.b.report.end_step(&self.label, false);
@@ -150,6 +163,7 @@ impl<'a> StageBuilder<'a> {
     /// running; metadata steps always run (they are cheap and update the stage's
     /// ARG scope) and then take a cached result's identical timestamps.
     fn step(&mut self, step: &Located, n: usize, total: usize) -> Result<()> {
+        self.lineage = step_key::key_of(&[&self.lineage, &step.original]);
         let site = StepSite { b: self.b, image: &self.image, vars: self.vars(), stage: self.stage.index, built: self.built };
         let (inputs, fetched) = gather(&site, step)?;
         let key = step_key::step_key(&inputs);
@@ -212,17 +226,18 @@ impl<'a> StageBuilder<'a> {
             Instruction::Run(run) => {
                 let prefix = if self.b.report.is_quiet() { String::new() } else { format!("{}{n}/{total} | ", self.label) };
                 let network = fetched.network.expect("gather resolves a RUN's network");
-                run_step(self.b, &self.image, &self.vars(), run, RunInputs { network, mounts: &fetched.mounts }, prefix)?
+                let inputs = RunInputs { network, mounts: &fetched.mounts, lineage: &self.lineage };
+                run_step(self.b, &self.image, &self.vars(), run, inputs, prefix)?
             }
-            Instruction::Copy(c) => copy_step(self.b, &self.image, &self.vars(), CopyRequest::copy(c), fetched)?,
-            Instruction::Add(a) => copy_step(self.b, &self.image, &self.vars(), CopyRequest::add(a), fetched)?,
+            Instruction::Copy(c) => copy_step(self.b, &self.image, &self.vars(), CopyRequest::copy(c), fetched, &self.lineage)?,
+            Instruction::Add(a) => copy_step(self.b, &self.image, &self.vars(), CopyRequest::add(a), fetched, &self.lineage)?,
             instr => {
                 // The config changes under the instruction: words expand with a copy
                 // of its Env from before it.
                 let env = self.vars().env.to_vec();
                 let vars = Vars { env: &env, args: &self.args, escape: self.b.escape };
                 match apply_metadata(&mut self.image.config, instr, &mut self.meta, &|w| vars.expand(w))? {
-                    Applied::Workdir(path) => workdir_step(self.b, &self.image, &path)?,
+                    Applied::Workdir(path) => workdir_step(self.b, &self.image, &path, &self.lineage)?,
                     Applied::Config => None,
                     Applied::NotMetadata => unreachable!("every instruction has an arm: {instr:?}"),
                 }

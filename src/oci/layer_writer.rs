@@ -8,6 +8,10 @@
 //! Output is reproducible: a fixed compression level, fixed chunk size (see `pgzip`)
 //! and gzip headers with no mtime, no file name and the "unknown" OS byte, so
 //! identical tar streams give identical layer digests on any machine.
+//!
+//! A gzip layer's members are recorded in a member index once the blob is in place
+//! (`member_index`); a layer written with a candidate (the blob the same step wrote
+//! last time) copies the candidate's members for the chunks it holds unchanged.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -16,6 +20,7 @@ use oci_spec::image::Descriptor;
 use tempfile::NamedTempFile;
 
 use super::image::{descriptor, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD};
+use super::member_index::{Candidate, MemberEntry, MemberStats};
 use super::pgzip::ParallelGzip;
 use super::{DiffId, Digest, HashingWriter, OciError, Result, Store};
 
@@ -87,12 +92,15 @@ impl Write for Encoder {
     }
 }
 
+/// A gzip layer's members, for its index.
+type Members = Option<(Vec<MemberEntry>, MemberStats)>;
+
 impl Encoder {
-    fn finish(self) -> io::Result<BlobSink> {
+    fn finish(self) -> io::Result<(BlobSink, Members)> {
         match self {
-            Encoder::Gzip(w) => w.finish(),
-            Encoder::Zstd(w) => w.finish(),
-            Encoder::None(w) => Ok(w),
+            Encoder::Gzip(w) => w.finish_indexed().map(|(sink, entries, stats)| (sink, Some((entries, stats)))),
+            Encoder::Zstd(w) => Ok((w.finish()?, None)),
+            Encoder::None(w) => Ok((w, None)),
         }
     }
 }
@@ -110,6 +118,8 @@ pub struct LayerBlob {
     pub uncompressed_size: u64,
     /// The blob's media type (from its compression).
     pub media_type: &'static str,
+    /// gzip: how many members it has and how many were copied from a candidate.
+    pub members: MemberStats,
 }
 
 impl LayerBlob {
@@ -128,6 +138,7 @@ pub struct LayerWriter<'a> {
     temp_path: PathBuf,
     inner: HashingWriter<Encoder>,
     media_type: &'static str,
+    compression: LayerCompression,
 }
 
 impl<'a> LayerWriter<'a> {
@@ -138,12 +149,22 @@ impl<'a> LayerWriter<'a> {
 
     /// Starts a layer in `store` with the given compression.
     pub fn with_compression(store: &'a Store, compression: LayerCompression) -> Result<Self> {
+        Self::reusing(store, compression, None)
+    }
+
+    /// Starts a layer that copies the gzip members of `candidate` (a blob in `store`
+    /// with a member index) for the chunks it holds, instead of compressing them.
+    /// The blob is the same as without a candidate; zstd and plain layers ignore it.
+    pub fn reusing(store: &'a Store, compression: LayerCompression, candidate: Option<&Digest>) -> Result<Self> {
         let tmp = store.temp_blob()?;
         let temp_path = tmp.path().to_path_buf();
         // 256 KiB: large sequential writes, still a constant amount of memory.
         let sink = HashingWriter::new(BufWriter::with_capacity(256 * 1024, tmp));
         let encoder = match compression {
-            LayerCompression::Gzip(level) => Encoder::Gzip(ParallelGzip::new(sink, level)),
+            LayerCompression::Gzip(level) => {
+                let candidate = candidate.and_then(|d| Candidate::open(store, d, level));
+                Encoder::Gzip(ParallelGzip::with_candidate(sink, level, candidate))
+            }
             LayerCompression::Zstd(level) => {
                 let mut z = zstd::stream::Encoder::new(sink, level).map_err(OciError::io("start zstd for", &temp_path))?;
                 // The content size and checksum make the frame self-checking; both are
@@ -153,15 +174,15 @@ impl<'a> LayerWriter<'a> {
             }
             LayerCompression::None => Encoder::None(sink),
         };
-        Ok(LayerWriter { store, temp_path, inner: HashingWriter::new(encoder), media_type: compression.media_type() })
+        Ok(LayerWriter { store, temp_path, inner: HashingWriter::new(encoder), media_type: compression.media_type(), compression })
     }
 
     /// Ends the gzip stream, fsyncs and renames the blob into place.
     pub fn finish(self) -> Result<LayerBlob> {
         let io_err = OciError::io("write layer", &self.temp_path);
         let (gz, diff_id, uncompressed_size) = self.inner.finish();
-        let sink = match gz.finish() {
-            Ok(sink) => sink,
+        let (sink, members) = match gz.finish() {
+            Ok(done) => done,
             Err(e) => return Err(io_err(e)),
         };
         let (buf, digest, size) = sink.finish();
@@ -170,7 +191,11 @@ impl<'a> LayerWriter<'a> {
             Err(e) => return Err(io_err(e.into_error())),
         };
         self.store.commit_blob(tmp, &digest)?;
-        Ok(LayerBlob { digest, diff_id: DiffId::new(diff_id), size, uncompressed_size, media_type: self.media_type })
+        let (entries, stats) = members.unwrap_or_default();
+        if let LayerCompression::Gzip(level) = self.compression {
+            self.store.save_member_index(&digest, level, &entries);
+        }
+        Ok(LayerBlob { digest, diff_id: DiffId::new(diff_id), size, uncompressed_size, media_type: self.media_type, members: stats })
     }
 }
 
@@ -205,7 +230,16 @@ impl Store {
     where
         F: FnOnce(&mut dyn Write) -> io::Result<()>,
     {
-        let mut writer = LayerWriter::with_compression(self, compression)?;
+        self.write_layer_reusing(compression, None, produce)
+    }
+
+    /// [`Store::write_layer_with`], copying unchanged members from `candidate`
+    /// (see [`LayerWriter::reusing`]).
+    pub fn write_layer_reusing<F>(&self, compression: LayerCompression, candidate: Option<&Digest>, produce: F) -> Result<LayerBlob>
+    where
+        F: FnOnce(&mut dyn Write) -> io::Result<()>,
+    {
+        let mut writer = LayerWriter::reusing(self, compression, candidate)?;
         produce(&mut writer).map_err(OciError::io("produce layer into", &writer.temp_path))?;
         writer.finish()
     }

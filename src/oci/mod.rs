@@ -24,6 +24,7 @@ mod fsck;
 mod image;
 mod index;
 mod layer_writer;
+mod member_index;
 mod name;
 mod pgzip;
 mod store;
@@ -45,6 +46,7 @@ pub use image::{
 };
 pub use index::{is_index_descriptor, oci_platform, PlatformManifest};
 pub use layer_writer::{LayerBlob, LayerCompression, LayerWriter, LAYER_COMPRESSION_LEVEL};
+pub use member_index::MemberStats;
 pub use name::ImageName;
 pub use store::{BlobInfo, ImageSummary, Store};
 pub use temps::{remove_if_abandoned, StaleTemp, TempDir};

@@ -6,13 +6,21 @@
 //! flate2's MultiGzDecoder. Chunk boundaries depend only on byte counts, never on
 //! thread timing, so the output is as reproducible as single-threaded gzip. Memory
 //! is bounded: at most `2 x workers` chunks are in flight.
+//!
+//! Given a candidate blob (see `member_index`), a worker copies the candidate's
+//! member for a chunk it already holds instead of compressing it; the bytes are the
+//! same either way. The writer records every member it writes, for the new blob's
+//! own index.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use flate2::{Compression, GzBuilder};
+
+use super::member_index::{chunk_hash, Candidate, MemberEntry, MemberStats, Produced};
 
 /// Uncompressed bytes per gzip member: large enough that restarting the dictionary
 /// costs well under 1% of ratio, small enough to keep both cores busy early.
@@ -49,8 +57,19 @@ pub fn compress_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
     gz.finish()
 }
 
+/// Makes the member of `chunk`: copied from `candidate` when it holds the same
+/// chunk, else compressed at `level`. Either way the bytes are the same.
+pub(crate) fn produce(chunk: &[u8], level: u32, candidate: Option<&Candidate>) -> io::Result<Produced> {
+    let hash = chunk_hash(chunk);
+    let chunk_len = chunk.len() as u64;
+    if let Some(member) = candidate.and_then(|c| c.member_for(&hash, chunk)) {
+        return Ok(Produced { member, hash, chunk_len, reused: true });
+    }
+    Ok(Produced { member: compress_member(chunk, level)?, hash, chunk_len, reused: false })
+}
+
 type Job = (u64, Vec<u8>);
-type Done = (u64, io::Result<Vec<u8>>);
+type Done = (u64, io::Result<Produced>);
 
 /// A `Write` that gzips into `inner` using worker threads.
 pub struct ParallelGzip<W: Write> {
@@ -61,17 +80,32 @@ pub struct ParallelGzip<W: Write> {
     next_out: u64,
     in_flight: usize,
     max_in_flight: usize,
-    ready: BTreeMap<u64, Vec<u8>>,
+    ready: BTreeMap<u64, Produced>,
     jobs: Option<SyncSender<Job>>,
     results: Receiver<Done>,
     workers: Vec<JoinHandle<()>>,
     /// True once anything was written, so an empty stream still gets one member.
     wrote_member: bool,
+    /// A blob whose members may be copied instead of compressed.
+    candidate: Option<Arc<Candidate>>,
+    /// The members written so far, in order, for the blob's index.
+    members: Vec<MemberEntry>,
+    reused: usize,
+    offset: u64,
 }
 
 impl<W: Write> ParallelGzip<W> {
-    /// Starts a compressor with one worker per available core.
+    /// Starts a compressor with one worker per available core (tests; layers go
+    /// through [`ParallelGzip::with_candidate`]).
+    #[cfg(test)]
     pub fn new(inner: W, level: u32) -> ParallelGzip<W> {
+        Self::with_candidate(inner, level, None)
+    }
+
+    /// Starts a compressor with one worker per available core that copies the
+    /// members `candidate` already holds.
+    pub(crate) fn with_candidate(inner: W, level: u32, candidate: Option<Candidate>) -> ParallelGzip<W> {
+        let candidate = candidate.map(Arc::new);
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(workers * 2);
         let (done_tx, done_rx) = mpsc::channel::<Done>();
@@ -81,10 +115,11 @@ impl<W: Write> ParallelGzip<W> {
             .map(|_| {
                 let rx = job_rx.clone();
                 let tx = done_tx.clone();
+                let candidate = candidate.clone();
                 std::thread::spawn(crate::trace::within(step.clone(), move || loop {
                     let job = rx.lock().map(|r| r.recv());
                     let Ok(Ok((seq, data))) = job else { return };
-                    if tx.send((seq, compress_member(&data, level))).is_err() {
+                    if tx.send((seq, produce(&data, level, candidate.as_deref()))).is_err() {
                         return;
                     }
                 }))
@@ -103,6 +138,10 @@ impl<W: Write> ParallelGzip<W> {
             results: done_rx,
             workers: handles,
             wrote_member: false,
+            candidate,
+            members: Vec::new(),
+            reused: 0,
+            offset: 0,
         }
     }
 
@@ -127,19 +166,35 @@ impl<W: Write> ParallelGzip<W> {
         self.ready.insert(seq, result?);
         let _write = crate::trace::span(crate::trace::Phase::Write);
         while let Some(member) = self.ready.remove(&self.next_out) {
-            self.inner.write_all(&member)?;
+            self.put(member)?;
             self.next_out += 1;
         }
         Ok(())
     }
 
+    /// Writes one member and records it.
+    fn put(&mut self, p: Produced) -> io::Result<()> {
+        self.inner.write_all(&p.member)?;
+        let len = p.member.len() as u64;
+        self.members.push(MemberEntry { hash: p.hash, chunk_len: p.chunk_len, offset: self.offset, len });
+        self.offset += len;
+        self.reused += usize::from(p.reused);
+        Ok(())
+    }
+
     /// Compresses what is buffered, waits for the workers and returns the sink.
-    pub fn finish(mut self) -> io::Result<W> {
+    #[cfg(test)]
+    pub fn finish(self) -> io::Result<W> {
+        self.finish_indexed().map(|(w, _, _)| w)
+    }
+
+    /// [`ParallelGzip::finish`], also returning the members written, in order.
+    pub(crate) fn finish_indexed(mut self) -> io::Result<(W, Vec<MemberEntry>, MemberStats)> {
         if !self.buf.is_empty() || !self.wrote_member {
             if self.next_seq == 0 {
                 // A small layer: one member, no thread hand-off.
-                let member = compress_member(&self.buf, self.level)?;
-                self.inner.write_all(&member)?;
+                let member = produce(&self.buf, self.level, self.candidate.as_deref())?;
+                self.put(member)?;
                 self.buf.clear();
                 self.wrote_member = true;
             } else {
@@ -154,7 +209,8 @@ impl<W: Write> ParallelGzip<W> {
             let _ = w.join();
         }
         self.inner.flush()?;
-        Ok(self.inner)
+        let stats = MemberStats { members: self.members.len(), reused: self.reused };
+        Ok((self.inner, self.members, stats))
     }
 }
 

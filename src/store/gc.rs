@@ -58,6 +58,8 @@ impl LocalStore {
         live.diff_ids.extend(cached.diff_ids);
         let (blobs, bytes) = self.images.sweep(&live.blobs)?;
         crate::registry::BlobSources::of(&self.images).retain_present(&self.images);
+        self.images.retain_member_indexes();
+        super::lineage::retain_present(&self.root, &self.images);
         let layer_dirs = self.remove_layer_dirs(&live.diff_ids);
         let leftovers = remove_leftovers(&self.root);
         Ok(PruneReport { dangling, blobs, bytes, layer_dirs, leftovers, cache: all, mounts })

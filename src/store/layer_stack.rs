@@ -98,11 +98,19 @@ impl LocalStore {
 
     /// Turns a finished step's upper dir into a layer: streams its diff into a blob
     /// (digest and diff id in the same pass), then renames the dir into place. An
-    /// upper dir with no changes gives no layer, as BuildKit does.
-    pub fn commit_upper(&self, upper: &Path, below: &ImageState, format: LayerFormat) -> Result<Option<LayerRef>> {
+    /// upper dir with no changes gives no layer, as BuildKit does. The gzip members
+    /// `candidate` (a blob the same step wrote before) holds unchanged are copied;
+    /// the counts say how many.
+    pub fn commit_upper(
+        &self,
+        upper: &Path,
+        below: &ImageState,
+        format: LayerFormat,
+        candidate: Option<&oci::Digest>,
+    ) -> Result<Option<(LayerRef, oci::MemberStats)>> {
         let opts = self.diff_options(below, format)?;
-        let layer = self.write_upper_layer(upper, &opts, format)?;
-        if let Some(layer) = &layer {
+        let layer = self.write_upper_layer(upper, &opts, format, candidate)?;
+        if let Some((layer, _)) = &layer {
             // Any driver may stack this dir later: fuse-overlayfs's markers become overlay's.
             normalise_upper(upper, &opts, self.layers.opaque_xattr())?;
             self.layers.adopt(upper, layer.diff_id.digest().hex())?;
@@ -114,7 +122,7 @@ impl LocalStore {
     /// is (a container keeps its writable layer after `commit`; the layer dir is
     /// unpacked from the blob when an image first needs it). None when unchanged.
     pub fn layer_from_upper(&self, upper: &Path, below: &ImageState, format: LayerFormat) -> Result<Option<LayerRef>> {
-        self.write_upper_layer(upper, &self.diff_options(below, format)?, format)
+        Ok(self.write_upper_layer(upper, &self.diff_options(below, format)?, format, None)?.map(|(layer, _)| layer))
     }
 
     fn diff_options(&self, below: &ImageState, format: LayerFormat) -> Result<DiffOptions> {
@@ -126,18 +134,24 @@ impl LocalStore {
         })
     }
 
-    fn write_upper_layer(&self, upper: &Path, opts: &DiffOptions, format: LayerFormat) -> Result<Option<LayerRef>> {
+    fn write_upper_layer(
+        &self,
+        upper: &Path,
+        opts: &DiffOptions,
+        format: LayerFormat,
+        candidate: Option<&oci::Digest>,
+    ) -> Result<Option<(LayerRef, oci::MemberStats)>> {
         let empty = fs::read_dir(upper).with_context(|| format!("reading {}", upper.display()))?.next().is_none();
         if empty {
             return Ok(None);
         }
         // A crash test's "after the RUN, before its layer" point.
         crate::fault::abort_if_asked("run");
-        let blob = self.images.write_layer_with(format.compression, |w| {
+        let blob = self.images.write_layer_reusing(format.compression, candidate, |w| {
             let mut out = BufWriter::with_capacity(1 << 20, w);
             write_diff(upper, &mut out, opts).map_err(std::io::Error::other)?;
             std::io::Write::flush(&mut out)
         })?;
-        Ok(Some(LayerRef { diff_id: blob.diff_id.clone(), blob: blob.descriptor() }))
+        Ok(Some((LayerRef { diff_id: blob.diff_id.clone(), blob: blob.descriptor() }, blob.members)))
     }
 }

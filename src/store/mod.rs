@@ -4,7 +4,8 @@
 //! What one build or command wants (compression, pulls, progress) is not here: it
 //! travels in that command's request. Submodules: images as layer stacks (`image`),
 //! an image's layer dirs stacked for a step and a step's upper dir committed as a
-//! layer (`layer_stack`), the build cache's entries (`cache`), containers' records
+//! layer (`layer_stack`), the build cache's entries (`cache`), the blob each step
+//! wrote last, for the next one to copy members from (`lineage`), containers' records
 //! (`containers`), removing images by name or id (`removal`), and garbage
 //! collection (`gc`).
 
@@ -13,6 +14,7 @@ mod containers;
 mod gc;
 mod image;
 mod layer_stack;
+mod lineage;
 mod mount_cache;
 mod mount_stubs;
 mod removal;
