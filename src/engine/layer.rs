@@ -19,7 +19,9 @@ use crate::store::{ImageState, LayerRef};
 /// its inputs' content (see `StageBuilder`): the blob it wrote last time is the
 /// candidate whose unchanged members are copied, and the new blob is recorded.
 pub(super) fn commit_step(b: &Build, upper: &Path, image: &ImageState, lineage: Option<&str>) -> Result<Option<LayerRef>> {
-    let candidate = lineage.and_then(|l| b.store.lineage_blob(l));
+    // --no-cache redoes everything, compression too: a rebuild that way never
+    // depends on an earlier blob's bytes.
+    let candidate = lineage.filter(|_| !b.req.no_cache).and_then(|l| b.store.lineage_blob(l));
     let Some((layer, members)) = b.store.commit_upper(upper, image, b.req.layers, candidate.as_ref())? else { return Ok(None) };
     if let (Some(lineage), Ok(blob)) = (lineage, crate::oci::descriptor_digest(&layer.blob)) {
         b.store.set_lineage_blob(lineage, &blob);

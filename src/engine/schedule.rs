@@ -45,6 +45,7 @@ pub(super) fn build_stages(b: &Build, jobs: usize) -> Result<Built> {
     let board = Mutex::new(Board { started, ..Board::default() });
     let changed = Condvar::new();
     let workers = jobs.clamp(1, order.len().max(1));
+    crate::sandbox::start_steps();
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| worker(b, &board, &changed));
@@ -83,7 +84,10 @@ fn worker(b: &Build, board: &Mutex<Board>, changed: &Condvar) {
         state.running += 1;
         let deps = state.images.clone();
         drop(state);
-        let result = build_one(b, pos, &deps);
+        // A panicking stage must still wake the workers waiting on it: as an error,
+        // it fails the build the way any stage's error does.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build_one(b, pos, &deps)))
+            .unwrap_or_else(|panic| Err(anyhow::anyhow!("internal error: a stage panicked: {}", panic_text(&*panic))));
         state = lock();
         state.running -= 1;
         match result {
@@ -103,6 +107,11 @@ fn worker(b: &Build, board: &Mutex<Board>, changed: &Condvar) {
     }
 }
 
+/// A panic's message, as the default hook would print it.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default()
+}
+
 /// The first position in the plan's order that is not started and whose stages are
 /// all built (stages a named context replaces count as built: they never run).
 fn next_ready(b: &Build, state: &Board) -> Option<usize> {
@@ -110,7 +119,10 @@ fn next_ready(b: &Build, state: &Board) -> Option<usize> {
     let done = |i: usize| plan.stages[i].context || state.images.contains_key(&i);
     plan.order.iter().enumerate().position(|(pos, &index)| {
         let stage = &plan.stages[index];
-        !state.started[pos] && stage.base_stage.into_iter().chain(stage.copies_from.iter().copied()).all(done)
+        let named = stage.base_stage.into_iter().chain(stage.copies_from.iter().copied()).all(done);
+        // A `--from` the plan could not expand may name any stage before it.
+        let earlier = !stage.from_unknown || plan.order[..pos].iter().all(|&i| done(i));
+        !state.started[pos] && named && earlier
     })
 }
 

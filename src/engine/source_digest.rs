@@ -360,14 +360,20 @@ impl Memo {
     /// read again under a lock and this build's entries merged into it: writing only
     /// what was loaded at the start would drop what a concurrent build learned.
     pub fn save(&self) {
-        if !self.dirty.load(std::sync::atomic::Ordering::Relaxed) {
+        // Cleared first: what is remembered from here on marks the memo again.
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
             return;
         }
+        // A copy, so hashing threads of stages building beside this one are not
+        // held up by the file work.
+        let learned: Vec<(MemoKey, String)> = match self.map.lock() {
+            Ok(map) => map.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            Err(_) => return,
+        };
         let Ok(lock_file) = fs::OpenOptions::new().create(true).append(true).open(self.path.with_extension("lock")) else { return };
         let Ok(_lock) = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive) else { return };
-        let Ok(map) = self.map.lock() else { return };
         let mut merged: std::collections::HashMap<MemoKey, String> = Memo::load_entries(&self.path).into_iter().collect();
-        merged.extend(map.iter().map(|(k, v)| (*k, v.clone())));
+        merged.extend(learned);
         let entries: Vec<(&MemoKey, &String)> = merged.iter().collect();
         let Ok(bytes) = serde_json::to_vec(&entries) else { return };
         let _ = durable::replace(&self.path, &bytes, Mode::Umask);

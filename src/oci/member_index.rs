@@ -36,8 +36,25 @@ pub(crate) type ChunkHash = [u8; 32];
 
 /// What writes the members: a different deflate implementation or version may
 /// compress the same chunk to other bytes, so an index written by another one is
-/// not used (its blobs are still read as usual).
-const COMPRESSOR: &str = concat!("flate2-zlib-rs strata-", env!("CARGO_PKG_VERSION"));
+/// not used (its blobs are still read as usual). The crate versions alone would
+/// miss a rebuilt dependency, so the name carries a digest of what this process's
+/// deflate makes of a fixed probe at two levels.
+fn compressor() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        use std::io::Write;
+        let probe: Vec<u8> = (0..64 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 % 17 + b'a').collect();
+        let mut made = Vec::new();
+        for level in [1, 6] {
+            let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(level));
+            let _ = enc.write_all(&probe);
+            made.extend(enc.finish().unwrap_or_default());
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, &made);
+        let hex: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("flate2-zlib-rs strata-{} probe-{hex}", env!("CARGO_PKG_VERSION"))
+    })
+}
 
 /// First line of every index file.
 const MAGIC: &str = "strata-members 1";
@@ -123,7 +140,7 @@ pub(crate) fn chunk_hash(chunk: &[u8]) -> ChunkHash {
 }
 
 fn header(level: u32) -> String {
-    format!("{MAGIC} {COMPRESSOR} level={level}\n")
+    format!("{MAGIC} {} level={level}\n", compressor())
 }
 
 /// An index file's bytes: the header line, then fixed-size records.
@@ -174,7 +191,8 @@ impl Store {
     /// without an index the next layer is compressed in full, nothing worse).
     pub(crate) fn save_member_index(&self, digest: &Digest, level: u32, entries: &[MemberEntry]) {
         let path = self.member_index_path(digest);
-        if path.exists() {
+        // One this strata can read stays; one of another compressor is replaced.
+        if fs::read(&path).ok().and_then(|b| decode(&b, level)).is_some() {
             return;
         }
         let _ = fs::create_dir_all(self.member_dir()).and_then(|()| durable::replace(&path, &encode(level, entries), Mode::Umask));

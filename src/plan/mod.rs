@@ -37,6 +37,10 @@ pub struct Stage {
     pub base_stage: Option<usize>,
     /// Earlier stages its `COPY --from` and `RUN --mount=from=` name, `--from` expanded.
     pub copies_from: Vec<usize>,
+    /// A `COPY --from` holds a variable: the plan's expansion may miss what the
+    /// build will see (the base image's ENV), so the stage may need any stage before
+    /// it, and waits for them all when stages build side by side.
+    pub from_unknown: bool,
     /// A `--build-context` has this stage's name: the context replaces the stage,
     /// whose FROM and steps never run (BuildKit's rule), so it depends on nothing.
     pub context: bool,
@@ -123,6 +127,7 @@ pub fn plan_for(
                     steps: Vec::new(),
                     base_stage: None,
                     copies_from: Vec::new(),
+                    from_unknown: false,
                     context: alias.as_ref().is_some_and(|a| contexts.contains(a)),
                 };
                 // FROM refers to earlier stages by name only; a bare number is an image.
@@ -158,6 +163,10 @@ pub fn plan_for(
     let mut plan = BuildPlan { meta_args, stages, order: Vec::new() };
     for i in 0..plan.stages.len() {
         plan.stages[i].copies_from = copy_sources(&plan, &plan.stages[i], build_args, escape);
+        plan.stages[i].from_unknown = plan.stages[i]
+            .steps
+            .iter()
+            .any(|s| matches!(&s.instr, Instruction::Copy(c) if c.from.as_deref().is_some_and(|f| f.contains('$'))));
     }
     let target_index = match target {
         None => plan.stages.len() - 1,

@@ -10,6 +10,8 @@ pub(super) struct Steps {
     /// The steps under way, one per stage building (several with `--jobs`): the
     /// stage's label, `at step 3/7 (Dockerfile:5): RUN make`, and when it started.
     under_way: Vec<(String, String, Instant)>,
+    /// The step that ended last, where the build is between steps.
+    last: Option<String>,
     /// What the build does after its steps, as it finishes "stopped …": `while
     /// exporting to oci:out`.
     pub current: Option<String>,
@@ -33,11 +35,13 @@ pub(super) enum Phase {
 impl Steps {
     pub fn new() -> Steps {
         let now = Instant::now();
-        Steps { started: now, under_way: Vec::new(), current: None, run: 0, cached: 0, phase: Phase::Building }
+        Steps { started: now, under_way: Vec::new(), last: None, current: None, run: 0, cached: 0, phase: Phase::Building }
     }
 
     /// The stage labelled `label` starts step `name`.
     pub fn start(&mut self, label: &str, name: String) {
+        // Steps again after `finishing` (the next platform of a multi-platform build).
+        self.current = None;
         self.under_way.retain(|(l, ..)| l != label);
         self.under_way.push((label.to_string(), format!("at {name}"), Instant::now()));
     }
@@ -49,15 +53,20 @@ impl Steps {
         } else {
             self.run += 1;
         }
-        let pos = self.under_way.iter().position(|(l, ..)| l == label);
-        pos.map_or(Duration::ZERO, |p| self.under_way.remove(p).2.elapsed())
+        let Some(pos) = self.under_way.iter().position(|(l, ..)| l == label) else { return Duration::ZERO };
+        let (_, name, started) = self.under_way.remove(pos);
+        self.last = Some(name);
+        started.elapsed()
     }
 
     /// Where the build is, for an interrupt: what it does after its steps, else the
     /// steps under way; None before the first step.
     pub fn where_now(&self) -> Option<String> {
-        if self.current.is_some() || self.under_way.is_empty() {
+        if self.current.is_some() {
             return self.current.clone();
+        }
+        if self.under_way.is_empty() {
+            return self.last.clone();
         }
         Some(self.under_way.iter().map(|(_, name, _)| name.as_str()).collect::<Vec<_>>().join(" and "))
     }
@@ -133,8 +142,11 @@ mod tests {
         s.end("[1/3] ", false);
         assert_eq!(s.where_now().as_deref(), Some("at [2/3] step 2/2 (Dockerfile:4): RUN b"));
         s.end("[2/3] ", false);
+        assert_eq!(s.where_now().as_deref(), Some("at [2/3] step 2/2 (Dockerfile:4): RUN b"), "between steps: the last one");
         s.current = Some("while exporting to oci:out".into());
         assert_eq!(s.where_now().as_deref(), Some("while exporting to oci:out"));
+        s.start("", "step 2/2 (Dockerfile:2): RUN a".into());
+        assert_eq!(s.where_now().as_deref(), Some("at step 2/2 (Dockerfile:2): RUN a"), "the next platform's steps");
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub use binfmt::{check_runnable, runnable_platforms};
 pub use child::{resolve_user_in, DEFAULT_CAPS, DEFAULT_PATH};
 pub use network::{cache_key as network_cache_key, resolve as resolve_network, PortMapping};
 pub use overlay::{mount_overlay, probe as probe_driver};
-pub use running::stop_steps;
+pub use running::{start_steps, stop_steps};
 pub use seccomp::{Profile as SeccompProfile, SeccompPolicy};
 pub use setup::{container as detect_container, entry as setup_entry, proc_source, Entry as SetupEntry};
 pub use step_mounts::{created_targets, StepMount};

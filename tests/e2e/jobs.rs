@@ -110,3 +110,17 @@ fn a_failing_stage_stops_the_stages_beside_it() {
     assert!(took < Duration::from_secs(45), "the slow stage's sleep was killed, not waited for ({took:?})");
     assert!(strata_at(&root, &["inspect", "failed"], &[]).code != Some(0), "nothing was tagged");
 }
+
+#[test]
+fn a_from_only_the_base_images_env_names_waits_for_that_stage() {
+    if skip("a_from_only_the_base_images_env_names_waits_for_that_stage") {
+        return;
+    }
+    // The plan cannot expand `$SRC` (it comes from the base stage's ENV), so the last
+    // stage must wait for every stage before it, the slow one included.
+    let dockerfile = "FROM base AS slow\nRUN sleep 2 && echo slow > /slow\nFROM base AS withenv\nENV SRC=slow\nFROM withenv\nCOPY --from=$SRC /slow /slow\n";
+    let root = private_store("jobs-env-from");
+    let ctx = Ctx::new("jobs-env-from", dockerfile);
+    build_in(&root, &ctx, "envfrom", &["--jobs", "2"], &[]).ok();
+    assert_eq!(strata_at(&root, &["run", "--rm", "envfrom", "cat", "/slow"], &[]).ok().stdout, "slow\n");
+}
