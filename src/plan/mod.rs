@@ -37,9 +37,9 @@ pub struct Stage {
     pub base_stage: Option<usize>,
     /// Earlier stages its `COPY --from` and `RUN --mount=from=` name, `--from` expanded.
     pub copies_from: Vec<usize>,
-    /// A `COPY --from` holds a variable: the plan's expansion may miss what the
-    /// build will see (the base image's ENV), so the stage may need any stage before
-    /// it, and waits for them all when stages build side by side.
+    /// A `COPY --from` holds a variable the plan could not expand to a stage (it
+    /// may come from the base image's ENV): the stage may name any stage before it,
+    /// so all of them are built first.
     pub from_unknown: bool,
     /// A `--build-context` has this stage's name: the context replaces the stage,
     /// whose FROM and steps never run (BuildKit's rule), so it depends on nothing.
@@ -162,11 +162,7 @@ pub fn plan_for(
     }
     let mut plan = BuildPlan { meta_args, stages, order: Vec::new() };
     for i in 0..plan.stages.len() {
-        plan.stages[i].copies_from = copy_sources(&plan, &plan.stages[i], build_args, escape);
-        plan.stages[i].from_unknown = plan.stages[i]
-            .steps
-            .iter()
-            .any(|s| matches!(&s.instr, Instruction::Copy(c) if c.from.as_deref().is_some_and(|f| f.contains('$'))));
+        (plan.stages[i].copies_from, plan.stages[i].from_unknown) = copy_sources(&plan, &plan.stages[i], build_args, escape);
     }
     let target_index = match target {
         None => plan.stages.len() - 1,
@@ -187,11 +183,13 @@ pub fn plan_for(
 /// expanded as the build will expand it: with the stage's ENV and ARG values at
 /// that point (a build arg wins over an ARG default; a bare `ARG NAME` imports the
 /// meta ARG). The base image's ENV is not known yet; a `--from` that needs it, or
-/// that fails to expand, is left to the build to resolve.
-fn copy_sources(plan: &BuildPlan, stage: &Stage, build_args: &BTreeMap<String, String>, escape: char) -> Vec<usize> {
+/// that fails to expand, is left to the build to resolve, and the second value
+/// says so (the stage then needs every stage before it).
+fn copy_sources(plan: &BuildPlan, stage: &Stage, build_args: &BTreeMap<String, String>, escape: char) -> (Vec<usize>, bool) {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     let mut args: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut deps = Vec::new();
+    let mut unknown = false;
     for step in &stage.steps {
         let lookup = |name: &str| env.get(name).cloned().or_else(|| args.get(name).cloned().flatten());
         match &step.instr {
@@ -216,9 +214,18 @@ fn copy_sources(plan: &BuildPlan, stage: &Stage, build_args: &BTreeMap<String, S
                 env.extend(values);
             }
             Instruction::Copy(c) => {
-                if let Some(from) = c.from.as_deref().and_then(|f| expand_word(f, &lookup, escape).ok()) {
-                    deps.extend(plan.find_stage(&from, stage.index));
-                }
+                let Some(written) = c.from.as_deref() else { continue };
+                // A variable the plan does not know may come from the base image's ENV.
+                let missed = std::cell::Cell::new(false);
+                let watched = |name: &str| {
+                    lookup(name).or_else(|| {
+                        missed.set(true);
+                        None
+                    })
+                };
+                let found = expand_word(written, &watched, escape).ok().and_then(|from| plan.find_stage(&from, stage.index));
+                deps.extend(found);
+                unknown |= found.is_none() && missed.get();
             }
             // A mount's `from` is never expanded (BuildKit refuses variables there).
             Instruction::Run(r) => {
@@ -229,7 +236,7 @@ fn copy_sources(plan: &BuildPlan, stage: &Stage, build_args: &BTreeMap<String, S
             _ => {}
         }
     }
-    deps
+    (deps, unknown)
 }
 
 /// Adds `index` and every stage it depends on (FROM and COPY --from) to `needed`;
@@ -247,6 +254,11 @@ fn collect(plan: &BuildPlan, index: usize, needed: &mut BTreeSet<usize>) {
     }
     for &dep in &stage.copies_from {
         collect(plan, dep, needed);
+    }
+    if stage.from_unknown {
+        for earlier in 0..index {
+            collect(plan, earlier, needed);
+        }
     }
 }
 
@@ -275,6 +287,18 @@ mod tests {
     fn plan_of(text: &str, target: Option<&str>) -> Result<BuildPlan, PlanError> {
         let df = parse(text, "Dockerfile").unwrap();
         plan(&df, "Dockerfile", &BTreeMap::new(), target, &BTreeSet::new())
+    }
+
+    #[test]
+    fn a_from_the_plan_cannot_expand_needs_every_earlier_stage() {
+        let unknown = "FROM busybox AS slow\nFROM busybox AS other\nFROM busybox AS env\nENV SRC=slow\nFROM env\nCOPY --from=$SRC /a /a\n";
+        let p = plan_of(unknown, None).unwrap();
+        assert!(p.stages[3].from_unknown);
+        assert_eq!(p.order, vec![0, 1, 2, 3], "its base's ENV may name any earlier stage");
+        let known = "FROM busybox AS slow\nFROM busybox AS other\nFROM busybox\nENV SRC=slow\nCOPY --from=$SRC /a /a\n";
+        let p = plan_of(known, None).unwrap();
+        assert!(!p.stages[2].from_unknown);
+        assert_eq!(p.order, vec![0, 2], "the stage's own ENV names the stage");
     }
 
     #[test]
