@@ -57,7 +57,8 @@ pub fn save(store: &Store, args: SaveArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn load(store: &Store, args: LoadArgs) -> Result<ExitCode> {
+/// Loads an archive; returns the exit code and the id loaded.
+pub fn load(store: &Store, args: LoadArgs) -> Result<(ExitCode, String)> {
     let loaded = match &args.input {
         Some(path) => transport::load(store, path)?,
         None => {
@@ -77,5 +78,5 @@ pub fn load(store: &Store, args: LoadArgs) -> Result<ExitCode> {
             println!("Loaded image: {name}");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok((ExitCode::SUCCESS, loaded.id.to_string()))
 }

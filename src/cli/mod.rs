@@ -94,6 +94,17 @@ pub enum Command {
     Logout(registry::LogoutArgs),
     /// Create, edit and push manifest lists (multi-platform images).
     Manifest(manifest::ManifestArgs),
+    /// Unpacks images' layers into layer dirs (what `pull` and `load` run after
+    /// they stored an image).
+    #[command(hide = true, name = "unpack-image")]
+    UnpackImage(UnpackImageArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UnpackImageArgs {
+    /// Images by name or id; an index unpacks the host's image.
+    #[arg(required = true)]
+    images: Vec<String>,
 }
 
 /// Parses `args` and runs the command.
@@ -150,13 +161,29 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
             images::fsck(&store, a)
         }
         Command::History(a) => images::history(&shared_store(&root, &report)?.0, a),
-        Command::Pull(a) => registry::pull(&shared_store(&root, &report)?.0, a),
+        Command::Pull(a) => {
+            let (code, id) = registry::pull(&shared_store(&root, &report)?.0, a)?;
+            unpack_after_import(&root, cli.storage_driver.as_deref(), &id);
+            Ok(code)
+        }
         Command::Push(a) => registry::push(&shared_store(&root, &report)?.0, a),
         Command::Login(a) => registry::login(a),
         Command::Logout(a) => registry::logout(a),
         Command::Manifest(a) => manifest::manifest(&shared_store(&root, &report)?.0, a),
         Command::Save(a) => archive::save(&shared_store(&root, &report)?.0, a),
-        Command::Load(a) => archive::load(&shared_store(&root, &report)?.0, a),
+        Command::Load(a) => {
+            let (code, id) = archive::load(&shared_store(&root, &report)?.0, a)?;
+            unpack_after_import(&root, cli.storage_driver.as_deref(), &id);
+            Ok(code)
+        }
+        Command::UnpackImage(a) => {
+            let store = enter_store(&root, driver, &report)?;
+            let _users = store.lock(false)?;
+            for image in &a.images {
+                store.unpack_image(image)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Prune(a) => {
             let store = enter_store(&root, driver, &report)?;
             prune::prune(&store, a)
@@ -206,6 +233,22 @@ fn shared_store(root: &std::path::Path, report: &Reporter) -> Result<(crate::oci
     let store = LocalStore::open_images(root, report)?;
     let lock = crate::store::lock_root(root, false)?;
     Ok((store, lock))
+}
+
+/// Unpacks the image `id` just pulled or loaded, as podman and buildah do at pull:
+/// the first build or `run` on it then starts at once. Unpacking needs the user
+/// namespace, which `pull` and `load` do not enter, so a child strata does it. Best
+/// effort: where it cannot (no namespace here), the first use unpacks as before.
+fn unpack_after_import(root: &std::path::Path, driver: Option<&str>, id: &str) {
+    let Ok(exe) = std::env::current_exe() else { return };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--root").arg(root);
+    if let Some(d) = driver {
+        cmd.arg("--storage-driver").arg(d);
+    }
+    cmd.arg("unpack-image").arg(id);
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let _ = cmd.status();
 }
 
 fn enter_store(root: &std::path::Path, driver: Option<Driver>, report: &Reporter) -> Result<LocalStore> {

@@ -100,13 +100,14 @@ impl RegistryFlags {
     }
 }
 
-pub fn pull(store: &Store, args: PullArgs) -> Result<ExitCode> {
+/// Pulls `args.image`; returns the exit code and the id pulled.
+pub fn pull(store: &Store, args: PullArgs) -> Result<(ExitCode, String)> {
     let mut opts = args.flags.options(if args.quiet { TransferView::Quiet } else { TransferView::Auto })?;
     opts.platform = args.platform;
     let pulled =
         if args.all_platforms { transport::pull_all(store, &args.image, &opts)? } else { transport::pull(store, &args.image, &opts)? };
     println!("{}", pulled.id.hex());
-    Ok(ExitCode::SUCCESS)
+    Ok((ExitCode::SUCCESS, pulled.id.to_string()))
 }
 
 pub fn push(store: &Store, args: PushArgs) -> Result<ExitCode> {

@@ -23,6 +23,15 @@ pub struct LayerFormat {
 }
 
 impl LocalStore {
+    /// Unpacks the layers of the image `reference` names (the host's image of an
+    /// index) that have no layer dir yet; an index without one for the host is
+    /// left as it is.
+    pub fn unpack_image(&self, reference: &str) -> Result<()> {
+        let Ok(Some(manifest)) = self.images.resolve_for(reference, None) else { return Ok(()) };
+        let image = self.load_image(&manifest)?;
+        self.layer_dirs(&image).map(drop)
+    }
+
     /// Makes sure every layer has a layer dir (unpacking blobs not yet unpacked) and
     /// returns the dirs top-most first, as overlay wants them.
     pub fn layer_dirs(&self, image: &ImageState) -> Result<Vec<PathBuf>> {

@@ -160,3 +160,25 @@ fn prune_collects_only_garbage_and_refuses_an_unreadable_manifest() {
     assert!(images.stdout.contains("localhost/kept ") && !images.stdout.contains("localhost/victim "), "{}", images.describe());
     assert!(images.stderr.contains("warning: skipping image localhost/victim:latest"), "{}", images.describe());
 }
+
+/// `load` (and `pull`, the same path) unpacks the image as podman does at pull, so
+/// the first build on it does not: every layer has its layer dir once `load` returns.
+#[test]
+fn load_unpacks_the_image_for_its_first_use() {
+    if skip_without_sandbox("load_unpacks_the_image_for_its_first_use") {
+        return;
+    }
+    with_base();
+    let dir = scratch("load-unpacks");
+    let archive = dir.join("busybox.tar");
+    strata(["save", "--format", "oci-archive", "-o", &path_str(&archive), "busybox"]).ok();
+    let root = dir.join("store");
+    strata_at(&root, &["load", "-i", &path_str(&archive)], &[]).ok();
+    let inspect = strata_at(&root, &["inspect", "busybox"], &[]).ok().json();
+    let diff_ids = inspect[0]["rootfs"]["diff_ids"].as_array().expect("diff ids").clone();
+    assert!(!diff_ids.is_empty());
+    for id in diff_ids {
+        let hex = id.as_str().and_then(|d| d.strip_prefix("sha256:")).expect("a sha256 diff id");
+        assert!(root.join("layers").join(hex).is_dir(), "layer {hex} is unpacked after load");
+    }
+}
