@@ -9,18 +9,16 @@
 //! nothing is ever written to the host outside it.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use nix::sys::stat::{utimensat, UtimensatFlags};
-use nix::sys::time::TimeSpec;
 
 pub use super::chmod::Chmod;
+use super::copy_files::{copy_xattrs, set_times, write_file, FileJob, FileWriters};
 use super::source_match::{match_sources, Source};
 use crate::dockerfile::Ignore;
-use crate::rootfs::is_private_xattr;
 use crate::rootfs::{file_type, resolve_in, DirFd, Entry, Last};
 use nix::sys::stat::SFlag;
 
@@ -99,6 +97,7 @@ pub fn copy_sources(tree: &Path, src_root: &Path, sources: &[Source], dest: &str
         ignore: opts.ignore,
         exclude: opts.exclude,
         dir_times: Vec::new(),
+        files: FileWriters::start(opts.owners),
     };
     // Sources are read through descriptors from here on: a directory of the context
     // swapped for a symlink after matching is refused, never followed (see
@@ -153,6 +152,8 @@ struct Copier<'a> {
     links: HashMap<(u64, u64), PathBuf>,
     /// Copied directories and their source times, set last: filling them changes them.
     dir_times: Vec<(PathBuf, i64, i64)>,
+    /// Regular files are written on these threads (see `copy_files`).
+    files: FileWriters,
 }
 
 impl Copier<'_> {
@@ -227,8 +228,13 @@ impl Copier<'_> {
         let st = *entry.stat();
         let is_dir = matches!(entry, Entry::Dir(..));
         let (uid, gid) = self.owner_of(&entry);
+        if self.files.is_queued(target) {
+            self.files.wait_idle();
+        }
         if let Ok(existing) = fs::symlink_metadata(target) {
             if !(existing.is_dir() && is_dir) {
+                // Nothing queued may be writing below what is removed.
+                self.files.wait_idle();
                 if existing.is_dir() {
                     fs::remove_dir_all(target)?;
                 } else {
@@ -236,54 +242,45 @@ impl Copier<'_> {
                 }
             }
         }
-        let mut opened_dir = None;
-        let xattr_source = match entry {
+        let mode = st.st_mode & 0o7777;
+        let mode = self.own.mode.map_or(mode, |c| c.apply(mode, is_dir));
+        let opened_dir = match entry {
             Entry::Dir(d, _) => {
                 if fs::symlink_metadata(target).is_err() {
                     fs::create_dir(target).with_context(|| format!("creating {}", target.display()))?;
                 }
-                opened_dir = Some(d);
-                None
+                d
             }
             Entry::Symlink(link, _) => {
                 std::os::unix::fs::symlink(&link, target).with_context(|| format!("creating {}", target.display()))?;
-                None
+                self.chown(target, uid, gid)?;
+                set_times(target, st.st_mtime, st.st_mtime_nsec)?;
+                return Ok(None);
             }
             Entry::File(from, _) => {
-                if st.st_nlink > 1 {
-                    let key = (st.st_dev, st.st_ino);
-                    if let Some(first) = self.links.get(&key) {
-                        fs::hard_link(first, target).with_context(|| format!("linking {}", target.display()))?;
-                        return Ok(None);
-                    }
-                    self.links.insert(key, target.to_path_buf());
+                let job = FileJob { from, target: target.to_path_buf(), shown: shown.to_path_buf(), st, owner: (uid, gid), mode };
+                if st.st_nlink == 1 {
+                    self.files.send(job)?;
+                    return Ok(None);
                 }
-                let mut to = File::create(target).with_context(|| format!("creating {}", target.display()))?;
-                // Holes stay holes: a base image's sparse lastlog copied with
-                // `--from` must not be written out in full.
-                let (len, blocks) = (st.st_size as u64, st.st_blocks as u64);
-                crate::rootfs::copy_data(&from, &mut to, len, blocks)
-                    .with_context(|| format!("copying {} to {}", shown.display(), target.display()))?;
-                Some(from)
+                let key = (st.st_dev, st.st_ino);
+                if let Some(first) = self.links.get(&key) {
+                    fs::hard_link(first, target).with_context(|| format!("linking {}", target.display()))?;
+                    return Ok(None);
+                }
+                self.links.insert(key, target.to_path_buf());
+                // Written here, not queued: the links to it that follow need it.
+                write_file(job, self.owners)?;
+                return Ok(None);
             }
             // Devices, fifos and sockets from a build context are not image content.
             Entry::Other(_) => return Ok(None),
         };
         self.chown(target, uid, gid)?;
-        if file_type(&st) != SFlag::S_IFLNK {
-            let mode = st.st_mode & 0o7777;
-            let mode = self.own.mode.map_or(mode, |c| c.apply(mode, is_dir));
-            fs::set_permissions(target, fs::Permissions::from_mode(mode))?;
-            if let Some(src) = xattr_source.as_ref().or(opened_dir.as_ref().map(DirFd::file)) {
-                copy_xattrs(src, target);
-            }
-        }
-        if is_dir {
-            self.dir_times.push((target.to_path_buf(), st.st_mtime, st.st_mtime_nsec));
-        } else {
-            set_times(target, st.st_mtime, st.st_mtime_nsec)?;
-        }
-        Ok(opened_dir)
+        fs::set_permissions(target, fs::Permissions::from_mode(mode))?;
+        copy_xattrs(opened_dir.file(), target);
+        self.dir_times.push((target.to_path_buf(), st.st_mtime, st.st_mtime_nsec));
+        Ok(Some(opened_dir))
     }
 
     /// The owner a copied entry gets: `--chown`'s, else its source's or root.
@@ -309,35 +306,12 @@ impl Copier<'_> {
 
     /// Directory times last, innermost first: filling them changed them.
     fn finish(self) -> Result<()> {
+        self.files.finish()?;
         for (target, secs, nsecs) in self.dir_times.into_iter().rev() {
             set_times(&target, secs, nsecs)?;
         }
         Ok(())
     }
-}
-
-/// Copies a source's xattrs, read from its descriptor. Overlay markers, the host's
-/// SELinux label and owner records are not content (an owner record in a context
-/// is a claim anyone could write; see `crate::owner`).
-fn copy_xattrs(src: &File, target: &Path) {
-    use xattr::FileExt;
-    if let Ok(names) = src.list_xattr() {
-        for name in names {
-            let n = name.to_string_lossy();
-            if is_private_xattr(&n) || n.starts_with("security.selinux") || n == crate::owner::OVERRIDE_XATTR {
-                continue;
-            }
-            if let Ok(Some(v)) = src.get_xattr(&name) {
-                let _ = xattr::set(target, &name, &v);
-            }
-        }
-    }
-}
-
-fn set_times(path: &Path, secs: i64, nsecs: i64) -> Result<()> {
-    let t = TimeSpec::new(secs, nsecs);
-    utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink)
-        .with_context(|| format!("setting times of {}", path.display()))
 }
 
 fn display_in(tree: &Path, p: &Path) -> String {
@@ -347,6 +321,7 @@ fn display_in(tree: &Path, p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
 
     fn opts<'a>(own: CopyOwnership, none: &'a Ignore) -> CopyOptions<'a> {
         CopyOptions {
@@ -428,6 +403,33 @@ mod tests {
         assert_eq!(fs::read(tree.path().join("renamed")).unwrap(), b"a");
         let err = copy(tree.path(), ctx.path(), &["missing".into()], "/x", opts(own, &none), "COPY").unwrap_err();
         assert!(format!("{err:#}").contains("missing"));
+    }
+
+    #[test]
+    fn sources_written_onto_one_path_land_in_order() {
+        // Files go to worker threads: a later source on the same path, as a file, a
+        // directory or a symlink, must still win as it does written one by one.
+        let none = Ignore::default();
+        let ctx = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        for (src, body) in [("one", "first"), ("two", "second")] {
+            fs::create_dir_all(ctx.path().join(src)).unwrap();
+            fs::write(ctx.path().join(src).join("f"), vec![b'x'; 1 << 20]).unwrap();
+            fs::write(ctx.path().join(src).join("same"), body).unwrap();
+        }
+        fs::create_dir_all(ctx.path().join("three/f")).unwrap();
+        fs::write(ctx.path().join("three/f/inside"), b"in").unwrap();
+        std::os::unix::fs::symlink("elsewhere", ctx.path().join("three/same")).unwrap();
+        let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let own = CopyOwnership { owner: Some(me), mode: None };
+        for _ in 0..20 {
+            copy(tree.path(), ctx.path(), &["one".into(), "two".into()], "/app/", opts(own, &none), "COPY").unwrap();
+            assert_eq!(fs::read_to_string(tree.path().join("app/same")).unwrap(), "second");
+            copy(tree.path(), ctx.path(), &["two".into(), "three".into()], "/app/", opts(own, &none), "COPY").unwrap();
+            assert_eq!(fs::read(tree.path().join("app/f/inside")).unwrap(), b"in", "a directory replaced the queued file");
+            assert_eq!(fs::read_link(tree.path().join("app/same")).unwrap(), Path::new("elsewhere"));
+            fs::remove_dir_all(tree.path().join("app")).unwrap();
+        }
     }
 
     #[test]

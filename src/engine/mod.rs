@@ -14,6 +14,7 @@ mod chmod;
 mod chown;
 mod context;
 mod copy;
+mod copy_files;
 mod copy_step;
 mod download;
 mod git_source;
