@@ -364,18 +364,21 @@ impl Memo {
         if !self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        // A copy, so hashing threads of stages building beside this one are not
-        // held up by the file work.
-        let learned: Vec<(MemoKey, String)> = match self.map.lock() {
-            Ok(map) => map.iter().map(|(k, v)| (*k, v.clone())).collect(),
-            Err(_) => return,
-        };
         let Ok(lock_file) = fs::OpenOptions::new().create(true).append(true).open(self.path.with_extension("lock")) else { return };
         let Ok(_lock) = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive) else { return };
-        let mut merged: std::collections::HashMap<MemoKey, String> = Memo::load_entries(&self.path).into_iter().collect();
-        merged.extend(learned);
-        let entries: Vec<(&MemoKey, &String)> = merged.iter().collect();
-        let Ok(bytes) = serde_json::to_vec(&entries) else { return };
+        // Read and written outside the map's lock: hashing threads of stages building
+        // beside this one wait only for the merge. Merged into the map itself, not a
+        // copy of it, so a memo of many files is held once.
+        let on_disk = Memo::load_entries(&self.path);
+        let bytes = {
+            let Ok(mut map) = self.map.lock() else { return };
+            for (key, digest) in on_disk {
+                map.entry(key).or_insert(digest);
+            }
+            let entries: Vec<(&MemoKey, &String)> = map.iter().collect();
+            serde_json::to_vec(&entries)
+        };
+        let Ok(bytes) = bytes else { return };
         let _ = durable::replace(&self.path, &bytes, Mode::Umask);
     }
 }
