@@ -96,7 +96,7 @@ fn fix_checksums(data: &mut [u8]) {
         header.set_cksum();
         block.copy_from_slice(header.as_bytes());
         let size = header.entry_size().unwrap_or(0);
-        off = match size.checked_add(511).map(|s| s / 512 * 512 + 512).and_then(|s| usize::try_from(s).ok()) {
+        off = match size.checked_add(511).and_then(|s| (s / 512 * 512).checked_add(512)).and_then(|s| usize::try_from(s).ok()) {
             Some(step) => off.saturating_add(step),
             None => break,
         };
