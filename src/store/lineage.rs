@@ -6,7 +6,10 @@
 //! edited source keeps its step's lineage while its cache key changes. Each lineage
 //! is one small file, `cache/lineage/<key>`, holding a blob digest, replaced through
 //! `durable`. It is a hint: a wrong or stale one costs compression time, never a
-//! byte of the layer, since the layer writer checks every member it copies.
+//! byte of the layer, since the layer writer checks every member it copies against
+//! the new chunk (its hash, and the member's CRC-32 and length). A candidate blob
+//! damaged on disk inside a member's deflate data is not caught there: `fsck` finds
+//! it, by the blob's digest, and `--no-cache` copies nothing.
 
 use std::fs;
 use std::path::{Path, PathBuf};
