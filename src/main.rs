@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     // away (`strata images | head`) instead of panicking on EPIPE.
     // SAFETY: installing SIG_DFL runs no handler code.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    fixed_mmap_threshold();
     match strata::cli::run(args) {
         Ok(code) => code,
         Err(e) => {
@@ -23,4 +24,17 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Large buffers go straight to mmap and back to the kernel when freed.
+///
+/// glibc raises its mmap threshold to the size of each mmapped block it frees, up
+/// to 32 MiB. After the first 1 MiB gzip chunk comes back, every later chunk and
+/// member is carved from the thread arenas instead, and what the worker threads
+/// free there is kept, not returned: a 1 GiB COPY peaked at 62 MiB of RSS, 31 MiB
+/// of it such kept buffers. Setting the threshold fixes it (and the trim
+/// threshold) for the whole run, so memory follows what is live.
+fn fixed_mmap_threshold() {
+    // SAFETY: mallopt only sets allocator parameters; called before any thread exists.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024) };
 }
