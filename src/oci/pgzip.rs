@@ -7,6 +7,10 @@
 //! thread timing, so the output is as reproducible as single-threaded gzip. Memory
 //! is bounded: at most `2 x workers` chunks are in flight.
 //!
+//! The chunk and member buffers go round a small pool (`Spares`) instead of being
+//! allocated per chunk: a 1 GiB layer is a thousand chunks, and fresh 1 MiB buffers
+//! each time cost page faults, and through glibc's arenas, memory kept after free.
+//!
 //! Given a candidate blob (see `member_index`), a worker copies the candidate's
 //! member for a chunk it already holds instead of compressing it; the bytes are the
 //! same either way. The writer records every member it writes, for the new blob's
@@ -15,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use flate2::{Compression, GzBuilder};
@@ -49,23 +53,61 @@ fn incompressible(data: &[u8]) -> bool {
 }
 
 /// Compresses one chunk into a complete, reproducible gzip member.
+#[cfg(test)]
 pub fn compress_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    compress_member_into(data, level, Vec::with_capacity(data.len() / 2 + 64))
+}
+
+/// [`compress_member`] into `out` (emptied first), whose capacity is reused.
+fn compress_member_into(data: &[u8], level: u32, mut out: Vec<u8>) -> io::Result<Vec<u8>> {
     let _compress = crate::trace::span(crate::trace::Phase::Compress);
     let level = if incompressible(data) { Compression::none() } else { Compression::new(level) };
-    let mut gz = GzBuilder::new().mtime(0).operating_system(GZIP_OS_UNKNOWN).write(Vec::with_capacity(data.len() / 2 + 64), level);
+    out.clear();
+    let mut gz = GzBuilder::new().mtime(0).operating_system(GZIP_OS_UNKNOWN).write(out, level);
     gz.write_all(data)?;
     gz.finish()
 }
 
 /// Makes the member of `chunk`: copied from `candidate` when it holds the same
-/// chunk, else compressed at `level`. Either way the bytes are the same.
-pub(crate) fn produce(chunk: &[u8], level: u32, candidate: Option<&Candidate>) -> io::Result<Produced> {
+/// chunk, else compressed at `level` into a buffer from `out`. Either way the bytes
+/// are the same.
+fn produce_into(chunk: &[u8], level: u32, candidate: Option<&Candidate>, out: impl FnOnce() -> Vec<u8>) -> io::Result<Produced> {
     let hash = chunk_hash(chunk);
     let chunk_len = chunk.len() as u64;
     if let Some(member) = candidate.and_then(|c| c.member_for(&hash, chunk)) {
         return Ok(Produced { member, hash, chunk_len, reused: true });
     }
-    Ok(Produced { member: compress_member(chunk, level)?, hash, chunk_len, reused: false })
+    Ok(Produced { member: compress_member_into(chunk, level, out())?, hash, chunk_len, reused: false })
+}
+
+/// [`produce_into`] a new buffer.
+pub(crate) fn produce(chunk: &[u8], level: u32, candidate: Option<&Candidate>) -> io::Result<Produced> {
+    produce_into(chunk, level, candidate, Vec::new)
+}
+
+/// Room for a chunk, or for its member: deflate's worst case (stored blocks) adds
+/// a few bytes per 16 KiB, and the gzip header and trailer 18, far below 4 KiB.
+const BUFFER_SIZE: usize = CHUNK_SIZE + 4096;
+
+/// Emptied chunk and member buffers, taken before allocating a new one. At most
+/// two per chunk in flight (its chunk and its member), plus the one being filled,
+/// ever exist.
+#[derive(Clone, Default)]
+struct Spares(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Spares {
+    fn take(&self) -> Vec<u8> {
+        let spare = self.0.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        spare.unwrap_or_else(|| Vec::with_capacity(BUFFER_SIZE))
+    }
+
+    fn give(&self, mut buf: Vec<u8>) {
+        // A member copied from a candidate blob has a size of its own: let it go.
+        if buf.capacity() >= BUFFER_SIZE {
+            buf.clear();
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(buf);
+        }
+    }
 }
 
 type Job = (u64, Vec<u8>);
@@ -88,6 +130,7 @@ pub struct ParallelGzip<W: Write> {
     wrote_member: bool,
     /// A blob whose members may be copied instead of compressed.
     candidate: Option<Arc<Candidate>>,
+    spares: Spares,
     /// The members written so far, in order, for the blob's index.
     members: Vec<MemberEntry>,
     reused: usize,
@@ -109,17 +152,18 @@ impl<W: Write> ParallelGzip<W> {
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(workers * 2);
         let (done_tx, done_rx) = mpsc::channel::<Done>();
-        let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let spares = Spares::default();
         let step = crate::trace::current();
         let handles = (0..workers)
             .map(|_| {
-                let rx = job_rx.clone();
-                let tx = done_tx.clone();
-                let candidate = candidate.clone();
+                let (rx, tx, candidate, spares) = (job_rx.clone(), done_tx.clone(), candidate.clone(), spares.clone());
                 std::thread::spawn(crate::trace::within(step.clone(), move || loop {
                     let job = rx.lock().map(|r| r.recv());
                     let Ok(Ok((seq, data))) = job else { return };
-                    if tx.send((seq, produce(&data, level, candidate.as_deref()))).is_err() {
+                    let made = produce_into(&data, level, candidate.as_deref(), || spares.take());
+                    spares.give(data);
+                    if tx.send((seq, made)).is_err() {
                         return;
                     }
                 }))
@@ -128,7 +172,7 @@ impl<W: Write> ParallelGzip<W> {
         ParallelGzip {
             inner,
             level,
-            buf: Vec::with_capacity(CHUNK_SIZE),
+            buf: spares.take(),
             next_seq: 0,
             next_out: 0,
             in_flight: 0,
@@ -139,6 +183,7 @@ impl<W: Write> ParallelGzip<W> {
             workers: handles,
             wrote_member: false,
             candidate,
+            spares,
             members: Vec::new(),
             reused: 0,
             offset: 0,
@@ -146,10 +191,10 @@ impl<W: Write> ParallelGzip<W> {
     }
 
     fn submit(&mut self) -> io::Result<()> {
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE));
         while self.in_flight >= self.max_in_flight {
             self.collect_one()?;
         }
+        let data = std::mem::replace(&mut self.buf, self.spares.take());
         let jobs = self.jobs.as_ref().expect("compressor still open");
         jobs.send((self.next_seq, data)).map_err(|_| io::Error::other("gzip worker stopped"))?;
         self.next_seq += 1;
@@ -179,6 +224,7 @@ impl<W: Write> ParallelGzip<W> {
         self.members.push(MemberEntry { hash: p.hash, chunk_len: p.chunk_len, offset: self.offset, len });
         self.offset += len;
         self.reused += usize::from(p.reused);
+        self.spares.give(p.member);
         Ok(())
     }
 
@@ -280,6 +326,20 @@ mod tests {
         assert!(!incompressible(&text));
         assert_eq!(gunzip(&member), noise);
         assert!(compress_member(&text, 6).unwrap().len() < text.len() / 10);
+    }
+
+    #[test]
+    fn buffers_are_reused_not_allocated_per_chunk() {
+        let chunk: Vec<u8> = (0..CHUNK_SIZE).map(|i| (i * 31 % 253) as u8).collect();
+        let mut gz = ParallelGzip::new(Vec::new(), 1);
+        for _ in 0..40 {
+            gz.write_all(&chunk).unwrap();
+        }
+        let spare = gz.spares.0.lock().unwrap().len();
+        // Every buffer is one being filled, one in flight, a member waiting, or spare.
+        assert!(spare <= 2 * gz.max_in_flight + 1, "{spare} spare buffers after 40 chunks");
+        let out = gz.finish().unwrap();
+        assert_eq!(gunzip(&out), chunk.repeat(40));
     }
 
     #[test]
