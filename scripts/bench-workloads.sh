@@ -22,6 +22,9 @@
 #   change_last  stamp.txt edited (only the last step uses it)
 #   change_deep  (w3) one 8 KiB file deep in tree/ edited
 #   export       the image to an oci-archive
+#   cold_zstd    (w3) strata's cold build again from a wiped store, with
+#                `--compression zstd`; Buildah's figure is its (gzip) cold build,
+#                as issue 16's table compares them
 # Printed: medians in seconds, the ratio strata/Buildah of the medians, and the
 # peak RSS of the largest process (GNU time %M, the highest of the runs) in MiB.
 # Then, per workload, where strata's cold build spent its time: its cold builds
@@ -168,12 +171,12 @@ timed() {
     echo "$kib" >>"$res/$w.$metric.$tool.k"
 }
 
-build() { # tool
-    local dockerfile="$dir/Dockerfile" arg="BASE=localhost/$base"
+build() { # tool [strata build flags...]
+    local dockerfile="$dir/Dockerfile" arg="BASE=localhost/$base" extra=("${@:2}")
     if [ "$1" = strata ]; then
         local trace=()
         [ "$metric" != cold ] || trace=(env STRATA_TRACE=1)
-        timed "$metric" strata "${trace[@]}" "${S[@]}" build "${strata_flags[@]}" --build-arg "$arg" -t "bench-$w" -f "$dockerfile" "$ctx"
+        timed "$metric" strata "${trace[@]}" "${S[@]}" build "${strata_flags[@]}" "${extra[@]}" --build-arg "$arg" -t "bench-$w" -f "$dockerfile" "$ctx"
         if [ "$metric" = cold ]; then
             grep '^TRACE build total: ' "$work/out" >>"$res/$w.trace" || die "$w cold (strata): no TRACE build total line"
         fi
@@ -202,6 +205,15 @@ one_run() {
     else
         timed export buildah "${B[@]}" push "bench-$w" "oci-archive:$work/export.tar"
     fi
+    [ -n "${deep:-}" ] || return 0
+    if [ "$tool" = strata ]; then
+        fresh_store strata "$base"
+        reset_context "$dir" "$ctx"
+        metric=cold_zstd build strata --compression zstd
+    else
+        tail -n1 "$res/$w.cold.buildah.s" >>"$res/$w.cold_zstd.buildah.s"
+        tail -n1 "$res/$w.cold.buildah.k" >>"$res/$w.cold_zstd.buildah.k"
+    fi
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -211,7 +223,7 @@ report() { # workloads...
     printf '%-14s %-12s %9s %10s %7s %11s %12s %5s\n' workload metric strata_s buildah_s ratio strata_MiB buildah_MiB runs
     local w metric f st bt sk bk
     for w in "$@"; do
-        for metric in cold noop change_last change_deep export; do
+        for metric in cold noop change_last change_deep export cold_zstd; do
             f="$res/$w.$metric"
             [ -e "$f.strata.s" ] && [ -e "$f.buildah.s" ] || continue
             st="$(median <"$f.strata.s")" bt="$(median <"$f.buildah.s")"
