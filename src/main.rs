@@ -31,9 +31,9 @@ fn main() -> ExitCode {
 /// glibc raises its mmap threshold to the size of each mmapped block it frees, up
 /// to 32 MiB. After the first 1 MiB gzip chunk comes back, every later chunk and
 /// member is carved from the thread arenas instead, and what the worker threads
-/// free there is kept, not returned: a 1 GiB COPY peaked at 62 MiB of RSS, 31 MiB
-/// of it such kept buffers. Setting the threshold fixes it (and the trim
-/// threshold) for the whole run, so memory follows what is live.
+/// free there is kept, not returned: a 1 GiB COPY peaked at 52-70 MiB of RSS, and
+/// at 34-41 MiB with the threshold fixed. Setting it also fixes the trim
+/// threshold, for the whole run, so memory follows what is live.
 fn fixed_mmap_threshold() {
     // SAFETY: mallopt only sets allocator parameters; called before any thread exists.
     unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024) };

@@ -167,17 +167,7 @@ impl<'a> LayerWriter<'a> {
                 Encoder::Gzip(ParallelGzip::with_candidate(sink, level, candidate))
             }
             LayerCompression::Zstd(level) => {
-                let mut z = zstd::stream::Encoder::new(sink, level).map_err(OciError::io("start zstd for", &temp_path))?;
-                // The content size and checksum make the frame self-checking; both are
-                // functions of the input, so output stays reproducible.
-                let _ = z.include_checksum(true);
-                // On every core, as gzip is. zstd's output is the same for any number of
-                // workers from 1 up (only 0, compressing on the caller's thread, differs),
-                // so a layer does not depend on the machine that built it.
-                z.multithread(zstd_workers()).map_err(OciError::io("start zstd for", &temp_path))?;
-                for p in [CParameter::JobSize(ZSTD_JOB_SIZE), CParameter::OverlapSizeLog(ZSTD_FULL_OVERLAP)] {
-                    z.set_parameter(p).map_err(OciError::io("start zstd for", &temp_path))?;
-                }
+                let z = zstd_encoder(sink, level, zstd_workers()).map_err(OciError::io("start zstd for", &temp_path))?;
                 Encoder::Zstd(z)
             }
             LayerCompression::None => Encoder::None(sink),
@@ -264,6 +254,19 @@ const ZSTD_JOB_SIZE: u32 = 1 << 20;
 /// tree 4.5% larger than single-threaded zstd; with the whole window, 0.5% smaller.
 const ZSTD_FULL_OVERLAP: u32 = 9;
 
+/// A zstd encoder for a layer: on `workers` threads, as gzip is on every core.
+/// zstd's frame is the same for any number of workers from 1 up (only 0,
+/// compressing on the caller's thread, differs), so a layer does not depend on
+/// the machine that built it. The checksum makes the frame self-checking.
+fn zstd_encoder<W: Write>(sink: W, level: i32, workers: u32) -> io::Result<zstd::stream::Encoder<'static, W>> {
+    let mut z = zstd::stream::Encoder::new(sink, level)?;
+    z.include_checksum(true)?;
+    z.multithread(workers)?;
+    z.set_parameter(CParameter::JobSize(ZSTD_JOB_SIZE))?;
+    z.set_parameter(CParameter::OverlapSizeLog(ZSTD_FULL_OVERLAP))?;
+    Ok(z)
+}
+
 /// zstd's worker threads: one per core, at most 4. Each holds a job and a window
 /// of overlap (about 12 MiB at level 3), so past 4 the memory, not the speed, is
 /// what grows.
@@ -332,9 +335,7 @@ mod tests {
             })
             .collect();
         let frame = |workers: u32| {
-            let mut z = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
-            let _ = z.include_checksum(true);
-            z.multithread(workers).unwrap();
+            let mut z = zstd_encoder(Vec::new(), 3, workers).unwrap();
             for piece in data.chunks(300_007) {
                 z.write_all(piece).unwrap();
             }
