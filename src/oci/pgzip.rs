@@ -207,12 +207,14 @@ impl<W: Write> ParallelGzip<W> {
     fn collect_one(&mut self) -> io::Result<()> {
         let (seq, result) =
             crate::trace::timed(crate::trace::Phase::Wait, || self.results.recv()).map_err(|_| io::Error::other("gzip worker stopped"))?;
-        self.in_flight -= 1;
         self.ready.insert(seq, result?);
         let _write = crate::trace::span(crate::trace::Phase::Write);
+        // A chunk stays in flight until its member is written: one slow chunk must
+        // not let finished members pile up behind it, unbounded.
         while let Some(member) = self.ready.remove(&self.next_out) {
             self.put(member)?;
             self.next_out += 1;
+            self.in_flight -= 1;
         }
         Ok(())
     }
