@@ -135,6 +135,10 @@ pub struct ParallelGzip<W: Write> {
     members: Vec<MemberEntry>,
     reused: usize,
     offset: u64,
+    /// The first error, kept: after it the counts no longer match the workers, so
+    /// waiting on them again could block forever, and a later member written after
+    /// a lost one would make a corrupt stream.
+    failed: Option<(io::ErrorKind, Option<i32>, String)>,
 }
 
 impl<W: Write> ParallelGzip<W> {
@@ -187,7 +191,25 @@ impl<W: Write> ParallelGzip<W> {
             members: Vec::new(),
             reused: 0,
             offset: 0,
+            failed: None,
         }
+    }
+
+    /// The error to return when an earlier call failed, naming what failed.
+    fn earlier_failure(&self) -> io::Result<()> {
+        match &self.failed {
+            None => Ok(()),
+            Some((_, Some(code), _)) => Err(io::Error::from_raw_os_error(*code)),
+            Some((kind, None, msg)) => Err(io::Error::new(*kind, format!("an earlier layer write failed: {msg}"))),
+        }
+    }
+
+    /// Records `e` as the compressor's failure and hands it back.
+    fn fail(&mut self, e: io::Error) -> io::Error {
+        if self.failed.is_none() {
+            self.failed = Some((e.kind(), e.raw_os_error(), e.to_string()));
+        }
+        e
     }
 
     fn submit(&mut self) -> io::Result<()> {
@@ -212,9 +234,9 @@ impl<W: Write> ParallelGzip<W> {
         // A chunk stays in flight until its member is written: one slow chunk must
         // not let finished members pile up behind it, unbounded.
         while let Some(member) = self.ready.remove(&self.next_out) {
-            self.put(member)?;
             self.next_out += 1;
             self.in_flight -= 1;
+            self.put(member)?;
         }
         Ok(())
     }
@@ -238,6 +260,17 @@ impl<W: Write> ParallelGzip<W> {
 
     /// [`ParallelGzip::finish`], also returning the members written, in order.
     pub(crate) fn finish_indexed(mut self) -> io::Result<(W, Vec<MemberEntry>, MemberStats)> {
+        self.earlier_failure()?;
+        if let Err(e) = self.drain() {
+            return Err(self.fail(e));
+        }
+        self.inner.flush()?;
+        let stats = MemberStats { members: self.members.len(), reused: self.reused };
+        Ok((self.inner, self.members, stats))
+    }
+
+    /// Compresses the last partial chunk and writes every member still to come.
+    fn drain(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() || !self.wrote_member {
             if self.next_seq == 0 {
                 // A small layer: one member, no thread hand-off.
@@ -256,14 +289,13 @@ impl<W: Write> ParallelGzip<W> {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
-        self.inner.flush()?;
-        let stats = MemberStats { members: self.members.len(), reused: self.reused };
-        Ok((self.inner, self.members, stats))
+        Ok(())
     }
 }
 
 impl<W: Write> Write for ParallelGzip<W> {
     fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
+        self.earlier_failure()?;
         let total = data.len();
         while !data.is_empty() {
             let room = CHUNK_SIZE - self.buf.len();
@@ -271,7 +303,9 @@ impl<W: Write> Write for ParallelGzip<W> {
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.buf.len() == CHUNK_SIZE {
-                self.submit()?;
+                if let Err(e) = self.submit() {
+                    return Err(self.fail(e));
+                }
             }
         }
         Ok(total)
@@ -342,6 +376,42 @@ mod tests {
         assert!(spare <= 2 * gz.max_in_flight + 1, "{spare} spare buffers after 40 chunks");
         let out = gz.finish().unwrap();
         assert_eq!(gunzip(&out), chunk.repeat(40));
+    }
+
+    /// A sink that takes `room` bytes, then fails as a full disk does.
+    struct FullDisk {
+        room: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = data.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_disk_fails_every_later_call_and_never_hangs() {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let chunk: Vec<u8> = (0..CHUNK_SIZE).map(|i| (i * 31 % 253) as u8).collect();
+            let mut gz = ParallelGzip::new(FullDisk { room: 100 }, 1);
+            let first = (0..40).find_map(|_| gz.write_all(&chunk).err());
+            // The tar builder writes its trailer after a failed entry; that must
+            // fail too rather than wait on members that will never come.
+            let again = gz.write_all(&chunk).err();
+            let finish = gz.finish().err();
+            let _ = tx.send([first, again, finish].map(|e| e.and_then(|e| e.raw_os_error())));
+        });
+        let codes = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the compressor hung after a write error");
+        assert_eq!(codes, [Some(libc::ENOSPC); 3], "every call after the disk filled says ENOSPC");
     }
 
     #[test]
