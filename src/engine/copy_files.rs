@@ -36,15 +36,17 @@ pub(super) struct FileJob {
     pub mode: u32,
 }
 
+/// The targets handed to a worker and not yet written, and a signal when none are.
+/// Only files in flight are held, so a 200k-file COPY keeps a few dozen paths here,
+/// not every path it copied.
+type InFlight = Arc<(Mutex<HashSet<PathBuf>>, Condvar)>;
+
 /// Worker threads writing [`FileJob`]s; the first error wins and stops the rest.
 pub(super) struct FileWriters {
     jobs: Option<SyncSender<FileJob>>,
     workers: Vec<JoinHandle<()>>,
     failure: Arc<Mutex<Option<anyhow::Error>>>,
-    /// Jobs queued and not yet written, and a signal when that drops to 0.
-    pending: Arc<(Mutex<usize>, Condvar)>,
-    /// Targets queued since the workers were last idle.
-    queued: HashSet<PathBuf>,
+    in_flight: InFlight,
 }
 
 impl FileWriters {
@@ -54,26 +56,27 @@ impl FileWriters {
         let (tx, rx) = mpsc::sync_channel::<FileJob>(count * 16);
         let rx = Arc::new(Mutex::new(rx));
         let failure: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
-        let pending: Arc<(Mutex<usize>, Condvar)> = Arc::default();
+        let in_flight: InFlight = Arc::default();
         let step = crate::trace::current();
         let workers = (0..count)
             .map(|_| {
-                let (rx, failure, owners, pending) = (rx.clone(), failure.clone(), owners.clone(), pending.clone());
+                let (rx, failure, owners, in_flight) = (rx.clone(), failure.clone(), owners.clone(), in_flight.clone());
                 std::thread::spawn(crate::trace::within(step.clone(), move || loop {
                     let job = rx.lock().map(|r| r.recv());
                     let Ok(Ok(job)) = job else { return };
+                    let target = job.target.clone();
                     if let Err(e) = write_file(job, &owners) {
                         failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
                     }
-                    let mut left = pending.0.lock().unwrap_or_else(|p| p.into_inner());
-                    *left -= 1;
-                    if *left == 0 {
-                        pending.1.notify_all();
+                    let mut left = in_flight.0.lock().unwrap_or_else(|p| p.into_inner());
+                    left.remove(&target);
+                    if left.is_empty() {
+                        in_flight.1.notify_all();
                     }
                 }))
             })
             .collect();
-        FileWriters { jobs: Some(tx), workers, failure, pending, queued: HashSet::new() }
+        FileWriters { jobs: Some(tx), workers, failure, in_flight }
     }
 
     /// Queues `job`; fails with the first worker's error, if one failed already.
@@ -81,29 +84,33 @@ impl FileWriters {
         if let Some(e) = self.failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(e);
         }
-        if !self.queued.insert(job.target.clone()) {
+        if self.is_queued(&job.target) {
             // Written twice (two sources onto one path): in order, as one thread would.
             self.wait_idle();
-            self.queued.insert(job.target.clone());
         }
-        *self.pending.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.in_flight.0.lock().unwrap_or_else(|p| p.into_inner()).insert(job.target.clone());
         let jobs = self.jobs.as_ref().expect("jobs are sent before finish");
         jobs.send(job).map_err(|_| anyhow::anyhow!("the file writers stopped"))
     }
 
     /// Whether `target` may still be written by a worker.
     pub fn is_queued(&self, target: &Path) -> bool {
-        self.queued.contains(target)
+        self.in_flight.0.lock().unwrap_or_else(|p| p.into_inner()).contains(target)
     }
 
     /// Waits until every queued file is written.
     pub fn wait_idle(&mut self) {
-        let (lock, idle) = &*self.pending;
+        let (lock, idle) = &*self.in_flight;
         let mut left = lock.lock().unwrap_or_else(|p| p.into_inner());
-        while *left > 0 {
+        while !left.is_empty() {
             left = idle.wait(left).unwrap_or_else(|p| p.into_inner());
         }
-        self.queued.clear();
+    }
+
+    /// How many files are still in flight (tests).
+    #[cfg(test)]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.0.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Waits for every queued file; the first error, if any.
@@ -171,4 +178,34 @@ pub(super) fn set_times(path: &Path, secs: i64, nsecs: i64) -> Result<()> {
     let t = TimeSpec::new(secs, nsecs);
     utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink)
         .with_context(|| format!("setting times of {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::stat::fstat;
+
+    #[test]
+    fn only_files_in_flight_are_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        fs::write(&source, b"x").unwrap();
+        let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let mut writers = FileWriters::start(&Owners::Real);
+        let workers = writers.workers.len();
+        let mut most = 0;
+        for i in 0..3000 {
+            let from = File::open(&source).unwrap();
+            let st = fstat(&from).unwrap();
+            let target = dir.path().join(format!("f{i}"));
+            writers.send(FileJob { from, target, shown: source.clone(), st, owner: me, mode: 0o644 }).unwrap();
+            most = most.max(writers.in_flight());
+        }
+        // The channel's slots, one file per worker, and the one being sent.
+        assert!(most <= workers * 16 + workers + 1, "{most} paths held for 3000 files");
+        writers.wait_idle();
+        assert_eq!(writers.in_flight(), 0);
+        writers.finish().unwrap();
+        assert_eq!(fs::read(dir.path().join("f2999")).unwrap(), b"x");
+    }
 }
