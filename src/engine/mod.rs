@@ -19,9 +19,11 @@ mod copy_step;
 mod download;
 mod git_source;
 mod git_url;
+mod hash_memo;
 mod layer;
 mod metadata;
 mod named_context;
+mod ordered_lines;
 mod remote_cache;
 mod run_mounts;
 mod run_step;
@@ -52,8 +54,8 @@ use crate::platform::Platform;
 use crate::report::Reporter;
 use crate::store::{Cache, ImageState, LayerFormat, LocalStore};
 use crate::transport::{self, Location, RegistryOptions};
+use hash_memo::Memo;
 use remote_cache::RemoteCache;
-use source_digest::Memo;
 
 /// What the user asked `strata build` for.
 #[derive(Clone, Debug, Default)]

@@ -1,5 +1,4 @@
-//! The digest of COPY's context sources for the build cache, and the memo of file
-//! hashes that spares re-reading unchanged files between builds.
+//! The digest of COPY's context sources for the build cache.
 //!
 //! The digest reads the context the way the copy does: through
 //! [`crate::rootfs::DirFd`], one component at a time, never following a
@@ -10,22 +9,23 @@
 //! opening a FIFO would hang the build.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{fstat, fstatat, FileStat, SFlag};
-use serde::{Deserialize, Serialize};
 
 use crate::dockerfile::Ignore;
-use crate::durable::{self, Mode};
 use crate::oci::HashingWriter;
 use crate::rootfs::{file_type, DirFd, Entry};
+
+use super::hash_memo::{Memo, MemoKey};
+use super::ordered_lines::OrderedLines;
 
 /// A file whose xattrs and content a hashing thread reads: its item's index, the
 /// descriptor the walk opened and checked, its memo key and its path (for messages).
@@ -53,38 +53,27 @@ pub fn content_digest(root: &Path, paths: &[PathBuf], ignore: &Ignore, memo: &Me
     // time, far below the descriptor limit whatever the size of the context.
     let (tx, rx) = sync_channel::<Vec<Job>>(workers);
     let rx = Mutex::new(rx);
-    let (walked, hashed) = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(|| hash_jobs(&rx, memo))).collect();
-        let walked =
-            Walk { root, ignore, memo, tx, batch: Vec::new(), items: Vec::new(), link_groups: Default::default() }.all(root, paths);
-        let hashed: Vec<Hashed> = handles.into_iter().flat_map(|h| h.join().expect("hashing thread")).collect();
-        (walked, hashed)
-    });
-    let mut items = walked?;
-    for (i, xattrs, digest) in hashed {
-        let (line, hash) = &mut items[i];
-        line.extend_from_slice(&xattrs);
-        line.push(0);
-        *hash = Some(digest?);
-    }
-    let mut out = HashingWriter::new(std::io::sink());
-    for (line, hash) in &items {
-        std::io::Write::write_all(&mut out, line)?;
-        if let Some(h) = hash {
-            std::io::Write::write_all(&mut out, h.as_bytes())?;
+    let (done_tx, done) = channel::<Vec<Hashed>>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            scope.spawn(|| hash_jobs(&rx, memo, done_tx));
         }
-        std::io::Write::write_all(&mut out, b"\0")?;
-    }
-    Ok(out.finish().1.hex().to_string())
+        // Only the threads hold senders now, so the walk sees when all have ended.
+        drop(done_tx);
+        let walk =
+            Walk { root, ignore, memo, tx: Some(tx), batch: Vec::new(), done, lines: OrderedLines::new(), link_groups: Default::default() };
+        walk.all(root, paths)
+    })
 }
 
-/// A hashing thread: takes files until the walk is done; content from the memo
-/// when it knows the file.
-fn hash_jobs(rx: &Mutex<Receiver<Vec<Job>>>, memo: &Memo) -> Vec<Hashed> {
-    let mut out = Vec::new();
+/// A hashing thread: takes batches of files until the walk is done, and sends
+/// back each batch's hashes; content from the memo when it knows the file.
+fn hash_jobs(rx: &Mutex<Receiver<Vec<Job>>>, memo: &Memo, done: Sender<Vec<Hashed>>) {
     loop {
         let batch = rx.lock().map_err(|_| ()).and_then(|r| r.recv().map_err(|_| ()));
         let Ok(batch) = batch else { break };
+        let mut out = Vec::with_capacity(batch.len());
         for (i, mut file, key, path) in batch {
             let digest = match memo.get(&key) {
                 Some(known) => Ok(known),
@@ -92,8 +81,10 @@ fn hash_jobs(rx: &Mutex<Receiver<Vec<Job>>>, memo: &Memo) -> Vec<Hashed> {
             };
             out.push((i, xattr_text(&file), digest));
         }
+        if done.send(out).is_err() {
+            break;
+        }
     }
-    out
 }
 
 /// Files per hand-over to a hashing thread.
@@ -105,25 +96,42 @@ struct Walk<'a> {
     root: &'a Path,
     ignore: &'a Ignore,
     memo: &'a Memo,
-    tx: SyncSender<Vec<Job>>,
+    /// To the hashing threads; None once the walk is over.
+    tx: Option<SyncSender<Vec<Job>>>,
     /// Files not sent yet: one send per batch keeps the threads' hand-over cheap.
     batch: Vec<Job>,
+    /// From the hashing threads: what they found of each batch.
+    done: Receiver<Vec<Hashed>>,
     /// Per entry: its description, and its content hash (files only). A file's
     /// description lacks its xattrs until its hashing thread reports them.
-    items: Vec<(Vec<u8>, Option<String>)>,
+    lines: OrderedLines,
     /// (dev, inode) of multiply-linked files -> the name first seen.
     link_groups: std::collections::HashMap<(u64, u64), Vec<u8>>,
 }
 
 impl Walk<'_> {
-    /// Walks every source; the sender is dropped on return, which ends the threads.
-    fn all(mut self, root: &Path, paths: &[PathBuf]) -> Result<Vec<(Vec<u8>, Option<String>)>> {
+    /// Walks every source, then waits for the files' hashes; returns the digest.
+    /// On an error the sender is dropped with the walk, which ends the threads.
+    fn all(mut self, root: &Path, paths: &[PathBuf]) -> Result<String> {
         let dir = DirFd::open_root(root)?;
         for top in paths {
             self.source(&dir, top)?;
         }
         self.flush()?;
-        Ok(self.items)
+        self.tx = None;
+        while !self.lines.is_empty() {
+            let batch = self.done.recv().context("hashing threads stopped")?;
+            self.complete(batch)?;
+        }
+        Ok(self.lines.finish())
+    }
+
+    /// Adds what a hashing thread found to the lines it completes.
+    fn complete(&mut self, batch: Vec<Hashed>) -> Result<()> {
+        for (i, xattrs, digest) in batch {
+            self.lines.complete(i, &xattrs, digest?);
+        }
+        Ok(())
     }
 
     /// One matched source, opened as the copy opens it: a symlink now means the
@@ -150,17 +158,18 @@ impl Walk<'_> {
             Entry::Symlink(target, _) => Some(target.as_path()),
             _ => None,
         };
-        let index = self.describe(rel, &st, target);
+        let mut line = self.describe(rel, &st, target);
         // A file's xattrs and their `\0` follow from its hashing thread. The copy
         // skips devices, fifos and sockets, and a symlink has no xattrs of its own
         // that COPY keeps.
-        let line = &mut self.items[index].0;
         if let Entry::Dir(d, _) = &entry {
             line.extend_from_slice(&xattr_text(d.file()));
         }
-        if !matches!(entry, Entry::File(..)) {
+        let is_file = matches!(entry, Entry::File(..));
+        if !is_file {
             line.push(0);
         }
+        let index = self.lines.push(line, None, !is_file);
         match entry {
             Entry::File(file, _) => {
                 self.batch.push((index, file, MemoKey::of(&st), self.root.join(rel)));
@@ -174,8 +183,8 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Adds an entry's description up to its xattrs; returns its index.
-    fn describe(&mut self, rel: &Path, st: &FileStat, target: Option<&Path>) -> usize {
+    /// An entry's description up to its xattrs.
+    fn describe(&mut self, rel: &Path, st: &FileStat, target: Option<&Path>) -> Vec<u8> {
         let name = rel.as_os_str().as_encoded_bytes().to_vec();
         let mut line = name.clone();
         line.push(0);
@@ -188,8 +197,7 @@ impl Walk<'_> {
             line.extend_from_slice(self.link_groups.entry((st.st_dev, st.st_ino)).or_insert(name));
         }
         line.push(0);
-        self.items.push((line, None));
-        self.items.len() - 1
+        line
     }
 
     /// Describes a regular file the memo knows without opening it (the common case
@@ -206,17 +214,21 @@ impl Walk<'_> {
         let Some(known) = self.memo.get(&MemoKey::of(&st)) else { return false };
         let at = Path::new("/proc/self/fd").join(dir.fd().as_raw_fd().to_string()).join(name);
         let Some(xattrs) = xattr_text_at(&at) else { return false };
-        let index = self.describe(rel, &st, None);
-        let (line, hash) = &mut self.items[index];
+        let mut line = self.describe(rel, &st, None);
         line.extend_from_slice(&xattrs);
         line.push(0);
-        *hash = Some(known);
+        self.lines.push(line, Some(known), true);
         true
     }
 
+    /// Sends the batch, and takes in whatever the threads finished meanwhile.
     fn flush(&mut self) -> Result<()> {
         if !self.batch.is_empty() {
-            self.tx.send(std::mem::take(&mut self.batch)).context("hashing threads stopped")?;
+            let tx = self.tx.as_ref().expect("the walk is still going");
+            tx.send(std::mem::take(&mut self.batch)).context("hashing threads stopped")?;
+        }
+        while let Ok(batch) = self.done.try_recv() {
+            self.complete(batch)?;
         }
         Ok(())
     }
@@ -293,133 +305,10 @@ fn file_digest(file: &mut File, path: &Path) -> Result<String> {
     }
     Ok(out.finish().1.hex().to_string())
 }
-/// What identifies a file's content without reading it: device, inode, size, and
-/// both mtime and ctime in nanoseconds. ctime cannot be set by users (touch -d
-/// changes mtime only, and bumps ctime), so an edit that restores size and mtime
-/// still changes the key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct MemoKey {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: i128,
-    ctime: i128,
-}
-
-impl MemoKey {
-    fn of(st: &FileStat) -> MemoKey {
-        MemoKey {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            size: st.st_size as u64,
-            mtime: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
-            ctime: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
-        }
-    }
-}
-
-/// File content hashes remembered between builds (`cache/hash-memo.json`). It can
-/// only skip reading a file whose identity is unchanged, and files changed in the
-/// last few seconds are never remembered: the kernel's coarse clock could give a
-/// second edit within the same tick the same times ("racy git").
-pub struct Memo {
-    path: PathBuf,
-    map: std::sync::Mutex<std::collections::HashMap<MemoKey, String>>,
-    dirty: std::sync::atomic::AtomicBool,
-}
-
-impl Memo {
-    /// Loads the memo of the store at `root` (empty when absent or unreadable).
-    pub fn load(root: &Path) -> Memo {
-        let path = root.join("cache").join("hash-memo.json");
-        let entries = Memo::load_entries(&path);
-        Memo { path, map: std::sync::Mutex::new(entries.into_iter().collect()), dirty: Default::default() }
-    }
-
-    fn load_entries(path: &Path) -> Vec<(MemoKey, String)> {
-        fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
-    }
-
-    fn get(&self, key: &MemoKey) -> Option<String> {
-        self.map.lock().ok()?.get(key).cloned()
-    }
-
-    fn remember(&self, key: &MemoKey, digest: &str) {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
-        if now - key.ctime.max(key.mtime) < 3_000_000_000 {
-            return;
-        }
-        if let Ok(mut m) = self.map.lock() {
-            m.insert(*key, digest.to_string());
-            self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// Writes the memo back if it learned anything (best effort: a memo that cannot be
-    /// written only costs hashing again). Builds share one memo, so the file on disk is
-    /// read again under a lock and this build's entries merged into it: writing only
-    /// what was loaded at the start would drop what a concurrent build learned.
-    pub fn save(&self) {
-        // Cleared first: what is remembered from here on marks the memo again.
-        if !self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            return;
-        }
-        let Ok(lock_file) = fs::OpenOptions::new().create(true).append(true).open(self.path.with_extension("lock")) else { return };
-        let Ok(_lock) = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive) else { return };
-        // Read and written outside the map's lock: hashing threads of stages building
-        // beside this one wait only for the merge. Merged into the map itself, not a
-        // copy of it, so a memo of many files is held once.
-        let on_disk = Memo::load_entries(&self.path);
-        let bytes = {
-            let Ok(mut map) = self.map.lock() else { return };
-            for (key, digest) in on_disk {
-                map.entry(key).or_insert(digest);
-            }
-            let entries: Vec<(&MemoKey, &String)> = map.iter().collect();
-            serde_json::to_vec(&entries)
-        };
-        let Ok(bytes) = bytes else { return };
-        let _ = durable::replace(&self.path, &bytes, Mode::Umask);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn memo_remembers_only_settled_files_and_keys_on_ctime() {
-        let d = tempfile::tempdir().unwrap();
-        fs::create_dir(d.path().join("cache")).unwrap();
-        let memo = Memo::load(d.path());
-        let old = MemoKey { dev: 1, ino: 2, size: 3, mtime: 1_000_000_000, ctime: 1_000_000_000 };
-        memo.remember(&old, "abc");
-        assert_eq!(memo.get(&old).as_deref(), Some("abc"));
-        let touched = MemoKey { ctime: 2_000_000_000, ..old };
-        assert_eq!(memo.get(&touched), None, "a changed ctime is another key");
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i128;
-        let fresh = MemoKey { ctime: now, mtime: now, ..old };
-        memo.remember(&fresh, "def");
-        assert_eq!(memo.get(&fresh), None, "files changed just now are never remembered");
-        memo.save();
-        assert_eq!(Memo::load(d.path()).get(&old).as_deref(), Some("abc"), "saved and loaded");
-    }
-
-    #[test]
-    fn concurrent_builds_keep_each_others_memo_entries() {
-        let d = tempfile::tempdir().unwrap();
-        fs::create_dir(d.path().join("cache")).unwrap();
-        let (one, two) = (Memo::load(d.path()), Memo::load(d.path()));
-        let a = MemoKey { dev: 1, ino: 2, size: 3, mtime: 1_000_000_000, ctime: 1_000_000_000 };
-        let b = MemoKey { ino: 3, ..a };
-        one.remember(&a, "from-one");
-        two.remember(&b, "from-two");
-        one.save();
-        two.save();
-        let back = Memo::load(d.path());
-        assert_eq!(back.get(&a).as_deref(), Some("from-one"), "the first build's entry survives the second's save");
-        assert_eq!(back.get(&b).as_deref(), Some("from-two"));
-    }
+    use std::fs;
 
     #[test]
     fn content_digest_sees_content_not_just_metadata() {
@@ -482,7 +371,7 @@ mod tests {
         for (rel, content) in [("t/sub/a", &b"a"[..]), ("t/b", b"b")] {
             let st = nix::sys::stat::lstat(&d.path().join(rel)).unwrap();
             let hash = crate::oci::Digest::of_bytes(content).hex().to_string();
-            memo.map.lock().unwrap().insert(MemoKey::of(&st), hash);
+            memo.learn(&MemoKey::of(&st), &hash);
         }
         let known = content_digest(d.path(), &[PathBuf::from("t")], &Ignore::default(), &memo).unwrap();
         assert_eq!(read, known, "the memo's shortcut describes a file exactly as reading it does");
