@@ -42,17 +42,16 @@ pub(crate) type ChunkHash = [u8; 32];
 fn compressor() -> &'static str {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NAME.get_or_init(|| {
-        use std::io::Write;
         let probe: Vec<u8> = (0..64 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 % 17 + b'a').collect();
         let mut made = Vec::new();
         for level in [1, 6] {
-            let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(level));
-            let _ = enc.write_all(&probe);
-            made.extend(enc.finish().unwrap_or_default());
+            let mut member = Vec::new();
+            let _ = super::pgzip::deflate_gzip(&probe, level, &mut member);
+            made.extend(member);
         }
         let digest = ring::digest::digest(&ring::digest::SHA256, &made);
         let hex: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-        format!("flate2-zlib-rs strata-{} probe-{hex}", env!("CARGO_PKG_VERSION"))
+        format!("libdeflate strata-{} probe-{hex}", env!("CARGO_PKG_VERSION"))
     })
 }
 
