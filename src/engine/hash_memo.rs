@@ -170,7 +170,7 @@ fn write_records(file: &File, map: &HashMap<MemoKey, [u8; 32]>) -> io::Result<()
 }
 
 /// Hex by table: a no-op rebuild of a 200k-file context asks for 200k of these,
-/// and formatting byte by byte cost a tenth of a second.
+/// and `format!` per byte would be 32 formatter calls each.
 fn hex(bytes: &[u8; 32]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = Vec::with_capacity(64);
