@@ -1,12 +1,13 @@
 //! File content hashes remembered between builds (`cache/hash-memo.bin`), so a
 //! rebuild describes an unchanged context file from its status alone.
 //!
-//! The memo holds an entry per file any build of the store has hashed, so it is
-//! kept compact: 72 bytes a file in memory and on disk, as fixed binary records,
-//! read and written streaming. The JSON memo it replaces took about 200 bytes a
-//! file in memory and as much again as text while loading and saving, which was
-//! the larger part of a 200k-file no-op rebuild's 86 MiB. An unreadable memo, or
-//! the old JSON one, is an empty memo: it only costs hashing again.
+//! The memo holds an entry per file a build of the store hashed in the last
+//! [`KEEP_DAYS`] days, so it is kept compact: 76-byte binary records on disk, read
+//! and written streaming, and about 100 bytes a file in memory. The JSON memo it
+//! replaces took about 200 bytes a file in memory and as much again as text while
+//! loading and saving, the larger part of a 200k-file no-op rebuild's 86 MiB. An
+//! unreadable memo, or the old JSON one, is an empty memo: it only costs hashing
+//! again.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -21,8 +22,13 @@ use crate::durable::{self, Mode};
 
 /// The first bytes of the memo file; a file without them is not read.
 const MAGIC: &[u8] = b"strata hash memo 1\n";
-/// Bytes per record: the key's five fields, then the 32-byte SHA-256.
-const RECORD: usize = 72;
+/// Bytes per record: the key's five fields, the 32-byte SHA-256, and the day the
+/// entry was last used.
+const RECORD: usize = 76;
+/// Entries unused this many days are dropped when the memo is saved: without
+/// that, every file any build ever hashed, deleted ones too, would stay for good.
+/// A context not built for that long is hashed once again.
+const KEEP_DAYS: u32 = 30;
 /// Files changed this recently are not remembered (see [`Memo`]).
 const SETTLE_NS: i64 = 3_000_000_000;
 
@@ -53,47 +59,64 @@ impl MemoKey {
         }
     }
 
-    fn record(&self, hash: &[u8; 32]) -> [u8; RECORD] {
+    fn record(&self, (hash, day): &Entry) -> [u8; RECORD] {
         let mut r = [0u8; RECORD];
         r[0..8].copy_from_slice(&self.dev.to_le_bytes());
         r[8..16].copy_from_slice(&self.ino.to_le_bytes());
         r[16..24].copy_from_slice(&self.size.to_le_bytes());
         r[24..32].copy_from_slice(&self.mtime.to_le_bytes());
         r[32..40].copy_from_slice(&self.ctime.to_le_bytes());
-        r[40..].copy_from_slice(hash);
+        r[40..72].copy_from_slice(hash);
+        r[72..].copy_from_slice(&day.to_le_bytes());
         r
     }
 
-    fn from_record(r: &[u8; RECORD]) -> (MemoKey, [u8; 32]) {
+    fn from_record(r: &[u8; RECORD]) -> (MemoKey, Entry) {
         let u = |at: usize| u64::from_le_bytes(r[at..at + 8].try_into().expect("8 bytes"));
         let key = MemoKey { dev: u(0), ino: u(8), size: u(16), mtime: u(24) as i64, ctime: u(32) as i64 };
-        (key, r[40..].try_into().expect("32 bytes"))
+        let day = u32::from_le_bytes(r[72..].try_into().expect("4 bytes"));
+        (key, (r[40..72].try_into().expect("32 bytes"), day))
     }
 }
+
+/// A remembered content hash, and the day (since the epoch) it was last used.
+type Entry = ([u8; 32], u32);
 
 /// The memo. It can only skip reading a file whose identity is unchanged, and
 /// files changed in the last few seconds are never remembered: the kernel's coarse
 /// clock could give a second edit within the same tick the same times ("racy git").
 pub struct Memo {
     path: PathBuf,
-    map: Mutex<HashMap<MemoKey, [u8; 32]>>,
+    map: Mutex<HashMap<MemoKey, Entry>>,
     dirty: AtomicBool,
+    /// Days since the epoch, when the memo was loaded.
+    today: u32,
 }
 
 impl Memo {
     /// Loads the memo of the store at `root` (empty when absent or unreadable).
     pub fn load(root: &Path) -> Memo {
         let path = root.join("cache").join("hash-memo.bin");
-        let mut map = HashMap::new();
-        read_records(&path, |key, hash| {
-            map.insert(key, hash);
+        // Sized from the file: growing a large map by doubling holds two at once.
+        let records = fs::metadata(&path).map_or(0, |m| m.len() as usize / RECORD);
+        let mut map = HashMap::with_capacity(records);
+        read_records(&path, |key, entry| {
+            map.insert(key, entry);
         });
-        Memo { path, map: Mutex::new(map), dirty: AtomicBool::new(false) }
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Memo { path, map: Mutex::new(map), dirty: AtomicBool::new(false), today: (secs / 86_400) as u32 }
     }
 
-    /// The remembered content hash of the file `key` names, as hex.
+    /// The remembered content hash of the file `key` names, as hex. Marks the entry
+    /// used today, so a memo in daily use is written at most once a day for it.
     pub fn get(&self, key: &MemoKey) -> Option<String> {
-        self.map.lock().ok()?.get(key).map(hex)
+        let mut map = self.map.lock().ok()?;
+        let (hash, day) = map.get_mut(key)?;
+        if *day != self.today {
+            *day = self.today;
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+        Some(hex(hash))
     }
 
     /// Remembers `digest` (hex SHA-256) for a file that has settled.
@@ -109,7 +132,7 @@ impl Memo {
     pub(super) fn learn(&self, key: &MemoKey, digest: &str) {
         let Some(hash) = unhex(digest) else { return };
         if let Ok(mut m) = self.map.lock() {
-            m.insert(*key, hash);
+            m.insert(*key, (hash, self.today));
             self.dirty.store(true, Ordering::Relaxed);
         }
     }
@@ -132,9 +155,11 @@ impl Memo {
         // wait only for the merge and the copy.
         let written = {
             let Ok(mut map) = self.map.lock() else { return };
-            read_records(&self.path, |key, hash| {
-                map.entry(key).or_insert(hash);
+            read_records(&self.path, |key, (hash, day)| {
+                let ours = map.entry(key).or_insert((hash, day));
+                ours.1 = ours.1.max(day);
             });
+            map.retain(|_, (_, day)| self.today.saturating_sub(*day) <= KEEP_DAYS);
             write_records(tmp.as_file(), &map)
         };
         if written.is_ok() && durable::persist(tmp, &self.path, Mode::Umask, || {}).is_ok() {
@@ -146,7 +171,7 @@ impl Memo {
 
 /// Calls `each` for every record of the memo file at `path`; nothing when the
 /// file is missing or not a memo, and stops at a torn record.
-fn read_records(path: &Path, mut each: impl FnMut(MemoKey, [u8; 32])) {
+fn read_records(path: &Path, mut each: impl FnMut(MemoKey, Entry)) {
     let Ok(file) = File::open(path) else { return };
     let mut r = BufReader::with_capacity(1 << 16, file);
     let mut magic = [0u8; MAGIC.len()];
@@ -155,16 +180,16 @@ fn read_records(path: &Path, mut each: impl FnMut(MemoKey, [u8; 32])) {
     }
     let mut record = [0u8; RECORD];
     while r.read_exact(&mut record).is_ok() {
-        let (key, hash) = MemoKey::from_record(&record);
-        each(key, hash);
+        let (key, entry) = MemoKey::from_record(&record);
+        each(key, entry);
     }
 }
 
-fn write_records(file: &File, map: &HashMap<MemoKey, [u8; 32]>) -> io::Result<()> {
+fn write_records(file: &File, map: &HashMap<MemoKey, Entry>) -> io::Result<()> {
     let mut w = BufWriter::with_capacity(1 << 16, file);
     w.write_all(MAGIC)?;
-    for (key, hash) in map {
-        w.write_all(&key.record(hash))?;
+    for (key, entry) in map {
+        w.write_all(&key.record(entry))?;
     }
     w.flush()
 }
@@ -263,5 +288,27 @@ mod tests {
         fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
         let torn = Memo::load(d.path());
         assert_eq!([torn.get(&key), torn.get(&other)].iter().flatten().count(), 1, "one whole record left");
+    }
+
+    #[test]
+    fn entries_unused_for_a_month_are_dropped_and_used_ones_kept() {
+        let d = store();
+        let key = |ino| MemoKey { dev: 1, ino, size: 3, mtime: 1_000_000_000, ctime: 1_000_000_000 };
+        let mut then = Memo::load(d.path());
+        then.today -= KEEP_DAYS + 5;
+        then.learn(&key(1), ABC);
+        then.learn(&key(2), DEF);
+        then.save();
+        let now = Memo::load(d.path());
+        assert_eq!(now.map.lock().unwrap().len(), 2, "loaded whatever their age");
+        assert_eq!(now.get(&key(2)).as_deref(), Some(DEF), "used today");
+        now.save();
+        let after = Memo::load(d.path());
+        assert_eq!(after.get(&key(1)), None, "unused for 35 days: dropped");
+        assert_eq!(after.get(&key(2)).as_deref(), Some(DEF), "its use today kept it");
+        // A concurrent build's older view of an entry does not age it.
+        then.learn(&key(3), ABC);
+        then.save();
+        assert_eq!(Memo::load(d.path()).get(&key(2)).as_deref(), Some(DEF));
     }
 }

@@ -79,13 +79,14 @@ fn noop_rebuild_is_all_cached_with_the_same_id() {
     assert_ne!(cat("cache-noop", "/stamp"), stamp, "the RUN steps really ran again");
 }
 
-/// The hash memo's (inode, hex SHA-256) records: after its 19-byte magic, 72-byte
-/// records of dev, ino, size, mtime, ctime (little-endian 8 bytes each) and the hash.
+/// The hash memo's (inode, hex SHA-256) records: after its 19-byte magic, 76-byte
+/// records of dev, ino, size, mtime, ctime (little-endian 8 bytes each), the hash,
+/// and the day it was last used (4 bytes).
 fn memo_records() -> Vec<(u64, String)> {
     let bytes = fs::read(world().root.join("cache/hash-memo.bin")).unwrap();
     assert!(bytes.starts_with(b"strata hash memo 1\n"), "the memo file starts with its magic");
-    let records = bytes[19..].chunks_exact(72);
-    records.map(|r| (u64::from_le_bytes(r[8..16].try_into().unwrap()), r[40..].iter().map(|b| format!("{b:02x}")).collect())).collect()
+    let records = bytes[19..].chunks_exact(76);
+    records.map(|r| (u64::from_le_bytes(r[8..16].try_into().unwrap()), r[40..72].iter().map(|b| format!("{b:02x}")).collect())).collect()
 }
 
 #[test]
