@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -14,7 +15,10 @@ use std::time::Duration;
 use crate::support::{path_str, run, scratch, skip_without_sandbox, strata, with_base, Run};
 
 /// A repository (`repo.git`) served by `git daemon` on a free port of 127.0.0.1,
-/// with a work tree `src` to commit from; the daemon is killed on drop.
+/// with a work tree `src` to commit from; the daemon is killed on drop. `git daemon`
+/// runs `git-daemon` as a child of its own, so it is started in a process group of
+/// its own and the whole group is killed: killing only `git` left `git-daemon`
+/// running after the tests.
 struct Daemon {
     port: u16,
     src: PathBuf,
@@ -56,6 +60,7 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("start git daemon (install git)");
         let daemon = Daemon { port, src, child };
@@ -82,7 +87,8 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }
