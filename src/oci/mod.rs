@@ -18,6 +18,7 @@
 //! never see a half-written index.
 
 mod archive;
+mod deflate;
 mod digest;
 mod docker_archive;
 mod fsck;

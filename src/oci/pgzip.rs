@@ -1,7 +1,6 @@
 //! Parallel gzip: the layer stream is cut into fixed-size chunks, each compressed on
 //! a worker thread into a complete gzip member, and the members are written in order.
-//! A member is one whole buffer, which is what libdeflate compresses, faster than a
-//! streaming zlib at the same level and size.
+//! A member is one whole buffer, compressed by libdeflate (`deflate`).
 //!
 //! Concatenated members are one valid gzip file (RFC 1952 section 2.2), read as one
 //! stream by Go's compress/gzip (containerd, skopeo, podman, umoci), GNU gzip and
@@ -18,15 +17,13 @@
 //! same either way. The writer records every member it writes, for the new blob's
 //! own index.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use libdeflater::{CompressionLvl, Compressor};
-
+use super::deflate::deflate_gzip;
 use super::member_index::{chunk_hash, Candidate, MemberEntry, MemberStats, Produced};
 
 /// Uncompressed bytes per gzip member: large enough that restarting the dictionary
@@ -52,34 +49,6 @@ fn incompressible(data: &[u8]) -> bool {
     let sample = &data[..SAMPLE];
     let mut out = Vec::new();
     deflate_gzip(sample, 1, &mut out).map(|()| out.len() * 100 >= sample.len() * 98).unwrap_or(false)
-}
-
-thread_local! {
-    /// This thread's libdeflate compressors, by level: its match-finder tables are
-    /// allocated once per worker, not once per chunk.
-    static COMPRESSORS: RefCell<Vec<(u32, Compressor)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// `data` as one gzip member, into `out` (its capacity reused): libdeflate writes
-/// a header with no name, mtime 0 and OS "unknown", so the bytes depend only on
-/// `data` and `level` (0-9; 0 stores).
-pub(crate) fn deflate_gzip(data: &[u8], level: u32, out: &mut Vec<u8>) -> io::Result<()> {
-    COMPRESSORS.with_borrow_mut(|made| {
-        let at = match made.iter().position(|(l, _)| *l == level) {
-            Some(at) => at,
-            None => {
-                let lvl = CompressionLvl::new(level.min(9) as i32).map_err(|_| io::Error::other(format!("gzip level {level}")))?;
-                made.push((level, Compressor::new(lvl)));
-                made.len() - 1
-            }
-        };
-        let compressor = &mut made[at].1;
-        out.clear();
-        out.resize(compressor.gzip_compress_bound(data.len()), 0);
-        let n = compressor.gzip_compress(data, out).map_err(|e| io::Error::other(format!("gzip: {e:?}")))?;
-        out.truncate(n);
-        Ok(())
-    })
 }
 
 /// Compresses one chunk into a complete, reproducible gzip member.
@@ -399,7 +368,7 @@ mod tests {
         for _ in 0..40 {
             gz.write_all(&chunk).unwrap();
         }
-        let bound = Compressor::new(CompressionLvl::new(6).unwrap()).gzip_compress_bound(CHUNK_SIZE);
+        let bound = libdeflater::Compressor::new(libdeflater::CompressionLvl::new(6).unwrap()).gzip_compress_bound(CHUNK_SIZE);
         assert!(bound <= BUFFER_SIZE, "a member fits a pooled buffer: {bound} bytes");
         let spare = gz.spares.0.lock().unwrap().len();
         // Every buffer is one being filled, one in flight, a member waiting, or spare.
