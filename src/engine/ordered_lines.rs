@@ -2,7 +2,7 @@
 //! content hashes of its files come back from the hashing threads out of order.
 //!
 //! Holding every entry's line until the walk ended cost about 250 bytes per entry:
-//! 50 MiB for a 200k-file context, most of a no-op rebuild's memory. Only the
+//! 50 MiB for a 200k-file context, much of a no-op rebuild's memory. Only the
 //! entries from the oldest file still being hashed onwards are held now: a few
 //! batches' worth, unless one huge file holds up everything after it.
 
