@@ -10,7 +10,8 @@
 //!   OS and architecture), [`overlay_marks`] (names overlay drivers write on disk),
 //!   [`clean_path`] (paths cleaned lexically, as Go's path.Clean), [`trace`]
 //!   (`STRATA_TRACE`'s per-step phase times).
-//! - [`registry`] (the distribution API) and [`report`] (progress and warnings).
+//! - [`registry`] (the distribution API), [`report`] (progress and warnings) and
+//!   [`lint`] (the build checks: BuildKit's Dockerfile lint rules).
 //! - [`plan`] (stages and their order), [`rootfs`] (layer dirs: unpack, diff, vfs),
 //!   [`sandbox`] (namespaces, mounts, the container's pid 1; the only code that
 //!   forks or mounts).
@@ -33,6 +34,7 @@ pub mod dockerfile;
 pub mod durable;
 pub mod engine;
 pub mod fault;
+pub mod lint;
 pub mod oci;
 pub mod overlay_marks;
 pub mod owner;

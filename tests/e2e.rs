@@ -21,6 +21,8 @@ mod acceptance;
 mod add_git;
 #[path = "e2e/cache.rs"]
 mod cache;
+#[path = "e2e/checks.rs"]
+mod checks;
 #[path = "e2e/ci_image.rs"]
 mod ci_image;
 #[path = "e2e/ci_output.rs"]

@@ -135,6 +135,11 @@ pub struct BuildArgs {
     /// as buildah's). Independent stages run side by side; the image is the same.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// Run the build checks (BuildKit's Dockerfile lint rules) and build nothing;
+    /// exits 1 when a rule is broken. `# check=skip=RULE,...` and the
+    /// BUILDKIT_DOCKERFILE_CHECK build argument choose the rules.
+    #[arg(long)]
+    pub check: bool,
     /// Build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -182,6 +187,48 @@ impl BuildArgs {
 
 /// Builds as `args` say; `report` is the command's (see [`BuildArgs::quiet`]).
 pub fn run(store: &LocalStore, args: BuildArgs, report: &Reporter) -> Result<ExitCode> {
+    let (iidfile, metadata_file, digestfile) = (args.iidfile.clone(), args.metadata_file.clone(), args.digestfile.clone());
+    let req = request(args)?;
+    // As docker does for --iidfile: a failed build must not leave an earlier
+    // build's id or digest where a script will read it.
+    for path in [&iidfile, &metadata_file, &digestfile].into_iter().flatten() {
+        super::outputs::remove_stale(path)?;
+    }
+    let outcome = engine::build(store, &req, report)?;
+    if let Some(path) = &iidfile {
+        super::outputs::write_iidfile(path, &outcome)?;
+    }
+    if let Some(path) = &metadata_file {
+        super::outputs::write_metadata_file(path, &outcome)?;
+    }
+    if let (Some(path), Some(digest)) = (&digestfile, &outcome.pushed) {
+        super::outputs::write_digestfile(path, digest)?;
+    }
+    println!("{}", outcome.image_id.hex());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `build --check`: the findings on standard output, then BuildKit's closing line;
+/// exit 1 when there are any. No store is opened and nothing is built.
+pub fn check(args: BuildArgs) -> Result<ExitCode> {
+    let checked = engine::check(&request(args)?)?;
+    for line in checked.rendered() {
+        println!("{line}");
+    }
+    match checked.findings.len() {
+        0 => {
+            println!("Check complete, no warnings found.");
+            Ok(ExitCode::SUCCESS)
+        }
+        n => {
+            println!("Check complete, {n} warning{} found!", if n == 1 { " has been" } else { "s have been" });
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The build request `args` describe, with the flags checked against each other.
+fn request(args: BuildArgs) -> Result<BuildRequest> {
     let view = args.view();
     if args.digestfile.is_some() && !args.output.as_deref().is_some_and(|o| o.starts_with("docker://")) {
         bail!("--digestfile needs a push: --output docker://REGISTRY/REPOSITORY[:TAG]");
@@ -247,21 +294,5 @@ pub fn run(store: &LocalStore, args: BuildArgs, report: &Reporter) -> Result<Exi
             Some(n) => n,
         },
     };
-    // As docker does for --iidfile: a failed build must not leave an earlier
-    // build's id or digest where a script will read it.
-    for path in [&args.iidfile, &args.metadata_file, &args.digestfile].into_iter().flatten() {
-        super::outputs::remove_stale(path)?;
-    }
-    let outcome = engine::build(store, &req, report)?;
-    if let Some(path) = &args.iidfile {
-        super::outputs::write_iidfile(path, &outcome)?;
-    }
-    if let Some(path) = &args.metadata_file {
-        super::outputs::write_metadata_file(path, &outcome)?;
-    }
-    if let (Some(path), Some(digest)) = (&args.digestfile, &outcome.pushed) {
-        super::outputs::write_digestfile(path, digest)?;
-    }
-    println!("{}", outcome.image_id.hex());
-    Ok(ExitCode::SUCCESS)
+    Ok(req)
 }

@@ -133,6 +133,8 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         _ => Reporter::new(false),
     };
     match cli.command {
+        // The checks read the Dockerfile and nothing else: no namespace, no store.
+        Command::Build(a) if a.check => build::check(*a),
         Command::Build(a) => {
             let store = enter_store(&root, driver, &report)?;
             // Here, in the process that builds: it knows the step an interrupt stops.

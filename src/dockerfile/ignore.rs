@@ -99,6 +99,16 @@ impl Ignore {
         self.patterns.is_empty()
     }
 
+    /// Whether any `!` pattern brings something back.
+    pub fn has_exceptions(&self) -> bool {
+        self.patterns.iter().any(|p| p.exclusion)
+    }
+
+    /// Whether a pattern ignores every entry of the context (`*`, `**`, `**/*`).
+    pub fn ignores_everything(&self) -> bool {
+        self.patterns.iter().any(|p| !p.exclusion && matches!(p.text.as_str(), "*" | "**" | "**/*"))
+    }
+
     /// True when `rel` (relative to the context, `/`-separated) is not in the
     /// context: a directory above it is skipped whole (excluded, and not walked
     /// into), or the patterns exclude it.

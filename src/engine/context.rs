@@ -1,5 +1,5 @@
-//! Reading single files of the build context: the ignore file and a Dockerfile found
-//! in the context.
+//! Reading single files of the build context: the ignore file (`ignore_for`) and a
+//! Dockerfile found in the context.
 //!
 //! The context may come from anyone (a cloned repository), so its files are read
 //! the way BuildKit reads them through the context's filesystem: a symlink is
@@ -10,6 +10,7 @@
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use crate::dockerfile::Ignore;
 use crate::rootfs::RootfsError;
 use crate::rootfs::{open_file_below, resolve_in, Last};
 
@@ -27,6 +28,15 @@ pub fn read_to_string(context: &Path, path: &Path) -> io::Result<String> {
     let mut text = String::new();
     open_file_below(context, rel).map_err(to_io)?.read_to_string(&mut text)?;
     Ok(text)
+}
+
+/// The build's ignore file (see [`Ignore::for_build`]): one inside the context is
+/// read as the context's files are, one beside a `-f` Dockerfile elsewhere as the
+/// user named it.
+pub fn ignore_for(context: &Path, dockerfile: &Path) -> anyhow::Result<Ignore> {
+    use anyhow::Context as _;
+    let read = |p: &Path| if p.starts_with(context) { read_to_string(context, p) } else { std::fs::read_to_string(p) };
+    Ignore::for_build(context, dockerfile, read).context("reading the ignore file")
 }
 
 fn to_io(e: RootfsError) -> io::Error {

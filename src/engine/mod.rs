@@ -10,6 +10,7 @@
 //! succeeded, so a failed build never leaves a name pointing at a half-built image.
 
 mod base;
+mod checks;
 mod chmod;
 mod chown;
 mod context;
@@ -36,6 +37,7 @@ mod step_inputs;
 mod step_key;
 mod vars;
 
+pub use checks::{check, Checked, CHECK_ARG};
 pub use metadata::{apply_metadata, config_env, env_set, join_workdir, normalize_port, Applied, MetadataScope};
 pub use named_context::{ContextValue, NamedContexts};
 pub use secrets::{parse_secret, parse_ssh, SecretSource};
@@ -179,16 +181,22 @@ fn read_dockerfile(req: &BuildRequest, context: &Path) -> Result<(PathBuf, Strin
 /// What errors call a Dockerfile read from standard input (`-f -`).
 const STDIN_LABEL: &str = "<stdin>";
 
+/// The context directory, which must exist, as an absolute path without links.
+fn canonical_context(req: &BuildRequest) -> Result<PathBuf> {
+    if !req.context.is_dir() {
+        bail!("context directory {} does not exist", req.context.display());
+    }
+    req.context.canonicalize().with_context(|| format!("resolving context {}", req.context.display()))
+}
+
 /// Builds the request's target stage, stores and tags the image, and exports it.
 pub fn build(store: &LocalStore, req: &BuildRequest, report: &Reporter) -> Result<BuildOutcome> {
     let _trace = crate::trace::build();
     let tags =
         req.tags.iter().map(|t| ImageName::parse_tag(t).with_context(|| format!("invalid tag {t:?}"))).collect::<Result<Vec<_>>>()?;
     let output = req.output.as_deref().map(Location::parse).transpose()?;
-    if !req.context.is_dir() {
-        bail!("context directory {} does not exist", req.context.display());
-    }
-    let context = req.context.canonicalize().with_context(|| format!("resolving context {}", req.context.display()))?;
+    let context = canonical_context(req)?;
+    checks::before_build(req, &context, report)?;
     if req.format == oci::ManifestFormat::Docker {
         if !req.annotations.is_empty() {
             bail!("--annotation needs --format oci: Docker's image manifest has no annotations");
@@ -255,10 +263,7 @@ fn build_platform(
     let df = dockerfile::parse(&text, &file_label)?;
     let context_names: BTreeSet<String> = req.contexts.names().map(str::to_string).collect();
     let plan = plan::plan_for(&df, &file_label, &req.build_args, req.target.as_deref(), &context_names, platform)?;
-    // The ignore file is the context's: read inside it even beside a `-f` Dockerfile
-    // that lies in the context; one elsewhere was named by the user.
-    let read_ignore = |p: &Path| if p.starts_with(&context) { context::read_to_string(&context, p) } else { fs::read_to_string(p) };
-    let ignore = Ignore::for_build(&context, &path, read_ignore).context("reading the ignore file")?;
+    let ignore = context::ignore_for(&context, &path)?;
     let parse_repos = |specs: &[String]| specs.iter().map(|s| remote_cache::parse_repo(s)).collect::<Result<Vec<_>>>();
     let remote = RemoteCache::new(&req.registry.tls, &parse_repos(&req.cache_from)?, &parse_repos(&req.cache_to)?)?;
     let cache = Cache::open(&store.root).unwrap_or_else(|_| Cache::disabled());
@@ -286,8 +291,11 @@ fn build_platform(
         t => built.remove(&t.index).expect("target stage was built"),
     };
 
-    let unused: Vec<&String> =
-        req.build_args.keys().filter(|k| !used_args.contains(k) && !plan.meta_args.contains_key(*k) && !is_proxy_arg(k)).collect();
+    let unused: Vec<&String> = req
+        .build_args
+        .keys()
+        .filter(|k| !used_args.contains(k) && !plan.meta_args.contains_key(*k) && !is_proxy_arg(k) && *k != CHECK_ARG)
+        .collect();
     if !unused.is_empty() {
         report.warn(&format!("one or more build-args {unused:?} were not consumed"));
     }

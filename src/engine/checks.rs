@@ -1,0 +1,66 @@
+//! The build checks every build runs before its first step: the Dockerfile and
+//! ignore file read as the build reads them, the `check` setting taken from the
+//! `BUILDKIT_DOCKERFILE_CHECK` build argument or else the `# check=` directive,
+//! and the findings printed as warnings, or the build stopped under
+//! `error=true`. `strata build --check` stops after them.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Result};
+
+use super::{read_dockerfile, BuildRequest};
+use crate::dockerfile;
+use crate::lint::{self, CheckConfig, Finding, GlobalArgs};
+use crate::report::Reporter;
+
+/// The build argument that replaces the directive, as in BuildKit.
+pub const CHECK_ARG: &str = "BUILDKIT_DOCKERFILE_CHECK";
+
+/// What the checks found in one Dockerfile.
+pub struct Checked {
+    /// The Dockerfile as messages name it.
+    pub file: String,
+    pub findings: Vec<Finding>,
+    pub config: CheckConfig,
+}
+
+impl Checked {
+    /// Each finding as `FILE:LINE: RULE: message` with its fix.
+    pub fn rendered(&self) -> Vec<String> {
+        self.findings.iter().map(|f| f.render(&self.file)).collect()
+    }
+}
+
+/// Runs the checks on the request's Dockerfile, building nothing (`build --check`).
+/// A Dockerfile that does not parse, or a `check` setting that does not, is an
+/// error, as in BuildKit.
+pub fn check(req: &BuildRequest) -> Result<Checked> {
+    let context = super::canonical_context(req)?;
+    check_in(req, &context)
+}
+
+/// [`check`] with the context already resolved.
+fn check_in(req: &BuildRequest, context: &Path) -> Result<Checked> {
+    let (path, text, file) = read_dockerfile(req, context)?;
+    let df = dockerfile::parse(&text, &file)?;
+    let setting = req.build_args.get(CHECK_ARG).cloned().or_else(|| df.tree.directives.check.clone()).unwrap_or_default();
+    let config = CheckConfig::parse(&setting).map_err(|e| anyhow!("{file}: failed to parse check options: {e}"))?;
+    let ignore = super::context::ignore_for(context, &path)?;
+    let platform = req.platforms.first().cloned().unwrap_or_else(crate::platform::Platform::host);
+    let args = GlobalArgs { given: req.build_args.clone(), automatic: crate::plan::platform_args(&platform) };
+    let findings = lint::check(&df, &ignore, &args, &config);
+    Ok(Checked { file, findings, config })
+}
+
+/// The checks as a build runs them: findings are warnings, and under
+/// `error=true` they stop the build before its first step.
+pub fn before_build(req: &BuildRequest, context: &Path, report: &Reporter) -> Result<()> {
+    let checked = check_in(req, context)?;
+    for line in checked.rendered() {
+        report.warn(&line);
+    }
+    if checked.config.error && !checked.findings.is_empty() {
+        bail!("{}", lint::violation_error(&checked.findings));
+    }
+    Ok(())
+}

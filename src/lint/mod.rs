@@ -1,0 +1,175 @@
+//! Build checks: BuildKit's Dockerfile lint rules, under its names and with its
+//! meanings, found in the parsed Dockerfile (and its ignore file) before anything
+//! is built. `strata build --check` reports them and builds nothing; every build
+//! prints them as warnings, and fails on them under `# check=error=true`.
+//!
+//! The rules that need a build's state (UndefinedVar, which needs the base
+//! images' ENV, and WastedLayerSpace, which needs the layers) are not here yet.
+//!
+//! Which rules run is BuildKit's `check` setting ([`CheckConfig`]): the
+//! `# check=` parser directive, or the `BUILDKIT_DOCKERFILE_CHECK` build
+//! argument in its place.
+
+mod config;
+mod from_args;
+mod rules;
+#[cfg(test)]
+mod tests;
+
+pub use config::CheckConfig;
+pub use from_args::GlobalArgs;
+
+use crate::dockerfile::{Dockerfile, Ignore};
+
+/// A check, by BuildKit's name for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rule {
+    JsonArgsRecommended,
+    StageNameCasing,
+    FromAsCasing,
+    DuplicateStageName,
+    ReservedStageName,
+    MultipleInstructionsDisallowed,
+    WorkdirRelativePath,
+    SecretsUsedInArgOrEnv,
+    ConsistentInstructionCasing,
+    LegacyKeyValueFormat,
+    MaintainerDeprecated,
+    CopyIgnoredFile,
+    UndefinedArgInFrom,
+    InvalidDefaultArgInFrom,
+    RedundantTargetPlatform,
+    FromPlatformFlagConstDisallowed,
+}
+
+impl Rule {
+    /// BuildKit's name, which `# check=skip=` takes.
+    pub fn name(self) -> &'static str {
+        self.facts().0
+    }
+
+    /// The page Docker's documentation keeps for the rule.
+    pub fn url(self) -> String {
+        format!("https://docs.docker.com/go/dockerfile/rule/{}/", self.facts().1)
+    }
+
+    /// What to write instead, in one line.
+    pub fn fix(self) -> &'static str {
+        self.facts().2
+    }
+
+    /// (name, documentation slug, fix).
+    fn facts(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Rule::JsonArgsRecommended => (
+                "JSONArgsRecommended",
+                "json-args-recommended",
+                "write it as a JSON array, e.g. CMD [\"app\", \"--flag\"], so the program is PID 1 and gets signals",
+            ),
+            Rule::StageNameCasing => ("StageNameCasing", "stage-name-casing", "name the stage in lowercase"),
+            Rule::FromAsCasing => ("FromAsCasing", "from-as-casing", "write AS in the same case as FROM (FROM x AS y, or from x as y)"),
+            Rule::DuplicateStageName => ("DuplicateStageName", "duplicate-stage-name", "give each stage a name of its own"),
+            Rule::ReservedStageName => {
+                ("ReservedStageName", "reserved-stage-name", "rename the stage: 'scratch' and 'context' are reserved")
+            }
+            Rule::MultipleInstructionsDisallowed => (
+                "MultipleInstructionsDisallowed",
+                "multiple-instructions-disallowed",
+                "keep only the last one: the earlier ones have no effect",
+            ),
+            Rule::WorkdirRelativePath => {
+                ("WorkdirRelativePath", "workdir-relative-path", "make the stage's first WORKDIR absolute, e.g. WORKDIR /app")
+            }
+            Rule::SecretsUsedInArgOrEnv => (
+                "SecretsUsedInArgOrEnv",
+                "secrets-used-in-arg-or-env",
+                "pass it with RUN --mount=type=secret: ARG and ENV values stay in the image",
+            ),
+            Rule::ConsistentInstructionCasing => {
+                ("ConsistentInstructionCasing", "consistent-instruction-casing", "write every instruction in the same case as most of them")
+            }
+            Rule::LegacyKeyValueFormat => {
+                ("LegacyKeyValueFormat", "legacy-key-value-format", "write key=value, quoting a value with spaces")
+            }
+            Rule::MaintainerDeprecated => {
+                ("MaintainerDeprecated", "maintainer-deprecated", "use LABEL org.opencontainers.image.authors=\"name <email>\"")
+            }
+            Rule::CopyIgnoredFile => ("CopyIgnoredFile", "copy-ignored-file", "remove the path from the ignore file, or stop copying it"),
+            Rule::UndefinedArgInFrom => {
+                ("UndefinedArgInFrom", "undefined-arg-in-from", "declare it with ARG before the first FROM, e.g. ARG NAME=default")
+            }
+            Rule::InvalidDefaultArgInFrom => (
+                "InvalidDefaultArgInFrom",
+                "invalid-default-arg-in-from",
+                "give the ARG a default that names an image, e.g. ARG BASE=alpine",
+            ),
+            Rule::RedundantTargetPlatform => (
+                "RedundantTargetPlatform",
+                "redundant-target-platform",
+                "drop --platform=$TARGETPLATFORM: FROM already pulls for the target",
+            ),
+            Rule::FromPlatformFlagConstDisallowed => (
+                "FromPlatformFlagConstDisallowed",
+                "from-platform-flag-const-disallowed",
+                "use a variable ($BUILDPLATFORM), or name the stage after its platform",
+            ),
+        }
+    }
+
+    /// Every rule, for names in `# check=skip=`.
+    pub const ALL: [Rule; 16] = [
+        Rule::JsonArgsRecommended,
+        Rule::StageNameCasing,
+        Rule::FromAsCasing,
+        Rule::DuplicateStageName,
+        Rule::ReservedStageName,
+        Rule::MultipleInstructionsDisallowed,
+        Rule::WorkdirRelativePath,
+        Rule::SecretsUsedInArgOrEnv,
+        Rule::ConsistentInstructionCasing,
+        Rule::LegacyKeyValueFormat,
+        Rule::MaintainerDeprecated,
+        Rule::CopyIgnoredFile,
+        Rule::UndefinedArgInFrom,
+        Rule::InvalidDefaultArgInFrom,
+        Rule::RedundantTargetPlatform,
+        Rule::FromPlatformFlagConstDisallowed,
+    ];
+}
+
+/// One rule broken at one place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: Rule,
+    /// 1-based line of the instruction the finding is about.
+    pub line: usize,
+    /// BuildKit's message for it.
+    pub message: String,
+}
+
+impl Finding {
+    /// `FILE:LINE: RULE: message`, then the fix on a line of its own.
+    pub fn render(&self, file: &str) -> String {
+        format!("{file}:{}: {}: {}\n  fix: {} ({})", self.line, self.rule.name(), self.message, self.rule.fix(), self.rule.url())
+    }
+}
+
+/// Runs every rule `config` keeps over `df`, whose context's ignore file is
+/// `ignore`, built with `args`; the findings come in line order.
+pub fn check(df: &Dockerfile, ignore: &Ignore, args: &GlobalArgs, config: &CheckConfig) -> Vec<Finding> {
+    let mut findings = rules::all(df, ignore);
+    from_args::check(df, args, &mut findings);
+    findings.retain(|f| config.runs(f.rule));
+    // Stable: two findings on one line keep the order the rules ran in.
+    findings.sort_by_key(|f| f.line);
+    findings
+}
+
+/// BuildKit's error for a build that `# check=error=true` stops: the rules
+/// broken, each named once.
+pub fn violation_error(findings: &[Finding]) -> String {
+    let mut names: Vec<&str> = findings.iter().map(|f| f.rule.name()).collect();
+    names.sort_unstable();
+    names.dedup();
+    format!("lint violation found for rules: {}", names.join(", "))
+}

@@ -1,0 +1,88 @@
+//! The build checks from the command line: `build --check` reports BuildKit's
+//! rules by file and line, builds nothing and exits 1 on a finding; an ordinary
+//! build prints the same findings as warnings; `# check=error=true` stops a
+//! build before its first step, and the BUILDKIT_DOCKERFILE_CHECK build argument
+//! takes the directive's place.
+
+use crate::language::{skip, Ctx};
+use crate::support::{path_str, strata};
+
+/// A stage with a shell-form CMD (JSONArgsRecommended) and a relative first
+/// WORKDIR (WorkdirRelativePath), each tagged per test.
+const FLAWED: &str = "FROM busybox\nWORKDIR app\nCMD echo hi\n";
+
+#[test]
+fn check_reports_each_finding_by_line_and_builds_nothing() {
+    let ctx = Ctx::new("check-flawed", FLAWED);
+    ctx.file(".dockerignore", "secret.txt\n");
+    ctx.file("Dockerfile", &format!("{FLAWED}COPY secret.txt /s\n"));
+    let tag = format!("check-flawed-{}", std::process::id());
+    let run = strata(["build", "--check", "-t", &tag, &path_str(&ctx.dir)]);
+    assert_eq!(run.code, Some(1), "a finding fails the check: {}", run.describe());
+    let lines: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("Dockerfile:")).collect();
+    assert_eq!(
+        lines,
+        [
+            "Dockerfile:2: WorkdirRelativePath: Relative workdir \"app\" can have unexpected results if the base image changes",
+            "Dockerfile:3: JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals",
+            "Dockerfile:4: CopyIgnoredFile: Attempting to Copy file \"secret.txt\" that is excluded by .dockerignore",
+        ],
+        "{}",
+        run.describe()
+    );
+    assert!(run.stdout.lines().filter(|l| l.starts_with("  fix: ")).count() == 3, "each finding has its fix: {}", run.describe());
+    assert!(run.stdout.contains("Check complete, 3 warnings have been found!"), "{}", run.describe());
+    assert!(!strata(["inspect", &tag]).success(), "--check builds and tags nothing");
+}
+
+#[test]
+fn check_passes_a_clean_dockerfile_and_honours_skip() {
+    let ctx = Ctx::new("check-clean", "FROM busybox AS base\nWORKDIR /app\nCMD [\"sh\"]\n");
+    let run = strata(["build", "--check", &path_str(&ctx.dir)]);
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    assert!(run.stdout.contains("Check complete, no warnings found."), "{}", run.describe());
+
+    let skipped = Ctx::new("check-skip", &format!("# check=skip=JSONArgsRecommended,WorkdirRelativePath\n{FLAWED}"));
+    let run = strata(["build", "--check", &path_str(&skipped.dir)]);
+    assert_eq!(run.code, Some(0), "skipped rules find nothing: {}", run.describe());
+    let all = Ctx::new("check-skip-all", &format!("# check=skip=all\n{FLAWED}"));
+    assert_eq!(strata(["build", "--check", &path_str(&all.dir)]).code, Some(0));
+}
+
+#[test]
+fn a_bad_check_setting_or_dockerfile_is_an_error_naming_the_file() {
+    let ctx = Ctx::new("check-bad-setting", &format!("# check=skip=all;loud=yes\n{FLAWED}"));
+    let run = strata(["build", "--check", &path_str(&ctx.dir)]);
+    assert!(
+        !run.success() && run.stderr.contains("Dockerfile: failed to parse check options: invalid check option \"loud\""),
+        "{}",
+        run.describe()
+    );
+    let broken = Ctx::new("check-bad-dockerfile", "FROM busybox\nNOPE x\n");
+    let run = strata(["build", "--check", &path_str(&broken.dir)]);
+    assert!(!run.success() && run.stderr.contains("Dockerfile:2: unknown instruction: NOPE"), "{}", run.describe());
+}
+
+#[test]
+fn a_build_warns_and_error_true_stops_it_before_any_step() {
+    if skip("a_build_warns_and_error_true_stops_it_before_any_step") {
+        return;
+    }
+    let tag = format!("check-warns-{}", std::process::id());
+    let ctx = Ctx::new("check-warns", FLAWED);
+    let run = strata(["build", "-t", &tag, &path_str(&ctx.dir)]).ok();
+    assert!(run.stderr.contains("warning: Dockerfile:3: JSONArgsRecommended: "), "the build warns: {}", run.describe());
+
+    let strict = Ctx::new("check-error", &format!("# check=error=true\n{FLAWED}RUN touch /ran\n"));
+    let strict_tag = format!("{tag}-strict");
+    let run = strata(["build", "-t", &strict_tag, &path_str(&strict.dir)]);
+    assert!(!run.success(), "{}", run.describe());
+    assert!(run.stderr.contains("lint violation found for rules: JSONArgsRecommended, WorkdirRelativePath"), "{}", run.describe());
+    assert!(!run.stderr.contains("RUN touch"), "no step ran: {}", run.describe());
+    assert!(!strata(["inspect", &strict_tag]).success(), "nothing is tagged");
+
+    // The build argument replaces the directive whole, as in BuildKit.
+    let arg = "BUILDKIT_DOCKERFILE_CHECK=skip=JSONArgsRecommended,WorkdirRelativePath;error=true";
+    let run = strata(["build", "--build-arg", arg, "-t", &strict_tag, &path_str(&strict.dir)]).ok();
+    assert!(!run.stderr.contains("were not consumed"), "the check argument is the builder's own: {}", run.describe());
+}
