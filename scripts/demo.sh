@@ -50,3 +50,16 @@ if [ -d "$HOME/.local/bin" ] && [ ! -e "$HOME/.local/bin/strata" ] && [ "$(id -u
 fi
 command -v strata >/dev/null 2>&1 ||
     log "to type 'strata': export PATH=\"$target_dir/release:\$PATH\""
+
+# Completions and man pages where a user's own are looked for: bash-completion's
+# and fish's per-user directories, man's ~/.local/share/man (found through
+# ~/.local/bin on PATH); zsh has no such directory, so its file comes with a hint.
+data="${XDG_DATA_HOME:-$HOME/.local/share}"
+fish_dir="${XDG_CONFIG_HOME:-$HOME/.config}/fish/completions"
+mkdir -p "$data/bash-completion/completions" "$data/zsh/site-functions" "$fish_dir" "$data/man/man1"
+"$STRATA" completion bash >"$data/bash-completion/completions/strata"
+"$STRATA" completion zsh >"$data/zsh/site-functions/_strata"
+"$STRATA" completion fish >"$fish_dir/strata.fish"
+"$STRATA" man --dir "$data/man/man1"
+log "completions (bash, zsh, fish) and man pages installed under $data; try: man strata-build"
+log "  zsh: add fpath=($data/zsh/site-functions \$fpath) before compinit in ~/.zshrc"

@@ -14,7 +14,8 @@
 # 3. demo.sh runs from a git clone of HEAD (not the working tree) in the user's home:
 #    it installs cargo-web and rustc-web through sudo, builds strata with them, builds
 #    the busybox base and fixtures/hello, and runs hello. The stage asserts that the
-#    installation happened and that the greeting is the last thing hello printed.
+#    installation happened, that the greeting is the last thing hello printed, and
+#    that the completions and man pages are where the user's shell and man look.
 # 4. Afterwards cargo-web and rustc-web are removed again (this machine's Rust is
 #    rustup's, in root's home), and the user and its sudoers file deleted.
 #
@@ -114,4 +115,7 @@ grep -q "installing Debian's cargo-web" <<<"$out" ||
 hello="$(sed -n '/==> strata run hello/,$p' <<<"$out" | grep -v '^==> ')"
 grep -qF "$greeting" <<<"$hello" ||
     { printf '%s\n' "$out" | tail -n 40 >&2; die "demo.sh did not end with the greeting '$greeting'"; }
+for installed_file in .local/share/bash-completion/completions/strata .config/fish/completions/strata.fish .local/share/man/man1/strata-build.1; do
+    [ -s "$home/$installed_file" ] || die "demo.sh did not install ~/$installed_file"
+done
 log "demo.sh as a new user: $(grep -o 'installed cargo [^ ]*' <<<"$out"), greeting printed, ${elapsed}s"

@@ -7,6 +7,7 @@
 
 mod archive;
 mod build;
+mod completion;
 mod container;
 mod format;
 mod images;
@@ -94,6 +95,10 @@ pub enum Command {
     Logout(registry::LogoutArgs),
     /// Create, edit and push manifest lists (multi-platform images).
     Manifest(manifest::ManifestArgs),
+    /// Print a shell completion script: bash, zsh or fish.
+    Completion(completion::CompletionArgs),
+    /// Print strata's man page, or write every command's into a directory.
+    Man(completion::ManArgs),
     /// Unpacks images' layers into layer dirs (what `pull` and `load` run after
     /// they stored an image).
     #[command(hide = true, name = "unpack-image")]
@@ -133,6 +138,8 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         _ => Reporter::new(false),
     };
     match cli.command {
+        Command::Completion(a) => completion::completion(a),
+        Command::Man(a) => completion::man(a),
         // The checks read the Dockerfile and nothing else: no namespace, no store.
         Command::Build(a) if a.check => build::check(*a),
         Command::Build(a) => {

@@ -1,6 +1,7 @@
 //! The other commands as a user meets them: `images` (table and json), `run`,
 //! `inspect`, `tag`, `history`, `rmi` (with and without -f), usage errors, and what
-//! `build -q` leaves on stderr.
+//! `build -q` leaves on stderr, and the completions and man pages made from the
+//! flags.
 
 use std::fs;
 
@@ -207,4 +208,23 @@ fn rmi_of_an_id_with_several_names_needs_force() {
     let id = small_image("cli-rmi-c");
     strata(["rmi", &id]).ok();
     assert_eq!(strata(["inspect", "cli-rmi-c"]).code, Some(1));
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_flags() {
+    let bash = strata(["completion", "bash"]).ok().stdout;
+    assert!(bash.contains("complete -F") && bash.contains("--check") && bash.contains("--build-arg"), "bash: {bash:.300}");
+    let zsh = strata(["completion", "zsh"]).ok().stdout;
+    assert!(zsh.starts_with("#compdef strata") && zsh.contains("--no-cache"), "zsh: {zsh:.300}");
+    let fish = strata(["completion", "fish"]).ok().stdout;
+    assert!(fish.contains("complete -c strata") && fish.contains("-l check"), "fish: {fish:.300}");
+    assert_eq!(strata(["completion", "tcsh"]).code, Some(2), "an unknown shell is a usage error");
+
+    let page = strata(["man"]).ok().stdout;
+    assert!(page.contains(".TH strata 1"), "strata.1: {page:.300}");
+    let dir = scratch("man-pages");
+    strata(["man", "--dir", &path_str(&dir)]).ok();
+    let build = fs::read_to_string(dir.join("strata-build.1")).expect("strata-build.1 is written");
+    assert!(build.contains(".TH strata-build 1") && build.contains("check"), "strata-build.1: {build:.300}");
+    assert!(dir.join("strata.1").is_file() && dir.join("strata-run.1").is_file());
 }
