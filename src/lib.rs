@@ -10,8 +10,9 @@
 //!   OS and architecture), [`overlay_marks`] (names overlay drivers write on disk),
 //!   [`clean_path`] (paths cleaned lexically, as Go's path.Clean), [`trace`]
 //!   (`STRATA_TRACE`'s per-step phase times).
-//! - [`registry`] (the distribution API), [`report`] (progress and warnings) and
-//!   [`lint`] (the build checks: BuildKit's Dockerfile lint rules).
+//! - [`registry`] (the distribution API), [`report`] (progress and warnings),
+//!   [`lint`] (the build checks: BuildKit's Dockerfile lint rules) and [`analysis`]
+//!   (what an image's layers add, change, remove and waste).
 //! - [`plan`] (stages and their order), [`rootfs`] (layer dirs: unpack, diff, vfs),
 //!   [`sandbox`] (namespaces, mounts, the container's pid 1; the only code that
 //!   forks or mounts).
@@ -27,6 +28,7 @@
 //! docs/build-walkthrough.md follows one `strata build` from `main` to a blob on
 //! disk.
 
+pub mod analysis;
 pub mod clean_path;
 pub mod cli;
 pub mod container;

@@ -33,6 +33,8 @@ mod ci_setups;
 mod cli;
 #[path = "e2e/containers.rs"]
 mod containers;
+#[path = "e2e/diff.rs"]
+mod diff;
 #[path = "e2e/dockerfile.rs"]
 mod dockerfile;
 #[path = "e2e/driver_cases.rs"]
@@ -59,6 +61,8 @@ mod language_copy;
 mod language_semantics;
 #[path = "e2e/language_stages.rs"]
 mod language_stages;
+#[path = "e2e/layers.rs"]
+mod layers;
 #[path = "e2e/layout.rs"]
 mod layout;
 #[path = "e2e/manifests.rs"]

@@ -1,4 +1,4 @@
-//! Container commands, docker style: `ps`, `rm` and `commit`.
+//! Container commands, docker style: `ps`, `rm`, `commit` and `diff`.
 
 use std::process::ExitCode;
 
@@ -22,6 +22,14 @@ pub struct PsArgs {
     /// Show full container ids and commands.
     #[arg(long)]
     pub no_trunc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// A container (its changes to its image), or with a second argument an image.
+    pub first: String,
+    /// A second image: what differs from the first to it.
+    pub second: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -131,5 +139,26 @@ pub fn commit(store: &LocalStore, args: CommitArgs) -> Result<ExitCode> {
     };
     let id = container::commit(store, &req)?;
     println!("{}", if args.quiet { id.hex().to_string() } else { id.to_string() });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `diff CONTAINER`: the container's changes, one `KIND /path` line each.
+pub fn diff_container(store: &LocalStore, container: &str) -> Result<ExitCode> {
+    for (kind, path) in container::container_changes(store, container)? {
+        println!("{kind} {path}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `diff IMAGE IMAGE`: the paths that differ from the first image to the second.
+pub fn diff_images(store: &crate::oci::Store, from: &str, to: &str) -> Result<ExitCode> {
+    let tree = |reference: &str| -> Result<crate::analysis::Visible> {
+        let found = store.resolve(reference)?.ok_or_else(|| anyhow::anyhow!("image {reference:?} not found in the local store"))?;
+        let manifest = crate::oci::descriptor_digest(&store.select_manifest(&found, None)?)?;
+        crate::analysis::final_tree(store, &manifest)
+    };
+    for (kind, path) in crate::analysis::compare(&tree(from)?, &tree(to)?) {
+        println!("{kind} {path}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ mod container;
 mod format;
 mod images;
 mod info;
+mod layers;
 mod manifest;
 mod outputs;
 mod prune;
@@ -71,6 +72,9 @@ pub enum Command {
     Fsck(images::FsckArgs),
     /// Show the history of an image.
     History(images::HistoryArgs),
+    /// Show what each layer of an image adds, changes and removes, and the bytes
+    /// it ships that a later layer hides.
+    Layers(layers::LayersArgs),
     /// Remove dangling images, unused layers and blobs (and with --all, the build cache).
     Prune(prune::PruneArgs),
     /// Write an image to a docker-archive, oci-archive or OCI layout.
@@ -83,6 +87,9 @@ pub enum Command {
     Rm(container::RmArgs),
     /// Create an image from a container's changes.
     Commit(container::CommitArgs),
+    /// Show a container's changes to its image (A, C, D), or the paths that differ
+    /// between two images.
+    Diff(container::DiffArgs),
     /// Write an image as an OCI runtime bundle (rootfs + config.json) for runc/crun.
     Bundle(run::BundleArgs),
     /// Copy an image from a registry into the local store.
@@ -170,6 +177,7 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
             images::fsck(&store, a)
         }
         Command::History(a) => images::history(&shared_store(&root, &report)?.0, a),
+        Command::Layers(a) => layers::layers(&shared_store(&root, &report)?.0, a),
         Command::Pull(a) => {
             let (code, id) = registry::pull(&shared_store(&root, &report)?.0, a)?;
             unpack_after_import(&root, cli.storage_driver.as_deref(), &id);
@@ -199,6 +207,11 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
         }
         Command::Ps(a) => container::ps(&root, a),
         Command::Rm(a) => container::rm(&enter_store(&root, driver, &report)?, a),
+        Command::Diff(a) => match &a.second {
+            Some(second) => container::diff_images(&shared_store(&root, &report)?.0, &a.first, second),
+            // Layer dirs are read as the namespace's root sees them.
+            None => container::diff_container(&enter_store(&root, driver, &report)?, &a.first),
+        },
         Command::Commit(a) => {
             let store = enter_store(&root, driver, &report)?;
             let _writers = store.lock(false)?;
