@@ -140,6 +140,13 @@ pub struct BuildArgs {
     /// BUILDKIT_DOCKERFILE_CHECK build argument choose the rules.
     #[arg(long)]
     pub check: bool,
+    /// Merge the layers this Dockerfile adds into one, above the base image's
+    /// (buildah's flag); the steps are still cached one by one.
+    #[arg(long, conflicts_with = "squash_all")]
+    pub squash: bool,
+    /// Merge every layer, the base image's too, into one.
+    #[arg(long)]
+    pub squash_all: bool,
     /// Build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -292,6 +299,11 @@ fn request(args: BuildArgs) -> Result<BuildRequest> {
             None => std::thread::available_parallelism().map_or(1, usize::from),
             Some(0) => usize::MAX,
             Some(n) => n,
+        },
+        squash: match (args.squash, args.squash_all) {
+            (_, true) => Some(engine::Squash::All),
+            (true, false) => Some(engine::Squash::New),
+            _ => None,
         },
     };
     Ok(req)

@@ -6,7 +6,7 @@ use anyhow::Result;
 use chrono::Utc;
 use clap::Args;
 
-use super::format::ago;
+use super::format::{ago, human_size};
 use crate::container::{self, shell_words, CommitRequest};
 use crate::store::LocalStore;
 use crate::store::{ContainerRecord, ContainerState, Containers};
@@ -22,6 +22,9 @@ pub struct PsArgs {
     /// Show full container ids and commands.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Show each container's size: its writable layer, and with its image (virtual).
+    #[arg(short = 's', long)]
+    pub size: bool,
 }
 
 #[derive(Debug, Args)]
@@ -64,7 +67,8 @@ pub struct CommitArgs {
     pub image: Option<String>,
 }
 
-pub fn ps(root: &std::path::Path, args: PsArgs) -> Result<ExitCode> {
+/// `store` is given (and entered) for `--size` only: sizes read the layer dirs.
+pub fn ps(root: &std::path::Path, args: PsArgs, store: Option<&LocalStore>) -> Result<ExitCode> {
     let list: Vec<ContainerRecord> = Containers::open(root).list()?.into_iter().filter(|c| args.all || c.is_running()).collect();
     if args.quiet {
         for c in &list {
@@ -73,7 +77,7 @@ pub fn ps(root: &std::path::Path, args: PsArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let now = Utc::now();
-    let rows: Vec<[String; 6]> = list
+    let rows: Vec<[String; 7]> = list
         .iter()
         .map(|c| {
             let id = if args.no_trunc { c.id.clone() } else { c.short_id().to_string() };
@@ -82,10 +86,11 @@ pub fn ps(root: &std::path::Path, args: PsArgs) -> Result<ExitCode> {
                 command = format!("{}…", command.chars().take(19).collect::<String>());
             }
             let created = c.created_time().map(|t| ago(now - t)).unwrap_or_default();
-            [id, c.image.clone(), format!("\"{command}\""), created, status(c, now), c.name.clone()]
+            let size = store.map(|s| size_column(s, c)).unwrap_or_default();
+            [id, c.image.clone(), format!("\"{command}\""), created, status(c, now), c.name.clone(), size]
         })
         .collect();
-    let header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"];
+    let header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES", if store.is_some() { "SIZE" } else { "" }];
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -101,6 +106,17 @@ pub fn ps(root: &std::path::Path, args: PsArgs) -> Result<ExitCode> {
         line(row.iter().map(String::as_str).collect());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// docker's SIZE column: `12 B (virtual 4.26 MB)`.
+fn size_column(store: &LocalStore, c: &ContainerRecord) -> String {
+    match container::container_sizes(store, c) {
+        Ok((writable, image)) => format!("{} (virtual {})", human_size(writable), human_size(writable + image)),
+        Err(e) => {
+            eprintln!("strata: warning: container {}: {e:#}", c.name);
+            "unknown".into()
+        }
+    }
 }
 
 /// docker's STATUS column: `Up 3 minutes`, `Exited (0) 2 seconds ago`.

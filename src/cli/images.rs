@@ -1,5 +1,6 @@
 //! Read-only and index-only image commands: images, inspect, rmi, tag.
 
+use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -7,7 +8,7 @@ use chrono::Utc;
 use clap::Args;
 
 use super::format::{ago, human_size};
-use crate::oci::{self, ImageName, Store};
+use crate::oci::{self, ImageName, ImageSummary, Store};
 use crate::platform::Platform;
 use crate::store::{remove_image, Containers, Removal};
 
@@ -75,16 +76,21 @@ pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
         eprintln!("strata: warning: skipping image {name}: {error}");
     }
     let list = listing.images;
+    let sizes = content_sizes(store, &list);
     if args.format == "json" {
         let rows: Vec<serde_json::Value> = list
             .iter()
-            .map(|img| {
+            .zip(&sizes)
+            .map(|(img, (size, shared))| {
                 serde_json::json!({
                     "Id": img.id.hex(),
                     "Digest": img.manifest.to_string(),
                     "Names": img.name.iter().collect::<Vec<_>>(),
                     "Created": img.created.map(|c| c.to_rfc3339()),
-                    "Size": img.size,
+                    "Size": size,
+                    "SharedSize": shared,
+                    "UniqueSize": size - shared,
+                    "StoredSize": img.size,
                     "ManifestList": !img.platforms.is_empty(),
                     "Platforms": img.platforms,
                 })
@@ -104,24 +110,24 @@ pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut rows = vec![["REPOSITORY".to_string(), "TAG".into(), "IMAGE ID".into(), "CREATED".into(), "SIZE".into()]];
-    for img in &list {
+    let mut rows = vec![["REPOSITORY".to_string(), "TAG".into(), "IMAGE ID".into(), "CREATED".into(), "SIZE".into(), "SHARED".into()]];
+    for (img, (size, shared)) in list.iter().zip(&sizes) {
         let (repo, tag) = match img.name.as_deref().map(ImageName::parse) {
             Some(Ok(n)) => (n.repository(), n.tag().unwrap_or("<none>").to_string()),
             _ => ("<none>".to_string(), "<none>".to_string()),
         };
         let id = if args.no_trunc { img.id.to_string() } else { img.id.short().to_string() };
         let created = img.created.map(|c| ago(Utc::now().signed_duration_since(c))).unwrap_or_else(|| "unknown".into());
-        let size = match img.platforms.len() {
-            0 => human_size(img.size),
-            n => format!("{} (manifest list: {n} platforms: {})", human_size(img.size), img.platforms.join(", ")),
+        let shared = match img.platforms.len() {
+            0 => human_size(*shared),
+            n => format!("{} (manifest list: {n} platforms: {})", human_size(*shared), img.platforms.join(", ")),
         };
-        rows.push([repo, tag, id, created, size]);
+        rows.push([repo, tag, id, created, human_size(*size), shared]);
     }
-    let widths: Vec<usize> = (0..5).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
     for r in rows {
         let line: Vec<String> =
-            r.iter().enumerate().map(|(i, c)| if i < 4 { format!("{c:<w$}", w = widths[i]) } else { c.clone() }).collect();
+            r.iter().enumerate().map(|(i, c)| if i < 5 { format!("{c:<w$}", w = widths[i]) } else { c.clone() }).collect();
         println!("{}", line.join("  "));
     }
     Ok(ExitCode::SUCCESS)
@@ -215,7 +221,13 @@ pub fn history(store: &Store, args: HistoryArgs) -> Result<ExitCode> {
     let manifest = store.select_manifest(&found, None)?;
     let m = store.read_manifest(&oci::descriptor_digest(&manifest)?)?;
     let config = store.read_config(&oci::descriptor_digest(m.config())?)?;
-    let mut sizes = m.layers().iter().map(|l| l.size());
+    // Content sizes, as docker shows them: a blob's own size is compressed.
+    let mut sizes = m.layers().iter().map(|l| {
+        store.content_size(l).unwrap_or_else(|e| {
+            eprintln!("strata: warning: {e}");
+            0
+        })
+    });
     println!("{:<28}  {:<48}  {:>10}  COMMENT", "CREATED", "CREATED BY", "SIZE");
     let mut rows = Vec::new();
     for h in &config.history {
@@ -271,4 +283,36 @@ pub fn tag(store: &Store, args: TagArgs) -> Result<ExitCode> {
     plain.set_annotations(None);
     store.tag_all(&names, &plain)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each listed image's content bytes (its layers' regular files, as docker's SIZE),
+/// and how many of them are in layers another image (another id) has too.
+fn content_sizes(store: &Store, list: &[ImageSummary]) -> Vec<(u64, u64)> {
+    let mut size_of: HashMap<String, u64> = HashMap::new();
+    let mut holders: HashMap<String, HashSet<String>> = HashMap::new();
+    for img in list {
+        for layer in &img.layers {
+            let blob = layer.digest().to_string();
+            holders.entry(blob.clone()).or_default().insert(img.id.to_string());
+            size_of.entry(blob).or_insert_with(|| {
+                store.content_size(layer).unwrap_or_else(|e| {
+                    eprintln!("strata: warning: {e}");
+                    0
+                })
+            });
+        }
+    }
+    list.iter()
+        .map(|img| {
+            let mut seen = HashSet::new();
+            let (mut total, mut shared) = (0, 0);
+            for blob in img.layers.iter().map(|l| l.digest().to_string()).filter(|b| seen.insert(b.clone())) {
+                total += size_of[&blob];
+                if holders[&blob].len() > 1 {
+                    shared += size_of[&blob];
+                }
+            }
+            (total, shared)
+        })
+        .collect()
 }

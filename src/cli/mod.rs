@@ -205,7 +205,8 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
             let store = enter_store(&root, driver, &report)?;
             prune::prune(&store, a)
         }
-        Command::Ps(a) => container::ps(&root, a),
+        Command::Ps(a) if a.size => container::ps(&root, a, Some(&enter_store(&root, driver, &report)?)),
+        Command::Ps(a) => container::ps(&root, a, None),
         Command::Rm(a) => container::rm(&enter_store(&root, driver, &report)?, a),
         Command::Diff(a) => match &a.second {
             Some(second) => container::diff_images(&shared_store(&root, &report)?.0, &a.first, second),

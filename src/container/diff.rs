@@ -1,5 +1,5 @@
 //! `strata diff CONTAINER`: what a container changed in its image, as `docker
-//! diff` lists it. Its upper dir is walked and each entry judged against the
+//! diff` lists it, and how many bytes that is (`ps -s`). Its upper dir is walked and each entry judged against the
 //! image's layer dirs: `A` added, `C` changed, `D` deleted. As in docker, a
 //! directory that was only copied up to hold a change, with its mode, size and
 //! time as the image has them, is left out, unless an entry was added to or
@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 
 use crate::overlay_marks::{is_whiteout, FUSE_OPAQUE_FILE, OPAQUE_XATTRS};
 use crate::rootfs::LowerView;
-use crate::store::{Containers, LocalStore};
+use crate::store::{ContainerRecord, Containers, LocalStore};
 
 /// The container's changes, `(kind, absolute path)`, sorted by path.
 pub fn container_changes(store: &LocalStore, reference: &str) -> Result<Vec<(char, String)>> {
@@ -81,4 +81,23 @@ fn same_dir(lower: &Metadata, upper: &Metadata) -> bool {
     let same_time = (lower.mtime(), lower.mtime_nsec()) == (upper.mtime(), upper.mtime_nsec())
         || (lower.mtime() == upper.mtime() && (lower.mtime_nsec() == 0 || upper.mtime_nsec() == 0));
     lower.size() == upper.size() && lower.mode() == upper.mode() && same_time
+}
+
+/// The content bytes of a container's writable layer (its regular files), and of
+/// its image's layers: `ps -s`'s size and, added up, its virtual size.
+pub fn container_sizes(store: &LocalStore, record: &ContainerRecord) -> Result<(u64, u64)> {
+    let upper = Containers::open(&store.root).dir_of(&record.id).join("upper");
+    let mut writable = 0;
+    for entry in walkdir::WalkDir::new(&upper).min_depth(1).follow_links(false) {
+        let entry = entry.with_context(|| format!("walking {}", upper.display()))?;
+        if entry.file_type().is_file() {
+            writable += entry.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    let manifest = store.images.read_manifest(&crate::oci::descriptor_digest(&record.manifest)?)?;
+    let mut image = 0;
+    for layer in manifest.layers() {
+        image += store.images.content_size(layer)?;
+    }
+    Ok((writable, image))
 }

@@ -9,5 +9,5 @@ mod run;
 
 pub use bundle::{bundle, write_bundle, BundleProcess};
 pub use commit::{apply_changes, commit, commit_layer, shell_words, CommitRequest};
-pub use diff::container_changes;
+pub use diff::{container_changes, container_sizes};
 pub use run::{remove, run, RunRequest};

@@ -107,6 +107,17 @@ pub struct BuildRequest {
     pub platforms: Vec<Platform>,
     /// `--jobs`: how many stages may build at once (0 counts as 1).
     pub jobs: usize,
+    /// `--squash` or `--squash-all`: the target's layers merged after the build.
+    pub squash: Option<Squash>,
+}
+
+/// Which layers `--squash` and `--squash-all` merge, as buildah's flags do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Squash {
+    /// `--squash`: the layers this Dockerfile added, above its base image's.
+    New,
+    /// `--squash-all`: every layer, the base image's too.
+    All,
 }
 
 /// What every stage of one build shares: the store, the request, and what was read
@@ -132,6 +143,9 @@ pub(crate) struct Build<'a> {
     platform: Platform,
     /// A stage failed: the stages beside it start no further step.
     cancelled: std::sync::atomic::AtomicBool,
+    /// Per stage, how many of its layers came from outside the Dockerfile (its
+    /// base image's, through the stages it is built on): what `--squash` keeps.
+    inherited: std::sync::Mutex<BTreeMap<usize, usize>>,
 }
 
 /// The result of a successful build.
@@ -283,6 +297,7 @@ fn build_platform(
         contexts: Default::default(),
         platform: platform.clone(),
         cancelled: Default::default(),
+        inherited: Default::default(),
     };
 
     let schedule::Built { images: mut built, used_args } = schedule::build_stages(&b, req.jobs)?;
@@ -301,7 +316,15 @@ fn build_platform(
     }
 
     report.finishing("after the last step, while writing the image".into());
-    let mut target = target;
+    let mut target = match req.squash {
+        None => target,
+        Some(how) => {
+            let from = if how == Squash::All { 0 } else { b.inherited_layers(plan.target().index).unwrap_or(target.layers.len()) };
+            report.finishing("while squashing the image's layers".into());
+            let what = if how == Squash::All { "--squash-all" } else { "--squash" };
+            store.squash(&target, from, req.layers, what)?
+        }
+    };
     if !req.labels.is_empty() {
         let config = target.config.config.get_or_insert_with(Default::default);
         config.labels.get_or_insert_with(BTreeMap::new).extend(req.labels.clone());
@@ -343,4 +366,16 @@ fn record_step(image: &mut ImageState, layer: Option<crate::store::LayerRef>, cr
 /// reported as unused, never written into the image.
 pub fn is_proxy_arg(name: &str) -> bool {
     matches!(name.to_ascii_uppercase().as_str(), "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY")
+}
+
+impl Build<'_> {
+    /// How many of stage `index`'s layers came from outside the Dockerfile, once
+    /// the stage has started.
+    fn inherited_layers(&self, index: usize) -> Option<usize> {
+        self.inherited.lock().unwrap_or_else(|p| p.into_inner()).get(&index).copied()
+    }
+
+    fn set_inherited_layers(&self, index: usize, count: usize) {
+        self.inherited.lock().unwrap_or_else(|p| p.into_inner()).insert(index, count);
+    }
 }

@@ -101,6 +101,10 @@ impl<'a> StageBuilder<'a> {
             }),
         };
         self.image = base.with_context(|| self.name(from, 1, total))?;
+        // A stage built on another inherits what that one inherited; any other base is
+        // from outside the Dockerfile, layers and all.
+        let inherited = self.stage.base_stage.and_then(|i| b.inherited_layers(i)).unwrap_or(self.image.layers.len());
+        b.set_inherited_layers(self.stage.index, inherited);
         let platform = self.stage.platform.as_ref().unwrap_or(&b.platform).to_string();
         let stage = format!("{}/{}", self.stage.index, self.stage.name.as_deref().unwrap_or(""));
         let context = b.context.to_string_lossy();

@@ -18,6 +18,7 @@
 //! never see a half-written index.
 
 mod archive;
+mod content_size;
 mod deflate;
 mod digest;
 mod docker_archive;

@@ -62,6 +62,8 @@ pub struct ImageSummary {
     pub created: Option<DateTime<Utc>>,
     /// Compressed layers plus config, as stored (every platform's, for an index).
     pub size: u64,
+    /// The layers (every platform's, for an index), for their content sizes.
+    pub layers: Vec<Descriptor>,
     /// For an image index (a manifest list): the platforms it holds, in its order
     /// (`id` is then the index's digest). Empty for one image.
     pub platforms: Vec<String>,
@@ -454,21 +456,23 @@ impl Store {
         let id = descriptor_digest(manifest.config())?;
         let config = self.read_config(&id)?;
         let size = manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
-        Ok(ImageSummary { name, id, manifest: manifest_digest, created: config.created_time(), size, platforms: Vec::new() })
+        let layers = manifest.layers().to_vec();
+        Ok(ImageSummary { name, id, manifest: manifest_digest, created: config.created_time(), size, layers, platforms: Vec::new() })
     }
 
     /// One row for an index: its digest as the id, the newest of its images'
     /// creation times, all of their sizes.
     fn index_summary(&self, d: &Descriptor, name: Option<String>) -> Result<ImageSummary> {
         let digest = descriptor_digest(d)?;
-        let (mut size, mut created, mut platforms) = (0, None, Vec::new());
+        let (mut size, mut created, mut platforms, mut layers) = (0, None, Vec::new(), Vec::new());
         for entry in self.index_manifests(d)? {
             let one = self.summary(&entry.manifest, None)?;
             size += one.size;
             created = created.max(one.created);
             platforms.push(entry.platform.to_string());
+            layers.extend(one.layers);
         }
-        Ok(ImageSummary { name, id: digest.clone(), manifest: digest, created, size, platforms })
+        Ok(ImageSummary { name, id: digest.clone(), manifest: digest, created, size, layers, platforms })
     }
 
     /// The names in index.json pointing at the manifest `digest`.

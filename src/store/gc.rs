@@ -59,6 +59,7 @@ impl LocalStore {
         let (blobs, bytes) = self.images.sweep(&live.blobs)?;
         crate::registry::BlobSources::of(&self.images).retain_present(&self.images);
         self.images.retain_member_indexes();
+        self.images.retain_content_sizes();
         super::lineage::retain_present(&self.root, &self.images);
         let layer_dirs = self.remove_layer_dirs(&live.diff_ids);
         let leftovers = remove_leftovers(&self.root);

@@ -6,8 +6,9 @@
 //! an image's layer dirs stacked for a step and a step's upper dir committed as a
 //! layer (`layer_stack`), the build cache's entries (`cache`), the blob each step
 //! wrote last, for the next one to copy members from (`lineage`), containers' records
-//! (`containers`), removing images by name or id (`removal`), and garbage
-//! collection (`gc`).
+//! (`containers`), removing images by name or id (`removal`), an image's top
+//! layers merged into one for `build --squash` (`squash`), and garbage collection
+//! (`gc`).
 
 mod cache;
 mod containers;
@@ -18,6 +19,7 @@ mod lineage;
 mod mount_cache;
 mod mount_stubs;
 mod removal;
+mod squash;
 
 use std::fs;
 use std::path::{Path, PathBuf};

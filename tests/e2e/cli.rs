@@ -11,7 +11,7 @@ use crate::support::{fixture, fixtures, path_str, scratch, skip_without_sandbox,
 fn image_rows(stdout: &str) -> Vec<Vec<String>> {
     let mut lines = stdout.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(header, ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"], "`strata images` header: {stdout}");
+    assert_eq!(header, ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE", "SHARED"], "`strata images` header: {stdout}");
     lines.map(|line| line.split_whitespace().map(str::to_owned).collect()).collect()
 }
 
