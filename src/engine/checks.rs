@@ -43,8 +43,7 @@ pub fn check(req: &BuildRequest) -> Result<Checked> {
 fn check_in(req: &BuildRequest, context: &Path) -> Result<Checked> {
     let (path, text, file) = read_dockerfile(req, context)?;
     let df = dockerfile::parse(&text, &file)?;
-    let setting = req.build_args.get(CHECK_ARG).cloned().or_else(|| df.tree.directives.check.clone()).unwrap_or_default();
-    let config = CheckConfig::parse(&setting).map_err(|e| anyhow!("{file}: failed to parse check options: {e}"))?;
+    let config = config(req, &df).map_err(|e| anyhow!("{file}: {e}"))?;
     let ignore = super::context::ignore_for(context, &path)?;
     let platform = req.platforms.first().cloned().unwrap_or_else(crate::platform::Platform::host);
     let args = GlobalArgs { given: req.build_args.clone(), automatic: crate::plan::platform_args(&platform) };
@@ -63,4 +62,10 @@ pub fn before_build(req: &BuildRequest, context: &Path, report: &Reporter) -> Re
         bail!("{}", lint::violation_error(&checked.findings));
     }
     Ok(())
+}
+
+/// The `check` setting: the build argument's, else the directive's.
+pub fn config(req: &BuildRequest, df: &dockerfile::Dockerfile) -> Result<CheckConfig> {
+    let setting = req.build_args.get(CHECK_ARG).cloned().or_else(|| df.tree.directives.check.clone()).unwrap_or_default();
+    CheckConfig::parse(&setting).map_err(|e| anyhow!("failed to parse check options: {e}"))
 }

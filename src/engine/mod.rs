@@ -35,7 +35,9 @@ mod source_match;
 mod stage;
 mod step_inputs;
 mod step_key;
+mod undefined;
 mod vars;
+mod wasted;
 
 pub use checks::{check, Checked, CHECK_ARG};
 pub use metadata::{apply_metadata, config_env, env_set, join_workdir, normalize_port, Applied, MetadataScope};
@@ -146,6 +148,11 @@ pub(crate) struct Build<'a> {
     /// Per stage, how many of its layers came from outside the Dockerfile (its
     /// base image's, through the stages it is built on): what `--squash` keeps.
     inherited: std::sync::Mutex<BTreeMap<usize, usize>>,
+    /// The build checks' setting, for the rule judged while building (`wasted`).
+    checks: crate::lint::CheckConfig,
+    /// The Dockerfile line of each layer a step of this build wrote or took from
+    /// the cache, by diff id hex: WastedLayerSpace names it.
+    layer_lines: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 /// The result of a successful build.
@@ -298,6 +305,8 @@ fn build_platform(
         platform: platform.clone(),
         cancelled: Default::default(),
         inherited: Default::default(),
+        checks: checks::config(req, &df)?,
+        layer_lines: Default::default(),
     };
 
     let schedule::Built { images: mut built, used_args } = schedule::build_stages(&b, req.jobs)?;
@@ -377,5 +386,14 @@ impl Build<'_> {
 
     fn set_inherited_layers(&self, index: usize, count: usize) {
         self.inherited.lock().unwrap_or_else(|p| p.into_inner()).insert(index, count);
+    }
+
+    /// The Dockerfile line that wrote the layer with this diff id hex, if a step did.
+    fn layer_line(&self, hex: &str) -> Option<usize> {
+        self.layer_lines.lock().unwrap_or_else(|p| p.into_inner()).get(hex).copied()
+    }
+
+    fn set_layer_line(&self, hex: &str, line: usize) {
+        self.layer_lines.lock().unwrap_or_else(|p| p.into_inner()).insert(hex.to_string(), line);
     }
 }

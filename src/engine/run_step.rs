@@ -23,6 +23,8 @@ pub(super) struct RunInputs<'a> {
     pub mounts: &'a [PlannedMount],
     /// The step's lineage, for reusing its last layer's members (`layer::commit_step`).
     pub lineage: &'a str,
+    /// The step's Dockerfile line, for WastedLayerSpace (`wasted`).
+    pub line: usize,
 }
 
 /// Refuses to run an image of a foreign architecture this machine has no enabled
@@ -104,6 +106,7 @@ pub(super) fn run_step(
     if let Some(failure) = failure {
         bail!("{}", with_tail(failure, &tail.map(|t| t.lines()).unwrap_or_default()));
     }
+    super::wasted::check_deletions(b, &rootfs.upper, image, inputs.line)?;
     commit_step(b, &rootfs.upper, image, Some(inputs.lineage))
 }
 

@@ -27,6 +27,7 @@ use super::metadata::{apply_metadata, Applied, MetadataScope};
 use super::named_context::{context_image, named_context};
 use super::run_step::{run_step, RunInputs};
 use super::step_inputs::{gather, Fetched, StepSite};
+use super::undefined::Undefined;
 use super::vars::Vars;
 use super::{base, record_step, step_key, Build};
 use crate::dockerfile::{Instruction, Located};
@@ -54,6 +55,8 @@ pub struct StageBuilder<'a> {
     hit: bool,
     /// The step under way's lineage (see the module doc).
     lineage: step_key::Key,
+    /// What the step's words used undefined (UndefinedVar).
+    undefined: Undefined,
 }
 
 impl<'a> StageBuilder<'a> {
@@ -74,6 +77,7 @@ impl<'a> StageBuilder<'a> {
             no_cache: req.no_cache || filtered,
             hit: false,
             lineage: String::new(),
+            undefined: Undefined::default(),
         }
     }
 
@@ -160,13 +164,32 @@ impl<'a> StageBuilder<'a> {
     /// The stage's variables as they stand.
     fn vars(&self) -> Vars<'_> {
         let env = self.image.config.config.as_ref().and_then(|c| c.env.as_deref()).unwrap_or(&[]);
-        Vars { env, args: &self.args, escape: self.b.escape }
+        Vars { env, args: &self.args, escape: self.b.escape, undefined: Some(&self.undefined) }
     }
 
     /// One step through the build cache. Filesystem steps are looked up before
     /// running; metadata steps always run (they are cheap and update the stage's
     /// ARG scope) and then take a cached result's identical timestamps.
     fn step(&mut self, step: &Located, n: usize, total: usize) -> Result<()> {
+        let layers_before = self.image.layers.len();
+        self.stepped(step, n, total)?;
+        self.undefined.report(self.b, step, &self.known_names())?;
+        if self.image.layers.len() > layers_before {
+            let written = self.image.layers.last().expect("a layer was added");
+            self.b.set_layer_line(written.diff_id.digest().hex(), step.line);
+        }
+        Ok(())
+    }
+
+    /// The names the stage defines now: its image's ENV and its ARGs with a value.
+    fn known_names(&self) -> Vec<String> {
+        let env = self.image.config.config.as_ref().and_then(|c| c.env.as_deref()).unwrap_or(&[]);
+        let from_env = env.iter().filter_map(|e| e.split_once('=').map(|(k, _)| k.to_string()));
+        from_env.chain(self.args.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| k.clone())).collect()
+    }
+
+    /// [`step`](Self::step) itself.
+    fn stepped(&mut self, step: &Located, n: usize, total: usize) -> Result<()> {
         self.lineage = step_key::key_of(&[&self.lineage, &step.original]);
         let site = StepSite { b: self.b, image: &self.image, vars: self.vars(), stage: self.stage.index, built: self.built };
         let (inputs, fetched) = gather(&site, step)?;
@@ -230,7 +253,7 @@ impl<'a> StageBuilder<'a> {
             Instruction::Run(run) => {
                 let prefix = if self.b.report.is_quiet() { String::new() } else { format!("{}{n}/{total} | ", self.label) };
                 let network = fetched.network.expect("gather resolves a RUN's network");
-                let inputs = RunInputs { network, mounts: &fetched.mounts, lineage: &self.lineage };
+                let inputs = RunInputs { network, mounts: &fetched.mounts, lineage: &self.lineage, line: step.line };
                 run_step(self.b, &self.image, &self.vars(), run, inputs, prefix)?
             }
             Instruction::Copy(c) => copy_step(self.b, &self.image, &self.vars(), CopyRequest::copy(c), fetched, &self.lineage)?,
@@ -239,7 +262,7 @@ impl<'a> StageBuilder<'a> {
                 // The config changes under the instruction: words expand with a copy
                 // of its Env from before it.
                 let env = self.vars().env.to_vec();
-                let vars = Vars { env: &env, args: &self.args, escape: self.b.escape };
+                let vars = Vars { env: &env, args: &self.args, escape: self.b.escape, undefined: Some(&self.undefined) };
                 match apply_metadata(&mut self.image.config, instr, &mut self.meta, &|w| vars.expand(w))? {
                     Applied::Workdir(path) => workdir_step(self.b, &self.image, &path, &self.lineage)?,
                     Applied::Config => None,

@@ -8,6 +8,8 @@ use anyhow::{anyhow, Result};
 use crate::dockerfile::expand_word;
 use crate::dockerfile::Lexer;
 
+use super::undefined::Undefined;
+
 /// The variables a step sees, borrowed from the stage.
 pub(super) struct Vars<'a> {
     /// The image's Env (`K=V`).
@@ -16,6 +18,8 @@ pub(super) struct Vars<'a> {
     pub args: &'a BTreeMap<String, Option<String>>,
     /// The Dockerfile's escape character.
     pub escape: char,
+    /// Where names expansion found nowhere are noted (UndefinedVar), if anywhere.
+    pub undefined: Option<&'a Undefined>,
 }
 
 impl Vars<'_> {
@@ -26,8 +30,20 @@ impl Vars<'_> {
         env_get(self.env, name).or_else(|| self.args.get(name).cloned().flatten())
     }
 
+    /// [`lookup`](Self::lookup) for expansion: a name found nowhere, not even as an
+    /// ARG declared without a value, is noted.
+    fn lookup_noting(&self, name: &str) -> Option<String> {
+        let value = self.lookup(name);
+        if let (None, Some(undefined)) = (&value, self.undefined) {
+            if !self.args.contains_key(name) {
+                undefined.note(name);
+            }
+        }
+        value
+    }
+
     pub fn expand(&self, word: &str) -> Result<String> {
-        let lookup = |name: &str| self.lookup(name);
+        let lookup = |name: &str| self.lookup_noting(name);
         expand_word(word, &lookup, self.escape).map_err(|e| anyhow!("{e}"))
     }
 
@@ -37,7 +53,7 @@ impl Vars<'_> {
         let mut lexer = Lexer::new(self.escape);
         lexer.raw_quotes = true;
         lexer.raw_escapes = true;
-        let lookup = |name: &str| self.lookup(name);
+        let lookup = |name: &str| self.lookup_noting(name);
         Ok(lexer.process(body, &lookup).map_err(|e| anyhow!("{e}"))?.0)
     }
 }
@@ -55,7 +71,7 @@ mod tests {
     fn env_wins_over_arg_and_undeclared_is_empty() {
         let env = vec!["A=env".to_string()];
         let args = BTreeMap::from([("A".to_string(), Some("arg".to_string())), ("B".to_string(), Some("b".to_string()))]);
-        let vars = Vars { env: &env, args: &args, escape: '\\' };
+        let vars = Vars { env: &env, args: &args, escape: '\\', undefined: None };
         assert_eq!(vars.expand("$A-$B-${C:-c}").unwrap(), "env-b-c");
         assert_eq!(vars.expand_heredoc("\"$B\"").unwrap(), "\"b\"");
     }

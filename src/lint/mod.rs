@@ -3,8 +3,10 @@
 //! is built. `strata build --check` reports them and builds nothing; every build
 //! prints them as warnings, and fails on them under `# check=error=true`.
 //!
-//! The rules that need a build's state (UndefinedVar, which needs the base
-//! images' ENV, and WastedLayerSpace, which needs the layers) are not here yet.
+//! Two rules need what only a build has: WastedLayerSpace, strata's own, the
+//! layers (`engine::wasted` judges it after each RUN), and UndefinedVar, the base
+//! images' ENV (`engine::undefined` notes it as words are expanded). `--check`
+//! alone judges neither.
 //!
 //! Which rules run is BuildKit's `check` setting ([`CheckConfig`]): the
 //! `# check=` parser directive, or the `BUILDKIT_DOCKERFILE_CHECK` build
@@ -17,7 +19,7 @@ mod rules;
 mod tests;
 
 pub use config::CheckConfig;
-pub use from_args::GlobalArgs;
+pub use from_args::{suggest, GlobalArgs};
 
 use crate::dockerfile::{Dockerfile, Ignore};
 
@@ -40,6 +42,11 @@ pub enum Rule {
     InvalidDefaultArgInFrom,
     RedundantTargetPlatform,
     FromPlatformFlagConstDisallowed,
+    /// strata's own: a RUN deletes what an earlier step added (judged by the
+    /// build, which has the layers; see `engine::wasted`).
+    WastedLayerSpace,
+    /// Judged by the build, which knows the base images' ENV (`engine::undefined`).
+    UndefinedVar,
 }
 
 impl Rule {
@@ -50,7 +57,10 @@ impl Rule {
 
     /// The page Docker's documentation keeps for the rule.
     pub fn url(self) -> String {
-        format!("https://docs.docker.com/go/dockerfile/rule/{}/", self.facts().1)
+        match self.facts().1 {
+            "" => "strata's own rule; BuildKit has none like it".to_string(),
+            slug => format!("https://docs.docker.com/go/dockerfile/rule/{slug}/"),
+        }
     }
 
     /// What to write instead, in one line.
@@ -113,11 +123,17 @@ impl Rule {
                 "from-platform-flag-const-disallowed",
                 "use a variable ($BUILDPLATFORM), or name the stage after its platform",
             ),
+            Rule::UndefinedVar => {
+                ("UndefinedVar", "undefined-var", "define it first (ARG NAME, ENV NAME=value), or give it a default: ${NAME:-value}")
+            }
+            Rule::WastedLayerSpace => {
+                ("WastedLayerSpace", "", "delete files in the RUN that makes them, or COPY --from a build stage only what is kept")
+            }
         }
     }
 
     /// Every rule, for names in `# check=skip=`.
-    pub const ALL: [Rule; 16] = [
+    pub const ALL: [Rule; 18] = [
         Rule::JsonArgsRecommended,
         Rule::StageNameCasing,
         Rule::FromAsCasing,
@@ -134,6 +150,8 @@ impl Rule {
         Rule::InvalidDefaultArgInFrom,
         Rule::RedundantTargetPlatform,
         Rule::FromPlatformFlagConstDisallowed,
+        Rule::WastedLayerSpace,
+        Rule::UndefinedVar,
     ];
 }
 

@@ -86,3 +86,55 @@ fn a_build_warns_and_error_true_stops_it_before_any_step() {
     let run = strata(["build", "--build-arg", arg, "-t", &strict_tag, &path_str(&strict.dir)]).ok();
     assert!(!run.stderr.contains("were not consumed"), "the check argument is the builder's own: {}", run.describe());
 }
+
+#[test]
+fn wasted_layer_space_names_the_deleting_and_the_adding_line() {
+    if skip("wasted_layer_space_names_the_deleting_and_the_adding_line") {
+        return;
+    }
+    let text = "FROM busybox\nENV TEST=UNIQUE\nRUN head -c 3145728 /dev/zero > /big && echo small > /small\nRUN rm /big /small /bin/true\n";
+    let tag = format!("wasted-{}", std::process::id());
+    let ctx = Ctx::new("wasted", &text.replace("UNIQUE", &tag));
+    let run = strata(["build", "-t", &tag, &path_str(&ctx.dir)]).ok();
+    let warned: Vec<&str> = run.stderr.lines().filter(|l| l.contains("WastedLayerSpace")).collect();
+    assert_eq!(
+        warned,
+        ["strata: warning: Dockerfile:4: WastedLayerSpace: 3.0 MiB (/big, /small) added at line 3 and deleted here still ship in line 3's layer"],
+        "the base image's /bin/true is not this Dockerfile's waste: {}",
+        run.describe()
+    );
+
+    // Skipped, it says nothing; under error=true it stops the build and tags nothing.
+    let skipped = Ctx::new("wasted-skip", &format!("# check=skip=WastedLayerSpace\n{}", text.replace("UNIQUE", &format!("{tag}-skip"))));
+    let run = strata(["build", &path_str(&skipped.dir)]).ok();
+    assert!(!run.stderr.contains("WastedLayerSpace"), "{}", run.describe());
+    let strict = Ctx::new("wasted-error", &format!("# check=error=true\n{}", text.replace("UNIQUE", &format!("{tag}-strict"))));
+    let strict_tag = format!("{tag}-strict");
+    let run = strata(["build", "-t", &strict_tag, &path_str(&strict.dir)]);
+    assert!(!run.success() && run.stderr.contains("lint violation found for rules: WastedLayerSpace"), "{}", run.describe());
+    assert!(!strata(["inspect", &strict_tag]).success());
+}
+
+#[test]
+fn undefined_var_is_judged_with_the_base_images_env() {
+    if skip("undefined_var_is_judged_with_the_base_images_env") {
+        return;
+    }
+    // PATH comes from the base image's config; DECLARED is an ARG without a value;
+    // RUN's words are the shell's.
+    let text = "FROM busybox\nARG DECLARED\nENV FOO=bar\nENV A=$FOOO B=$PATH C=$DECLARED\nRUN echo $NOPE\nLABEL x=${UNSET:-default}\n";
+    let ctx = Ctx::new("undefined-var", text);
+    let run = strata(["build", &path_str(&ctx.dir)]).ok();
+    let warned: Vec<&str> = run.stderr.lines().filter(|l| l.contains("UndefinedVar")).collect();
+    assert_eq!(
+        warned,
+        [
+            "strata: warning: Dockerfile:4: UndefinedVar: Usage of undefined variable '$FOOO' (did you mean $FOO?)",
+            "strata: warning: Dockerfile:6: UndefinedVar: Usage of undefined variable '$UNSET'",
+        ],
+        "{}",
+        run.describe()
+    );
+    let skipped = Ctx::new("undefined-var-skip", &format!("# check=skip=UndefinedVar\n{text}"));
+    assert!(!strata(["build", &path_str(&skipped.dir)]).ok().stderr.contains("UndefinedVar"));
+}
