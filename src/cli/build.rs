@@ -216,11 +216,15 @@ pub fn run(store: &LocalStore, args: BuildArgs, report: &Reporter) -> Result<Exi
 }
 
 /// `build --check`: the findings on standard output, then BuildKit's closing line;
-/// exit 1 when there are any. No store is opened and nothing is built.
-pub fn check(args: BuildArgs) -> Result<ExitCode> {
-    let checked = engine::check(&request(args)?)?;
+/// exit 1 when there are any. Nothing is built, and the store is only read (for
+/// the base images' ENV), without entering the user namespace.
+pub fn check(args: BuildArgs, images: &crate::oci::Store) -> Result<ExitCode> {
+    let checked = engine::check(&request(args)?, images)?;
     for line in checked.rendered() {
         println!("{line}");
+    }
+    for note in &checked.notes {
+        println!("note: {}: {note}", checked.file);
     }
     match checked.findings.len() {
         0 => {

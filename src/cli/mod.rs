@@ -147,8 +147,8 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
     match cli.command {
         Command::Completion(a) => completion::completion(a),
         Command::Man(a) => completion::man(a),
-        // The checks read the Dockerfile and nothing else: no namespace, no store.
-        Command::Build(a) if a.check => build::check(*a),
+        // The checks read the Dockerfile and the store's image configs: no namespace.
+        Command::Build(a) if a.check => build::check(*a, &shared_store(&root, &report)?.0),
         Command::Build(a) => {
             let store = enter_store(&root, driver, &report)?;
             // Here, in the process that builds: it knows the step an interrupt stops.

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Result};
 use super::{read_dockerfile, BuildRequest};
 use crate::dockerfile;
 use crate::lint::{self, CheckConfig, Finding, GlobalArgs};
+use crate::oci;
 use crate::report::Reporter;
 
 /// The build argument that replaces the directive, as in BuildKit.
@@ -22,6 +23,8 @@ pub struct Checked {
     pub file: String,
     pub findings: Vec<Finding>,
     pub config: CheckConfig,
+    /// What the checks could not judge, and why.
+    pub notes: Vec<String>,
 }
 
 impl Checked {
@@ -33,10 +36,36 @@ impl Checked {
 
 /// Runs the checks on the request's Dockerfile, building nothing (`build --check`).
 /// A Dockerfile that does not parse, or a `check` setting that does not, is an
-/// error, as in BuildKit.
-pub fn check(req: &BuildRequest) -> Result<Checked> {
+/// error, as in BuildKit. UndefinedVar takes each base image's ENV from `images`
+/// (the local store, read only: nothing is pulled).
+pub fn check(req: &BuildRequest, images: &oci::Store) -> Result<Checked> {
     let context = super::canonical_context(req)?;
-    check_in(req, &context)
+    let mut checked = check_in(req, &context)?;
+    let (_, text, file) = read_dockerfile(req, &context)?;
+    let df = dockerfile::parse(&text, &file)?;
+    let platform = target_platform(req);
+    let base_env = |reference: &str| -> Option<Vec<String>> {
+        let found = images.resolve(reference).ok()??;
+        let manifest = images.select_manifest(&found, Some(&platform)).ok()?;
+        let m = images.read_manifest(&oci::descriptor_digest(&manifest).ok()?).ok()?;
+        let config = images.read_config(&oci::descriptor_digest(m.config()).ok()?).ok()?;
+        let env = config.config.and_then(|c| c.env).unwrap_or_default();
+        Some(env.iter().filter_map(|e| e.split_once('=').map(|(k, _)| k.to_string())).collect())
+    };
+    let (found, notes) = lint::check_undefined_vars(&df, &global_args(req), &base_env, &checked.config);
+    checked.findings.extend(found);
+    checked.findings.sort_by_key(|f| f.line);
+    checked.notes = notes;
+    Ok(checked)
+}
+
+/// The platform the checks judge FROM lines for: the first asked, else the host's.
+fn target_platform(req: &BuildRequest) -> crate::platform::Platform {
+    req.platforms.first().cloned().unwrap_or_else(crate::platform::Platform::host)
+}
+
+fn global_args(req: &BuildRequest) -> GlobalArgs {
+    GlobalArgs { given: req.build_args.clone(), automatic: crate::plan::platform_args(&target_platform(req)) }
 }
 
 /// [`check`] with the context already resolved.
@@ -45,10 +74,8 @@ fn check_in(req: &BuildRequest, context: &Path) -> Result<Checked> {
     let df = dockerfile::parse(&text, &file)?;
     let config = config(req, &df).map_err(|e| anyhow!("{file}: {e}"))?;
     let ignore = super::context::ignore_for(context, &path)?;
-    let platform = req.platforms.first().cloned().unwrap_or_else(crate::platform::Platform::host);
-    let args = GlobalArgs { given: req.build_args.clone(), automatic: crate::plan::platform_args(&platform) };
-    let findings = lint::check(&df, &ignore, &args, &config);
-    Ok(Checked { file, findings, config })
+    let findings = lint::check(&df, &ignore, &global_args(req), &config);
+    Ok(Checked { file, findings, config, notes: Vec::new() })
 }
 
 /// The checks as a build runs them: findings are warnings, and under

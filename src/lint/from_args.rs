@@ -38,28 +38,53 @@ fn expand(word: &str, env: &HashMap<String, String>, escape: char) -> Expanded {
     Expanded { result, matched, unmatched }
 }
 
+/// The global scope: with the build's values, with the Dockerfile's defaults
+/// alone, and every name declared (the automatic ones included).
+struct Scopes {
+    env: HashMap<String, String>,
+    defaults: HashMap<String, String>,
+    declared: BTreeSet<String>,
+}
+
+impl GlobalArgs {
+    fn scopes(&self, df: &Dockerfile) -> Scopes {
+        let escape = df.escape();
+        let automatic: HashMap<String, String> = self.automatic.iter().cloned().collect();
+        let (mut env, mut defaults) = (automatic.clone(), automatic);
+        let mut declared: BTreeSet<String> = self.automatic.iter().map(|(k, _)| k.clone()).collect();
+        for l in df.instructions.iter().take_while(|l| !matches!(l.instr, Instruction::From { .. })) {
+            let Instruction::Arg(pairs) = &l.instr else { continue };
+            for (name, default) in pairs {
+                declared.insert(name.clone());
+                let default_in = |scope: &HashMap<String, String>| default.as_ref().and_then(|d| expand(d, scope, escape).result);
+                if let Some(v) = self.given.get(name).cloned().or_else(|| default_in(&env)) {
+                    env.insert(name.clone(), v);
+                }
+                if let Some(v) = default_in(&defaults) {
+                    defaults.insert(name.clone(), v);
+                }
+            }
+        }
+        Scopes { env, defaults, declared }
+    }
+
+    /// The names and values FROM lines see.
+    pub fn scope(&self, df: &Dockerfile) -> HashMap<String, String> {
+        self.scopes(df).env
+    }
+}
+
+/// `word` expanded in `scope`; empty where it cannot be.
+pub fn expand_in(word: &str, scope: &HashMap<String, String>, escape: char) -> String {
+    expand(word, scope, escape).result.unwrap_or_default()
+}
+
 /// UndefinedArgInFrom, InvalidDefaultArgInFrom, RedundantTargetPlatform and
 /// FromPlatformFlagConstDisallowed.
 pub fn check(df: &Dockerfile, args: &GlobalArgs, out: &mut Vec<Finding>) {
     let escape = df.escape();
-    let automatic: HashMap<String, String> = args.automatic.iter().cloned().collect();
-    // With the build's values, and with the Dockerfile's defaults alone.
-    let (mut env, mut defaults) = (automatic.clone(), automatic);
-    let mut declared: BTreeSet<String> = args.automatic.iter().map(|(k, _)| k.clone()).collect();
-    let mut stages = df.instructions.iter().peekable();
-    while let Some(l) = stages.next_if(|l| !matches!(l.instr, Instruction::From { .. })) {
-        let Instruction::Arg(pairs) = &l.instr else { continue };
-        for (name, default) in pairs {
-            declared.insert(name.clone());
-            let default_in = |scope: &HashMap<String, String>| default.as_ref().and_then(|d| expand(d, scope, escape).result);
-            if let Some(v) = args.given.get(name).cloned().or_else(|| default_in(&env)) {
-                env.insert(name.clone(), v);
-            }
-            if let Some(v) = default_in(&defaults) {
-                defaults.insert(name.clone(), v);
-            }
-        }
-    }
+    let Scopes { env, defaults, declared } = args.scopes(df);
+    let stages = df.instructions.iter().skip_while(|l| !matches!(l.instr, Instruction::From { .. }));
     let known: Vec<&String> = declared.iter().chain(env.keys()).collect();
     for l in stages {
         let Instruction::From { image, alias, platform } = &l.instr else { continue };

@@ -5,8 +5,9 @@
 //!
 //! Two rules need what only a build has: WastedLayerSpace, strata's own, the
 //! layers (`engine::wasted` judges it after each RUN), and UndefinedVar, the base
-//! images' ENV (`engine::undefined` notes it as words are expanded). `--check`
-//! alone judges neither.
+//! images' ENV (`engine::undefined` notes it as words are expanded; `--check`
+//! follows each stage's names with the base image's ENV from the local store,
+//! `undefined_vars`). `--check` cannot judge WastedLayerSpace.
 //!
 //! Which rules run is BuildKit's `check` setting ([`CheckConfig`]): the
 //! `# check=` parser directive, or the `BUILDKIT_DOCKERFILE_CHECK` build
@@ -17,9 +18,11 @@ mod from_args;
 mod rules;
 #[cfg(test)]
 mod tests;
+mod undefined_vars;
 
 pub use config::CheckConfig;
 pub use from_args::{suggest, GlobalArgs};
+pub use undefined_vars::BaseEnv;
 
 use crate::dockerfile::{Dockerfile, Ignore};
 
@@ -181,6 +184,24 @@ pub fn check(df: &Dockerfile, ignore: &Ignore, args: &GlobalArgs, config: &Check
     // Stable: two findings on one line keep the order the rules ran in.
     findings.sort_by_key(|f| f.line);
     findings
+}
+
+/// UndefinedVar over `df` without building it, the base images' ENV from
+/// `base_env` (see [`BaseEnv`]); the findings in line order, and a note for each
+/// stage it could not judge.
+pub fn check_undefined_vars(
+    df: &Dockerfile,
+    args: &GlobalArgs,
+    base_env: BaseEnv<'_>,
+    config: &CheckConfig,
+) -> (Vec<Finding>, Vec<String>) {
+    if !config.runs(Rule::UndefinedVar) {
+        return (Vec::new(), Vec::new());
+    }
+    let mut findings = Vec::new();
+    let notes = undefined_vars::check(df, args, base_env, &mut findings);
+    findings.sort_by_key(|f| f.line);
+    (findings, notes)
 }
 
 /// BuildKit's error for a build that `# check=error=true` stops: the rules

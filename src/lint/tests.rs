@@ -261,3 +261,24 @@ fn redundant_target_platform_and_constant_platforms() {
 fn rules_of(found: Vec<(&'static str, usize, String)>) -> Vec<&'static str> {
     found.into_iter().map(|f| f.0).collect()
 }
+
+#[test]
+fn undefined_var_is_judged_without_building_where_the_base_is_at_hand() {
+    let text = "FROM base AS a\nARG DECLARED\nENV FOO=bar\nENV A=$FOOO B=$PATH C=$DECLARED\nRUN echo $NOPE\nLABEL x=${UNSET:-d}\n\
+                FROM a\nCOPY $FOO /x/\nFROM other\nWORKDIR $HOME\nFROM scratch\nENV P=$PATH:$Q\n";
+    let df = parse(text, "Dockerfile").unwrap();
+    let base_env = |r: &str| (r == "base").then(|| vec!["PATH".to_string()]);
+    let (found, notes) = check_undefined_vars(&df, &GlobalArgs::default(), &base_env, &CheckConfig::default());
+    let found: Vec<(usize, String)> = found.into_iter().map(|f| (f.line, f.message)).collect();
+    assert_eq!(
+        found,
+        [
+            (4, "Usage of undefined variable '$FOOO' (did you mean $FOO?)".to_string()),
+            (6, "Usage of undefined variable '$UNSET'".to_string()),
+            (12, "Usage of undefined variable '$Q'".to_string()),
+        ]
+    );
+    assert_eq!(notes, ["line 9: UndefinedVar not judged in this stage: other is not in the local store"]);
+    let skip = CheckConfig::parse("skip=UndefinedVar").unwrap();
+    assert_eq!(check_undefined_vars(&df, &GlobalArgs::default(), &base_env, &skip).0, vec![]);
+}

@@ -137,4 +137,18 @@ fn undefined_var_is_judged_with_the_base_images_env() {
     );
     let skipped = Ctx::new("undefined-var-skip", &format!("# check=skip=UndefinedVar\n{text}"));
     assert!(!strata(["build", &path_str(&skipped.dir)]).ok().stderr.contains("UndefinedVar"));
+
+    // --check finds the same, with busybox's ENV read from the store.
+    let run = strata(["build", "--check", &path_str(&ctx.dir)]);
+    assert_eq!(run.code, Some(1), "{}", run.describe());
+    let found: Vec<&str> = run.stdout.lines().filter(|l| l.contains("UndefinedVar")).collect();
+    assert_eq!(
+        found,
+        [
+            "Dockerfile:4: UndefinedVar: Usage of undefined variable '$FOOO' (did you mean $FOO?)",
+            "Dockerfile:6: UndefinedVar: Usage of undefined variable '$UNSET'",
+        ],
+        "{}",
+        run.describe()
+    );
 }
