@@ -25,27 +25,33 @@ pub fn container_changes(store: &LocalStore, reference: &str) -> Result<Vec<(cha
     let lowers = store.layer_dirs(&image)?;
     let view = LowerView { lowers: &lowers, opaque: &OPAQUE_XATTRS };
     let upper = containers.dir_of(&record.id).join("upper");
+    changes_in(&upper, &view)
+}
+
+/// The changes the upper dir `upper` makes to the layers `view` merges.
+fn changes_in(upper: &Path, view: &LowerView<'_>) -> Result<Vec<(char, String)>> {
     let mut changes: BTreeSet<(Vec<u8>, char)> = BTreeSet::new();
     let mut dirs_listed: BTreeSet<Vec<u8>> = BTreeSet::new();
-    let walk = walkdir::WalkDir::new(&upper).min_depth(1).follow_links(false).sort_by(|a, b| a.file_name().cmp(b.file_name()));
+    let walk = walkdir::WalkDir::new(upper).min_depth(1).follow_links(false).sort_by(|a, b| a.file_name().cmp(b.file_name()));
     for entry in walk {
         let entry = entry.with_context(|| format!("walking {}", upper.display()))?;
-        let rel = entry.path().strip_prefix(&upper).expect("below the walk's root");
+        let rel = entry.path().strip_prefix(upper).expect("below the walk's root");
         let meta = entry.path().symlink_metadata().with_context(|| format!("reading {}", entry.path().display()))?;
-        let Some((kind, path)) = judge(&view, rel, &meta) else { continue };
+        let Some((kind, path)) = judge(view, rel, &meta) else { continue };
+        if kind == 'S' {
+            continue;
+        }
         if meta.is_dir() {
             dirs_listed.insert(path.clone());
         }
-        if kind != 'C' {
+        if kind == 'A' || kind == 'D' {
             // Adding or removing an entry changes its directory, whatever its times say.
             let parent = path[..path.iter().rposition(|b| *b == b'/').unwrap_or(0)].to_vec();
             if !parent.is_empty() && dirs_listed.insert(parent.clone()) {
                 changes.insert((parent, 'C'));
             }
         }
-        if kind != 'S' {
-            changes.insert((path, kind));
-        }
+        changes.insert((path, kind));
     }
     Ok(changes.into_iter().map(|(p, k)| (k, String::from_utf8_lossy(&p).into_owned())).collect())
 }
@@ -100,4 +106,40 @@ pub fn container_sizes(store: &LocalStore, record: &ContainerRecord) -> Result<(
         image += store.images.content_size(layer)?;
     }
     Ok((writable, image))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A directory copied up with the image's times is left out, but a child added
+    /// to or removed from it brings it back as `C`, as moby's diff does.
+    #[test]
+    fn an_unchanged_directory_is_listed_only_for_an_added_or_removed_child() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (lower, upper) = (tmp.path().join("lower"), tmp.path().join("upper"));
+        for d in [lower.join("same/deep"), lower.join("kept"), upper.join("same/deep"), upper.join("kept")] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(lower.join("same/deep/f"), "x").unwrap();
+        fs::write(upper.join("same/deep/f"), "changed").unwrap();
+        fs::write(upper.join("kept/new"), "n").unwrap();
+        // The copied-up directories get the image's mode and times back.
+        for d in ["same", "same/deep", "kept"] {
+            let m = fs::metadata(lower.join(d)).unwrap();
+            let t = filetime_of(&m);
+            nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, &upper.join(d), &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
+                .unwrap();
+        }
+        let lowers = [lower];
+        let view = LowerView { lowers: &lowers, opaque: &OPAQUE_XATTRS };
+        let got = changes_in(&upper, &view).unwrap();
+        let got: Vec<String> = got.into_iter().map(|(k, p)| format!("{k} {p}")).collect();
+        assert_eq!(got, ["C /kept", "A /kept/new", "C /same/deep/f"]);
+    }
+
+    fn filetime_of(m: &Metadata) -> nix::sys::time::TimeSpec {
+        nix::sys::time::TimeSpec::new(m.mtime(), m.mtime_nsec())
+    }
 }
