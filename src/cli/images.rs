@@ -76,8 +76,8 @@ pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
         eprintln!("strata: warning: skipping image {name}: {error}");
     }
     let list = listing.images;
-    let sizes = content_sizes(store, &list);
     if args.format == "json" {
+        let sizes = content_sizes(store, &list);
         let rows: Vec<serde_json::Value> = list
             .iter()
             .zip(&sizes)
@@ -110,6 +110,8 @@ pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // Not for -q above: counting a layer the first time streams it.
+    let sizes = content_sizes(store, &list);
     let mut rows = vec![["REPOSITORY".to_string(), "TAG".into(), "IMAGE ID".into(), "CREATED".into(), "SIZE".into(), "SHARED".into()]];
     for (img, (size, shared)) in list.iter().zip(&sizes) {
         let (repo, tag) = match img.name.as_deref().map(ImageName::parse) {

@@ -40,9 +40,7 @@ impl Checked {
 /// (the local store, read only: nothing is pulled).
 pub fn check(req: &BuildRequest, images: &oci::Store) -> Result<Checked> {
     let context = super::canonical_context(req)?;
-    let mut checked = check_in(req, &context)?;
-    let (_, text, file) = read_dockerfile(req, &context)?;
-    let df = dockerfile::parse(&text, &file)?;
+    let (mut checked, df) = check_in(req, &context)?;
     let platform = target_platform(req);
     let base_env = |reference: &str| -> Option<Vec<String>> {
         let found = images.resolve(reference).ok()??;
@@ -68,20 +66,21 @@ fn global_args(req: &BuildRequest) -> GlobalArgs {
     GlobalArgs { given: req.build_args.clone(), automatic: crate::plan::platform_args(&target_platform(req)) }
 }
 
-/// [`check`] with the context already resolved.
-fn check_in(req: &BuildRequest, context: &Path) -> Result<Checked> {
+/// The rules [`lint::check`] judges, with the context already resolved; the
+/// parsed Dockerfile comes back too.
+fn check_in(req: &BuildRequest, context: &Path) -> Result<(Checked, dockerfile::Dockerfile)> {
     let (path, text, file) = read_dockerfile(req, context)?;
     let df = dockerfile::parse(&text, &file)?;
     let config = config(req, &df).map_err(|e| anyhow!("{file}: {e}"))?;
     let ignore = super::context::ignore_for(context, &path)?;
     let findings = lint::check(&df, &ignore, &global_args(req), &config);
-    Ok(Checked { file, findings, config, notes: Vec::new() })
+    Ok((Checked { file, findings, config, notes: Vec::new() }, df))
 }
 
 /// The checks as a build runs them: findings are warnings, and under
 /// `error=true` they stop the build before its first step.
 pub fn before_build(req: &BuildRequest, context: &Path, report: &Reporter) -> Result<()> {
-    let checked = check_in(req, context)?;
+    let (checked, _) = check_in(req, context)?;
     for line in checked.rendered() {
         report.warn(&line);
     }
