@@ -9,7 +9,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use super::{entry_facts, layer_sources, read_entries, Entry, Visible};
-use crate::oci::{Digest, Store};
+use crate::oci::{Digest, HashingWriter, Store};
 
 /// The tree `manifest`'s image shows, each path with its fingerprint.
 pub fn final_tree(store: &Store, manifest: &Digest) -> Result<Visible> {
@@ -28,39 +28,27 @@ pub fn final_tree(store: &Store, manifest: &Digest) -> Result<Visible> {
 
 /// SHA-256 of everything that makes the entry what it is but its name, cut to 64 bits.
 fn fingerprint(entry: &mut Entry<'_>) -> Result<u64> {
-    let mut hash = Hasher(ring::digest::Context::new(&ring::digest::SHA256));
+    let mut hash = HashingWriter::new(std::io::sink());
     let h = entry.header();
     let fields = [u64::from(h.entry_type().as_byte()), u64::from(h.mode()?), h.uid()?, h.gid()?, h.mtime()?, h.size()?];
     for f in fields {
-        hash.0.update(&f.to_le_bytes());
+        hash.write_all(&f.to_le_bytes())?;
     }
-    hash.0.update(&entry.link_name_bytes().unwrap_or_default());
+    hash.write_all(&entry.link_name_bytes().unwrap_or_default())?;
     if let Some(records) = entry.pax_extensions()? {
         for record in records {
             let record = record?;
             // Names are what the paths already say; everything else (times,
             // owners, xattrs) counts.
             if !matches!(record.key_bytes(), b"path" | b"linkpath") {
-                hash.0.update(record.key_bytes());
-                hash.0.update(record.value_bytes());
+                hash.write_all(record.key_bytes())?;
+                hash.write_all(record.value_bytes())?;
             }
         }
     }
     std::io::copy(entry, &mut hash)?;
-    let digest = hash.0.finish();
-    Ok(u64::from_le_bytes(digest.as_ref()[..8].try_into().expect("32 bytes")))
-}
-
-struct Hasher(ring::digest::Context);
-
-impl Write for Hasher {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    let (_, digest, _) = hash.finish();
+    Ok(u64::from_str_radix(&digest.hex()[..16], 16).expect("hex digits"))
 }
 
 /// `from` against `to`: `A` for a path only `to` has, `D` for one only `from`

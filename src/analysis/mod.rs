@@ -110,7 +110,7 @@ pub fn read_entries(store: &Store, layer: &oci::Descriptor, mut each: impl FnMut
 /// and whether it is a directory.
 pub fn entry_facts(entry: &Entry<'_>) -> (String, u64, bool) {
     let kind = entry.header().entry_type();
-    let size = if kind.is_file() || kind == tar::EntryType::Continuous { entry.size() } else { 0 };
+    let size = oci::content_bytes(kind, entry.size());
     (String::from_utf8_lossy(&entry.path_bytes()).into_owned(), size, kind.is_dir())
 }
 

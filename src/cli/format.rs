@@ -44,6 +44,16 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
+/// `text` on one line, cut with `...` to `width` characters: a table's last column.
+pub fn fit(text: &str, width: usize) -> String {
+    let one_line = text.replace('\n', " ");
+    if one_line.chars().count() <= width {
+        return one_line;
+    }
+    let keep = width.saturating_sub(3);
+    format!("{}...", one_line.chars().take(keep).collect::<String>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

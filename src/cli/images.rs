@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::Args;
 
-use super::format::{ago, human_size};
+use super::format::{ago, fit, human_size};
 use crate::oci::{self, ImageName, ImageSummary, Store};
 use crate::platform::Platform;
 use crate::store::{remove_image, Containers, Removal};
@@ -236,8 +236,8 @@ pub fn history(store: &Store, args: HistoryArgs) -> Result<ExitCode> {
         let size = if h.empty_layer { 0 } else { sizes.next().unwrap_or(0) };
         let created = h.created.as_deref().and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok());
         let created = created.map(|c| ago(Utc::now().signed_duration_since(c))).unwrap_or_default();
-        let by = h.created_by.clone().unwrap_or_default().replace('\n', " ");
-        let by = if args.no_trunc || by.chars().count() <= 48 { by } else { format!("{}...", by.chars().take(45).collect::<String>()) };
+        let by = h.created_by.clone().unwrap_or_default();
+        let by = if args.no_trunc { by.replace('\n', " ") } else { fit(&by, 48) };
         rows.push(format!("{created:<28}  {by:<48}  {:>10}  {}", human_size(size), h.comment.clone().unwrap_or_default()));
     }
     // Newest first, as docker and podman list it.

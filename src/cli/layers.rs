@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::format::human_size;
+use super::format::{fit, human_size};
 use crate::analysis::{self, ImageFigures};
 use crate::oci::{self, Store};
 
@@ -110,14 +110,4 @@ fn print_tree(changes: &[(char, String, u64, bool)]) {
         let left = format!("{op} {:>9}  ", human_size(total));
         println!("{left}{}", fit(&shown, WIDTH.saturating_sub(left.chars().count())));
     }
-}
-
-/// `text` on one line, cut with `...` to `width` characters.
-fn fit(text: &str, width: usize) -> String {
-    let one_line = text.replace('\n', " ");
-    if one_line.chars().count() <= width {
-        return one_line;
-    }
-    let keep = width.saturating_sub(3);
-    format!("{}...", one_line.chars().take(keep).collect::<String>())
 }

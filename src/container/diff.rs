@@ -93,13 +93,7 @@ fn same_dir(lower: &Metadata, upper: &Metadata) -> bool {
 /// its image's layers: `ps -s`'s size and, added up, its virtual size.
 pub fn container_sizes(store: &LocalStore, record: &ContainerRecord) -> Result<(u64, u64)> {
     let upper = Containers::open(&store.root).dir_of(&record.id).join("upper");
-    let mut writable = 0;
-    for entry in walkdir::WalkDir::new(&upper).min_depth(1).follow_links(false) {
-        let entry = entry.with_context(|| format!("walking {}", upper.display()))?;
-        if entry.file_type().is_file() {
-            writable += entry.metadata().map(|m| m.len()).unwrap_or(0);
-        }
-    }
+    let writable = crate::rootfs::regular_bytes_below(&upper);
     let manifest = store.images.read_manifest(&crate::oci::descriptor_digest(&record.manifest)?)?;
     let mut image = 0;
     for layer in manifest.layers() {

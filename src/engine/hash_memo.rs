@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use nix::sys::stat::FileStat;
 
 use crate::durable::{self, Mode};
+use crate::oci::hex_of;
 
 /// The first bytes of the memo file; a file without them is not read.
 const MAGIC: &[u8] = b"strata hash memo 1\n";
@@ -116,7 +117,7 @@ impl Memo {
             *day = self.today;
             self.dirty.store(true, Ordering::Relaxed);
         }
-        Some(hex(hash))
+        Some(hex_of(&hash[..]))
     }
 
     /// Remembers `digest` (hex SHA-256) for a file that has settled.
@@ -194,18 +195,6 @@ fn write_records(file: &File, map: &HashMap<MemoKey, Entry>) -> io::Result<()> {
     w.flush()
 }
 
-/// Hex by table: a no-op rebuild of a 200k-file context asks for 200k of these,
-/// and `format!` per byte would be 32 formatter calls each.
-fn hex(bytes: &[u8; 32]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(64);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 15)]);
-    }
-    String::from_utf8(out).expect("hex digits are ASCII")
-}
-
 fn unhex(text: &str) -> Option<[u8; 32]> {
     let text = text.as_bytes();
     if text.len() != 64 {
@@ -278,7 +267,7 @@ mod tests {
         let bytes = fs::read(&path).unwrap();
         assert_eq!(bytes.len(), MAGIC.len() + RECORD, "one record: the bad digest was not learned");
         assert_eq!(Memo::load(d.path()).get(&key).as_deref(), Some(ABC), "negative and extreme times round-trip");
-        assert_eq!(unhex(ABC).map(|h| hex(&h)).as_deref(), Some(ABC));
+        assert_eq!(unhex(ABC).map(|h| hex_of(&h)).as_deref(), Some(ABC));
         assert!(!d.path().join("cache/hash-memo.json").exists(), "the old JSON memo is removed");
         // A torn last record is dropped, the whole ones before it kept.
         let other = MemoKey { ino: 10, ..key };

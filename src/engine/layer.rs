@@ -18,16 +18,28 @@ use crate::store::{ImageState, LayerRef};
 /// Commits a step's upper dir as its layer. `lineage` names the step apart from
 /// its inputs' content (see `StageBuilder`): the blob it wrote last time is the
 /// candidate whose unchanged members are copied, and the new blob is recorded.
-pub(super) fn commit_step(b: &Build, upper: &Path, image: &ImageState, lineage: Option<&str>) -> Result<Option<LayerRef>> {
+/// `run_line`, a RUN's Dockerfile line, has what it deleted judged for
+/// WastedLayerSpace (`wasted`), from the whiteouts the layer writer saw.
+pub(super) fn commit_step(
+    b: &Build,
+    upper: &Path,
+    image: &ImageState,
+    lineage: Option<&str>,
+    run_line: Option<usize>,
+) -> Result<Option<LayerRef>> {
     // --no-cache redoes everything, compression too: a rebuild that way never
     // depends on an earlier blob's bytes.
     let candidate = lineage.filter(|_| !b.req.no_cache).and_then(|l| b.store.lineage_blob(l));
-    let Some((layer, members)) = b.store.commit_upper(upper, image, b.req.layers, candidate.as_ref())? else { return Ok(None) };
+    let Some(committed) = b.store.commit_upper(upper, image, b.req.layers, candidate.as_ref())? else { return Ok(None) };
+    let (layer, members) = (committed.layer, committed.members);
     if let (Some(lineage), Ok(blob)) = (lineage, crate::oci::descriptor_digest(&layer.blob)) {
         b.store.set_lineage_blob(lineage, &blob);
     }
     if members.reused > 0 && b.report.is_plain() {
         b.report.line(&format!("--> reused {} of {} compressed chunks of the step's previous layer", members.reused, members.members));
+    }
+    if let Some(line) = run_line {
+        super::wasted::check_deletions(b, &committed.whiteouts, image, line)?;
     }
     Ok(Some(layer))
 }
@@ -55,7 +67,7 @@ pub(super) fn fs_step(
         write(mount.merged())?;
     }
     b.store.settle(&spec)?;
-    commit_step(b, &spec.upper, image, lineage)
+    commit_step(b, &spec.upper, image, lineage, None)
 }
 
 /// WORKDIR's directory: BuildKit creates each missing component owned by the

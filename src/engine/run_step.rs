@@ -106,8 +106,7 @@ pub(super) fn run_step(
     if let Some(failure) = failure {
         bail!("{}", with_tail(failure, &tail.map(|t| t.lines()).unwrap_or_default()));
     }
-    super::wasted::check_deletions(b, &rootfs.upper, image, inputs.line)?;
-    commit_step(b, &rootfs.upper, image, Some(inputs.lineage))
+    commit_step(b, &rootfs.upper, image, Some(inputs.lineage), Some(inputs.line))
 }
 
 /// The network a RUN step gets, resolved (the cache key holds its kind).

@@ -284,9 +284,7 @@ fn xattr_pairs(mut names: Vec<OsString>, get: impl Fn(&OsStr) -> std::io::Result
         if let Ok(Some(value)) = get(&name) {
             text.extend_from_slice(name.as_encoded_bytes());
             text.push(0);
-            for b in value {
-                text.extend_from_slice(format!("{b:02x}").as_bytes());
-            }
+            text.extend_from_slice(crate::oci::hex_of(&value).as_bytes());
             text.push(0);
         }
     }

@@ -37,10 +37,7 @@ impl Store {
         let mut total = 0;
         for entry in archive.entries().map_err(io)? {
             let entry = entry.map_err(io)?;
-            let kind = entry.header().entry_type();
-            if kind.is_file() || kind == tar::EntryType::Continuous {
-                total += entry.size();
-            }
+            total += content_bytes(entry.header().entry_type(), entry.size());
         }
         Ok(total)
     }
@@ -54,5 +51,15 @@ impl Store {
                 let _ = fs::remove_file(e.path());
             }
         }
+    }
+}
+
+/// What a layer tar entry adds to the content size: a regular file's bytes, and
+/// nothing for the rest (a hard link's bytes are its target's).
+pub fn content_bytes(kind: tar::EntryType, size: u64) -> u64 {
+    if kind.is_file() || kind == tar::EntryType::Continuous {
+        size
+    } else {
+        0
     }
 }

@@ -40,6 +40,18 @@ impl Sha256 {
 
 use super::OciError;
 
+/// Lowercase hex of `bytes`, by table: the hash memo asks for one per file of a
+/// context (200k on a no-op rebuild of a large one), so no formatter per byte.
+pub fn hex_of(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
 const PREFIX: &str = "sha256:";
 
 /// A validated `sha256:<64 lowercase hex>` content digest.
@@ -68,14 +80,7 @@ impl Digest {
     }
 
     fn from_hasher(hasher: Sha256) -> Self {
-        let out = hasher.finalize();
-        let mut s = String::with_capacity(PREFIX.len() + 64);
-        s.push_str(PREFIX);
-        for b in out {
-            s.push(char::from_digit(u32::from(b >> 4), 16).expect("nibble"));
-            s.push(char::from_digit(u32::from(b & 0xf), 16).expect("nibble"));
-        }
-        Digest(s)
+        Digest(format!("{PREFIX}{}", hex_of(&hasher.finalize())))
     }
 
     /// The full `sha256:<hex>` form.

@@ -50,7 +50,7 @@ fn compressor() -> &'static str {
             made.extend(member);
         }
         let digest = ring::digest::digest(&ring::digest::SHA256, &made);
-        let hex: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = super::hex_of(&digest.as_ref()[..8]);
         format!("libdeflate strata-{} probe-{hex}", env!("CARGO_PKG_VERSION"))
     })
 }

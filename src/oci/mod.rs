@@ -36,7 +36,8 @@ mod validate;
 use std::path::PathBuf;
 
 pub use archive::{export_oci_archive, export_oci_dir, import_oci_archive, import_oci_dir, write_oci_archive};
-pub use digest::{DiffId, Digest, HashingReader, HashingWriter};
+pub use content_size::content_bytes;
+pub use digest::{hex_of, DiffId, Digest, HashingReader, HashingWriter};
 pub use docker_archive::{export_docker_archive, load_archive, load_archive_from, write_docker_archive, ArchiveFormat, LoadedImage};
 pub use fsck::{CorruptBlob, FsckReport};
 pub use image::platform_of;

@@ -12,7 +12,7 @@ use std::fs::{self, File, Metadata};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tar::{Builder, EntryType, Header};
 
@@ -35,9 +35,20 @@ pub struct DiffOptions {
     pub owners: crate::owner::Owners,
 }
 
-/// Writes the tar of `upper` to `out`; returns the number of entries written.
-pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<u64, RootfsError> {
-    let mut layer = LayerWriter { tar: Builder::new(out), links: HashMap::new(), count: 0, opts };
+/// What writing a diff saw, beside the tar itself.
+#[derive(Clone, Debug, Default)]
+pub struct Diffed {
+    /// Entries written.
+    pub entries: u64,
+    /// The paths the upper dir deletes (its whiteouts), relative to it, in walk
+    /// order: the build's WastedLayerSpace check reads them instead of walking
+    /// the dir again.
+    pub whiteouts: Vec<PathBuf>,
+}
+
+/// Writes the tar of `upper` to `out`.
+pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<Diffed, RootfsError> {
+    let mut layer = LayerWriter { tar: Builder::new(out), links: HashMap::new(), diffed: Diffed::default(), opts };
     // The walk's own time (readdir, sorting) is what the tar of each entry leaves.
     let _walk = crate::trace::span(crate::trace::Phase::Walk);
     let walker = walkdir::WalkDir::new(upper)
@@ -49,7 +60,7 @@ pub fn write_diff<W: Write>(upper: &Path, out: W, opts: &DiffOptions) -> Result<
         crate::trace::timed(crate::trace::Phase::Tar, || layer.add(upper, &entry))?;
     }
     layer.tar.finish().map_err(|e| RootfsError::io(upper, e))?;
-    Ok(layer.count)
+    Ok(layer.diffed)
 }
 
 /// The tar being written, with what later entries depend on.
@@ -57,7 +68,7 @@ struct LayerWriter<'a, W: Write> {
     tar: Builder<W>,
     /// The first name written for each (dev, inode) with more than one link.
     links: HashMap<(u64, u64), Vec<u8>>,
-    count: u64,
+    diffed: Diffed,
     opts: &'a DiffOptions,
 }
 
@@ -78,6 +89,7 @@ impl<W: Write> LayerWriter<'_, W> {
         let ft = meta.file_type();
         let mtime = clamp(meta.mtime(), self.opts.clamp_mtime);
         if is_whiteout(&meta) {
+            self.diffed.whiteouts.push(rel.to_path_buf());
             let split = name.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1);
             return self.marker(&meta, mtime, &[&name[..split], WHITEOUT_PREFIX.as_bytes(), &name[split..]].concat());
         }
@@ -167,7 +179,7 @@ impl<W: Write> LayerWriter<'_, W> {
         data: R,
     ) -> Result<(), RootfsError> {
         append(&mut self.tar, h, name, link, xattrs, data)?;
-        self.count += 1;
+        self.diffed.entries += 1;
         Ok(())
     }
 }

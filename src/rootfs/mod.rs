@@ -19,7 +19,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use diff::{write_diff, DiffOptions};
+pub use diff::{write_diff, DiffOptions, Diffed};
 pub use extract::{detect_file as detect_compression, extract as extract_archive, open_archive_file, Compression};
 pub use layers::LayerDirs;
 pub use lower::LowerView;
@@ -28,7 +28,7 @@ pub use resolve::{file_type, open_file_below, resolve_in, DirFd, Entry, Last};
 #[cfg(test)]
 pub(crate) use resolve::{BEFORE_OPEN, HOOK_LOCK};
 pub use unpack::{unpack, UnpackOptions};
-pub use vfs::{copy_data, diff_trees, flatten, forget_dir_inodes};
+pub use vfs::{copy_data, diff_trees, flatten, forget_dir_inodes, remove_any};
 
 /// Prefix of an OCI whiteout entry. These two are the layer tar's names; what
 /// overlay drivers write on disk instead is named in `overlay_marks`.
@@ -97,6 +97,19 @@ impl RootfsError {
 /// layer it would relabel the file on every host that unpacks it (Docker drops it too).
 pub fn is_private_xattr(name: &str) -> bool {
     crate::overlay_marks::is_driver_xattr(name) || name == "security.selinux"
+}
+
+/// The bytes of the regular files at or below `path`, no link followed: what a
+/// deleted path held (WastedLayerSpace), or a container's writable layer (`ps -s`).
+pub fn regular_bytes_below(path: &Path) -> u64 {
+    walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 #[cfg(test)]

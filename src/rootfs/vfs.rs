@@ -71,7 +71,9 @@ fn walker_done(dirs: &mut Vec<(PathBuf, Metadata)>) -> Result<(), RootfsError> {
     Ok(())
 }
 
-fn remove_any(p: &Path) -> Result<(), RootfsError> {
+/// Removes whatever is at `p`, a directory with all below it; nothing is followed,
+/// and nothing there is no error.
+pub fn remove_any(p: &Path) -> Result<(), RootfsError> {
     match fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(p).map_err(|e| RootfsError::io(p, e)),
         Ok(_) => fs::remove_file(p).map_err(|e| RootfsError::io(p, e)),

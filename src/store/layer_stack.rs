@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use super::{ImageState, LayerRef, LocalStore};
 use crate::oci;
 use crate::overlay_marks::OPAQUE_XATTRS;
-use crate::rootfs::{self, normalise_upper, write_diff, DiffOptions};
+use crate::rootfs::{self, normalise_upper, write_diff, DiffOptions, Diffed};
 use crate::sandbox::{Driver, OverlaySpec};
 
 /// How new layers are written: one build's or one commit's choice.
@@ -20,6 +20,15 @@ pub struct LayerFormat {
     pub compression: oci::LayerCompression,
     /// SOURCE_DATE_EPOCH: file times above it are clamped to it.
     pub source_date_epoch: Option<u64>,
+}
+
+/// A step's upper dir committed as a layer.
+pub struct Committed {
+    pub layer: LayerRef,
+    /// How many of its gzip members were copied from the candidate blob.
+    pub members: oci::MemberStats,
+    /// The paths it deletes, relative to the upper dir (see `rootfs::Diffed`).
+    pub whiteouts: Vec<PathBuf>,
 }
 
 impl LocalStore {
@@ -116,22 +125,22 @@ impl LocalStore {
         below: &ImageState,
         format: LayerFormat,
         candidate: Option<&oci::Digest>,
-    ) -> Result<Option<(LayerRef, oci::MemberStats)>> {
+    ) -> Result<Option<Committed>> {
         let opts = self.diff_options(below, format)?;
-        let layer = self.write_upper_layer(upper, &opts, format, candidate)?;
-        if let Some((layer, _)) = &layer {
+        let committed = self.write_upper_layer(upper, &opts, format, candidate)?;
+        if let Some(c) = &committed {
             // Any driver may stack this dir later: fuse-overlayfs's markers become overlay's.
             normalise_upper(upper, &opts, self.layers.opaque_xattr())?;
-            self.layers.adopt(upper, layer.diff_id.digest().hex())?;
+            self.layers.adopt(upper, c.layer.diff_id.digest().hex())?;
         }
-        Ok(layer)
+        Ok(committed)
     }
 
     /// Writes the layer blob of an upper dir over `below` and leaves the dir where it
     /// is (a container keeps its writable layer after `commit`; the layer dir is
     /// unpacked from the blob when an image first needs it). None when unchanged.
     pub fn layer_from_upper(&self, upper: &Path, below: &ImageState, format: LayerFormat) -> Result<Option<LayerRef>> {
-        Ok(self.write_upper_layer(upper, &self.diff_options(below, format)?, format, None)?.map(|(layer, _)| layer))
+        Ok(self.write_upper_layer(upper, &self.diff_options(below, format)?, format, None)?.map(|c| c.layer))
     }
 
     fn diff_options(&self, below: &ImageState, format: LayerFormat) -> Result<DiffOptions> {
@@ -149,18 +158,20 @@ impl LocalStore {
         opts: &DiffOptions,
         format: LayerFormat,
         candidate: Option<&oci::Digest>,
-    ) -> Result<Option<(LayerRef, oci::MemberStats)>> {
+    ) -> Result<Option<Committed>> {
         let empty = fs::read_dir(upper).with_context(|| format!("reading {}", upper.display()))?.next().is_none();
         if empty {
             return Ok(None);
         }
         // A crash test's "after the RUN, before its layer" point.
         crate::fault::abort_if_asked("run");
+        let mut diffed = Diffed::default();
         let blob = self.images.write_layer_reusing(format.compression, candidate, |w| {
             let mut out = BufWriter::with_capacity(1 << 20, w);
-            write_diff(upper, &mut out, opts).map_err(std::io::Error::other)?;
+            diffed = write_diff(upper, &mut out, opts).map_err(std::io::Error::other)?;
             std::io::Write::flush(&mut out)
         })?;
-        Ok(Some((LayerRef { diff_id: blob.diff_id.clone(), blob: blob.descriptor() }, blob.members)))
+        let layer = LayerRef { diff_id: blob.diff_id.clone(), blob: blob.descriptor() };
+        Ok(Some(Committed { layer, members: blob.members, whiteouts: diffed.whiteouts }))
     }
 }

@@ -38,7 +38,7 @@ pub use cache::{Cache, CachedLayers};
 pub use containers::{ContainerRecord, ContainerState, Containers};
 pub use gc::PruneReport;
 pub use image::{ImageState, LayerRef};
-pub use layer_stack::LayerFormat;
+pub use layer_stack::{Committed, LayerFormat};
 pub use mount_cache::{CacheLease, CacheSharing, MountsPruned};
 pub use removal::{remove_image, Removal};
 

@@ -22,7 +22,7 @@ use nix::sys::time::TimeSpec;
 use super::{ImageState, LayerFormat, LocalStore};
 use crate::oci::History;
 use crate::overlay_marks::{is_whiteout, OPAQUE_VALUE, OPAQUE_XATTRS};
-use crate::rootfs::LowerView;
+use crate::rootfs::{remove_any, LowerView};
 
 impl LocalStore {
     /// `image` with its layers from index `from` on merged into one; `what` names
@@ -51,8 +51,8 @@ impl LocalStore {
         }
         let below = ImageState { layers: image.layers[..from].to_vec(), config: image.config.clone(), cache_key: String::new() };
         let mut state = below.clone();
-        if let Some((layer, _)) = self.commit_upper(&upper, &below, format, None)? {
-            state.layers.push(layer);
+        if let Some(committed) = self.commit_upper(&upper, &below, format, None)? {
+            state.layers.push(committed.layer);
         }
         state.config = squashed_config(image, merged, state.layers.len() > from, what);
         state.cache_key = image.cache_key.clone();
@@ -124,16 +124,6 @@ fn merge_dir(from: &Path, target: &Path, meta: &Metadata, dir_times: &mut HashMa
     let times = (TimeSpec::new(meta.atime(), meta.atime_nsec()), TimeSpec::new(meta.mtime(), meta.mtime_nsec()));
     dir_times.insert(target.to_path_buf(), times);
     Ok(())
-}
-
-/// Removes whatever is at `path`, a directory with all below it; nothing is followed.
-fn remove_any(path: &Path) -> Result<()> {
-    match path.symlink_metadata() {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(_) => return Ok(()),
-    }
-    .with_context(|| format!("removing {}", path.display()))
 }
 
 fn set_times(path: &Path, (atime, mtime): &Times) -> Result<()> {
